@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
+#include "td_limits.h"
 #include "version.h"
 
 typedef enum { OPT_STR, OPT_INT, OPT_I64, OPT_U64, OPT_DOUBLE, OPT_BOOL, OPT_FEED, OPT_PHASES } opt_type;
