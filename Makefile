@@ -44,8 +44,22 @@ BIN       := $(BUILD)/tickerd
 UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
 
+# Dashboard assets: web/ plus the front-end libraries vendored from npm,
+# assembled by web/build.sh into $(BUILD)/web, which tickerd serves.
+WEB_DIR := $(BUILD)/web
+$(WEB_DIR)/.stamp: $(wildcard web/* web/*/*) package-lock.json | deps-npm
+	@if [ -x web/build.sh ]; then web/build.sh $(WEB_DIR); else mkdir -p $(WEB_DIR); fi
+	@touch $@
+
+# Load generators and probes of `make bench`: one C file each under bench/.
+BENCH_SRCS := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
 .PHONY: all run test test-unit test-integration test-browser fuzz fuzz-build bench clean check-layout
-all: $(BIN)
+all: $(BIN) $(WEB_DIR)/.stamp
 
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c | deps-apt
 	@mkdir -p $(@D)
@@ -105,7 +119,7 @@ fuzz: deps fuzz-build
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n test/fuzz/seeds/$$n 2>&1 | tail -n 12; done
 
-bench: deps $(BIN)
+bench: deps all $(BENCH_BINS)
 	@bench/run.sh $(abspath $(BIN))
 
 clean:
