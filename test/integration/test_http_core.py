@@ -252,11 +252,13 @@ def test_smuggling_attempts_are_refused(tickerd):
 
 def test_too_many_connections_gives_503(tickerd_factory):
     t = tickerd_factory("--feed", "none", "--max-connections", "2")
+    # the fixture's readiness probe must be gone: only this /status connection is open
+    wait_for(lambda: t.status()["open_connections"] == 1 or None, what="the probe connection to close")
     a, b = t.connect(), t.connect()
     try:
         for s in (a, b):  # both are accepted and served before the third arrives
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            read_response(s)
+            assert read_response(s)[0].status == 200
         with t.connect() as c:
             r, _ = read_response(c)
             assert r.status == 503 and r.json()["error"] == "too_many_connections"
