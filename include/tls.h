@@ -78,11 +78,14 @@ struct tls_conn {
   bool connected_reported; /* on_connect was called */
   uint8_t pending_closes;  /* handle close callbacks still to come */
   bool resolving;          /* the getaddrinfo request has not called back */
+  bool tcp_open;           /* tcp is initialised and not yet closing */
   const char *close_reason;
   const char *error;       /* static string: why the connection failed */
   char host[TLS_MAX_HOST + 1];
   int port;
   uv_getaddrinfo_t gai;
+  struct addrinfo *addrs;   /* the resolver's answer, until connected */
+  struct addrinfo *next_ai; /* the address to try when this one fails */
   uv_connect_t connect_req;
   uv_tcp_t tcp;
   uv_timer_t timer;
@@ -102,7 +105,8 @@ void tls_ctx_free(tls_ctx *ctx);
 
 void tls_init(uv_loop_t *loop, tls_conn *c, tls_ctx *ctx, const tls_callbacks *cb);
 /* Resolves, connects and (use_tls) handshakes within timeout_ms. `host` may be
- * a name, an IPv4 or an IPv6 literal (without brackets). Returns 0 (then
+ * a name, an IPv4 or an IPv6 literal (without brackets). The resolved
+ * addresses are tried in order until one accepts. Returns 0 (then
  * on_connect and on_close will come) or a negative errno (no callback). */
 int tls_connect(tls_conn *c, const char *host, int port, bool use_tls, int timeout_ms);
 /* Encrypts and queues `len` bytes (copied). Returns 0 or a negative errno:

@@ -92,6 +92,10 @@ size_t tls_write_queue_size(const tls_conn *c) {
  * is the caller's again from inside on_close. */
 static void maybe_finish(tls_conn *c) {
   if (c->pending_closes > 0 || c->resolving) return;
+  if (c->addrs) {
+    uv_freeaddrinfo(c->addrs);
+    c->addrs = c->next_ai = NULL;
+  }
   if (c->ssl) {
     SSL_free(c->ssl); /* frees both BIOs */
     c->ssl = NULL;
@@ -132,7 +136,8 @@ void tls_close(tls_conn *c, const char *reason) {
   uv_timer_stop(&c->timer);
   c->pending_closes++;
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-  if (was != TLS_RESOLVING) {
+  if (c->tcp_open) {
+    c->tcp_open = false;
     c->pending_closes++;
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
   }
@@ -374,13 +379,37 @@ static void read_plain(tls_conn *c) {
   }
 }
 
+static void try_next_address(tls_conn *c, int last_status);
+
+static void on_retry_closed(uv_handle_t *h) {
+  tls_conn *c = h->data;
+  c->pending_closes--;
+  if (c->state == TLS_CLOSING)
+    maybe_finish(c);
+  else
+    try_next_address(c, UV_ECONNREFUSED);
+}
+
+/* This address failed: close the socket and try the resolver's next one. */
+static void retry_or_fail(tls_conn *c, int status) {
+  if (!c->next_ai) {
+    fail(c, status, "connect failed");
+    return;
+  }
+  c->tcp_open = false;
+  c->pending_closes++;
+  uv_close((uv_handle_t *)&c->tcp, on_retry_closed);
+}
+
 static void on_connected(uv_connect_t *req, int status) {
   tls_conn *c = req->data;
   if (status == UV_ECANCELED || c->state == TLS_CLOSING) return;
   if (status < 0) {
-    fail(c, status, "connect failed");
+    retry_or_fail(c, status);
     return;
   }
+  uv_freeaddrinfo(c->addrs);
+  c->addrs = c->next_ai = NULL;
   int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_tcp_read);
   if (r < 0) {
     fail(c, r, "read start failed");
@@ -392,6 +421,22 @@ static void on_connected(uv_connect_t *req, int status) {
   }
   r = start_tls(c);
   if (r < 0) fail(c, r, "TLS setup failed");
+}
+
+static void try_next_address(tls_conn *c, int last_status) {
+  struct addrinfo *ai = c->next_ai;
+  if (!ai) {
+    fail(c, last_status, "connect failed");
+    return;
+  }
+  c->next_ai = ai->ai_next;
+  uv_tcp_init(c->loop, &c->tcp);
+  c->tcp.data = c;
+  c->tcp_open = true;
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->connect_req.data = c;
+  int r = uv_tcp_connect(&c->connect_req, &c->tcp, ai->ai_addr, on_connected);
+  if (r < 0) retry_or_fail(c, r);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -407,14 +452,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     fail(c, status < 0 ? status : UV_EAI_NONAME, "cannot resolve host");
     return;
   }
-  uv_tcp_init(c->loop, &c->tcp);
-  c->tcp.data = c;
+  c->addrs = c->next_ai = res;
   c->state = TLS_CONNECTING;
-  uv_tcp_nodelay(&c->tcp, 1);
-  c->connect_req.data = c;
-  int r = uv_tcp_connect(&c->connect_req, &c->tcp, res->ai_addr, on_connected);
-  uv_freeaddrinfo(res);
-  if (r < 0) fail(c, r, "connect failed");
+  try_next_address(c, UV_EAI_NONAME);
 }
 
 int tls_connect(tls_conn *c, const char *host, int port, bool use_tls, int timeout_ms) {
