@@ -80,7 +80,8 @@ typedef enum {
 
 /* Every callback may be NULL (the event is then dropped). `data` is valid only
  * during the call. A non-zero return stops parsing: ws_parser_feed returns
- * WS_ESTOPPED now and on every later call. */
+ * WS_ESTOPPED now and on every later call. A callback must not free the
+ * parser: return non-zero and free it after ws_parser_feed returns. */
 typedef struct {
   /* A complete text (valid UTF-8) or binary message, fragments reassembled. */
   int (*on_message)(void *ud, ws_opcode op, const char *data, size_t len);
@@ -124,6 +125,7 @@ typedef struct ws_parser {
   size_t msg_cap;
   utf8_state utf8;      /* validation state across the fragments of a text message */
   /* the failure, once state is WS_PS_FAILED */
+  int err;
   int close_code;
   const char *error;
 } ws_parser;
