@@ -56,6 +56,10 @@ typedef struct {
   /* The last callback: every handle is closed. `reason` is a static string
    * (the one given to tls_close, or why the connection ended). */
   void (*on_close)(tls_conn *c, const char *reason);
+  /* Optional: the timer of tls_set_timeout fired on an open connection.
+   * NULL: the connection closes with reason "timeout". (Before on_connect
+   * the timer is the connect timeout and always fails the connection.) */
+  void (*on_timeout)(tls_conn *c);
 } tls_callbacks;
 
 typedef enum {

@@ -158,6 +158,8 @@ static void on_timeout(uv_timer_t *t) {
   tls_conn *c = t->data;
   if (!c->connected_reported)
     fail(c, UV_ETIMEDOUT, "connect timeout");
+  else if (c->cb->on_timeout)
+    c->cb->on_timeout(c);
   else
     tls_close(c, "timeout");
 }

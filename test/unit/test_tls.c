@@ -43,7 +43,7 @@ static void p_on_close(tls_conn *c, const char *reason) {
   p->done = true;
 }
 
-static const tls_callbacks p_cb = {p_on_connect, p_on_read, p_on_close};
+static const tls_callbacks p_cb = {p_on_connect, p_on_read, p_on_close, NULL};
 
 static void probe_init(uv_loop_t *loop, probe *p, tls_ctx *ctx) {
   memset(p, 0, sizeof(*p));
