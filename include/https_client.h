@@ -35,7 +35,7 @@ typedef struct {
   char host[TLS_MAX_HOST + 1];   /* without brackets */
   int port;
   char path[HCLI_MAX_PATH + 1];  /* path and query; "/" when the URL has none */
-  char authority[TLS_MAX_HOST + 9]; /* the Host header: host, [v6], ":port" unless default */
+  char authority[TLS_MAX_HOST + 16]; /* the Host header: host, [v6], ":port" unless default */
 } hcli_url;
 
 /* Parses http://, https://, ws:// and wss:// URLs: host name, IPv4, or IPv6
