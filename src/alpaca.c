@@ -152,7 +152,11 @@ static void on_success(astream *s, const char *msg) {
     send_text(s, s->a->auth, "auth");
   } else if (!strcmp(msg, "authenticated") && s->state == ALPACA_AUTHENTICATING) {
     s->state = ALPACA_SUBSCRIBING;
-    log_msg(TD_LOG_INFO, "alpaca_authenticated", s->name);
+    td_logline *l = log_begin(TD_LOG_INFO, "alpaca_authenticated");
+    if (l) {
+      log_str(l, "stream", s->name);
+      log_end(l);
+    }
     send_text(s, s->subscribe, "subscribe");
   } else {
     td_logline *l = log_begin(TD_LOG_DEBUG, "alpaca_success");

@@ -251,7 +251,7 @@ async def rest_handler(reader, writer):
 async def rest_route(method, target, headers):
     if target == "/_stats":
         return http_response(200, json.dumps(STATS["rest"]))
-    parts = target.split("/")
+    parts = target.split("?", 1)[0].split("/")
     # ['', 'v2', 'stocks', SYM, 'quotes', 'latest']
     if method != "GET" or len(parts) != 6 or parts[1:3] != ["v2", "stocks"] or parts[4:] != ["quotes", "latest"]:
         return http_response(404, '{"message":"not found"}', "Not Found")

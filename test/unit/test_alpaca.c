@@ -87,6 +87,7 @@ static char *env_stop(env *e) {
   size_t n = fread(text, 1, sizeof(text) - 1, fp);
   fclose(fp);
   text[n] = 0;
+  if (getenv("TD_SHOW_LOG")) fputs(text, stderr);
   assert_null(strstr(text, SECRET));
   return text;
 }
