@@ -11,6 +11,7 @@ Ports default to 0: the kernel picks free ones, so tests never race.
 
 Modes (--mode) say what happens after a connection subscribed:
   happy     --batches arrays of mixed kinds for the subscribed symbols
+            (0: forever), --interval-ms apart
   badauth   every auth answers 402 "auth failed" (like wrong credentials)
   drop      --drop-after data messages, then the TCP connection is cut
   fragment  a message sent as several continuation frames with a ping between them
@@ -158,8 +159,12 @@ async def idle(ws):
 async def run_mode(ws, mode, sub, conn_no):
     t = ws.transport
     if mode == "happy" or mode == "badauth":
-        for i in range(ARGS.batches):
+        i = 0
+        while ARGS.batches == 0 or i < ARGS.batches:
             await send_json(ws, batch(sub, i))
+            i += 1
+            if ARGS.interval_ms:
+                await asyncio.sleep(ARGS.interval_ms / 1000.0)
         await idle(ws)
     elif mode == "drop":
         sym = (symbols_of(sub, "quotes") or ["AAPL"])[0]
@@ -307,7 +312,8 @@ def parse_args():
     p.add_argument("--mode", default="happy",
                    choices=["happy", "badauth", "drop", "fragment", "ping", "oversize", "invalid", "flood"])
     p.add_argument("--bad-once", action="store_true")
-    p.add_argument("--batches", type=int, default=3)
+    p.add_argument("--batches", type=int, default=3, help="happy: batches to send, 0: forever")
+    p.add_argument("--interval-ms", type=int, default=0, help="happy: pause between batches")
     p.add_argument("--drop-after", type=int, default=3)
     p.add_argument("--flood-batch", type=int, default=100)
     return p.parse_args()
