@@ -195,6 +195,54 @@ static void test_handshake_timeout(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A peer that never reads: once the kernel's buffers are full our queue
+ * grows, and past TLS_MAX_WRITE_QUEUE the connection is closed. */
+static void qp_on_connect(tls_conn *c, int status) {
+  probe *p = c->data;
+  p->connects++;
+  p->connect_status = status;
+  if (status < 0) return;
+  static char chunk[1 << 20];
+  for (int i = 0; i < 256; i++) {
+    int r = tls_write(c, chunk, sizeof(chunk));
+    if (r < 0) {
+      p->resp_len = (size_t)i; /* chunks written before the refusal */
+      assert_int_equal(r, UV_ENOBUFS);
+      return;
+    }
+  }
+  fail_msg("the write queue was never bounded");
+}
+
+static const tls_callbacks qp_cb = {qp_on_connect, p_on_read, p_on_close, NULL};
+
+static void test_write_queue_bounded(void **state) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  uv_tcp_t srv;
+  uv_tcp_init(&loop, &srv);
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  assert_int_equal(uv_tcp_bind(&srv, (struct sockaddr *)&a, 0), 0);
+  int fd;
+  uv_fileno((uv_handle_t *)&srv, &fd);
+  assert_int_equal(listen(fd, 8), 0);
+  struct sockaddr_in got;
+  int len = sizeof(got);
+  uv_tcp_getsockname(&srv, (struct sockaddr *)&got, &len);
+  probe p;
+  probe_init(&loop, &p, NULL);
+  tls_init(&loop, &p.c, NULL, &qp_cb);
+  assert_int_equal(tls_connect(&p.c, "127.0.0.1", ntohs(got.sin_port), false, 5000), 0);
+  assert_true(run_until(&loop, &p.done, 10000));
+  assert_int_equal(p.connect_status, 0);
+  assert_string_equal(p.close_reason, "write queue full");
+  assert_true(p.resp_len > 0);
+  uv_close((uv_handle_t *)&srv, NULL);
+  run_to_end(&loop);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* Closing while the name is being resolved: on_close once, no on_connect,
  * and the struct can connect again afterwards. */
 static void test_close_while_resolving(void **state) {
@@ -246,6 +294,7 @@ int main(void) {
       cmocka_unit_test(test_host_name_checked),
       cmocka_unit_test(test_refused),
       cmocka_unit_test(test_handshake_timeout),
+      cmocka_unit_test(test_write_queue_bounded),
       cmocka_unit_test(test_close_while_resolving),
       cmocka_unit_test(test_write_when_closed),
       cmocka_unit_test(test_bad_ca_file),
