@@ -62,6 +62,10 @@ struct wsc {
   const wsc_callbacks *cb;
   wsc_state state;
   size_t max_message;
+  /* Set by wsc_init to WSC_IDLE_MS and WSC_CLOSE_TIMEOUT_MS; a caller (or a
+   * test) may change them before wsc_connect. */
+  uint64_t idle_ms;
+  uint64_t close_timeout_ms;
   uint64_t handshake_deadline;
   hcli_url url;
   char key[WS_KEY_LEN + 1];

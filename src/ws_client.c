@@ -23,6 +23,8 @@ void wsc_init(uv_loop_t *loop, wsc *w, tls_ctx *ctx, const wsc_callbacks *cb) {
   w->data = data;
   w->cb = cb;
   w->state = WSC_IDLE;
+  w->idle_ms = WSC_IDLE_MS;
+  w->close_timeout_ms = WSC_CLOSE_TIMEOUT_MS;
   tls_init(loop, &w->tls, ctx, &wsc_tls_cb);
   w->tls.data = w;
 }
@@ -61,7 +63,7 @@ void wsc_close(wsc *w, int code, const char *reason) {
   w->close_why = reason;
   w->state = WSC_CLOSING;
   send_buf(w, ws_frame_encode_close_masked(code, reason));
-  tls_set_timeout(&w->tls, WSC_CLOSE_TIMEOUT_MS);
+  tls_set_timeout(&w->tls, w->close_timeout_ms);
 }
 
 /* ---- frames --------------------------------------------------------------- */
@@ -103,7 +105,7 @@ static int f_on_close(void *ud, int code, const char *reason, size_t len) {
     w->state = WSC_CLOSING;
     int echo = code == WS_CLOSE_NO_STATUS ? 0 : code;
     send_buf(w, ws_frame_encode_close_masked(echo, NULL));
-    tls_set_timeout(&w->tls, WSC_CLOSE_TIMEOUT_MS);
+    tls_set_timeout(&w->tls, w->close_timeout_ms);
   } else {
     /* The answer to our close: the handshake is complete. */
     tls_close(&w->tls, "closed");
@@ -197,7 +199,7 @@ static const char *check_upgrade(const wsc *w) {
 static void opened(wsc *w, const char *rest, size_t rest_len) {
   w->state = WSC_OPEN;
   w->ping_sent = false;
-  tls_set_timeout(&w->tls, WSC_IDLE_MS);
+  tls_set_timeout(&w->tls, w->idle_ms);
   w->cb->on_open(w);
   if (w->state == WSC_OPEN) feed_frames(w, rest, rest_len);
 }
@@ -264,12 +266,12 @@ static void t_on_timeout(tls_conn *c) {
     return;
   }
   uint64_t now = uv_now(c->loop), quiet = now - w->last_rx;
-  if (quiet < WSC_IDLE_MS) {
-    tls_set_timeout(c, WSC_IDLE_MS - quiet);
+  if (quiet < w->idle_ms) {
+    tls_set_timeout(c, w->idle_ms - quiet);
   } else if (!w->ping_sent) {
     w->ping_sent = true;
     send_buf(w, ws_frame_encode_masked(WS_OP_PING, "idle", 4));
-    tls_set_timeout(c, WSC_IDLE_MS);
+    tls_set_timeout(c, w->idle_ms);
   } else {
     send_buf(w, ws_frame_encode_close_masked(WS_CLOSE_GOING_AWAY, "idle timeout"));
     fail(w, WS_CLOSE_ABNORMAL, "idle timeout");

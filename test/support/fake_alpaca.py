@@ -19,6 +19,7 @@ Modes (--mode) say what happens after a connection subscribed:
   oversize  a frame header announcing 8 GiB
   invalid   a frame with a reserved opcode
   flood     quotes in batches of --flood-batch, as fast as the client reads
+  stall     nothing more, and nothing read: pings and close frames go unanswered
 With --bad-once the fault (oversize, invalid, drop, badauth) happens on the
 first connection only; later connections behave as `happy`.
 
@@ -197,6 +198,10 @@ async def run_mode(ws, mode, sub, conn_no):
         t.write(raw_frame(0x3, b"reserved opcode"))
         log("invalid", conn=conn_no)
         await idle(ws)
+    elif mode == "stall":
+        t.pause_reading()
+        log("stall", conn=conn_no)
+        await asyncio.sleep(3600)
     elif mode == "flood":
         sym = (symbols_of(sub, "quotes") or ["AAPL"])[0]
         i = 0
@@ -310,7 +315,8 @@ def parse_args():
     p.add_argument("--key-id", default="testkey")
     p.add_argument("--secret", default="testsecret")
     p.add_argument("--mode", default="happy",
-                   choices=["happy", "badauth", "drop", "fragment", "ping", "oversize", "invalid", "flood"])
+                   choices=["happy", "badauth", "drop", "fragment", "ping", "oversize", "invalid", "flood",
+                            "stall"])
     p.add_argument("--bad-once", action="store_true")
     p.add_argument("--batches", type=int, default=3, help="happy: batches to send, 0: forever")
     p.add_argument("--interval-ms", type=int, default=0, help="happy: pause between batches")

@@ -221,6 +221,36 @@ static void test_wrong_certificate(void **state) {
   env_stop(&e);
 }
 
+/* A server that stops reading: our idle ping goes unanswered, and after a
+ * second idle period the connection is closed. */
+static void test_idle_timeout(void **state) {
+  env e;
+  const char *args[] = {"--mode", "stall", NULL};
+  env_start(&e, "server", args);
+  e.c.w.idle_ms = 150;
+  env_connect(&e, "wss", e.f.ws_port, 1 << 20);
+  assert_true(run_until(&e.loop, &e.c.done, 10000));
+  assert_int_equal(e.c.nmsgs, 3); /* connected, authenticated, subscription */
+  assert_int_equal(e.c.close_code, WS_CLOSE_ABNORMAL);
+  assert_string_equal(e.c.close_reason, "idle timeout");
+  env_stop(&e);
+}
+
+/* Our close frame goes unanswered: the close timeout ends the connection. */
+static void test_close_timeout(void **state) {
+  env e;
+  const char *args[] = {"--mode", "stall", NULL};
+  env_start(&e, "server", args);
+  e.c.close_after = 3;
+  e.c.w.close_timeout_ms = 100;
+  env_connect(&e, "wss", e.f.ws_port, 1 << 20);
+  assert_true(run_until(&e.loop, &e.c.done, 10000));
+  assert_false(e.c.w.close_received);
+  assert_int_equal(e.c.close_code, WS_CLOSE_NORMAL);
+  assert_string_equal(e.c.close_reason, "test done");
+  env_stop(&e);
+}
+
 static void test_bad_urls(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -249,6 +279,8 @@ int main(void) {
       cmocka_unit_test(test_server_closes_after_bad_auth),
       cmocka_unit_test(test_upgrade_refused),
       cmocka_unit_test(test_wrong_certificate),
+      cmocka_unit_test(test_idle_timeout),
+      cmocka_unit_test(test_close_timeout),
       cmocka_unit_test(test_bad_urls),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
