@@ -73,8 +73,8 @@ def _pings(client):
 def start_fake(ca_dir, *args):
     proc = subprocess.Popen(["/usr/bin/python3", FAKE,
                              "--cert", str(ca_dir / "server.pem"), "--key", str(ca_dir / "server.key"),
-                             "--key-id", KEY, "--secret", SECRET] + list(args),
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             "--key-id", KEY, "--secret", SECRET, "--exit-on-stdin-eof"] + list(args),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     m = re.match(r"READY (\d+) (\d+)", line)
     assert m, "fake server did not start: %r" % line

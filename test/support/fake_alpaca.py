@@ -32,6 +32,7 @@ NOPE -> 404, EMPTY -> 200 with an all-zero quote, SLOW -> answered after
 import argparse
 import asyncio
 import json
+import os
 import ssl
 import struct
 import sys
@@ -300,6 +301,14 @@ async def main():
         rest = await asyncio.start_server(rest_handler, ARGS.host, ARGS.rest_port, ssl=ctx)
         rest_port = rest.sockets[0].getsockname()[1]
     print("READY %d %d" % (ws_port, rest_port), flush=True)
+    if ARGS.exit_on_stdin_eof:
+        # The test holds our stdin open: when it exits, however it exits,
+        # we see EOF and go too, so no server outlives a failed test.
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        loop.add_reader(0, lambda: os.read(0, 4096) or (done.done() or done.set_result(None)))
+        await done
+        return
     await asyncio.Future()
 
 
@@ -318,6 +327,8 @@ def parse_args():
                    choices=["happy", "badauth", "drop", "fragment", "ping", "oversize", "invalid", "flood",
                             "stall"])
     p.add_argument("--bad-once", action="store_true")
+    p.add_argument("--exit-on-stdin-eof", action="store_true",
+                   help="exit when stdin reaches EOF (the test that started us is gone)")
     p.add_argument("--batches", type=int, default=3, help="happy: batches to send, 0: forever")
     p.add_argument("--interval-ms", type=int, default=0, help="happy: pause between batches")
     p.add_argument("--drop-after", type=int, default=3)

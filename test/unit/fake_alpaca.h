@@ -71,6 +71,7 @@ typedef struct {
   pid_t pid;
   int ws_port;
   int rest_port;
+  int lifeline; /* the fake's stdin: when we exit, however, it sees EOF and exits */
 } fake_server;
 
 /* Starts the fake with TLS (cert "server" or "wrong", NULL: plain) and the
@@ -82,6 +83,7 @@ static int fake_start(fake_server *f, const char *cert, const char *const *extra
   snprintf(script, sizeof(script), "%s/test/support/fake_alpaca.py", fake_src_dir());
   argv[n++] = "/usr/bin/python3";
   argv[n++] = script;
+  argv[n++] = "--exit-on-stdin-eof";
   char certp[300], keyp[300];
   if (cert) {
     snprintf(certp, sizeof(certp), "%s/%s.pem", fake_ca_dir(), cert);
@@ -93,13 +95,25 @@ static int fake_start(fake_server *f, const char *cert, const char *const *extra
   }
   for (int i = 0; extra && extra[i] && n < 38; i++) argv[n++] = extra[i];
   argv[n] = NULL;
-  int fds[2];
+  int fds[2], life[2];
   if (pipe(fds) < 0) return -1;
+  if (pipe2(life, O_CLOEXEC) < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return -1;
+  }
   char logp[400];
   snprintf(logp, sizeof(logp), "%s/fake.log", fake_ca_dir());
   pid_t pid = fork();
-  if (pid < 0) return -1;
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    close(life[0]);
+    close(life[1]);
+    return -1;
+  }
   if (pid == 0) {
+    dup2(life[0], 0);
     dup2(fds[1], 1);
     int lf = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (lf >= 0) dup2(lf, 2);
@@ -109,6 +123,8 @@ static int fake_start(fake_server *f, const char *cert, const char *const *extra
     _exit(127);
   }
   close(fds[1]);
+  close(life[0]);
+  f->lifeline = life[1];
   char line[128];
   size_t have = 0;
   int rc = -1;
@@ -129,6 +145,7 @@ static int fake_start(fake_server *f, const char *cert, const char *const *extra
     fprintf(stderr, "fake server did not start (see %s)\n", logp);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
+    close(f->lifeline);
     f->pid = 0;
   }
   return rc;
@@ -138,6 +155,7 @@ static void fake_stop(fake_server *f) {
   if (f->pid <= 0) return;
   kill(f->pid, SIGTERM);
   waitpid(f->pid, NULL, 0);
+  close(f->lifeline);
   f->pid = 0;
 }
 
