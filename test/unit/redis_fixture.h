@@ -31,7 +31,7 @@ typedef struct rfx {
   int nextra;
 } rfx;
 
-static int rfx_free_port(void) {
+static inline int rfx_free_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t len = sizeof(a);
@@ -44,13 +44,13 @@ static int rfx_free_port(void) {
   return ntohs(a.sin_port);
 }
 
-static void rfx_sleep_ms(int ms) {
+static inline void rfx_sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
 }
 
 /* A blocking client for checks; NULL if the server does not answer. */
-static redisContext *rfx_client(const rfx *r) {
+static inline redisContext *rfx_client(const rfx *r) {
   struct timeval tv = {1, 0};
   redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
   if (c && c->err) {
@@ -60,7 +60,7 @@ static redisContext *rfx_client(const rfx *r) {
   return c;
 }
 
-static bool rfx_ping(const rfx *r, const char *password) {
+static inline bool rfx_ping(const rfx *r, const char *password) {
   redisContext *c = rfx_client(r);
   if (!c) return false;
   redisReply *rep = password ? redisCommand(c, "AUTH %s", password) : redisCommand(c, "PING");
@@ -75,7 +75,7 @@ static bool rfx_ping(const rfx *r, const char *password) {
 #define RFX_MAX_SERVERS 16
 static pid_t rfx_pids[RFX_MAX_SERVERS];
 
-static void rfx_kill_all(void) {
+static inline void rfx_kill_all(void) {
   for (int i = 0; i < RFX_MAX_SERVERS; i++)
     if (rfx_pids[i] > 0) {
       kill(rfx_pids[i], SIGCONT);
@@ -85,7 +85,7 @@ static void rfx_kill_all(void) {
     }
 }
 
-static void rfx_track(pid_t pid, bool add) {
+static inline void rfx_track(pid_t pid, bool add) {
   static bool registered;
   if (!registered) registered = atexit(rfx_kill_all) == 0;
   for (int i = 0; i < RFX_MAX_SERVERS; i++)
@@ -96,7 +96,7 @@ static void rfx_track(pid_t pid, bool add) {
 }
 
 /* Starts the server on r->port (0: pick a free one). 0 or -1. */
-static int rfx_spawn(rfx *r, const char *password) {
+static inline int rfx_spawn(rfx *r, const char *password) {
   if (r->port == 0) r->port = rfx_free_port();
   char port[16];
   snprintf(port, sizeof(port), "%d", r->port);
@@ -134,12 +134,12 @@ static int rfx_spawn(rfx *r, const char *password) {
   return -1;
 }
 
-static void rfx_arg(rfx *r, const char *flag, const char *value) {
+static inline void rfx_arg(rfx *r, const char *flag, const char *value) {
   r->extra[r->nextra++] = flag;
   if (value) r->extra[r->nextra++] = value;
 }
 
-static void rfx_kill(rfx *r) {
+static inline void rfx_kill(rfx *r) {
   if (r->pid <= 0) return;
   kill(r->pid, SIGCONT);
   kill(r->pid, SIGKILL);
@@ -148,11 +148,11 @@ static void rfx_kill(rfx *r) {
   r->pid = 0;
 }
 
-static void rfx_signal(rfx *r, int sig) {
+static inline void rfx_signal(rfx *r, int sig) {
   if (r->pid > 0) kill(r->pid, sig);
 }
 
-static char *rfx_url(const rfx *r, char *buf, size_t n, const char *userinfo, int db) {
+static inline char *rfx_url(const rfx *r, char *buf, size_t n, const char *userinfo, int db) {
   snprintf(buf, n, "redis://%s%s127.0.0.1:%d/%d", userinfo ? userinfo : "", userinfo ? "@" : "",
            r->port, db);
   return buf;
@@ -162,11 +162,11 @@ static char *rfx_url(const rfx *r, char *buf, size_t n, const char *userinfo, in
 
 typedef bool (*rfx_cond)(void *arg);
 
-static void rfx_tick(uv_timer_t *t) { (void)t; }
+static inline void rfx_tick(uv_timer_t *t) { (void)t; }
 
 /* Runs `loop` until cond(arg) or timeout_ms; returns cond(arg). A ticking
  * timer makes each UV_RUN_ONCE return so the condition is re-checked. */
-static bool rfx_run_until(uv_loop_t *loop, rfx_cond cond, void *arg, int timeout_ms) {
+static inline bool rfx_run_until(uv_loop_t *loop, rfx_cond cond, void *arg, int timeout_ms) {
   uv_timer_t tick;
   uv_timer_init(loop, &tick);
   uv_timer_start(&tick, rfx_tick, 5, 5);
@@ -178,13 +178,13 @@ static bool rfx_run_until(uv_loop_t *loop, rfx_cond cond, void *arg, int timeout
   return ok;
 }
 
-static bool rfx_never(void *arg) { (void)arg; return false; }
+static inline bool rfx_never(void *arg) { (void)arg; return false; }
 
 /* Runs the loop for ms milliseconds. */
-static void rfx_run_for(uv_loop_t *loop, int ms) { rfx_run_until(loop, rfx_never, NULL, ms); }
+static inline void rfx_run_for(uv_loop_t *loop, int ms) { rfx_run_until(loop, rfx_never, NULL, ms); }
 
 /* Runs the loop until nothing is left (every handle closed): at most 2 s. */
-static bool rfx_drain(uv_loop_t *loop) {
+static inline bool rfx_drain(uv_loop_t *loop) {
   for (int i = 0; i < 400; i++) {
     if (uv_run(loop, UV_RUN_NOWAIT) == 0 && !uv_loop_alive(loop)) return true;
     rfx_sleep_ms(5);
@@ -192,21 +192,21 @@ static bool rfx_drain(uv_loop_t *loop) {
   return false;
 }
 
-static void rfx_walk_print(uv_handle_t *h, void *arg) {
+static inline void rfx_walk_print(uv_handle_t *h, void *arg) {
   (void)arg;
   fprintf(stderr, "open handle: %s%s\n", uv_handle_type_name(h->type),
           uv_is_closing(h) ? " (closing)" : "");
 }
 
 /* Drains and closes the loop; false (and prints) when handles leaked. */
-static bool rfx_loop_close(uv_loop_t *loop) {
+static inline bool rfx_loop_close(uv_loop_t *loop) {
   rfx_drain(loop);
   if (uv_loop_close(loop) == 0) return true;
   uv_walk(loop, rfx_walk_print, NULL);
   return false;
 }
 
-static long long rfx_int_command(const rfx *r, const char *fmt, ...) {
+static inline long long rfx_int_command(const rfx *r, const char *fmt, ...) {
   redisContext *c = rfx_client(r);
   if (!c) return -1;
   va_list ap;
