@@ -210,6 +210,7 @@ static int send_publish(td_publisher *p, const char *ch, size_t chn, const char 
   memcpy(o, head, sizeof(head) - 1);
   char *end = put_bulk(o + sizeof(head) - 1, ch, chn);
   end = put_bulk(end, v, vn);
+  *end = '\0'; /* hiredis parses the command name with strchr() */
   int rc = rconn_command(&p->conn, TAG_PUBLISH, o, (size_t)(end - o));
   if (rc == 0) p->inflight++;
   return rc;
@@ -318,6 +319,7 @@ static void flush_last_hash(td_publisher *p, const char *hash, size_t hn) {
       w = put_bulk(w, e->data + e->key_len, e->val_len);
     }
   }
+  *w = '\0'; /* hiredis parses the command name with strchr() */
   if (rconn_command(&p->conn, TAG_HSET, o, (size_t)(w - o)) < 0) return;
   p->hset_inflight++;
   p->last_written += n;
