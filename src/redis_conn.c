@@ -224,9 +224,8 @@ void rconn_url_free(rconn_url *u) {
 static void set_state(td_rconn *c, rconn_state next, const char *reason) {
   rconn_state prev = c->state;
   c->state = next;
-  td_log_level lvl = next == RCONN_READY ? TD_LOG_INFO
-                     : (next == RCONN_BACKOFF && reason) ? TD_LOG_WARN
-                                                         : TD_LOG_DEBUG;
+  /* Failures get their own warn line (context_gone); the rest is detail. */
+  td_log_level lvl = next == RCONN_READY ? TD_LOG_INFO : TD_LOG_DEBUG;
   td_logline *l = log_begin(lvl, "redis_state");
   if (!l) return;
   log_str(l, "conn", c->name);
@@ -506,8 +505,7 @@ static void context_gone(td_rconn *c, const char *reason, const char *detail) {
   if (!was_ready) c->attempt++;
   uint64_t delay = backoff_delay(c);
   set_state(c, RCONN_BACKOFF, reason);
-  td_logline *l = log_begin(was_ready ? TD_LOG_WARN : TD_LOG_INFO,
-                            was_ready ? "redis_lost" : "redis_connect_failed");
+  td_logline *l = log_begin(TD_LOG_WARN, was_ready ? "redis_lost" : "redis_connect_failed");
   if (l) {
     log_str(l, "conn", c->name);
     log_str(l, "url", c->url.masked);
