@@ -135,6 +135,8 @@ int rconn_command(td_rconn *c, uintptr_t tag, const char *cmd, size_t len);
 /* The same without the watchdog: (UN)SUBSCRIBE, whose replies hiredis routes
  * per channel and interleaves with messages. */
 int rconn_command_untracked(td_rconn *c, uintptr_t tag, const char *cmd, size_t len);
+/* Bytes formatted but not yet written to the socket (hiredis's obuf). */
+size_t rconn_pending_bytes(const td_rconn *c);
 /* Drops the current connection (if any) and reconnects after the backoff. */
 void rconn_reconnect(td_rconn *c, const char *reason);
 /* Closes everything; on_closed fires once done. Safe from any callback. */

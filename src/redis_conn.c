@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "redis_uv.h"
+#include <hiredis/sds.h>
 #include "td_limits.h"
 
 /* Tags are shifted left to carry these two flags through hiredis's privdata. */
@@ -570,6 +571,8 @@ static int send_raw(td_rconn *c, uintptr_t flags_tag, const char *cmd, size_t le
     return UV_EIO;
   return 0;
 }
+
+size_t rconn_pending_bytes(const td_rconn *c) { return c->ac ? sdslen(c->ac->c.obuf) : 0; }
 
 bool rconn_ready(const td_rconn *c) {
   return c->state == RCONN_READY && c->ac &&
