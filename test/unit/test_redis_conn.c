@@ -336,6 +336,15 @@ static void test_close_while_connecting(void **state) {
   h_finish(&h);
 }
 
+static void test_close_while_resolving(void **state) {
+  /* The resolver request cannot be taken back: close waits for its callback. */
+  harness h;
+  h_start(&h, "redis://localhost:1");
+  assert_int_equal(h.conn.state, RCONN_RESOLVING);
+  h_finish(&h);
+  assert_int_equal(h.ready, 0);
+}
+
 static char log_path[64];
 
 /* Runs last: every line the suite logged, including the AUTH failures with
@@ -375,6 +384,7 @@ int main(void) {
       cmocka_unit_test(test_watchdog_stalled_server),
       cmocka_unit_test(test_server_restart_reconnects),
       cmocka_unit_test(test_close_while_connecting),
+      cmocka_unit_test(test_close_while_resolving),
       cmocka_unit_test(test_password_never_logged),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
