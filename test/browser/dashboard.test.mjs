@@ -290,6 +290,7 @@ describe('dashboard in chromium', { skip }, () => {
   test('reconnects after a server restart and resumes with "since"', async () => {
     const card = '.chart-card[data-symbol="AAPL"]';
     const seen = await page.getAttribute(card, 'data-last-id');
+    assert.ok(seen, 'AAPL never received a quote: nothing to resume from');
     const [, epoch, seq] = seen.split(':');
     await stop(tickerd);
     await page.waitForSelector('#conn[data-conn="reconnecting"]', { timeout: WAIT_MS });
