@@ -347,11 +347,14 @@ const resizer = new ResizeObserver((entries) => {
   }
 });
 
+/* Heading ids come from a counter: "BRK.A" and "BRK/A" must not collide. */
+let chartSeq = 0;
+
 function makeChart(r) {
-  const card = el('section', { class: 'chart-card', 'data-symbol': r.sym, 'data-points': '0',
-                               'aria-labelledby': 'chart-h-' + r.sym.replace(/[^A-Z0-9]/g, '_') });
+  const hid = 'chart-h-' + (++chartSeq);
+  const card = el('section', { class: 'chart-card', 'data-symbol': r.sym, 'data-points': '0', 'aria-labelledby': hid });
   const head = el('div', { class: 'chart-head' });
-  head.append(el('h3', { id: 'chart-h-' + r.sym.replace(/[^A-Z0-9]/g, '_') }, r.sym));
+  head.append(el('h3', { id: hid }, r.sym));
   r.count = el('span', { class: 'help' }, '0 points');
   head.append(r.count);
   const plot = el('div', { class: 'plot', 'data-symbol': r.sym, role: 'img',
@@ -417,7 +420,11 @@ function renderTask(e) {
   const t = e.task;
   const st = String(t.state || 'unknown');
   e.li.setAttribute('data-state', st);
-  const parts = [el('span', { class: 'task-id' }, 'Task ' + t.id),
+  /* A UUID is long: its first block tells tasks apart on screen; the
+   * whole id is in the tooltip and in data-task-id. */
+  const id = String(t.id);
+  const short = /^[0-9a-f]{8}-[0-9a-f-]{27}$/i.test(id) ? id.slice(0, 8) : id;
+  const parts = [el('span', { class: 'task-id', title: id }, 'Task ' + short),
                  el('span', { class: 'badge', 'data-state': st }, st)];
   if (t.phase != null) {
     const total = t.phases != null ? '/' + t.phases : '';
@@ -459,7 +466,10 @@ async function refreshKnownTasks() {
 
 /* ---- Status panel, rendered generically from GET /status ---- */
 
-const statusCells = new Map();  /* key -> <div> holding dt + dd */
+/* Top-level scalars form the first group; each top-level object is a group
+ * of its own, flattened below it ("http.responses.2xx"). */
+const statusCells = new Map();   /* full key -> { div, dd, group } */
+const statusGroups = new Map();  /* group name -> { sec, dl } */
 
 function flattenStatus(obj, prefix, out) {
   for (const k of Object.keys(obj)) {
@@ -470,6 +480,7 @@ function flattenStatus(obj, prefix, out) {
     else if (Array.isArray(v)) out.push([key, v.every((x) => x == null || typeof x !== 'object') && v.length <= 8 ? v.join(', ') : '[' + v.length + ']']);
     else if (typeof v === 'number' || typeof v === 'boolean') out.push([key, v]);
     else if (typeof v === 'string') out.push([key, v.length > MAX_STATUS_STRING ? v.slice(0, MAX_STATUS_STRING) + '…' : v]);
+    else if (v === null) out.push([key, '—']);
   }
   return out;
 }
@@ -480,29 +491,53 @@ function fmtDuration(sec) {
   return (d ? d + 'd ' : '') + (d || h ? h + 'h ' : '') + (d || h || m ? m + 'm ' : '') + s + 's';
 }
 
+function fmtBytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : String(n)) + ' ' + units[i];
+}
+
 function fmtStatusValue(key, v) {
   if (typeof v !== 'number') return String(v);
   if (/uptime/i.test(key)) return fmtDuration(/_ms$/.test(key) ? v / 1000 : v);
+  if (/_bytes$/.test(key)) return fmtBytes(v);
   return Number.isInteger(v) ? v.toLocaleString('en-US') : v.toLocaleString('en-US', { maximumFractionDigits: 3 });
 }
 
+function statusGroup(name) {
+  let g = statusGroups.get(name);
+  if (!g) {
+    g = { sec: el('section', { class: 'status-group', 'data-group': name }), dl: el('dl', { class: 'stats' }) };
+    g.sec.append(el('h3', null, name || 'server'), g.dl);
+    if (name) $('status-list').append(g.sec);
+    else $('status-list').prepend(g.sec);
+    statusGroups.set(name, g);
+  }
+  return g;
+}
+
 function renderStatus(json) {
-  const dl = $('status-list');
   const fields = json && typeof json === 'object' ? flattenStatus(json, '', []) : [];
   const seen = new Set();
   for (const [key, v] of fields) {
     seen.add(key);
     let c = statusCells.get(key);
     if (!c) {
-      c = { div: el('div', { class: 'stat', 'data-key': key }), dd: el('dd', { class: 'num' }) };
-      c.div.append(el('dt', null, key.replace(/_/g, ' ')), c.dd);
-      dl.append(c.div);
+      const dot = key.indexOf('.');
+      const group = dot < 0 ? '' : key.slice(0, dot);
+      c = { div: el('div', { class: 'stat', 'data-key': key }), dd: el('dd', { class: 'num' }), group };
+      c.div.append(el('dt', null, key.slice(dot + 1).replace(/_/g, ' ')), c.dd);
+      statusGroup(group).dl.append(c.div);
       statusCells.set(key, c);
     }
     setCell(c.dd, fmtStatusValue(key, v));
   }
   for (const [key, c] of statusCells) {
     if (!seen.has(key)) { c.div.remove(); statusCells.delete(key); }
+  }
+  for (const [name, g] of statusGroups) {
+    if (!g.dl.firstChild) { g.sec.remove(); statusGroups.delete(name); }
   }
 }
 
