@@ -29,7 +29,9 @@ const skip = fs.existsSync(CHROMIUM) ? false : `${CHROMIUM} not found: install D
 
 // Every child we start, so they die with us even when a test throws.
 const children = new Set();
-process.on('exit', () => { for (const c of children) try { c.kill('SIGKILL'); } catch { /* gone */ } });
+function killAll() { for (const c of children) try { c.kill('SIGKILL'); } catch { /* gone */ } }
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { killAll(); process.exit(128 + os.constants.signals[sig]); });
 
 function freePort() {
   return new Promise((resolve, reject) => {
