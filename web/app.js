@@ -174,8 +174,10 @@ function newRecord(sym) {
   return {
     sym,
     t: [], bid: [], ask: [],  /* uPlot columns: x in seconds, then the two series */
+    seqs: [],                 /* each point's sequence number, to merge history */
     epoch: null, seq: 0,      /* last accepted stream position */
-    lastId: null,             /* "<SYMBOL>:<epoch>:<seq>", sent back as "since" */
+    lastId: null,             /* "<SYMBOL>:<epoch>:<seq>" of that position */
+    arrival: 0,               /* when it arrived, in the page's message order */
     quote: null, prev: null,  /* newest payload and the one before */
     dirty: false,
     row: null, cells: null, card: null, plot: null, chart: null,
@@ -213,9 +215,20 @@ function orderViews() {
 }
 
 function resetSeries(r) {
-  r.t.length = 0; r.bid.length = 0; r.ask.length = 0;
+  r.t.length = 0; r.bid.length = 0; r.ask.length = 0; r.seqs.length = 0;
   r.epoch = null; r.seq = 0;
+  r.lastId = null;
   r.dirty = true;
+}
+
+/* Counts quote messages in arrival order: the newest position of all is
+ * the one a reconnect resumes from. */
+let arrivals = 0;
+
+function trimFront(r) {
+  const cut = r.t.length - MAX_POINTS;
+  if (cut <= 0) return;
+  r.t.splice(0, cut); r.bid.splice(0, cut); r.ask.splice(0, cut); r.seqs.splice(0, cut);
 }
 
 /* RFC 3339 with up to nanoseconds ("...:00.123456789Z") to seconds. Date.parse
@@ -248,17 +261,47 @@ function ingest(r, q, id) {
   r.t.push(t);
   r.bid.push(priceOrNull(q.bp));
   r.ask.push(priceOrNull(q.ap));
-  if (r.t.length > MAX_POINTS) {
-    const cut = r.t.length - MAX_POINTS;
-    r.t.splice(0, cut); r.bid.splice(0, cut); r.ask.splice(0, cut);
-  }
+  r.seqs.push(Number.isFinite(seq) ? seq : NaN);
+  trimFront(r);
   if (q.epoch != null) r.epoch = q.epoch;
   if (Number.isFinite(seq)) r.seq = seq;
   r.lastId = id || (q.epoch != null && Number.isFinite(seq) ? r.sym + ':' + q.epoch + ':' + seq : r.lastId);
+  r.arrival = ++arrivals;
   r.prev = r.quote;
   r.quote = q;
   r.dirty = true;
   return true;
+}
+
+/* A "history" message (oldest first). Live quotes may have arrived before
+ * it (after a resubscribe, those already on the way): the part of history
+ * older than what we hold goes in front, the newer part is appended, the
+ * overlap is dropped. */
+function mergeHistory(r, quotes) {
+  const qs = quotes.filter((q) => q && typeof q === 'object');
+  if (!qs.length) return;
+  /* A new epoch is a restarted server: its sequence starts over. */
+  const epoch = qs[qs.length - 1].epoch;
+  if (r.epoch != null && epoch !== r.epoch) resetSeries(r);
+  const first = r.seqs.length ? r.seqs[0] : Infinity;
+  const older = r.t.length ? qs.filter((q) => q.epoch === r.epoch && Number(q.seq) < first) : [];
+  const room = MAX_POINTS - r.t.length;
+  if (room > 0) prependOlder(r, older.slice(-room));
+  for (const q of qs) ingest(r, q, null);
+}
+
+function prependOlder(r, qs) {
+  if (!qs.length) return;
+  const t = [], bid = [], ask = [], seqs = [];
+  let next = r.t.length ? r.t[0] : Infinity;
+  for (let i = qs.length - 1; i >= 0; i--) {
+    let x = parseTime(qs[i].t);
+    if (!Number.isFinite(x) || x > next) x = next;
+    next = x;
+    t.unshift(x); bid.unshift(priceOrNull(qs[i].bp)); ask.unshift(priceOrNull(qs[i].ap)); seqs.unshift(Number(qs[i].seq));
+  }
+  r.t.unshift(...t); r.bid.unshift(...bid); r.ask.unshift(...ask); r.seqs.unshift(...seqs);
+  r.dirty = true;
 }
 
 /* ---- Rendering, batched to one pass per animation frame ---- */
@@ -578,6 +621,7 @@ const conn = (function () {
   let attempt = 0;         /* failed connects in a row: drives the backoff */
   let retryTimer = 0;
   let openedAt = 0;
+  let resumed = [];        /* symbols of the last "since" subscribe */
 
   function url() {
     return (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + '/ws';
@@ -595,17 +639,43 @@ const conn = (function () {
     return true;
   }
 
-  /* Symbols we have seen quotes for resume from their last position (one
-   * subscribe each: "since" names a single stream); the others ask for
-   * history so their charts fill at once. */
+  /* New symbols ask for history so their charts fill at once. */
   function subscribe(symbols) {
-    const fresh = [];
-    for (const sym of symbols) {
+    if (symbols.length) send({ action: 'subscribe', symbols, history: MAX_POINTS });
+  }
+
+  /* After a reconnect: the symbols we have quotes for resume together from
+   * the newest position received (tickerd replays everything after that
+   * point for all of a client's symbols; duplicates are dropped by
+   * (epoch, seq)); the others start fresh. */
+  function resume() {
+    const known = [], fresh = [];
+    let newest = null;
+    for (const sym of state.symbols) {
       const r = state.bySymbol.get(sym);
-      if (r && r.lastId) send({ action: 'subscribe', symbols: [sym], since: r.lastId });
-      else fresh.push(sym);
+      if (r && r.lastId) {
+        known.push(sym);
+        if (!newest || r.arrival > newest.arrival) newest = r;
+      } else {
+        fresh.push(sym);
+      }
     }
-    if (fresh.length) send({ action: 'subscribe', symbols: fresh, history: MAX_POINTS });
+    if (known.length) send({ action: 'subscribe', symbols: known, since: newest.lastId });
+    resumed = known;
+    subscribe(fresh);
+  }
+
+  /* The server could not replay from our position (it restarted, or the
+   * position left its history): start those charts over from its history
+   * rather than draw across the gap. */
+  function restart() {
+    const syms = resumed.filter((sym) => state.bySymbol.has(sym));
+    resumed = [];
+    if (!syms.length) return;
+    for (const sym of syms) resetSeries(state.bySymbol.get(sym));
+    send({ action: 'unsubscribe', symbols: syms });
+    subscribe(syms);
+    scheduleRender();
   }
 
   function unsubscribe(symbols) {
@@ -627,7 +697,7 @@ const conn = (function () {
     sock.onopen = () => {
       openedAt = Date.now();
       show('live', 'Live');
-      subscribe(state.symbols);
+      resume();
       send({ action: 'subscribe', topics: ['tasks'] });
       refreshKnownTasks();
     };
@@ -656,7 +726,7 @@ const conn = (function () {
     if (retryTimer && navigator.onLine !== false) connect();
   }
 
-  return { connect, subscribe, unsubscribe, send, nudge };
+  return { connect, subscribe, unsubscribe, restart, send, nudge };
 })();
 
 function onMessage(data) {
@@ -672,28 +742,21 @@ function onMessage(data) {
     case 'history': {
       const r = state.bySymbol.get(m.symbol);
       if (!r || !Array.isArray(m.quotes)) break;
-      const last = m.quotes[m.quotes.length - 1];
-      /* A new epoch is a restarted server: its sequence starts over. */
-      if (last && r.epoch != null && last.epoch !== r.epoch) resetSeries(r);
-      for (const q of m.quotes) ingest(r, q, null);
+      mergeHistory(r, m.quotes);
       r.dirty = true;
       scheduleRender();
       break;
     }
-    case 'recovery': {
+    case 'recovery':
       if (m.recovered !== false) break;
-      /* The server could not replay from our position: start that chart
-       * over from the server's history rather than draw across the gap. */
-      const sym = String(m.since || '').split(':')[0];
-      const r = state.bySymbol.get(sym);
-      if (!r) break;
-      resetSeries(r);
-      r.lastId = null;
-      conn.send({ action: 'unsubscribe', symbols: [sym] });
-      conn.send({ action: 'subscribe', symbols: [sym], history: MAX_POINTS });
-      scheduleRender();
+      if (m.since != null) {
+        conn.restart();
+      } else if (m.symbol) {
+        /* A gap upstream that the server's own history could not fill. */
+        const range = m.missed_from != null ? ' (' + m.missed_from + '–' + m.missed_to + ')' : '';
+        notice(m.symbol + ': some quotes were lost upstream' + range + '.');
+      }
       break;
-    }
     case 'task':
       upsertTask(m.task);
       break;
