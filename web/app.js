@@ -27,8 +27,9 @@ const MAX_TASKS = 20;
  * the timeout is abandoned so polls never pile up. */
 const STATUS_INTERVAL_MS = 2000;
 const STATUS_TIMEOUT_MS = 1800;
-/* Fields rendered from /status at most, so a huge reply cannot flood the page. */
-const MAX_STATUS_FIELDS = 80;
+/* Fields rendered from /status at most, so a huge reply cannot flood the
+ * page (tickerd reports about 80 today). */
+const MAX_STATUS_FIELDS = 200;
 const MAX_STATUS_STRING = 80;
 /* Reconnect backoff: exponential from BASE to MAX, with jitter so that many
  * dashboards cut off by one server restart do not return in lockstep.
@@ -373,7 +374,8 @@ function updateRow(r) {
   const pb = r.prev ? priceOrNull(r.prev.bp) : null, pa = r.prev ? priceOrNull(r.prev.ap) : null;
   setCell(r.cells.bid, fmtPrice(bid), direction(bid, pb));
   setCell(r.cells.ask, fmtPrice(ask), direction(ask, pa));
-  setCell(r.cells.sizes, (q.bs != null ? q.bs : '—') + ' × ' + (q.as != null ? q.as : '—'));
+  /* Narrow no-break spaces: the pair stays on one line and takes little room. */
+  setCell(r.cells.sizes, (q.bs != null ? q.bs : '—') + '\u202f×\u202f' + (q.as != null ? q.as : '—'));
   const spread = bid != null && ask != null ? (ask - bid).toFixed(Math.max(decimals(bid), decimals(ask))) : '—';
   setCell(r.cells.spread, spread);
   setTimeCell(r.cells.time, parseTime(q.t));
