@@ -58,7 +58,7 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
-.PHONY: all run test test-unit test-integration test-browser fuzz fuzz-build bench clean check-layout
+.PHONY: all run test test-unit test-integration test-browser test-fuzz fuzz fuzz-build bench clean
 all: $(BIN) $(WEB_DIR)/.stamp
 
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c | deps-apt
@@ -100,29 +100,49 @@ test-integration: $(BIN)
 test-browser: $(BIN) deps-npm
 	TICKERD_BIN=$(abspath $(BIN)) BUILD_DIR=$(abspath $(BUILD)) node --test test/browser/
 
-# Sanitized runs skip the browser test: it checks the page, not memory.
+# Sanitized runs skip the browser test (it checks the page, not memory) and
+# the fuzz smoke run (the harnesses carry their own sanitizers).
 ifeq ($(SANITIZE),1)
 test: deps all test-unit test-integration
 else
-test: deps all test-unit test-integration test-browser
+test: deps all test-unit test-integration test-browser test-fuzz
 endif
 
-# libFuzzer harnesses: clang, ASan + UBSan, every module but main.
+# Every harness builds and runs clean for a few seconds; `make fuzz` runs longer.
+test-fuzz:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
+FUZZ_SMOKE_SECONDS ?= 10
+
+# libFuzzer harnesses: clang, ASan + UBSan. The modules are compiled once
+# into an archive, so a harness may #include the .c it needs the statics of.
 FUZZ_SECONDS ?= 30
+FUZZ_DIR  := build-fuzz
 FUZZ_SRCS := $(sort $(wildcard test/fuzz/fuzz_*.c))
-FUZZ_BINS := $(FUZZ_SRCS:test/fuzz/%.c=build-fuzz/%)
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(DEPS_CFLAGS)
-build-fuzz/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c | deps-apt
+FUZZ_BINS := $(FUZZ_SRCS:test/fuzz/%.c=$(FUZZ_DIR)/%)
+FUZZ_SAN  := -fsanitize=address,undefined
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 $(FUZZ_SAN) -Iinclude -Isrc $(DEPS_CFLAGS)
+FUZZ_OBJS := $(LIB_SRCS:src/%.c=$(FUZZ_DIR)/obj/%.o) $(LLHTTP_SOURCES:%.c=$(FUZZ_DIR)/llhttp/%.o)
+$(FUZZ_DIR)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c | deps-apt
 	@mkdir -p $(@D)
-	clang -std=c11 -g -O1 -DLLHTTP_STRICT_MODE=1 -fsanitize=fuzzer-no-link,address,undefined -I$(LLHTTP_INC_DIR) -w -c $< -o $@
-build-fuzz/%: test/fuzz/%.c $(LIB_SRCS) $(wildcard include/*.h) $(LLHTTP_SOURCES:%.c=build-fuzz/llhttp/%.o)
+	@echo "CC $< (fuzz)"
+	@clang -std=c11 -g -O1 -DLLHTTP_STRICT_MODE=1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) -I$(LLHTTP_INC_DIR) -w -c $< -o $@
+$(FUZZ_DIR)/obj/%.o: src/%.c $(wildcard include/*.h) | deps-apt
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LLHTTP_SOURCES:%.c=build-fuzz/llhttp/%.o) $(LDLIBS)
+	@echo "CC $< (fuzz)"
+	@clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_DIR)/libtickerd.a: $(FUZZ_OBJS)
+	@rm -f $@
+	@ar rcs $@ $^
+$(FUZZ_DIR)/%: test/fuzz/%.c $(FUZZ_DIR)/libtickerd.a
+	@echo "LD $@"
+	@clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libtickerd.a $(LDLIBS)
 fuzz-build: $(FUZZ_BINS)
 fuzz: deps fuzz-build
-	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n; \
+	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(FUZZ_DIR)/corpus/$$n test/fuzz/seeds/$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n test/fuzz/seeds/$$n 2>&1 | tail -n 12; done
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus/$$n test/fuzz/seeds/$$n > $(FUZZ_DIR)/$$n.log 2>&1 \
+	    || { tail -n 60 $(FUZZ_DIR)/$$n.log; exit 1; }; \
+	  grep -E "^stat::number_of_executed_units|^Done" $(FUZZ_DIR)/$$n.log; done
 
 bench: deps all $(BENCH_BINS)
 	@bench/run.sh $(abspath $(BIN))

@@ -24,8 +24,8 @@ static td_config cfg;
 
 static void setup(void) {
   char *argv[] = {"fuzz", "--feed", "none", "--redis-url", "redis://127.0.0.1:1", "--task-phases-ms", "1,1",
-                  "--max-body-bytes", "4096", "--log-level", "error", NULL};
-  if (cfg_load_env(&cfg, 11, argv, NULL) != 0) abort();
+                  "--max-body-bytes", "4096", "--log-level", "error", "--port", "0", NULL};
+  if (cfg_load_env(&cfg, 13, argv, NULL) != 0) abort();
   log_open(NULL, "error");
   log_set_stdout(false);
   app.loop = uv_default_loop();
@@ -35,8 +35,6 @@ static void setup(void) {
   app.pipeline = pipeline_new(&app, app.store, app.pub);
   app.hub = hub_new(&app, app.store);
   app.tasks = tasks_new(app.loop, &cfg);
-  cfg.host = strdup("127.0.0.1");
-  cfg.port = 0;
   if (server_start(&app.server, &app) != 0) abort();
 }
 
