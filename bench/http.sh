@@ -93,6 +93,8 @@ TD_RSS_HELLO=$( ((TD_OK)) && rss_kb "$TD_HTTP_PID" || echo "")
 TD_TASKS_AFTER=$( ((TD_OK)) && status_field "$TD_URL" "$TD_FIELD_TASKS_ACTIVE" || echo "")
 NG_RSS_END=$(rss_kb "$NGINX_WORKER")
 
+# med <"v1 v2 ...">: the median of a space-separated list (split on purpose).
+# shellcheck disable=SC2086
 med() { median ${1:-}; }
 TD_S_RPS=$(med "${RPS[td_status]:-}"); NG_S_RPS=$(med "${RPS[ng_status]:-}")
 TD_H_RPS=$(med "${RPS[td_hello]:-}"); NG_H_RPS=$(med "${RPS[ng_hello]:-}")
