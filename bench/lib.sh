@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh: shared helpers of the `make bench` scripts (sourced, not run).
 #
 # Every process a script starts goes through bench_spawn, and bench_init

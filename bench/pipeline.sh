@@ -163,9 +163,13 @@ bench_alive_or_die "$TD_PID" tickerd-sim
 P99=$(median "${P99S[@]}")
 report "tickerd --feed sim --sim-rate $BENCH_SIM_RATE; sub_latency PSUBSCRIBE quotes:* for ${BENCH_DURATION}s; latency = receive time − payload \`t\` (CLOCK_REALTIME on both sides); median of $BENCH_RUNS."
 report ""
-report "| messages/s received | p50 | p99 | max | goal p99 | |"
-report "|---:|---:|---:|---:|---:|---|"
-report "| $(fmt_int "$(median "${RATES[@]}")") | $(median "${P50S[@]}") µs | ${P99:-n/a} µs | $(median "${MAXS[@]}") µs | < $GOAL_P99_US µs | $(verdict "$P99" "<" "$GOAL_P99_US") |"
+if [ -z "$P99" ]; then
+  report "**No message reached the subscriber** (does the sim feed publish to Redis yet?)."
+else
+  report "| messages/s received | p50 | p99 | max | goal p99 | |"
+  report "|---:|---:|---:|---:|---:|---|"
+  report "| $(fmt_int "$(median "${RATES[@]}")") | $(median "${P50S[@]}") µs | $P99 µs | $(median "${MAXS[@]}") µs | < $GOAL_P99_US µs | $(verdict "$P99" "<" "$GOAL_P99_US") |"
+fi
 report ""
 report "sub_latency (last run): \`${LAST_LINE:-no output}\`"
 report ""
