@@ -58,19 +58,19 @@ bench_cleanup() {
   local rc=$? i pid
   trap - EXIT INT TERM HUP
   for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
-    bench_stop "${BENCH_PIDS[$i]}"
+    bench_stop "${BENCH_PIDS[$i]}" "${BENCH_GRACE:-3}"
   done
   BENCH_PIDS=()
   [ -n "$BENCH_TMP" ] && rm -rf "$BENCH_TMP"
   exit "$rc"
 }
 
-# bench_stop <pid>: TERM, up to 3 s to exit, then KILL.
+# bench_stop <pid> [grace s]: TERM, up to <grace> (3) seconds to exit, then KILL.
 bench_stop() {
-  local pid=$1 n
+  local pid=$1 grace=${2:-3} n
   kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
   kill -TERM "$pid" 2>/dev/null || true
-  for ((n = 0; n < 30; n++)); do
+  for ((n = 0; n < grace * 10; n++)); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -200,9 +200,15 @@ print("" if v is None else (int(v) if isinstance(v, bool) else v))
 # run_wrk <outfile> <duration s> <url> [wrk args...]: wrk with --latency,
 # bounded by timeout. Keep-alive is wrk's default.
 run_wrk() {
-  local out=$1 dur=$2 url=$3; shift 3
-  timeout $((dur + 20)) wrk -t"$BENCH_WRK_THREADS" -c"$BENCH_WRK_CONNS" -d"${dur}s" --latency "$@" "$url" >"$out" 2>&1 \
-    || bench_log "wrk on $url exited with status $? (see below)"
+  local out=$1 dur=$2 url=$3 rc=0; shift 3
+  # In the background and waited for, so that a signal to the script is
+  # handled now (bash defers traps while a foreground child runs).
+  timeout $((dur + 20)) wrk -t"$BENCH_WRK_THREADS" -c"$BENCH_WRK_CONNS" -d"${dur}s" --latency "$@" "$url" >"$out" 2>&1 &
+  local pid=$!
+  BENCH_PIDS+=("$pid")
+  wait "$pid" || rc=$?
+  bench_forget "$pid"
+  ((rc == 0)) || bench_log "wrk on $url exited with status $rc"
 }
 
 # wrk_rps <wrk output>: requests per second.

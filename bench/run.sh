@@ -26,6 +26,8 @@ PART_LIMIT_S=$([ "$BENCH_QUICK" = 1 ] && echo 180 || echo 1200)
 mkdir -p "$OUT_DIR"
 
 bench_init run
+# A part's own cleanup stops up to four servers, 3 s each at worst.
+BENCH_GRACE=15
 
 machine() {
   local cpu mem
@@ -59,8 +61,14 @@ run_part() {
   local name=$1 script=$2 section="$BENCH_TMP/$1.md" out="$BENCH_TMP/$1.out" rc=0
   : >"$section"
   bench_log "== $name ($script)"
+  # In the background and waited for: a signal to run.sh is handled at once,
+  # and its cleanup TERMs the part, whose own trap stops what it started.
   BENCH_SECTION="$section" BENCH_OUT_DIR="$OUT_DIR" timeout --kill-after=10 "$PART_LIMIT_S" \
-    bash "$script" "$TICKERD" >"$out" || rc=$?
+    bash "$script" "$TICKERD" >"$out" &
+  local pid=$!
+  BENCH_PIDS+=("$pid")
+  wait "$pid" || rc=$?
+  bench_forget "$pid"
   [ -s "$section" ] || cp "$out" "$section"
   {
     cat "$section"
