@@ -85,12 +85,17 @@ for ((run = 1; run <= BENCH_RUNS; run++)); do
   measure ng_status "http://127.0.0.1:$NGINX_PORT/status" "$run"
 done
 TD_RSS_STATUS=$( ((TD_OK)) && rss_kb "$TD_HTTP_PID" || echo "")
+TD_RSS_HELLO="" TD_TASKS_AFTER="" TD_RETAINED_AFTER=""
 for ((run = 1; run <= BENCH_RUNS; run++)); do
-  ((TD_OK)) && measure td_hello "$TD_URL/hello" "$run"
+  if ((TD_OK)); then
+    measure td_hello "$TD_URL/hello" "$run"
+    # Right after the run: tasks live 8 s by default, gone by the next one.
+    TD_RSS_HELLO=$(rss_kb "$TD_HTTP_PID")
+    TD_TASKS_AFTER=$(status_field "$TD_URL" "$TD_FIELD_TASKS_ACTIVE")
+    TD_RETAINED_AFTER=$(status_field "$TD_URL" "$TD_FIELD_TASKS_RETAINED")
+  fi
   measure ng_hello "http://127.0.0.1:$NGINX_PORT/hello" "$run"
 done
-TD_RSS_HELLO=$( ((TD_OK)) && rss_kb "$TD_HTTP_PID" || echo "")
-TD_TASKS_AFTER=$( ((TD_OK)) && status_field "$TD_URL" "$TD_FIELD_TASKS_ACTIVE" || echo "")
 NG_RSS_END=$(rss_kb "$NGINX_WORKER")
 
 # med <"v1 v2 ...">: the median of a space-separated list (split on purpose).
@@ -123,7 +128,7 @@ report "| /status req/s | $R_STATUS | ≥ $GOAL_STATUS | $(verdict "$R_STATUS" "
 report "| /hello req/s | $R_HELLO | ≥ $GOAL_HELLO | $(verdict "$R_HELLO" ">=" "$GOAL_HELLO") |"
 report ""
 if ((TD_OK)); then
-  report "tickerd RSS: $(fmt_mb "$TD_RSS_START") at start, $(fmt_mb "$TD_RSS_STATUS") after /status, $(fmt_mb "$TD_RSS_HELLO") after /hello with ${TD_TASKS_AFTER:-n/a} tasks active. nginx worker RSS: $(fmt_mb "$NG_RSS_START") at start."
+  report "tickerd RSS: $(fmt_mb "$TD_RSS_START") at start, $(fmt_mb "$TD_RSS_STATUS") after /status, $(fmt_mb "$TD_RSS_HELLO") right after the last /hello run, with ${TD_TASKS_AFTER:-n/a} tasks active and ${TD_RETAINED_AFTER:-n/a} finished ones retained (\`--task-retention-ms\`, \`--max-finished-tasks\`). nginx worker RSS: $(fmt_mb "$NG_RSS_START") at start."
 else
   report "**tickerd did not start** (see the bench log): nginx figures only."
 fi
