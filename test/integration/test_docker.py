@@ -239,3 +239,14 @@ def test_runtime_stage_installs_every_linked_library(stages, clean_build):
         assert owner.returncode == 0, f"no Debian package owns {lib}"
         pkg = owner.stdout.split(":")[0]
         assert pkg in base or pkg in installed, f"{lib} ({pkg}) missing from the runtime stage"
+
+
+def test_env_example_names_only_options_tickerd_knows(clean_build):
+    """Every variable of .env.example (set or commented out) is one tickerd reads."""
+    help_text = subprocess.run([str(clean_build / "build" / "tickerd"), "--help"], capture_output=True,
+                               text=True, timeout=10).stdout
+    known = set(re.findall(r"\b[A-Z][A-Z0-9_]+\b", help_text))
+    names = re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M)
+    assert names
+    unknown = [n for n in names if n not in known and n != "REDIS_URL"]
+    assert not unknown, f"not tickerd variables: {unknown}"
