@@ -4,8 +4,9 @@
 # Runs every part (http, pipeline, and fanout / alpaca when their scripts
 # exist) as its own process under a time limit, so that one failing part
 # still leaves a report of the others. Each part writes its markdown section
-# to the file named by $BENCH_SECTION; a part that does not (an older
-# script) has its stdout taken as its section. The report goes to
+# to the file named by $BENCH_SECTION (also given as $BENCH_REPORT, the name
+# bench/fanout.sh appends to); a part that writes neither has its stdout
+# taken as its section. The report goes to
 # <dir of tickerd>/bench/report.md and is printed at the end.
 #
 # Environment: BENCH_RUNS (3), BENCH_DURATION (10 s), BENCH_QUICK=1 (1 run of
@@ -63,7 +64,7 @@ run_part() {
   bench_log "== $name ($script)"
   # In the background and waited for: a signal to run.sh is handled at once,
   # and its cleanup TERMs the part, whose own trap stops what it started.
-  BENCH_SECTION="$section" BENCH_OUT_DIR="$OUT_DIR" timeout --kill-after=10 "$PART_LIMIT_S" \
+  BENCH_SECTION="$section" BENCH_REPORT="$section" BENCH_OUT_DIR="$OUT_DIR" timeout --kill-after=10 "$PART_LIMIT_S" \
     bash "$script" "$TICKERD" >"$out" &
   local pid=$!
   BENCH_PIDS+=("$pid")
