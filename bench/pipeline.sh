@@ -23,6 +23,8 @@ BENCH_BATCH=${BENCH_BATCH:-1000}
 BENCH_SIM_RATE=${BENCH_SIM_RATE:-10000}
 # Symbols of the POSTed batches: enough that per-symbol state is exercised.
 BENCH_SYMBOLS=${BENCH_SYMBOLS:-50}
+# Concurrent POSTs: enough to keep a batch queued while tickerd publishes the last.
+BENCH_POST_CONNS=${BENCH_POST_CONNS:-4}
 PAYLOAD='{"T":"q","S":"AAPL","bx":"V","bp":189.5,"bs":3,"ax":"V","ap":189.52,"as":1,"c":["R"],"z":"C","t":"2026-11-21T20:00:00.123456789Z","seq":42,"epoch":"9f3a0c1d2e4b5a69"}'
 
 bench_init pipeline
@@ -105,7 +107,7 @@ if ((THROUGHPUT_OK)); then
     bench_log "wrk POST /quotes x$BENCH_BATCH for ${BENCH_DURATION}s (run $run/$BENCH_RUNS)"
     # Warm up 1 s, count over BENCH_DURATION s while wrk still runs, so that
     # neither the ramp-up nor the drain after wrk stops is in the interval.
-    bench_spawn wrk-post wrk -t1 -c4 -d"$((BENCH_DURATION + 2))s" --timeout 10s -s "$BENCH_TMP/post.lua" "$TD_URL/quotes"
+    bench_spawn wrk-post wrk -t1 -c"$BENCH_POST_CONNS" -d"$((BENCH_DURATION + 2))s" --timeout 10s -s "$BENCH_TMP/post.lua" "$TD_URL/quotes"
     WRK_PID=$BENCH_PID
     sleep 1
     P0=$(status_field "$TD_URL" "$TD_FIELD_REDIS_PUBLISHED"); A0=$(status_field "$TD_URL" "$TD_FIELD_QUOTES_ACCEPTED"); T0=$(now_s)
@@ -124,7 +126,7 @@ if ((THROUGHPUT_OK)); then
   R=$(ratio "$PUB" "$CEIL")
   R1=$(ratio "$PUB" "$CEIL_1")
   TD_RSS=$(rss_kb "$TD_PID")
-  report "wrk -t1 -c4 POSTing $BENCH_BATCH quotes per request ($(wc -c <"$BODY") bytes, $BENCH_SYMBOLS symbols); rate = Δ\`$TD_FIELD_REDIS_PUBLISHED\` / Δt over ${BENCH_DURATION}s while wrk runs; median of $BENCH_RUNS."
+  report "wrk -t1 -c$BENCH_POST_CONNS POSTing $BENCH_BATCH quotes per request ($(wc -c <"$BODY") bytes, $BENCH_SYMBOLS symbols); rate = Δ\`$TD_FIELD_REDIS_PUBLISHED\` / Δt over ${BENCH_DURATION}s while wrk runs; median of $BENCH_RUNS."
   report ""
   report "| quotes accepted/s | published/s (Redis replies) | ÷ ceiling (50 conn) | ÷ ceiling (1 conn) | goal | | tickerd RSS |"
   report "|---:|---:|---:|---:|---:|---|---:|"
