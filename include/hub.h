@@ -102,6 +102,9 @@ void hub_on_message(void *hub, const char *channel, size_t channel_len, const ch
 void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed);
 void hub_on_task(void *hub, const struct td_task *t);
 
+/* The "tasks" topic: task state changes, pushed to WebSocket clients. */
+void hub_set_tasks_topic(td_hub *h, hub_client *c, bool on);
+
 /* Sends a per-client message (an event, not a quote): a text frame for
  * WebSocket, `event: <type>` + data for SSE. */
 void hub_send_text(td_hub *h, hub_client *c, const char *type, const char *json, size_t len);

@@ -541,7 +541,6 @@ void hub_on_task(void *hub, const struct td_task *t) {
   buf_unref(b);
 }
 
-void hub_set_tasks_topic(td_hub *h, hub_client *c, bool on);
 void hub_set_tasks_topic(td_hub *h, hub_client *c, bool on) {
   if (c->tasks_topic == on) return;
   c->tasks_topic = on;
