@@ -132,6 +132,8 @@ if ((THROUGHPUT_OK)); then
   report "|---:|---:|---:|---:|---:|---|---:|"
   report "| $(fmt_int "$ACC") | $(fmt_int "$PUB") | $R | $R1 | ≥ $GOAL_RATIO | $(verdict "$R" ">=" "$GOAL_RATIO") | $(fmt_mb "$TD_RSS") |"
   report ""
+  report "Publisher totals at the end: conflated $(status_field "$TD_URL" "$TD_FIELD_REDIS_CONFLATED" | sed 's/^$/n\/a/'), dropped $(status_field "$TD_URL" "$TD_FIELD_REDIS_DROPPED" | sed 's/^$/n\/a/') (quotes accepted but replaced or dropped before Redis: published < accepted)."
+  report ""
   report "wrk (last run): $(grep -E 'Requests/sec|Non-2xx|Socket errors' "$BENCH_TMP/wrk-post-$BENCH_RUNS.txt" | tr -s ' ' | paste -sd ';' -)"
   report ""
 fi
