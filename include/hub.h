@@ -51,7 +51,7 @@ typedef struct hub_client {
   uint32_t nsubs, subs_cap;
   bool tasks_topic;
   bool attached;
-  uint64_t over_soft_since;  /* loop ms; 0 while under the soft limit */
+  uint64_t over_soft_since;  /* loop ms the client went over the soft limit; 0 once it caught up */
   uint64_t delivered, conflated;
   struct hub_client *prev, *next;
 } hub_client;
@@ -79,6 +79,11 @@ void hub_get_stats(const td_hub *h, hub_stats *out);
 int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *owner, hub_close_cb close);
 /* Unsubscribes everything; safe to call twice. */
 void hub_detach(td_hub *h, hub_client *c);
+
+/* The client's output queue is empty: it has caught up, so it is no longer
+ * "over the soft limit". A client that conflates and never catches up is
+ * closed after --client-soft-ms. */
+void hub_client_drained(hub_client *c);
 
 /* 1: subscribed now, 0: was already, -EINVAL bad symbol, -E2BIG the client
  * has --max-client-symbols, -ENOSPC the hub has TD_MAX_SYMBOLS. */

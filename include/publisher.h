@@ -30,6 +30,12 @@
 /* Longest payload: a news article with its body fits; anything larger is
  * refused rather than pipelined through memory. */
 #define PUB_PAYLOAD_MAX (1024 * 1024)
+/* Unwritten command bytes past which messages wait in the outbox: a socket
+ * that stopped draining cannot grow hiredis's output buffer without bound
+ * (the in-flight count alone allows 64 Ki messages of up to 1 MiB). Small,
+ * because hiredis 0.14 memmoves the rest of that buffer after every write():
+ * 4 MiB is still ~40 ms of quotes at 1 M/s, plenty to keep the pipe full. */
+#define PUB_MAX_PENDING_BYTES (4 * 1024 * 1024)
 /* Outbox/last entries keep their buffer for reuse up to this size, so the
  * steady state allocates nothing per message. */
 #define PUB_ENTRY_KEEP_BYTES 4096

@@ -129,11 +129,14 @@ void rconn_start(td_rconn *c);
 /* True when commands may be sent now. */
 bool rconn_ready(const td_rconn *c);
 /* Sends a RESP command expecting one reply, watched by the command timer.
+ * cmd[len] must be '\0': hiredis 0.14 scans the arguments with strchr(). 
  * Returns 0, UV_ENOTCONN when not ready, UV_EIO if hiredis refused it. */
 int rconn_command(td_rconn *c, uintptr_t tag, const char *cmd, size_t len);
 /* The same without the watchdog: (UN)SUBSCRIBE, whose replies hiredis routes
  * per channel and interleaves with messages. */
 int rconn_command_untracked(td_rconn *c, uintptr_t tag, const char *cmd, size_t len);
+/* Bytes formatted but not yet written to the socket (hiredis's obuf). */
+size_t rconn_pending_bytes(const td_rconn *c);
 /* Drops the current connection (if any) and reconnects after the backoff. */
 void rconn_reconnect(td_rconn *c, const char *reason);
 /* Closes everything; on_closed fires once done. Safe from any callback. */

@@ -300,8 +300,6 @@ static bool deliver(td_hub *h, hub_client *c, td_buf *b, uint32_t tag) {
       c->conflated += dropped;
       h->stats.conflated += dropped;
     }
-  } else {
-    c->over_soft_since = 0;
   }
   if (why) {
     h->stats.slow_closes++;
@@ -321,6 +319,8 @@ static bool deliver(td_hub *h, hub_client *c, td_buf *b, uint32_t tag) {
   h->stats.deliveries++;
   return true;
 }
+
+void hub_client_drained(hub_client *c) { c->over_soft_since = 0; }
 
 /* Sends one stored message to one client (replay and snapshots). */
 static void send_entry(td_hub *h, hub_client *c, const hub_symbol *sym, const qstore_entry *e) {

@@ -94,7 +94,9 @@ static void closed_one(void *data) {
   log_close();
 }
 
-static void on_sim_closed(void *data) { closed_one(data); }
+/* The feed calls back with its own user data (the pipeline). */
+static td_main *running;
+static void on_sim_closed(void *pipeline) { closed_one(running); }
 static void on_alpaca_stopped(void *data) {
   td_main *m = data;
   m->app.alpaca = NULL;
@@ -227,6 +229,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   static td_main m;
+  running = &m;
   m.app.loop = uv_default_loop();
   m.app.cfg = &cfg;
   m.app.start_ms = uv_now(m.app.loop);

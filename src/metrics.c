@@ -137,7 +137,7 @@ static void quote_metrics(out_t *o, td_app *app) {
   for (int r = 0; r < SMSG_SKIP_COUNT; r++)
     emit(o, "tickerd_messages_skipped_total{reason=\"%s\"} %llu\n", smsg_skip_name((smsg_skip_reason)r),
          (unsigned long long)p.stream.skipped[r]);
-  pub_stats s;
+  struct pub_stats s;
   pub_stats(app->pub, &s);
   one(o, "tickerd_redis_published_total", "counter", "PUBLISH replies received", (double)s.published);
   one(o, "tickerd_redis_conflated_total", "counter", "messages replaced in the outbox by a newer one", (double)s.conflated);

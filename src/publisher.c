@@ -203,6 +203,11 @@ static char *put_bulk(char *o, const char *s, size_t n) {
 
 #define RESP_BULK_OVERHEAD 32 /* "$" + length digits + two CRLF, rounded up */
 
+/* Room in the pipeline: replies outstanding and bytes not yet written. */
+static bool pipeline_room(const td_publisher *p) {
+  return p->inflight < p->max_inflight && rconn_pending_bytes(&p->conn) < PUB_MAX_PENDING_BYTES;
+}
+
 static int send_publish(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn) {
   static const char head[] = "*3\r\n$7\r\nPUBLISH\r\n";
   char *o = scratch_reserve(p, sizeof(head) + chn + vn + 2 * RESP_BULK_OVERHEAD);
@@ -210,6 +215,7 @@ static int send_publish(td_publisher *p, const char *ch, size_t chn, const char 
   memcpy(o, head, sizeof(head) - 1);
   char *end = put_bulk(o + sizeof(head) - 1, ch, chn);
   end = put_bulk(end, v, vn);
+  *end = '\0'; /* hiredis parses the command name with strchr() */
   int rc = rconn_command(&p->conn, TAG_PUBLISH, o, (size_t)(end - o));
   if (rc == 0) p->inflight++;
   return rc;
@@ -218,7 +224,7 @@ static int send_publish(td_publisher *p, const char *ch, size_t chn, const char 
 /* Sends queued messages, oldest channel first, while the pipeline has room. */
 static void flush_outbox(td_publisher *p) {
   pub_map *m = &p->outbox;
-  while (m->head && p->inflight < p->max_inflight && rconn_ready(&p->conn)) {
+  while (m->head && pipeline_room(p) && rconn_ready(&p->conn)) {
     uint32_t i = m->head;
     pub_entry *e = &m->e[i];
     if (send_publish(p, e->data, e->key_len, e->data + e->key_len, e->val_len) < 0) return;
@@ -260,8 +266,7 @@ int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const 
         map_find(&p->outbox, channel, channel_len, hash_bytes(channel, channel_len)))
       return outbox_put(p, channel, channel_len, payload, payload_len);
   }
-  if (p->inflight < p->max_inflight &&
-      send_publish(p, channel, channel_len, payload, payload_len) == 0)
+  if (pipeline_room(p) && send_publish(p, channel, channel_len, payload, payload_len) == 0)
     return PUB_SENT;
   return outbox_put(p, channel, channel_len, payload, payload_len);
 }
@@ -318,6 +323,7 @@ static void flush_last_hash(td_publisher *p, const char *hash, size_t hn) {
       w = put_bulk(w, e->data + e->key_len, e->val_len);
     }
   }
+  *w = '\0'; /* hiredis parses the command name with strchr() */
   if (rconn_command(&p->conn, TAG_HSET, o, (size_t)(w - o)) < 0) return;
   p->hset_inflight++;
   p->last_written += n;
@@ -343,7 +349,11 @@ static void flush_last(td_publisher *p) {
   }
 }
 
-static void on_last_timer(uv_timer_t *t) { flush_last(t->data); }
+static void on_last_timer(uv_timer_t *t) {
+  td_publisher *p = t->data;
+  flush_outbox(p); /* a safety net: replies and publishes drain it first */
+  flush_last(p);
+}
 
 /* ---- connection events ---------------------------------------------------- */
 

@@ -18,6 +18,7 @@
 
 #include "log.h"
 #include "redis_uv.h"
+#include <hiredis/sds.h>
 #include "td_limits.h"
 
 /* Tags are shifted left to carry these two flags through hiredis's privdata. */
@@ -224,9 +225,8 @@ void rconn_url_free(rconn_url *u) {
 static void set_state(td_rconn *c, rconn_state next, const char *reason) {
   rconn_state prev = c->state;
   c->state = next;
-  td_log_level lvl = next == RCONN_READY ? TD_LOG_INFO
-                     : (next == RCONN_BACKOFF && reason) ? TD_LOG_WARN
-                                                         : TD_LOG_DEBUG;
+  /* Failures get their own warn line (context_gone); the rest is detail. */
+  td_log_level lvl = next == RCONN_READY ? TD_LOG_INFO : TD_LOG_DEBUG;
   td_logline *l = log_begin(lvl, "redis_state");
   if (!l) return;
   log_str(l, "conn", c->name);
@@ -506,8 +506,7 @@ static void context_gone(td_rconn *c, const char *reason, const char *detail) {
   if (!was_ready) c->attempt++;
   uint64_t delay = backoff_delay(c);
   set_state(c, RCONN_BACKOFF, reason);
-  td_logline *l = log_begin(was_ready ? TD_LOG_WARN : TD_LOG_INFO,
-                            was_ready ? "redis_lost" : "redis_connect_failed");
+  td_logline *l = log_begin(TD_LOG_WARN, was_ready ? "redis_lost" : "redis_connect_failed");
   if (l) {
     log_str(l, "conn", c->name);
     log_str(l, "url", c->url.masked);
@@ -572,6 +571,8 @@ static int send_raw(td_rconn *c, uintptr_t flags_tag, const char *cmd, size_t le
     return UV_EIO;
   return 0;
 }
+
+size_t rconn_pending_bytes(const td_rconn *c) { return c->ac ? sdslen(c->ac->c.obuf) : 0; }
 
 bool rconn_ready(const td_rconn *c) {
   return c->state == RCONN_READY && c->ac &&

@@ -42,7 +42,12 @@ static void on_conn_close(void *owner, const char *reason) {
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);
 }
 
-static const td_stream_ops stream_ops = {on_data, NULL, on_conn_close};
+static void on_drain(void *owner) {
+  sse_session *s = owner;
+  hub_client_drained(&s->client);
+}
+
+static const td_stream_ops stream_ops = {on_data, on_drain, on_conn_close};
 
 static void on_keepalive(uv_timer_t *t) {
   sse_session *s = t->data;

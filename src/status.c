@@ -53,7 +53,7 @@ static json_t *tasks_section(td_app *app) {
 }
 
 static json_t *redis_section(td_app *app) {
-  pub_stats p;
+  struct pub_stats p;
   pub_stats(app->pub, &p);
   struct sub_stats s;
   sub_stats(app->sub, &s);

@@ -179,24 +179,30 @@ def test_bad_actions_keep_the_connection(stack):
     assert ws.recv_frame() == (OP_PONG, b"hi")
 
 
-@pytest.mark.parametrize("name,data,code", [
-    ("unmasked client frame", frame(OP_TEXT, "{}", mask=False), 1002),
-    ("reserved bit", frame(OP_TEXT, "{}", rsv=4), 1002),
-    ("reserved opcode", frame(3, b""), 1002),
-    ("fragmented control frame", frame(OP_PING, b"", fin=False), 1002),
-    ("control frame over 125 bytes", frame(OP_PING, b"x" * 126), 1002),
-    ("continuation without start", frame(OP_CONT, b"x"), 1002),
-    ("invalid UTF-8", frame(OP_TEXT, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"), 1007),
-    ("UTF-8 broken across fragments", frame(OP_TEXT, b"\xf0\x90", fin=False) + frame(OP_CONT, b"\x28\x80"), 1007),
-    ("oversize message", frame(OP_TEXT, b"x" * 70000), 1009),
-    ("close with 1 byte", frame(OP_CLOSE, b"\x03"), 1002),
-    ("close with invalid code", frame(OP_CLOSE, struct.pack("!H", 1005)), 1002),
-])
-def test_protocol_violations_close_with_the_right_code(stack, name, data, code):
+VIOLATIONS = [
+    pytest.param(frame(OP_TEXT, "{}", mask=False), 1002, id="unmasked client frame"),
+    pytest.param(frame(OP_TEXT, "{}", rsv=4), 1002, id="reserved bit"),
+    pytest.param(frame(3, b""), 1002, id="reserved opcode"),
+    pytest.param(frame(OP_PING, b"", fin=False), 1002, id="fragmented control frame"),
+    pytest.param(frame(OP_PING, b"x" * 126), 1002, id="control frame over 125 bytes"),
+    pytest.param(frame(OP_CONT, b"x"), 1002, id="continuation without start"),
+    pytest.param(frame(OP_TEXT, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"), 1007, id="invalid UTF-8"),
+    pytest.param(frame(OP_TEXT, b"\xf0\x90", fin=False) + frame(OP_CONT, b"\x28\x80"), 1007, id="UTF-8 broken across fragments"),
+    pytest.param(frame(OP_TEXT, b"x" * 70000), 1009, id="oversize message"),
+    pytest.param(frame(OP_CLOSE, b"\x03"), 1002, id="close with 1 byte"),
+    pytest.param(frame(OP_CLOSE, struct.pack("!H", 1005)), 1002, id="close with invalid code"),
+]
+
+
+@pytest.mark.parametrize("data,code", VIOLATIONS)
+def test_protocol_violations_close_with_the_right_code(stack, data, code):
     ws = WS(stack.port)
-    ws.send_raw(data)
-    assert ws.expect_close() == code, name
-    assert is_closed(ws.sock, timeout=3), name
+    try:
+        ws.send_raw(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server may close before it has read an oversize frame
+    assert ws.expect_close() == code
+    assert is_closed(ws.sock, timeout=3)
     wait_for(lambda: stack.status()["streaming"]["ws_clients"] == 0 or None, what="session freed")
 
 
@@ -244,7 +250,7 @@ def test_slow_client_is_closed_and_memory_bounded(redis_server, tickerd_factory)
     # the fast client is still served
     fast.sock.settimeout(5)
     post(t, quote("S0", bp=12345))
-    fast.recv_until(lambda m: m.get("data", {}).get("bp") == 12345)
+    fast.recv_until(lambda m: m.get("data", {}).get("bp") == 12345, limit=1_000_000)
     assert any(e["event"] == "slow_client_closed" for e in t.log_events()) or wait_for(
         lambda: any(e["event"] == "slow_client_closed" for e in t.log_events()) or None, what="log line")
 

@@ -238,6 +238,37 @@ static bool hash_rewritten(void *a) {
          strcmp(hget(&c->redis, "quotes:last", "AAPL"), "a2") == 0;
 }
 
+static void test_pending_bytes_bounded(void **state) {
+  /* Past PUB_MAX_PENDING_BYTES of unwritten commands, messages wait in the
+   * outbox. The loop does not run while publishing, so nothing is written
+   * yet; the stopped server then keeps the socket from draining it fast. */
+  pub_options o = fast;
+  o.conn.command_timeout_ms = 0; /* the default: a slow sanitizer build is not a stall */
+  ctx c;
+  ctx_start(&c, &o);
+  rfx_signal(&c.redis, SIGSTOP);
+  enum { N = 100, SIZE = 128 * 1024 };
+  char *payload = malloc(SIZE);
+  memset(payload, 'q', SIZE);
+  for (int i = 0; i < N; i++) {
+    char ch[16];
+    snprintf(ch, sizeof(ch), "big%d", i);
+    assert_true(pub_publish(c.pub, ch, strlen(ch), payload, SIZE) >= 0);
+  }
+  free(payload);
+  struct pub_stats st;
+  pub_stats(c.pub, &st);
+  assert_true(st.outbox > 0);
+  assert_true(st.inflight < N);
+  assert_true(rconn_pending_bytes(&c.pub->conn) < PUB_MAX_PENDING_BYTES + SIZE + 64);
+  rfx_signal(&c.redis, SIGCONT);
+  c.want_published = N;
+  assert_true(rfx_run_until(&c.loop, settled, &c, 5000));
+  pub_stats(c.pub, &st);
+  assert_int_equal(st.published, N);
+  ctx_finish(&c);
+}
+
 static void test_set_last_batches(void **state) {
   ctx c;
   ctx_start(&c, NULL);
@@ -305,6 +336,7 @@ int main(void) {
       cmocka_unit_test(test_publish_pipelined_in_order),
       cmocka_unit_test(test_inflight_limit_conflates),
       cmocka_unit_test(test_outbox_across_restart),
+      cmocka_unit_test(test_pending_bytes_bounded),
       cmocka_unit_test(test_set_last_batches),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_close_with_pending),

@@ -336,8 +336,40 @@ static void test_close_while_connecting(void **state) {
   h_finish(&h);
 }
 
+static void test_close_while_resolving(void **state) {
+  /* The resolver request cannot be taken back: close waits for its callback. */
+  harness h;
+  h_start(&h, "redis://localhost:1");
+  assert_int_equal(h.conn.state, RCONN_RESOLVING);
+  h_finish(&h);
+  assert_int_equal(h.ready, 0);
+}
+
+static char log_path[64];
+
+/* Runs last: every line the suite logged, including the AUTH failures with
+ * wrong and right passwords, is in the file; no password is. */
+static void test_password_never_logged(void **state) {
+  log_flush();
+  FILE *f = fopen(log_path, "r");
+  assert_non_null(f);
+  static char text[1 << 20];
+  size_t n = fread(text, 1, sizeof(text) - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  assert_non_null(strstr(text, "\"redis_auth_failed\""));
+  assert_non_null(strstr(text, "\"redis_connect_failed\""));
+  assert_non_null(strstr(text, ":***@"));
+  assert_null(strstr(text, "s3cret"));
+  assert_null(strstr(text, "wrong"));
+  assert_null(strstr(text, "nope"));
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
+  snprintf(log_path, sizeof(log_path), "/tmp/td-rconn-log-%d.jsonl", (int)getpid());
+  unlink(log_path);
+  log_open(log_path, "debug");
   log_set_stdout(getenv("TD_TEST_LOG") != NULL);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_url_good),
@@ -352,8 +384,11 @@ int main(void) {
       cmocka_unit_test(test_watchdog_stalled_server),
       cmocka_unit_test(test_server_restart_reconnects),
       cmocka_unit_test(test_close_while_connecting),
+      cmocka_unit_test(test_close_while_resolving),
+      cmocka_unit_test(test_password_never_logged),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   log_close();
+  unlink(log_path);
   return rc;
 }
