@@ -622,6 +622,15 @@ static void send_error_and_close(td_conn *c, int status, const char *code, const
   http_error(r, status, code, message, NULL);
 }
 
+static void release_request_buffers(td_conn *c) {
+  free(c->head);
+  c->head = NULL;
+  c->head_len = c->head_cap = 0;
+  free(c->body);
+  c->body = NULL;
+  c->body_len = c->body_cap = 0;
+}
+
 static void dispatch(td_conn *c) {
   c->state = CONN_HANDLING;
   c->req.start_ns = uv_hrtime();
@@ -665,6 +674,9 @@ static void conn_process(td_conn *c, const char *data, size_t len) {
       data = pos;
       dispatch(c);
       if (c->state == CONN_STREAMING) {
+        /* The handler is done with the request: its head and body go now
+         * (not in conn_take_over, while the handler may still read them). */
+        release_request_buffers(c);
         /* bytes after the request belong to the new protocol */
         c->pending_len = 0;
         if (len && c->ops && c->ops->on_data) c->ops->on_data(c->owner, data, len);
@@ -722,12 +734,6 @@ void conn_take_over(td_conn *c, const td_stream_ops *ops, void *owner) {
   c->ops = ops;
   c->owner = owner;
   http_stats.taken_over++;
-  free(c->head);
-  c->head = NULL;
-  c->head_len = c->head_cap = 0;
-  free(c->body);
-  c->body = NULL;
-  c->body_len = c->body_cap = 0;
   uv_timer_stop(&c->timer);
   if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = true;
 }

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from conftest import BIN, IO_TIMEOUT_S, is_closed, read_response, wait_for
+from conftest import BIN, IO_TIMEOUT_S, SANITIZED, is_closed, read_response, wait_for
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -266,7 +266,11 @@ def test_too_many_connections_gives_503(tickerd_factory):
     finally:
         a.close()
         b.close()
-    wait_for(lambda: t.status()["http"]["rejected_full"] == 1 or None, what="rejected count")
+    def rejected():
+        r = t.get("/status")  # may itself be refused while the others are still closing
+        return r.status == 200 and r.json()["http"]["rejected_full"] >= 1 or None
+
+    wait_for(rejected, what="rejected count")
 
 
 def test_slowloris_header_timeout(tickerd_factory):
@@ -314,7 +318,8 @@ def test_client_that_never_reads_cannot_grow_memory(tickerd_factory):
     answered = st["http"]["requests"]
     # the server stopped reading this client long before it answered all it sent
     assert answered < sent // len(b"GET /tasks?limit=400 HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert t.rss_bytes() - rss_before < 32 * 1024 * 1024
+    if not SANITIZED:
+        assert t.rss_bytes() - rss_before < 32 * 1024 * 1024
     s.close()
     wait_for(lambda: t.status()["open_connections"] == 1 or None, what="the connection to be freed")
 

@@ -1,0 +1,325 @@
+// Browser test of the dashboard: the real tickerd binary (TICKERD_BIN) on a
+// free port with the simulated feed, a real redis-server on another, and
+// Debian's chromium driven by playwright-core.
+//
+//   TICKERD_BIN=build/tickerd BUILD_DIR=build node --test test/browser/
+//
+// Screenshots land in $BUILD_DIR/dashboard.png and dashboard-phone.png.
+// Skipped (with a message) only when /usr/bin/chromium does not exist.
+
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const BUILD_DIR = path.resolve(process.env.BUILD_DIR || path.join(ROOT, 'build'));
+const TICKERD_BIN = path.resolve(process.env.TICKERD_BIN || path.join(BUILD_DIR, 'tickerd'));
+const WEB_ROOT = path.join(BUILD_DIR, 'web');
+const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+const STARTUP_MS = 10000;   // a process that is not answering by then is broken
+const WAIT_MS = 10000;      // upper bound for any one thing the page must show
+
+const skip = fs.existsSync(CHROMIUM) ? false : `${CHROMIUM} not found: install Debian's chromium to run the browser test`;
+
+// Every child we start, so they die with us even when a test throws.
+const children = new Set();
+function killAll() { for (const c of children) try { c.kill('SIGKILL'); } catch { /* gone */ } }
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { killAll(); process.exit(128 + os.constants.signals[sig]); });
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Starts a child, keeps the tail of its output for failure messages.
+function start(cmd, args, name) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.name = name;
+  child.output = '';
+  const keep = (d) => { child.output = (child.output + d).slice(-16384); };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  child.exited = new Promise((resolve) => child.on('exit', (code, sig) => {
+    children.delete(child);
+    child.exitStatus = sig || code;
+    resolve();
+  }));
+  child.on('error', (err) => { child.output += `\nspawn error: ${err.message}`; });
+  return child;
+}
+
+async function stop(child) {
+  if (!child || child.exitStatus !== undefined) return;
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await child.exited;
+  clearTimeout(t);
+}
+
+// Polls `probe` until it returns true; fails with the child's output if the
+// child exits first or the deadline passes.
+async function waitUntil(probe, child, what) {
+  const deadline = Date.now() + STARTUP_MS;
+  while (Date.now() < deadline) {
+    if (child.exitStatus !== undefined) {
+      assert.fail(`${child.name} exited (${child.exitStatus}) before ${what}:\n${child.output}`);
+    }
+    if (await probe().catch(() => false)) return;
+    await sleep(50);
+  }
+  assert.fail(`${child.name}: no ${what} within ${STARTUP_MS} ms:\n${child.output}`);
+}
+
+function redisPing(port) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    s.setTimeout(500, () => { s.destroy(); resolve(false); });
+    s.on('error', () => resolve(false));
+    s.on('connect', () => s.write('PING\r\n'));
+    s.on('data', (d) => { got += d; if (got.includes('\r\n')) { s.end(); resolve(got.startsWith('+PONG')); } });
+  });
+}
+
+async function startRedis(port, dir) {
+  const r = start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
+                                   '--appendonly', 'no', '--dir', dir], 'redis-server');
+  await waitUntil(() => redisPing(port), r, 'PONG');
+  return r;
+}
+
+async function startTickerd(port, redisPort) {
+  const t = start(TICKERD_BIN, ['--host', '127.0.0.1', '--port', String(port), '--web-root', WEB_ROOT,
+                                '--feed', 'sim', '--sim-rate', '200', '--task-phases-ms', '200,200',
+                                '--task-error-rate', '0', '--redis-url', `redis://127.0.0.1:${redisPort}`,
+                                '--log-file', '-'], 'tickerd');
+  await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, t, 'answer on /healthz');
+  return t;
+}
+
+function isLocal(url) {
+  const u = new URL(url);
+  if (u.protocol === 'data:' || u.protocol === 'blob:' || u.protocol === 'about:') return true;
+  return LOCAL_HOSTS.has(u.hostname) || LOCAL_HOSTS.has(`[${u.hostname}]`);
+}
+
+describe('dashboard in chromium', { skip }, () => {
+  let chromium, browser, context, page, tmp, redis, tickerd, redisPort, port, base;
+  const consoleErrors = [];
+  const outside = [];
+  const sentFrames = [];
+
+  before(async () => {
+    assert.ok(fs.existsSync(TICKERD_BIN), `TICKERD_BIN ${TICKERD_BIN} does not exist: run make first`);
+    assert.ok(fs.existsSync(path.join(WEB_ROOT, 'index.html')),
+              `${WEB_ROOT}/index.html is missing: run make (web/build.sh ${WEB_ROOT})`);
+    ({ chromium } = await import('playwright-core'));
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tickerd-browser-'));
+    redisPort = await freePort();
+    redis = await startRedis(redisPort, tmp);
+    port = await freePort();
+    tickerd = await startTickerd(port, redisPort);
+    base = `http://127.0.0.1:${port}`;
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+             '--disable-component-update', '--no-first-run', '--disable-sync'],
+    });
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    // Every request goes through here: anything not for this machine is
+    // recorded and refused, so the page cannot quietly depend on a CDN.
+    await context.route('**/*', (route) => {
+      const url = route.request().url();
+      if (isLocal(url)) return route.continue();
+      outside.push(url);
+      return route.abort('blockedbyclient');
+    });
+    page = await context.newPage();
+    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`console: ${m.text()}`); });
+    page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+    page.on('request', (r) => { if (!isLocal(r.url())) outside.push(r.url()); });
+    page.on('websocket', (ws) => {
+      if (!isLocal(ws.url())) outside.push(ws.url());
+      ws.on('framesent', (f) => sentFrames.push(typeof f.payload === 'string' ? f.payload : String(f.payload)));
+    });
+  });
+
+  after(async () => {
+    if (browser) await browser.close().catch(() => {});
+    // Every child still running, including one whose start failed midway.
+    await Promise.all([...children].map(stop));
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('loads from tickerd, goes live, no console error, nothing fetched from elsewhere', async () => {
+    const res = await page.goto(`${base}/dashboard#symbols=MSFT`);
+    assert.equal(res.status(), 200);
+    assert.equal(await page.title(), 'tickerd dashboard');
+    await page.waitForSelector('#conn[data-conn="live"]', { timeout: WAIT_MS });
+    // The vendored chart library loaded from tickerd, not from a CDN.
+    assert.equal(await page.evaluate(() => typeof window.uPlot), 'function');
+    await page.waitForSelector('.chart-card[data-symbol="MSFT"] canvas', { timeout: WAIT_MS });
+    assert.deepEqual(consoleErrors, []);
+    assert.deepEqual(outside, []);
+  });
+
+  test('adding AAPL with the keyboard subscribes it and its chart gains points', async () => {
+    await page.focus('#symbol-input');
+    await page.keyboard.type('aapl');
+    await page.keyboard.press('Enter');
+    const card = '.chart-card[data-symbol="AAPL"]';
+    await page.waitForSelector(card, { timeout: WAIT_MS });
+    // History first, then live quotes: the count grows from 0 and the last
+    // stream position keeps moving.
+    await page.waitForFunction((sel) => Number(document.querySelector(sel).dataset.points) > 0,
+                               card, { timeout: WAIT_MS });
+    const first = await page.getAttribute(card, 'data-last-id');
+    assert.match(first, /^AAPL:[0-9a-f]{16}:\d+$/);
+    await page.waitForFunction(([sel, id]) => document.querySelector(sel).dataset.lastId !== id,
+                               [card, first], { timeout: WAIT_MS });
+    const points = Number(await page.getAttribute(card, 'data-points'));
+    assert.ok(points > 0 && points <= 300, `AAPL chart holds ${points} points`);
+    // The quote table has a live AAPL row with prices.
+    const bid = await page.textContent('#quote-rows tr[data-symbol="AAPL"] [data-field="bid"]');
+    assert.match(bid, /^\d+\.\d+$/);
+    // The watchlist is in the URL and survives a reload via localStorage.
+    assert.match(new URL(page.url()).hash, /^#symbols=MSFT,AAPL$/);
+    assert.equal(await page.evaluate(() => localStorage.getItem('tickerd.symbols')), 'MSFT,AAPL');
+    // The subscribe went out over /ws with history, as the protocol says
+    // (it was sent before the chart filled, so it has been reported).
+    const subs = sentFrames.map((f) => JSON.parse(f)).filter((m) => m.action === 'subscribe' && m.symbols);
+    assert.ok(subs.some((m) => m.symbols.includes('AAPL') && m.history === 300), JSON.stringify(subs));
+  });
+
+  test('bad symbols are refused with a message; remove buttons work from the keyboard', async () => {
+    await page.fill('#symbol-input', 'NOT A SYMBOL');
+    await page.press('#symbol-input', 'Enter');
+    assert.equal(await page.getAttribute('#symbol-input', 'aria-invalid'), 'true');
+    assert.match(await page.textContent('#symbol-error'), /not a symbol/);
+    await page.fill('#symbol-input', 'GOOGL');
+    await page.press('#symbol-input', 'Enter');
+    await page.waitForSelector('.chart-card[data-symbol="GOOGL"]', { timeout: WAIT_MS });
+    await page.focus('button[aria-label="Remove GOOGL"]');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('.chart-card[data-symbol="GOOGL"]', { state: 'detached', timeout: WAIT_MS });
+    assert.equal(await page.$('#quote-rows tr[data-symbol="GOOGL"]'), null);
+    assert.match(new URL(page.url()).hash, /^#symbols=MSFT,AAPL$/);
+  });
+
+  test('a task started from the button reaches completed in the tasks list', async () => {
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => new URL(r.url()).pathname === '/hello', { timeout: WAIT_MS }),
+      page.click('#start-task'),
+    ]);
+    assert.equal(res.status(), 200);
+    const body = await res.json();
+    assert.ok(body.task_id != null, `GET /hello answered ${JSON.stringify(body)}`);
+    const item = `#task-list li[data-task-id=${JSON.stringify(String(body.task_id))}]`;
+    await page.waitForSelector(`${item}[data-state="completed"]`, { timeout: WAIT_MS });
+    assert.match(await page.textContent(item), /completed/);
+  });
+
+  test('the status panel shows figures from GET /status', async () => {
+    await page.waitForSelector('#status-list .stat', { timeout: WAIT_MS });
+    const status = await (await fetch(`${base}/status`)).json();
+    const numeric = Object.keys(status).filter((k) => typeof status[k] === 'number');
+    assert.ok(numeric.length > 0, `GET /status has no top-level number: ${JSON.stringify(status)}`);
+    for (const k of numeric) {
+      await page.waitForSelector(`#status-list .stat[data-key=${JSON.stringify(k)}] dd`, { timeout: WAIT_MS });
+    }
+  });
+
+  test('desktop screenshot', async () => {
+    await page.waitForTimeout(300);   // let the last flashes fade for a readable picture
+    await page.screenshot({ path: path.join(BUILD_DIR, 'dashboard.png'), fullPage: true });
+    assert.ok(fs.statSync(path.join(BUILD_DIR, 'dashboard.png')).size > 0);
+  });
+
+  test('usable on a 375 px wide phone: no horizontal overflow, controls on screen', async () => {
+    await page.setViewportSize({ width: 375, height: 812 });
+    // Charts follow their container: wait until every one fits.
+    await page.waitForFunction(() => [...document.querySelectorAll('.chart-card canvas')]
+      .every((c) => c.getBoundingClientRect().right <= window.innerWidth), null, { timeout: WAIT_MS });
+    const overflow = await page.evaluate(() => ({
+      scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,
+    }));
+    assert.ok(overflow.scroll <= overflow.client, `page is ${overflow.scroll} px wide in a ${overflow.client} px viewport`);
+    for (const sel of ['#symbol-input', '#add-form button[type="submit"]', '#start-task', 'button[aria-label="Remove AAPL"]']) {
+      const box = await page.locator(sel).boundingBox();
+      assert.ok(box && box.x >= 0 && box.x + box.width <= 375, `${sel} is off screen: ${JSON.stringify(box)}`);
+    }
+    await page.screenshot({ path: path.join(BUILD_DIR, 'dashboard-phone.png'), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  test('a browser asking for / gets the dashboard too', async () => {
+    const p2 = await context.newPage();
+    p2.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`console (/): ${m.text()}`); });
+    p2.on('pageerror', (e) => consoleErrors.push(`pageerror (/): ${e.message}`));
+    try {
+      const res = await p2.goto(`${base}/`);
+      assert.equal(res.status(), 200);
+      assert.equal(await p2.title(), 'tickerd dashboard');
+      await p2.waitForSelector('#conn[data-conn="live"]', { timeout: WAIT_MS });
+    } finally {
+      await p2.close();
+    }
+  });
+
+  test('no console error and no request off this machine during the session', () => {
+    assert.deepEqual(consoleErrors, []);
+    assert.deepEqual(outside, []);
+  });
+
+  // Last, because the outage makes chromium log failed connections.
+  test('reconnects after a server restart and resumes with "since"', async () => {
+    const card = '.chart-card[data-symbol="AAPL"]';
+    const seen = await page.getAttribute(card, 'data-last-id');
+    assert.ok(seen, 'AAPL never received a quote: nothing to resume from');
+    const [, epoch, seq] = seen.split(':');
+    await stop(tickerd);
+    await page.waitForSelector('#conn[data-conn="reconnecting"]', { timeout: WAIT_MS });
+    sentFrames.length = 0;
+    tickerd = await startTickerd(port, redisPort);
+    // Backoff is at most a few seconds after one failed attempt or two.
+    await page.waitForSelector('#conn[data-conn="live"]', { timeout: 20000 });
+    // Frames are reported to us asynchronously: wait for the resubscribe.
+    const subscribes = () => sentFrames.map((f) => JSON.parse(f)).filter((m) => m.action === 'subscribe');
+    for (let t = Date.now(); Date.now() - t < WAIT_MS && !subscribes().some((m) => m.since); ) await sleep(50);
+    const subs = subscribes();
+    // One resubscribe carries every symbol that had quotes, from the newest
+    // position received: a quote of this run, at or after the one the AAPL
+    // chart showed before the outage.
+    const resumed = subs.find((m) => typeof m.since === 'string');
+    assert.ok(resumed, `no resubscribe with "since": ${JSON.stringify(subs)}`);
+    assert.deepEqual([...resumed.symbols].sort(), ['AAPL', 'MSFT']);
+    const [sym, e2, s2] = resumed.since.split(':');
+    assert.ok(['AAPL', 'MSFT'].includes(sym), resumed.since);
+    assert.equal(e2, epoch);
+    if (sym === 'AAPL') assert.ok(Number(s2) >= Number(seq), `since ${resumed.since} is older than ${seen}`);
+    assert.ok(subs.some((m) => m.topics && m.topics.includes('tasks')), 'tasks topic not resubscribed');
+    // Quotes flow again: a new run has a new epoch, so the position changes.
+    await page.waitForFunction(([sel, id]) => {
+      const c = document.querySelector(sel);
+      return c.dataset.lastId !== id && Number(c.dataset.points) > 0;
+    }, [card, seen], { timeout: WAIT_MS });
+  });
+});
