@@ -3,12 +3,13 @@
 #ifndef TD_STATUS_H
 #define TD_STATUS_H
 
-#include <jansson.h>
 #include <stdbool.h>
 
 #include "app.h"
+#include "jsonw.h"
 
-json_t *status_json(td_app *app);
+/* Writes the /status document. */
+void status_write(td_app *app, jsonw *w);
 /* Ready when Redis (and the upstream feed, when configured) is connected. */
 bool status_ready(td_app *app, const char **why);
 /* Resident set size in bytes, from /proc/self/statm. */

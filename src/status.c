@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "feed_sim.h"
 #include "hub.h"
+#include "jsonw.h"
 #include "log.h"
 #include "pipeline.h"
 #include "publisher.h"
@@ -20,128 +21,198 @@
 #include "version.h"
 #include "ws_session.h"
 
+/* Reading /proc costs microseconds: /status and /metrics share a reading
+ * taken at most once per STATUS_RSS_MAX_AGE_NS. */
+#define STATUS_RSS_MAX_AGE_NS 1000000000ULL
+
 long status_rss_bytes(void) {
+  static long cached = -1;
+  static uint64_t taken_at;
+  uint64_t now = uv_hrtime();
+  if (cached >= 0 && now - taken_at < STATUS_RSS_MAX_AGE_NS) return cached;
   FILE *f = fopen("/proc/self/statm", "r");
   if (!f) return -1;
   long pages_total, pages_rss;
   int n = fscanf(f, "%ld %ld", &pages_total, &pages_rss);
   fclose(f);
-  return n == 2 ? pages_rss * sysconf(_SC_PAGESIZE) : -1;
+  cached = n == 2 ? pages_rss * sysconf(_SC_PAGESIZE) : -1;
+  taken_at = now;
+  return cached;
 }
 
-static json_t *http_section(void) {
+static void http_section(jsonw *w) {
   const td_http_stats *s = &http_stats;
-  return json_pack("{s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                   "open_connections", (json_int_t)s->open, "accepted", (json_int_t)s->accepted,
-                   "rejected_full", (json_int_t)s->rejected_full, "requests", (json_int_t)s->requests, "responses",
-                   "1xx", (json_int_t)s->responses[1], "2xx", (json_int_t)s->responses[2], "3xx",
-                   (json_int_t)s->responses[3], "4xx", (json_int_t)s->responses[4], "5xx", (json_int_t)s->responses[5],
-                   "bad_requests", (json_int_t)s->bad_requests, "too_large", (json_int_t)s->too_large,
-                   "header_timeouts", (json_int_t)s->header_timeouts, "idle_timeouts", (json_int_t)s->idle_timeouts,
-                   "write_timeouts", (json_int_t)s->write_timeouts, "backpressure_pauses",
-                   (json_int_t)s->backpressure_pauses, "upgraded", (json_int_t)s->taken_over);
+  jw_object(w, "http");
+  jw_u64(w, "open_connections", s->open);
+  jw_u64(w, "accepted", s->accepted);
+  jw_u64(w, "rejected_full", s->rejected_full);
+  jw_u64(w, "requests", s->requests);
+  jw_object(w, "responses");
+  static const char *classes[] = {NULL, "1xx", "2xx", "3xx", "4xx", "5xx"};
+  for (int c = 1; c <= 5; c++) jw_u64(w, classes[c], s->responses[c]);
+  jw_end(w);
+  jw_u64(w, "bad_requests", s->bad_requests);
+  jw_u64(w, "too_large", s->too_large);
+  jw_u64(w, "header_timeouts", s->header_timeouts);
+  jw_u64(w, "idle_timeouts", s->idle_timeouts);
+  jw_u64(w, "write_timeouts", s->write_timeouts);
+  jw_u64(w, "backpressure_pauses", s->backpressure_pauses);
+  jw_u64(w, "upgraded", s->taken_over);
+  jw_end(w);
 }
 
-static json_t *tasks_section(td_app *app) {
+static void tasks_section(jsonw *w, td_app *app) {
   task_stats t;
   tasks_stats(app->tasks, &t);
-  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "active", (json_int_t)t.active,
-                   "pending", (json_int_t)t.pending, "running", (json_int_t)t.running, "completed",
-                   (json_int_t)t.completed, "failed", (json_int_t)t.failed, "cancelled", (json_int_t)t.cancelled,
-                   "rejected", (json_int_t)t.rejected, "created", (json_int_t)t.created, "retained",
-                   (json_int_t)t.retained, "expired", (json_int_t)t.expired, "evicted", (json_int_t)t.evicted);
+  jw_object(w, "tasks");
+  jw_u64(w, "active", t.active);
+  jw_u64(w, "pending", t.pending);
+  jw_u64(w, "running", t.running);
+  jw_u64(w, "completed", t.completed);
+  jw_u64(w, "failed", t.failed);
+  jw_u64(w, "cancelled", t.cancelled);
+  jw_u64(w, "rejected", t.rejected);
+  jw_u64(w, "created", t.created);
+  jw_u64(w, "retained", t.retained);
+  jw_u64(w, "expired", t.expired);
+  jw_u64(w, "evicted", t.evicted);
+  jw_end(w);
 }
 
-static json_t *redis_section(td_app *app) {
+static void redis_section(jsonw *w, td_app *app) {
   struct pub_stats p;
   pub_stats(app->pub, &p);
   struct sub_stats s;
   sub_stats(app->sub, &s);
-  return json_pack("{s:{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:s, s:I, s:I, s:I}}",
-                   "publisher", "state", pub_state_name(app->pub), "published", (json_int_t)p.published, "inflight",
-                   (json_int_t)p.inflight, "outbox", (json_int_t)p.outbox, "conflated", (json_int_t)p.conflated,
-                   "dropped", (json_int_t)p.dropped, "errors", (json_int_t)p.errors, "reconnects",
-                   (json_int_t)p.reconnects, "last_written", (json_int_t)p.last_written, "subscriber", "state",
-                   rconn_state_name(s.state), "channels", (json_int_t)s.channels, "messages", (json_int_t)s.messages,
-                   "reconnects", (json_int_t)s.reconnects);
+  jw_object(w, "redis");
+  jw_object(w, "publisher");
+  jw_str(w, "state", pub_state_name(app->pub));
+  jw_u64(w, "published", p.published);
+  jw_u64(w, "inflight", p.inflight);
+  jw_u64(w, "outbox", p.outbox);
+  jw_u64(w, "conflated", p.conflated);
+  jw_u64(w, "dropped", p.dropped);
+  jw_u64(w, "errors", p.errors);
+  jw_u64(w, "reconnects", p.reconnects);
+  jw_u64(w, "last_written", p.last_written);
+  jw_end(w);
+  jw_object(w, "subscriber");
+  jw_str(w, "state", rconn_state_name(s.state));
+  jw_u64(w, "channels", s.channels);
+  jw_u64(w, "messages", s.messages);
+  jw_u64(w, "reconnects", s.reconnects);
+  jw_u64(w, "heartbeat_timeouts", s.hb_timeouts);
+  jw_end(w);
+  jw_end(w);
 }
 
-static json_t *quotes_section(td_app *app) {
+/* A counter per kind (or per reason), leaving out the zeros. */
+static void nonzero_counts(jsonw *w, const char *key, const uint64_t *counts, int n, const char *(*name)(int)) {
+  jw_object(w, key);
+  for (int i = 0; i < n; i++)
+    if (counts[i]) jw_u64(w, name(i), counts[i]);
+  jw_end(w);
+}
+
+static const char *kind_name(int k) { return smsg_kind_channel((smsg_kind)k); }
+static const char *skip_name(int r) { return smsg_skip_name((smsg_skip_reason)r); }
+
+static void quotes_section(jsonw *w, td_app *app) {
   pipeline_stats p;
   pipeline_get_stats(app->pipeline, &p);
   qstore_stats q;
   qstore_get_stats(app->store, &q);
-  json_t *kinds = json_object();
-  for (int k = 0; k < SMSG_KIND_COUNT; k++)
-    if (p.received[k]) json_object_set_new(kinds, smsg_kind_channel((smsg_kind)k), json_integer((json_int_t)p.received[k]));
-  json_t *skipped = json_object();
-  for (int r = 0; r < SMSG_SKIP_COUNT; r++)
-    if (p.stream.skipped[r]) json_object_set_new(skipped, smsg_skip_name((smsg_skip_reason)r), json_integer((json_int_t)p.stream.skipped[r]));
-  json_t *o = json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:I}", "epoch", qstore_epoch_hex(app->store),
-                        "received", kinds, "queued", (json_int_t)p.queued, "refused_symbols", (json_int_t)p.refused,
-                        "batches", (json_int_t)p.batches, "batches_rejected", (json_int_t)p.batches_rejected,
-                        "skipped", skipped, "bad_json", (json_int_t)p.stream.bad_json, "symbols",
-                        (json_int_t)q.symbols, "history_entries", (json_int_t)q.entries);
+  jw_object(w, "quotes");
+  jw_str(w, "epoch", qstore_epoch_hex(app->store));
+  nonzero_counts(w, "received", p.received, SMSG_KIND_COUNT, kind_name);
+  jw_u64(w, "queued", p.queued);
+  jw_u64(w, "refused_symbols", p.refused);
+  jw_u64(w, "batches", p.batches);
+  jw_u64(w, "batches_rejected", p.batches_rejected);
+  nonzero_counts(w, "skipped", p.stream.skipped, SMSG_SKIP_COUNT, skip_name);
+  jw_u64(w, "bad_json", p.stream.bad_json);
+  jw_u64(w, "symbols", q.symbols);
+  jw_u64(w, "history_entries", q.entries);
   if (app->sim) {
     sim_stats ss;
     sim_get_stats(app->sim, &ss);
-    json_object_set_new(o, "sim", json_pack("{s:f, s:I, s:I}", "rate", sim_rate(app->sim), "produced",
-                                            (json_int_t)ss.quotes, "shed", (json_int_t)ss.shed));
+    jw_object(w, "sim");
+    jw_double(w, "rate", sim_rate(app->sim));
+    jw_u64(w, "produced", ss.quotes);
+    jw_u64(w, "shed", ss.shed);
+    jw_end(w);
   }
-  return o;
+  jw_end(w);
 }
 
-static json_t *upstream_section(td_app *app) {
-  if (!app->alpaca) return json_null();
-  json_t *o = json_object();
+static void upstream_section(jsonw *w, td_app *app) {
+  if (!app->alpaca) {
+    jw_null(w, "upstream");
+    return;
+  }
+  jw_object(w, "upstream");
   for (int id = 0; id < ALPACA_STREAM_COUNT; id++) {
     alpaca_stats a;
     alpaca_get_stats(app->alpaca, (alpaca_stream_id)id, &a);
     if (!a.enabled) continue;
-    json_t *kinds = json_object();
-    for (int k = 0; k < SMSG_KIND_COUNT; k++)
-      if (a.messages[k]) json_object_set_new(kinds, smsg_kind_channel((smsg_kind)k), json_integer((json_int_t)a.messages[k]));
-    json_object_set_new(o, id == ALPACA_STREAM_DATA ? "data" : "news",
-                        json_pack("{s:s, s:o, s:I, s:f, s:I, s:I, s:I, s:I, s:I}", "state", alpaca_state_name(a.state),
-                                  "messages", kinds, "messages_total", (json_int_t)a.messages_total, "msgs_per_sec",
-                                  a.msgs_per_sec, "last_message_ms", (json_int_t)a.last_message_ms, "reconnects",
-                                  (json_int_t)a.reconnects, "slow_client_warnings", (json_int_t)a.slow_client,
-                                  "protocol_errors", (json_int_t)a.protocol_errors, "bad_frames",
-                                  (json_int_t)a.bad_frames));
+    jw_object(w, id == ALPACA_STREAM_DATA ? "data" : "news");
+    jw_str(w, "state", alpaca_state_name(a.state));
+    nonzero_counts(w, "messages", a.messages, SMSG_KIND_COUNT, kind_name);
+    jw_u64(w, "messages_total", a.messages_total);
+    jw_double(w, "msgs_per_sec", a.msgs_per_sec);
+    jw_i64(w, "last_message_ms", a.last_message_ms);
+    jw_u64(w, "reconnects", a.reconnects);
+    jw_u64(w, "slow_client_warnings", a.slow_client);
+    jw_u64(w, "protocol_errors", a.protocol_errors);
+    jw_u64(w, "bad_frames", a.bad_frames);
+    jw_end(w);
   }
-  return o;
+  jw_end(w);
 }
 
-static json_t *streaming_section(td_app *app) {
+static void streaming_section(jsonw *w, td_app *app) {
   hub_stats h;
   hub_get_stats(app->hub, &h);
-  return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "clients",
-                   (json_int_t)h.clients, "ws_clients", (json_int_t)h.ws_clients, "sse_clients", (json_int_t)h.sse_clients,
-                   "channels", (json_int_t)h.channels, "subscriptions", (json_int_t)h.client_subscriptions, "messages",
-                   (json_int_t)h.messages, "deliveries", (json_int_t)h.deliveries, "conflated", (json_int_t)h.conflated,
-                   "slow_closes", (json_int_t)h.slow_closes, "rejected_clients", (json_int_t)h.rejected_clients,
-                   "gaps", (json_int_t)h.gaps, "replayed", (json_int_t)h.replayed, "ws_protocol_errors",
-                   (json_int_t)ws_counters.protocol_errors, "ws_bad_messages", (json_int_t)ws_counters.bad_messages,
-                   "auth_denied",
-                   (json_int_t)(auth_counters.missing + auth_counters.invalid + auth_counters.expired +
-                                auth_counters.forbidden_origin));
+  jw_object(w, "streaming");
+  jw_u64(w, "clients", h.clients);
+  jw_u64(w, "ws_clients", h.ws_clients);
+  jw_u64(w, "sse_clients", h.sse_clients);
+  jw_u64(w, "channels", h.channels);
+  jw_u64(w, "subscriptions", h.client_subscriptions);
+  jw_u64(w, "messages", h.messages);
+  jw_u64(w, "deliveries", h.deliveries);
+  jw_u64(w, "conflated", h.conflated);
+  jw_u64(w, "slow_closes", h.slow_closes);
+  jw_u64(w, "rejected_clients", h.rejected_clients);
+  jw_u64(w, "gaps", h.gaps);
+  jw_u64(w, "replayed", h.replayed);
+  jw_u64(w, "ws_protocol_errors", ws_counters.protocol_errors);
+  jw_u64(w, "ws_bad_messages", ws_counters.bad_messages);
+  jw_u64(w, "auth_denied", auth_counters.missing + auth_counters.invalid + auth_counters.expired +
+                                auth_counters.forbidden_origin + auth_counters.forbidden_symbol);
+  jw_end(w);
 }
 
-json_t *status_json(td_app *app) {
+void status_write(td_app *app, jsonw *w) {
   uint64_t uptime_ms = uv_now(app->loop) - app->start_ms;
-  json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I}", "service", "tickerd", "version", TD_VERSION, "uptime_s",
-                        (json_int_t)(uptime_ms / 1000), "rss_bytes", (json_int_t)status_rss_bytes(), "open_connections",
-                        (json_int_t)http_stats.open);
-  json_object_set_new(o, "http", http_section());
-  json_object_set_new(o, "tasks", tasks_section(app));
-  json_object_set_new(o, "feed", json_string(cfg_feed_name(app->cfg->feed)));
-  json_object_set_new(o, "redis", redis_section(app));
-  json_object_set_new(o, "quotes", quotes_section(app));
-  json_object_set_new(o, "streaming", streaming_section(app));
-  json_object_set_new(o, "upstream", upstream_section(app));
-  json_object_set_new(o, "log", json_pack("{s:I, s:I}", "warnings", (json_int_t)log_lines(TD_LOG_WARN), "errors",
-                                          (json_int_t)log_lines(TD_LOG_ERROR)));
-  return o;
+  jw_object(w, NULL);
+  jw_str(w, "service", "tickerd");
+  jw_str(w, "version", TD_VERSION);
+  jw_u64(w, "uptime_s", uptime_ms / 1000);
+  jw_i64(w, "rss_bytes", status_rss_bytes());
+  jw_u64(w, "open_connections", http_stats.open);
+  jw_str(w, "feed", cfg_feed_name(app->cfg->feed));
+  http_section(w);
+  tasks_section(w, app);
+  redis_section(w, app);
+  quotes_section(w, app);
+  streaming_section(w, app);
+  upstream_section(w, app);
+  jw_object(w, "log");
+  jw_u64(w, "warnings", log_lines(TD_LOG_WARN));
+  jw_u64(w, "errors", log_lines(TD_LOG_ERROR));
+  jw_end(w);
+  jw_end(w);
 }
 
 bool status_ready(td_app *app, const char **why) {
