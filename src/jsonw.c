@@ -57,14 +57,36 @@ static void put_string(jsonw *w, const char *s) {
   put(w, "\"", 1);
 }
 
-/* The comma and key before a value. */
+static bool plain(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 || s[i] == '"' || s[i] == '\\') return false;
+  return true;
+}
+
+/* The comma and key before a value, written in one go: keys are short
+ * literals, and this runs for every field of every /status. */
 static void prefix(jsonw *w, const char *key) {
-  if (!w->first[w->depth]) put(w, ",", 1);
+  bool comma = !w->first[w->depth];
   w->first[w->depth] = false;
-  if (key) {
+  size_t n = key ? strlen(key) : 0;
+  if (key && !plain(key, n)) {
+    if (comma) put(w, ",", 1);
     put_string(w, key);
     put(w, ":", 1);
+    return;
   }
+  if (!reserve(w, n + 4)) return;
+  char *o = w->p + w->len;
+  if (comma) *o++ = ',';
+  if (key) {
+    *o++ = '"';
+    memcpy(o, key, n);
+    o += n;
+    *o++ = '"';
+    *o++ = ':';
+  }
+  *o = '\0';
+  w->len = (size_t)(o - w->p);
 }
 
 static void open_(jsonw *w, const char *key, char c) {
