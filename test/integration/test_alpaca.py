@@ -164,3 +164,71 @@ def test_missing_credentials_stop_tickerd(ca_dir, redis_server, tmp_path):
         out, err = stop(tickerd)
     assert rc != 0
     assert "APCA_API_KEY_ID" in out + err and "APCA_API_SECRET_KEY" in out + err
+
+
+def start_fake_rest(ca_dir, *args):
+    proc = subprocess.Popen(["/usr/bin/python3", FAKE,
+                             "--cert", str(ca_dir / "server.pem"), "--key", str(ca_dir / "server.key"),
+                             "--key-id", KEY, "--secret", SECRET, "--exit-on-stdin-eof", "--rest"] + list(args),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    m = re.match(r"READY (\d+) (\d+)", proc.stdout.readline())
+    assert m, "fake server did not start"
+    return proc, int(m.group(2))
+
+
+def http_get(port, path):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE_S)
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, json.loads(body)
+
+
+def test_rest_fallback_for_unknown_symbols(ca_dir, redis_server, tmp_path):
+    """GET /quotes/{symbol} with nothing stored asks the REST API (deferred, never
+    blocking), caches the answer, and maps upstream failures to 404/502/504."""
+    redis_port, client = redis_server
+    fake, rest_port = start_fake_rest(ca_dir, "--rest-delay-ms", "7000")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APCA_", "TICKERD_"))}
+    env.update(APCA_API_KEY_ID=KEY, APCA_API_SECRET_KEY=SECRET)
+    port = free_port()
+    tickerd = subprocess.Popen([BIN, "--port", str(port), "--feed", "none", "--redis-url",
+                                "redis://127.0.0.1:%d" % redis_port, "--ca-file", str(ca_dir / "ca.pem"),
+                                "--alpaca-rest-url", "https://127.0.0.1:%d" % rest_port,
+                                "--log-file", str(tmp_path / "tickerd.log")],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _connects(port), what="tickerd")
+        status, body = http_get(port, "/quotes/AAPL")
+        assert status == 200 and body["T"] == "q" and body["S"] == "AAPL" and body["seq"] == 1
+        # cached: the second look-up is answered from memory, the fake sees one request
+        assert http_get(port, "/quotes/AAPL")[0] == 200
+        assert http_get(port, "/quotes/NOPE")[0] == 404
+        assert http_get(port, "/quotes/FAIL")[0] == 502
+        assert http_get(port, "/quotes/BADJSON")[0] == 502
+        import threading
+        slow = {}
+        t = threading.Thread(target=lambda: slow.update(r=http_get(port, "/quotes/SLOW")))
+        start = time.monotonic()
+        t.start()
+        time.sleep(0.5)
+        # while that look-up waits on the upstream, the loop keeps serving
+        assert http_get(port, "/healthz")[0] == 200 and t.is_alive()
+        t.join(DEADLINE_S)
+        assert slow["r"][0] == 504 and slow["r"][1]["error"] == "timeout"
+        assert time.monotonic() - start < DEADLINE_S
+    finally:
+        stop(tickerd)
+        stop(fake)
+    log = (tmp_path / "tickerd.log").read_text()
+    assert SECRET not in log
+
+
+def _connects(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
