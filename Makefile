@@ -63,11 +63,13 @@ all: $(BIN) $(WEB_DIR)/.stamp
 
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c | deps-apt
 	@mkdir -p $(@D)
-	$(CC) $(LLHTTP_CFLAGS) -c $< -o $@
+	@echo "CC $< (llhttp, strict mode)"
+	@$(CC) $(LLHTTP_CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) | deps-apt
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "CC $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJS) $(LLHTTP_OBJS)
 	@rm -f $@
