@@ -120,6 +120,7 @@ static struct {
   double stop_p99_ms;
   int deadline_s;
   int server_pid, aux_pid;
+  int gap_every;
   const char *label;
 } opt;
 
@@ -457,7 +458,8 @@ static int fb_on_body(llhttp_t *h, const char *at, size_t n) {
 
 static int fb_on_message_complete(llhttp_t *h) {
   fb_client *c = h->data;
-  if (!c->ws) fb_client_fail(c, "stream ended");
+  /* A 101 completes a body-less message before the upgrade pause. */
+  if (h->status_code != 101) fb_client_fail(c, "stream ended");
   return 0;
 }
 
@@ -627,6 +629,8 @@ static void fb_pub_send(int count) {
   while (count > 0 && len + sizeof body + 512 < sizeof buf) {
     if (opt.pub == FB_PUB_NCHAN) {
       int sym = (int)(st.pub.sym_next++ % (uint64_t)opt.symbols);
+      /* --gap-every K checks the loss counter: every K-th seq is never sent. */
+      if (opt.gap_every && (st.pub.seq[sym] + 1) % (uint64_t)opt.gap_every == 0) st.pub.seq[sym]++;
       int bl = fb_quote(body, sizeof body, sym, ts, ++st.pub.seq[sym]);
       len += (size_t)snprintf(buf + len, sizeof buf - len,
                               "POST /pub/%s%d HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
@@ -816,7 +820,8 @@ static bool fb_summary(void) {
          fb_median(offsetof(fb_result, aux_cpu)), fb_median(offsetof(fb_result, idle_cpu)), rss);
   fflush(stdout);
   bool deadline = opt.deadline_s && (fb_mono_ns() - st.start_ns) / 1000000000ull >= (uint64_t)opt.deadline_s;
-  return p99 <= opt.stop_p99_ms * 1000 && !lost && !errors && !deadline;
+  bool all_connected = st.ready - (st.closed - st.failed) == opt.clients;
+  return p99 <= opt.stop_p99_ms * 1000 && !lost && !errors && all_connected && !deadline;
 }
 
 static void fb_finish(void) {
@@ -871,7 +876,8 @@ static void fb_usage(void) {
           "  --deadline-s S          stop stepping after S seconds (0: none)\n"
           "  --connect-concurrency 256 --connect-timeout-ms 60000\n"
           "  --server-pid PID --aux-pid PID   sample CPU (and the server's RSS) per window\n"
-          "  --label TEXT            copied into every JSON line\n");
+          "  --label TEXT            copied into every JSON line\n"
+          "  --gap-every K           nchan publisher skips every K-th seq (checks the loss count)\n");
 }
 
 static int fb_parse_args(int argc, char **argv) {
@@ -918,6 +924,7 @@ static int fb_parse_args(int argc, char **argv) {
     else if (!strcmp(a, "--server-pid")) opt.server_pid = atoi(v);
     else if (!strcmp(a, "--aux-pid")) opt.aux_pid = atoi(v);
     else if (!strcmp(a, "--label")) opt.label = v;
+    else if (!strcmp(a, "--gap-every")) opt.gap_every = atoi(v);
     else if (!strcmp(a, "--rates")) {
       opt.nrates = 0;
       for (char *p = (char *)v; *p && opt.nrates < FB_MAX_RATES;) {
