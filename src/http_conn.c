@@ -64,7 +64,12 @@ struct td_conn {
   uint32_t url_off, url_len;
   header_span spans[TD_HTTP_MAX_HEADERS];
   int span_count;
+  bool in_request;             /* between on_message_begin and on_message_complete */
   bool in_value;               /* last span callback was a header value */
+  /* obs-fold detection: where the last header value span ended */
+  const char *value_end;
+  bool value_at_buf_end;
+  const char *exec_start, *exec_end;
   bool headers_done;
   char *body;
   size_t body_len, body_cap;
@@ -187,6 +192,7 @@ static td_conn *parser_conn(llhttp_t *p) { return p->data; }
 static int on_message_begin(llhttp_t *p) {
   td_conn *c = parser_conn(p);
   request_reset(c);
+  c->in_request = true;
   return 0;
 }
 
@@ -214,8 +220,24 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
   return 0;
 }
 
+static void reject(td_conn *c, int status, const char *code, const char *message);
+
+/* llhttp 8.1.0 accepts obs-fold even in strict mode and reports the folded
+ * line as a second value span. A span that continues the same line starts
+ * where the previous one ended (or at the start of the next read, when the
+ * previous one ended the last read); anything else skipped a line break. */
+static bool value_continues_line(const td_conn *c, const char *at) {
+  return at == c->value_end || (c->value_at_buf_end && at == c->exec_start);
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
   td_conn *c = parser_conn(p);
+  if (c->in_value && !value_continues_line(c, at)) {
+    reject(c, 400, "obs_fold", "folded header lines (obs-fold) are not accepted");
+    return HPE_USER;
+  }
+  c->value_end = at + len;
+  c->value_at_buf_end = at + len == c->exec_end;
   if (!c->in_value) {
     if (c->span_count <= TD_HTTP_MAX_HEADERS) c->spans[c->span_count - 1].value_off = c->head_len;
     c->in_value = true;
@@ -272,14 +294,6 @@ static int on_headers_complete(llhttp_t *p) {
     reject(c, 400, "missing_host", "HTTP/1.1 requests need a Host header");
     return HPE_USER;
   }
-  /* llhttp 8.1.0 accepts obs-fold even in strict mode; RFC 9112 lets a server reject it. */
-  for (int i = 0; i < r->header_count; i++) {
-    if (memchr(r->headers[i].value, '\r', r->headers[i].value_len) ||
-        memchr(r->headers[i].value, '\n', r->headers[i].value_len)) {
-      reject(c, 400, "obs_fold", "folded header lines (obs-fold) are not accepted");
-      return HPE_USER;
-    }
-  }
   if ((p->flags & F_CONTENT_LENGTH) && (int64_t)p->content_length > conn_app(c)->cfg->max_body_bytes) {
     reject(c, 413, "body_too_large", "request body exceeds the configured maximum");
     return HPE_USER;
@@ -309,6 +323,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
 
 static int on_message_complete(llhttp_t *p) {
   td_conn *c = parser_conn(p);
+  c->in_request = false;
   /* keep-alive is only valid inside the callbacks: llhttp resets it after. */
   c->req.keep_alive = llhttp_should_keep_alive(p);
   c->req.body = c->body;
@@ -492,7 +507,7 @@ static void on_timer(uv_timer_t *t) {
     conn_arm_timer(c);
     return;
   }
-  bool mid_request = c->head_len > 0 || c->pending_len > 0;
+  bool mid_request = c->in_request || c->pending_len > 0;
   if (mid_request) http_stats.header_timeouts++;
   else http_stats.idle_timeouts++;
   td_logline *l = log_begin(mid_request ? TD_LOG_WARN : TD_LOG_DEBUG, mid_request ? "client_header_timeout" : "client_idle_timeout");
@@ -508,7 +523,7 @@ static void conn_arm_timer(td_conn *c) {
   const td_config *cfg = conn_app(c)->cfg;
   uint64_t ms;
   if (c->state == CONN_READING) {
-    ms = (c->head_len > 0 || c->pending_len > 0) ? (uint64_t)cfg->header_timeout_ms : (uint64_t)cfg->idle_timeout_ms;
+    ms = (c->in_request || c->pending_len > 0) ? (uint64_t)cfg->header_timeout_ms : (uint64_t)cfg->idle_timeout_ms;
     if (c->queued_bytes > 0 && ms > TD_HTTP_WRITE_TIMEOUT_MS) ms = TD_HTTP_WRITE_TIMEOUT_MS;
   } else if (c->state == CONN_STREAMING) {
     ms = TD_HTTP_WRITE_TIMEOUT_MS;
@@ -546,7 +561,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     } else if (c->queued_bytes > 0 && nread == UV_EOF) {
       /* half-close: answer what was asked, then close */
       stop_reading(c);
-      c->state = c->state == CONN_READING && c->head_len == 0 ? CONN_DRAINING : c->state;
+      c->state = c->state == CONN_READING && !c->in_request ? CONN_DRAINING : c->state;
       if (c->state != CONN_DRAINING) conn_close(c, "peer closed");
     } else {
       conn_close(c, "peer closed");
@@ -625,6 +640,8 @@ static void conn_process(td_conn *c, const char *data, size_t len) {
       c->pending_len = 0;
       break;
     }
+    c->exec_start = data;
+    c->exec_end = data + len;
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
     if (err == HPE_OK) {
       c->pending_len = 0;
@@ -758,7 +775,7 @@ bool conn_close_if_idle(td_conn *c) {
     conn_close(c, "server shutting down");
     return true;
   }
-  if (c->state == CONN_READING && c->head_len == 0 && c->pending_len == 0 && c->queued_bytes == 0) {
+  if (c->state == CONN_READING && !c->in_request && c->pending_len == 0 && c->queued_bytes == 0) {
     conn_close(c, "server shutting down");
     return true;
   }

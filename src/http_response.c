@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app.h"
 #include "http.h"
 #include "llhttp.h"
 #include "log.h"
@@ -183,6 +184,8 @@ void http_respond(td_request *req, int status, const char *content_type, const c
                   const char *extra_headers) {
   if (req->responded || !req->conn) return;
   req->responded = true;
+  /* while shutting down, every response is the connection's last */
+  if (req->app && req->app->shutting_down) req->keep_alive = false;
   td_buf *b = build_response(req, status, content_type, body, len, extra_headers, false);
   count_response(status);
   if (!b) {

@@ -67,14 +67,6 @@ static void on_signal(uv_signal_t *h, int signum) {
 static int start(td_main *m) {
   td_app *app = &m->app;
   td_config *cfg = app->cfg;
-  char web_root[PATH_MAX];
-  if (cfg->web_root) snprintf(web_root, sizeof(web_root), "%s", cfg->web_root);
-  else default_web_root(web_root, sizeof(web_root));
-  int files = web_load(web_root);
-  if (files <= 0) {
-    td_logline *l = log_begin(TD_LOG_WARN, "dashboard_unavailable");
-    if (l) { log_str(l, "web_root", web_root); log_str(l, "message", "no dashboard assets; /dashboard answers 404"); log_end(l); }
-  }
   app->tasks = tasks_new(app->loop, cfg);
   if (!app->tasks) return -1;
   int rc = server_start(&app->server, app);
@@ -97,6 +89,13 @@ static int start(td_main *m) {
     log_str(l, "feed", cfg_feed_name(cfg->feed));
     log_int(l, "pid", getpid());
     log_end(l);
+  }
+  char web_root[PATH_MAX];
+  if (cfg->web_root) snprintf(web_root, sizeof(web_root), "%s", cfg->web_root);
+  else default_web_root(web_root, sizeof(web_root));
+  if (web_load(web_root) <= 0) {
+    l = log_begin(TD_LOG_WARN, "dashboard_unavailable");
+    if (l) { log_str(l, "web_root", web_root); log_str(l, "message", "no dashboard assets; /dashboard answers 404"); log_end(l); }
   }
   log_flush();
   return 0;
