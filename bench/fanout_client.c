@@ -32,9 +32,15 @@
 #include <llhttp.h>
 #include <uv.h>
 
-/* Bytes a client may hold of an unfinished event or frame. Quotes are a few
- * hundred bytes; more than this means the stream is not what we expect. */
+#include "buf.h"
+#include "ws_frame.h"
+
+/* Bytes a client may hold of an unfinished SSE event, and the largest
+ * WebSocket message it accepts. Quotes are a few hundred bytes; more than
+ * this means the stream is not what we expect. */
 #define FB_PEND_MAX (1 << 20)
+/* Longest header name we need to recognise (Sec-WebSocket-Accept). */
+#define FB_HEADER_NAME_MAX 24
 /* One read buffer for every client: the read callback consumes it before
  * libuv asks for the next one. */
 #define FB_READ_BUF (256 * 1024)
@@ -82,8 +88,15 @@ typedef struct fb_client {
   bool ws;          /* stream is WebSocket frames (after the 101) */
   bool counted;     /* already counted as ready or failed */
   int index;
-  char *pend;       /* unfinished event / frame */
+  char *pend;       /* unfinished SSE event */
   uint32_t pend_len, pend_cap;
+  ws_parser *wsp;   /* after the 101 only */
+  /* WebSocket handshake: our key and the server's Sec-WebSocket-Accept. */
+  char ws_key[WS_KEY_LEN + 1];
+  char hname[FB_HEADER_NAME_MAX];
+  uint8_t hname_len;
+  char accept[WS_ACCEPT_LEN + 4];
+  uint8_t accept_len;
 } fb_client;
 
 typedef struct fb_window {
@@ -295,6 +308,11 @@ static void fb_on_client_close(uv_handle_t *h) {
   free(c->pend);
   c->pend = NULL;
   c->pend_len = c->pend_cap = 0;
+  if (c->wsp) {
+    ws_parser_free(c->wsp);
+    free(c->wsp);
+    c->wsp = NULL;
+  }
 }
 
 static void fb_client_fail(fb_client *c, const char *why) {
@@ -324,24 +342,28 @@ static int fb_write_copy(uv_stream_t *s, const char *p, size_t n) {
   return r;
 }
 
-/* A masked client frame; the mask is fixed: the benchmark needs no secrecy. */
-static int fb_ws_send(fb_client *c, int opcode, const char *p, size_t n) {
-  static const unsigned char mask[4] = {0x3a, 0x91, 0x5c, 0xe7};
-  char frame[14 + 4096];
-  size_t h = 0;
-  if (n > 4096) return UV_EINVAL;
-  frame[h++] = (char)(0x80 | opcode);
-  if (n < 126) {
-    frame[h++] = (char)(0x80 | n);
-  } else {
-    frame[h++] = (char)(0x80 | 126);
-    frame[h++] = (char)(n >> 8);
-    frame[h++] = (char)(n & 0xff);
+static void fb_on_write_unref(uv_write_t *req, int status) {
+  buf_unref(req->data);
+  free(req);
+}
+
+/* A client frame, masked with a fresh key (ws_frame.h). */
+static int fb_ws_send(fb_client *c, ws_opcode op, const char *p, size_t n) {
+  td_buf *b = ws_frame_encode_masked(op, p, n);
+  uv_write_t *req = malloc(sizeof *req);
+  if (!b || !req) {
+    if (b) buf_unref(b);
+    free(req);
+    return UV_ENOMEM;
   }
-  memcpy(frame + h, mask, 4);
-  h += 4;
-  for (size_t i = 0; i < n; i++) frame[h + i] = (char)(p[i] ^ mask[i & 3]);
-  return fb_write_copy((uv_stream_t *)&c->tcp, frame, h + n);
+  req->data = b;
+  uv_buf_t ub = uv_buf_init(b->data, b->len);
+  int r = uv_write(req, (uv_stream_t *)&c->tcp, &ub, 1, fb_on_write_unref);
+  if (r) {
+    buf_unref(b);
+    free(req);
+  }
+  return r;
 }
 
 static size_t fb_symbol_list(int client, const char *sep, const char *quote, char *out, size_t cap) {
@@ -361,7 +383,7 @@ static void fb_client_subscribed(fb_client *c) {
     char syms[3000], msg[3200];
     if (!fb_symbol_list(c->index, ",", "\"", syms, sizeof syms)) { fb_client_fail(c, "too many symbols"); return; }
     int n = snprintf(msg, sizeof msg, "{\"action\":\"subscribe\",\"symbols\":[%s]}", syms);
-    if (fb_ws_send(c, 1, msg, (size_t)n)) { fb_client_fail(c, "subscribe write failed"); return; }
+    if (fb_ws_send(c, WS_OP_TEXT, msg, (size_t)n)) { fb_client_fail(c, "subscribe write failed"); return; }
   }
   fb_client_counted(c, true);
 }
@@ -379,45 +401,35 @@ static size_t fb_sse_consume(fb_client *c, const char *p, size_t n) {
   return used;
 }
 
-/* Consumes complete server frames from p; returns bytes used, or
- * (size_t)-1 after closing the client. */
-static size_t fb_ws_consume(fb_client *c, const char *p, size_t n) {
-  size_t used = 0;
-  while (n - used >= 2) {
-    const unsigned char *f = (const unsigned char *)p + used;
-    int fin = f[0] & 0x80, opcode = f[0] & 0x0f;
-    uint64_t len = f[1] & 0x7f;
-    size_t h = 2;
-    if (f[1] & 0x80) { fb_client_fail(c, "masked server frame"); return (size_t)-1; }
-    if (len == 126) {
-      if (n - used < 4) break;
-      len = ((uint64_t)f[2] << 8) | f[3];
-      h = 4;
-    } else if (len == 127) {
-      if (n - used < 10) break;
-      len = 0;
-      for (int i = 2; i < 10; i++) len = (len << 8) | f[i];
-      h = 10;
-    }
-    if (len > FB_PEND_MAX) { fb_client_fail(c, "frame too large"); return (size_t)-1; }
-    if (n - used < h + len) break;
-    const char *payload = p + used + h;
-    if (!fin || opcode == 0) { fb_client_fail(c, "fragmented frame"); return (size_t)-1; }
-    if (opcode == 1 || opcode == 2) fb_message(c, payload, (size_t)len);
-    else if (opcode == 9) fb_ws_send(c, 10, payload, (size_t)len);
-    else if (opcode == 8) { fb_client_fail(c, "server closed the WebSocket"); return (size_t)-1; }
-    used += h + (size_t)len;
-  }
-  return used;
+static int fb_ws_on_message(void *ud, ws_opcode op, const char *data, size_t len) {
+  fb_message(ud, data, len);
+  return 0;
 }
 
-/* Feeds stream bytes (SSE body or WebSocket frames), keeping an unfinished
- * tail in c->pend. */
-static void fb_client_feed(fb_client *c, const char *p, size_t n) {
+static int fb_ws_on_ping(void *ud, const char *data, size_t len) {
+  fb_ws_send(ud, WS_OP_PONG, data, len);
+  return 0;
+}
+
+static int fb_ws_on_close(void *ud, int code, const char *reason, size_t len) {
+  fb_client_fail(ud, "server closed the WebSocket");
+  return 1;
+}
+
+static const ws_callbacks fb_ws_callbacks = {
+    .on_message = fb_ws_on_message, .on_ping = fb_ws_on_ping, .on_close = fb_ws_on_close};
+
+/* WebSocket bytes: the parser reassembles partial frames itself. */
+static void fb_ws_feed(fb_client *c, const char *p, size_t n) {
+  int r = ws_parser_feed(c->wsp, p, n, &fb_ws_callbacks, c);
+  if (r < 0 && r != WS_ESTOPPED) fb_client_fail(c, ws_parser_error(c->wsp));
+}
+
+/* Feeds SSE body bytes, keeping an unfinished event in c->pend. */
+static void fb_sse_feed(fb_client *c, const char *p, size_t n) {
   size_t used;
   if (c->pend_len == 0) {
-    used = c->ws ? fb_ws_consume(c, p, n) : fb_sse_consume(c, p, n);
-    if (used == (size_t)-1) return;
+    used = fb_sse_consume(c, p, n);
     p += used;
     n -= used;
     if (!n) return;
@@ -434,16 +446,44 @@ static void fb_client_feed(fb_client *c, const char *p, size_t n) {
   memcpy(c->pend + c->pend_len, p, n);
   c->pend_len += (uint32_t)n;
   if (c->pend_len == n) return; /* just stashed the tail */
-  used = c->ws ? fb_ws_consume(c, c->pend, c->pend_len) : fb_sse_consume(c, c->pend, c->pend_len);
-  if (used == (size_t)-1 || c->state == FB_CL_CLOSED) return;
+  used = fb_sse_consume(c, c->pend, c->pend_len);
+  if (c->state == FB_CL_CLOSED) return;
   memmove(c->pend, c->pend + used, c->pend_len - used);
   c->pend_len -= (uint32_t)used;
+}
+
+static int fb_on_header_field(llhttp_t *h, const char *at, size_t n) {
+  fb_client *c = h->data;
+  for (size_t i = 0; i < n; i++) {
+    if (c->hname_len < FB_HEADER_NAME_MAX) c->hname[c->hname_len] = (char)(at[i] | 0x20);
+    if (c->hname_len < UINT8_MAX) c->hname_len++;
+  }
+  return 0;
+}
+
+static int fb_on_header_value(llhttp_t *h, const char *at, size_t n) {
+  fb_client *c = h->data;
+  static const char name[] = "sec-websocket-accept";
+  if (c->hname_len != sizeof name - 1 || memcmp(c->hname, name, sizeof name - 1)) return 0;
+  for (size_t i = 0; i < n && c->accept_len < sizeof c->accept; i++) c->accept[c->accept_len++] = at[i];
+  return 0;
+}
+
+static int fb_on_header_value_complete(llhttp_t *h) {
+  ((fb_client *)h->data)->hname_len = 0;
+  return 0;
 }
 
 static int fb_on_headers_complete(llhttp_t *h) {
   fb_client *c = h->data;
   bool want_ws = opt.mode == FB_WS_TICKERD || opt.mode == FB_WS_NCHAN;
-  if (want_ws && h->status_code == 101) return 2; /* no body; pause for the upgrade */
+  if (want_ws && h->status_code == 101) {
+    if (!ws_accept_matches(c->ws_key, WS_KEY_LEN, c->accept, c->accept_len)) {
+      fb_client_fail(c, "Sec-WebSocket-Accept does not match our key");
+      return -1;
+    }
+    return 2; /* no body; pause for the upgrade */
+  }
   if (want_ws || h->status_code != 200) {
     char why[64];
     snprintf(why, sizeof why, "handshake answered HTTP %d", h->status_code);
@@ -456,7 +496,7 @@ static int fb_on_headers_complete(llhttp_t *h) {
 
 static int fb_on_body(llhttp_t *h, const char *at, size_t n) {
   fb_client *c = h->data;
-  if (c->state == FB_CL_STREAMING) fb_client_feed(c, at, n);
+  if (c->state == FB_CL_STREAMING) fb_sse_feed(c, at, n);
   return c->state == FB_CL_CLOSED ? -1 : 0;
 }
 
@@ -477,14 +517,17 @@ static void fb_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) 
   if (nread == 0) return;
   if (nread < 0) { fb_client_fail(c, uv_strerror((int)nread)); return; }
   st.now_ns = 0; /* stamped lazily at the first message of this read */
-  if (c->ws) { fb_client_feed(c, b->base, (size_t)nread); return; }
+  if (c->ws) { fb_ws_feed(c, b->base, (size_t)nread); return; }
   llhttp_errno_t e = llhttp_execute(&c->http, b->base, (size_t)nread);
   if (c->state == FB_CL_CLOSED) return;
   if (e == HPE_PAUSED_UPGRADE) {
     size_t off = (size_t)(llhttp_get_error_pos(&c->http) - b->base);
+    c->wsp = malloc(sizeof *c->wsp);
+    if (!c->wsp) { fb_client_fail(c, "out of memory"); return; }
+    ws_parser_init(c->wsp, WS_ROLE_CLIENT, FB_PEND_MAX);
     c->ws = true;
     fb_client_subscribed(c);
-    if (c->state == FB_CL_STREAMING && off < (size_t)nread) fb_client_feed(c, b->base + off, (size_t)nread - off);
+    if (c->state == FB_CL_STREAMING && off < (size_t)nread) fb_ws_feed(c, b->base + off, (size_t)nread - off);
   } else if (e != HPE_OK) {
     fb_client_fail(c, llhttp_errno_name(e));
   }
@@ -509,10 +552,12 @@ static void fb_on_client_connect(uv_connect_t *req, int status) {
     break;
   default:
     if (opt.mode == FB_WS_NCHAN) fb_symbol_list(c->index, ",", "", syms, sizeof syms);
+    ws_client_key(c->ws_key);
     n = snprintf(head, sizeof head,
                  "GET %s%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                 opt.mode == FB_WS_NCHAN ? "/sub/" : "/ws", opt.mode == FB_WS_NCHAN ? syms : "", opt.host, opt.port);
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                 opt.mode == FB_WS_NCHAN ? "/sub/" : "/ws", opt.mode == FB_WS_NCHAN ? syms : "", opt.host, opt.port,
+                 c->ws_key);
     break;
   }
   if (fb_write_copy((uv_stream_t *)&c->tcp, head, (size_t)n)) { fb_client_fail(c, "write failed"); return; }
@@ -1001,6 +1046,9 @@ int main(int argc, char **argv) {
           (int32_t)(((int64_t)i * opt.per_client + j) % opt.symbols);
   }
   llhttp_settings_init(&client_settings);
+  client_settings.on_header_field = fb_on_header_field;
+  client_settings.on_header_value = fb_on_header_value;
+  client_settings.on_header_value_complete = fb_on_header_value_complete;
   client_settings.on_headers_complete = fb_on_headers_complete;
   client_settings.on_body = fb_on_body;
   client_settings.on_message_complete = fb_on_message_complete;
