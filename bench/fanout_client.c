@@ -591,6 +591,7 @@ static void fb_on_connect_timeout(uv_timer_t *t) {
 /* ---- publisher ------------------------------------------------------------- */
 
 static void fb_pub_connect(void);
+static void fb_abort(void);
 
 static void fb_on_pub_close(uv_handle_t *h) {
   if (st.pub.closing) return;
@@ -634,7 +635,7 @@ static void fb_pub_on_connect(uv_connect_t *req, int status) {
     fprintf(stderr, "fanout_client: publisher connect: %s\n", uv_strerror(status));
     st.win.errors++;
     st.exit_code = 1;
-    uv_stop(st.loop);
+    fb_abort();
     return;
   }
   st.pub.connected = true;
@@ -881,6 +882,16 @@ static void fb_finish(void) {
   uv_timer_stop(&st.phase_timer);
   uv_timer_stop(&st.pub.timer);
   uv_stop(st.loop);
+}
+
+/* The server went away: report the window under way, with its errors. */
+static void fb_abort(void) {
+  if (st.measuring) {
+    st.runs[st.run_idx] = fb_window_end();
+    opt.runs = st.run_idx + 1;
+    fb_summary();
+  }
+  fb_finish();
 }
 
 /* The phase timer walks: warm-up, run 0 .. runs-1, next rate's warm-up ... */
