@@ -81,7 +81,8 @@ $(BIN): $(BUILD)/obj/main.o $(LIB)
 # Unit tests include the module under test where they need its statics.
 $(BUILD)/test/%: test/unit/%.c $(LIB) $(wildcard test/unit/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Isrc -o $@ $< $(LIB) $(LDLIBS) $(CMOCKA_LIBS)
+	@echo "LD $@"
+	@$(CC) $(CFLAGS) -Isrc -o $@ $< $(LIB) $(LDLIBS) $(CMOCKA_LIBS)
 
 # The embedded default: a local redis-server when none answers at REDIS_URL,
 # stopped on exit, and the simulated feed.

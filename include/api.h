@@ -21,6 +21,9 @@ void api_quotes_post(td_request *req);
 void api_quotes_list(td_request *req);
 void api_quote_get(td_request *req);
 void api_quote_history(td_request *req);
+/* GET /quotes/{symbol} with nothing stored: ask Alpaca's REST API when
+ * credentials are set. Returns false when there is no fallback. */
+bool api_quote_fallback(td_request *req, const char *symbol);
 
 void api_ws(td_request *req);
 void api_stream(td_request *req);

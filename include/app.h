@@ -1,5 +1,7 @@
 /* The one application object: everything that lives as long as the loop.
- * Handlers reach the modules through it (req->app). */
+ * Handlers reach the modules through it (req->app). main.c builds it in
+ * this order: store, publisher, pipeline, hub + subscriber, tasks, server,
+ * then the feed; and takes it down in reverse on SIGTERM/SIGINT. */
 #ifndef TD_APP_H
 #define TD_APP_H
 
@@ -11,16 +13,29 @@
 
 struct td_server;
 struct td_tasks;
+struct td_pipeline;
+struct td_hub;
+struct td_publisher;
+struct td_subscriber;
+struct qstore;
+struct sim_feed;
+struct alpaca;
+struct arest;
 
 typedef struct td_app {
   uv_loop_t *loop;
   td_config *cfg;
   struct td_server *server;
   struct td_tasks *tasks;
+  struct qstore *store;
+  struct td_publisher *pub;
+  struct td_subscriber *sub;
   struct td_pipeline *pipeline;
   struct td_hub *hub;
-  struct td_feeds *feeds;
-  uint64_t start_ms;       /* uv_now at start */
+  struct sim_feed *sim;       /* --feed sim */
+  struct alpaca *alpaca;      /* --feed alpaca */
+  struct arest *rest;         /* latest-quote fallback, when Alpaca credentials are set */
+  uint64_t start_ms;          /* uv_now at start */
   bool shutting_down;
 } td_app;
 

@@ -109,6 +109,8 @@ size_t conn_queued_bytes(const td_conn *c);
  * supersedes. Returns how many were dropped. */
 size_t conn_conflate(td_conn *c);
 void conn_close(td_conn *c, const char *reason);
+/* Closes once everything queued has been written. */
+void conn_end(td_conn *c);
 bool conn_is_closing(const td_conn *c);
 const char *conn_peer_ip(const td_conn *c);
 uint64_t conn_id(const td_conn *c);

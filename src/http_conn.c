@@ -81,6 +81,7 @@ struct td_conn {
   char *pending;
   size_t pending_len;
   bool reading;
+  bool end_after_flush;        /* conn_end: close once the queue is written */
   bool dispatching;             /* inside router_dispatch: a response now is synchronous */
 
   /* outgoing */
@@ -391,32 +392,36 @@ static uint32_t out_iov(td_conn *c, uv_buf_t *iov) {
 }
 
 size_t conn_conflate(td_conn *c) {
-  /* Entries in a write in flight stay; among the rest, an entry is dropped
-   * when a later one carries the same tag. Quadratic in the worst case, but
-   * the queue is bounded by the client's hard limit and this runs only for
-   * clients over their soft limit. */
+  /* Entries in a write in flight, or partly written, stay. Among the rest,
+   * walking from the newest, an entry whose tag was already seen is
+   * superseded. Tags are symbol ids + 1 (< TD_MAX_SYMBOLS + 1), so a bitmap
+   * makes this one pass. */
+  static uint64_t seen[(TD_MAX_SYMBOLS + 64) / 64 + 1];
+  uint32_t first = c->inflight, n = c->out_count;
+  if (n <= first + 1) return 0;
+  memset(seen, 0, sizeof(seen));
   size_t dropped = 0;
-  uint32_t keep = c->inflight, n = c->out_count;
-  out_entry *tmp = malloc(n * sizeof(*tmp));
-  if (!tmp) return 0;
-  for (uint32_t i = 0; i < n; i++) tmp[i] = c->out[(c->out_head + i) % c->out_cap];
-  uint32_t w = keep;
-  for (uint32_t i = keep; i < n; i++) {
+  uint32_t w = n; /* compact towards the tail, newest kept in place */
+  for (uint32_t i = n; i-- > first;) {
+    out_entry e = c->out[(c->out_head + i) % c->out_cap];
     bool superseded = false;
-    if (tmp[i].tag != 0 && tmp[i].off == 0) {
-      for (uint32_t j = i + 1; j < n && !superseded; j++) superseded = tmp[j].tag == tmp[i].tag;
+    if (e.tag != 0 && e.tag <= TD_MAX_SYMBOLS && e.off == 0) {
+      uint64_t bit = 1ULL << (e.tag % 64);
+      superseded = seen[e.tag / 64] & bit;
+      seen[e.tag / 64] |= bit;
     }
     if (superseded) {
-      c->queued_bytes -= tmp[i].buf->len;
-      buf_unref(tmp[i].buf);
+      c->queued_bytes -= e.buf->len;
+      buf_unref(e.buf);
       dropped++;
     } else {
-      tmp[w++] = tmp[i];
+      c->out[(c->out_head + --w) % c->out_cap] = e;
     }
   }
-  for (uint32_t i = 0; i < w; i++) c->out[(c->out_head + i) % c->out_cap] = tmp[i];
-  c->out_count = w;
-  free(tmp);
+  /* entries [first, w) are now stale copies: shift the in-flight ones up */
+  for (uint32_t i = first; i-- > 0;) c->out[(c->out_head + i + (w - first)) % c->out_cap] = c->out[(c->out_head + i) % c->out_cap];
+  c->out_head = (c->out_head + (w - first)) % c->out_cap;
+  c->out_count -= (uint32_t)dropped;
   return dropped;
 }
 
@@ -466,7 +471,7 @@ static void conn_flush(td_conn *c) {
     return;
   }
   /* everything is written */
-  if (c->state == CONN_DRAINING) {
+  if (c->state == CONN_DRAINING || c->end_after_flush) {
     conn_close(c, "response complete");
   } else if (c->state == CONN_STREAMING && c->ops && c->ops->on_drain) {
     c->ops->on_drain(c->owner);
@@ -474,6 +479,12 @@ static void conn_flush(td_conn *c) {
     /* backpressure released: read again, parsing what was held back first */
     conn_process(c, NULL, 0);
   }
+}
+
+void conn_end(td_conn *c) {
+  if (c->state == CONN_CLOSING) return;
+  c->end_after_flush = true;
+  if (c->out_count == 0 && c->inflight == 0) conn_close(c, "ended");
 }
 
 int conn_send(td_conn *c, td_buf *b, uint32_t tag) {
@@ -613,6 +624,7 @@ static void send_error_and_close(td_conn *c, int status, const char *code, const
 
 static void dispatch(td_conn *c) {
   c->state = CONN_HANDLING;
+  c->req.start_ns = uv_hrtime();
   http_stats.requests++;
   c->dispatching = true;
   router_dispatch(&c->req);

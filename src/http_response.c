@@ -13,6 +13,7 @@
 #include "http.h"
 #include "llhttp.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "server_conn.h"
 
@@ -140,9 +141,10 @@ static void ensure_request_id(td_request *req) {
   snprintf(req->request_id, sizeof(req->request_id), "%08x%08llx", prefix, (unsigned long long)++counter);
 }
 
-static void count_response(int status) {
+static void count_response(const td_request *req, int status) {
   int cls = status / 100;
   if (cls >= 1 && cls <= 5) http_stats.responses[cls]++;
+  metrics_observe(req->route_index, status, req->start_ns ? uv_hrtime() - req->start_ns : 0);
 }
 
 /* Builds head + body into one buffer; a stream's head has no Content-Length. */
@@ -187,7 +189,7 @@ void http_respond(td_request *req, int status, const char *content_type, const c
   /* while shutting down, every response is the connection's last */
   if (req->app && req->app->shutting_down) req->keep_alive = false;
   td_buf *b = build_response(req, status, content_type, body, len, extra_headers, false);
-  count_response(status);
+  count_response(req, status);
   if (!b) {
     conn_close(req->conn, "out of memory");
     return;
@@ -225,7 +227,7 @@ void http_respond_stream(td_request *req, const char *content_type, const char *
   if (req->responded || !req->conn) return;
   req->responded = true;
   td_buf *b = build_response(req, 200, content_type, NULL, 0, extra_headers, true);
-  count_response(200);
+  count_response(req, 200);
   if (!b) {
     conn_close(req->conn, "out of memory");
     return;

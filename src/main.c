@@ -7,17 +7,31 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alpaca.h"
+#include "alpaca_rest.h"
 #include "app.h"
 #include "config.h"
+#include "feed_sim.h"
+#include "hub.h"
 #include "log.h"
+#include "pipeline.h"
+#include "publisher.h"
+#include "quote_store.h"
 #include "server.h"
+#include "subscriber.h"
 #include "task.h"
+#include "td_limits.h"
 #include "version.h"
 #include "web.h"
+
+/* How often history older than --history-ms is freed. */
+#define MAIN_EXPIRE_INTERVAL_MS 1000
 
 typedef struct {
   td_app app;
   uv_signal_t sigint, sigterm;
+  uv_timer_t expire_timer;
+  int pending_closes;       /* publisher, subscriber, feed: each calls back once */
   int exit_code;
 } td_main;
 
@@ -35,13 +49,74 @@ static void default_web_root(char *out, size_t size) {
   snprintf(out, size, "%s/web", exe);
 }
 
-static void on_drained(void *data) {
+/* ---- feeds into the one message path ------------------------------------------ */
+
+static void on_sim_json(void *ud, const char *json, size_t len) { pipeline_feed(ud, json, len); }
+static void on_upstream_msg(void *ud, const smsg_msg *m) { pipeline_publish(ud, m); }
+
+static int start_feed(td_main *m) {
+  td_app *app = &m->app;
+  td_config *cfg = app->cfg;
+  const char *err = NULL;
+  if (cfg->feed == TD_FEED_SIM) {
+    uint64_t seed = cfg->task_seed_set ? cfg->task_seed : (uint64_t)uv_hrtime();
+    app->sim = sim_new(app->loop, cfg->symbols, cfg->sim_rate, seed, on_sim_json, app->pipeline, &err);
+    if (!app->sim) {
+      fprintf(stderr, "tickerd: --symbols/--sim-rate: %s\n", err ? err : "cannot start the simulated feed");
+      return -1;
+    }
+    sim_start(app->sim);
+  } else if (cfg->feed == TD_FEED_ALPACA) {
+    if (alpaca_new(app->loop, cfg, on_upstream_msg, app->pipeline, &app->alpaca, &err) < 0) {
+      fprintf(stderr, "tickerd: %s\n", err ? err : "cannot start the Alpaca feed");
+      return -1;
+    }
+    alpaca_start(app->alpaca);
+  }
+  /* the REST fallback of GET /quotes/{symbol} needs only the credentials */
+  if (cfg->alpaca_key_id && cfg->alpaca_secret_key && arest_new(app->loop, cfg, &app->rest, &err) < 0) {
+    fprintf(stderr, "tickerd: --alpaca-rest-url: %s\n", err ? err : "invalid");
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- shutdown ------------------------------------------------------------------ */
+
+static void closed_one(void *data) {
   td_main *m = data;
-  log_msg(TD_LOG_INFO, "server_stopped", "all connections closed");
+  if (--m->pending_closes > 0) return;
+  log_msg(TD_LOG_INFO, "server_stopped", "all connections and upstreams closed");
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->sigterm, NULL);
+  uv_close((uv_handle_t *)&m->expire_timer, NULL);
   tasks_close(m->app.tasks);
   log_close();
+}
+
+/* The feed calls back with its own user data (the pipeline). */
+static td_main *running;
+static void on_sim_closed(void *pipeline) { closed_one(running); }
+static void on_alpaca_stopped(void *data) {
+  td_main *m = data;
+  m->app.alpaca = NULL;
+  closed_one(m);
+}
+
+/* Connections are drained: now the feed, then Redis. */
+static void on_drained(void *data) {
+  td_main *m = data;
+  td_app *app = &m->app;
+  m->pending_closes = 3;
+  if (app->sim) sim_close(app->sim, on_sim_closed), app->sim = NULL;
+  else if (app->alpaca) alpaca_stop(app->alpaca, on_alpaca_stopped, m);
+  else m->pending_closes--;
+  if (app->rest) {
+    arest_free(app->rest);
+    app->rest = NULL;
+  }
+  sub_close(app->sub, closed_one, m);
+  pub_close(app->pub, closed_one, m);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -60,15 +135,47 @@ static void on_signal(uv_signal_t *h, int signum) {
     log_int(l, "grace_ms", app->cfg->shutdown_grace_ms);
     log_end(l);
   }
+  if (app->sim) sim_stop(app->sim);
   tasks_cancel_all(app->tasks, "server shutting down");
   server_shutdown(app->server, app->cfg->shutdown_grace_ms, on_drained, m);
+}
+
+static void on_expire(uv_timer_t *t) {
+  td_main *m = t->data;
+  qstore_expire(m->app.store, uv_now(t->loop));
+}
+
+/* ---- start --------------------------------------------------------------------- */
+
+static int start_redis(td_main *m) {
+  td_app *app = &m->app;
+  td_config *cfg = app->cfg;
+  app->store = qstore_new((size_t)cfg->history_size, (uint64_t)cfg->history_ms, TD_MAX_SYMBOLS);
+  app->pub = app->store ? pub_new(app->loop, cfg->redis_url, NULL) : NULL;
+  if (!app->pub) {
+    fprintf(stderr, "tickerd: invalid --redis-url / REDIS_URL (redis://[user:password@]host:port[/db] or unix:///path)\n");
+    return -1;
+  }
+  app->pipeline = pipeline_new(app, app->store, app->pub);
+  app->hub = hub_new(app, app->store);
+  sub_callbacks cb = {hub_on_message, hub_on_subscriber_state};
+  /* the subscriber's health check publishes heartbeats on the publisher's connection */
+  sub_options opt = {.heartbeat_pub = app->pub,
+                     .heartbeat_ms = TD_SUB_HEARTBEAT_MS,
+                     .heartbeat_timeout_ms = TD_SUB_HEARTBEAT_TIMEOUT_MS};
+  app->sub = sub_new(app->loop, cfg->redis_url, &cb, app->hub, &opt);
+  if (!app->pipeline || !app->hub || !app->sub) return -1;
+  hub_set_subscriber(app->hub, app->sub);
+  return 0;
 }
 
 static int start(td_main *m) {
   td_app *app = &m->app;
   td_config *cfg = app->cfg;
+  if (start_redis(m) != 0) return -1;
   app->tasks = tasks_new(app->loop, cfg);
   if (!app->tasks) return -1;
+  tasks_set_observer(app->tasks, hub_on_task, app->hub);
   int rc = server_start(&app->server, app);
   if (rc != 0) {
     fprintf(stderr, "tickerd: cannot listen on %s:%d: %s\n", cfg->host, cfg->port, uv_strerror(rc));
@@ -76,17 +183,22 @@ static int start(td_main *m) {
     if (l) { log_str(l, "host", cfg->host); log_int(l, "port", cfg->port); log_str(l, "error", uv_strerror(rc)); log_end(l); }
     return -1;
   }
+  if (start_feed(m) != 0) return -1;
   uv_signal_init(app->loop, &m->sigint);
   uv_signal_init(app->loop, &m->sigterm);
   m->sigint.data = m->sigterm.data = m;
   uv_signal_start(&m->sigint, on_signal, SIGINT);
   uv_signal_start(&m->sigterm, on_signal, SIGTERM);
+  uv_timer_init(app->loop, &m->expire_timer);
+  m->expire_timer.data = m;
+  uv_timer_start(&m->expire_timer, on_expire, MAIN_EXPIRE_INTERVAL_MS, MAIN_EXPIRE_INTERVAL_MS);
   td_logline *l = log_begin(TD_LOG_INFO, "server_started");
   if (l) {
     log_str(l, "version", TD_VERSION);
     log_str(l, "host", cfg->host);
     log_int(l, "port", server_port(app->server));
     log_str(l, "feed", cfg_feed_name(cfg->feed));
+    log_str(l, "epoch", qstore_epoch_hex(app->store));
     log_int(l, "pid", getpid());
     log_end(l);
   }
@@ -117,19 +229,23 @@ int main(int argc, char **argv) {
     return 2;
   }
   static td_main m;
+  running = &m;
   m.app.loop = uv_default_loop();
   m.app.cfg = &cfg;
   m.app.start_ms = uv_now(m.app.loop);
   log_attach(m.app.loop);
   if (start(&m) != 0) {
+    /* a configuration the modules refused: exit without running the loop */
     log_close();
-    cfg_free(&cfg);
-    return 1;
+    return 2;
   }
   uv_run(m.app.loop, UV_RUN_DEFAULT);
   /* every handle is closed: free what they belonged to */
-  if (m.app.server) server_free(m.app.server);
-  if (m.app.tasks) tasks_free(m.app.tasks);
+  server_free(m.app.server);
+  tasks_free(m.app.tasks);
+  hub_free(m.app.hub);
+  pipeline_free(m.app.pipeline);
+  qstore_free(m.app.store);
   web_free();
   uv_loop_close(m.app.loop);
   cfg_free(&cfg);

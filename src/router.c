@@ -13,15 +13,17 @@ static const td_route routes[] = {
   {ROUTE_GET, "/status", api_status, "status"},
   {ROUTE_GET, "/healthz", api_healthz, "healthz"},
   {ROUTE_GET, "/readyz", api_readyz, "readyz"},
+  {ROUTE_GET, "/metrics", api_metrics, "metrics"},
   {ROUTE_GET, "/tasks", api_tasks_list, "tasks"},
   {ROUTE_GET, "/tasks/{id}", api_task_get, "task"},
   {ROUTE_GET, "/dashboard", api_dashboard, "dashboard"},
   {ROUTE_GET, "/dashboard/{file...}", api_dashboard, "dashboard_asset"},
-#ifdef TD_HAVE_QUOTES
-  {ROUTE_GET | ROUTE_POST, "/quotes", NULL, "quotes"},
+  {ROUTE_GET, "/quotes", api_quotes_list, "quotes"},
+  {ROUTE_POST, "/quotes", api_quotes_post, "quotes_ingest"},
   {ROUTE_GET, "/quotes/{symbol}", api_quote_get, "quote"},
   {ROUTE_GET, "/quotes/{symbol}/history", api_quote_history, "quote_history"},
-#endif
+  {ROUTE_GET, "/ws", api_ws, "ws"},
+  {ROUTE_GET, "/stream", api_stream, "stream"},
 };
 
 #define N_ROUTES ((int)(sizeof(routes) / sizeof(routes[0])))

@@ -186,12 +186,13 @@ class Tickerd:
 class RedisServer:
     """A real redis-server on a free port; restartable on the same port."""
 
-    def __init__(self, password=None):
+    def __init__(self, password=None, start=True):
         self.port = free_port()
         self.password = password
         self.dir = tempfile.mkdtemp(prefix="tickerd-redis-")
         self.proc = None
-        self.start()
+        if start:
+            self.start()
 
     def start(self):
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",

@@ -1,0 +1,146 @@
+/* redis_conn: one logical Redis connection that keeps itself alive.
+ *
+ * An explicit state machine drives one hiredis async context at a time:
+ *
+ *   IDLE -> [RESOLVING] -> CONNECTING -> [AUTHENTICATING] -> [SELECTING] -> READY
+ *     any failure or loss -> BACKOFF -> (jittered delay) -> RESOLVING/CONNECTING
+ *   rconn_close(): -> CLOSING -> CLOSED (on_closed)
+ *
+ * Host names are resolved with uv_getaddrinfo (hiredis would block), then
+ * hiredis connects to the numeric address. One timer bounds the whole
+ * handshake (resolve, connect, AUTH, SELECT); a watchdog drops a READY
+ * connection whose oldest outstanding reply is older than the command
+ * timeout (a stalled server), and reconnects. Retries never stop.
+ *
+ * The owner embeds a td_rconn (caller-owned memory, libuv style) and frees
+ * it only after on_closed. Commands are RESP the owner formats itself; every
+ * reply (or NULL when the connection went away first) comes back through
+ * one on_reply callback with the owner's integer tag. */
+#ifndef TD_REDIS_CONN_H
+#define TD_REDIS_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <hiredis/async.h>
+#include <uv.h>
+
+#define RCONN_DEFAULT_PORT 6379
+/* Longest URL accepted: config values, not documents. */
+#define RCONN_URL_MAX 1024
+/* Largest db index SELECT accepts here; Redis's own default is 16 dbs. */
+#define RCONN_DB_MAX 65535
+/* Groups of outstanding tracked commands, one group per loop iteration in
+ * which commands were sent. Past it the newest group absorbs new commands,
+ * which only makes the watchdog later, never wrong about a stall. */
+#define RCONN_WATCH_SLOTS 256
+
+typedef enum rconn_state {
+  RCONN_IDLE,
+  RCONN_RESOLVING,
+  RCONN_CONNECTING,
+  RCONN_AUTHENTICATING,
+  RCONN_SELECTING,
+  RCONN_READY,
+  RCONN_BACKOFF,
+  RCONN_CLOSING,
+  RCONN_CLOSED
+} rconn_state;
+
+typedef struct rconn_url {
+  bool is_unix;
+  char *host;     /* TCP: name or numeric address (IPv6 without brackets) */
+  int port;
+  char *path;     /* unix socket path */
+  char *user;     /* NULL: AUTH <password> */
+  char *password; /* NULL: no AUTH. Secret: never logged. */
+  int db;         /* 0: no SELECT */
+  char *masked;   /* the URL with the password replaced by "***" */
+} rconn_url;
+
+typedef struct td_rconn td_rconn;
+
+typedef struct rconn_callbacks {
+  /* The connection is READY: commands may be sent. */
+  void (*on_ready)(td_rconn *c, void *ud);
+  /* An attempt failed or a READY connection was lost; a retry is scheduled.
+   * Pending replies have already been delivered as NULL. */
+  void (*on_lost)(td_rconn *c, void *ud, const char *reason, bool was_ready);
+  /* A reply to a command sent with rconn_command*(); NULL when the
+   * connection went away first. Freed by hiredis when this returns. */
+  void (*on_reply)(td_rconn *c, void *ud, redisReply *reply, uintptr_t tag);
+  /* After rconn_close(): every handle is closed, the memory may go. */
+  void (*on_closed)(td_rconn *c, void *ud);
+} rconn_callbacks;
+
+/* Zero fields take the td_limits.h defaults; tests use shorter ones. */
+typedef struct rconn_options {
+  const char *name; /* for logs: "publisher", "subscriber" */
+  uint32_t connect_timeout_ms;
+  uint32_t command_timeout_ms;
+  uint32_t backoff_min_ms;
+  uint32_t backoff_max_ms;
+} rconn_options;
+
+struct td_rconn {
+  uv_loop_t *loop;
+  rconn_state state;
+  rconn_url url;
+  rconn_callbacks cb;
+  void *ud;
+  const char *name;
+  uint32_t connect_timeout_ms, command_timeout_ms;
+  uint32_t backoff_min_ms, backoff_max_ms;
+
+  redisAsyncContext *ac;   /* NULL between contexts */
+  redisAsyncContext *dying; /* freed by us, disconnect callback pending */
+  bool in_connect_cb;
+  uv_timer_t timer;        /* handshake timeout, or the backoff delay */
+  uv_timer_t watchdog;     /* command timeout checks while READY */
+  uv_getaddrinfo_t gai;
+  bool gai_active;         /* a request is out; the req is busy until its callback */
+  bool gai_timed_out;
+  char addr[64];           /* numeric address being connected to */
+  const char *drop_reason; /* why we tore the current context down */
+  const char *late_drop;   /* a drop requested where hiredis forbids freeing */
+  unsigned attempt;        /* consecutive failures, drives the backoff */
+  uint64_t rng;
+  int closes_pending;
+  bool ever_ready;
+
+  struct { uint64_t sent_ms; uint32_t n; } watch[RCONN_WATCH_SLOTS];
+  uint32_t watch_head, watch_len;
+
+  uint64_t reconnects; /* attempts made after a failure or a loss */
+  uint64_t errors;     /* failed attempts and lost connections */
+};
+
+/* Parses redis://[user:password@]host[:port][/db], redis://[::1]:6379,
+ * unix:///path. Userinfo may be %-encoded. Returns 0, UV_EINVAL (bad URL)
+ * or UV_ENOTSUP (rediss://); *err then names the problem. */
+int rconn_url_parse(const char *url, rconn_url *out, const char **err);
+void rconn_url_free(rconn_url *u);
+
+/* Initializes `c` (IDLE). Returns 0 or the rconn_url_parse error. */
+int rconn_init(td_rconn *c, uv_loop_t *loop, const char *url, const rconn_callbacks *cb,
+               void *ud, const rconn_options *opt, const char **err);
+/* IDLE -> first connection attempt. */
+void rconn_start(td_rconn *c);
+/* True when commands may be sent now. */
+bool rconn_ready(const td_rconn *c);
+/* Sends a RESP command expecting one reply, watched by the command timer.
+ * cmd[len] must be '\0': hiredis 0.14 scans the arguments with strchr(). 
+ * Returns 0, UV_ENOTCONN when not ready, UV_EIO if hiredis refused it. */
+int rconn_command(td_rconn *c, uintptr_t tag, const char *cmd, size_t len);
+/* The same without the watchdog: (UN)SUBSCRIBE, whose replies hiredis routes
+ * per channel and interleaves with messages. */
+int rconn_command_untracked(td_rconn *c, uintptr_t tag, const char *cmd, size_t len);
+/* Bytes formatted but not yet written to the socket (hiredis's obuf). */
+size_t rconn_pending_bytes(const td_rconn *c);
+/* Drops the current connection (if any) and reconnects after the backoff. */
+void rconn_reconnect(td_rconn *c, const char *reason);
+/* Closes everything; on_closed fires once done. Safe from any callback. */
+void rconn_close(td_rconn *c);
+const char *rconn_state_name(rconn_state s);
+
+#endif

@@ -1,0 +1,21 @@
+/* redis_uv: tickerd's hiredis 0.14 event adapter for libuv.
+ *
+ * It fills the `ac->ev` hooks of a redisAsyncContext with one uv_poll_t on
+ * the context's socket. Unlike hiredis's own adapters/libuv.h it dispatches
+ * redisAsyncHandleWrite/Read even when the poll reports an error: a refused
+ * or reset connection is then seen by hiredis (connect or disconnect
+ * callback) instead of being silently dropped. The poll handle is closed
+ * from hiredis's cleanup hook and its memory freed in the close callback. */
+#ifndef TD_REDIS_UV_H
+#define TD_REDIS_UV_H
+
+#include <hiredis/async.h>
+#include <uv.h>
+
+/* Attaches `ac` to `loop`. Call right after redisAsyncConnect*() and before
+ * redisAsyncSetConnectCallback() (which arms the first write event).
+ * Returns 0, UV_EINVAL if `ac` is already attached, UV_ENOMEM, or the
+ * uv_poll_init error. On error the context is untouched (free it). */
+int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop);
+
+#endif

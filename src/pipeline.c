@@ -1,0 +1,83 @@
+/* The one message path (see pipeline.h). */
+#include "pipeline.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "publisher.h"
+#include "quote_store.h"
+#include "td_limits.h"
+
+/* "<prefix or kind>:<SYMBOL>" */
+#define PIPE_CHANNEL_MAX (TD_CHANNEL_PREFIX_MAX + 1 + TD_SYMBOL_MAX + 1)
+
+struct td_pipeline {
+  td_app *app;
+  qstore *store;
+  td_publisher *pub;
+  char last_hash[TD_CHANNEL_PREFIX_MAX + 8];   /* "quotes:last" */
+  pipeline_stats stats;
+  pipeline_result *batch;                      /* while a batch is delivered */
+};
+
+td_pipeline *pipeline_new(td_app *app, qstore *store, td_publisher *pub) {
+  td_pipeline *p = calloc(1, sizeof(*p));
+  if (!p) return NULL;
+  p->app = app;
+  p->store = store;
+  p->pub = pub;
+  snprintf(p->last_hash, sizeof(p->last_hash), "%s:last", app->cfg->channel_prefix);
+  return p;
+}
+
+void pipeline_free(td_pipeline *p) { free(p); }
+qstore *pipeline_store(const td_pipeline *p) { return p->store; }
+
+void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
+  uint64_t seq = qstore_next_seq(p->store, m->kind, m->symbol, m->symbol_len);
+  if (seq == 0) {
+    p->stats.refused++;
+    return;
+  }
+  td_buf *payload = smsg_encode(m, seq, qstore_epoch_hex(p->store));
+  if (!payload) return;
+  /* quotes go to the configured prefix; other kinds to their own channels */
+  const char *prefix = m->kind == SMSG_QUOTE ? p->app->cfg->channel_prefix : m->channel;
+  char channel[PIPE_CHANNEL_MAX];
+  int n = snprintf(channel, sizeof(channel), "%s:%s", prefix, m->symbol);
+  pub_publish(p->pub, channel, (size_t)n, payload->data, payload->len);
+  qstore_insert(p->store, m->kind, m->symbol, m->symbol_len, payload, qstore_epoch(p->store), seq,
+                uv_now(p->app->loop));
+  if (m->kind == SMSG_QUOTE) pub_set_last(p->pub, p->last_hash, m->symbol, payload->data, payload->len);
+  buf_unref(payload);
+  p->stats.received[m->kind]++;
+  p->stats.queued++;
+  if (p->batch) {
+    p->batch->accepted++;
+    p->batch->by_kind[m->kind]++;
+  }
+}
+
+static void on_msg(void *ud, const smsg_msg *m) { pipeline_publish(ud, m); }
+
+int pipeline_feed(td_pipeline *p, const char *json, size_t len) {
+  return smsg_parse_stream(json, len, on_msg, NULL, p, &p->stats.stream);
+}
+
+int pipeline_batch(td_pipeline *p, const char *json, size_t len, pipeline_result *out, char err[SMSG_ERR_MAX]) {
+  memset(out, 0, sizeof(*out));
+  p->stats.batches++;
+  p->batch = out;
+  int rc = smsg_parse_batch(json, len, on_msg, p, err);
+  p->batch = NULL;
+  if (rc < 0) {
+    p->stats.batches_rejected++;
+    return rc;
+  }
+  return 0;
+}
+
+void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out) { *out = p->stats; }

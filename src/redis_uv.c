@@ -1,0 +1,86 @@
+/* hiredis <-> libuv glue. hiredis calls the ev hooks to say which events it
+ * wants; we keep the wanted mask and (re)start one uv_poll_t accordingly. */
+#include "redis_uv.h"
+
+#include <stdlib.h>
+
+typedef struct redisuv_events {
+  uv_poll_t poll;
+  redisAsyncContext *ac; /* NULL once hiredis has called cleanup */
+  int events;            /* UV_READABLE | UV_WRITABLE wanted by hiredis */
+} redisuv_events;
+
+static void redisuv_on_poll(uv_poll_t *handle, int status, int events);
+
+static void redisuv_apply(redisuv_events *p) {
+  if (p->events)
+    uv_poll_start(&p->poll, p->events, redisuv_on_poll);
+  else
+    uv_poll_stop(&p->poll);
+}
+
+static void redisuv_on_poll(uv_poll_t *handle, int status, int events) {
+  redisuv_events *p = handle->data;
+  if (status < 0) {
+    /* libuv has stopped the handle. Let hiredis find the socket error itself:
+     * a pending connect fails in HandleWrite, an open socket in HandleRead. */
+    events = p->events ? p->events : UV_READABLE;
+    if (p->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+    if (p->ac) redisAsyncHandleRead(p->ac);
+    if (p->ac) redisuv_apply(p); /* still alive: poll again */
+    return;
+  }
+  /* Either call may free the context (cleanup sets p->ac to NULL). */
+  if (p->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+  if (p->ac && (events & UV_READABLE)) redisAsyncHandleRead(p->ac);
+}
+
+static void redisuv_want(void *privdata, int add, int ev) {
+  redisuv_events *p = privdata;
+  int next = add ? (p->events | ev) : (p->events & ~ev);
+  if (next == p->events || !p->ac) return;
+  p->events = next;
+  redisuv_apply(p);
+}
+
+static void redisuv_add_read(void *pd) { redisuv_want(pd, 1, UV_READABLE); }
+static void redisuv_del_read(void *pd) { redisuv_want(pd, 0, UV_READABLE); }
+static void redisuv_add_write(void *pd) { redisuv_want(pd, 1, UV_WRITABLE); }
+static void redisuv_del_write(void *pd) { redisuv_want(pd, 0, UV_WRITABLE); }
+
+static void redisuv_on_close(uv_handle_t *h) { free(h->data); }
+
+static void redisuv_cleanup(void *privdata) {
+  redisuv_events *p = privdata;
+  redisAsyncContext *ac = p->ac;
+  if (!ac) return;
+  /* hiredis may run cleanup more than once and may still call the hooks
+   * while it runs pending callbacks: detach them all now. uv_close stops
+   * the poll synchronously, before hiredis closes the fd. */
+  ac->ev.data = NULL;
+  ac->ev.addRead = ac->ev.delRead = NULL;
+  ac->ev.addWrite = ac->ev.delWrite = NULL;
+  ac->ev.cleanup = NULL;
+  p->ac = NULL;
+  uv_close((uv_handle_t *)&p->poll, redisuv_on_close);
+}
+
+int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+  if (ac->ev.data) return UV_EINVAL;
+  redisuv_events *p = calloc(1, sizeof(*p));
+  if (!p) return UV_ENOMEM;
+  int rc = uv_poll_init(loop, &p->poll, ac->c.fd);
+  if (rc < 0) {
+    free(p);
+    return rc;
+  }
+  p->poll.data = p;
+  p->ac = ac;
+  ac->ev.data = p;
+  ac->ev.addRead = redisuv_add_read;
+  ac->ev.delRead = redisuv_del_read;
+  ac->ev.addWrite = redisuv_add_write;
+  ac->ev.delWrite = redisuv_del_write;
+  ac->ev.cleanup = redisuv_cleanup;
+  return 0;
+}

@@ -1,0 +1,697 @@
+/* Alpaca v2 stream messages. Each kind is described once by a table of
+ * fields (name, type, required) in the order tickerd publishes them; the
+ * same table drives validation, batch error messages and encoding, so the
+ * three cannot disagree. The encoder writes JSON itself from the fields the
+ * validator found: no lookups, no jansson serializer on the hot path. */
+#include "stream_msg.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum {
+  F_TYPE,     /* "T": written from the kind */
+  F_SYMBOL,   /* string, smsg_symbol_valid */
+  F_CODE,     /* string, at most SMSG_CODE_MAX bytes */
+  F_TEXT,     /* string */
+  F_PRICE,    /* number >= 0 */
+  F_UINT,     /* integer >= 0 */
+  F_TIME,     /* RFC-3339 string */
+  F_CODES,    /* array of F_CODE, at most SMSG_MAX_CONDITIONS */
+  F_SYMBOLS   /* array of F_SYMBOL, at most SMSG_MAX_NEWS_SYMBOLS (news) */
+} field_type;
+
+typedef struct {
+  const char *name;
+  field_type type;
+  bool required;
+} field_spec;
+
+typedef struct {
+  const char *type;        /* the "T" value */
+  const char *channel;
+  const field_spec *fields;
+  int nfields;
+} kind_spec;
+
+#define XSTR(x) STR(x)
+#define STR(x) #x
+
+#define REQ true
+#define OPT false
+
+/* Quotes follow the wire protocol's order (common.md); the other kinds list
+ * Alpaca's documented fields with the tape and the time last, like quotes. */
+static const field_spec quote_fields[] = {
+  {"T", F_TYPE, REQ},   {"S", F_SYMBOL, REQ}, {"bx", F_CODE, REQ}, {"bp", F_PRICE, REQ},
+  {"bs", F_UINT, REQ},  {"ax", F_CODE, REQ},  {"ap", F_PRICE, REQ}, {"as", F_UINT, REQ},
+  {"c", F_CODES, OPT},  {"z", F_CODE, OPT},   {"t", F_TIME, REQ},
+};
+static const field_spec trade_fields[] = {
+  {"T", F_TYPE, REQ}, {"S", F_SYMBOL, REQ}, {"i", F_UINT, REQ},  {"x", F_CODE, REQ},
+  {"p", F_PRICE, REQ}, {"s", F_UINT, REQ},  {"c", F_CODES, OPT}, {"z", F_CODE, OPT},
+  {"t", F_TIME, REQ},
+};
+static const field_spec bar_fields[] = {
+  {"T", F_TYPE, REQ},  {"S", F_SYMBOL, REQ}, {"o", F_PRICE, REQ}, {"h", F_PRICE, REQ},
+  {"l", F_PRICE, REQ}, {"c", F_PRICE, REQ},  {"v", F_UINT, REQ},  {"n", F_UINT, OPT},
+  {"vw", F_PRICE, OPT}, {"t", F_TIME, REQ},
+};
+static const field_spec status_fields[] = {
+  {"T", F_TYPE, REQ}, {"S", F_SYMBOL, REQ}, {"sc", F_CODE, REQ}, {"sm", F_TEXT, OPT},
+  {"rc", F_CODE, OPT}, {"rm", F_TEXT, OPT}, {"z", F_CODE, OPT},  {"t", F_TIME, REQ},
+};
+static const field_spec luld_fields[] = {
+  {"T", F_TYPE, REQ}, {"S", F_SYMBOL, REQ}, {"u", F_PRICE, REQ}, {"d", F_PRICE, REQ},
+  {"i", F_CODE, REQ}, {"z", F_CODE, OPT},   {"t", F_TIME, REQ},
+};
+static const field_spec correction_fields[] = {
+  {"T", F_TYPE, REQ},  {"S", F_SYMBOL, REQ}, {"x", F_CODE, REQ},   {"oi", F_UINT, REQ},
+  {"op", F_PRICE, REQ}, {"os", F_UINT, REQ},  {"oc", F_CODES, OPT}, {"ci", F_UINT, REQ},
+  {"cp", F_PRICE, REQ}, {"cs", F_UINT, REQ},  {"cc", F_CODES, OPT}, {"z", F_CODE, OPT},
+  {"t", F_TIME, REQ},
+};
+static const field_spec cancel_fields[] = {
+  {"T", F_TYPE, REQ}, {"S", F_SYMBOL, REQ}, {"i", F_UINT, REQ}, {"x", F_CODE, REQ},
+  {"p", F_PRICE, REQ}, {"s", F_UINT, REQ},  {"a", F_CODE, REQ}, {"z", F_CODE, OPT},
+  {"t", F_TIME, REQ},
+};
+static const field_spec news_fields[] = {
+  {"T", F_TYPE, REQ},        {"id", F_UINT, REQ},        {"headline", F_TEXT, REQ},
+  {"summary", F_TEXT, OPT},  {"author", F_TEXT, OPT},    {"created_at", F_TIME, REQ},
+  {"updated_at", F_TIME, OPT}, {"url", F_TEXT, OPT},     {"content", F_TEXT, OPT},
+  {"symbols", F_SYMBOLS, REQ}, {"source", F_TEXT, OPT},
+};
+
+#define KIND(t, ch, f) {t, ch, f, (int)(sizeof(f) / sizeof(f[0]))}
+static const kind_spec kinds[SMSG_KIND_COUNT] = {
+  [SMSG_QUOTE] = KIND("q", "quotes", quote_fields),
+  [SMSG_TRADE] = KIND("t", "trades", trade_fields),
+  [SMSG_BAR] = KIND("b", "bars", bar_fields),
+  [SMSG_UPDATED_BAR] = KIND("u", "updatedBars", bar_fields),
+  [SMSG_DAILY_BAR] = KIND("d", "dailyBars", bar_fields),
+  [SMSG_STATUS] = KIND("s", "statuses", status_fields),
+  [SMSG_LULD] = KIND("l", "lulds", luld_fields),
+  [SMSG_CORRECTION] = KIND("c", "corrections", correction_fields),
+  [SMSG_CANCEL_ERROR] = KIND("x", "cancelErrors", cancel_fields),
+  [SMSG_NEWS] = KIND("n", "news", news_fields),
+};
+
+static const char *skip_names[SMSG_SKIP_COUNT] = {
+  "not_object", "no_type", "unknown_type", "missing_field", "bad_type",
+  "out_of_range", "bad_symbol", "bad_time", "control",
+};
+
+/* What item_check found wrong, enough to word the batch-mode message. */
+typedef struct {
+  smsg_skip_reason reason;
+  const field_spec *field;   /* NULL for item-level problems */
+  const char *type;          /* the offending "T" value, if any */
+  bool type_present;         /* SMSG_SKIP_NO_TYPE: "T" there, not a string */
+} item_err;
+
+typedef enum { ITEM_BAD = -1, ITEM_DATA = 0, ITEM_CONTROL = 1 } item_class;
+
+/* ---- small validators --------------------------------------------------- */
+
+bool smsg_symbol_valid(const char *s, size_t n) {
+  if (n == 0 || n > TD_SYMBOL_MAX) return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '/' || c == '-'))
+      return false;
+  }
+  return true;
+}
+
+const char *smsg_kind_channel(smsg_kind k) {
+  return (unsigned)k < SMSG_KIND_COUNT ? kinds[k].channel : NULL;
+}
+
+int smsg_kind_from_channel(const char *s, size_t n) {
+  for (int k = 0; k < SMSG_KIND_COUNT; k++)
+    if (strlen(kinds[k].channel) == n && !memcmp(kinds[k].channel, s, n)) return k;
+  return -1;
+}
+
+const char *smsg_skip_name(smsg_skip_reason r) {
+  return (unsigned)r < SMSG_SKIP_COUNT ? skip_names[r] : "unknown";
+}
+
+static int digits(const char *s, int n) {
+  int v = 0;
+  for (int i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+    v = v * 10 + (s[i] - '0');
+  }
+  return v;
+}
+
+/* RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac]Z|(+|-)HH:MM, with the
+ * fraction limited to nanoseconds, which is all any feed sends. */
+int smsg_time_valid(const char *s, size_t n) {
+  if (n < 20 || n > SMSG_TIME_MAX) return -EINVAL;
+  if (s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':')
+    return -EINVAL;
+  int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
+  int h = digits(s + 11, 2), mi = digits(s + 14, 2), se = digits(s + 17, 2);
+  if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+      se < 0 || se > 60)
+    return -EINVAL;
+  size_t i = 19;
+  if (s[i] == '.') {
+    size_t f = ++i;
+    while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+    if (i == f || i - f > 9) return -EINVAL;
+  }
+  if (i < n && (s[i] == 'Z' || s[i] == 'z')) return i + 1 == n ? 0 : -EINVAL;
+  if (i + 6 != n || (s[i] != '+' && s[i] != '-') || s[i + 3] != ':') return -EINVAL;
+  int oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
+  return oh >= 0 && oh <= 23 && om >= 0 && om <= 59 ? 0 : -EINVAL;
+}
+
+/* ---- item validation ----------------------------------------------------- */
+
+static int item_fail(item_err *e, smsg_skip_reason r, const field_spec *f) {
+  e->reason = r;
+  e->field = f;
+  return ITEM_BAD;
+}
+
+static bool code_ok(const json_t *v) {
+  return json_string_length(v) <= SMSG_CODE_MAX;
+}
+
+static int check_array(const json_t *v, const field_spec *f, item_err *e) {
+  if (!json_is_array(v)) return item_fail(e, SMSG_SKIP_TYPE, f);
+  size_t n = json_array_size(v);
+  size_t max = f->type == F_CODES ? SMSG_MAX_CONDITIONS : SMSG_MAX_NEWS_SYMBOLS;
+  for (size_t i = 0; i < n; i++)
+    if (!json_is_string(json_array_get(v, i))) return item_fail(e, SMSG_SKIP_TYPE, f);
+  if (n > max) return item_fail(e, SMSG_SKIP_RANGE, f);
+  for (size_t i = 0; i < n; i++) {
+    const json_t *s = json_array_get(v, i);
+    if (f->type == F_CODES && !code_ok(s)) return item_fail(e, SMSG_SKIP_RANGE, f);
+    if (f->type == F_SYMBOLS && !smsg_symbol_valid(json_string_value(s), json_string_length(s)))
+      return item_fail(e, SMSG_SKIP_SYMBOL, f);
+  }
+  return 0;
+}
+
+static int check_field(const json_t *v, const field_spec *f, item_err *e) {
+  switch (f->type) {
+  case F_TYPE:
+    return 0;
+  case F_SYMBOL:
+    if (!json_is_string(v)) return item_fail(e, SMSG_SKIP_TYPE, f);
+    if (!smsg_symbol_valid(json_string_value(v), json_string_length(v)))
+      return item_fail(e, SMSG_SKIP_SYMBOL, f);
+    return 0;
+  case F_CODE:
+    if (!json_is_string(v)) return item_fail(e, SMSG_SKIP_TYPE, f);
+    return code_ok(v) ? 0 : item_fail(e, SMSG_SKIP_RANGE, f);
+  case F_TEXT:
+    return json_is_string(v) ? 0 : item_fail(e, SMSG_SKIP_TYPE, f);
+  case F_PRICE:
+    if (!json_is_number(v)) return item_fail(e, SMSG_SKIP_TYPE, f);
+    return json_number_value(v) >= 0 ? 0 : item_fail(e, SMSG_SKIP_RANGE, f);
+  case F_UINT:
+    if (!json_is_integer(v)) return item_fail(e, SMSG_SKIP_TYPE, f);
+    return json_integer_value(v) >= 0 ? 0 : item_fail(e, SMSG_SKIP_RANGE, f);
+  case F_TIME:
+    if (!json_is_string(v)) return item_fail(e, SMSG_SKIP_TYPE, f);
+    return smsg_time_valid(json_string_value(v), json_string_length(v)) == 0
+               ? 0
+               : item_fail(e, SMSG_SKIP_TIME, f);
+  case F_CODES:
+  case F_SYMBOLS:
+    return check_array(v, f, e);
+  }
+  return item_fail(e, SMSG_SKIP_TYPE, f);
+}
+
+static int kind_of(const char *t) {
+  if (t[0] && !t[1])
+    for (int k = 0; k < SMSG_KIND_COUNT; k++)
+      if (kinds[k].type[0] == t[0]) return k;
+  return -1;
+}
+
+static int control_of(const char *t) {
+  if (!strcmp(t, "success")) return SMSG_CTL_SUCCESS;
+  if (!strcmp(t, "error")) return SMSG_CTL_ERROR;
+  if (!strcmp(t, "subscription")) return SMSG_CTL_SUBSCRIPTION;
+  return -1;
+}
+
+static const field_spec type_field = {"T", F_TYPE, REQ};
+
+/* Classifies one item. For market data fills m->kind, m->obj, m->fields and,
+ * for kinds with "S", the symbol. For control messages fills c. */
+static item_class item_check(const json_t *item, smsg_msg *m, smsg_control *c, item_err *e) {
+  if (!json_is_object(item)) return item_fail(e, SMSG_SKIP_NOT_OBJECT, NULL);
+  const json_t *t = json_object_get(item, "T");
+  e->type_present = t != NULL;
+  if (!t || !json_is_string(t)) return item_fail(e, SMSG_SKIP_NO_TYPE, &type_field);
+  const char *ts = json_string_value(t);
+  int k = kind_of(ts);
+  if (k < 0) {
+    int ck = control_of(ts);
+    e->type = ts;
+    if (ck < 0) return item_fail(e, SMSG_SKIP_UNKNOWN_TYPE, NULL);
+    const json_t *msg = json_object_get(item, "msg"), *code = json_object_get(item, "code");
+    c->kind = (smsg_ctl_kind)ck;
+    c->msg = json_is_string(msg) ? json_string_value(msg) : "";
+    c->code = json_is_integer(code) ? json_integer_value(code) : 0;
+    c->obj = item;
+    return ITEM_CONTROL;
+  }
+  const kind_spec *ks = &kinds[k];
+  m->kind = (smsg_kind)k;
+  m->channel = ks->channel;
+  m->obj = item;
+  m->symbol = NULL;
+  m->symbol_len = 0;
+  for (int i = 0; i < ks->nfields; i++) {
+    const field_spec *f = &ks->fields[i];
+    const json_t *v = f->type == F_TYPE ? t : json_object_get(item, f->name);
+    /* An optional field sent as null is treated as absent. */
+    if (v && json_is_null(v) && !f->required) v = NULL;
+    m->fields[i] = v;
+    if (!v) {
+      if (f->required) return item_fail(e, SMSG_SKIP_MISSING, f);
+      continue;
+    }
+    if (check_field(v, f, e) < 0) return ITEM_BAD;
+    if (f->type == F_SYMBOL) {
+      m->symbol = json_string_value(v);
+      m->symbol_len = json_string_length(v);
+    }
+  }
+  return ITEM_DATA;
+}
+
+/* News is published once per symbol it names; the others once. */
+static size_t deliver(smsg_msg *m, smsg_msg_cb on_msg, void *ud) {
+  if (m->kind != SMSG_NEWS) {
+    on_msg(ud, m);
+    return 1;
+  }
+  const json_t *syms = NULL;
+  for (int i = 0; i < kinds[SMSG_NEWS].nfields; i++)
+    if (kinds[SMSG_NEWS].fields[i].type == F_SYMBOLS) syms = m->fields[i];
+  size_t n = json_array_size(syms);
+  for (size_t i = 0; i < n; i++) {
+    const json_t *s = json_array_get(syms, i);
+    m->symbol = json_string_value(s);
+    m->symbol_len = json_string_length(s);
+    on_msg(ud, m);
+  }
+  return n;
+}
+
+/* ---- batch and stream entry points --------------------------------------- */
+
+static const char *type_words(field_type t) {
+  switch (t) {
+  case F_PRICE: return "a number";
+  case F_UINT: return "an integer";
+  case F_CODES:
+  case F_SYMBOLS: return "an array of strings";
+  default: return "a string";
+  }
+}
+
+static const char *range_words(field_type t) {
+  switch (t) {
+  case F_PRICE:
+  case F_UINT: return "be >= 0";
+  case F_CODE: return "be at most " XSTR(SMSG_CODE_MAX) " bytes";
+  case F_CODES: return "hold at most " XSTR(SMSG_MAX_CONDITIONS) " codes of at most "
+                       XSTR(SMSG_CODE_MAX) " bytes";
+  case F_SYMBOLS: return "hold at most " XSTR(SMSG_MAX_NEWS_SYMBOLS) " symbols";
+  default: return "be in range";
+  }
+}
+
+/* Copies a sender's "T" into a message with anything unprintable replaced,
+ * so that an error message stays one clean line. */
+static void printable(char *out, size_t cap, const char *s) {
+  size_t i = 0;
+  for (; s[i] && i + 1 < cap; i++) out[i] = (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"') ? s[i] : '?';
+  out[i] = 0;
+}
+
+static void item_err_format(char *err, size_t idx, const item_err *e) {
+  const char *f = e->field ? e->field->name : "";
+  char t[24];
+  switch (e->reason) {
+  case SMSG_SKIP_NOT_OBJECT:
+    snprintf(err, SMSG_ERR_MAX, "item %zu: not a JSON object", idx);
+    break;
+  case SMSG_SKIP_NO_TYPE:
+    if (e->type_present) {
+      snprintf(err, SMSG_ERR_MAX, "item %zu: field \"T\" must be a string", idx);
+      break;
+    }
+    /* fall through */
+  case SMSG_SKIP_MISSING:
+    snprintf(err, SMSG_ERR_MAX, "item %zu: field \"%s\" is missing", idx, f);
+    break;
+  case SMSG_SKIP_UNKNOWN_TYPE:
+    printable(t, sizeof(t), e->type ? e->type : "");
+    snprintf(err, SMSG_ERR_MAX, "item %zu: unknown message type \"%s\"", idx, t);
+    break;
+  case SMSG_SKIP_CONTROL:
+    printable(t, sizeof(t), e->type ? e->type : "");
+    snprintf(err, SMSG_ERR_MAX, "item %zu: control message \"%s\" is not market data", idx, t);
+    break;
+  case SMSG_SKIP_TYPE:
+    snprintf(err, SMSG_ERR_MAX, "item %zu: field \"%s\" must be %s", idx, f,
+             type_words(e->field->type));
+    break;
+  case SMSG_SKIP_RANGE:
+    snprintf(err, SMSG_ERR_MAX, "item %zu: field \"%s\" must %s", idx, f,
+             range_words(e->field->type));
+    break;
+  case SMSG_SKIP_SYMBOL:
+    snprintf(err, SMSG_ERR_MAX, "item %zu: field \"%s\" must %s", idx, f,
+             e->field->type == F_SYMBOLS
+                 ? "hold symbols of 1-" XSTR(TD_SYMBOL_MAX) " characters A-Z 0-9 . / -"
+                 : "be a symbol of 1-" XSTR(TD_SYMBOL_MAX) " characters A-Z 0-9 . / -");
+    break;
+  case SMSG_SKIP_TIME:
+    snprintf(err, SMSG_ERR_MAX, "item %zu: field \"%s\" must be an RFC-3339 timestamp", idx, f);
+    break;
+  case SMSG_SKIP_COUNT:
+    break;
+  }
+}
+
+/* Parses the buffer once. Returns the root (an array or an object), or NULL
+ * with a message in err (when err is not NULL). Batch mode (err set) rejects
+ * duplicate keys, which two JSON parsers could read differently; stream mode
+ * skips that check, which costs about a third of jansson's parse time, for
+ * feeds whose encoder we know. */
+static json_t *load(const char *buf, size_t len, char *err) {
+  json_error_t je;
+  json_t *root = json_loadb(buf, len, err ? JSON_REJECT_DUPLICATES : 0, &je);
+  if (!root) {
+    if (err)
+      snprintf(err, SMSG_ERR_MAX, "invalid JSON: %.100s (line %d, column %d)", je.text, je.line,
+               je.column);
+    return NULL;
+  }
+  if (!json_is_array(root) && !json_is_object(root)) {
+    if (err) snprintf(err, SMSG_ERR_MAX, "expected a JSON array or object of messages");
+    json_decref(root);
+    return NULL;
+  }
+  return root;
+}
+
+static size_t item_count(const json_t *root) {
+  return json_is_array(root) ? json_array_size(root) : 1;
+}
+
+static json_t *item_at(json_t *root, size_t i) {
+  return json_is_array(root) ? json_array_get(root, i) : root;
+}
+
+int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
+                     char err[SMSG_ERR_MAX]) {
+  json_t *root = load(buf, len, err);
+  if (!root) return -EINVAL;
+  size_t n = item_count(root);
+  smsg_msg m;
+  smsg_control c;
+  item_err e = {0};
+  /* All or nothing: every item is checked before the first is delivered. */
+  for (size_t i = 0; i < n; i++) {
+    item_class ic = item_check(item_at(root, i), &m, &c, &e);
+    if (ic == ITEM_CONTROL) e.reason = SMSG_SKIP_CONTROL;
+    if (ic != ITEM_DATA) {
+      item_err_format(err, i, &e);
+      json_decref(root);
+      return -EINVAL;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    item_check(item_at(root, i), &m, &c, &e);
+    m.index = i;
+    deliver(&m, on_msg, ud);
+  }
+  json_decref(root);
+  return (int)n;
+}
+
+int smsg_parse_stream(const char *buf, size_t len, smsg_msg_cb on_msg, smsg_ctl_cb on_control,
+                      void *ud, smsg_stats *st) {
+  st->buffers++;
+  json_t *root = load(buf, len, NULL);
+  if (!root) {
+    st->bad_json++;
+    return -EINVAL;
+  }
+  size_t n = item_count(root), delivered = 0;
+  smsg_msg m;
+  smsg_control c;
+  item_err e = {0};
+  for (size_t i = 0; i < n; i++) {
+    st->items++;
+    item_class ic = item_check(item_at(root, i), &m, &c, &e);
+    if (ic == ITEM_BAD) {
+      st->skipped[e.reason]++;
+    } else if (ic == ITEM_CONTROL) {
+      if (on_control) {
+        st->controls++;
+        on_control(ud, &c);
+      } else {
+        st->skipped[SMSG_SKIP_CONTROL]++;
+      }
+    } else {
+      m.index = i;
+      delivered += deliver(&m, on_msg, ud);
+    }
+  }
+  st->delivered += delivered;
+  json_decref(root);
+  return (int)delivered;
+}
+
+/* ---- encoding ------------------------------------------------------------ */
+
+/* Payloads up to this size are built on the stack and copied once into an
+ * exactly sized td_buf; quotes are about 200 bytes. */
+#define ENC_STACK_BYTES 2048
+
+static char *put_u64(char *o, uint64_t v) {
+  char tmp[20];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n) *o++ = tmp[--n];
+  return o;
+}
+
+static char *put_i64(char *o, int64_t v) {
+  if (v < 0) {
+    *o++ = '-';
+    return put_u64(o, (uint64_t)0 - (uint64_t)v);
+  }
+  return put_u64(o, (uint64_t)v);
+}
+
+static const double pow10_tab[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+
+/* Shortest decimal that reads back as exactly v. Prices have few decimals:
+ * find the smallest k <= 9 such that round(v * 10^k) / 10^k == v. Both
+ * operands of that division are exact doubles (below 2^53), so the division
+ * is correctly rounded exactly like strtod of the decimal text: equality
+ * proves the text round-trips. Other values fall back to %.15g..%.17g. */
+static char *put_double(char *o, double v) {
+  if (v == 0) {
+    *o++ = '0';
+    return o;
+  }
+  double a = fabs(v);
+  for (int k = 0; k < 10 && a < 1e15; k++) {
+    double r = floor(a * pow10_tab[k] + 0.5);
+    if (r >= 9007199254740992.0) break;
+    if (r / pow10_tab[k] != a) continue;
+    uint64_t u = (uint64_t)r;
+    if (v < 0) *o++ = '-';
+    if (k == 0) return put_u64(o, u);
+    char d[24];
+    int n = (int)(put_u64(d, u) - d);
+    uint64_t ip = u / (uint64_t)pow10_tab[k];
+    o = put_u64(o, ip);
+    *o++ = '.';
+    int frac = n - (ip ? n - k : 0);
+    for (int z = frac; z < k; z++) *o++ = '0';     /* leading zeros of the fraction */
+    const char *fd = d + (ip ? n - k : 0);
+    int fl = ip ? k : n;
+    while (fl > 1 && fd[fl - 1] == '0') fl--;
+    memcpy(o, fd, (size_t)fl);
+    return o + fl;
+  }
+  char tmp[32];
+  for (int prec = 15; prec <= 17; prec++) {
+    int n = snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+    if (prec == 17 || strtod(tmp, NULL) == v) {
+      memcpy(o, tmp, (size_t)n);
+      return o + n;
+    }
+  }
+  return o;
+}
+
+static const char hexd[] = "0123456789abcdef";
+
+static char *put_str(char *o, const char *s, size_t n) {
+  *o++ = '"';
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    memcpy(o, s + run, i - run);
+    o += i - run;
+    run = i + 1;
+    *o++ = '\\';
+    switch (c) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '\n': *o++ = 'n'; break;
+    case '\r': *o++ = 'r'; break;
+    case '\t': *o++ = 't'; break;
+    default:
+      memcpy(o, "u00", 3);
+      o[3] = hexd[c >> 4];
+      o[4] = hexd[c & 15];
+      o += 5;
+    }
+  }
+  memcpy(o, s + run, n - run);
+  o += n - run;
+  *o++ = '"';
+  return o;
+}
+
+static char *put_key(char *o, const char *k, bool first) {
+  if (!first) *o++ = ',';
+  *o++ = '"';
+  size_t n = strlen(k);
+  memcpy(o, k, n);
+  o += n;
+  *o++ = '"';
+  *o++ = ':';
+  return o;
+}
+
+/* Bytes a value can take at most once encoded (\u00XX is 6 per byte). */
+static size_t value_bound(const json_t *v) {
+  if (json_is_string(v)) return 6 * json_string_length(v) + 2;
+  if (json_is_array(v)) {
+    size_t b = 2, n = json_array_size(v);
+    for (size_t i = 0; i < n; i++) b += 6 * json_string_length(json_array_get(v, i)) + 3;
+    return b;
+  }
+  return 32;
+}
+
+static char *put_value(char *o, const json_t *v) {
+  if (json_is_string(v)) return put_str(o, json_string_value(v), json_string_length(v));
+  if (json_is_integer(v)) return put_i64(o, json_integer_value(v));
+  if (json_is_real(v)) return put_double(o, json_real_value(v));
+  *o++ = '[';
+  size_t n = json_array_size(v);
+  for (size_t i = 0; i < n; i++) {
+    if (i) *o++ = ',';
+    const json_t *s = json_array_get(v, i);
+    o = put_str(o, json_string_value(s), json_string_length(s));
+  }
+  *o++ = ']';
+  return o;
+}
+
+static char *encode_into(char *o, const smsg_msg *m, uint64_t seq, const char *epoch) {
+  const kind_spec *ks = &kinds[m->kind];
+  *o++ = '{';
+  for (int i = 0; i < ks->nfields; i++) {
+    const field_spec *f = &ks->fields[i];
+    if (f->type == F_TYPE) {
+      o = put_key(o, "T", i == 0);
+      o = put_str(o, ks->type, 1);
+    } else if (m->fields[i]) {
+      o = put_key(o, f->name, i == 0);
+      o = put_value(o, m->fields[i]);
+    }
+  }
+  memcpy(o, ",\"seq\":", 7);
+  o = put_u64(o + 7, seq);
+  memcpy(o, ",\"epoch\":\"", 10);
+  memcpy(o + 10, epoch, SMSG_EPOCH_LEN);
+  o += 10 + SMSG_EPOCH_LEN;
+  *o++ = '"';
+  *o++ = '}';
+  return o;
+}
+
+td_buf *smsg_encode(const smsg_msg *m, uint64_t seq, const char *epoch) {
+  const kind_spec *ks = &kinds[m->kind];
+  size_t bound = 64 + SMSG_EPOCH_LEN;
+  for (int i = 0; i < ks->nfields; i++)
+    bound += strlen(ks->fields[i].name) + 4 + (m->fields[i] ? value_bound(m->fields[i]) : 0);
+  if (bound <= ENC_STACK_BYTES) {
+    char tmp[ENC_STACK_BYTES];
+    char *end = encode_into(tmp, m, seq, epoch);
+    return buf_from(tmp, (size_t)(end - tmp));
+  }
+  td_buf *b = buf_new(bound);
+  if (!b) return NULL;
+  b->len = (uint32_t)(encode_into(b->data, m, seq, epoch) - b->data);
+  return b;
+}
+
+/* ---- reading a published payload back ------------------------------------ */
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+int smsg_payload_position(const char *p, size_t n, uint64_t *seq, uint64_t *epoch) {
+  static const char ep[] = ",\"epoch\":\"";
+  const size_t eplen = sizeof(ep) - 1;
+  /* ...,"seq":N,"epoch":"<16 hex>"} */
+  if (n < eplen + SMSG_EPOCH_LEN + 2 + 8) return -EINVAL;
+  const char *e = p + n - 2 - SMSG_EPOCH_LEN - eplen;
+  if (memcmp(e, ep, eplen) || p[n - 2] != '"' || p[n - 1] != '}') return -EINVAL;
+  uint64_t ev = 0;
+  for (size_t i = 0; i < SMSG_EPOCH_LEN; i++) {
+    int h = hexval(e[eplen + i]);
+    if (h < 0) return -EINVAL;
+    ev = ev << 4 | (uint64_t)h;
+  }
+  const char *d = e;
+  while (d > p && d[-1] >= '0' && d[-1] <= '9') d--;
+  size_t nd = (size_t)(e - d);
+  static const char sk[] = ",\"seq\":";
+  const size_t sklen = sizeof(sk) - 1;
+  if (nd == 0 || nd > 20 || (size_t)(d - p) < sklen || memcmp(d - sklen, sk, sklen)) return -EINVAL;
+  uint64_t sv = 0;
+  for (size_t i = 0; i < nd; i++) {
+    uint64_t dv = (uint64_t)(d[i] - '0');
+    if (sv > (UINT64_MAX - dv) / 10) return -EINVAL;
+    sv = sv * 10 + dv;
+  }
+  *seq = sv;
+  *epoch = ev;
+  return 0;
+}

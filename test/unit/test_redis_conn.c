@@ -1,0 +1,394 @@
+/* redis_conn against a real redis-server: URL parsing, refused connects and
+ * backoff, AUTH (password and ACL user, right and wrong), SELECT, unix
+ * sockets, host name resolution, and the command watchdog on a SIGSTOPped
+ * server. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "log.h"
+#include "redis_conn.h"
+#include "redis_fixture.h"
+
+typedef struct harness {
+  uv_loop_t loop;
+  td_rconn conn;
+  int ready, lost, lost_ready, closed, replies, null_replies;
+  const char *last_reason;
+  long long last_int;
+  char last_str[64];
+} harness;
+
+static void h_ready(td_rconn *c, void *ud) { ((harness *)ud)->ready++; }
+static void h_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {
+  harness *h = ud;
+  h->lost++;
+  h->lost_ready += was_ready;
+  h->last_reason = reason;
+}
+static void h_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
+  harness *h = ud;
+  if (!r) {
+    h->null_replies++;
+    return;
+  }
+  h->replies++;
+  h->last_int = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+  snprintf(h->last_str, sizeof(h->last_str), "%.*s", r->str ? (int)r->len : 0, r->str ? r->str : "");
+}
+static void h_closed(td_rconn *c, void *ud) { ((harness *)ud)->closed++; }
+
+static const rconn_callbacks h_cb = {h_ready, h_lost, h_reply, h_closed};
+/* Short timers keep the suite fast; the defaults are exercised by tickerd. */
+static const rconn_options fast = {.name = "test", .connect_timeout_ms = 1000,
+                                   .command_timeout_ms = 300, .backoff_min_ms = 20,
+                                   .backoff_max_ms = 80};
+
+static bool is_ready(void *a) { return ((harness *)a)->conn.state == RCONN_READY; }
+static bool lost_3(void *a) { return ((harness *)a)->lost >= 3; }
+static bool lost_1(void *a) { return ((harness *)a)->lost >= 1; }
+static bool got_reply(void *a) { return ((harness *)a)->replies + ((harness *)a)->null_replies > 0; }
+static bool ready_twice(void *a) { return ((harness *)a)->ready >= 2; }
+static bool is_closed(void *a) { return ((harness *)a)->closed == 1; }
+
+static void h_start(harness *h, const char *url) {
+  memset(h, 0, sizeof(*h));
+  assert_int_equal(uv_loop_init(&h->loop), 0);
+  const char *err = NULL;
+  assert_int_equal(rconn_init(&h->conn, &h->loop, url, &h_cb, h, &fast, &err), 0);
+  rconn_start(&h->conn);
+}
+
+static void h_finish(harness *h) {
+  rconn_close(&h->conn);
+  assert_true(rfx_run_until(&h->loop, is_closed, h, 2000));
+  assert_int_equal(h->conn.state, RCONN_CLOSED);
+  assert_true(rfx_loop_close(&h->loop));
+}
+
+static int send_cmd(harness *h, const char *fmt, ...) {
+  char *cmd;
+  va_list ap;
+  va_start(ap, fmt);
+  int len = redisvFormatCommand(&cmd, fmt, ap);
+  va_end(ap);
+  int rc = rconn_command(&h->conn, 7, cmd, (size_t)len);
+  free(cmd);
+  return rc;
+}
+
+/* ---- URL parsing ---------------------------------------------------------- */
+
+static void test_url_good(void **state) {
+  rconn_url u;
+  const char *err = NULL;
+  assert_int_equal(rconn_url_parse("redis://localhost", &u, &err), 0);
+  assert_string_equal(u.host, "localhost");
+  assert_int_equal(u.port, 6379);
+  assert_int_equal(u.db, 0);
+  assert_null(u.password);
+  assert_false(u.is_unix);
+  rconn_url_free(&u);
+
+  assert_int_equal(rconn_url_parse("REDIS://10.0.0.1:6380/2", &u, &err), 0);
+  assert_string_equal(u.host, "10.0.0.1");
+  assert_int_equal(u.port, 6380);
+  assert_int_equal(u.db, 2);
+  rconn_url_free(&u);
+
+  assert_int_equal(rconn_url_parse("redis://:secret@h:1/3", &u, &err), 0);
+  assert_null(u.user);
+  assert_string_equal(u.password, "secret");
+  assert_string_equal(u.masked, "redis://:***@h:1/3");
+  assert_int_equal(u.db, 3);
+  rconn_url_free(&u);
+
+  assert_int_equal(rconn_url_parse("redis://alice:s%40c:r@t@redis/", &u, &err), 0);
+  assert_string_equal(u.user, "alice");
+  assert_string_equal(u.password, "s@c:r@t");
+  assert_string_equal(u.host, "redis");
+  assert_string_equal(u.masked, "redis://alice:***@redis/");
+  assert_null(strstr(u.masked, "s%40"));
+  rconn_url_free(&u);
+
+  assert_int_equal(rconn_url_parse("redis://[::1]:7000/1", &u, &err), 0);
+  assert_string_equal(u.host, "::1");
+  assert_int_equal(u.port, 7000);
+  rconn_url_free(&u);
+
+  assert_int_equal(rconn_url_parse("unix:///run/redis/redis.sock", &u, &err), 0);
+  assert_true(u.is_unix);
+  assert_string_equal(u.path, "/run/redis/redis.sock");
+  rconn_url_free(&u);
+}
+
+static void test_url_bad(void **state) {
+  static const char *const bad[] = {
+      "", "http://h", "redis://", "redis://:6379", "redis://h:0", "redis://h:65536",
+      "redis://h:12x", "redis://h/abc", "redis://h/70000", "redis://user@h", "redis://:@h",
+      "redis://u:p%zz@h", "redis://u:p%0@h", "redis://[::1", "redis://[::1]x", "redis://h?db=1",
+      "redis://h#x", "redis://h o", "unix://relative", "unix:///a?b", "redis://u:%00@h"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+    rconn_url u;
+    const char *err = NULL;
+    int rc = rconn_url_parse(bad[i], &u, &err);
+    if (rc != UV_EINVAL) fprintf(stderr, "accepted bad URL %s\n", bad[i]);
+    assert_int_equal(rc, UV_EINVAL);
+    assert_non_null(err);
+    assert_null(u.host);
+    assert_null(u.password);
+  }
+  rconn_url u;
+  const char *err = NULL;
+  assert_int_equal(rconn_url_parse("rediss://h:6380", &u, &err), UV_ENOTSUP);
+  assert_non_null(strstr(err, "not supported"));
+  char longurl[RCONN_URL_MAX + 32] = "redis://";
+  memset(longurl + 8, 'a', RCONN_URL_MAX + 10);
+  longurl[RCONN_URL_MAX + 18] = '\0';
+  assert_int_equal(rconn_url_parse(longurl, &u, &err), UV_EINVAL);
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static void test_connect_refused_backs_off(void **state) {
+  char url[128];
+  snprintf(url, sizeof(url), "redis://127.0.0.1:%d", rfx_free_port());
+  harness h;
+  h_start(&h, url);
+  assert_true(rfx_run_until(&h.loop, lost_3, &h, 3000));
+  assert_int_equal(h.ready, 0);
+  assert_int_equal(h.lost_ready, 0);
+  assert_string_equal(h.last_reason, "connect failed");
+  assert_true(h.conn.errors >= 3);
+  assert_true(h.conn.reconnects >= 2);
+  assert_false(rconn_ready(&h.conn));
+  assert_int_equal(send_cmd(&h, "PING"), UV_ENOTCONN);
+  h_finish(&h);
+}
+
+static void test_connect_and_command(void **state) {
+  rfx r = {0};
+  assert_int_equal(rfx_spawn(&r, NULL), 0);
+  char url[128];
+  harness h;
+  h_start(&h, rfx_url(&r, url, sizeof(url), NULL, 0));
+  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+  assert_int_equal(send_cmd(&h, "PING"), 0);
+  assert_true(rfx_run_until(&h.loop, got_reply, &h, 2000));
+  assert_string_equal(h.last_str, "PONG");
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+static void test_hostname_resolved(void **state) {
+  rfx r = {0};
+  assert_int_equal(rfx_spawn(&r, NULL), 0);
+  char url[128];
+  snprintf(url, sizeof(url), "redis://localhost:%d", r.port);
+  harness h;
+  h_start(&h, url);
+  assert_int_equal(h.conn.state, RCONN_RESOLVING);
+  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+  assert_string_equal(h.conn.addr, "127.0.0.1");
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+static void test_auth_password(void **state) {
+  rfx r = {0};
+  rfx_arg(&r, "--requirepass", "s3cret pw");
+  assert_int_equal(rfx_spawn(&r, "s3cret pw"), 0);
+  char url[128];
+  harness h;
+  h_start(&h, rfx_url(&r, url, sizeof(url), ":s3cret%20pw", 0));
+  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+  assert_int_equal(send_cmd(&h, "PING"), 0);
+  assert_true(rfx_run_until(&h.loop, got_reply, &h, 2000));
+  assert_string_equal(h.last_str, "PONG");
+  h_finish(&h);
+
+  /* Wrong password: never READY, retried with backoff, reason says why. */
+  h_start(&h, rfx_url(&r, url, sizeof(url), ":wrong", 0));
+  assert_true(rfx_run_until(&h.loop, lost_3, &h, 3000));
+  assert_int_equal(h.ready, 0);
+  assert_string_equal(h.last_reason, "auth failed");
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+static void test_auth_acl_user(void **state) {
+  rfx r = {0};
+  r.extra[r.nextra++] = "--user";
+  r.extra[r.nextra++] = "alice";
+  r.extra[r.nextra++] = "on";
+  r.extra[r.nextra++] = ">pw";
+  r.extra[r.nextra++] = "~*";
+  r.extra[r.nextra++] = "&*";
+  r.extra[r.nextra++] = "+@all";
+  assert_int_equal(rfx_spawn(&r, NULL), 0);
+  char url[128];
+  harness h;
+  h_start(&h, rfx_url(&r, url, sizeof(url), "alice:pw", 0));
+  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+  assert_int_equal(send_cmd(&h, "ACL WHOAMI"), 0);
+  assert_true(rfx_run_until(&h.loop, got_reply, &h, 2000));
+  assert_string_equal(h.last_str, "alice");
+  h_finish(&h);
+
+  h_start(&h, rfx_url(&r, url, sizeof(url), "alice:nope", 0));
+  assert_true(rfx_run_until(&h.loop, lost_1, &h, 3000));
+  assert_string_equal(h.last_reason, "auth failed");
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+static void test_select_db(void **state) {
+  rfx r = {0};
+  assert_int_equal(rfx_spawn(&r, NULL), 0);
+  char url[128];
+  harness h;
+  h_start(&h, rfx_url(&r, url, sizeof(url), NULL, 3));
+  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+  assert_int_equal(send_cmd(&h, "RPUSH %s %s", "k", "v"), 0);
+  assert_true(rfx_run_until(&h.loop, got_reply, &h, 2000));
+  assert_int_equal(h.last_int, 1);
+  h_finish(&h);
+  assert_int_equal(rfx_int_command(&r, "LLEN k"), 0); /* db 0 */
+  redisContext *c = rfx_client(&r);
+  freeReplyObject(redisCommand(c, "SELECT 3"));
+  redisReply *rep = redisCommand(c, "LLEN k");
+  assert_int_equal(rep->integer, 1);
+  freeReplyObject(rep);
+  redisFree(c);
+
+  /* A db the server does not have: SELECT fails, retried, never READY. */
+  h_start(&h, rfx_url(&r, url, sizeof(url), NULL, 999));
+  assert_true(rfx_run_until(&h.loop, lost_1, &h, 2000));
+  assert_string_equal(h.last_reason, "select failed");
+  assert_int_equal(h.ready, 0);
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+static void test_unix_socket(void **state) {
+  rfx r = {0};
+  snprintf(r.unixsock, sizeof(r.unixsock), "/tmp/td-rconn-%d.sock", (int)getpid());
+  assert_int_equal(rfx_spawn(&r, NULL), 0);
+  char url[160];
+  snprintf(url, sizeof(url), "unix://%s", r.unixsock);
+  harness h;
+  h_start(&h, url);
+  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+  assert_int_equal(send_cmd(&h, "PING"), 0);
+  assert_true(rfx_run_until(&h.loop, got_reply, &h, 2000));
+  assert_string_equal(h.last_str, "PONG");
+  h_finish(&h);
+  rfx_kill(&r);
+  unlink(r.unixsock);
+}
+
+static void test_watchdog_stalled_server(void **state) {
+  rfx r = {0};
+  assert_int_equal(rfx_spawn(&r, NULL), 0);
+  char url[128];
+  harness h;
+  h_start(&h, rfx_url(&r, url, sizeof(url), NULL, 0));
+  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+  rfx_signal(&r, SIGSTOP);
+  assert_int_equal(send_cmd(&h, "PING"), 0);
+  assert_true(rfx_run_until(&h.loop, lost_1, &h, 3000));
+  assert_string_equal(h.last_reason, "command timeout");
+  assert_int_equal(h.lost_ready, 1);
+  assert_int_equal(h.null_replies, 1); /* the PING never answered */
+  assert_int_equal(h.replies, 0);
+  rfx_signal(&r, SIGCONT);
+  assert_true(rfx_run_until(&h.loop, ready_twice, &h, 3000));
+  h.null_replies = 0;
+  assert_int_equal(send_cmd(&h, "PING"), 0);
+  assert_true(rfx_run_until(&h.loop, got_reply, &h, 2000));
+  assert_int_equal(h.replies, 1);
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+static void test_server_restart_reconnects(void **state) {
+  rfx r = {0};
+  assert_int_equal(rfx_spawn(&r, NULL), 0);
+  char url[128];
+  harness h;
+  h_start(&h, rfx_url(&r, url, sizeof(url), NULL, 0));
+  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+  rfx_kill(&r);
+  assert_true(rfx_run_until(&h.loop, lost_1, &h, 2000));
+  assert_int_equal(h.lost_ready, 1);
+  assert_int_equal(rfx_spawn(&r, NULL), 0);
+  assert_true(rfx_run_until(&h.loop, ready_twice, &h, 3000));
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+static void test_close_while_connecting(void **state) {
+  /* 192.0.2.1 (TEST-NET-1) never answers: the close must not wait for it. */
+  harness h;
+  h_start(&h, "redis://192.0.2.1:6379");
+  rfx_run_for(&h.loop, 20);
+  h_finish(&h);
+}
+
+static void test_close_while_resolving(void **state) {
+  /* The resolver request cannot be taken back: close waits for its callback. */
+  harness h;
+  h_start(&h, "redis://localhost:1");
+  assert_int_equal(h.conn.state, RCONN_RESOLVING);
+  h_finish(&h);
+  assert_int_equal(h.ready, 0);
+}
+
+static char log_path[64];
+
+/* Runs last: every line the suite logged, including the AUTH failures with
+ * wrong and right passwords, is in the file; no password is. */
+static void test_password_never_logged(void **state) {
+  log_flush();
+  FILE *f = fopen(log_path, "r");
+  assert_non_null(f);
+  static char text[1 << 20];
+  size_t n = fread(text, 1, sizeof(text) - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  assert_non_null(strstr(text, "\"redis_auth_failed\""));
+  assert_non_null(strstr(text, "\"redis_connect_failed\""));
+  assert_non_null(strstr(text, ":***@"));
+  assert_null(strstr(text, "s3cret"));
+  assert_null(strstr(text, "wrong"));
+  assert_null(strstr(text, "nope"));
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  snprintf(log_path, sizeof(log_path), "/tmp/td-rconn-log-%d.jsonl", (int)getpid());
+  unlink(log_path);
+  log_open(log_path, "debug");
+  log_set_stdout(getenv("TD_TEST_LOG") != NULL);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_url_good),
+      cmocka_unit_test(test_url_bad),
+      cmocka_unit_test(test_connect_refused_backs_off),
+      cmocka_unit_test(test_connect_and_command),
+      cmocka_unit_test(test_hostname_resolved),
+      cmocka_unit_test(test_auth_password),
+      cmocka_unit_test(test_auth_acl_user),
+      cmocka_unit_test(test_select_db),
+      cmocka_unit_test(test_unix_socket),
+      cmocka_unit_test(test_watchdog_stalled_server),
+      cmocka_unit_test(test_server_restart_reconnects),
+      cmocka_unit_test(test_close_while_connecting),
+      cmocka_unit_test(test_close_while_resolving),
+      cmocka_unit_test(test_password_never_logged),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  log_close();
+  unlink(log_path);
+  return rc;
+}

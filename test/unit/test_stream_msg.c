@@ -1,0 +1,397 @@
+/* stream_msg: every kind parsed and encoded, every batch error worded,
+ * stream-mode skip counters, number formatting, payload positions. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "../../src/stream_msg.c"
+
+#define EPOCH "9f3a0c1d2e4b5a69"
+
+typedef struct {
+  int n;
+  smsg_kind kind[16];
+  char symbol[16][TD_SYMBOL_MAX + 1];
+  char channel[16][16];
+  size_t index[16];
+  td_buf *payload[16];
+  int controls;
+  smsg_control ctl;
+  char ctl_msg[64];
+} capture;
+
+static void on_msg(void *ud, const smsg_msg *m) {
+  capture *c = ud;
+  assert_true(c->n < 16);
+  c->kind[c->n] = m->kind;
+  assert_int_equal(strlen(m->symbol), m->symbol_len);
+  strcpy(c->symbol[c->n], m->symbol);
+  strcpy(c->channel[c->n], m->channel);
+  c->index[c->n] = m->index;
+  c->payload[c->n] = smsg_encode(m, (uint64_t)c->n + 1, EPOCH);
+  assert_non_null(c->payload[c->n]);
+  c->n++;
+}
+
+static void on_ctl(void *ud, const smsg_control *ctl) {
+  capture *c = ud;
+  c->controls++;
+  c->ctl = *ctl;
+  snprintf(c->ctl_msg, sizeof(c->ctl_msg), "%s", ctl->msg);
+  c->ctl.msg = c->ctl_msg;
+}
+
+static void capture_free(capture *c) {
+  for (int i = 0; i < c->n; i++) buf_unref(c->payload[i]);
+  memset(c, 0, sizeof(*c));
+}
+
+static int batch(const char *s, capture *c, char *err) {
+  return smsg_parse_batch(s, strlen(s), on_msg, c, err);
+}
+
+static char *payload_str(const td_buf *b) {
+  char *s = malloc(b->len + 1);
+  memcpy(s, b->data, b->len);
+  s[b->len] = 0;
+  return s;
+}
+
+#define QUOTE_IN                                                                        \
+  "{\"T\":\"q\",\"S\":\"AAPL\",\"ax\":\"V\",\"ap\":189.52,\"as\":1,\"bx\":\"V\",\"bp\":189.5," \
+  "\"bs\":3,\"c\":[\"R\"],\"t\":\"2026-11-21T20:00:00.123456789Z\",\"z\":\"C\",\"extra\":1,\"seq\":7}"
+
+static void test_quote_payload_exact(void **state) {
+  capture c = {0};
+  char err[SMSG_ERR_MAX];
+  assert_int_equal(batch(QUOTE_IN, &c, err), 1);
+  assert_int_equal(c.n, 1);
+  assert_int_equal(c.kind[0], SMSG_QUOTE);
+  assert_string_equal(c.symbol[0], "AAPL");
+  assert_string_equal(c.channel[0], "quotes");
+  char *s = payload_str(c.payload[0]);
+  /* Alpaca's order, unknown fields and the sender's "seq" dropped. */
+  assert_string_equal(s, "{\"T\":\"q\",\"S\":\"AAPL\",\"bx\":\"V\",\"bp\":189.5,\"bs\":3,\"ax\":\"V\","
+                         "\"ap\":189.52,\"as\":1,\"c\":[\"R\"],\"z\":\"C\","
+                         "\"t\":\"2026-11-21T20:00:00.123456789Z\",\"seq\":1,\"epoch\":\"" EPOCH "\"}");
+  free(s);
+  capture_free(&c);
+}
+
+static const char *kind_fixtures[SMSG_KIND_COUNT] = {
+  [SMSG_QUOTE] = QUOTE_IN,
+  [SMSG_TRADE] = "{\"T\":\"t\",\"S\":\"MSFT\",\"i\":96921,\"x\":\"D\",\"p\":126.55,\"s\":1,"
+                 "\"t\":\"2021-02-22T15:51:44.208Z\",\"c\":[\"@\",\"I\"],\"z\":\"C\"}",
+  [SMSG_BAR] = "{\"T\":\"b\",\"S\":\"SPY\",\"o\":388.985,\"h\":389.13,\"l\":388.975,\"c\":389.12,"
+               "\"v\":49378,\"t\":\"2021-02-22T19:15:00Z\",\"n\":461,\"vw\":389.062639}",
+  [SMSG_UPDATED_BAR] = "{\"T\":\"u\",\"S\":\"SPY\",\"o\":1,\"h\":2,\"l\":0.5,\"c\":1.5,\"v\":10,"
+                       "\"t\":\"2021-02-22T19:15:00Z\"}",
+  [SMSG_DAILY_BAR] = "{\"T\":\"d\",\"S\":\"SPY\",\"o\":1,\"h\":2,\"l\":0.5,\"c\":1.5,\"v\":10,"
+                     "\"t\":\"2021-02-22T00:00:00-05:00\",\"n\":3,\"vw\":1.25}",
+  [SMSG_STATUS] = "{\"T\":\"s\",\"S\":\"AAPL\",\"sc\":\"H\",\"sm\":\"Trading Halt\",\"rc\":\"T12\","
+                  "\"rm\":\"Trading Halted; For information requested by NASDAQ\","
+                  "\"t\":\"2021-02-22T19:15:00.1Z\",\"z\":\"C\"}",
+  [SMSG_LULD] = "{\"T\":\"l\",\"S\":\"IONM\",\"u\":3.44,\"d\":2.86,\"i\":\"B\","
+                "\"t\":\"2023-02-01T14:30:01.5Z\",\"z\":\"C\"}",
+  [SMSG_CORRECTION] = "{\"T\":\"c\",\"S\":\"EEM\",\"x\":\"M\",\"oi\":52983525033527,\"op\":39.1582,"
+                      "\"os\":440000,\"oc\":[\" \",\"7\",\"V\"],\"ci\":52983525034326,\"cp\":39.1809,"
+                      "\"cs\":440000,\"cc\":[\" \",\"7\",\"V\"],\"z\":\"B\","
+                      "\"t\":\"2023-02-01T14:30:01.123Z\"}",
+  [SMSG_CANCEL_ERROR] = "{\"T\":\"x\",\"S\":\"GOOGL\",\"i\":3,\"x\":\"V\",\"p\":95.5,\"s\":100,"
+                        "\"a\":\"C\",\"z\":\"C\",\"t\":\"2023-02-01T14:30:01Z\"}",
+  [SMSG_NEWS] = "{\"T\":\"n\",\"id\":24918784,\"headline\":\"Tesla \\\"up\\\"\\n\","
+                "\"summary\":\"s\",\"author\":\"Benzinga Newsdesk\","
+                "\"created_at\":\"2022-01-05T22:00:37Z\",\"updated_at\":\"2022-01-05T22:00:38Z\","
+                "\"url\":\"https://example.com/n\",\"content\":\"<p>x</p>\","
+                "\"symbols\":[\"TSLA\"],\"source\":\"benzinga\"}",
+};
+
+/* Every field of the input comes back with an equal value, the known fields
+ * in the table's order, then seq and epoch. */
+static void check_round_trip(const char *in, const td_buf *out, smsg_kind k, uint64_t seq) {
+  json_t *a = json_loads(in, 0, NULL);
+  json_error_t je;
+  json_t *b = json_loadb(out->data, out->len, 0, &je);
+  assert_non_null(a);
+  assert_non_null(b);
+  const kind_spec *ks = &kinds[k];
+  const char *prev = out->data;
+  for (int i = 0; i < ks->nfields; i++) {
+    json_t *va = json_object_get(a, ks->fields[i].name), *vb = json_object_get(b, ks->fields[i].name);
+    if (!va) {
+      assert_null(vb);
+      continue;
+    }
+    assert_non_null(vb);
+    if (json_is_number(va))
+      assert_true(json_number_value(va) == json_number_value(vb));
+    else
+      assert_true(json_equal(va, vb));
+    char key[32];
+    snprintf(key, sizeof(key), "\"%s\":", ks->fields[i].name);
+    const char *at = strstr(prev, key);
+    assert_non_null(at);
+    prev = at;
+  }
+  assert_true(json_integer_value(json_object_get(b, "seq")) == (json_int_t)seq);
+  assert_string_equal(json_string_value(json_object_get(b, "epoch")), EPOCH);
+  assert_true(strstr(prev, "\"seq\":") != NULL);
+  json_decref(a);
+  json_decref(b);
+}
+
+static void test_every_kind(void **state) {
+  for (int k = 0; k < SMSG_KIND_COUNT; k++) {
+    capture c = {0};
+    char err[SMSG_ERR_MAX] = "";
+    int rc = batch(kind_fixtures[k], &c, err);
+    if (rc != 1) fail_msg("kind %d: %s", k, err);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.kind[0], k);
+    assert_string_equal(c.channel[0], smsg_kind_channel((smsg_kind)k));
+    check_round_trip(kind_fixtures[k], c.payload[0], (smsg_kind)k, 1);
+    capture_free(&c);
+  }
+  assert_string_equal(smsg_kind_channel(SMSG_UPDATED_BAR), "updatedBars");
+  assert_string_equal(smsg_kind_channel(SMSG_CANCEL_ERROR), "cancelErrors");
+  assert_null(smsg_kind_channel(SMSG_KIND_COUNT));
+  assert_int_equal(smsg_kind_from_channel("lulds", 5), SMSG_LULD);
+  assert_int_equal(smsg_kind_from_channel("quote", 5), -1);
+}
+
+static void test_news_per_symbol(void **state) {
+  const char *in = "[{\"T\":\"n\",\"id\":1,\"headline\":\"h\",\"created_at\":\"2022-01-05T22:00:37Z\","
+                   "\"symbols\":[\"AAPL\",\"BRK.B\"],\"url\":null},"
+                   "{\"T\":\"n\",\"id\":2,\"headline\":\"h\",\"created_at\":\"2022-01-05T22:00:37Z\","
+                   "\"symbols\":[]}]";
+  capture c = {0};
+  char err[SMSG_ERR_MAX];
+  assert_int_equal(batch(in, &c, err), 2);
+  assert_int_equal(c.n, 2);
+  assert_string_equal(c.symbol[0], "AAPL");
+  assert_string_equal(c.symbol[1], "BRK.B");
+  assert_int_equal(c.index[1], 0);
+  char *s = payload_str(c.payload[1]);
+  assert_null(strstr(s, "\"url\""));   /* null optional field treated as absent */
+  assert_non_null(strstr(s, "\"symbols\":[\"AAPL\",\"BRK.B\"]"));
+  free(s);
+  capture_free(&c);
+}
+
+static void test_batch_errors(void **state) {
+  static const struct {
+    const char *in, *msg;
+  } cases[] = {
+    {"[" QUOTE_IN ",1]", "item 1: not a JSON object"},
+    {"[{\"S\":\"A\"}]", "item 0: field \"T\" is missing"},
+    {"[{\"T\":5}]", "item 0: field \"T\" must be a string"},
+    {"[" QUOTE_IN "," QUOTE_IN ",{\"T\":\"zz\"}]", "item 2: unknown message type \"zz\""},
+    {"{\"T\":\"success\",\"msg\":\"connected\"}", "item 0: control message \"success\" is not market data"},
+    {"{\"T\":\"q\",\"S\":\"AAPL\",\"bx\":\"V\",\"bp\":\"1\",\"bs\":1,\"ax\":\"V\",\"ap\":1,\"as\":1,"
+     "\"t\":\"2026-11-21T20:00:00Z\"}", "item 0: field \"bp\" must be a number"},
+    {"{\"T\":\"q\",\"S\":\"AAPL\",\"bx\":\"V\",\"bp\":1,\"bs\":1,\"ax\":\"V\",\"ap\":1,"
+     "\"t\":\"2026-11-21T20:00:00Z\"}", "item 0: field \"as\" is missing"},
+    {"{\"T\":\"q\",\"S\":\"AAPL\",\"bx\":\"V\",\"bp\":-1,\"bs\":1,\"ax\":\"V\",\"ap\":1,\"as\":1,"
+     "\"t\":\"2026-11-21T20:00:00Z\"}", "item 0: field \"bp\" must be >= 0"},
+    {"{\"T\":\"q\",\"S\":\"AAPL\",\"bx\":\"V\",\"bp\":1,\"bs\":1.5,\"ax\":\"V\",\"ap\":1,\"as\":1,"
+     "\"t\":\"2026-11-21T20:00:00Z\"}", "item 0: field \"bs\" must be an integer"},
+    {"{\"T\":\"q\",\"S\":\"AAPL\",\"bx\":\"V\",\"bp\":1,\"bs\":-2,\"ax\":\"V\",\"ap\":1,\"as\":1,"
+     "\"t\":\"2026-11-21T20:00:00Z\"}", "item 0: field \"bs\" must be >= 0"},
+    {"{\"T\":\"q\",\"S\":\"aapl\",\"bx\":\"V\",\"bp\":1,\"bs\":1,\"ax\":\"V\",\"ap\":1,\"as\":1,"
+     "\"t\":\"2026-11-21T20:00:00Z\"}",
+     "item 0: field \"S\" must be a symbol of 1-16 characters A-Z 0-9 . / -"},
+    {"{\"T\":\"q\",\"S\":7,\"bx\":\"V\",\"bp\":1,\"bs\":1,\"ax\":\"V\",\"ap\":1,\"as\":1,"
+     "\"t\":\"2026-11-21T20:00:00Z\"}", "item 0: field \"S\" must be a string"},
+    {"{\"T\":\"q\",\"S\":\"A\",\"bx\":\"V\",\"bp\":1,\"bs\":1,\"ax\":\"V\",\"ap\":1,\"as\":1,"
+     "\"t\":\"2026-11-21 20:00:00Z\"}", "item 0: field \"t\" must be an RFC-3339 timestamp"},
+    {"{\"T\":\"q\",\"S\":\"A\",\"bx\":\"V\",\"bp\":1,\"bs\":1,\"ax\":\"V\",\"ap\":1,\"as\":1,\"c\":[1],"
+     "\"t\":\"2026-11-21T20:00:00Z\"}", "item 0: field \"c\" must be an array of strings"},
+    {"{\"T\":\"q\",\"S\":\"A\",\"bx\":\"V\",\"bp\":1,\"bs\":1,\"ax\":\"V\",\"ap\":1,\"as\":1,\"c\":\"R\","
+     "\"t\":\"2026-11-21T20:00:00Z\"}", "item 0: field \"c\" must be an array of strings"},
+    {"{\"T\":\"q\",\"S\":\"A\",\"bx\":\"VVVVVVVVVVVVVVVVV\",\"bp\":1,\"bs\":1,\"ax\":\"V\",\"ap\":1,"
+     "\"as\":1,\"t\":\"2026-11-21T20:00:00Z\"}", "item 0: field \"bx\" must be at most 16 bytes"},
+    {"{\"T\":\"q\",\"S\":\"A\",\"bx\":\"V\",\"bp\":1,\"bs\":1,\"ax\":\"V\",\"ap\":1,\"as\":1,\"z\":3,"
+     "\"t\":\"2026-11-21T20:00:00Z\"}", "item 0: field \"z\" must be a string"},
+    {"{\"T\":\"n\",\"id\":1,\"headline\":\"h\",\"created_at\":\"2022-01-05T22:00:37Z\","
+     "\"symbols\":[\"ok\"]}", "item 0: field \"symbols\" must hold symbols of 1-16 characters A-Z 0-9 . / -"},
+    {"{\"T\":\"t\",\"S\":\"A\",\"i\":1,\"x\":\"V\",\"p\":1,\"s\":1}", "item 0: field \"t\" is missing"},
+    {"[1,2", "invalid JSON: ']' expected near end of file (line 1, column 4)"},
+    {"\"x\"", "invalid JSON: '[' or '{' expected near '\"x\"' (line 1, column 3)"},
+    {"{\"T\":\"q\",\"T\":\"q\"}", "invalid JSON: duplicate object key near '\"T\"' (line 1, column 12)"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    capture c = {0};
+    char err[SMSG_ERR_MAX] = "";
+    assert_int_equal(batch(cases[i].in, &c, err), -EINVAL);
+    assert_int_equal(c.n, 0);   /* nothing delivered */
+    if (strcmp(err, cases[i].msg)) fail_msg("case %zu: got '%s' want '%s'", i, err, cases[i].msg);
+  }
+}
+
+static void test_stream_skips(void **state) {
+  const char *in =
+      "[" QUOTE_IN ",7,{\"x\":1},{\"T\":\"zz\"},{\"T\":\"q\",\"S\":\"A\"},"
+      "{\"T\":\"success\",\"msg\":\"authenticated\"},"
+      "{\"T\":\"t\",\"S\":\"a\",\"i\":1,\"x\":\"V\",\"p\":1,\"s\":1,\"t\":\"2021-02-22T15:51:44Z\"},"
+      "{\"T\":\"t\",\"S\":\"A\",\"i\":1,\"x\":\"V\",\"p\":true,\"s\":1,\"t\":\"2021-02-22T15:51:44Z\"},"
+      "{\"T\":\"t\",\"S\":\"A\",\"i\":1,\"x\":\"V\",\"p\":-1,\"s\":1,\"t\":\"2021-02-22T15:51:44Z\"},"
+      "{\"T\":\"t\",\"S\":\"A\",\"i\":1,\"x\":\"V\",\"p\":1,\"s\":1,\"t\":\"2021-02-30\"}," QUOTE_IN "]";
+  capture c = {0};
+  smsg_stats st = {0};
+  assert_int_equal(smsg_parse_stream(in, strlen(in), on_msg, NULL, &c, &st), 2);
+  assert_int_equal(c.n, 2);
+  assert_int_equal(c.index[1], 10);
+  assert_int_equal(st.items, 11);
+  assert_int_equal(st.delivered, 2);
+  assert_int_equal(st.skipped[SMSG_SKIP_NOT_OBJECT], 1);
+  assert_int_equal(st.skipped[SMSG_SKIP_NO_TYPE], 1);
+  assert_int_equal(st.skipped[SMSG_SKIP_UNKNOWN_TYPE], 1);
+  assert_int_equal(st.skipped[SMSG_SKIP_MISSING], 1);
+  assert_int_equal(st.skipped[SMSG_SKIP_CONTROL], 1);
+  assert_int_equal(st.skipped[SMSG_SKIP_SYMBOL], 1);
+  assert_int_equal(st.skipped[SMSG_SKIP_TYPE], 1);
+  assert_int_equal(st.skipped[SMSG_SKIP_RANGE], 1);
+  assert_int_equal(st.skipped[SMSG_SKIP_TIME], 1);
+  capture_free(&c);
+
+  assert_int_equal(smsg_parse_stream("nope", 4, on_msg, on_ctl, &c, &st), -EINVAL);
+  assert_int_equal(st.bad_json, 1);
+  assert_int_equal(st.buffers, 2);
+  assert_string_equal(smsg_skip_name(SMSG_SKIP_RANGE), "out_of_range");
+}
+
+static void test_control_messages(void **state) {
+  capture c = {0};
+  smsg_stats st = {0};
+  const char *in = "[{\"T\":\"error\",\"code\":402,\"msg\":\"auth failed\"}]";
+  assert_int_equal(smsg_parse_stream(in, strlen(in), on_msg, on_ctl, &c, &st), 0);
+  assert_int_equal(c.controls, 1);
+  assert_int_equal(c.ctl.kind, SMSG_CTL_ERROR);
+  assert_int_equal(c.ctl.code, 402);
+  assert_string_equal(c.ctl_msg, "auth failed");
+  in = "{\"T\":\"subscription\",\"trades\":[\"AAPL\"],\"quotes\":[\"AMD\",\"CLDR\"],\"bars\":[]}";
+  assert_int_equal(smsg_parse_stream(in, strlen(in), on_msg, on_ctl, &c, &st), 0);
+  assert_int_equal(c.ctl.kind, SMSG_CTL_SUBSCRIPTION);
+  assert_string_equal(c.ctl_msg, "");
+  in = "[{\"T\":\"success\",\"msg\":\"connected\"}]";
+  assert_int_equal(smsg_parse_stream(in, strlen(in), on_msg, on_ctl, &c, &st), 0);
+  assert_int_equal(c.ctl.kind, SMSG_CTL_SUCCESS);
+  assert_string_equal(c.ctl_msg, "connected");
+  assert_int_equal(st.controls, 3);
+}
+
+static void test_symbols_and_times(void **state) {
+  assert_true(smsg_symbol_valid("AAPL", 4));
+  assert_true(smsg_symbol_valid("BRK.B", 5));
+  assert_true(smsg_symbol_valid("BTC/USD", 7));
+  assert_true(smsg_symbol_valid("ABCDEFGHIJKLMNOP", 16));
+  assert_false(smsg_symbol_valid("ABCDEFGHIJKLMNOPQ", 17));
+  assert_false(smsg_symbol_valid("", 0));
+  assert_false(smsg_symbol_valid("aapl", 4));
+  assert_false(smsg_symbol_valid("A B", 3));
+  assert_false(smsg_symbol_valid("A:B", 3));
+  assert_false(smsg_symbol_valid("A\0B", 3));
+
+  const char *good[] = {"2026-11-21T20:00:00Z", "2026-11-21T20:00:00.123456789Z",
+                        "2026-11-21t20:00:00z", "2026-11-21T20:00:00+05:30",
+                        "2026-11-21T20:00:00.1-04:00", "2016-12-31T23:59:60Z"};
+  const char *bad[] = {"2026-11-21T20:00:00", "2026-11-21T20:00:00.Z", "2026-11-21T20:00:00.1234567890Z",
+                       "2026-13-21T20:00:00Z", "2026-11-21T24:00:00Z", "2026-11-21T20:00:00+0530",
+                       "2026-11-21T20:00:00Zx", "20261121T200000Z", "2026-11-21T20:00:00+05:30x"};
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+    assert_int_equal(smsg_time_valid(good[i], strlen(good[i])), 0);
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    if (smsg_time_valid(bad[i], strlen(bad[i])) == 0) fail_msg("accepted %s", bad[i]);
+}
+
+static void test_number_format(void **state) {
+  static const struct {
+    double v;
+    const char *text;
+  } exact[] = {
+    {189.52, "189.52"}, {189.5, "189.5"}, {100, "100"}, {0.0001, "0.0001"}, {0.5, "0.5"},
+    {123456.789, "123456.789"}, {0.000000001, "0.000000001"}, {1e-10, "1e-10"},
+    {0.1 + 0.2, "0.30000000000000004"}, {1e20, "1e+20"}, {-2.25, "-2.25"}, {0, "0"},
+    {39.1582, "39.1582"}, {389.062639, "389.062639"},
+  };
+  for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
+    char o[40];
+    *put_double(o, exact[i].v) = 0;
+    if (strcmp(o, exact[i].text)) fail_msg("%.17g: got %s want %s", exact[i].v, o, exact[i].text);
+  }
+  /* Pseudo-random prices and arbitrary doubles all read back exactly. */
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    double v = i % 2 ? (double)(x % 10000000) / 100.0 : (double)(x >> 11) * 0x1.0p-53 * 1e6;
+    char o[40];
+    *put_double(o, v) = 0;
+    if (strtod(o, NULL) != v) fail_msg("%.17g printed as %s", v, o);
+  }
+}
+
+static void test_string_escapes(void **state) {
+  const char *in = "{\"T\":\"s\",\"S\":\"A\",\"sc\":\"H\",\"sm\":\"a\\\"b\\\\c\\u0001\\t\\u00e9\\u2028\","
+                   "\"t\":\"2021-02-22T19:15:00Z\"}";
+  capture c = {0};
+  char err[SMSG_ERR_MAX];
+  assert_int_equal(batch(in, &c, err), 1);
+  char *s = payload_str(c.payload[0]);
+  assert_non_null(strstr(s, "\"sm\":\"a\\\"b\\\\c\\u0001\\t\xc3\xa9\xe2\x80\xa8\""));
+  free(s);
+  check_round_trip(in, c.payload[0], SMSG_STATUS, 1);
+  capture_free(&c);
+}
+
+static void test_payload_position(void **state) {
+  capture c = {0};
+  char err[SMSG_ERR_MAX];
+  assert_int_equal(batch(QUOTE_IN, &c, err), 1);
+  uint64_t seq = 0, epoch = 0;
+  assert_int_equal(smsg_payload_position(c.payload[0]->data, c.payload[0]->len, &seq, &epoch), 0);
+  assert_int_equal(seq, 1);
+  assert_true(epoch == 0x9f3a0c1d2e4b5a69ull);
+  capture_free(&c);
+  const char *bad[] = {"", "{}", "{\"seq\":1,\"epoch\":\"9f3a0c1d2e4b5a69\"}",
+                       "{\"a\":1,\"seq\":,\"epoch\":\"9f3a0c1d2e4b5a69\"}",
+                       "{\"a\":1,\"seq\":1,\"epoch\":\"9F3A0C1D2E4B5A69\"}",
+                       "{\"a\":1,\"seq\":1,\"epoch\":\"9f3a0c1d2e4b5a6\"}"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_int_equal(smsg_payload_position(bad[i], strlen(bad[i]), &seq, &epoch), -EINVAL);
+  const char *ok = "{\"a\":1,\"seq\":18446744073709551615,\"epoch\":\"0000000000000001\"}";
+  assert_int_equal(smsg_payload_position(ok, strlen(ok), &seq, &epoch), 0);
+  assert_true(seq == UINT64_MAX);
+  assert_true(epoch == 1);
+  const char *over = "{\"a\":1,\"seq\":18446744073709551616,\"epoch\":\"0000000000000001\"}";
+  assert_int_equal(smsg_payload_position(over, strlen(over), &seq, &epoch), -EINVAL);
+}
+
+static void test_big_news_encodes(void **state) {
+  /* Larger than the stack scratch: encoded straight into a td_buf. */
+  size_t n = 10000;
+  char *body = malloc(n + 512);
+  int off = sprintf(body, "{\"T\":\"n\",\"id\":1,\"headline\":\"h\",\"created_at\":\"2022-01-05T22:00:37Z\","
+                          "\"symbols\":[\"AAPL\"],\"content\":\"");
+  for (size_t i = 0; i < n; i++) body[off++] = (char)('a' + i % 26);
+  strcpy(body + off, "\"}");
+  capture c = {0};
+  char err[SMSG_ERR_MAX];
+  assert_int_equal(batch(body, &c, err), 1);
+  check_round_trip(body, c.payload[0], SMSG_NEWS, 1);
+  capture_free(&c);
+  free(body);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_quote_payload_exact), cmocka_unit_test(test_every_kind),
+    cmocka_unit_test(test_news_per_symbol),     cmocka_unit_test(test_batch_errors),
+    cmocka_unit_test(test_stream_skips),        cmocka_unit_test(test_control_messages),
+    cmocka_unit_test(test_symbols_and_times),   cmocka_unit_test(test_number_format),
+    cmocka_unit_test(test_string_escapes),      cmocka_unit_test(test_payload_position),
+    cmocka_unit_test(test_big_news_encodes),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
