@@ -36,7 +36,7 @@ NGINX=${NGINX:-nginx}
 NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
 
 if [ "$QUICK" = 1 ]; then
-  RUNS=${BENCH_RUNS:-1}; WARMUP_MS=500; WINDOW_MS=1000; BUDGET_S=${BENCH_BUDGET_S:-60}
+  RUNS=${BENCH_RUNS:-1}; WARMUP_MS=1000; WINDOW_MS=1500; BUDGET_S=${BENCH_BUDGET_S:-50}
   # Offered deliveries/s (all clients together), stepped.
   STEPS="50000 200000"
 else
