@@ -16,7 +16,7 @@
 #   BENCH_TARGETS="sse-nchan sse-tickerd ws-tickerd"
 #   BENCH_STEPS="50000 100000 ..."  offered deliveries/s (all clients), stepped
 #   BENCH_STOP_P99_MS=100  a rate whose median p99 passes this is not sustained
-#   BENCH_RETRIES=1        a rate that was not sustained is measured again this often
+#   BENCH_RETRIES=1        a rate that was not sustained is measured again this often (quick: 0)
 #   BENCH_BUDGET_S=420     stepping stops once the script has run this long
 #   BENCH_REPORT=build/bench/report.md
 # Everything listens on 127.0.0.1 only.
@@ -45,7 +45,8 @@ else
   STEPS="25000 50000 100000 150000 200000 300000 400000 600000 800000"
 fi
 STEPS=${BENCH_STEPS:-$STEPS}
-RETRIES=${BENCH_RETRIES:-1}
+# Quick mode keeps to its minute: no second attempt.
+if [ "$QUICK" = 1 ]; then RETRIES=${BENCH_RETRIES:-0}; else RETRIES=${BENCH_RETRIES:-1}; fi
 
 for f in "$TICKERD" "$CLIENT"; do
   [ -x "$f" ] || { echo "fanout.sh: $f is missing (make all build/bench/fanout_client)" >&2; exit 2; }
