@@ -18,6 +18,9 @@ bool conn_close_if_idle(td_conn *c);
 /* Called by http_respond*() once a response is queued. */
 void conn_response_queued(td_conn *c, bool keep_alive);
 
+/* Closes the per-iteration flush of streaming connections (at shutdown). */
+void conn_stop_flushing(void);
+
 void conn_list_link(td_conn *c, td_conn **head);
 void conn_list_unlink(td_conn *c, td_conn **head);
 td_conn *conn_list_next(td_conn *c);

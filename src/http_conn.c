@@ -94,6 +94,10 @@ struct td_conn {
   /* taken over */
   const td_stream_ops *ops;
   void *owner;
+
+  /* on the list of streaming connections to write before the loop polls */
+  td_conn *flush_prev, *flush_next;
+  bool flush_pending;
 };
 
 static llhttp_settings_t parser_settings;
@@ -102,6 +106,15 @@ static uint64_t next_conn_id = 1;
  * read is consumed (or its unparsed tail copied to `pending`) before the next. */
 static char read_buf[TD_HTTP_READ_BUF];
 static bool read_buf_busy;
+
+/* Streaming connections are written once per loop iteration, not once per
+ * message: the hub may queue dozens of quotes on a client while it handles
+ * one read from Redis, and one writev for all of them costs one system call
+ * instead of dozens. The list is walked in the prepare phase, right before
+ * the loop blocks, so nothing waits longer than the current iteration. */
+static td_conn *flush_head;
+static uv_prepare_t flush_prepare;
+static bool flush_prepare_ready;
 
 static void conn_process(td_conn *c, const char *data, size_t len);
 static void conn_flush(td_conn *c);
@@ -134,8 +147,18 @@ static void on_handle_closed(uv_handle_t *h) {
   if (--c->handles_open == 0) conn_free(c);
 }
 
+static void flush_unlink(td_conn *c) {
+  if (!c->flush_pending) return;
+  if (c->flush_prev) c->flush_prev->flush_next = c->flush_next;
+  else flush_head = c->flush_next;
+  if (c->flush_next) c->flush_next->flush_prev = c->flush_prev;
+  c->flush_prev = c->flush_next = NULL;
+  c->flush_pending = false;
+}
+
 void conn_close(td_conn *c, const char *reason) {
   if (c->state == CONN_CLOSING) return;
+  flush_unlink(c);
   conn_state was = c->state;
   c->state = CONN_CLOSING;
   if (was == CONN_HANDLING && c->req.deferred && !c->req.responded && c->req.on_abort) {
@@ -487,11 +510,43 @@ void conn_end(td_conn *c) {
   if (c->out_count == 0 && c->inflight == 0) conn_close(c, "ended");
 }
 
+static void on_flush_prepare(uv_prepare_t *h) {
+  td_conn *c;
+  while ((c = flush_head)) {
+    flush_unlink(c);
+    conn_flush(c);
+  }
+}
+
+static void flush_later(td_conn *c) {
+  if (c->flush_pending || c->inflight > 0) return; /* a write in flight flushes on completion */
+  if (!flush_prepare_ready) {
+    uv_prepare_init(c->tcp.loop, &flush_prepare);
+    uv_prepare_start(&flush_prepare, on_flush_prepare);
+    uv_unref((uv_handle_t *)&flush_prepare); /* it must not keep the loop alive */
+    flush_prepare_ready = true;
+  }
+  c->flush_pending = true;
+  c->flush_prev = NULL;
+  c->flush_next = flush_head;
+  if (flush_head) flush_head->flush_prev = c;
+  flush_head = c;
+}
+
+void conn_stop_flushing(void) {
+  if (!flush_prepare_ready) return;
+  uv_close((uv_handle_t *)&flush_prepare, NULL);
+  flush_prepare_ready = false;
+}
+
 int conn_send(td_conn *c, td_buf *b, uint32_t tag) {
   if (c->state == CONN_CLOSING) return -EPIPE;
   int rc = out_push(c, b, tag);
-  if (rc == 0) conn_flush(c);
-  return rc;
+  if (rc != 0) return rc;
+  /* HTTP responses go out at once; streams once per iteration */
+  if (c->state == CONN_STREAMING) flush_later(c);
+  else conn_flush(c);
+  return 0;
 }
 
 int conn_send_copy(td_conn *c, const void *p, size_t n) {

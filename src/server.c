@@ -41,6 +41,7 @@ static void check_drained(td_server *s) {
     s->state = SERVER_CLOSED;
     uv_timer_stop(&s->grace_timer);
     uv_close((uv_handle_t *)&s->grace_timer, NULL);
+    conn_stop_flushing();
     done(s->done_data);
   }
 }
