@@ -89,9 +89,10 @@ void http_respond_json(td_request *req, int status, json_t *body, const char *ex
 /* {"error":code,"message":message,"status":status} */
 void http_error(td_request *req, int status, const char *code, const char *message, const char *extra_headers);
 void http_defer(td_request *req, td_abort_cb on_abort, void *data);
-/* Sends the head of a response that streams (SSE): no Content-Length, the
- * connection is then taken over by `ops`. */
-void http_respond_stream(td_request *req, const char *content_type, const char *extra_headers,
+/* Sends the head of a response after which the connection belongs to `ops`:
+ * 200 for an event stream (no Content-Length), 101 for a WebSocket upgrade
+ * (`extra_headers` carry Upgrade, Connection and Sec-WebSocket-Accept). */
+void http_respond_stream(td_request *req, int status, const char *content_type, const char *extra_headers,
                          const td_stream_ops *ops, void *owner);
 const char *http_status_text(int status);
 

@@ -156,7 +156,10 @@ static td_buf *build_response(td_request *req, int status, const char *content_t
   td_buf *b = buf_new(RESP_HEAD_MAX + extra_len + (send_body ? len : 0));
   if (!b) return NULL;
   int n;
-  if (streaming) {
+  if (status == 101) {
+    n = snprintf(b->data, RESP_HEAD_MAX, "HTTP/1.1 101 Switching Protocols\r\nDate: %s\r\nX-Request-Id: %s\r\n",
+                 http_date(), req->request_id);
+  } else if (streaming) {
     n = snprintf(b->data, RESP_HEAD_MAX,
                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nDate: %s\r\nX-Request-Id: %s\r\n"
                  "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n",
@@ -222,12 +225,12 @@ void http_defer(td_request *req, td_abort_cb on_abort, void *data) {
   req->abort_data = data;
 }
 
-void http_respond_stream(td_request *req, const char *content_type, const char *extra_headers,
+void http_respond_stream(td_request *req, int status, const char *content_type, const char *extra_headers,
                          const td_stream_ops *ops, void *owner) {
   if (req->responded || !req->conn) return;
   req->responded = true;
-  td_buf *b = build_response(req, 200, content_type, NULL, 0, extra_headers, true);
-  count_response(req, 200);
+  td_buf *b = build_response(req, status, content_type, NULL, 0, extra_headers, true);
+  count_response(req, status);
   if (!b) {
     conn_close(req->conn, "out of memory");
     return;

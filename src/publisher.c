@@ -420,15 +420,7 @@ td_publisher *pub_new(uv_loop_t *loop, const char *redis_url, const pub_options 
   if (!o.conn.name) o.conn.name = "publisher";
   static const rconn_callbacks cb = {on_ready, on_lost, on_reply, on_closed};
   const char *err = NULL;
-  if (rconn_init(&p->conn, loop, redis_url, &cb, p, &o.conn, &err) < 0) {
-    td_logline *l = log_begin(TD_LOG_ERROR, "redis_bad_url");
-    if (l) {
-      log_str(l, "conn", o.conn.name);
-      log_str(l, "error", err);
-      log_end(l);
-    }
-    goto fail;
-  }
+  if (rconn_init(&p->conn, loop, redis_url, &cb, p, &o.conn, &err) < 0) goto fail;
   uv_timer_init(loop, &p->last_timer);
   p->last_timer.data = p;
   uint32_t every = o.last_flush_ms ? o.last_flush_ms : TD_REDIS_LAST_FLUSH_MS;

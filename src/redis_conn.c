@@ -597,7 +597,16 @@ int rconn_init(td_rconn *c, uv_loop_t *loop, const char *url, const rconn_callba
                void *ud, const rconn_options *opt, const char **err) {
   memset(c, 0, sizeof(*c));
   int rc = rconn_url_parse(url, &c->url, err);
-  if (rc < 0) return rc;
+  if (rc < 0) {
+    /* the URL itself is never logged: it may hold a password */
+    td_logline *l = log_begin(TD_LOG_ERROR, "redis_bad_url");
+    if (l) {
+      log_str(l, "conn", opt && opt->name ? opt->name : "redis");
+      log_str(l, "error", *err);
+      log_end(l);
+    }
+    return rc;
+  }
   rconn_options o = opt ? *opt : (rconn_options){0};
   c->loop = loop;
   c->cb = *cb;

@@ -141,7 +141,7 @@ void api_stream(td_request *req) {
   uv_timer_init(app->loop, &s->timer);
   s->timer.data = s;
   uv_timer_start(&s->timer, on_keepalive, (uint64_t)app->cfg->ping_interval_ms, (uint64_t)app->cfg->ping_interval_ms);
-  http_respond_stream(req, "text/event-stream", NULL, &stream_ops, s);
+  http_respond_stream(req, 200, "text/event-stream", NULL, &stream_ops, s);
   char retry[32];
   int n = snprintf(retry, sizeof(retry), "retry: %d\n\n", SSE_RETRY_MS);
   conn_send_copy(s->conn, retry, (size_t)n);

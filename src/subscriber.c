@@ -327,15 +327,7 @@ td_subscriber *sub_new(uv_loop_t *loop, const char *redis_url, const sub_callbac
   if (!o.conn.name) o.conn.name = "subscriber";
   static const rconn_callbacks rcb = {on_ready, on_lost, on_reply, on_closed};
   const char *err = NULL;
-  if (rconn_init(&s->conn, loop, redis_url, &rcb, s, &o.conn, &err) < 0) {
-    td_logline *l = log_begin(TD_LOG_ERROR, "redis_bad_url");
-    if (l) {
-      log_str(l, "conn", o.conn.name);
-      log_str(l, "error", err);
-      log_end(l);
-    }
-    goto fail;
-  }
+  if (rconn_init(&s->conn, loop, redis_url, &rcb, s, &o.conn, &err) < 0) goto fail;
   uv_timer_init(loop, &s->hb_timer);
   s->hb_timer.data = s;
   uv_timer_start(&s->hb_timer, on_hb_timer, s->hb_ms, s->hb_ms);

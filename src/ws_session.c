@@ -320,12 +320,8 @@ void api_ws(td_request *req) {
   s->timer.data = s;
   uv_timer_start(&s->timer, on_timer, (uint64_t)app->cfg->ping_interval_ms, (uint64_t)app->cfg->ping_interval_ms);
   ws_counters.sessions++;
-  char head[256];
-  int n = snprintf(head, sizeof(head),
-                   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                   "Sec-WebSocket-Accept: %s\r\n\r\n",
-                   accept);
-  req->responded = true;
-  conn_take_over(req->conn, &stream_ops, s);
-  conn_send_copy(req->conn, head, (size_t)n);
+  char headers[128];
+  snprintf(headers, sizeof(headers), "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
+           accept);
+  http_respond_stream(req, 101, NULL, headers, &stream_ops, s);
 }

@@ -29,6 +29,7 @@ def channels(redis):
 def ws_subscribe(t, *symbols, **extra):
     ws = WS(t.port)
     assert ws.open, ws.response.body
+    assert ws.response.header("x-request-id") and ws.response.header("date")
     ws.send_json(dict(action="subscribe", symbols=list(symbols), **extra))
     msg = ws.recv_json()
     assert msg["type"] == "subscribed" and msg["symbols"] == list(symbols)
