@@ -219,7 +219,11 @@ static void on_tick(uv_timer_t *t) {
   sim_feed *s = t->data;
   uint64_t now = uv_now(s->loop), elapsed = now - s->last_ms;
   s->last_ms = now;
-  if (elapsed > SIM_MAX_CATCHUP_MS) elapsed = SIM_MAX_CATCHUP_MS;
+  if (elapsed > SIM_MAX_CATCHUP_MS) {
+    /* the loop stalled: what was due beyond the catch-up window is shed, and counted */
+    s->st.shed += (uint64_t)(s->rate * (double)(elapsed - SIM_MAX_CATCHUP_MS) / 1000.0);
+    elapsed = SIM_MAX_CATCHUP_MS;
+  }
   s->st.ticks++;
   uint64_t n = sim_quotes_due(s->rate, elapsed, &s->carry);
   if (n > SIM_MAX_PER_TICK) {
