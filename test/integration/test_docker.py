@@ -193,9 +193,13 @@ def clean_build(stages):
             dst = Path(tmp) / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
+        # a docker build starts from a clean environment: no make variables
+        # inherited from the `make test SANITIZE=1` that may be running us
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "SANITIZE", "BUILD", "WERROR")}
         for cmd in make_lines(stages[0]):
             out = subprocess.run(["sh", "-c", cmd], cwd=tmp, capture_output=True, text=True,
-                                 timeout=BUILD_TIMEOUT_S)
+                                 timeout=BUILD_TIMEOUT_S, env=env)
             assert out.returncode == 0, f"{cmd}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
         yield Path(tmp)
     finally:
