@@ -114,7 +114,9 @@ static const char *scan_number(const char *p, const char *e, smsg_pair *v) {
   return p;
 }
 
-static const char *scan_word(const char *p, const char *e, const char *w, size_t n) {
+static const char *scan_word(const char *p, const char *e, const char *w, size_t n, smsg_pair *v) {
+  v->val = p;
+  v->val_len = n;
   return (size_t)(e - p) >= n && !memcmp(p, w, n) ? p + n : NULL;
 }
 
@@ -126,13 +128,13 @@ static const char *scan_scalar(const char *p, const char *e, smsg_pair *v) {
     return scan_string(p + 1, e, &v->val, &v->val_len);
   case 't':
     v->type = SMSG_V_TRUE;
-    return scan_word(p, e, "true", 4);
+    return scan_word(p, e, "true", 4, v);
   case 'f':
     v->type = SMSG_V_FALSE;
-    return scan_word(p, e, "false", 5);
+    return scan_word(p, e, "false", 5, v);
   case 'n':
     v->type = SMSG_V_NULL;
-    return scan_word(p, e, "null", 4);
+    return scan_word(p, e, "null", 4, v);
   default:
     return scan_number(p, e, v);
   }
