@@ -777,7 +777,8 @@ static int fast_field(const kind_spec *ks, const char *k, size_t n, int hint) {
   for (int j = 0; j < ks->nfields; j++) {
     int i = hint + j < ks->nfields ? hint + j : hint + j - ks->nfields;
     const char *name = ks->fields[i].name;
-    size_t m = 0;
+    if (name[0] != k[0]) continue;   /* an empty key reads its closing quote */
+    size_t m = 1;
     while (m < n && name[m] == k[m]) m++;   /* keys hold no NUL: stops at name's */
     if (m == n && name[m] == 0) return i;
   }
@@ -797,7 +798,11 @@ static const char *fast_elem(const char *p, const char **s, size_t *n) {
 /* Copies n bytes: short runs (keys, codes, prices, symbols) without a call
  * to memcpy, by two overlapping fixed-size moves. */
 static inline char *put_bytes(char *o, const char *s, size_t n) {
-  if (n >= 8 && n <= 16) {
+  if (n > 0 && n < 4) {
+    o[0] = s[0];
+    o[n / 2] = s[n / 2];
+    o[n - 1] = s[n - 1];
+  } else if (n >= 8 && n <= 16) {
     uint64_t a, b;
     memcpy(&a, s, 8);
     memcpy(&b, s + n - 8, 8);
@@ -809,10 +814,6 @@ static inline char *put_bytes(char *o, const char *s, size_t n) {
     memcpy(&b, s + n - 4, 4);
     memcpy(o, &a, 4);
     memcpy(o + n - 4, &b, 4);
-  } else if (n > 0 && n < 4) {
-    o[0] = s[0];
-    o[n / 2] = s[n / 2];
-    o[n - 1] = s[n - 1];
   } else if (n) {
     memcpy(o, s, n);
   }
@@ -953,8 +954,11 @@ static int fast_item_add(fast_out *out, const smsg_item *it) {
   const kind_spec *ks = &kinds[k];
   const smsg_pair *slot[SMSG_MAX_FIELDS] = {0};
   size_t bound = 16;
-  if (fast_map(it, ks, slot, &bound) < 0 ||
-      fast_grow((void **)&out->body, out->body_stack, &out->cap, out->len, bound, 1) < 0 ||
+  if (fast_map(it, ks, slot, &bound) < 0) return -1;
+  if (out->cap - out->len < bound &&
+      fast_grow((void **)&out->body, out->body_stack, &out->cap, out->len, bound, 1) < 0)
+    return -1;
+  if (out->n == out->items_cap &&
       fast_grow((void **)&out->items, out->items_stack, &out->items_cap, out->n, 1,
                 sizeof(fast_item)) < 0)
     return -1;
@@ -979,7 +983,14 @@ static int fast_item_add(fast_out *out, const smsg_item *it) {
     o = put_bytes(o, v->key, v->key_len);
     *o++ = '"';
     *o++ = ':';
-    o = f->type == F_TYPE ? put_str(o, ks->type, 1) : fast_put_value(o, v);
+    if (f->type == F_TYPE) {   /* put_str(o, ks->type, 1): a letter */
+      o[0] = '"';
+      o[1] = ks->type[0];
+      o[2] = '"';
+      o += 3;
+    } else {
+      o = fast_put_value(o, v);
+    }
     if (f->type == F_SYMBOL || f->type == F_SYMBOLS) {
       fi->syms = v->val;
       fi->syms_len = v->val_len;

@@ -160,7 +160,7 @@ int smsg__scan_item(smsg_scan *s, smsg_item *it) {
   const char *p = s->p, *e = s->end;
   smsg_scan_state st = s->state;
   smsg_pair *v = NULL;   /* the pair being read */
-  it->npairs = 0;
+  int np = 0;            /* it->npairs, stored when the item is done */
   for (;;) {
     if (p == e) {
       if (st != SCAN_END) return give_up(s);
@@ -197,8 +197,8 @@ int smsg__scan_item(smsg_scan *s, smsg_item *it) {
       if (c == '}') goto item_done;
       /* fall through */
     case SCAN_KEY:
-      if (c != '"' || it->npairs == SMSG_SCAN_MAX_PAIRS) return give_up(s);
-      v = &it->pairs[it->npairs++];
+      if (c != '"' || np == SMSG_SCAN_MAX_PAIRS) return give_up(s);
+      v = &it->pairs[np++];
       if (!(p = scan_string(p + 1, e, &v->key, &v->key_len))) return give_up(s);
       if (p < e && *p == ':') {
         p++;
@@ -270,6 +270,7 @@ int smsg__scan_item(smsg_scan *s, smsg_item *it) {
     st = SCAN_PAIR_NEXT;
     continue;
   item_done:
+    it->npairs = np;
     s->p = p + 1;
     s->state = s->root_array ? SCAN_ITEM_NEXT : SCAN_END;
     return SMSG_SCAN_ITEM;
