@@ -82,9 +82,11 @@ typedef struct smsg_msg {
   size_t symbol_len;
   const char *channel;       /* smsg_kind_channel(kind) */
   size_t index;              /* item index in the buffer */
-  /* Private to stream_msg.c: the item and its fields in schema order. */
+  /* Private to stream_msg.c: the item and its fields in schema order, or,
+   * when obj is NULL, the fast path's encoded item (no jansson tree). */
   const struct json_t *obj;
   const struct json_t *fields[SMSG_MAX_FIELDS];
+  const struct smsg_fast_msg *fast;
 } smsg_msg;
 
 /* A control message (stream mode), valid only during the callback. */

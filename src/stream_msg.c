@@ -7,10 +7,13 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "stream_msg_internal.h"
 
 typedef enum {
   F_TYPE,     /* "T": written from the kind */
@@ -233,11 +236,14 @@ static int check_field(const json_t *v, const field_spec *f, item_err *e) {
   return item_fail(e, SMSG_SKIP_TYPE, f);
 }
 
-static int kind_of(const char *t) {
-  if (t[0] && !t[1])
-    for (int k = 0; k < SMSG_KIND_COUNT; k++)
-      if (kinds[k].type[0] == t[0]) return k;
+static int kind_of_char(char c) {
+  for (int k = 0; k < SMSG_KIND_COUNT; k++)
+    if (kinds[k].type[0] == c) return k;
   return -1;
+}
+
+static int kind_of(const char *t) {
+  return t[0] && !t[1] ? kind_of_char(t[0]) : -1;
 }
 
 static int control_of(const char *t) {
@@ -421,8 +427,14 @@ static json_t *item_at(json_t *root, size_t i) {
   return json_is_array(root) ? json_array_get(root, i) : root;
 }
 
+static int fast_parse(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
+                      size_t *delivered);
+
 int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
                      char err[SMSG_ERR_MAX]) {
+  size_t delivered;
+  int fast = fast_parse(buf, len, on_msg, ud, &delivered);
+  if (fast >= 0) return fast;
   json_t *root = load(buf, len, err);
   if (!root) return -EINVAL;
   size_t n = item_count(root);
@@ -451,12 +463,19 @@ int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
 int smsg_parse_stream(const char *buf, size_t len, smsg_msg_cb on_msg, smsg_ctl_cb on_control,
                       void *ud, smsg_stats *st) {
   st->buffers++;
+  size_t delivered = 0;
+  int fast = fast_parse(buf, len, on_msg, ud, &delivered);
+  if (fast >= 0) {
+    st->items += (size_t)fast;
+    st->delivered += delivered;
+    return (int)delivered;
+  }
   json_t *root = load(buf, len, NULL);
   if (!root) {
     st->bad_json++;
     return -EINVAL;
   }
-  size_t n = item_count(root), delivered = 0;
+  size_t n = item_count(root);
   smsg_msg m;
   smsg_control c;
   item_err e = {0};
@@ -619,6 +638,20 @@ static char *put_value(char *o, const json_t *v) {
   return o;
 }
 
+/* The bytes ,"seq":<20 digits>,"epoch":"<16 hex>"} take at most. */
+#define ENC_TAIL_MAX (7 + 20 + 10 + SMSG_EPOCH_LEN + 2)
+
+static char *put_tail(char *o, uint64_t seq, const char *epoch) {
+  memcpy(o, ",\"seq\":", 7);
+  o = put_u64(o + 7, seq);
+  memcpy(o, ",\"epoch\":\"", 10);
+  memcpy(o + 10, epoch, SMSG_EPOCH_LEN);
+  o += 10 + SMSG_EPOCH_LEN;
+  *o++ = '"';
+  *o++ = '}';
+  return o;
+}
+
 static char *encode_into(char *o, const smsg_msg *m, uint64_t seq, const char *epoch) {
   const kind_spec *ks = &kinds[m->kind];
   *o++ = '{';
@@ -632,17 +665,13 @@ static char *encode_into(char *o, const smsg_msg *m, uint64_t seq, const char *e
       o = put_value(o, m->fields[i]);
     }
   }
-  memcpy(o, ",\"seq\":", 7);
-  o = put_u64(o + 7, seq);
-  memcpy(o, ",\"epoch\":\"", 10);
-  memcpy(o + 10, epoch, SMSG_EPOCH_LEN);
-  o += 10 + SMSG_EPOCH_LEN;
-  *o++ = '"';
-  *o++ = '}';
-  return o;
+  return put_tail(o, seq, epoch);
 }
 
+static td_buf *fast_encode(const struct smsg_fast_msg *f, uint64_t seq, const char *epoch);
+
 td_buf *smsg_encode(const smsg_msg *m, uint64_t seq, const char *epoch) {
+  if (!m->obj) return fast_encode(m->fast, seq, epoch);
   const kind_spec *ks = &kinds[m->kind];
   size_t bound = 64 + SMSG_EPOCH_LEN;
   for (int i = 0; i < ks->nfields; i++)
@@ -655,6 +684,401 @@ td_buf *smsg_encode(const smsg_msg *m, uint64_t seq, const char *epoch) {
   td_buf *b = buf_new(bound);
   if (!b) return NULL;
   b->len = (uint32_t)(encode_into(b->data, m, seq, epoch) - b->data);
+  return b;
+}
+
+/* ---- fast path: plain market data without a jansson tree ------------------ */
+
+/* Why this exists: callgrind put json_loadb at about 37,000 instructions per
+ * quote of a batch and the validation of its tree at 6,500, against 2,400
+ * for everything the pipeline does afterwards. Items that are flat objects
+ * of plain values (every quote, trade, bar and status Alpaca sends) are read
+ * by the scanner of stream_msg_fast.c instead, checked against the same
+ * field tables with the same rules, and their payload encoded at once, up to
+ * the seq and epoch smsg_encode appends.
+ *
+ * All items are checked before the first callback, so the fast path can give
+ * up anywhere at no cost but time: on anything it does not handle (an escape,
+ * a nested object, an exponent, a duplicate key, a control message, an
+ * invalid item) the jansson path runs on the whole buffer as it always did,
+ * and words every error, counts every skip and makes every control callback.
+ * test/fuzz/fuzz_stream_msg.c runs both paths on every input and requires
+ * the same callbacks and byte-identical payloads. */
+
+/* What smsg_encode needs of a fast-path message (smsg_msg.fast). */
+struct smsg_fast_msg {
+  const char *body;                 /* the payload up to ,"seq" */
+  size_t body_len;
+  char symbol[TD_SYMBOL_MAX + 1];   /* smsg_msg.symbol, NUL-terminated */
+};
+
+/* One checked item: its encoded body and where its symbols are. */
+typedef struct {
+  size_t body_off, body_len;
+  const char *syms;   /* "S", or news' "symbols" array ('[' to ']') */
+  size_t syms_len;
+  size_t nsyms;       /* 1, or the number of news symbols */
+  smsg_kind kind;
+} fast_item;
+
+/* Bodies and items of a buffer of up to a few dozen quotes (a feed's usual
+ * message) fit on the stack; larger buffers allocate once or twice per
+ * buffer, never per item. */
+#define FAST_STACK_BYTES 8192
+#define FAST_STACK_ITEMS 48
+/* Every field's value costs at most this much more encoded than in the
+ * input: put_double's longest output ("-1.2345678901234567e-308"). */
+#define FAST_VALUE_SLACK 40
+
+typedef struct {
+  char *body;
+  size_t len, cap;
+  fast_item *items;
+  size_t n, items_cap;
+  char body_stack[FAST_STACK_BYTES];
+  fast_item items_stack[FAST_STACK_ITEMS];
+} fast_out;
+
+/* Test hooks, for the tests that #include this file: fast_disabled runs the
+ * jansson path alone; the counters say which path buffers took. */
+static bool fast_disabled;
+static uint64_t fast_buffers, fast_abandoned;
+
+static void fast_out_init(fast_out *o) {
+  o->body = o->body_stack;
+  o->len = 0;
+  o->cap = FAST_STACK_BYTES;
+  o->items = o->items_stack;
+  o->n = 0;
+  o->items_cap = FAST_STACK_ITEMS;
+}
+
+static void fast_out_free(fast_out *o) {
+  if (o->body != o->body_stack) free(o->body);
+  if (o->items != o->items_stack) free(o->items);
+}
+
+/* Room for `more` elements of `size` bytes in an array that starts on the
+ * stack and moves to the heap when it outgrows it. */
+static int fast_grow(void **arr, void *stack, size_t *cap, size_t used, size_t more, size_t size) {
+  if (*cap - used >= more) return 0;
+  size_t n = *cap * 2 > used + more ? *cap * 2 : used + more;
+  void *p = *arr == stack ? malloc(n * size) : realloc(*arr, n * size);
+  if (!p) return -1;
+  if (*arr == stack) memcpy(p, stack, used * size);
+  *arr = p;
+  *cap = n;
+  return 0;
+}
+
+/* The field of `ks` named k[0..n), or -1. Senders mostly keep Alpaca's
+ * order, so the search starts after the last field found. */
+static int fast_field(const kind_spec *ks, const char *k, size_t n, int hint) {
+  for (int j = 0; j < ks->nfields; j++) {
+    int i = hint + j < ks->nfields ? hint + j : hint + j - ks->nfields;
+    const char *name = ks->fields[i].name;
+    if (name[0] != k[0]) continue;   /* an empty key reads its closing quote */
+    size_t m = 1;
+    while (m < n && name[m] == k[m]) m++;   /* keys hold no NUL: stops at name's */
+    if (m == n && name[m] == 0) return i;
+  }
+  return -1;
+}
+
+/* The next string of a value array from p; the scanner made sure the array
+ * holds only strings without escapes. */
+static const char *fast_elem(const char *p, const char **s, size_t *n) {
+  while (*p != '"') p++;
+  *s = ++p;
+  while (*p != '"') p++;
+  *n = (size_t)(p - *s);
+  return p + 1;
+}
+
+/* Copies n bytes: short runs (keys, codes, prices, symbols) without a call
+ * to memcpy, by two overlapping fixed-size moves. */
+static inline char *put_bytes(char *o, const char *s, size_t n) {
+  if (n > 0 && n < 4) {
+    o[0] = s[0];
+    o[n / 2] = s[n / 2];
+    o[n - 1] = s[n - 1];
+  } else if (n >= 8 && n <= 16) {
+    uint64_t a, b;
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+    memcpy(o, &a, 8);
+    memcpy(o + n - 8, &b, 8);
+  } else if (n >= 4 && n < 8) {
+    uint32_t a, b;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + n - 4, 4);
+    memcpy(o, &a, 4);
+    memcpy(o + n - 4, &b, 4);
+  } else if (n) {
+    memcpy(o, s, n);
+  }
+  return o + n;
+}
+
+/* jansson reads "-0" and "-0.00" as zero, which passes ">= 0". */
+static bool fast_nonneg(const smsg_pair *v) {
+  if (v->val[0] != '-') return true;
+  for (size_t i = 1; i < v->val_len; i++)
+    if (v->val[i] != '0' && v->val[i] != '.') return false;
+  return true;
+}
+
+static bool fast_check_array(const smsg_pair *v, const field_spec *f) {
+  if (v->count > (f->type == F_CODES ? SMSG_MAX_CONDITIONS : SMSG_MAX_NEWS_SYMBOLS)) return false;
+  const char *p = v->val, *s;
+  size_t n;
+  for (size_t i = 0; i < v->count; i++) {
+    p = fast_elem(p, &s, &n);
+    if (f->type == F_CODES ? n > SMSG_CODE_MAX : !smsg_symbol_valid(s, n)) return false;
+  }
+  return true;
+}
+
+/* check_field's rules on a scanned value. */
+static bool fast_check(const smsg_pair *v, const field_spec *f) {
+  switch (f->type) {
+  case F_TYPE:
+    return true;
+  case F_SYMBOL:
+    return v->type == SMSG_V_STRING && smsg_symbol_valid(v->val, v->val_len);
+  case F_CODE:
+    return v->type == SMSG_V_STRING && v->val_len <= SMSG_CODE_MAX;
+  case F_TEXT:
+    return v->type == SMSG_V_STRING;
+  case F_PRICE:
+    return (v->type == SMSG_V_INT || v->type == SMSG_V_REAL) && fast_nonneg(v);
+  case F_UINT:
+    return v->type == SMSG_V_INT && fast_nonneg(v);
+  case F_TIME:
+    return v->type == SMSG_V_STRING && smsg_time_valid(v->val, v->val_len) == 0;
+  case F_CODES:
+  case F_SYMBOLS:
+    return v->type == SMSG_V_ARRAY && fast_check_array(v, f);
+  }
+  return false;
+}
+
+/* A real literal (checked >= 0) as put_double prints the double jansson's
+ * strtod reads from it. With at most 9 decimals and 15 digits, that is the
+ * literal without trailing zeros: put_double tries k = 0, 1, ... decimals
+ * and stops at the literal's own k, because two distinct decimals of at most
+ * 15 digits are distinct doubles (DBL_DIG) and round(v * 10^k) is exact
+ * below 10^15. Anything else is converted. */
+static char *fast_put_real(char *o, const char *s, size_t n) {
+  if (s[0] == '-') {   /* -0.0 */
+    *o++ = '0';
+    return o;
+  }
+  size_t ip = 0;
+  while (s[ip] != '.') ip++;
+  size_t fl = n - ip - 1;
+  while (fl && s[ip + fl] == '0') fl--;
+  if (fl <= 9 && ip <= 15 && ip + fl <= 15) {
+    return put_bytes(o, s, fl ? ip + 1 + fl : ip);
+  }
+  char tmp[SMSG_SCAN_NUM_MAX + 1];
+  memcpy(tmp, s, n);
+  tmp[n] = 0;
+  return put_double(o, strtod(tmp, NULL));
+}
+
+/* put_value's output for a checked value. */
+static char *fast_put_value(char *o, const smsg_pair *v) {
+  switch (v->type) {
+  case SMSG_V_STRING:   /* no escapes, no control characters: put_str copies */
+    *o++ = '"';
+    o = put_bytes(o, v->val, v->val_len);
+    *o++ = '"';
+    return o;
+  case SMSG_V_INT:
+    if (v->val[0] == '-') {   /* -0 */
+      *o++ = '0';
+      return o;
+    }
+    return put_bytes(o, v->val, v->val_len);
+  case SMSG_V_REAL:
+    return fast_put_real(o, v->val, v->val_len);
+  case SMSG_V_ARRAY: {   /* compact: drop whitespace between the strings */
+    bool in = false;
+    for (size_t i = 0; i < v->val_len; i++) {
+      char c = v->val[i];
+      if (c == '"') in = !in;
+      if (in || (c != ' ' && c != '\t' && c != '\n' && c != '\r')) *o++ = c;
+    }
+    return o;
+  }
+  default:
+    return o;
+  }
+}
+
+/* Maps the item's keys to its kind's fields. Gives up on duplicates (batch
+ * mode rejects them, stream mode keeps the last: jansson decides). */
+static int fast_map(const smsg_item *it, const kind_spec *ks, const smsg_pair **slot,
+                    size_t *bound) {
+  const smsg_pair *unknown[SMSG_SCAN_MAX_UNKNOWN];
+  int nu = 0, hint = 0;
+  for (int i = 0; i < it->npairs; i++) {
+    const smsg_pair *v = &it->pairs[i];
+    int f = fast_field(ks, v->key, v->key_len, hint);
+    if (f >= 0) {
+      if (slot[f]) return -1;
+      slot[f] = v;
+      hint = f + 1;
+      *bound += v->key_len + v->val_len + FAST_VALUE_SLACK;
+      continue;
+    }
+    for (int u = 0; u < nu; u++)
+      if (unknown[u]->key_len == v->key_len && !memcmp(unknown[u]->key, v->key, v->key_len))
+        return -1;
+    if (nu == SMSG_SCAN_MAX_UNKNOWN) return -1;
+    unknown[nu++] = v;
+  }
+  return 0;
+}
+
+/* item_check and encode_into for one scanned item: appends its body and
+ * record to `out`, or returns -1 when the jansson path must decide. */
+static int fast_item_add(fast_out *out, const smsg_item *it) {
+  const smsg_pair *t = NULL;
+  for (int i = 0; i < it->npairs && !t; i++)
+    if (it->pairs[i].key_len == 1 && it->pairs[i].key[0] == 'T') t = &it->pairs[i];
+  if (!t || t->type != SMSG_V_STRING || t->val_len != 1) return -1;
+  int k = kind_of_char(t->val[0]);
+  if (k < 0) return -1;
+  const kind_spec *ks = &kinds[k];
+  const smsg_pair *slot[SMSG_MAX_FIELDS] = {0};
+  size_t bound = 16;
+  if (fast_map(it, ks, slot, &bound) < 0) return -1;
+  if (out->cap - out->len < bound &&
+      fast_grow((void **)&out->body, out->body_stack, &out->cap, out->len, bound, 1) < 0)
+    return -1;
+  if (out->n == out->items_cap &&
+      fast_grow((void **)&out->items, out->items_stack, &out->items_cap, out->n, 1,
+                sizeof(fast_item)) < 0)
+    return -1;
+  fast_item *fi = &out->items[out->n];
+  fi->kind = (smsg_kind)k;
+  fi->nsyms = 1;
+  char *start = out->body + out->len, *o = start;
+  *o++ = '{';
+  for (int i = 0; i < ks->nfields; i++) {
+    const field_spec *f = &ks->fields[i];
+    const smsg_pair *v = slot[i];
+    if (v && v->type == SMSG_V_NULL && !f->required) v = NULL;
+    if (!v) {
+      if (f->required) return -1;
+      continue;
+    }
+    if (!fast_check(v, f)) return -1;
+    /* put_key(o, f->name, i == 0) from the sender's key, which equals the
+     * name, without strlen. */
+    if (i) *o++ = ',';
+    *o++ = '"';
+    o = put_bytes(o, v->key, v->key_len);
+    *o++ = '"';
+    *o++ = ':';
+    if (f->type == F_TYPE) {   /* put_str(o, ks->type, 1): a letter */
+      o[0] = '"';
+      o[1] = ks->type[0];
+      o[2] = '"';
+      o += 3;
+    } else {
+      o = fast_put_value(o, v);
+    }
+    if (f->type == F_SYMBOL || f->type == F_SYMBOLS) {
+      fi->syms = v->val;
+      fi->syms_len = v->val_len;
+      if (f->type == F_SYMBOLS) fi->nsyms = v->count;
+    }
+  }
+  fi->body_off = out->len;
+  fi->body_len = (size_t)(o - start);
+  out->len += fi->body_len;
+  out->n++;
+  return 0;
+}
+
+static void fast_set_symbol(smsg_msg *m, struct smsg_fast_msg *fm, const char *s, size_t n) {
+  put_bytes(fm->symbol, s, n);   /* checked: 1..TD_SYMBOL_MAX bytes */
+  fm->symbol[n] = 0;
+  m->symbol_len = n;
+}
+
+/* deliver() for every checked item, in order. */
+static size_t fast_deliver(const fast_out *out, smsg_msg_cb on_msg, void *ud) {
+  struct smsg_fast_msg fm;
+  smsg_msg m;
+  memset(&m, 0, sizeof(m));
+  m.fast = &fm;
+  m.symbol = fm.symbol;
+  size_t delivered = 0;
+  for (size_t i = 0; i < out->n; i++) {
+    const fast_item *fi = &out->items[i];
+    m.kind = fi->kind;
+    m.channel = kinds[fi->kind].channel;
+    m.index = i;
+    fm.body = out->body + fi->body_off;
+    fm.body_len = fi->body_len;
+    if (fi->kind != SMSG_NEWS) {
+      fast_set_symbol(&m, &fm, fi->syms, fi->syms_len);
+      on_msg(ud, &m);
+      delivered++;
+      continue;
+    }
+    const char *p = fi->syms, *s;
+    size_t n;
+    for (size_t j = 0; j < fi->nsyms; j++) {
+      p = fast_elem(p, &s, &n);
+      fast_set_symbol(&m, &fm, s, n);
+      on_msg(ud, &m);
+      delivered++;
+    }
+  }
+  return delivered;
+}
+
+/* Checks and encodes every item, then delivers them all. Returns the number
+ * of items, or -1 having made no callback: the jansson path's turn. */
+static int fast_parse(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
+                      size_t *delivered) {
+  if (fast_disabled) return -1;
+  fast_out out;
+  fast_out_init(&out);
+  smsg_scan sc;
+  smsg_item it;
+  smsg__scan_init(&sc, buf, len);
+  int r;
+  while ((r = smsg__scan_item(&sc, &it)) == SMSG_SCAN_ITEM)
+    if (fast_item_add(&out, &it) < 0) {
+      r = SMSG_SCAN_GIVE_UP;
+      break;
+    }
+  if (r != SMSG_SCAN_DONE || out.n > INT_MAX) {
+    fast_out_free(&out);
+    fast_abandoned++;
+    return -1;
+  }
+  fast_buffers++;
+  *delivered = fast_deliver(&out, on_msg, ud);
+  int n = (int)out.n;
+  fast_out_free(&out);
+  return n;
+}
+
+static td_buf *fast_encode(const struct smsg_fast_msg *f, uint64_t seq, const char *epoch) {
+  char tail[ENC_TAIL_MAX];
+  size_t tn = (size_t)(put_tail(tail, seq, epoch) - tail);
+  td_buf *b = buf_new(f->body_len + tn);
+  if (!b) return NULL;
+  memcpy(b->data, f->body, f->body_len);
+  memcpy(b->data + f->body_len, tail, tn);
+  b->len = (uint32_t)(f->body_len + tn);
   return b;
 }
 

@@ -384,6 +384,184 @@ static void test_big_news_encodes(void **state) {
   free(body);
 }
 
+/* ---- fast path ----------------------------------------------------------- */
+
+/* Both modes on `in` with the fast path allowed or not: return values, batch
+ * error, stream counters and every delivery (payloads included). */
+typedef struct {
+  int batch_rc, stream_rc;
+  char err[SMSG_ERR_MAX];
+  smsg_stats st;
+  capture bc, sc;
+} both_modes;
+
+static void run_modes(const char *in, bool fast, both_modes *r) {
+  memset(r, 0, sizeof(*r));
+  fast_disabled = !fast;
+  r->batch_rc = smsg_parse_batch(in, strlen(in), on_msg, &r->bc, r->err);
+  r->stream_rc = smsg_parse_stream(in, strlen(in), on_msg, on_ctl, &r->sc, &r->st);
+  fast_disabled = false;
+}
+
+static void assert_same_capture(const capture *a, const capture *b) {
+  assert_int_equal(a->n, b->n);
+  assert_int_equal(a->controls, b->controls);
+  for (int i = 0; i < a->n; i++) {
+    assert_int_equal(a->kind[i], b->kind[i]);
+    assert_string_equal(a->symbol[i], b->symbol[i]);
+    assert_string_equal(a->channel[i], b->channel[i]);
+    assert_int_equal(a->index[i], b->index[i]);
+    assert_int_equal(a->payload[i]->len, b->payload[i]->len);
+    assert_memory_equal(a->payload[i]->data, b->payload[i]->data, a->payload[i]->len);
+  }
+}
+
+/* Runs `in` both ways; asserts the fast path took (or gave up on) both
+ * buffers as `want_fast` says and that nothing observable differs. */
+static void check_paths(const char *in, bool want_fast) {
+  both_modes f, s;
+  uint64_t fb = fast_buffers, fa = fast_abandoned;
+  run_modes(in, true, &f);
+  if (fast_buffers - fb != (want_fast ? 2u : 0u) || fast_abandoned - fa != (want_fast ? 0u : 2u))
+    fail_msg("fast path %s: %s", want_fast ? "not taken" : "taken", in);
+  run_modes(in, false, &s);
+  assert_int_equal(f.batch_rc, s.batch_rc);
+  assert_int_equal(f.stream_rc, s.stream_rc);
+  assert_string_equal(f.err, s.err);
+  assert_memory_equal(&f.st, &s.st, sizeof(f.st));
+  assert_same_capture(&f.bc, &s.bc);
+  assert_same_capture(&f.sc, &s.sc);
+  capture_free(&f.bc);
+  capture_free(&f.sc);
+  capture_free(&s.bc);
+  capture_free(&s.sc);
+}
+
+#define Q_HEAD "{\"T\":\"q\",\"S\":\"AAPL\",\"bx\":\"V\",\"bs\":3,\"ax\":\"V\",\"as\":1,\"t\":\"2026-11-21T20:00:00Z\","
+
+static void test_fast_path_taken(void **state) {
+  static const char *cases[] = {
+    QUOTE_IN,
+    "[" QUOTE_IN "," QUOTE_IN "]",
+    "[]",
+    " \n[ ]\t",
+    /* every kind but news from the fixtures, one batch */
+    "[{\"T\":\"t\",\"S\":\"MSFT\",\"i\":96921,\"x\":\"D\",\"p\":126.55,\"s\":1,"
+    "\"t\":\"2021-02-22T15:51:44.208Z\",\"c\":[\"@\",\"I\"],\"z\":\"C\"},"
+    "{\"T\":\"b\",\"S\":\"SPY\",\"o\":388.985,\"h\":389.13,\"l\":388.975,\"c\":389.12,"
+    "\"v\":49378,\"t\":\"2021-02-22T19:15:00Z\",\"n\":461,\"vw\":389.062639}]",
+    /* prices as a simulated feed prints them, and beyond put_double's short form */
+    "[" Q_HEAD "\"bp\":189.50,\"ap\":189.00}," Q_HEAD "\"bp\":0.10,\"ap\":7.0000000000}]",
+    Q_HEAD "\"bp\":152.38472615384621,\"ap\":0.1234567891}",
+    Q_HEAD "\"bp\":123456789012345.5,\"ap\":1234567890123456}",
+    Q_HEAD "\"bp\":-0,\"ap\":-0.000}",
+    Q_HEAD "\"bp\":0,\"ap\":0.0,\"c\":[],\"z\":null}",
+    /* JSON whitespace anywhere between tokens */
+    "[ {\n\"T\" : \"q\" ,\"S\":\"A\",\"bx\":\"V\",\"bp\": 1 ,\"bs\":1,\"ax\":\"V\",\"ap\":2,\"as\":1,"
+    "\"c\": [ \"R\" ,\"I\" ] ,\"t\":\"2026-11-21T20:00:00Z\"\r\n}\t]",
+    /* unknown keys of every plain kind, valid UTF-8 in them and in text */
+    Q_HEAD "\"bp\":1,\"ap\":2,\"seq\":7,\"x\":true,\"y\":false,\"w\":null,\"u\":[\"\xc3\xa9\"],"
+    "\"\xe2\x82\xac\":\"\xf0\x9f\x98\x80\"}",
+    "{\"T\":\"s\",\"S\":\"AAPL\",\"sc\":\"H\",\"sm\":\"Trading Halt \xc3\xa9\",\"rc\":\"T12\","
+    "\"t\":\"2021-02-22T19:15:00.1Z\",\"z\":\"C\"}",
+    "{\"T\":\"l\",\"S\":\"IONM\",\"u\":3.44,\"d\":2.86,\"i\":\"B\",\"t\":\"2023-02-01T14:30:01.5Z\"}",
+    "{\"T\":\"c\",\"S\":\"EEM\",\"x\":\"M\",\"oi\":52983525033527,\"op\":39.1582,\"os\":440000,"
+    "\"oc\":[\" \",\"7\",\"V\"],\"ci\":52983525034326,\"cp\":39.1809,\"cs\":440000,"
+    "\"cc\":[\" \",\"7\",\"V\"],\"z\":\"B\",\"t\":\"2023-02-01T14:30:01.123Z\"}",
+    "{\"T\":\"x\",\"S\":\"GOOGL\",\"i\":3,\"x\":\"V\",\"p\":95.5,\"s\":100,\"a\":\"C\","
+    "\"t\":\"2023-02-01T14:30:01Z\"}",
+    /* news: once per symbol, and none for an empty list */
+    "[{\"T\":\"n\",\"id\":1,\"headline\":\"h\",\"created_at\":\"2022-01-05T22:00:37Z\","
+    "\"symbols\":[\"AAPL\",\"BRK.B\"],\"url\":null},"
+    "{\"T\":\"n\",\"id\":2,\"headline\":\"h\",\"created_at\":\"2022-01-05T22:00:37Z\",\"symbols\":[]}]",
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_paths(cases[i], true);
+}
+
+static void test_fast_path_gives_up(void **state) {
+  static const char *cases[] = {
+    /* not handled: escapes, exponents, nesting, control messages */
+    "{\"T\":\"s\",\"S\":\"A\",\"sc\":\"H\",\"sm\":\"a\\\"b\",\"t\":\"2021-02-22T19:15:00Z\"}",
+    Q_HEAD "\"bp\":1e2,\"ap\":2}",
+    Q_HEAD "\"bp\":1,\"ap\":2,\"x\":{\"y\":1}}",
+    Q_HEAD "\"bp\":1,\"ap\":2,\"x\":[1]}",
+    "[{\"T\":\"success\",\"msg\":\"connected\"}]",
+    "[" QUOTE_IN ",{\"T\":\"subscription\",\"quotes\":[\"AAPL\"]}]",
+    /* invalid items: jansson's path words the error and counts the skip */
+    "[" QUOTE_IN "," Q_HEAD "\"bp\":-1,\"ap\":2}]",
+    Q_HEAD "\"bp\":1,\"ap\":2,\"bs\":4}",                   /* duplicate key */
+    Q_HEAD "\"bp\":1,\"ap\":2,\"x\":1,\"x\":2}",            /* duplicate unknown key */
+    Q_HEAD "\"bp\":1,\"ap\":\"2\"}",
+    Q_HEAD "\"bp\":1.5}",                                   /* "ap" missing */
+    Q_HEAD "\"bp\":1,\"ap\":2,\"c\":[\"R\",\"I\",\"A\",\"B\",\"C\",\"D\",\"E\",\"F\",\"G\","
+    "\"H\",\"J\",\"K\",\"L\",\"M\",\"N\",\"O\",\"P\"]}",   /* 17 conditions */
+    "[" QUOTE_IN ",7]",
+    "[{}]",
+    /* nine unknown keys */
+    Q_HEAD "\"bp\":1,\"ap\":2,\"a\":1,\"b\":1,\"d\":1,\"e\":1,\"f\":1,\"g\":1,\"h\":1,\"i\":1,\"j\":1}",
+    /* what jansson itself rejects or reads differently */
+    Q_HEAD "\"bp\":1,\"ap\":2,\"n\":12345678901234567890}",
+    Q_HEAD "\"bp\":01,\"ap\":2}",
+    Q_HEAD "\"bp\":1.,\"ap\":2}",
+    Q_HEAD "\"bp\":.5,\"ap\":2}",
+    Q_HEAD "\"bp\":+1,\"ap\":2}",
+    Q_HEAD "\"bp\":NaN,\"ap\":2}",
+    Q_HEAD "\"bp\":1,\"ap\":2,\"u\":\"\xc3\"}",               /* truncated UTF-8 */
+    Q_HEAD "\"bp\":1,\"ap\":2,\"u\":\"\xed\xa0\x80\"}",       /* a surrogate */
+    Q_HEAD "\"bp\":1,\"ap\":2,\"u\":\"a\tb\"}",               /* raw control character */
+    Q_HEAD "\"bp\":1,\"ap\":2,\"x\":tru}",
+    "[" QUOTE_IN "] x",
+    "[" QUOTE_IN ",]",
+    "[" QUOTE_IN,
+    "",
+    "\"x\"",
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_paths(cases[i], false);
+}
+
+
+/* Counts deliveries and checks each payload against QUOTE_IN's on the
+ * jansson path. */
+static void count_msg(void *ud, const smsg_msg *m) {
+  capture *c = ud;
+  td_buf *b = smsg_encode(m, 1, EPOCH);
+  capture ref = {0};
+  char err[SMSG_ERR_MAX];
+  fast_disabled = true;
+  assert_int_equal(batch(QUOTE_IN, &ref, err), 1);
+  fast_disabled = false;
+  td_buf *want = ref.payload[0];   /* encoded with seq 1 too */
+  assert_int_equal(b->len, want->len);
+  assert_memory_equal(b->data, want->data, b->len);
+  assert_int_equal(m->index, (size_t)c->n);
+  buf_unref(b);
+  capture_free(&ref);
+  c->n++;
+}
+
+/* Sizes beyond the stack scratch: a 1,000-quote batch, identical both ways. */
+static void test_fast_path_large_batch(void **state) {
+  size_t n = 1000, cap = n * (sizeof(QUOTE_IN) + 1) + 2, len = 0;
+  char *in = malloc(cap);
+  in[len++] = '[';
+  for (size_t i = 0; i < n; i++) {
+    if (i) in[len++] = ',';
+    memcpy(in + len, QUOTE_IN, sizeof(QUOTE_IN) - 1);
+    len += sizeof(QUOTE_IN) - 1;
+  }
+  in[len++] = ']';
+  in[len] = 0;
+  uint64_t fb = fast_buffers;
+  smsg_stats st = {0};
+  capture c = {0};
+  /* capture holds 16 deliveries: count with a callback of its own instead */
+  assert_int_equal(smsg_parse_stream(in, len, count_msg, NULL, &c, &st), (int)n);
+  assert_int_equal(fast_buffers - fb, 1);
+  assert_int_equal(c.n, (int)n);
+  assert_int_equal(st.items, n);
+  free(in);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_quote_payload_exact), cmocka_unit_test(test_every_kind),
@@ -391,7 +569,8 @@ int main(void) {
     cmocka_unit_test(test_stream_skips),        cmocka_unit_test(test_control_messages),
     cmocka_unit_test(test_symbols_and_times),   cmocka_unit_test(test_number_format),
     cmocka_unit_test(test_string_escapes),      cmocka_unit_test(test_payload_position),
-    cmocka_unit_test(test_big_news_encodes),
+    cmocka_unit_test(test_big_news_encodes),    cmocka_unit_test(test_fast_path_taken),
+    cmocka_unit_test(test_fast_path_gives_up),  cmocka_unit_test(test_fast_path_large_batch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
