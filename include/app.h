@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "td_limits.h"
 
 struct td_server;
 struct td_tasks;
@@ -28,7 +29,7 @@ typedef struct td_app {
   struct td_server *server;
   struct td_tasks *tasks;
   struct qstore *store;
-  struct td_publisher *pub;
+  struct td_publisher *pub[TD_REDIS_PUBLISH_CONNS];  /* pub[0] also writes quotes:last and heartbeats */
   struct td_subscriber *sub;
   struct td_pipeline *pipeline;
   struct td_hub *hub;

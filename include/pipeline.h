@@ -31,7 +31,8 @@ typedef struct {
   uint64_t by_kind[SMSG_KIND_COUNT];
 } pipeline_result;
 
-td_pipeline *pipeline_new(td_app *app, struct qstore *store, struct td_publisher *pub);
+/* Publishes through app->pub[], which must outlive the pipeline. */
+td_pipeline *pipeline_new(td_app *app, struct qstore *store);
 void pipeline_free(td_pipeline *p);
 /* Feeds (stream mode): bad items are skipped and counted. Returns the number
  * of messages published or a negative errno when the buffer is not JSON. A
@@ -44,5 +45,9 @@ int pipeline_batch(td_pipeline *p, const char *json, size_t len, pipeline_result
 void pipeline_publish(td_pipeline *p, const smsg_msg *m);
 void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out);
 struct qstore *pipeline_store(const td_pipeline *p);
+/* The publishing connections' counters added up; true when all are ready.
+ * `state` is the first connection's, or the state of one that is not ready. */
+struct pub_stats;
+bool pipeline_publisher_stats(const td_app *app, struct pub_stats *sum);
 
 #endif

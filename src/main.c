@@ -107,7 +107,7 @@ static void on_alpaca_stopped(void *data) {
 static void on_drained(void *data) {
   td_main *m = data;
   td_app *app = &m->app;
-  m->pending_closes = 3;
+  m->pending_closes = 2 + TD_REDIS_PUBLISH_CONNS; /* feed, subscriber, publishers */
   if (app->sim) sim_close(app->sim, on_sim_closed), app->sim = NULL;
   else if (app->alpaca) alpaca_stop(app->alpaca, on_alpaca_stopped, m);
   else m->pending_closes--;
@@ -115,8 +115,9 @@ static void on_drained(void *data) {
     arest_free(app->rest);
     app->rest = NULL;
   }
+  /* the subscriber first: its heartbeat publishes through pub[0] */
   sub_close(app->sub, closed_one, m);
-  pub_close(app->pub, closed_one, m);
+  for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) pub_close(app->pub[i], closed_one, m);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -151,16 +152,19 @@ static int start_redis(td_main *m) {
   td_app *app = &m->app;
   td_config *cfg = app->cfg;
   app->store = qstore_new((size_t)cfg->history_size, (uint64_t)cfg->history_ms, TD_MAX_SYMBOLS);
-  app->pub = app->store ? pub_new(app->loop, cfg->redis_url, NULL) : NULL;
-  if (!app->pub) {
-    fprintf(stderr, "tickerd: invalid --redis-url / REDIS_URL (redis://[user:password@]host:port[/db] or unix:///path)\n");
-    return -1;
+  if (!app->store) return -1;
+  for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) {
+    app->pub[i] = pub_new(app->loop, cfg->redis_url, NULL);
+    if (!app->pub[i]) {
+      fprintf(stderr, "tickerd: invalid --redis-url / REDIS_URL (redis://[user:password@]host:port[/db] or unix:///path)\n");
+      return -1;
+    }
   }
-  app->pipeline = pipeline_new(app, app->store, app->pub);
+  app->pipeline = pipeline_new(app, app->store);
   app->hub = hub_new(app, app->store);
   sub_callbacks cb = {hub_on_message, hub_on_subscriber_state};
   /* the subscriber's health check publishes heartbeats on the publisher's connection */
-  sub_options opt = {.heartbeat_pub = app->pub,
+  sub_options opt = {.heartbeat_pub = app->pub[0],
                      .heartbeat_ms = TD_SUB_HEARTBEAT_MS,
                      .heartbeat_timeout_ms = TD_SUB_HEARTBEAT_TIMEOUT_MS};
   app->sub = sub_new(app->loop, cfg->redis_url, &cb, app->hub, &opt);

@@ -138,7 +138,7 @@ static void quote_metrics(out_t *o, td_app *app) {
     emit(o, "tickerd_messages_skipped_total{reason=\"%s\"} %llu\n", smsg_skip_name((smsg_skip_reason)r),
          (unsigned long long)p.stream.skipped[r]);
   struct pub_stats s;
-  pub_stats(app->pub, &s);
+  bool pub_up = pipeline_publisher_stats(app, &s);
   one(o, "tickerd_redis_published_total", "counter", "PUBLISH replies received", (double)s.published);
   one(o, "tickerd_redis_conflated_total", "counter", "messages replaced in the outbox by a newer one", (double)s.conflated);
   one(o, "tickerd_redis_dropped_total", "counter", "messages dropped (outbox full or closing)", (double)s.dropped);
@@ -148,7 +148,7 @@ static void quote_metrics(out_t *o, td_app *app) {
   struct sub_stats ss;
   sub_stats(app->sub, &ss);
   head(o, "tickerd_redis_up", "gauge", "1 when the Redis connection is ready");
-  emit(o, "tickerd_redis_up{conn=\"publisher\"} %d\ntickerd_redis_up{conn=\"subscriber\"} %d\n", pub_ready(app->pub),
+  emit(o, "tickerd_redis_up{conn=\"publisher\"} %d\ntickerd_redis_up{conn=\"subscriber\"} %d\n", pub_up,
        ss.state == RCONN_READY);
   head(o, "tickerd_redis_reconnects_total", "counter", "Redis reconnects");
   emit(o, "tickerd_redis_reconnects_total{conn=\"publisher\"} %llu\ntickerd_redis_reconnects_total{conn=\"subscriber\"} %llu\n",

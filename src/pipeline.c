@@ -17,24 +17,31 @@
 struct td_pipeline {
   td_app *app;
   qstore *store;
-  td_publisher *pub;
+  td_publisher *const *pub;                   /* app->pub: TD_REDIS_PUBLISH_CONNS connections */
   char last_hash[TD_CHANNEL_PREFIX_MAX + 8];   /* "quotes:last" */
   pipeline_stats stats;
   pipeline_result *batch;                      /* while a batch is delivered */
 };
 
-td_pipeline *pipeline_new(td_app *app, qstore *store, td_publisher *pub) {
+td_pipeline *pipeline_new(td_app *app, qstore *store) {
   td_pipeline *p = calloc(1, sizeof(*p));
   if (!p) return NULL;
   p->app = app;
   p->store = store;
-  p->pub = pub;
+  p->pub = app->pub;
   snprintf(p->last_hash, sizeof(p->last_hash), "%s:last", app->cfg->channel_prefix);
   return p;
 }
 
 void pipeline_free(td_pipeline *p) { free(p); }
 qstore *pipeline_store(const td_pipeline *p) { return p->store; }
+
+/* The connection of a channel: always the same one, so its order holds. */
+static unsigned channel_shard(const char *channel, size_t n) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)channel[i]) * 16777619u;
+  return h % TD_REDIS_PUBLISH_CONNS;
+}
 
 void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
   uint64_t seq = qstore_next_seq(p->store, m->kind, m->symbol, m->symbol_len);
@@ -48,10 +55,10 @@ void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
   const char *prefix = m->kind == SMSG_QUOTE ? p->app->cfg->channel_prefix : m->channel;
   char channel[PIPE_CHANNEL_MAX];
   int n = snprintf(channel, sizeof(channel), "%s:%s", prefix, m->symbol);
-  pub_publish(p->pub, channel, (size_t)n, payload->data, payload->len);
+  pub_publish(p->pub[channel_shard(channel, (size_t)n)], channel, (size_t)n, payload->data, payload->len);
   qstore_insert(p->store, m->kind, m->symbol, m->symbol_len, payload, qstore_epoch(p->store), seq,
                 uv_now(p->app->loop));
-  if (m->kind == SMSG_QUOTE) pub_set_last(p->pub, p->last_hash, m->symbol, payload->data, payload->len);
+  if (m->kind == SMSG_QUOTE) pub_set_last(p->pub[0], p->last_hash, m->symbol, payload->data, payload->len);
   buf_unref(payload);
   p->stats.received[m->kind]++;
   p->stats.queued++;
@@ -81,3 +88,24 @@ int pipeline_batch(td_pipeline *p, const char *json, size_t len, pipeline_result
 }
 
 void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out) { *out = p->stats; }
+
+bool pipeline_publisher_stats(const td_app *app, struct pub_stats *sum) {
+  bool ready = true;
+  memset(sum, 0, sizeof(*sum));
+  for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) {
+    struct pub_stats s;
+    pub_stats(app->pub[i], &s);
+    if (i == 0 || s.state != RCONN_READY) sum->state = s.state;
+    ready = ready && pub_ready(app->pub[i]);
+    sum->published += s.published;
+    sum->conflated += s.conflated;
+    sum->dropped += s.dropped;
+    sum->errors += s.errors;
+    sum->reconnects += s.reconnects;
+    sum->inflight += s.inflight;
+    sum->outbox += s.outbox;
+    sum->last_written += s.last_written;
+    sum->last_dropped += s.last_dropped;
+  }
+  return ready;
+}

@@ -81,12 +81,13 @@ static void tasks_section(jsonw *w, td_app *app) {
 
 static void redis_section(jsonw *w, td_app *app) {
   struct pub_stats p;
-  pub_stats(app->pub, &p);
+  pipeline_publisher_stats(app, &p);
   struct sub_stats s;
   sub_stats(app->sub, &s);
   jw_object(w, "redis");
   jw_object(w, "publisher");
-  jw_str(w, "state", pub_state_name(app->pub));
+  jw_str(w, "state", rconn_state_name(p.state));
+  jw_u64(w, "connections", TD_REDIS_PUBLISH_CONNS);
   jw_u64(w, "published", p.published);
   jw_u64(w, "inflight", p.inflight);
   jw_u64(w, "outbox", p.outbox);
@@ -220,7 +221,8 @@ bool status_ready(td_app *app, const char **why) {
     *why = "shutting down";
     return false;
   }
-  if (!pub_ready(app->pub)) {
+  struct pub_stats ps;
+  if (!pipeline_publisher_stats(app, &ps)) {
     *why = "redis publisher not connected";
     return false;
   }

@@ -31,8 +31,8 @@ static void setup(void) {
   app.loop = uv_default_loop();
   app.cfg = &cfg;
   app.store = qstore_new(16, 60000, 64);
-  app.pub = pub_new(app.loop, cfg.redis_url, NULL);
-  app.pipeline = pipeline_new(&app, app.store, app.pub);
+  for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) app.pub[i] = pub_new(app.loop, cfg.redis_url, NULL);
+  app.pipeline = pipeline_new(&app, app.store);
   app.hub = hub_new(&app, app.store);
   app.tasks = tasks_new(app.loop, &cfg);
   if (server_start(&app.server, &app) != 0) abort();
