@@ -53,9 +53,14 @@ void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
   if (!payload) return;
   /* quotes go to the configured prefix; other kinds to their own channels */
   const char *prefix = m->kind == SMSG_QUOTE ? p->app->cfg->channel_prefix : m->channel;
+  /* "<prefix>:<SYMBOL>" by hand: snprintf cost as much as the PUBLISH itself */
   char channel[PIPE_CHANNEL_MAX];
-  int n = snprintf(channel, sizeof(channel), "%s:%s", prefix, m->symbol);
-  pub_publish(p->pub[channel_shard(channel, (size_t)n)], channel, (size_t)n, payload->data, payload->len);
+  size_t plen = strlen(prefix);
+  memcpy(channel, prefix, plen);
+  channel[plen] = ':';
+  memcpy(channel + plen + 1, m->symbol, m->symbol_len);
+  size_t n = plen + 1 + m->symbol_len;
+  pub_publish(p->pub[channel_shard(channel, n)], channel, n, payload->data, payload->len);
   qstore_insert(p->store, m->kind, m->symbol, m->symbol_len, payload, qstore_epoch(p->store), seq,
                 uv_now(p->app->loop));
   if (m->kind == SMSG_QUOTE) pub_set_last(p->pub[0], p->last_hash, m->symbol, payload->data, payload->len);
