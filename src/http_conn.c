@@ -620,18 +620,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   read_buf_busy = false;
   if (nread == 0) return; /* EAGAIN: not EOF */
   if (nread < 0) {
-    if (c->state == CONN_STREAMING) {
-      conn_close(c, "peer closed");
-    } else if (c->state == CONN_HANDLING && c->req.deferred) {
-      conn_close(c, "peer closed");
-    } else if (c->queued_bytes > 0 && nread == UV_EOF) {
-      /* half-close: answer what was asked, then close */
+    /* A peer that half-closed (EOF) still gets the responses already queued
+     * for it, when no request is half-read; anything else ends here. */
+    if (nread == UV_EOF && c->state == CONN_READING && !c->in_request && c->queued_bytes > 0) {
       stop_reading(c);
-      c->state = c->state == CONN_READING && !c->in_request ? CONN_DRAINING : c->state;
-      if (c->state != CONN_DRAINING) conn_close(c, "peer closed");
-    } else {
-      conn_close(c, "peer closed");
+      c->state = CONN_DRAINING;
+      return;
     }
+    conn_close(c, "peer closed");
     return;
   }
   if (c->state == CONN_STREAMING) {
