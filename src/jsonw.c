@@ -147,6 +147,24 @@ static void put_number(jsonw *w, const char *key, uint64_t v, bool negative) {
 
 void jw_u64(jsonw *w, const char *key, uint64_t v) { put_number(w, key, v, false); }
 
+void jw_u64_lit(jsonw *w, const char *quoted_key, size_t n, uint64_t v) {
+  char digits[24], *e = digits + sizeof(digits), *d = e;
+  do {
+    *--d = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  size_t dn = (size_t)(e - d);
+  if (!reserve(w, n + dn + 1)) return;
+  char *o = w->p + w->len;
+  if (!w->first[w->depth]) *o++ = ',';
+  w->first[w->depth] = false;
+  memcpy(o, quoted_key, n);
+  memcpy(o + n, d, dn);
+  o += n + dn;
+  *o = '\0';
+  w->len = (size_t)(o - w->p);
+}
+
 void jw_i64(jsonw *w, const char *key, int64_t v) {
   put_number(w, key, v < 0 ? 0 - (uint64_t)v : (uint64_t)v, v < 0);
 }

@@ -43,21 +43,21 @@ long status_rss_bytes(void) {
 static void http_section(jsonw *w) {
   const td_http_stats *s = &http_stats;
   jw_object(w, "http");
-  jw_u64(w, "open_connections", s->open);
-  jw_u64(w, "accepted", s->accepted);
-  jw_u64(w, "rejected_full", s->rejected_full);
-  jw_u64(w, "requests", s->requests);
+  JW_U64(w, "open_connections", s->open);
+  JW_U64(w, "accepted", s->accepted);
+  JW_U64(w, "rejected_full", s->rejected_full);
+  JW_U64(w, "requests", s->requests);
   jw_object(w, "responses");
   static const char *classes[] = {NULL, "1xx", "2xx", "3xx", "4xx", "5xx"};
   for (int c = 1; c <= 5; c++) jw_u64(w, classes[c], s->responses[c]);
   jw_end(w);
-  jw_u64(w, "bad_requests", s->bad_requests);
-  jw_u64(w, "too_large", s->too_large);
-  jw_u64(w, "header_timeouts", s->header_timeouts);
-  jw_u64(w, "idle_timeouts", s->idle_timeouts);
-  jw_u64(w, "write_timeouts", s->write_timeouts);
-  jw_u64(w, "backpressure_pauses", s->backpressure_pauses);
-  jw_u64(w, "upgraded", s->taken_over);
+  JW_U64(w, "bad_requests", s->bad_requests);
+  JW_U64(w, "too_large", s->too_large);
+  JW_U64(w, "header_timeouts", s->header_timeouts);
+  JW_U64(w, "idle_timeouts", s->idle_timeouts);
+  JW_U64(w, "write_timeouts", s->write_timeouts);
+  JW_U64(w, "backpressure_pauses", s->backpressure_pauses);
+  JW_U64(w, "upgraded", s->taken_over);
   jw_end(w);
 }
 
@@ -65,17 +65,17 @@ static void tasks_section(jsonw *w, td_app *app) {
   task_stats t;
   tasks_stats(app->tasks, &t);
   jw_object(w, "tasks");
-  jw_u64(w, "active", t.active);
-  jw_u64(w, "pending", t.pending);
-  jw_u64(w, "running", t.running);
-  jw_u64(w, "completed", t.completed);
-  jw_u64(w, "failed", t.failed);
-  jw_u64(w, "cancelled", t.cancelled);
-  jw_u64(w, "rejected", t.rejected);
-  jw_u64(w, "created", t.created);
-  jw_u64(w, "retained", t.retained);
-  jw_u64(w, "expired", t.expired);
-  jw_u64(w, "evicted", t.evicted);
+  JW_U64(w, "active", t.active);
+  JW_U64(w, "pending", t.pending);
+  JW_U64(w, "running", t.running);
+  JW_U64(w, "completed", t.completed);
+  JW_U64(w, "failed", t.failed);
+  JW_U64(w, "cancelled", t.cancelled);
+  JW_U64(w, "rejected", t.rejected);
+  JW_U64(w, "created", t.created);
+  JW_U64(w, "retained", t.retained);
+  JW_U64(w, "expired", t.expired);
+  JW_U64(w, "evicted", t.evicted);
   jw_end(w);
 }
 
@@ -87,22 +87,22 @@ static void redis_section(jsonw *w, td_app *app) {
   jw_object(w, "redis");
   jw_object(w, "publisher");
   jw_str(w, "state", rconn_state_name(p.state));
-  jw_u64(w, "connections", TD_REDIS_PUBLISH_CONNS);
-  jw_u64(w, "published", p.published);
-  jw_u64(w, "inflight", p.inflight);
-  jw_u64(w, "outbox", p.outbox);
-  jw_u64(w, "conflated", p.conflated);
-  jw_u64(w, "dropped", p.dropped);
-  jw_u64(w, "errors", p.errors);
-  jw_u64(w, "reconnects", p.reconnects);
-  jw_u64(w, "last_written", p.last_written);
+  JW_U64(w, "connections", TD_REDIS_PUBLISH_CONNS);
+  JW_U64(w, "published", p.published);
+  JW_U64(w, "inflight", p.inflight);
+  JW_U64(w, "outbox", p.outbox);
+  JW_U64(w, "conflated", p.conflated);
+  JW_U64(w, "dropped", p.dropped);
+  JW_U64(w, "errors", p.errors);
+  JW_U64(w, "reconnects", p.reconnects);
+  JW_U64(w, "last_written", p.last_written);
   jw_end(w);
   jw_object(w, "subscriber");
   jw_str(w, "state", rconn_state_name(s.state));
-  jw_u64(w, "channels", s.channels);
-  jw_u64(w, "messages", s.messages);
-  jw_u64(w, "reconnects", s.reconnects);
-  jw_u64(w, "heartbeat_timeouts", s.hb_timeouts);
+  JW_U64(w, "channels", s.channels);
+  JW_U64(w, "messages", s.messages);
+  JW_U64(w, "reconnects", s.reconnects);
+  JW_U64(w, "heartbeat_timeouts", s.hb_timeouts);
   jw_end(w);
   jw_end(w);
 }
@@ -126,21 +126,21 @@ static void quotes_section(jsonw *w, td_app *app) {
   jw_object(w, "quotes");
   jw_str(w, "epoch", qstore_epoch_hex(app->store));
   nonzero_counts(w, "received", p.received, SMSG_KIND_COUNT, kind_name);
-  jw_u64(w, "queued", p.queued);
-  jw_u64(w, "refused_symbols", p.refused);
-  jw_u64(w, "batches", p.batches);
-  jw_u64(w, "batches_rejected", p.batches_rejected);
+  JW_U64(w, "queued", p.queued);
+  JW_U64(w, "refused_symbols", p.refused);
+  JW_U64(w, "batches", p.batches);
+  JW_U64(w, "batches_rejected", p.batches_rejected);
   nonzero_counts(w, "skipped", p.stream.skipped, SMSG_SKIP_COUNT, skip_name);
-  jw_u64(w, "bad_json", p.stream.bad_json);
-  jw_u64(w, "symbols", q.symbols);
-  jw_u64(w, "history_entries", q.entries);
+  JW_U64(w, "bad_json", p.stream.bad_json);
+  JW_U64(w, "symbols", q.symbols);
+  JW_U64(w, "history_entries", q.entries);
   if (app->sim) {
     sim_stats ss;
     sim_get_stats(app->sim, &ss);
     jw_object(w, "sim");
     jw_double(w, "rate", sim_rate(app->sim));
-    jw_u64(w, "produced", ss.quotes);
-    jw_u64(w, "shed", ss.shed);
+    JW_U64(w, "produced", ss.quotes);
+    JW_U64(w, "shed", ss.shed);
     jw_end(w);
   }
   jw_end(w);
@@ -159,13 +159,13 @@ static void upstream_section(jsonw *w, td_app *app) {
     jw_object(w, id == ALPACA_STREAM_DATA ? "data" : "news");
     jw_str(w, "state", alpaca_state_name(a.state));
     nonzero_counts(w, "messages", a.messages, SMSG_KIND_COUNT, kind_name);
-    jw_u64(w, "messages_total", a.messages_total);
+    JW_U64(w, "messages_total", a.messages_total);
     jw_double(w, "msgs_per_sec", a.msgs_per_sec);
     jw_i64(w, "last_message_ms", a.last_message_ms);
-    jw_u64(w, "reconnects", a.reconnects);
-    jw_u64(w, "slow_client_warnings", a.slow_client);
-    jw_u64(w, "protocol_errors", a.protocol_errors);
-    jw_u64(w, "bad_frames", a.bad_frames);
+    JW_U64(w, "reconnects", a.reconnects);
+    JW_U64(w, "slow_client_warnings", a.slow_client);
+    JW_U64(w, "protocol_errors", a.protocol_errors);
+    JW_U64(w, "bad_frames", a.bad_frames);
     jw_end(w);
   }
   jw_end(w);
@@ -175,21 +175,21 @@ static void streaming_section(jsonw *w, td_app *app) {
   hub_stats h;
   hub_get_stats(app->hub, &h);
   jw_object(w, "streaming");
-  jw_u64(w, "clients", h.clients);
-  jw_u64(w, "ws_clients", h.ws_clients);
-  jw_u64(w, "sse_clients", h.sse_clients);
-  jw_u64(w, "channels", h.channels);
-  jw_u64(w, "subscriptions", h.client_subscriptions);
-  jw_u64(w, "messages", h.messages);
-  jw_u64(w, "deliveries", h.deliveries);
-  jw_u64(w, "conflated", h.conflated);
-  jw_u64(w, "slow_closes", h.slow_closes);
-  jw_u64(w, "rejected_clients", h.rejected_clients);
-  jw_u64(w, "gaps", h.gaps);
-  jw_u64(w, "replayed", h.replayed);
-  jw_u64(w, "ws_protocol_errors", ws_counters.protocol_errors);
-  jw_u64(w, "ws_bad_messages", ws_counters.bad_messages);
-  jw_u64(w, "auth_denied", auth_counters.missing + auth_counters.invalid + auth_counters.expired +
+  JW_U64(w, "clients", h.clients);
+  JW_U64(w, "ws_clients", h.ws_clients);
+  JW_U64(w, "sse_clients", h.sse_clients);
+  JW_U64(w, "channels", h.channels);
+  JW_U64(w, "subscriptions", h.client_subscriptions);
+  JW_U64(w, "messages", h.messages);
+  JW_U64(w, "deliveries", h.deliveries);
+  JW_U64(w, "conflated", h.conflated);
+  JW_U64(w, "slow_closes", h.slow_closes);
+  JW_U64(w, "rejected_clients", h.rejected_clients);
+  JW_U64(w, "gaps", h.gaps);
+  JW_U64(w, "replayed", h.replayed);
+  JW_U64(w, "ws_protocol_errors", ws_counters.protocol_errors);
+  JW_U64(w, "ws_bad_messages", ws_counters.bad_messages);
+  JW_U64(w, "auth_denied", auth_counters.missing + auth_counters.invalid + auth_counters.expired +
                                 auth_counters.forbidden_origin + auth_counters.forbidden_symbol);
   jw_end(w);
 }
@@ -199,9 +199,9 @@ void status_write(td_app *app, jsonw *w) {
   jw_object(w, NULL);
   jw_str(w, "service", "tickerd");
   jw_str(w, "version", TD_VERSION);
-  jw_u64(w, "uptime_s", uptime_ms / 1000);
+  JW_U64(w, "uptime_s", uptime_ms / 1000);
   jw_i64(w, "rss_bytes", status_rss_bytes());
-  jw_u64(w, "open_connections", http_stats.open);
+  JW_U64(w, "open_connections", http_stats.open);
   jw_str(w, "feed", cfg_feed_name(app->cfg->feed));
   http_section(w);
   tasks_section(w, app);
@@ -210,8 +210,8 @@ void status_write(td_app *app, jsonw *w) {
   streaming_section(w, app);
   upstream_section(w, app);
   jw_object(w, "log");
-  jw_u64(w, "warnings", log_lines(TD_LOG_WARN));
-  jw_u64(w, "errors", log_lines(TD_LOG_ERROR));
+  JW_U64(w, "warnings", log_lines(TD_LOG_WARN));
+  JW_U64(w, "errors", log_lines(TD_LOG_ERROR));
   jw_end(w);
   jw_end(w);
 }
