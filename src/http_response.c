@@ -135,10 +135,14 @@ static void ensure_request_id(td_request *req) {
       return;
     }
   }
+  /* 16 hex digits: a per-process prefix, then a counter */
+  static const char hex[] = "0123456789abcdef";
   static uint64_t counter;
   static uint32_t prefix;
   if (!prefix) prefix = (uint32_t)(uv_hrtime() ^ (uint64_t)getpid()) | 1u;
-  snprintf(req->request_id, sizeof(req->request_id), "%08x%08llx", prefix, (unsigned long long)++counter);
+  uint64_t id = (uint64_t)prefix << 32 | (uint32_t)++counter;
+  for (int i = 15; i >= 0; i--, id >>= 4) req->request_id[i] = hex[id & 15];
+  req->request_id[16] = '\0';
 }
 
 static void count_response(const td_request *req, int status) {
@@ -148,40 +152,59 @@ static void count_response(const td_request *req, int status) {
 }
 
 /* Builds head + body into one buffer; a stream's head has no Content-Length. */
+/* Appends the head piece by piece: snprintf's format parsing cost more
+ * than everything else a small response needs. */
+static char *put_mem(char *o, const char *s, size_t n) {
+  memcpy(o, s, n);
+  return o + n;
+}
+#define PUT_LIT(o, lit) put_mem((o), (lit), sizeof(lit) - 1)
+static char *put_cstr(char *o, const char *s) { return put_mem(o, s, strlen(s)); }
+
+static char *put_uint(char *o, size_t v) {
+  char d[24], *e = d + sizeof(d), *p = e;
+  do {
+    *--p = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return put_mem(o, p, (size_t)(e - p));
+}
+
 static td_buf *build_response(td_request *req, int status, const char *content_type, const char *body, size_t len,
                               const char *extra_headers, bool streaming) {
   ensure_request_id(req);
   size_t extra_len = extra_headers ? strlen(extra_headers) : 0;
   bool send_body = !req->head && !streaming;
-  td_buf *b = buf_new(RESP_HEAD_MAX + extra_len + (send_body ? len : 0));
+  size_t type_len = content_type ? strlen(content_type) : 0;
+  td_buf *b = buf_new(RESP_HEAD_MAX + type_len + extra_len + (send_body ? len : 0));
   if (!b) return NULL;
-  int n;
-  if (status == 101) {
-    n = snprintf(b->data, RESP_HEAD_MAX, "HTTP/1.1 101 Switching Protocols\r\nDate: %s\r\nX-Request-Id: %s\r\n",
-                 http_date(), req->request_id);
-  } else if (streaming) {
-    n = snprintf(b->data, RESP_HEAD_MAX,
-                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nDate: %s\r\nX-Request-Id: %s\r\n"
-                 "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n",
-                 status, http_status_text(status), content_type, http_date(), req->request_id);
-  } else {
-    n = snprintf(b->data, RESP_HEAD_MAX,
-                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nDate: %s\r\nX-Request-Id: %s\r\n%s",
-                 status, http_status_text(status), content_type, len, http_date(), req->request_id,
-                 req->keep_alive ? (req->http_minor == 0 ? "Connection: keep-alive\r\n" : "") : "Connection: close\r\n");
+  char *o = PUT_LIT(b->data, "HTTP/1.1 ");
+  o = put_uint(o, (size_t)status);
+  *o++ = ' ';
+  o = put_cstr(o, http_status_text(status));
+  if (status != 101) {
+    o = PUT_LIT(o, "\r\nContent-Type: ");
+    o = put_mem(o, content_type, type_len);
   }
-  size_t off = (size_t)n;
-  if (extra_len) {
-    memcpy(b->data + off, extra_headers, extra_len);
-    off += extra_len;
+  if (!streaming) {
+    o = PUT_LIT(o, "\r\nContent-Length: ");
+    o = put_uint(o, len);
   }
-  memcpy(b->data + off, "\r\n", 2);
-  off += 2;
-  if (send_body && len) {
-    memcpy(b->data + off, body, len);
-    off += len;
+  o = PUT_LIT(o, "\r\nDate: ");
+  o = put_cstr(o, http_date());
+  o = PUT_LIT(o, "\r\nX-Request-Id: ");
+  o = put_cstr(o, req->request_id);
+  o = PUT_LIT(o, "\r\n");
+  if (streaming && status != 101) {
+    o = PUT_LIT(o, "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+  } else if (!streaming) {
+    if (!req->keep_alive) o = PUT_LIT(o, "Connection: close\r\n");
+    else if (req->http_minor == 0) o = PUT_LIT(o, "Connection: keep-alive\r\n");
   }
-  b->len = (uint32_t)off;
+  o = put_mem(o, extra_headers ? extra_headers : "", extra_len);
+  o = PUT_LIT(o, "\r\n");
+  if (send_body && len) o = put_mem(o, body, len);
+  b->len = (uint32_t)(o - b->data);
   return b;
 }
 
