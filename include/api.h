@@ -2,7 +2,7 @@
  *   api_core.c    /, /hello, /status, /healthz, /readyz, /tasks, /tasks/{id}
  *   api_quotes.c  POST /quotes, GET /quotes, /quotes/{symbol}, /quotes/{symbol}/history
  *   api_stream.c  /ws (WebSocket) and /stream (SSE)
- *   api_web.c     /dashboard and its assets
+ *   web.c         /dashboard and its assets
  *   metrics.c     /metrics */
 #ifndef TD_API_H
 #define TD_API_H

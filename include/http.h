@@ -3,7 +3,7 @@
  * and one outgoing queue of shared buffers per connection that responses,
  * WebSocket frames and SSE events all go through.
  *
- * Life of a request: conn_on_read -> llhttp callbacks copy the head into the
+ * Life of a request: on_read (http_conn.c) -> llhttp callbacks copy the head into the
  * connection's head buffer -> on_message_complete pauses the parser ->
  * router_dispatch(req) -> a handler calls http_respond*() (now, or later
  * after http_defer()) -> the response is queued -> parsing resumes. */

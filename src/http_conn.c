@@ -587,14 +587,10 @@ static void on_timer(uv_timer_t *t) {
 static void conn_arm_timer(td_conn *c) {
   if (c->state == CONN_CLOSING) return;
   const td_config *cfg = conn_app(c)->cfg;
-  uint64_t ms;
+  uint64_t ms = TD_HTTP_WRITE_TIMEOUT_MS;
   if (c->state == CONN_READING) {
-    ms = (c->in_request || c->pending_len > 0) ? (uint64_t)cfg->header_timeout_ms : (uint64_t)cfg->idle_timeout_ms;
-    if (c->queued_bytes > 0 && ms > TD_HTTP_WRITE_TIMEOUT_MS) ms = TD_HTTP_WRITE_TIMEOUT_MS;
-  } else if (c->state == CONN_STREAMING) {
-    ms = TD_HTTP_WRITE_TIMEOUT_MS;
-  } else {
-    ms = TD_HTTP_WRITE_TIMEOUT_MS;
+    uint64_t wait = (c->in_request || c->pending_len > 0) ? (uint64_t)cfg->header_timeout_ms : (uint64_t)cfg->idle_timeout_ms;
+    if (c->queued_bytes == 0 || wait < ms) ms = wait;
   }
   uv_timer_start(&c->timer, on_timer, ms, 0);
 }

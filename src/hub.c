@@ -320,6 +320,23 @@ static bool deliver(td_hub *h, hub_client *c, td_buf *b, uint32_t tag) {
   return true;
 }
 
+/* Sends one message to every client of `sym`: encoded once per transport,
+ * the same bytes queued on each. */
+static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
+  char pos[HUB_POSITION_MAX];
+  format_position(pos, sizeof(pos), sym->symbol, epoch, seq);
+  td_buf *ws = sym->ws_clients ? encode_ws_quote(sym, pos, payload, len) : NULL;
+  td_buf *sse = sym->n > sym->ws_clients ? encode_sse_quote(pos, payload, len) : NULL;
+  /* backwards: a client closed for being slow is swap-removed behind us */
+  for (uint32_t i = sym->n; i-- > 0;) {
+    hub_client *c = sym->clients[i];
+    td_buf *b = c->transport == HUB_WS ? ws : sse;
+    if (b) deliver(h, c, b, sym->id + 1);
+  }
+  if (ws) buf_unref(ws);
+  if (sse) buf_unref(sse);
+}
+
 void hub_client_drained(hub_client *c) { c->over_soft_since = 0; }
 
 /* Sends one stored message to one client (replay and snapshots). */
@@ -350,22 +367,18 @@ static void notify_continuity(td_hub *h, hub_symbol *sym, bool recovered, uint64
 /* A sequence gap on a channel: fill it from local history when this
  * instance has the messages (it published them), else say so. */
 static void handle_gap(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq) {
-  uint64_t from = sym->last_seq + 1, to = seq - 1, found = 0;
-  size_t want = (size_t)(to - from + 1);
-  qstore_entry *es = want <= (size_t)h->app->cfg->history_size ? calloc(want, sizeof(*es)) : NULL;
+  uint64_t from = sym->last_seq + 1, to = seq - 1, found = 0, want = to - from + 1;
+  size_t cap = (size_t)h->app->cfg->history_size;
+  qstore_entry *es = want <= cap ? calloc(cap, sizeof(*es)) : NULL;
   if (es) {
-    qstore_entry *all = calloc((size_t)h->app->cfg->history_size, sizeof(*all));
-    size_t n = all ? qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol),
-                                    (size_t)h->app->cfg->history_size, uv_now(h->app->loop), all)
-                   : 0;
-    for (size_t i = 0; i < n; i++)
-      if (all[i].epoch == epoch && all[i].seq >= from && all[i].seq <= to) es[found++] = all[i];
+    size_t n = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), cap, uv_now(h->app->loop), es);
+    for (size_t i = 0; i < n; i++) found += es[i].epoch == epoch && es[i].seq >= from && es[i].seq <= to;
     if (found == want) {
-      for (uint32_t ci = sym->n; ci-- > 0;)
-        for (size_t k = 0; k < found; k++) send_entry(h, sym->clients[ci], sym, &es[k]);
+      for (size_t i = 0; i < n; i++)
+        if (es[i].epoch == epoch && es[i].seq >= from && es[i].seq <= to)
+          fan_out(h, sym, es[i].epoch, es[i].seq, es[i].payload->data, es[i].payload->len);
       h->stats.replayed += found * sym->n;
     }
-    free(all);
     free(es);
   }
   h->stats.gaps++;
@@ -405,18 +418,7 @@ void hub_on_message(void *hub, const char *channel, size_t channel_len, const ch
   td_buf *data = buf_from(payload, payload_len);
   if (!data) return;
   qstore_insert(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), data, epoch, seq, uv_now(h->app->loop));
-  char pos[HUB_POSITION_MAX];
-  format_position(pos, sizeof(pos), sym->symbol, epoch, seq);
-  td_buf *ws = sym->ws_clients ? encode_ws_quote(sym, pos, payload, payload_len) : NULL;
-  td_buf *sse = sym->n > sym->ws_clients ? encode_sse_quote(pos, payload, payload_len) : NULL;
-  /* backwards: a client closed for being slow is swap-removed behind us */
-  for (uint32_t i = sym->n; i-- > 0;) {
-    hub_client *c = sym->clients[i];
-    td_buf *b = c->transport == HUB_WS ? ws : sse;
-    if (b) deliver(h, c, b, sym->id + 1);
-  }
-  if (ws) buf_unref(ws);
-  if (sse) buf_unref(sse);
+  fan_out(h, sym, epoch, seq, payload, payload_len);
   buf_unref(data);
 }
 

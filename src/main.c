@@ -31,8 +31,7 @@ typedef struct {
   td_app app;
   uv_signal_t sigint, sigterm;
   uv_timer_t expire_timer;
-  int pending_closes;       /* publisher, subscriber, feed: each calls back once */
-  int exit_code;
+  int pending_closes;       /* publishers, subscriber, feed: each calls back once */
 } td_main;
 
 /* build/web next to the binary, so `make run` needs no flag. */
@@ -253,5 +252,5 @@ int main(int argc, char **argv) {
   web_free();
   uv_loop_close(m.app.loop);
   cfg_free(&cfg);
-  return m.exit_code;
+  return 0;
 }

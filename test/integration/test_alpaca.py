@@ -3,19 +3,17 @@ server (TLS with a throwaway CA) and a real redis-server, both started here
 on free ports. Messages must land on their per-kind Redis channels with
 "seq" and "epoch" added; bad credentials must be logged (never the secret)
 and retried; missing credentials must stop tickerd at start.
-
-Needs tickerd's main.c to wire alpaca_new() into the quote pipeline.
 """
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
 
 import pytest
-import redis
+
+from conftest import free_port, wait_for
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FAKE = os.path.join(ROOT, "test", "support", "fake_alpaca.py")
@@ -25,20 +23,8 @@ KEY, SECRET = "testkey", "integration-secret-7f3a"
 DEADLINE_S = 15
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_until(pred, timeout=DEADLINE_S, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
+    return wait_for(pred, timeout=timeout, interval=0.05, what=what)
 
 
 @pytest.fixture(scope="module")
@@ -46,28 +32,6 @@ def ca_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("ca")
     subprocess.run([TESTCA, str(d)], check=True)
     return d
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(host="127.0.0.1", port=port)
-    wait_until(lambda: _pings(client), what="redis-server")
-    yield port, client
-    proc.terminate()
-    proc.wait(10)
-
-
-def _pings(client):
-    try:
-        return client.ping()
-    except redis.ConnectionError:
-        return False
 
 
 def start_fake(ca_dir, *args):
@@ -108,7 +72,7 @@ def stop(proc):
 
 
 def test_messages_land_on_their_channels(ca_dir, redis_server, tmp_path):
-    redis_port, client = redis_server
+    redis_port, client = redis_server.port, redis_server.client()
     pubsub = client.pubsub()
     channels = ["quotes:AAPL", "quotes:MSFT", "trades:AAPL", "bars:MSFT"]
     pubsub.subscribe(*channels)
@@ -138,7 +102,7 @@ def test_messages_land_on_their_channels(ca_dir, redis_server, tmp_path):
 
 
 def test_bad_credentials_logged_and_retried(ca_dir, redis_server, tmp_path):
-    redis_port, _ = redis_server
+    redis_port = redis_server.port
     fake, ws_port = start_fake(ca_dir)
     log_path = tmp_path / "tickerd.log"
     tickerd = start_tickerd(ca_dir, ws_port, redis_port, log_path, secret="wrong-" + SECRET)
@@ -156,7 +120,7 @@ def test_bad_credentials_logged_and_retried(ca_dir, redis_server, tmp_path):
 
 
 def test_missing_credentials_stop_tickerd(ca_dir, redis_server, tmp_path):
-    redis_port, _ = redis_server
+    redis_port = redis_server.port
     tickerd = start_tickerd(ca_dir, 1, redis_port, tmp_path / "tickerd.log", key=None, secret=None)
     try:
         rc = tickerd.wait(DEADLINE_S)
@@ -189,7 +153,7 @@ def http_get(port, path):
 def test_rest_fallback_for_unknown_symbols(ca_dir, redis_server, tmp_path):
     """GET /quotes/{symbol} with nothing stored asks the REST API (deferred, never
     blocking), caches the answer, and maps upstream failures to 404/502/504."""
-    redis_port, client = redis_server
+    redis_port, client = redis_server.port, redis_server.client()
     fake, rest_port = start_fake_rest(ca_dir, "--rest-delay-ms", "7000")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APCA_", "TICKERD_"))}
     env.update(APCA_API_KEY_ID=KEY, APCA_API_SECRET_KEY=SECRET)
