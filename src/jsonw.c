@@ -4,13 +4,13 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 void jw_init(jsonw *w, size_t cap) {
   memset(w, 0, sizeof(*w));
-  w->p = malloc(cap ? cap : 256);
   w->cap = cap ? cap : 256;
-  w->failed = w->p == NULL;
+  w->p = malloc(w->cap);
+  if (w->p) w->p[0] = '\0';
+  else w->failed = true, w->cap = 0;
   w->first[0] = true;
 }
 
@@ -19,7 +19,7 @@ void jw_free(jsonw *w) {
   w->p = NULL;
 }
 
-static bool reserve(jsonw *w, size_t n) {
+bool jw_grow(jsonw *w, size_t n) {
   if (w->failed) return false;
   if (w->len + n + 1 <= w->cap) return true;
   size_t cap = w->cap * 2;
@@ -34,15 +34,46 @@ static bool reserve(jsonw *w, size_t n) {
   return true;
 }
 
-static void put(jsonw *w, const char *s, size_t n) {
-  if (!reserve(w, n)) return;
-  memcpy(w->p + w->len, s, n);
-  w->len += n;
-  w->p[w->len] = '\0';
+char *jw_digits_wide(char *o, uint64_t v) {
+  char digits[20], *e = digits + sizeof(digits), *d = e;
+  do {
+    *--d = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  memcpy(o, d, (size_t)(e - d));
+  return o + (e - d);
 }
 
-static void put_string(jsonw *w, const char *s) {
+static void put(jsonw *w, const char *s, size_t n) {
+  char *o = jw_room(w, n);
+  if (!o) return;
+  memcpy(o, s, n);
+  jw_commit(w, o + n);
+}
+
+/* Bytes of s before the first one that needs escaping (or the NUL). */
+static size_t plain_run(const char *s) {
+  size_t n = 0;
+  for (unsigned char c; (c = (unsigned char)s[n]) >= 0x20 && c != '"' && c != '\\';) n++;
+  return n;
+}
+
+/* s quoted; `colon` appends ':' (a key). Keys and most values need no escape:
+ * they go out in one write. */
+static void put_string(jsonw *w, const char *s, bool colon) {
   static const char hex[] = "0123456789abcdef";
+  size_t n = plain_run(s);
+  if (s[n] == '\0') {
+    char *o = jw_room(w, n + 3);
+    if (!o) return;
+    *o++ = '"';
+    memcpy(o, s, n);
+    o += n;
+    *o++ = '"';
+    *o = ':';
+    jw_commit(w, o + colon);
+    return;
+  }
   put(w, "\"", 1);
   for (const char *run = s;; s++) {
     unsigned char c = (unsigned char)*s;
@@ -54,39 +85,15 @@ static void put_string(jsonw *w, const char *s) {
     else put(w, e, 6);
     run = s + 1;
   }
-  put(w, "\"", 1);
+  put(w, colon ? "\":" : "\"", colon ? 2 : 1);
 }
 
-static bool plain(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)s[i] < 0x20 || s[i] == '"' || s[i] == '\\') return false;
-  return true;
-}
-
-/* The comma and key before a value, written in one go: keys are short
- * literals, and this runs for every field of every /status. */
+/* The comma and the key (escaped) before a value. */
 static void prefix(jsonw *w, const char *key) {
-  bool comma = !w->first[w->depth];
-  w->first[w->depth] = false;
-  size_t n = key ? strlen(key) : 0;
-  if (key && !plain(key, n)) {
-    if (comma) put(w, ",", 1);
-    put_string(w, key);
-    put(w, ":", 1);
-    return;
-  }
-  if (!reserve(w, n + 4)) return;
-  char *o = w->p + w->len;
-  if (comma) *o++ = ',';
-  if (key) {
-    *o++ = '"';
-    memcpy(o, key, n);
-    o += n;
-    *o++ = '"';
-    *o++ = ':';
-  }
-  *o = '\0';
-  w->len = (size_t)(o - w->p);
+  char *o = jw_room(w, 1);
+  if (!o) return;
+  jw_commit(w, jw_separate(w, o));
+  if (key) put_string(w, key, true);
 }
 
 static void open_(jsonw *w, const char *key, char c) {
@@ -112,61 +119,41 @@ void jw_end(jsonw *w) {
   w->depth--;
 }
 
-/* A key and a whole number, written with one reservation and no snprintf:
- * /status is ~90 of these, and their formatting was most of its cost. */
-static void put_number(jsonw *w, const char *key, uint64_t v, bool negative) {
-  char digits[24], *e = digits + sizeof(digits), *d = e;
-  do {
-    *--d = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  if (negative) *--d = '-';
-  size_t dn = (size_t)(e - d), kn = key ? strlen(key) : 0;
-  if (key && !plain(key, kn)) {
-    prefix(w, key);
-    put(w, d, dn);
-    return;
-  }
-  bool comma = !w->first[w->depth];
-  w->first[w->depth] = false;
-  if (!reserve(w, kn + dn + 4)) return;
-  char *o = w->p + w->len;
-  if (comma) *o++ = ',';
-  if (key) {
-    *o++ = '"';
-    memcpy(o, key, kn);
-    o += kn;
-    *o++ = '"';
-    *o++ = ':';
-  }
-  memcpy(o, d, dn);
-  o += dn;
-  *o = '\0';
-  w->len = (size_t)(o - w->p);
+void jw_u64(jsonw *w, const char *key, uint64_t v) {
+  prefix(w, key);
+  char *o = jw_room(w, JW_NUMBER_MAX);
+  if (o) jw_commit(w, jw_digits(o, v));
 }
 
-void jw_u64(jsonw *w, const char *key, uint64_t v) { put_number(w, key, v, false); }
-
-void jw_u64_lit(jsonw *w, const char *quoted_key, size_t n, uint64_t v) {
-  char digits[24], *e = digits + sizeof(digits), *d = e;
-  do {
-    *--d = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  size_t dn = (size_t)(e - d);
-  if (!reserve(w, n + dn + 1)) return;
-  char *o = w->p + w->len;
-  if (!w->first[w->depth]) *o++ = ',';
-  w->first[w->depth] = false;
-  memcpy(o, quoted_key, n);
-  memcpy(o + n, d, dn);
-  o += n + dn;
-  *o = '\0';
-  w->len = (size_t)(o - w->p);
+static void put_i64(jsonw *w, int64_t v) {
+  char *o = jw_room(w, JW_NUMBER_MAX);
+  if (!o) return;
+  if (v < 0) *o++ = '-';
+  jw_commit(w, jw_digits(o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v));
 }
 
 void jw_i64(jsonw *w, const char *key, int64_t v) {
-  put_number(w, key, v < 0 ? 0 - (uint64_t)v : (uint64_t)v, v < 0);
+  prefix(w, key);
+  put_i64(w, v);
+}
+
+/* The separator and an already quoted key (see the JW_ macros). */
+static void put_lit_key(jsonw *w, const char *quoted_key, size_t n) {
+  char *o = jw_room(w, n + 1);
+  if (!o) return;
+  o = jw_separate(w, o);
+  memcpy(o, quoted_key, n);
+  jw_commit(w, o + n);
+}
+
+void jw_i64_lit(jsonw *w, const char *quoted_key, size_t n, int64_t v) {
+  put_lit_key(w, quoted_key, n);
+  put_i64(w, v);
+}
+
+void jw_str_lit(jsonw *w, const char *quoted_key, size_t n, const char *s) {
+  put_lit_key(w, quoted_key, n);
+  put_string(w, s ? s : "", false);
 }
 
 void jw_double(jsonw *w, const char *key, double v) {
@@ -191,5 +178,5 @@ void jw_null(jsonw *w, const char *key) {
 
 void jw_str(jsonw *w, const char *key, const char *s) {
   prefix(w, key);
-  put_string(w, s ? s : "");
+  put_string(w, s ? s : "", false);
 }

@@ -42,14 +42,17 @@ long status_rss_bytes(void) {
 
 static void http_section(jsonw *w) {
   const td_http_stats *s = &http_stats;
-  jw_object(w, "http");
+  JW_OBJECT(w, "http");
   JW_U64(w, "open_connections", s->open);
   JW_U64(w, "accepted", s->accepted);
   JW_U64(w, "rejected_full", s->rejected_full);
   JW_U64(w, "requests", s->requests);
-  jw_object(w, "responses");
-  static const char *classes[] = {NULL, "1xx", "2xx", "3xx", "4xx", "5xx"};
-  for (int c = 1; c <= 5; c++) jw_u64(w, classes[c], s->responses[c]);
+  JW_OBJECT(w, "responses");
+  JW_U64(w, "1xx", s->responses[1]);
+  JW_U64(w, "2xx", s->responses[2]);
+  JW_U64(w, "3xx", s->responses[3]);
+  JW_U64(w, "4xx", s->responses[4]);
+  JW_U64(w, "5xx", s->responses[5]);
   jw_end(w);
   JW_U64(w, "bad_requests", s->bad_requests);
   JW_U64(w, "too_large", s->too_large);
@@ -64,7 +67,7 @@ static void http_section(jsonw *w) {
 static void tasks_section(jsonw *w, td_app *app) {
   task_stats t;
   tasks_stats(app->tasks, &t);
-  jw_object(w, "tasks");
+  JW_OBJECT(w, "tasks");
   JW_U64(w, "active", t.active);
   JW_U64(w, "pending", t.pending);
   JW_U64(w, "running", t.running);
@@ -84,9 +87,9 @@ static void redis_section(jsonw *w, td_app *app) {
   pipeline_publisher_stats(app, &p);
   struct sub_stats s;
   sub_stats(app->sub, &s);
-  jw_object(w, "redis");
-  jw_object(w, "publisher");
-  jw_str(w, "state", rconn_state_name(p.state));
+  JW_OBJECT(w, "redis");
+  JW_OBJECT(w, "publisher");
+  JW_STR(w, "state", rconn_state_name(p.state));
   JW_U64(w, "connections", TD_REDIS_PUBLISH_CONNS);
   JW_U64(w, "published", p.published);
   JW_U64(w, "inflight", p.inflight);
@@ -97,8 +100,8 @@ static void redis_section(jsonw *w, td_app *app) {
   JW_U64(w, "reconnects", p.reconnects);
   JW_U64(w, "last_written", p.last_written);
   jw_end(w);
-  jw_object(w, "subscriber");
-  jw_str(w, "state", rconn_state_name(s.state));
+  JW_OBJECT(w, "subscriber");
+  JW_STR(w, "state", rconn_state_name(s.state));
   JW_U64(w, "channels", s.channels);
   JW_U64(w, "messages", s.messages);
   JW_U64(w, "reconnects", s.reconnects);
@@ -123,8 +126,8 @@ static void quotes_section(jsonw *w, td_app *app) {
   pipeline_get_stats(app->pipeline, &p);
   qstore_stats q;
   qstore_get_stats(app->store, &q);
-  jw_object(w, "quotes");
-  jw_str(w, "epoch", qstore_epoch_hex(app->store));
+  JW_OBJECT(w, "quotes");
+  JW_STR(w, "epoch", qstore_epoch_hex(app->store));
   nonzero_counts(w, "received", p.received, SMSG_KIND_COUNT, kind_name);
   JW_U64(w, "queued", p.queued);
   JW_U64(w, "refused_symbols", p.refused);
@@ -137,7 +140,7 @@ static void quotes_section(jsonw *w, td_app *app) {
   if (app->sim) {
     sim_stats ss;
     sim_get_stats(app->sim, &ss);
-    jw_object(w, "sim");
+    JW_OBJECT(w, "sim");
     jw_double(w, "rate", sim_rate(app->sim));
     JW_U64(w, "produced", ss.quotes);
     JW_U64(w, "shed", ss.shed);
@@ -151,17 +154,17 @@ static void upstream_section(jsonw *w, td_app *app) {
     jw_null(w, "upstream");
     return;
   }
-  jw_object(w, "upstream");
+  JW_OBJECT(w, "upstream");
   for (int id = 0; id < ALPACA_STREAM_COUNT; id++) {
     alpaca_stats a;
     alpaca_get_stats(app->alpaca, (alpaca_stream_id)id, &a);
     if (!a.enabled) continue;
     jw_object(w, id == ALPACA_STREAM_DATA ? "data" : "news");
-    jw_str(w, "state", alpaca_state_name(a.state));
+    JW_STR(w, "state", alpaca_state_name(a.state));
     nonzero_counts(w, "messages", a.messages, SMSG_KIND_COUNT, kind_name);
     JW_U64(w, "messages_total", a.messages_total);
     jw_double(w, "msgs_per_sec", a.msgs_per_sec);
-    jw_i64(w, "last_message_ms", a.last_message_ms);
+    JW_I64(w, "last_message_ms", a.last_message_ms);
     JW_U64(w, "reconnects", a.reconnects);
     JW_U64(w, "slow_client_warnings", a.slow_client);
     JW_U64(w, "protocol_errors", a.protocol_errors);
@@ -174,7 +177,7 @@ static void upstream_section(jsonw *w, td_app *app) {
 static void streaming_section(jsonw *w, td_app *app) {
   hub_stats h;
   hub_get_stats(app->hub, &h);
-  jw_object(w, "streaming");
+  JW_OBJECT(w, "streaming");
   JW_U64(w, "clients", h.clients);
   JW_U64(w, "ws_clients", h.ws_clients);
   JW_U64(w, "sse_clients", h.sse_clients);
@@ -197,19 +200,19 @@ static void streaming_section(jsonw *w, td_app *app) {
 void status_write(td_app *app, jsonw *w) {
   uint64_t uptime_ms = uv_now(app->loop) - app->start_ms;
   jw_object(w, NULL);
-  jw_str(w, "service", "tickerd");
-  jw_str(w, "version", TD_VERSION);
+  JW_STR(w, "service", "tickerd");
+  JW_STR(w, "version", TD_VERSION);
   JW_U64(w, "uptime_s", uptime_ms / 1000);
-  jw_i64(w, "rss_bytes", status_rss_bytes());
+  JW_I64(w, "rss_bytes", status_rss_bytes());
   JW_U64(w, "open_connections", http_stats.open);
-  jw_str(w, "feed", cfg_feed_name(app->cfg->feed));
+  JW_STR(w, "feed", cfg_feed_name(app->cfg->feed));
   http_section(w);
   tasks_section(w, app);
   redis_section(w, app);
   quotes_section(w, app);
   streaming_section(w, app);
   upstream_section(w, app);
-  jw_object(w, "log");
+  JW_OBJECT(w, "log");
   JW_U64(w, "warnings", log_lines(TD_LOG_WARN));
   JW_U64(w, "errors", log_lines(TD_LOG_ERROR));
   jw_end(w);
