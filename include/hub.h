@@ -30,6 +30,7 @@ struct td_task;
 struct qstore;
 
 typedef enum { HUB_WS, HUB_SSE } hub_transport;
+#define HUB_TRANSPORTS 2
 
 /* What a session tells the hub when the hub must close it. */
 typedef void (*hub_close_cb)(void *owner, int ws_code, const char *reason);
@@ -52,7 +53,7 @@ typedef struct hub_client {
   bool tasks_topic;
   bool attached;
   uint64_t over_soft_since;  /* loop ms the client went over the soft limit; 0 once it caught up */
-  uint64_t delivered, conflated;
+  uint64_t conflated;          /* quotes dropped for a newer one, for the slow-client log */
   struct hub_client *prev, *next;
 } hub_client;
 
