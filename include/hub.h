@@ -108,6 +108,12 @@ void hub_on_message(void *hub, const char *channel, size_t channel_len, const ch
 void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed);
 void hub_on_task(void *hub, const struct td_task *t);
 
+/* When a client's first ping (WebSocket) or keep-alive comment (SSE) is
+ * due: somewhere in the second half of `interval`, spread by connection, so
+ * that clients which connected together (after a restart, or a benchmark's
+ * 10,000) are not all pinged in the same second of every interval. */
+uint64_t hub_first_ping_ms(const hub_client *c, uint64_t interval);
+
 /* The "tasks" topic: task state changes, pushed to WebSocket clients. */
 void hub_set_tasks_topic(td_hub *h, hub_client *c, bool on);
 

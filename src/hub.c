@@ -358,6 +358,12 @@ static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, co
 
 void hub_client_drained(hub_client *c) { c->over_soft_since = 0; }
 
+uint64_t hub_first_ping_ms(const hub_client *c, uint64_t interval) {
+  uint64_t half = interval / 2;
+  /* Knuth's multiplicative hash of the connection id: consecutive ids land far apart. */
+  return half ? interval - (conn_id(c->conn) * 2654435761u) % half : interval;
+}
+
 /* Sends one stored message to one client (replay and snapshots). */
 static void send_entry(td_hub *h, hub_client *c, const hub_symbol *sym, const qstore_entry *e) {
   char pos[HUB_POSITION_MAX];
