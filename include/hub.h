@@ -36,7 +36,7 @@ typedef enum { HUB_WS, HUB_SSE } hub_transport;
 typedef void (*hub_close_cb)(void *owner, int ws_code, const char *reason);
 
 /* A client's subscription: the symbol, and where the client sits in that
- * symbol's client array (so leaving is O(1)). */
+ * symbol's array of clients of its transport (so leaving is O(1)). */
 typedef struct {
   uint32_t sym;
   uint32_t pos;
