@@ -26,7 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <llhttp.h>
@@ -61,6 +64,16 @@
  * arrived within the windows (messages in flight at a window's edges and
  * clock granularity cost a few per cent at low rates). */
 #define FB_SUSTAINED_SHARE 0.95
+/* After a loop iteration that read fewer than FB_NAP_BATCH messages, the
+ * client sleeps --nap-us (this default) before it polls again. Without it,
+ * while a server writes one quote to each of 1,000 sockets, the client wakes
+ * for every one or two of them: each wake-up is a context switch here and a
+ * cross-CPU wake-up charged to the server's write, work that remote clients
+ * would never cost the server. Asleep, it is not woken; afterwards one
+ * epoll_wait returns everything written meanwhile. Latency is measured when
+ * the client reads, so it includes the nap: at most this much. */
+#define FB_DEFAULT_NAP_US 500
+#define FB_NAP_BATCH 128
 #define FB_MAX_RUNS 32
 #define FB_MAX_RATES 64
 /* Latency histogram: 128 exact µs values, then 64 sub-buckets per power of
@@ -138,6 +151,7 @@ static struct {
   int deadline_s;
   int server_pid, aux_pid;
   int gap_every;
+  int nap_us;
   int retries;
   const char *label;
 } opt;
@@ -160,6 +174,8 @@ static struct {
   uint64_t w_start_ns, w_cpu_us, w_srv_ticks, w_aux_ticks, w_idle_ticks;
   fb_pub pub;
   uint64_t now_ns;            /* cached per read callback */
+  uv_check_t nap_check;
+  uint32_t iter_reads;        /* subscriber reads in this loop iteration */
   int exit_code;
 } st;
 
@@ -243,10 +259,32 @@ static int64_t fb_parse_rfc3339(const char *s, size_t n) {
   return ns;
 }
 
-/* The value after `key` (e.g. "\"t\":\"") inside [p, p+n), or NULL. */
-static const char *fb_find(const char *p, size_t n, const char *key, size_t klen) {
-  const char *k = memmem(p, n, key, klen);
-  return k ? k + klen : NULL;
+/* The value after the first `key` (e.g. "\"S\":\"") inside [p, p+n), or
+ * NULL. `at` is the index of a byte of the key that is rare in a quote
+ * message: memchr jumps from one of those to the next, where memmem read
+ * every byte (it was most of the load generator's time per message). */
+static const char *fb_find(const char *p, size_t n, const char *key, size_t klen, size_t at) {
+  const char *end = p + n, *c = p + at;
+  while (c < end && (c = memchr(c, key[at], (size_t)(end - c)))) {
+    const char *k = c - at;
+    if ((size_t)(end - k) >= klen && !memcmp(k, key, klen)) return k + klen;
+    c++;
+  }
+  return NULL;
+}
+
+/* The same for the last `key`: "t" and "seq" are the last fields of a quote
+ * (the publisher puts "t" last, tickerd and this publisher append "seq" and
+ * "epoch"), so the search from the end stops after a few bytes. */
+static const char *fb_rfind(const char *p, size_t n, const char *key, size_t klen, size_t at) {
+  const char *end = p + n, *c;
+  size_t lim = n;
+  while (lim > at && (c = memrchr(p + at, key[at], lim - at))) {
+    const char *k = c - at;
+    if ((size_t)(end - k) >= klen && !memcmp(k, key, klen)) return k + klen;
+    lim = (size_t)(c - p);
+  }
+  return NULL;
 }
 
 static int fb_client_slot(int client, int64_t sym) {
@@ -260,13 +298,15 @@ static int fb_client_slot(int client, int64_t sym) {
  * carry no "t" (comments, acks, pings) are not deliveries. */
 static void fb_message(fb_client *c, const char *p, size_t n) {
   const char *end = p + n;
-  const char *t = fb_find(p, n, "\"t\":\"", 5);
+  /* 't' of the key "t"; 'q' of "seq"; 'S' of "S": none of them occurs in
+   * the fields after "t" (a timestamp, digits, lowercase hex). */
+  const char *t = fb_rfind(p, n, "\"t\":\"", 5, 1);
   if (!t) {
     return;
   }
   int64_t stamp = fb_parse_rfc3339(t, (size_t)(end - t));
-  const char *sq = fb_find(p, n, "\"seq\":", 6);
-  const char *sy = fb_find(p, n, "\"S\":\"", 5);
+  const char *sq = fb_rfind(p, n, "\"seq\":", 6, 3);
+  const char *sy = fb_find(p, n, "\"S\":\"", 5, 1);
   size_t plen = strlen(opt.prefix);
   if (stamp < 0 || !sq || !sy || (size_t)(end - sy) < plen || memcmp(sy, opt.prefix, plen)) {
     st.win.parse_errors++;
@@ -343,7 +383,24 @@ static int fb_write_copy(uv_stream_t *s, const char *p, size_t n) {
   return r;
 }
 
+/* A WebSocket client that sends (its subscribe, a pong) soon after it
+ * received puts its socket in Linux's interactive ("pingpong") mode, where
+ * data is acknowledged by the delayed-ACK timer rather than when it is read.
+ * That timer is armed on the CPU that ran the server's write (loopback does
+ * the receive there) and fires there 40 ms later: sending and processing the
+ * client's ACK for every quote would be charged to the server, which a remote
+ * client never costs it. The SSE clients (nchan's too) never send after
+ * their request and acknowledge on read. TCP_QUICKACK after each of our
+ * writes leaves interactive mode again, so every target is measured with the
+ * same acknowledgement pattern. */
+static void fb_quickack(uv_stream_t *s) {
+  uv_os_fd_t fd;
+  int one = 1;
+  if (uv_fileno((uv_handle_t *)s, &fd) == 0) setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
 static void fb_on_write_unref(uv_write_t *req, int status) {
+  if (status == 0) fb_quickack(req->handle);
   buf_unref(req->data);
   free(req);
 }
@@ -393,8 +450,10 @@ static void fb_client_subscribed(fb_client *c) {
 static size_t fb_sse_consume(fb_client *c, const char *p, size_t n) {
   size_t used = 0;
   while (used < n) {
-    const char *e = memmem(p + used, n - used, "\n\n", 2);
-    if (!e) break;
+    const char *e = p + used;
+    /* an event ends at an empty line: memchr per line, not memmem per byte */
+    while ((e = memchr(e, '\n', n - (size_t)(e - p))) && e + 1 < p + n && e[1] != '\n') e++;
+    if (!e || e + 1 >= p + n) break;
     size_t len = (size_t)(e - (p + used));
     fb_message(c, p + used, len);
     used += len + 2;
@@ -518,6 +577,7 @@ static void fb_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) 
   if (nread == 0) return;
   if (nread < 0) { fb_client_fail(c, uv_strerror((int)nread)); return; }
   st.now_ns = 0; /* stamped lazily at the first message of this read */
+  st.iter_reads++;
   if (c->ws) { fb_ws_feed(c, b->base, (size_t)nread); return; }
   llhttp_errno_t e = llhttp_execute(&c->http, b->base, (size_t)nread);
   if (c->state == FB_CL_CLOSED) return;
@@ -924,12 +984,22 @@ static void fb_on_phase(uv_timer_t *t) {
   uv_timer_start(t, fb_on_phase, (uint64_t)opt.window_ms, 0);
 }
 
+/* Runs after each poll phase (see FB_DEFAULT_NAP_US). */
+static void fb_nap(uv_check_t *h) {
+  uint32_t reads = st.iter_reads;
+  st.iter_reads = 0;
+  if (reads == 0 || reads >= FB_NAP_BATCH) return;
+  struct timespec ts = {0, (long)opt.nap_us * 1000};
+  nanosleep(&ts, NULL);
+}
+
 static void fb_start_phases(void) {
   uv_timer_stop(&st.connect_timer);
   if (uv_is_active((uv_handle_t *)&st.phase_timer) || st.measuring) return;
   fprintf(stderr, "fanout_client: %s: %d of %d clients ready in %.1f s\n", opt.label, st.ready, opt.clients,
           (double)(fb_mono_ns() - st.start_ns) / 1e9);
   if (opt.pub != FB_PUB_NONE) uv_timer_start(&st.pub.timer, fb_pub_tick, FB_PUB_TICK_MS, FB_PUB_TICK_MS);
+  if (opt.nap_us > 0) uv_check_start(&st.nap_check, fb_nap);
   fb_pub_set_rate(opt.rates[0]);
   uv_timer_start(&st.phase_timer, fb_on_phase, (uint64_t)opt.warmup_ms, 0);
 }
@@ -953,7 +1023,8 @@ static void fb_usage(void) {
           "  --connect-concurrency 256 --connect-timeout-ms 60000\n"
           "  --server-pid PID --aux-pid PID   sample CPU (and the server's RSS) per window\n"
           "  --label TEXT            copied into every JSON line\n"
-          "  --gap-every K           nchan publisher skips every K-th seq (checks the loss count)\n");
+          "  --gap-every K           nchan publisher skips every K-th seq (checks the loss count)\n"
+          "  --nap-us 500            sleep after a poll that read < 128 messages (0: never)\n");
 }
 
 static int fb_parse_args(int argc, char **argv) {
@@ -971,6 +1042,7 @@ static int fb_parse_args(int argc, char **argv) {
   opt.connect_concurrency = FB_DEFAULT_CONNECT_CONCURRENCY;
   opt.connect_timeout_ms = FB_DEFAULT_CONNECT_TIMEOUT_MS;
   opt.label = "";
+  opt.nap_us = FB_DEFAULT_NAP_US;
   opt.pub = (fb_pub_kind)-1;
   int mode = -1;
   for (int i = 1; i < argc; i++) {
@@ -1001,6 +1073,7 @@ static int fb_parse_args(int argc, char **argv) {
     else if (!strcmp(a, "--aux-pid")) opt.aux_pid = atoi(v);
     else if (!strcmp(a, "--label")) opt.label = v;
     else if (!strcmp(a, "--gap-every")) opt.gap_every = atoi(v);
+    else if (!strcmp(a, "--nap-us")) opt.nap_us = atoi(v);
     else if (!strcmp(a, "--retries")) opt.retries = atoi(v);
     else if (!strcmp(a, "--rates")) {
       opt.nrates = 0;
@@ -1016,7 +1089,7 @@ static int fb_parse_args(int argc, char **argv) {
   }
   if (mode < 0 || opt.port <= 0 || opt.clients <= 0 || opt.symbols <= 0 || opt.per_client <= 0 ||
       opt.per_client > opt.symbols || opt.per_client > 255 || opt.runs < 1 || opt.runs > FB_MAX_RUNS ||
-      opt.nrates < 1 || opt.window_ms <= 0 || opt.connect_concurrency <= 0 || opt.pub == (fb_pub_kind)-2)
+      opt.nrates < 1 || opt.window_ms <= 0 || opt.nap_us < 0 || opt.nap_us > 100000 || opt.connect_concurrency <= 0 || opt.pub == (fb_pub_kind)-2)
     return -1;
   opt.mode = (fb_mode)mode;
   if (opt.pub == (fb_pub_kind)-1)
@@ -1090,6 +1163,8 @@ int main(int argc, char **argv) {
   uv_timer_init(st.loop, &st.phase_timer);
   uv_timer_init(st.loop, &st.connect_timer);
   uv_timer_init(st.loop, &st.pub.timer);
+  uv_check_init(st.loop, &st.nap_check);
+  uv_unref((uv_handle_t *)&st.nap_check);
   st.start_ns = fb_mono_ns();
   if (opt.pub != FB_PUB_NONE) fb_pub_connect();
   uv_timer_start(&st.connect_timer, fb_on_connect_timeout, (uint64_t)opt.connect_timeout_ms, 0);

@@ -67,7 +67,7 @@ struct td_request {
  * closing; the owner must drop its pointer to the connection then. */
 typedef struct {
   void (*on_data)(void *owner, const char *data, size_t len);
-  void (*on_drain)(void *owner);       /* the outgoing queue became empty */
+  void (*on_drain)(void *owner);       /* the queue became empty after conn_notify_drain */
   void (*on_close)(void *owner, const char *reason);
 } td_stream_ops;
 
@@ -106,6 +106,10 @@ void conn_take_over(td_conn *c, const td_stream_ops *ops, void *owner);
 int conn_send(td_conn *c, td_buf *b, uint32_t tag);
 int conn_send_copy(td_conn *c, const void *p, size_t n);
 size_t conn_queued_bytes(const td_conn *c);
+/* Calls the owner's on_drain once, the next time the outgoing queue becomes
+ * empty (the hub asks when a client goes over its soft limit; it costs
+ * nothing per message otherwise). */
+void conn_notify_drain(td_conn *c);
 /* Drops queued (not yet written) messages that a later one with the same tag
  * supersedes. Returns how many were dropped. */
 size_t conn_conflate(td_conn *c);

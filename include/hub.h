@@ -30,12 +30,13 @@ struct td_task;
 struct qstore;
 
 typedef enum { HUB_WS, HUB_SSE } hub_transport;
+#define HUB_TRANSPORTS 2
 
 /* What a session tells the hub when the hub must close it. */
 typedef void (*hub_close_cb)(void *owner, int ws_code, const char *reason);
 
 /* A client's subscription: the symbol, and where the client sits in that
- * symbol's client array (so leaving is O(1)). */
+ * symbol's array of clients of its transport (so leaving is O(1)). */
 typedef struct {
   uint32_t sym;
   uint32_t pos;
@@ -52,7 +53,7 @@ typedef struct hub_client {
   bool tasks_topic;
   bool attached;
   uint64_t over_soft_since;  /* loop ms the client went over the soft limit; 0 once it caught up */
-  uint64_t delivered, conflated;
+  uint64_t conflated;          /* quotes dropped for a newer one, for the slow-client log */
   struct hub_client *prev, *next;
 } hub_client;
 
@@ -106,6 +107,12 @@ void hub_recover(td_hub *h, hub_client *c, const char *since, size_t n);
 void hub_on_message(void *hub, const char *channel, size_t channel_len, const char *payload, size_t payload_len);
 void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed);
 void hub_on_task(void *hub, const struct td_task *t);
+
+/* When a client's first ping (WebSocket) or keep-alive comment (SSE) is
+ * due: somewhere in the second half of `interval`, spread by connection, so
+ * that clients which connected together (after a restart, or a benchmark's
+ * 10,000) are not all pinged in the same second of every interval. */
+uint64_t hub_first_ping_ms(const hub_client *c, uint64_t interval);
 
 /* The "tasks" topic: task state changes, pushed to WebSocket clients. */
 void hub_set_tasks_topic(td_hub *h, hub_client *c, bool on);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "app.h"
 #include "http.h"
@@ -33,6 +34,10 @@ typedef enum { CONN_READING, CONN_HANDLING, CONN_DRAINING, CONN_STREAMING, CONN_
 #define CONN_MAX_IOV 64
 /* Initial head buffer; it grows up to TD_HTTP_MAX_HEAD_BYTES. */
 #define CONN_HEAD_INITIAL 1024
+/* A cache line: the fields one delivery touches share one (see td_conn). */
+#define CONN_CACHE_LINE 64
+/* First size of the list of connections to flush; it doubles as needed. */
+#define CONN_FLUSH_LIST_INITIAL 1024
 
 typedef struct {
   td_buf *buf;
@@ -46,13 +51,29 @@ typedef struct {
 } header_span;
 
 struct td_conn {
+  /* The outgoing queue: everything that queueing one message and writing it
+   * touches, in the first cache line. With 10,000 streaming clients every
+   * delivery goes to a connection that is no longer in any cache; this
+   * line, the queue entry and the kernel's socket are all it reads. */
+  _Alignas(CONN_CACHE_LINE) conn_state state;
+  int fd;                      /* the socket, written directly (conn_write) */
+  uint32_t out_head, out_count, out_cap;   /* ring; out_cap is a power of two */
+  uint32_t inflight;           /* entries in the uv_write in flight */
+  uint32_t flush_index;        /* position + 1 in flush_list; 0: not listed */
+  bool end_after_flush;        /* conn_end: close once the queue is written */
+  bool drain_notify;           /* conn_notify_drain: call on_drain when the queue empties */
+  size_t queued_bytes;
+  out_entry *out;
+  uint64_t last_write_progress;
+  const td_stream_ops *ops;    /* taken over */
+  void *owner;
+
   uv_tcp_t tcp;
   uv_timer_t timer;
   uv_write_t write_req;
   llhttp_t parser;
   td_server *server;
   td_conn *prev, *next;        /* server's list */
-  conn_state state;
   int handles_open;
   uint64_t id;
   char peer_ip[48];
@@ -81,23 +102,7 @@ struct td_conn {
   char *pending;
   size_t pending_len;
   bool reading;
-  bool end_after_flush;        /* conn_end: close once the queue is written */
   bool dispatching;             /* inside router_dispatch: a response now is synchronous */
-
-  /* outgoing */
-  out_entry *out;
-  uint32_t out_head, out_count, out_cap;   /* ring */
-  uint32_t inflight;                        /* entries in the uv_write in flight */
-  size_t queued_bytes;
-  uint64_t last_write_progress;
-
-  /* taken over */
-  const td_stream_ops *ops;
-  void *owner;
-
-  /* on the list of streaming connections to write before the loop polls */
-  td_conn *flush_prev, *flush_next;
-  bool flush_pending;
 };
 
 static llhttp_settings_t parser_settings;
@@ -111,10 +116,16 @@ static bool read_buf_busy;
  * message: the hub may queue dozens of quotes on a client while it handles
  * one read from Redis, and one writev for all of them costs one system call
  * instead of dozens. The list is walked in the prepare phase, right before
- * the loop blocks, so nothing waits longer than the current iteration. */
-static td_conn *flush_head;
+ * the loop blocks, so nothing waits longer than the current iteration. It is
+ * an array (each connection knows its index) rather than a linked list, so
+ * that listing a connection writes only its own first cache line. */
+static td_conn **flush_list;
+static uint32_t flush_count, flush_cap;
 static uv_prepare_t flush_prepare;
 static bool flush_prepare_ready;
+/* The loop of every connection (tickerd runs one), for uv_now without
+ * reading the connection's handle. */
+static uv_loop_t *conn_loop;
 
 static void conn_process(td_conn *c, const char *data, size_t len);
 static void conn_flush(td_conn *c);
@@ -132,7 +143,7 @@ size_t conn_queued_bytes(const td_conn *c) { return c->queued_bytes; }
 static void conn_free(td_conn *c) {
   while (c->out_count > 0) {
     buf_unref(c->out[c->out_head].buf);
-    c->out_head = (c->out_head + 1) % c->out_cap;
+    c->out_head = (c->out_head + 1) & (c->out_cap - 1);
     c->out_count--;
   }
   free(c->out);
@@ -148,12 +159,11 @@ static void on_handle_closed(uv_handle_t *h) {
 }
 
 static void flush_unlink(td_conn *c) {
-  if (!c->flush_pending) return;
-  if (c->flush_prev) c->flush_prev->flush_next = c->flush_next;
-  else flush_head = c->flush_next;
-  if (c->flush_next) c->flush_next->flush_prev = c->flush_prev;
-  c->flush_prev = c->flush_next = NULL;
-  c->flush_pending = false;
+  if (!c->flush_index) return;
+  td_conn *last = flush_list[--flush_count];
+  flush_list[c->flush_index - 1] = last;
+  last->flush_index = c->flush_index;
+  c->flush_index = 0;
 }
 
 void conn_close(td_conn *c, const char *reason) {
@@ -376,13 +386,13 @@ static int out_push(td_conn *c, td_buf *b, uint32_t tag) {
     uint32_t cap = c->out_cap ? c->out_cap * 2 : 8;
     out_entry *n = malloc(cap * sizeof(*n));
     if (!n) return -ENOMEM;
-    for (uint32_t i = 0; i < c->out_count; i++) n[i] = c->out[(c->out_head + i) % c->out_cap];
+    for (uint32_t i = 0; i < c->out_count; i++) n[i] = c->out[(c->out_head + i) & (c->out_cap - 1)];
     free(c->out);
     c->out = n;
     c->out_cap = cap;
     c->out_head = 0;
   }
-  c->out[(c->out_head + c->out_count) % c->out_cap] = (out_entry){buf_ref(b), 0, tag};
+  c->out[(c->out_head + c->out_count) & (c->out_cap - 1)] = (out_entry){buf_ref(b), 0, tag};
   c->out_count++;
   c->queued_bytes += b->len;
   return 0;
@@ -400,7 +410,7 @@ static void out_consume(td_conn *c, size_t bytes) {
     }
     bytes -= left;
     buf_unref(e->buf);
-    c->out_head = (c->out_head + 1) % c->out_cap;
+    c->out_head = (c->out_head + 1) & (c->out_cap - 1);
     c->out_count--;
   }
 }
@@ -408,8 +418,8 @@ static void out_consume(td_conn *c, size_t bytes) {
 static uint32_t out_iov(td_conn *c, uv_buf_t *iov) {
   uint32_t n = c->out_count < CONN_MAX_IOV ? c->out_count : CONN_MAX_IOV;
   for (uint32_t i = 0; i < n; i++) {
-    out_entry *e = &c->out[(c->out_head + i) % c->out_cap];
-    iov[i] = uv_buf_init(e->buf->data + e->off, e->buf->len - e->off);
+    out_entry *e = &c->out[(c->out_head + i) & (c->out_cap - 1)];
+    iov[i] = (uv_buf_t){.base = e->buf->data + e->off, .len = e->buf->len - e->off};
   }
   return n;
 }
@@ -426,7 +436,7 @@ size_t conn_conflate(td_conn *c) {
   size_t dropped = 0;
   uint32_t w = n; /* compact towards the tail, newest kept in place */
   for (uint32_t i = n; i-- > first;) {
-    out_entry e = c->out[(c->out_head + i) % c->out_cap];
+    out_entry e = c->out[(c->out_head + i) & (c->out_cap - 1)];
     bool superseded = false;
     if (e.tag != 0 && e.tag <= TD_MAX_SYMBOLS && e.off == 0) {
       uint64_t bit = 1ULL << (e.tag % 64);
@@ -438,12 +448,12 @@ size_t conn_conflate(td_conn *c) {
       buf_unref(e.buf);
       dropped++;
     } else {
-      c->out[(c->out_head + --w) % c->out_cap] = e;
+      c->out[(c->out_head + --w) & (c->out_cap - 1)] = e;
     }
   }
   /* entries [first, w) are now stale copies: shift the in-flight ones up */
-  for (uint32_t i = first; i-- > 0;) c->out[(c->out_head + i + (w - first)) % c->out_cap] = c->out[(c->out_head + i) % c->out_cap];
-  c->out_head = (c->out_head + (w - first)) % c->out_cap;
+  for (uint32_t i = first; i-- > 0;) c->out[(c->out_head + i + (w - first)) & (c->out_cap - 1)] = c->out[(c->out_head + i) & (c->out_cap - 1)];
+  c->out_head = (c->out_head + (w - first)) & (c->out_cap - 1);
   c->out_count -= (uint32_t)dropped;
   return dropped;
 }
@@ -452,7 +462,7 @@ static void on_write_done(uv_write_t *wr, int status) {
   td_conn *c = wr->data;
   size_t bytes = 0;
   for (uint32_t i = 0; i < c->inflight; i++) {
-    out_entry *e = &c->out[(c->out_head + i) % c->out_cap];
+    out_entry *e = &c->out[(c->out_head + i) & (c->out_cap - 1)];
     bytes += e->buf->len - e->off;
   }
   c->inflight = 0;
@@ -462,25 +472,41 @@ static void on_write_done(uv_write_t *wr, int status) {
     return;
   }
   out_consume(c, bytes);
-  c->last_write_progress = uv_now(c->tcp.loop);
+  c->last_write_progress = uv_now(conn_loop);
   conn_flush(c);
 }
 
-/* Write now, else queue: uv_try_write takes what the socket accepts at once;
+/* What uv_try_write does, on the descriptor kept in the connection's first
+ * cache line: uv_try_write reads four cache lines of the handle to find it
+ * and to check for queued writes, which conn_flush knows about already (a
+ * uv_write is in flight only while `inflight` > 0, and conn_flush alone
+ * writes). MSG_NOSIGNAL: a peer that went away is an error, not a signal. */
+static int conn_write(td_conn *c, const uv_buf_t *iov, uint32_t n) {
+  struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = n};
+  ssize_t w;
+  do {
+    w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (w < 0 && errno == EINTR);
+  if (w >= 0) return (int)w;
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return UV_EAGAIN;
+  return -errno;
+}
+
+/* Write now, else queue: conn_write takes what the socket accepts at once;
  * only the remainder goes through uv_write. */
 static void conn_flush(td_conn *c) {
   if (c->state == CONN_CLOSING || c->inflight > 0) return;
   uv_buf_t iov[CONN_MAX_IOV];
   while (c->out_count > 0) {
     uint32_t n = out_iov(c, iov);
-    int w = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
-    if (w == UV_EAGAIN || w == UV_ENOSYS) break;
+    int w = conn_write(c, iov, n);
+    if (w == UV_EAGAIN) break;
     if (w < 0) {
       conn_close(c, "write failed");
       return;
     }
     out_consume(c, (size_t)w);
-    c->last_write_progress = uv_now(c->tcp.loop);
+    c->last_write_progress = uv_now(conn_loop);
   }
   if (c->out_count > 0) {
     uint32_t n = out_iov(c, iov);
@@ -496,8 +522,9 @@ static void conn_flush(td_conn *c) {
   /* everything is written */
   if (c->state == CONN_DRAINING || c->end_after_flush) {
     conn_close(c, "response complete");
-  } else if (c->state == CONN_STREAMING && c->ops && c->ops->on_drain) {
-    c->ops->on_drain(c->owner);
+  } else if (c->state == CONN_STREAMING && c->drain_notify) {
+    c->drain_notify = false;
+    if (c->ops && c->ops->on_drain) c->ops->on_drain(c->owner);
   } else if (c->state == CONN_READING && !c->reading) {
     /* backpressure released: read again, parsing what was held back first */
     conn_process(c, NULL, 0);
@@ -510,33 +537,52 @@ void conn_end(td_conn *c) {
   if (c->out_count == 0 && c->inflight == 0) conn_close(c, "ended");
 }
 
+void conn_notify_drain(td_conn *c) { c->drain_notify = true; }
+
+/* From the end: conn_flush may close a connection, and unlisting moves the
+ * last entry, which has been taken off already. */
 static void on_flush_prepare(uv_prepare_t *h) {
-  td_conn *c;
-  while ((c = flush_head)) {
-    flush_unlink(c);
+  while (flush_count > 0) {
+    td_conn *c = flush_list[--flush_count];
+    c->flush_index = 0;
     conn_flush(c);
   }
 }
 
+static bool flush_list_grow(void) {
+  uint32_t cap = flush_cap ? flush_cap * 2 : CONN_FLUSH_LIST_INITIAL;
+  td_conn **l = realloc(flush_list, cap * sizeof(*l));
+  if (!l) return false;
+  flush_list = l;
+  flush_cap = cap;
+  return true;
+}
+
 static void flush_later(td_conn *c) {
-  if (c->flush_pending || c->inflight > 0) return; /* a write in flight flushes on completion */
+  if (c->flush_index || c->inflight > 0) return; /* a write in flight flushes on completion */
   if (!flush_prepare_ready) {
     uv_prepare_init(c->tcp.loop, &flush_prepare);
     uv_prepare_start(&flush_prepare, on_flush_prepare);
     uv_unref((uv_handle_t *)&flush_prepare); /* it must not keep the loop alive */
     flush_prepare_ready = true;
   }
-  c->flush_pending = true;
-  c->flush_prev = NULL;
-  c->flush_next = flush_head;
-  if (flush_head) flush_head->flush_prev = c;
-  flush_head = c;
+  if (flush_count == flush_cap && !flush_list_grow()) {
+    conn_flush(c); /* out of memory: write now rather than not at all */
+    return;
+  }
+  flush_list[flush_count++] = c;
+  c->flush_index = flush_count;
 }
 
 void conn_stop_flushing(void) {
   if (!flush_prepare_ready) return;
   uv_close((uv_handle_t *)&flush_prepare, NULL);
   flush_prepare_ready = false;
+  if (flush_count == 0) {
+    free(flush_list);
+    flush_list = NULL;
+    flush_cap = 0;
+  }
 }
 
 int conn_send(td_conn *c, td_buf *b, uint32_t tag) {
@@ -798,20 +844,24 @@ static void peer_name(td_conn *c) {
 
 td_conn *conn_accept(td_server *s, uv_stream_t *listener) {
   settings_init();
-  td_conn *c = calloc(1, sizeof(*c));
+  td_conn *c = aligned_alloc(CONN_CACHE_LINE, sizeof(*c));
   if (!c) return NULL;
+  memset(c, 0, sizeof(*c));
+  conn_loop = listener->loop;
   c->server = s;
   c->id = next_conn_id++;
   uv_tcp_init(listener->loop, &c->tcp);
   uv_timer_init(listener->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->handles_open = 2;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+  uv_os_fd_t fd = -1;
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) {
     c->state = CONN_CLOSING;
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     return NULL;
   }
+  c->fd = fd;
   uv_tcp_nodelay(&c->tcp, 1);
   peer_name(c);
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);

@@ -23,13 +23,21 @@
 /* The envelope around a payload in a WebSocket quote message. */
 #define HUB_ENVELOPE_MAX (64 + HUB_CHANNEL_MAX + TD_SYMBOL_MAX + HUB_POSITION_MAX)
 
+/* A client of a symbol, with its connection: queueing a quote reads this
+ * and the connection's first cache line, not the session. */
+typedef struct {
+  hub_client *client;
+  td_conn *conn;
+} hub_member;
+
 typedef struct {
   char symbol[TD_SYMBOL_MAX + 1];
   char channel[HUB_CHANNEL_MAX];
   uint32_t id;
-  hub_client **clients;
-  uint32_t n, cap;
-  uint32_t ws_clients;
+  /* One array per transport (indexed by hub_transport): each is sent the
+   * one encoding of a message that its transport needs. */
+  hub_member *members[HUB_TRANSPORTS];
+  uint32_t n[HUB_TRANSPORTS], cap[HUB_TRANSPORTS];
   uint64_t last_epoch, last_seq;   /* the last position received from Redis */
   bool check_continuity;           /* after a resubscribe: tell clients whether anything was lost */
 } hub_symbol;
@@ -47,6 +55,8 @@ struct td_hub {
 };
 
 /* ---- symbols ---------------------------------------------------------------- */
+
+static uint32_t sym_clients(const hub_symbol *sym) { return sym->n[HUB_WS] + sym->n[HUB_SSE]; }
 
 static uint32_t hash_symbol(const char *s, size_t n) {
   uint32_t h = 2166136261u; /* FNV-1a */
@@ -95,7 +105,8 @@ void hub_set_subscriber(td_hub *h, td_subscriber *sub) { h->sub = sub; }
 void hub_free(td_hub *h) {
   if (!h) return;
   for (uint32_t i = 0; i < h->nsymbols; i++) {
-    free(h->symbols[i]->clients);
+    free(h->symbols[i]->members[HUB_WS]);
+    free(h->symbols[i]->members[HUB_SSE]);
     free(h->symbols[i]);
   }
   free(h);
@@ -104,7 +115,7 @@ void hub_free(td_hub *h) {
 void hub_get_stats(const td_hub *h, hub_stats *out) {
   *out = h->stats;
   out->channels = 0;
-  for (uint32_t i = 0; i < h->nsymbols; i++) out->channels += h->symbols[i]->n > 0;
+  for (uint32_t i = 0; i < h->nsymbols; i++) out->channels += sym_clients(h->symbols[i]) > 0;
 }
 
 int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *owner, hub_close_cb close) {
@@ -131,16 +142,16 @@ int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *o
 static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
   hub_sub s = c->subs[k];
   hub_symbol *sym = h->symbols[s.sym];
-  hub_client *moved = sym->clients[--sym->n];
-  sym->clients[s.pos] = moved;
+  hub_member *members = sym->members[c->transport];
+  hub_client *moved = members[--sym->n[c->transport]].client;
+  members[s.pos] = members[sym->n[c->transport]];
   if (moved != c) {
     for (uint32_t j = 0; j < moved->nsubs; j++)
       if (moved->subs[j].sym == s.sym) moved->subs[j].pos = s.pos;
   }
-  if (c->transport == HUB_WS) sym->ws_clients--;
   c->subs[k] = c->subs[--c->nsubs];
   h->stats.client_subscriptions--;
-  if (sym->n == 0 && h->sub) sub_remove(h->sub, sym->channel);
+  if (sym_clients(sym) == 0 && h->sub) sub_remove(h->sub, sym->channel);
 }
 
 void hub_detach(td_hub *h, hub_client *c) {
@@ -181,18 +192,18 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
     c->subs = ns;
     c->subs_cap = cap;
   }
-  if (sym->n == sym->cap) {
-    uint32_t cap = sym->cap ? sym->cap * 2 : 4;
-    hub_client **nc = realloc(sym->clients, cap * sizeof(*nc));
-    if (!nc) return -ENOMEM;
-    sym->clients = nc;
-    sym->cap = cap;
+  hub_transport t = c->transport;
+  if (sym->n[t] == sym->cap[t]) {
+    uint32_t cap = sym->cap[t] ? sym->cap[t] * 2 : 4;
+    hub_member *nm = realloc(sym->members[t], cap * sizeof(*nm));
+    if (!nm) return -ENOMEM;
+    sym->members[t] = nm;
+    sym->cap[t] = cap;
   }
-  c->subs[c->nsubs++] = (hub_sub){sym->id, sym->n};
-  sym->clients[sym->n++] = c;
-  if (c->transport == HUB_WS) sym->ws_clients++;
+  c->subs[c->nsubs++] = (hub_sub){sym->id, sym->n[t]};
+  sym->members[t][sym->n[t]++] = (hub_member){c, c->conn};
   h->stats.client_subscriptions++;
-  if (sym->n == 1 && h->sub) sub_add(h->sub, sym->channel);
+  if (sym_clients(sym) == 1 && h->sub) sub_add(h->sub, sym->channel);
   return 1;
 }
 
@@ -282,62 +293,76 @@ void hub_send_json(td_hub *h, hub_client *c, const char *type, json_t *msg) {
 
 /* ---- delivery ------------------------------------------------------------------ */
 
-/* Queues `b` for `c` under the output limits. Returns false when the client
- * was closed for being slow. */
-static bool deliver(td_hub *h, hub_client *c, td_buf *b, uint32_t tag) {
+/* The slow path of deliver: `c` has `queued` bytes waiting, more than its
+ * soft or hard limit. Returns false when the client was closed. */
+static bool over_limit(td_hub *h, hub_client *c, size_t queued) {
   const td_config *cfg = h->app->cfg;
-  size_t queued = conn_queued_bytes(c->conn);
   uint64_t now = uv_now(h->app->loop);
   const char *why = NULL;
   if (queued >= (size_t)cfg->client_hard_bytes) {
     why = "slow consumer: output buffer over the hard limit";
   } else if (queued >= (size_t)cfg->client_soft_bytes) {
-    if (!c->over_soft_since) c->over_soft_since = now ? now : 1;
-    else if (now - c->over_soft_since >= (uint64_t)cfg->client_soft_ms)
+    if (!c->over_soft_since) {
+      c->over_soft_since = now ? now : 1;
+      conn_notify_drain(c->conn); /* hub_client_drained once it catches up */
+    } else if (now - c->over_soft_since >= (uint64_t)cfg->client_soft_ms) {
       why = "slow consumer: output buffer over the soft limit for too long";
+    }
     if (!why) {
       size_t dropped = conn_conflate(c->conn);
       c->conflated += dropped;
       h->stats.conflated += dropped;
     }
   }
-  if (why) {
-    h->stats.slow_closes++;
-    td_logline *l = log_begin(TD_LOG_WARN, "slow_client_closed");
-    if (l) {
-      log_str(l, "client_ip", conn_peer_ip(c->conn));
-      log_str(l, "reason", why);
-      log_int(l, "queued_bytes", (int64_t)queued);
-      log_int(l, "conflated", (int64_t)c->conflated);
-      log_end(l);
-    }
-    c->close(c->owner, WS_CLOSE_POLICY, why);
-    return false;
+  if (!why) return true;
+  h->stats.slow_closes++;
+  td_logline *l = log_begin(TD_LOG_WARN, "slow_client_closed");
+  if (l) {
+    log_str(l, "client_ip", conn_peer_ip(c->conn));
+    log_str(l, "reason", why);
+    log_int(l, "queued_bytes", (int64_t)queued);
+    log_int(l, "conflated", (int64_t)c->conflated);
+    log_end(l);
   }
-  conn_send(c->conn, b, tag);
-  c->delivered++;
+  c->close(c->owner, WS_CLOSE_POLICY, why);
+  return false;
+}
+
+/* Queues `b` for member `m` under the output limits (`below`: the lower of
+ * the soft and hard limits, under which nothing needs checking). */
+static void deliver(td_hub *h, const hub_member *m, td_buf *b, uint32_t tag, size_t below) {
+  size_t queued = conn_queued_bytes(m->conn);
+  if (queued >= below && !over_limit(h, m->client, queued)) return;
+  conn_send(m->conn, b, tag);
   h->stats.deliveries++;
-  return true;
 }
 
 /* Sends one message to every client of `sym`: encoded once per transport,
  * the same bytes queued on each. */
 static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
+  const td_config *cfg = h->app->cfg;
+  size_t below = (size_t)(cfg->client_soft_bytes < cfg->client_hard_bytes ? cfg->client_soft_bytes
+                                                                          : cfg->client_hard_bytes);
   char pos[HUB_POSITION_MAX];
   format_position(pos, sizeof(pos), sym->symbol, epoch, seq);
-  td_buf *ws = sym->ws_clients ? encode_ws_quote(sym, pos, payload, len) : NULL;
-  td_buf *sse = sym->n > sym->ws_clients ? encode_sse_quote(pos, payload, len) : NULL;
-  /* backwards: a client closed for being slow is swap-removed behind us */
-  for (uint32_t i = sym->n; i-- > 0;) {
-    hub_client *c = sym->clients[i];
-    td_buf *b = c->transport == HUB_WS ? ws : sse;
-    if (b) deliver(h, c, b, sym->id + 1);
+  td_buf *bufs[HUB_TRANSPORTS];
+  bufs[HUB_WS] = sym->n[HUB_WS] ? encode_ws_quote(sym, pos, payload, len) : NULL;
+  bufs[HUB_SSE] = sym->n[HUB_SSE] ? encode_sse_quote(pos, payload, len) : NULL;
+  for (int t = 0; t < HUB_TRANSPORTS; t++) {
+    if (!bufs[t]) continue;
+    /* backwards: a client closed for being slow is swap-removed behind us */
+    for (uint32_t i = sym->n[t]; i-- > 0;) deliver(h, &sym->members[t][i], bufs[t], sym->id + 1, below);
+    buf_unref(bufs[t]);
   }
-  if (ws) buf_unref(ws);
-  if (sse) buf_unref(sse);
 }
 
 void hub_client_drained(hub_client *c) { c->over_soft_since = 0; }
+
+uint64_t hub_first_ping_ms(const hub_client *c, uint64_t interval) {
+  uint64_t half = interval / 2;
+  /* Knuth's multiplicative hash of the connection id: consecutive ids land far apart. */
+  return half ? interval - (conn_id(c->conn) * 2654435761u) % half : interval;
+}
 
 /* Sends one stored message to one client (replay and snapshots). */
 static void send_entry(td_hub *h, hub_client *c, const hub_symbol *sym, const qstore_entry *e) {
@@ -360,7 +385,8 @@ static void notify_continuity(td_hub *h, hub_symbol *sym, bool recovered, uint64
     json_object_set_new(proto, "missed_from", json_integer((json_int_t)from));
     json_object_set_new(proto, "missed_to", json_integer((json_int_t)to));
   }
-  for (uint32_t i = sym->n; i-- > 0;) hub_send_json(h, sym->clients[i], "recovery", json_deep_copy(proto));
+  for (int t = 0; t < HUB_TRANSPORTS; t++)
+    for (uint32_t i = sym->n[t]; i-- > 0;) hub_send_json(h, sym->members[t][i].client, "recovery", json_deep_copy(proto));
   json_decref(proto);
 }
 
@@ -377,7 +403,7 @@ static void handle_gap(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq)
       for (size_t i = 0; i < n; i++)
         if (es[i].epoch == epoch && es[i].seq >= from && es[i].seq <= to)
           fan_out(h, sym, es[i].epoch, es[i].seq, es[i].payload->data, es[i].payload->len);
-      h->stats.replayed += found * sym->n;
+      h->stats.replayed += found * sym_clients(sym);
     }
     free(es);
   }
@@ -426,7 +452,7 @@ void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed) {
   td_hub *h = hub;
   if (!ready || !resubscribed) return;
   /* the next message of each channel tells whether anything was lost meanwhile */
-  for (uint32_t i = 0; i < h->nsymbols; i++) h->symbols[i]->check_continuity = h->symbols[i]->n > 0;
+  for (uint32_t i = 0; i < h->nsymbols; i++) h->symbols[i]->check_continuity = sym_clients(h->symbols[i]) > 0;
 }
 
 /* ---- snapshots and recovery -------------------------------------------------------- */

@@ -140,7 +140,8 @@ void api_stream(td_request *req) {
   s->conn = req->conn;
   uv_timer_init(app->loop, &s->timer);
   s->timer.data = s;
-  uv_timer_start(&s->timer, on_keepalive, (uint64_t)app->cfg->ping_interval_ms, (uint64_t)app->cfg->ping_interval_ms);
+  uint64_t interval = (uint64_t)app->cfg->ping_interval_ms;
+  uv_timer_start(&s->timer, on_keepalive, hub_first_ping_ms(&s->client, interval), interval);
   http_respond_stream(req, 200, "text/event-stream", NULL, &stream_ops, s);
   char retry[32];
   int n = snprintf(retry, sizeof(retry), "retry: %d\n\n", SSE_RETRY_MS);

@@ -318,7 +318,8 @@ void api_ws(td_request *req) {
   ws_parser_init(&s->parser, WS_ROLE_SERVER, (size_t)app->cfg->ws_max_message);
   uv_timer_init(app->loop, &s->timer);
   s->timer.data = s;
-  uv_timer_start(&s->timer, on_timer, (uint64_t)app->cfg->ping_interval_ms, (uint64_t)app->cfg->ping_interval_ms);
+  uint64_t interval = (uint64_t)app->cfg->ping_interval_ms;
+  uv_timer_start(&s->timer, on_timer, hub_first_ping_ms(&s->client, interval), interval);
   ws_counters.sessions++;
   char headers[128];
   snprintf(headers, sizeof(headers), "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",

@@ -257,6 +257,65 @@ def test_slow_client_is_closed_and_memory_bounded(redis_server, tickerd_factory)
         lambda: any(e["event"] == "slow_client_closed" for e in t.log_events()) or None, what="log line")
 
 
+def test_slow_client_that_caught_up_is_not_closed(redis_server, tickerd_factory):
+    """Going over the soft limit starts --client-soft-ms; emptying the queue
+    stops it. A client that fell behind, caught up, and falls behind again
+    later gets the whole --client-soft-ms again, not what was left."""
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--client-soft-bytes", "32768",
+                        "--client-hard-bytes", "16777216", "--client-soft-ms", "1000")
+    wait_for(lambda: t.get("/readyz").status == 200 or None, what="redis")
+    # A default receive buffer: a small one would make catching up take minutes.
+    slow = WS(t.port)
+    slow.send_json({"action": "subscribe", "symbols": [f"S{i}" for i in range(20)]})
+
+    def fall_behind(conflated_before):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and t.status()["streaming"]["conflated"] == conflated_before:
+            post(t, *[dict(quote(f"S{i % 20}"), z="C") for i in range(500)])
+        return t.status()["streaming"]["conflated"]
+
+    conflated = fall_behind(0)
+    assert conflated > 0
+    assert not is_closed(slow.sock, timeout=0.5)   # reads everything: the queue empties
+    time.sleep(1.3)                                 # longer than --client-soft-ms
+    assert fall_behind(conflated) > conflated       # over the soft limit again
+    assert t.status()["streaming"]["slow_closes"] == 0
+    assert not is_closed(slow.sock, timeout=0.5)
+
+
+def test_pings_keep_answering_clients_and_idle_ones_are_closed(redis_server, tickerd_factory):
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--ping-interval-ms", "200",
+                        "--stream-idle-ms", "1000")
+    wait_for(lambda: t.get("/readyz").status == 200 or None, what="redis")
+    alive, idle = ws_subscribe(t, "AAPL"), ws_subscribe(t, "AAPL")
+    pings, deadline = 0, time.monotonic() + 1.6
+    while time.monotonic() < deadline:
+        alive.sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            op, payload = alive.recv_frame()
+        except socket.timeout:
+            break
+        if op == OP_PING:
+            pings += 1
+            alive.send_raw(frame(OP_PONG, payload))
+    assert pings >= 2                      # one per 200 ms after the first (due within 200 ms)
+    idle.sock.settimeout(5)
+    assert idle.expect_close() == 1001     # it never answered: "idle timeout"
+    alive.sock.settimeout(5)
+    alive.send_json({"action": "list"})
+    assert alive.recv_json()["type"] == "list"
+
+
+def test_sse_keepalive_comments(redis_server, tickerd_factory):
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--ping-interval-ms", "200")
+    wait_for(lambda: t.get("/readyz").status == 200 or None, what="redis")
+    s, head, buf = sse_open(t, "symbols=AAPL")
+    s.settimeout(5)
+    while buf.count(b": keep-alive\n\n") < 2:
+        buf += s.recv(4096)
+    s.close()
+
+
 def test_redis_restart_keeps_clients_and_resubscribes(stack, redis_server):
     ws = ws_subscribe(stack, "AAPL")
     post(stack, quote("AAPL", bp=1))
