@@ -17,7 +17,7 @@
 #   BENCH_STEPS="50000 100000 ..."  offered deliveries/s (all clients), stepped
 #   BENCH_STOP_P99_MS=100  a rate whose median p99 passes this is not sustained
 #   BENCH_RETRIES=1        a rate that was not sustained is measured again this often (quick: 0)
-#   BENCH_BUDGET_S=420     stepping stops once the script has run this long
+#   BENCH_BUDGET_S=600     stepping stops once the script has run this long
 #   BENCH_REPORT=build/bench/report.md
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
@@ -41,8 +41,8 @@ if [ "$QUICK" = 1 ]; then
   # Offered deliveries/s (all clients together), stepped.
   STEPS="50000 200000"
 else
-  RUNS=${BENCH_RUNS:-3}; WARMUP_MS=1000; WINDOW_MS=2000; BUDGET_S=${BENCH_BUDGET_S:-420}
-  STEPS="25000 50000 100000 150000 200000 300000 400000 600000 800000"
+  RUNS=${BENCH_RUNS:-3}; WARMUP_MS=1000; WINDOW_MS=2000; BUDGET_S=${BENCH_BUDGET_S:-600}
+  STEPS="25000 50000 75000 100000 125000 150000 200000 300000 400000 600000 800000"
 fi
 STEPS=${BENCH_STEPS:-$STEPS}
 # Quick mode keeps to its minute: no second attempt.
