@@ -35,6 +35,11 @@
  * which only makes the watchdog later, never wrong about a stall. */
 #define RCONN_WATCH_SLOTS 256
 
+/* Smallest size hiredis's output buffer grows to once a command does not
+ * fit: a loop iteration's worth of pipelined PUBLISH commands, so that a
+ * batch does not regrow (and recopy) the buffer in small steps. */
+#define RCONN_OBUF_MIN (64 * 1024)
+
 typedef enum rconn_state {
   RCONN_IDLE,
   RCONN_RESOLVING,
@@ -130,7 +135,9 @@ void rconn_start(td_rconn *c);
 bool rconn_ready(const td_rconn *c);
 /* Sends a RESP command expecting one reply, watched by the command timer.
  * cmd[len] must be '\0': hiredis 0.14 scans the arguments with strchr(). 
- * Returns 0, UV_ENOTCONN when not ready, UV_EIO if hiredis refused it. */
+ * Returns 0, UV_ENOTCONN when not ready, UV_ENOMEM, UV_EIO if hiredis
+ * refused it. A top-level integer reply handed to on_reply is a shared
+ * object, valid only during the callback like every reply. */
 int rconn_command(td_rconn *c, uintptr_t tag, const char *cmd, size_t len);
 /* The same without the watchdog: (UN)SUBSCRIBE, whose replies hiredis routes
  * per channel and interleaves with messages. */
