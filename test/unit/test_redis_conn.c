@@ -10,6 +10,8 @@
 #include "log.h"
 #include "redis_conn.h"
 #include "redis_fixture.h"
+#include "redis_uv.h"
+#include <hiredis/sds.h>
 
 typedef struct harness {
   uv_loop_t loop;
@@ -64,6 +66,7 @@ static bool lost_1(void *a) { return ((harness *)a)->lost >= 1; }
 static bool got_reply(void *a) { return ((harness *)a)->replies + ((harness *)a)->null_replies > 0; }
 static bool ready_twice(void *a) { return ((harness *)a)->ready >= 2; }
 static bool replies_6(void *a) { return ((harness *)a)->replies >= 6; }
+static bool replies_7(void *a) { return ((harness *)a)->replies >= 7; }
 static bool is_closed(void *a) { return ((harness *)a)->closed == 1; }
 
 static void h_start(harness *h, const char *url) {
@@ -225,6 +228,12 @@ static void test_reply_types_in_a_pipeline(void **state) {
   assert_int_equal(h.elems[4][1], 0);
   assert_int_equal(h.types[5], REDIS_REPLY_INTEGER);
   assert_int_equal(h.ints[5], 42);
+  /* Written out, the output buffer kept its allocation for the next batch. */
+  assert_int_equal(rconn_pending_bytes(&h.conn), 0);
+  assert_true(sdsalloc(h.conn.ac->c.obuf) >= RCONN_OBUF_MIN);
+  assert_int_equal(send_cmd(&h, "INCR n"), 0);
+  assert_true(rfx_run_until(&h.loop, replies_7, &h, 2000));
+  assert_int_equal(h.ints[6], 43);
   h_finish(&h);
   rfx_kill(&r);
 }
@@ -254,6 +263,8 @@ static void test_large_pipeline(void **state) {
   assert_int_equal(h.replies, BIG_CMDS + 2);
   assert_int_equal(h.null_replies, 0);
   assert_int_equal(rconn_pending_bytes(&h.conn), 0);
+  /* Past REDISUV_OBUF_KEEP the emptied buffer was given back. */
+  assert_true(sdsalloc(h.conn.ac->c.obuf) <= REDISUV_OBUF_KEEP);
   assert_int_equal(h.last_int, -1);
   snprintf(v, sizeof(v), "%0*d", BIG_VALUE, BIG_CMDS - 1);
   assert_int_equal(strncmp(h.last_str, v, sizeof(h.last_str) - 1), 0);
