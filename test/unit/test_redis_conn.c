@@ -77,6 +77,14 @@ static void h_start(harness *h, const char *url) {
   rconn_start(&h->conn);
 }
 
+/* A redis-server of its own and a READY connection to it. */
+static void h_start_ready(rfx *r, harness *h) {
+  char url[128];
+  assert_int_equal(rfx_spawn(r, NULL), 0);
+  h_start(h, rfx_url(r, url, sizeof(url), NULL, 0));
+  assert_true(rfx_run_until(&h->loop, is_ready, h, 2000));
+}
+
 static void h_finish(harness *h) {
   rconn_close(&h->conn);
   assert_true(rfx_run_until(&h->loop, is_closed, h, 2000));
@@ -186,11 +194,8 @@ static void test_connect_refused_backs_off(void **state) {
 
 static void test_connect_and_command(void **state) {
   rfx r = {0};
-  assert_int_equal(rfx_spawn(&r, NULL), 0);
-  char url[128];
   harness h;
-  h_start(&h, rfx_url(&r, url, sizeof(url), NULL, 0));
-  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+  h_start_ready(&r, &h);
   assert_int_equal(send_cmd(&h, "PING"), 0);
   assert_true(rfx_run_until(&h.loop, got_reply, &h, 2000));
   assert_string_equal(h.last_str, "PONG");
@@ -203,11 +208,8 @@ static void test_connect_and_command(void **state) {
  * and strings must come through as hiredis builds them. */
 static void test_reply_types_in_a_pipeline(void **state) {
   rfx r = {0};
-  assert_int_equal(rfx_spawn(&r, NULL), 0);
-  char url[128];
   harness h;
-  h_start(&h, rfx_url(&r, url, sizeof(url), NULL, 0));
-  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+  h_start_ready(&r, &h);
   assert_int_equal(send_cmd(&h, "INCR n"), 0);
   assert_int_equal(send_cmd(&h, "SET s x"), 0);
   assert_int_equal(send_cmd(&h, "INCR s"), 0);
@@ -246,11 +248,8 @@ static bool big_done(void *a) { return ((harness *)a)->replies >= BIG_CMDS + 2; 
  * sds's linear steps and every byte still reaches the server in order. */
 static void test_large_pipeline(void **state) {
   rfx r = {0};
-  assert_int_equal(rfx_spawn(&r, NULL), 0);
-  char url[128];
   harness h;
-  h_start(&h, rfx_url(&r, url, sizeof(url), NULL, 0));
-  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+  h_start_ready(&r, &h);
   static char v[BIG_VALUE + 1];
   for (int i = 0; i < BIG_CMDS; i++) {
     snprintf(v, sizeof(v), "%0*d", BIG_VALUE, i);
