@@ -48,8 +48,9 @@ static void redisuv_write(redisAsyncContext *ac) {
     if (n > 0 && (size_t)n == len && sdsalloc(c->obuf) <= REDISUV_OBUF_KEEP) {
       sdsclear(c->obuf);
     } else if (n > 0 && (size_t)n == len) {
-      sdsfree(c->obuf);
-      c->obuf = sdsempty();
+      sds empty = sdsempty(); /* out of memory: keep the large one */
+      if (empty) sdsfree(c->obuf);
+      c->obuf = empty ? empty : (sdsclear(c->obuf), c->obuf);
     } else if (n > 0) {
       sdsrange(c->obuf, (int)n, -1);
     }
