@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "redis_conn.h"
 
 /* Longest channel name: prefix, ':' and a symbol, with room to spare. */
@@ -78,9 +79,10 @@ td_publisher *pub_new(uv_loop_t *loop, const char *redis_url, const pub_options 
  * UV_ECANCELED (closing). */
 int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
                 size_t payload_len);
-/* Remembers `payload` as the latest value of `field` in `hash`. */
-void pub_set_last(td_publisher *p, const char *hash, const char *field, const char *payload,
-                  size_t len);
+/* Remembers `payload` (taking a reference, no copy) as the latest value of
+ * field[0..fn) in hash[0..hn). */
+void pub_set_last(td_publisher *p, const char *hash, size_t hn, const char *field, size_t fn,
+                  td_buf *payload);
 bool pub_ready(const td_publisher *p);
 void pub_stats(const td_publisher *p, struct pub_stats *out);
 const char *pub_state_name(const td_publisher *p);

@@ -35,6 +35,11 @@
  * which only makes the watchdog later, never wrong about a stall. */
 #define RCONN_WATCH_SLOTS 256
 
+/* Smallest size hiredis's output buffer grows to once a command does not
+ * fit: a loop iteration's worth of pipelined PUBLISH commands, so that a
+ * batch does not regrow (and recopy) the buffer in small steps. */
+#define RCONN_OBUF_MIN (64 * 1024)
+
 typedef enum rconn_state {
   RCONN_IDLE,
   RCONN_RESOLVING,
@@ -108,6 +113,9 @@ struct td_rconn {
   int closes_pending;
   bool ever_ready;
 
+  char *scratch;            /* rconn_command_begin without in-place formatting */
+  size_t scratch_cap;
+
   struct { uint64_t sent_ms; uint32_t n; } watch[RCONN_WATCH_SLOTS];
   uint32_t watch_head, watch_len;
 
@@ -128,10 +136,20 @@ int rconn_init(td_rconn *c, uv_loop_t *loop, const char *url, const rconn_callba
 void rconn_start(td_rconn *c);
 /* True when commands may be sent now. */
 bool rconn_ready(const td_rconn *c);
-/* Sends a RESP command expecting one reply, watched by the command timer.
+/* Sends a RESP command expecting one reply, watched by the command timer;
+ * not for the (P)(UN)SUBSCRIBE family or MONITOR (rconn_command_untracked).
  * cmd[len] must be '\0': hiredis 0.14 scans the arguments with strchr(). 
- * Returns 0, UV_ENOTCONN when not ready, UV_EIO if hiredis refused it. */
+ * Returns 0, UV_ENOTCONN when not ready, UV_ENOMEM, UV_EIO if hiredis
+ * refused it. A top-level integer reply handed to on_reply is a shared
+ * object, valid only during the callback like every reply. */
 int rconn_command(td_rconn *c, uintptr_t tag, const char *cmd, size_t len);
+/* rconn_command without a copy: begin returns room for a RESP command of up
+ * to `max` bytes (NULL when not ready or out of memory), end sends the `len`
+ * bytes written there, with rconn_command's results. Nothing else may touch
+ * the connection in between. Never for the (P)(UN)SUBSCRIBE family or
+ * MONITOR. */
+char *rconn_command_begin(td_rconn *c, size_t max);
+int rconn_command_end(td_rconn *c, uintptr_t tag, size_t len);
 /* The same without the watchdog: (UN)SUBSCRIBE, whose replies hiredis routes
  * per channel and interleaves with messages. */
 int rconn_command_untracked(td_rconn *c, uintptr_t tag, const char *cmd, size_t len);

@@ -18,4 +18,8 @@
  * uv_poll_init error. On error the context is untouched (free it). */
 int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop);
 
+/* Largest output buffer kept allocated once written out (see redis_uv.c):
+ * a loop iteration's worth of pipelined commands on one connection. */
+#define REDISUV_OBUF_KEEP (1024 * 1024)
+
 #endif

@@ -79,7 +79,18 @@ typedef struct {
 
 enum { SMSG_SCAN_GIVE_UP = -1, SMSG_SCAN_DONE = 0, SMSG_SCAN_ITEM = 1 };
 
+/* 1 for the bytes a string may hold as they are: 0x20..0x7f except '"' and
+ * '\\'. Strings of other bytes (escapes, UTF-8) are the scanner's business. */
+extern const unsigned char smsg__plain[256];
+
 void smsg__scan_init(smsg_scan *s, const char *buf, size_t len);
+/* Between items: the '{' that opens the next one, after the whitespace, '['
+ * or ',' before it, or NULL when the next token is anything else. A caller
+ * that reads the item itself reports its end to smsg__scan_item_done; one
+ * that does not calls smsg__scan_item as usual, which then reads it. */
+const char *smsg__scan_item_start(smsg_scan *s);
+/* The item at smsg__scan_item_start's '{' ended just before `end`. */
+void smsg__scan_item_done(smsg_scan *s, const char *end);
 /* The next item into *it: SMSG_SCAN_ITEM, SMSG_SCAN_DONE at the end of a
  * well-formed buffer, or SMSG_SCAN_GIVE_UP (and on every later call). */
 int smsg__scan_item(smsg_scan *s, smsg_item *it);

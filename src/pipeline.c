@@ -19,6 +19,7 @@ struct td_pipeline {
   qstore *store;
   td_publisher *const *pub;                   /* app->pub: TD_REDIS_PUBLISH_CONNS connections */
   char last_hash[TD_CHANNEL_PREFIX_MAX + 8];   /* "quotes:last" */
+  size_t last_hash_len;
   pipeline_stats stats;
   pipeline_result *batch;                      /* while a batch is delivered */
 };
@@ -30,6 +31,7 @@ td_pipeline *pipeline_new(td_app *app, qstore *store) {
   p->store = store;
   p->pub = app->pub;
   snprintf(p->last_hash, sizeof(p->last_hash), "%s:last", app->cfg->channel_prefix);
+  p->last_hash_len = strlen(p->last_hash);
   return p;
 }
 
@@ -63,7 +65,7 @@ void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
   pub_publish(p->pub[channel_shard(channel, n)], channel, n, payload->data, payload->len);
   qstore_insert(p->store, m->kind, m->symbol, m->symbol_len, payload, qstore_epoch(p->store), seq,
                 uv_now(p->app->loop));
-  if (m->kind == SMSG_QUOTE) pub_set_last(p->pub[0], p->last_hash, m->symbol, payload->data, payload->len);
+  if (m->kind == SMSG_QUOTE) pub_set_last(p->pub[0], p->last_hash, p->last_hash_len, m->symbol, m->symbol_len, payload);
   buf_unref(payload);
   p->stats.received[m->kind]++;
   p->stats.queued++;

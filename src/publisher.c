@@ -21,6 +21,7 @@ typedef struct pub_entry {
   bool listed;
   uint32_t key_len, val_len, cap;
   char *data;              /* key then value */
+  td_buf *val;             /* the value instead, shared (latest values) */
 } pub_entry;
 
 typedef struct pub_map {
@@ -30,11 +31,14 @@ typedef struct pub_map {
   uint32_t head, tail, listed;
 } pub_map;
 
-static uint32_t hash_bytes(const char *p, size_t n) {
-  uint32_t h = 2166136261u; /* FNV-1a */
+#define HASH_INIT 2166136261u /* FNV-1a */
+
+static uint32_t hash_more(uint32_t h, const char *p, size_t n) {
   for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 16777619u;
   return h;
 }
+
+static uint32_t hash_bytes(const char *p, size_t n) { return hash_more(HASH_INIT, p, n); }
 
 static int map_init(pub_map *m, uint32_t max) {
   uint32_t nb = 16;
@@ -50,7 +54,10 @@ static int map_init(pub_map *m, uint32_t max) {
 
 static void map_free(pub_map *m) {
   if (m->e)
-    for (uint32_t i = 1; i <= m->max; i++) free(m->e[i].data);
+    for (uint32_t i = 1; i <= m->max; i++) {
+      free(m->e[i].data);
+      buf_unref(m->e[i].val);
+    }
   free(m->e);
   free(m->bucket);
   memset(m, 0, sizeof(*m));
@@ -137,6 +144,8 @@ static void map_remove(pub_map *m, uint32_t i) {
   uint32_t *pp = &m->bucket[e->hash & m->mask];
   while (*pp != i) pp = &m->e[*pp].chain;
   *pp = e->chain;
+  buf_unref(e->val);
+  e->val = NULL;
   if (e->cap > PUB_ENTRY_KEEP_BYTES) { /* a rare giant: give it back */
     free(e->data);
     e->data = NULL;
@@ -161,6 +170,9 @@ struct td_publisher {
   char *scratch;    /* RESP being formatted */
   size_t scratch_cap;
   uint32_t inflight, hset_inflight;
+  char last_hash[PUB_CHANNEL_MAX + 1]; /* the hash of the latest pub_set_last */
+  size_t last_hn;
+  uint32_t last_hash_fnv;              /* FNV state after "hash\0" */
   bool closing;
   int closes_pending;
   void (*done)(void *);
@@ -188,10 +200,17 @@ static char *put_u64(char *o, uint64_t v) {
   return o;
 }
 
-/* "$<n>\r\n<bytes>\r\n" */
+/* "$<n>\r\n<bytes>\r\n". Channels and quotes have two or three digit
+ * lengths: written without put_u64's division loop. */
 static char *put_bulk(char *o, const char *s, size_t n) {
   *o++ = '$';
-  o = put_u64(o, n);
+  if (n >= 10 && n < 1000) {
+    if (n >= 100) *o++ = (char)('0' + n / 100);
+    *o++ = (char)('0' + n / 10 % 10);
+    *o++ = (char)('0' + n % 10);
+  } else {
+    o = put_u64(o, n);
+  }
   *o++ = '\r';
   *o++ = '\n';
   memcpy(o, s, n);
@@ -208,15 +227,16 @@ static bool pipeline_room(const td_publisher *p) {
   return p->inflight < p->max_inflight && rconn_pending_bytes(&p->conn) < PUB_MAX_PENDING_BYTES;
 }
 
+/* Formatted straight into the connection's output buffer: no copy. */
 static int send_publish(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn) {
   static const char head[] = "*3\r\n$7\r\nPUBLISH\r\n";
-  char *o = scratch_reserve(p, sizeof(head) + chn + vn + 2 * RESP_BULK_OVERHEAD);
+  if (!rconn_ready(&p->conn)) return UV_ENOTCONN;
+  char *o = rconn_command_begin(&p->conn, sizeof(head) + chn + vn + 2 * RESP_BULK_OVERHEAD);
   if (!o) return UV_ENOMEM;
   memcpy(o, head, sizeof(head) - 1);
   char *end = put_bulk(o + sizeof(head) - 1, ch, chn);
   end = put_bulk(end, v, vn);
-  *end = '\0'; /* hiredis parses the command name with strchr() */
-  int rc = rconn_command(&p->conn, TAG_PUBLISH, o, (size_t)(end - o));
+  int rc = rconn_command_end(&p->conn, TAG_PUBLISH, (size_t)(end - o));
   if (rc == 0) p->inflight++;
   return rc;
 }
@@ -273,30 +293,45 @@ int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const 
 
 /* ---- latest values -------------------------------------------------------- */
 
-void pub_set_last(td_publisher *p, const char *hash, const char *field, const char *payload,
-                  size_t len) {
-  size_t hn = strlen(hash), fn = strlen(field);
+void pub_set_last(td_publisher *p, const char *hash, size_t hn, const char *field, size_t fn,
+                  td_buf *payload) {
   char key[2 * PUB_CHANNEL_MAX + 2];
   if (p->closing || hn == 0 || fn == 0 || hn > PUB_CHANNEL_MAX || fn > PUB_CHANNEL_MAX ||
-      len > PUB_PAYLOAD_MAX) {
+      payload->len > PUB_PAYLOAD_MAX) {
     p->last_dropped++;
     return;
   }
-  memcpy(key, hash, hn + 1); /* "hash\0field": one key, hash recoverable */
+  /* "hash\0field": one key, hash recoverable. The hash's part of the FNV
+   * state is kept: the same hash comes with every quote. */
+  if (hn != p->last_hn || memcmp(hash, p->last_hash, hn)) {
+    memcpy(p->last_hash, hash, hn);
+    p->last_hn = hn;
+    p->last_hash_fnv = hash_more(HASH_INIT, hash, hn + 1);
+  }
+  memcpy(key, hash, hn);
+  key[hn] = '\0';
   memcpy(key + hn + 1, field, fn);
   size_t kn = hn + 1 + fn;
-  uint32_t h = hash_bytes(key, kn);
+  uint32_t h = hash_more(p->last_hash_fnv, field, fn);
   uint32_t i = map_find(&p->last, key, kn, h);
-  if (i) {
-    if (entry_set_value(&p->last.e[i], payload, len) < 0) {
-      p->last_dropped++;
-      return;
-    }
-  } else if (!(i = map_insert(&p->last, key, kn, h, payload, len))) {
+  if (!i && !(i = map_insert(&p->last, key, kn, h, "", 0))) {
     p->last_dropped++;
     return;
   }
+  pub_entry *e = &p->last.e[i];
+  buf_unref(e->val);
+  e->val = buf_ref(payload);
   list_push(&p->last, i);
+}
+
+/* The bytes of an entry's value. */
+static const char *entry_value(const pub_entry *e, size_t *n) {
+  if (e->val) {
+    *n = e->val->len;
+    return e->val->data;
+  }
+  *n = e->val_len;
+  return e->data + e->key_len;
 }
 
 /* One HSET per hash with every changed field of it. */
@@ -306,7 +341,9 @@ static void flush_last_hash(td_publisher *p, const char *hash, size_t hn) {
   for (uint32_t i = m->head; i; i = m->e[i].next) {
     pub_entry *e = &m->e[i];
     if (e->key_len > hn && memcmp(e->data, hash, hn + 1) == 0) {
-      bytes += e->key_len + e->val_len + 2 * RESP_BULK_OVERHEAD;
+      size_t vn;
+      entry_value(e, &vn);
+      bytes += e->key_len + vn + 2 * RESP_BULK_OVERHEAD;
       n++;
     }
   }
@@ -320,7 +357,9 @@ static void flush_last_hash(td_publisher *p, const char *hash, size_t hn) {
     pub_entry *e = &m->e[i];
     if (e->key_len > hn && memcmp(e->data, hash, hn + 1) == 0) {
       w = put_bulk(w, e->data + hn + 1, e->key_len - hn - 1);
-      w = put_bulk(w, e->data + e->key_len, e->val_len);
+      size_t vn;
+      const char *v = entry_value(e, &vn);
+      w = put_bulk(w, v, vn);
     }
   }
   *w = '\0'; /* hiredis parses the command name with strchr() */

@@ -43,6 +43,7 @@ struct qstore {
   size_t nsyms, syms_cap;
   uint32_t *slots;           /* index + 1 into syms; 0 is empty */
   size_t nslots;             /* power of two, >= 2 * nsyms */
+  qs_symbol *recent;         /* the symbol sym_get found last */
   qstore_stats st;
 };
 
@@ -143,14 +144,23 @@ static int sym_rehash(qstore *qs, size_t nslots) {
   return 0;
 }
 
-/* Finds or adds a symbol; returns NULL with *err set on failure. */
+/* Finds or adds a symbol; returns NULL with *err set on failure. The
+ * pipeline asks for the same symbol twice in a row (next seq, then insert):
+ * the second time a comparison with the last one found answers, and a
+ * stored name is valid by construction. */
 static qs_symbol *sym_get(qstore *qs, const char *s, size_t n, int *err) {
+  qs_symbol *r = qs->recent;
+  if (r && r->len == n) {
+    size_t i = 0;   /* at most TD_SYMBOL_MAX bytes: no call to memcmp */
+    while (i < n && r->name[i] == s[i]) i++;
+    if (i == n) return r;
+  }
   if (!smsg_symbol_valid(s, n)) {
     *err = -EINVAL;
     return NULL;
   }
   qs_symbol *y = sym_lookup(qs, s, n);
-  if (y) return y;
+  if (y) return qs->recent = y;
   if (qs->nsyms >= qs->max_symbols) {
     qs->st.rejected_symbols++;
     *err = -ENOSPC;
@@ -175,7 +185,7 @@ static qs_symbol *sym_get(qstore *qs, const char *s, size_t n, int *err) {
   while (qs->slots[i]) i = (i + 1) & mask;
   qs->slots[i] = (uint32_t)qs->nsyms;
   qs->st.symbols = qs->nsyms;
-  return y;
+  return qs->recent = y;
 }
 
 static qs_series *series_get(qstore *qs, smsg_kind kind, const char *s, size_t n, int *err) {

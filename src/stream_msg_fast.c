@@ -31,9 +31,10 @@ static bool is_digit(char c) {
 /* 1 for the bytes a string may hold as they are: 0x20..0x7f except '"'
  * and '\\'. A table lookup per byte beats word-at-a-time tricks here:
  * most strings (keys, codes, symbols) are one to four bytes long. */
+#define plain smsg__plain
 #define P0 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 #define P1 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
-static const unsigned char plain[256] = {
+const unsigned char smsg__plain[256] = {
   P0, P0,                                              /* 0x00-0x1f: control */
   1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,      /* 0x22 '"' */
   P1, P1,
@@ -145,6 +146,38 @@ void smsg__scan_init(smsg_scan *s, const char *buf, size_t len) {
   s->end = buf + len;
   s->state = SCAN_ROOT;
   s->root_array = false;
+}
+
+const char *smsg__scan_item_start(smsg_scan *s) {
+  const char *p = s->p, *e = s->end;
+  for (;;) {
+    while (p < e && is_ws(*p)) p++;
+    if (p == e) return NULL;
+    switch (s->state) {
+    case SCAN_ROOT:   /* a single object is the item; '[' opens the list */
+      if (*p == '{') return s->p = p;
+      if (*p != '[') return NULL;
+      s->root_array = true;
+      s->state = SCAN_ITEM_FIRST;
+      s->p = ++p;
+      break;
+    case SCAN_ITEM_FIRST:
+    case SCAN_ITEM:
+      return *p == '{' ? (s->p = p) : NULL;
+    case SCAN_ITEM_NEXT:
+      if (*p != ',') return NULL;
+      s->state = SCAN_ITEM;
+      s->p = ++p;
+      break;
+    default:
+      return NULL;
+    }
+  }
+}
+
+void smsg__scan_item_done(smsg_scan *s, const char *end) {
+  s->p = end;
+  s->state = s->root_array ? SCAN_ITEM_NEXT : SCAN_END;
 }
 
 static SCAN_COLD int give_up(smsg_scan *s) {

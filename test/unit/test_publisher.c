@@ -269,13 +269,21 @@ static void test_pending_bytes_bounded(void **state) {
   ctx_finish(&c);
 }
 
+/* pub_set_last with a buffer of its own, released at once like the
+ * pipeline's: the publisher's reference keeps the value. */
+static void set_last(td_publisher *p, const char *hash, const char *field, const char *v) {
+  td_buf *b = buf_from(v, strlen(v));
+  pub_set_last(p, hash, strlen(hash), field, strlen(field), b);
+  buf_unref(b);
+}
+
 static void test_set_last_batches(void **state) {
   ctx c;
   ctx_start(&c, NULL);
-  pub_set_last(c.pub, "quotes:last", "AAPL", "a1", 2);
-  pub_set_last(c.pub, "quotes:last", "AAPL", "a2", 2); /* replaces a1 before the flush */
-  pub_set_last(c.pub, "quotes:last", "MSFT", "m1", 2);
-  pub_set_last(c.pub, "trades:last", "AAPL", "t1", 2);
+  set_last(c.pub, "quotes:last", "AAPL", "a1");
+  set_last(c.pub, "quotes:last", "AAPL", "a2"); /* replaces a1 before the flush */
+  set_last(c.pub, "quotes:last", "MSFT", "m1");
+  set_last(c.pub, "trades:last", "AAPL", "t1");
   assert_true(rfx_run_until(&c.loop, last_written_3, &c, 2000));
   struct pub_stats st;
   pub_stats(c.pub, &st);

@@ -10,6 +10,8 @@
 #include "log.h"
 #include "redis_conn.h"
 #include "redis_fixture.h"
+#include "redis_uv.h"
+#include <hiredis/sds.h>
 
 typedef struct harness {
   uv_loop_t loop;
@@ -18,6 +20,12 @@ typedef struct harness {
   const char *last_reason;
   long long last_int;
   char last_str[64];
+  /* every reply in order: its type, integer, and for arrays the integers */
+  int types[64];
+  long long ints[64];
+  long long elems[64][4];
+  int nelems[64];
+  int nrec;
 } harness;
 
 static void h_ready(td_rconn *c, void *ud) { ((harness *)ud)->ready++; }
@@ -35,6 +43,13 @@ static void h_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
   }
   h->replies++;
   h->last_int = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+  if (h->nrec < 64) {
+    int i = h->nrec++;
+    h->types[i] = r->type;
+    h->ints[i] = r->integer;
+    for (size_t j = 0; r->type == REDIS_REPLY_ARRAY && j < r->elements && j < 4; j++)
+      h->elems[i][h->nelems[i]++] = r->element[j]->type == REDIS_REPLY_INTEGER ? r->element[j]->integer : -1;
+  }
   snprintf(h->last_str, sizeof(h->last_str), "%.*s", r->str ? (int)r->len : 0, r->str ? r->str : "");
 }
 static void h_closed(td_rconn *c, void *ud) { ((harness *)ud)->closed++; }
@@ -50,6 +65,8 @@ static bool lost_3(void *a) { return ((harness *)a)->lost >= 3; }
 static bool lost_1(void *a) { return ((harness *)a)->lost >= 1; }
 static bool got_reply(void *a) { return ((harness *)a)->replies + ((harness *)a)->null_replies > 0; }
 static bool ready_twice(void *a) { return ((harness *)a)->ready >= 2; }
+static bool replies_6(void *a) { return ((harness *)a)->replies >= 6; }
+static bool replies_7(void *a) { return ((harness *)a)->replies >= 7; }
 static bool is_closed(void *a) { return ((harness *)a)->closed == 1; }
 
 static void h_start(harness *h, const char *url) {
@@ -58,6 +75,14 @@ static void h_start(harness *h, const char *url) {
   const char *err = NULL;
   assert_int_equal(rconn_init(&h->conn, &h->loop, url, &h_cb, h, &fast, &err), 0);
   rconn_start(&h->conn);
+}
+
+/* A redis-server of its own and a READY connection to it. */
+static void h_start_ready(rfx *r, harness *h) {
+  char url[128];
+  assert_int_equal(rfx_spawn(r, NULL), 0);
+  h_start(h, rfx_url(r, url, sizeof(url), NULL, 0));
+  assert_true(rfx_run_until(&h->loop, is_ready, h, 2000));
 }
 
 static void h_finish(harness *h) {
@@ -169,14 +194,79 @@ static void test_connect_refused_backs_off(void **state) {
 
 static void test_connect_and_command(void **state) {
   rfx r = {0};
-  assert_int_equal(rfx_spawn(&r, NULL), 0);
-  char url[128];
   harness h;
-  h_start(&h, rfx_url(&r, url, sizeof(url), NULL, 0));
-  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+  h_start_ready(&r, &h);
   assert_int_equal(send_cmd(&h, "PING"), 0);
   assert_true(rfx_run_until(&h.loop, got_reply, &h, 2000));
   assert_string_equal(h.last_str, "PONG");
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+/* Top-level integers are read into one shared object, not allocated: each
+ * callback must still see its own value, and integers inside arrays, errors
+ * and strings must come through as hiredis builds them. */
+static void test_reply_types_in_a_pipeline(void **state) {
+  rfx r = {0};
+  harness h;
+  h_start_ready(&r, &h);
+  assert_int_equal(send_cmd(&h, "INCR n"), 0);
+  assert_int_equal(send_cmd(&h, "SET s x"), 0);
+  assert_int_equal(send_cmd(&h, "INCR s"), 0);
+  assert_int_equal(send_cmd(&h, "SADD set a"), 0);
+  assert_int_equal(send_cmd(&h, "SMISMEMBER set a b"), 0);
+  assert_int_equal(send_cmd(&h, "INCRBY n 41"), 0);
+  assert_true(rfx_run_until(&h.loop, replies_6, &h, 2000));
+  assert_int_equal(h.nrec, 6);
+  assert_int_equal(h.types[0], REDIS_REPLY_INTEGER);
+  assert_int_equal(h.ints[0], 1);
+  assert_int_equal(h.types[1], REDIS_REPLY_STATUS);
+  assert_int_equal(h.types[2], REDIS_REPLY_ERROR);
+  assert_int_equal(h.types[3], REDIS_REPLY_INTEGER);
+  assert_int_equal(h.ints[3], 1);
+  assert_int_equal(h.types[4], REDIS_REPLY_ARRAY);
+  assert_int_equal(h.nelems[4], 2);
+  assert_int_equal(h.elems[4][0], 1);
+  assert_int_equal(h.elems[4][1], 0);
+  assert_int_equal(h.types[5], REDIS_REPLY_INTEGER);
+  assert_int_equal(h.ints[5], 42);
+  /* Written out, the output buffer kept its allocation for the next batch. */
+  assert_int_equal(rconn_pending_bytes(&h.conn), 0);
+  assert_true(sdsalloc(h.conn.ac->c.obuf) >= RCONN_OBUF_MIN);
+  assert_int_equal(send_cmd(&h, "INCR n"), 0);
+  assert_true(rfx_run_until(&h.loop, replies_7, &h, 2000));
+  assert_int_equal(h.ints[6], 43);
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+#define BIG_CMDS 4000
+#define BIG_VALUE 1024
+static bool big_done(void *a) { return ((harness *)a)->replies >= BIG_CMDS + 2; }
+
+/* Megabytes queued in one loop iteration: the output buffer grows past
+ * sds's linear steps and every byte still reaches the server in order. */
+static void test_large_pipeline(void **state) {
+  rfx r = {0};
+  harness h;
+  h_start_ready(&r, &h);
+  static char v[BIG_VALUE + 1];
+  for (int i = 0; i < BIG_CMDS; i++) {
+    snprintf(v, sizeof(v), "%0*d", BIG_VALUE, i);
+    assert_int_equal(send_cmd(&h, "SET k%d %s", i, v), 0);
+  }
+  assert_true(rconn_pending_bytes(&h.conn) > (size_t)BIG_CMDS * BIG_VALUE);
+  assert_int_equal(send_cmd(&h, "DBSIZE"), 0);
+  assert_int_equal(send_cmd(&h, "GET k%d", BIG_CMDS - 1), 0);
+  assert_true(rfx_run_until(&h.loop, big_done, &h, 10000));
+  assert_int_equal(h.replies, BIG_CMDS + 2);
+  assert_int_equal(h.null_replies, 0);
+  assert_int_equal(rconn_pending_bytes(&h.conn), 0);
+  /* Past REDISUV_OBUF_KEEP the emptied buffer was given back. */
+  assert_true(sdsalloc(h.conn.ac->c.obuf) <= REDISUV_OBUF_KEEP);
+  assert_int_equal(h.last_int, -1);
+  snprintf(v, sizeof(v), "%0*d", BIG_VALUE, BIG_CMDS - 1);
+  assert_int_equal(strncmp(h.last_str, v, sizeof(h.last_str) - 1), 0);
   h_finish(&h);
   rfx_kill(&r);
 }
@@ -376,6 +466,8 @@ int main(void) {
       cmocka_unit_test(test_url_bad),
       cmocka_unit_test(test_connect_refused_backs_off),
       cmocka_unit_test(test_connect_and_command),
+      cmocka_unit_test(test_reply_types_in_a_pipeline),
+      cmocka_unit_test(test_large_pipeline),
       cmocka_unit_test(test_hostname_resolved),
       cmocka_unit_test(test_auth_password),
       cmocka_unit_test(test_auth_acl_user),

@@ -478,6 +478,95 @@ static void test_fast_path_taken(void **state) {
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) check_paths(cases[i], true);
 }
 
+/* Items in the compact form (table order, no whitespace, plain strings) are
+ * read in one pass; the others by the scanner. Both must give what the
+ * jansson path gives. */
+#define Q_COMPACT(bp, rest)                                                                 \
+  "{\"T\":\"q\",\"S\":\"AAPL\",\"bx\":\"V\",\"bp\":" bp ",\"bs\":3,\"ax\":\"V\",\"ap\":189.52," \
+  "\"as\":1" rest "}"
+#define Q_CANON Q_COMPACT("189.5", ",\"c\":[\"R\"],\"z\":\"C\",\"t\":\"2026-11-21T20:00:00.123456789Z\"")
+
+static void check_compact(const char *in, uint64_t want_items, bool want_fast) {
+  uint64_t before = fast_compact_items;
+  check_paths(in, want_fast);
+  /* check_paths parses `in` twice with the fast path allowed */
+  if (fast_compact_items - before != 2 * want_items)
+    fail_msg("compact items %llu, want %llu: %s", (unsigned long long)(fast_compact_items - before) / 2,
+             (unsigned long long)want_items, in);
+}
+
+static void test_compact_form(void **state) {
+  static const struct {
+    const char *in;
+    uint64_t compact;
+    bool fast;
+  } cases[] = {
+    {Q_CANON, 1, true},
+    {"[" Q_CANON "," Q_CANON "," Q_CANON "]", 3, true},
+    {Q_COMPACT("100.00", ",\"t\":\"2026-11-21T20:00:00Z\""), 1, true},            /* no c, z */
+    {Q_COMPACT("0", ",\"c\":[],\"t\":\"2026-11-21T20:00:00+05:30\""), 1, true},
+    {Q_COMPACT("123456789012345.5", ",\"z\":\"C\",\"t\":\"2026-11-21T20:00:00Z\""), 1, true},
+    {Q_COMPACT("0.1234567891", ",\"t\":\"2026-11-21T20:00:00Z\""), 1, true},
+    {Q_COMPACT("7.0000000000", ",\"c\":[\"R\",\"I\"],\"t\":\"2026-11-21T20:00:00Z\""), 1, true},
+    {"[{\"T\":\"t\",\"S\":\"MSFT\",\"i\":96921,\"x\":\"D\",\"p\":126.55,\"s\":1,\"c\":[\"@\",\"I\"],"
+     "\"z\":\"C\",\"t\":\"2021-02-22T15:51:44.208Z\"},"
+     "{\"T\":\"b\",\"S\":\"SPY\",\"o\":388.985,\"h\":389.13,\"l\":388.975,\"c\":389.12,\"v\":49378,"
+     "\"n\":461,\"vw\":389.062639,\"t\":\"2021-02-22T19:15:00Z\"},"
+     "{\"T\":\"u\",\"S\":\"SPY\",\"o\":1,\"h\":2,\"l\":0.5,\"c\":1.5,\"v\":10,\"t\":\"2021-02-22T19:15:00Z\"},"
+     "{\"T\":\"s\",\"S\":\"AAPL\",\"sc\":\"H\",\"sm\":\"Trading Halt\",\"rc\":\"T12\",\"z\":\"C\","
+     "\"t\":\"2021-02-22T19:15:00.1Z\"},"
+     "{\"T\":\"l\",\"S\":\"IONM\",\"u\":3.44,\"d\":2.86,\"i\":\"B\",\"t\":\"2023-02-01T14:30:01.5Z\"},"
+     "{\"T\":\"c\",\"S\":\"EEM\",\"x\":\"M\",\"oi\":52983525033527,\"op\":39.1582,\"os\":440000,"
+     "\"oc\":[\" \",\"7\",\"V\"],\"ci\":52983525034326,\"cp\":39.1809,\"cs\":440000,"
+     "\"cc\":[\" \",\"7\",\"V\"],\"z\":\"B\",\"t\":\"2023-02-01T14:30:01.123Z\"},"
+     "{\"T\":\"x\",\"S\":\"GOOGL\",\"i\":3,\"x\":\"V\",\"p\":95.5,\"s\":100,\"a\":\"C\","
+     "\"t\":\"2023-02-01T14:30:01Z\"}]", 7, true},
+    /* mixed: the scanner reads what the compact form does not take */
+    {"[" Q_CANON ", " Q_CANON "," QUOTE_IN "," Q_CANON "]", 3, true},
+    {"[" Q_CANON "," Q_COMPACT("1", ",\"c\":[\"R\" ],\"t\":\"2026-11-21T20:00:00Z\"") "]", 1, true},
+    /* not the compact form, still the fast path */
+    {Q_COMPACT("1", ",\"z\":null,\"t\":\"2026-11-21T20:00:00Z\""), 0, true},
+    {Q_COMPACT("-0", ",\"t\":\"2026-11-21T20:00:00Z\""), 0, true},
+    {Q_COMPACT("1", ",\"t\":\"2026-11-21T20:00:00Z\",\"c\":[\"R\"],\"z\":\"C\""), 0, true},
+    {Q_COMPACT("1", ",\"t\":\"2026-11-21T20:00:00Z\",\"seq\":7"), 0, true},
+    {Q_COMPACT("1", ",\"t\":\"2026-11-21T20:00:00Z\" "), 0, true},
+    {Q_COMPACT("1", ",\"sm\":\"\xc3\xa9\",\"t\":\"2026-11-21T20:00:00Z\""), 0, true},
+    {"{\"T\":\"s\",\"S\":\"AAPL\",\"sc\":\"H\",\"sm\":\"Halt \xc3\xa9\",\"t\":\"2021-02-22T19:15:00Z\"}", 0, true},
+    {"{\"T\":\"n\",\"id\":1,\"headline\":\"h\",\"created_at\":\"2022-01-05T22:00:37Z\","
+     "\"symbols\":[\"AAPL\"]}", 0, true},
+    /* neither: invalid or not handled by the fast path at all */
+    {Q_COMPACT("1", ",\"t\":\"2026-11-21T20:00:00Z\",\"t\":\"2026-11-21T20:00:00Z\""), 0, false},
+    {Q_COMPACT("1", ",\"c\":[\"R\"],\"c\":[\"R\"],\"t\":\"2026-11-21T20:00:00Z\""), 0, false},
+    {Q_COMPACT("1e2", ",\"t\":\"2026-11-21T20:00:00Z\""), 0, false},
+    {Q_COMPACT("01", ",\"t\":\"2026-11-21T20:00:00Z\""), 0, false},
+    {Q_COMPACT("1", ",\"t\":\"2026-11-21T20:00:00\""), 0, false},
+    {Q_COMPACT("1", ",\"z\":\"ABCDEFGHIJKLMNOPQ\",\"t\":\"2026-11-21T20:00:00Z\""), 0, false},
+    {Q_COMPACT("1", ""), 0, false},                                                   /* no t */
+    {Q_COMPACT("1", ",\"t\":\"2026-11-21T20:00:00Z\",\"T\":\"q\""), 0, false},
+    {"{\"T\":\"q\",\"S\":\"aapl\",\"bx\":\"V\",\"bp\":1,\"bs\":3,\"ax\":\"V\",\"ap\":2,\"as\":1,"
+     "\"t\":\"2026-11-21T20:00:00Z\"}", 0, false},
+    {"{\"T\":\"q\",\"S\":\"AAPL\",\"bx\":\"V\",\"bp\":1,\"bs\":3.5,\"ax\":\"V\",\"ap\":2,\"as\":1,"
+     "\"t\":\"2026-11-21T20:00:00Z\"}", 0, false},
+    {"{\"T\":\"q\",\"S\":\"AAPL\",\"b\\u0078\":\"V\",\"bp\":1,\"bs\":3,\"ax\":\"V\",\"ap\":2,\"as\":1,"
+     "\"t\":\"2026-11-21T20:00:00Z\"}", 0, false},
+    /* both items read, then the stray '}' sends the buffer to jansson */
+    {"[" Q_CANON "," Q_COMPACT("1", ",\"t\":\"2026-11-21T20:00:00Z\"}") "]", 2, false},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+    check_compact(cases[i].in, cases[i].compact, cases[i].fast);
+}
+
+/* A key holding a NUL where a field name ends must not match it. */
+static void test_compact_key_with_nul(void **state) {
+  static const char in[] = "{\"T\":\"q\",\"S\0\":\"AAPL\"}";
+  char err[SMSG_ERR_MAX];
+  capture c = {0};
+  uint64_t before = fast_compact_items;
+  assert_true(smsg_parse_batch(in, sizeof(in) - 1, on_msg, &c, err) < 0);
+  assert_int_equal(fast_compact_items, before);
+  assert_int_equal(c.n, 0);
+}
+
 static void test_fast_path_gives_up(void **state) {
   static const char *cases[] = {
     /* not handled: escapes, exponents, nesting, control messages */
@@ -565,6 +654,7 @@ static void test_fast_path_large_batch(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_quote_payload_exact), cmocka_unit_test(test_every_kind),
+    cmocka_unit_test(test_compact_form),        cmocka_unit_test(test_compact_key_with_nul),
     cmocka_unit_test(test_news_per_symbol),     cmocka_unit_test(test_batch_errors),
     cmocka_unit_test(test_stream_skips),        cmocka_unit_test(test_control_messages),
     cmocka_unit_test(test_symbols_and_times),   cmocka_unit_test(test_number_format),
