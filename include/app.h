@@ -32,6 +32,7 @@ typedef struct td_app {
   struct td_publisher *pub[TD_REDIS_PUBLISH_CONNS];  /* pub[0] also writes quotes:last and heartbeats */
   struct td_subscriber *sub;
   struct td_pipeline *pipeline;
+  struct ingest_pace *pace;   /* POST /quotes answers at Redis's pace */
   struct td_hub *hub;
   struct sim_feed *sim;       /* --feed sim */
   struct alpaca *alpaca;      /* --feed alpaca */

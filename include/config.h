@@ -40,6 +40,7 @@ typedef struct td_config {
   char *symbols;             /* comma separated */
   double sim_rate;           /* quotes per second, all symbols together */
   char *ingest_token;        /* secret: never logged */
+  int ingest_max_backlog;    /* unanswered PUBLISH before POST /quotes answers wait */
   /* streaming */
   int max_stream_clients;
   int max_client_symbols;

@@ -59,6 +59,11 @@
 #define TD_REDIS_PUBLISH_CONNS        4
 /* PUBLISH commands in flight before new quotes go to the conflating outbox. */
 #define TD_REDIS_MAX_INFLIGHT         65536
+/* POST /quotes answers wait while more PUBLISH than this are unanswered
+ * (ingest_pace.h): ~16 ms of Redis's work at 1 M/s keeps it busy between a
+ * client's batches, and stays far below what makes the outbox conflate
+ * (PUB_MAX_PENDING_BYTES per connection, ~20k quotes). */
+#define TD_DEFAULT_INGEST_MAX_BACKLOG 16384
 #define TD_REDIS_CONNECT_TIMEOUT_MS   2000
 #define TD_REDIS_COMMAND_TIMEOUT_MS   5000
 #define TD_REDIS_BACKOFF_MIN_MS       100

@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "app.h"
+#include "ingest_pace.h"
 #include "pipeline.h"
 #include "quote_store.h"
 #include "stream_msg.h"
@@ -39,9 +40,16 @@ void api_quotes_post(td_request *req) {
   json_t *kinds = json_object();
   for (int k = 0; k < SMSG_KIND_COUNT; k++)
     if (r.by_kind[k]) json_object_set_new(kinds, smsg_kind_channel((smsg_kind)k), json_integer((json_int_t)r.by_kind[k]));
-  http_respond_json(req, 202, json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)r.accepted, "quotes",
-                                        (json_int_t)r.by_kind[SMSG_QUOTE], "by_kind", kinds),
-                    NULL);
+  json_t *body = json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)r.accepted, "quotes",
+                           (json_int_t)r.by_kind[SMSG_QUOTE], "by_kind", kinds);
+  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  json_decref(body);
+  if (!text) {
+    http_error(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  pace_respond(app->pace, req, text, strlen(text));
+  free(text);
 }
 
 static json_t *payload_json(const td_buf *b) { return json_loadb(b->data, b->len, 0, NULL); }

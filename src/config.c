@@ -69,6 +69,8 @@ static const opt_def options[] = {
    "simulated quotes per second, all symbols together", 0},
   {"ingest-token", "TICKERD_INGEST_TOKEN", OPT_STR, OFF(ingest_token), 0, 0, NULL,
    "bearer token required by POST /quotes (default: none)", 0},
+  {"ingest-max-backlog", "TICKERD_INGEST_MAX_BACKLOG", OPT_INT, OFF(ingest_max_backlog), 0, 10000000,
+   XSTR(TD_DEFAULT_INGEST_MAX_BACKLOG), "unanswered PUBLISH commands past which POST /quotes answers wait (0: never)", 0},
   {"max-stream-clients", "TICKERD_MAX_STREAM_CLIENTS", OPT_INT, OFF(max_stream_clients), 1, 1000000,
    XSTR(TD_DEFAULT_MAX_STREAM_CLIENTS), "WebSocket + SSE clients at most", 0},
   {"max-client-symbols", "TICKERD_MAX_CLIENT_SYMBOLS", OPT_INT, OFF(max_client_symbols), 1, 100000,

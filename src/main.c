@@ -13,6 +13,7 @@
 #include "config.h"
 #include "feed_sim.h"
 #include "hub.h"
+#include "ingest_pace.h"
 #include "log.h"
 #include "pipeline.h"
 #include "publisher.h"
@@ -115,6 +116,7 @@ static void on_drained(void *data) {
     app->rest = NULL;
   }
   /* the subscriber first: its heartbeat publishes through pub[0] */
+  pace_close(app->pace);
   sub_close(app->sub, closed_one, m);
   for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) pub_close(app->pub[i], closed_one, m);
 }
@@ -137,6 +139,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   }
   if (app->sim) sim_stop(app->sim);
   tasks_cancel_all(app->tasks, "server shutting down");
+  pace_release_all(app->pace); /* in-flight answers are not held back for Redis */
   server_shutdown(app->server, app->cfg->shutdown_grace_ms, on_drained, m);
 }
 
@@ -160,6 +163,7 @@ static int start_redis(td_main *m) {
     }
   }
   app->pipeline = pipeline_new(app, app->store);
+  app->pace = pace_new(app, (uint32_t)cfg->ingest_max_backlog);
   app->hub = hub_new(app, app->store);
   sub_callbacks cb = {hub_on_message, hub_on_subscriber_state};
   /* the subscriber's health check publishes heartbeats on the publisher's connection */
@@ -167,7 +171,7 @@ static int start_redis(td_main *m) {
                      .heartbeat_ms = TD_SUB_HEARTBEAT_MS,
                      .heartbeat_timeout_ms = TD_SUB_HEARTBEAT_TIMEOUT_MS};
   app->sub = sub_new(app->loop, cfg->redis_url, &cb, app->hub, &opt);
-  if (!app->pipeline || !app->hub || !app->sub) return -1;
+  if (!app->pipeline || !app->pace || !app->hub || !app->sub) return -1;
   hub_set_subscriber(app->hub, app->sub);
   return 0;
 }
@@ -248,6 +252,7 @@ int main(int argc, char **argv) {
   tasks_free(m.app.tasks);
   hub_free(m.app.hub);
   pipeline_free(m.app.pipeline);
+  pace_free(m.app.pace);
   qstore_free(m.app.store);
   web_free();
   uv_loop_close(m.app.loop);

@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "feed_sim.h"
 #include "hub.h"
+#include "ingest_pace.h"
 #include "jsonw.h"
 #include "log.h"
 #include "pipeline.h"
@@ -137,6 +138,13 @@ static void quotes_section(jsonw *w, td_app *app) {
   JW_U64(w, "bad_json", p.stream.bad_json);
   JW_U64(w, "symbols", q.symbols);
   JW_U64(w, "history_entries", q.entries);
+  ingest_pace_stats ps;
+  pace_get_stats(app->pace, &ps);
+  JW_OBJECT(w, "paced_posts"); /* POST /quotes answers that waited for Redis */
+  JW_U64(w, "total", ps.paced);
+  JW_U64(w, "waiting", ps.waiting);
+  JW_U64(w, "expired", ps.expired);
+  jw_end(w);
   if (app->sim) {
     sim_stats ss;
     sim_get_stats(app->sim, &ss);

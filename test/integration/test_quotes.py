@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import RedisServer, wait_for
+from conftest import RedisServer, read_response, wait_for
 
 KEYS = ["T", "S", "bx", "bp", "bs", "ax", "ap", "as", "c", "z", "t", "seq", "epoch"]
 
@@ -179,3 +179,59 @@ def test_redis_killed_mid_stream_then_restarted(pipe, redis_server):
     # flushed outbox entries (the newest of each symbol) may come first
     got = [q for _, q in drain(ps, 3, timeout=2) if q["S"] == "AAPL"]
     assert got[-1]["bp"] == 999 and all(q["bp"] == 149 for q in got[:-1])
+
+
+def test_post_answers_wait_while_redis_is_behind(redis_server, tickerd_factory):
+    """With more PUBLISH unanswered than --ingest-max-backlog, a POST's 202
+    waits for Redis instead of letting the outbox conflate its quotes."""
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--ingest-max-backlog", "10")
+    wait_for(lambda: t.get("/readyz").status == 200 or None, what="redis connection")
+    ps = subscriber(redis_server, "quotes:AAPL")
+    batch = [quote("AAPL", bp=1 + i) for i in range(100)]
+    body = json.dumps(batch).encode()
+    post = (b"POST /quotes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % len(body)) + body
+    # Redis stops answering normal clients for a while: the 100 PUBLISH stay unanswered
+    redis_server.client().execute_command("CLIENT", "PAUSE", "1500", "ALL")  # < INGEST_PACE_MAX_WAIT_MS
+    paused_at = time.monotonic()
+    waiting = t.connect()
+    waiting.sendall(post)
+    leaving = t.connect()
+    leaving.sendall(post)
+
+    def paced():
+        s = t.status()["quotes"]["paced_posts"]
+        return s if s["waiting"] == 2 else None
+
+    assert wait_for(paced, timeout=2, what="two answers waiting")["total"] == 2
+    assert time.monotonic() - paused_at < 1.5, "Redis woke up before the check ran"
+    # a waiting connection is not read (see README): this client is noticed
+    # gone when its answer is written
+    leaving.close()
+    waiting.settimeout(10)
+    resp, _ = read_response(waiting)
+    waiting.close()
+    assert resp.status == 202 and resp.json()["accepted"] == 100
+    got = [q["bp"] for _, q in drain(ps, 200, timeout=5)]
+    assert got == [1 + i for i in range(100)] * 2  # every quote of both batches, in order
+    s = t.status()
+    assert s["redis"]["publisher"]["conflated"] == 0
+    assert s["quotes"]["paced_posts"] == {"total": 2, "waiting": 0, "expired": 0}
+    assert t.get("/healthz").status == 200
+
+
+def test_post_answers_do_not_wait_for_a_redis_that_is_down(pipe, redis_server):
+    redis_server.stop()
+    wait_for(lambda: pipe.get("/readyz").status == 503 or None, what="publisher to notice")
+    r = pipe.request("POST", "/quotes", body=[quote("AAPL", bp=i) for i in range(100)])
+    assert r.status == 202
+    assert pipe.status()["quotes"]["paced_posts"]["total"] == 0
+
+
+def test_post_answer_does_not_wait_for_a_stalled_redis_forever(redis_server, tickerd_factory):
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--ingest-max-backlog", "10")
+    wait_for(lambda: t.get("/readyz").status == 200 or None, what="redis connection")
+    redis_server.client().execute_command("CLIENT", "PAUSE", "4000", "ALL")  # > INGEST_PACE_MAX_WAIT_MS
+    r = t.request("POST", "/quotes", body=[quote("AAPL", bp=i) for i in range(100)])
+    assert r.status == 202
+    assert t.status()["quotes"]["paced_posts"] == {"total": 1, "waiting": 0, "expired": 1}
