@@ -115,8 +115,8 @@ static void on_drained(void *data) {
     arest_free(app->rest);
     app->rest = NULL;
   }
-  /* the subscriber first: its heartbeat publishes through pub[0] */
   pace_close(app->pace);
+  /* the subscriber first: its heartbeat publishes through pub[0] */
   sub_close(app->sub, closed_one, m);
   for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) pub_close(app->pub[i], closed_one, m);
 }
