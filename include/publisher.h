@@ -61,12 +61,14 @@ struct pub_stats {
   uint64_t published;  /* PUBLISH replies received */
   uint64_t conflated;  /* replaced in the outbox by a newer message */
   uint64_t dropped;    /* outbox full, payload too large, or closing */
-  uint64_t errors;     /* error replies and commands lost with a connection */
+  uint64_t errors;     /* PUBLISH error replies and PUBLISH lost with a connection */
   uint64_t reconnects;
   uint32_t inflight;
   uint32_t outbox;
   uint64_t last_written; /* fields written by HSET */
   uint64_t last_dropped; /* pub_set_last fields refused: table full */
+  uint64_t last_errors;  /* HSET of latest values failed or lost with a connection (not in
+                            `errors`, which only PUBLISH adds to: see the sum above) */
 };
 
 /* pub_publish results (>= 0); errors are negative. */
@@ -79,6 +81,11 @@ td_publisher *pub_new(uv_loop_t *loop, const char *redis_url, const pub_options 
  * UV_ECANCELED (closing). */
 int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
                 size_t payload_len);
+/* A PUBLISH of the subscriber's health check: sent now or not at all
+ * (UV_EAGAIN while not connected or the pipeline is full; the next tick
+ * tries again), never queued, and not in any counter above, so that
+ * published + conflated + dropped + errors stays what the pipeline handed in. */
+int pub_heartbeat(td_publisher *p, const char *channel, size_t channel_len, const char *payload, size_t len);
 /* Remembers `payload` (taking a reference, no copy) as the latest value of
  * field[0..fn) in hash[0..hn). */
 void pub_set_last(td_publisher *p, const char *hash, size_t hn, const char *field, size_t fn,

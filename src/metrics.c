@@ -142,7 +142,9 @@ static void quote_metrics(out_t *o, td_app *app) {
   one(o, "tickerd_redis_published_total", "counter", "PUBLISH replies received", (double)s.published);
   one(o, "tickerd_redis_conflated_total", "counter", "messages replaced in the outbox by a newer one", (double)s.conflated);
   one(o, "tickerd_redis_dropped_total", "counter", "messages dropped (outbox full or closing)", (double)s.dropped);
-  one(o, "tickerd_redis_errors_total", "counter", "error replies and commands lost with a connection", (double)s.errors);
+  one(o, "tickerd_redis_errors_total", "counter", "PUBLISH error replies and PUBLISH lost with a connection", (double)s.errors);
+  one(o, "tickerd_redis_last_errors_total", "counter", "HSET of latest quotes failed or lost with a connection",
+      (double)s.last_errors);
   one(o, "tickerd_redis_inflight", "gauge", "PUBLISH commands awaiting a reply", (double)s.inflight);
   one(o, "tickerd_redis_outbox", "gauge", "channels waiting in the outbox", (double)s.outbox);
   struct sub_stats ss;

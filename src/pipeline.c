@@ -113,6 +113,7 @@ bool pipeline_publisher_stats(const td_app *app, struct pub_stats *sum) {
     sum->outbox += s.outbox;
     sum->last_written += s.last_written;
     sum->last_dropped += s.last_dropped;
+    sum->last_errors += s.last_errors;
   }
   return ready;
 }

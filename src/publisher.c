@@ -8,7 +8,7 @@
 #include "log.h"
 #include "td_limits.h"
 
-enum { TAG_PUBLISH = 1, TAG_HSET = 2 };
+enum { TAG_PUBLISH = 1, TAG_HSET = 2, TAG_HEARTBEAT = 3 };
 
 /* ---- a bounded string map with an intrusive list ------------------------
  * Entries live in one slab, indexed from 1 (0 is "none"). The list is the
@@ -177,7 +177,7 @@ struct td_publisher {
   int closes_pending;
   void (*done)(void *);
   void *done_ud;
-  uint64_t published, conflated, dropped, errors, last_written, last_dropped;
+  uint64_t published, conflated, dropped, errors, last_written, last_dropped, last_errors;
 };
 
 static char *scratch_reserve(td_publisher *p, size_t n) {
@@ -228,7 +228,8 @@ static bool pipeline_room(const td_publisher *p) {
 }
 
 /* Formatted straight into the connection's output buffer: no copy. */
-static int send_publish(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn) {
+static int send_publish_tagged(td_publisher *p, uintptr_t tag, const char *ch, size_t chn, const char *v,
+                               size_t vn) {
   static const char head[] = "*3\r\n$7\r\nPUBLISH\r\n";
   if (!rconn_ready(&p->conn)) return UV_ENOTCONN;
   char *o = rconn_command_begin(&p->conn, sizeof(head) + chn + vn + 2 * RESP_BULK_OVERHEAD);
@@ -236,9 +237,18 @@ static int send_publish(td_publisher *p, const char *ch, size_t chn, const char 
   memcpy(o, head, sizeof(head) - 1);
   char *end = put_bulk(o + sizeof(head) - 1, ch, chn);
   end = put_bulk(end, v, vn);
-  int rc = rconn_command_end(&p->conn, TAG_PUBLISH, (size_t)(end - o));
+  return rconn_command_end(&p->conn, tag, (size_t)(end - o));
+}
+
+static int send_publish(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn) {
+  int rc = send_publish_tagged(p, TAG_PUBLISH, ch, chn, v, vn);
   if (rc == 0) p->inflight++;
   return rc;
+}
+
+int pub_heartbeat(td_publisher *p, const char *channel, size_t channel_len, const char *payload, size_t len) {
+  if (p->closing || !pipeline_room(p)) return UV_EAGAIN;
+  return send_publish_tagged(p, TAG_HEARTBEAT, channel, channel_len, payload, len);
 }
 
 /* Sends queued messages, oldest channel first, while the pipeline has room. */
@@ -413,6 +423,7 @@ static void on_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {
 static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
   td_publisher *p = ud;
   bool ok = r && r->type != REDIS_REPLY_ERROR;
+  if (tag == TAG_HEARTBEAT) return; /* the subscriber times its echo, not this reply */
   if (tag == TAG_PUBLISH) {
     p->inflight--;
     if (ok) p->published++;
@@ -421,7 +432,7 @@ static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
     return;
   }
   if (p->hset_inflight) p->hset_inflight--;
-  if (!ok) p->errors++;
+  if (!ok) p->last_errors++;
   if (r && r->type == REDIS_REPLY_ERROR) {
     td_logline *l = log_begin(TD_LOG_WARN, "redis_hset_failed");
     if (l) {
@@ -500,4 +511,5 @@ void pub_stats(const td_publisher *p, struct pub_stats *out) {
   out->outbox = p->outbox.count;
   out->last_written = p->last_written;
   out->last_dropped = p->last_dropped;
+  out->last_errors = p->last_errors;
 }

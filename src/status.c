@@ -100,6 +100,7 @@ static void redis_section(jsonw *w, td_app *app) {
   JW_U64(w, "errors", p.errors);
   JW_U64(w, "reconnects", p.reconnects);
   JW_U64(w, "last_written", p.last_written);
+  JW_U64(w, "last_errors", p.last_errors);
   jw_end(w);
   JW_OBJECT(w, "subscriber");
   JW_STR(w, "state", rconn_state_name(s.state));

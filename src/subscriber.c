@@ -271,7 +271,7 @@ static void on_hb_timer(uv_timer_t *t) {
   }
   char payload[24];
   int n = snprintf(payload, sizeof(payload), "%llu", (unsigned long long)++s->hb_sent);
-  pub_publish(s->hb_pub, s->hb_channel, strlen(s->hb_channel), payload, (size_t)n);
+  pub_heartbeat(s->hb_pub, s->hb_channel, strlen(s->hb_channel), payload, (size_t)n);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */

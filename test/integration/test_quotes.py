@@ -235,3 +235,16 @@ def test_post_answer_does_not_wait_for_a_stalled_redis_forever(redis_server, tic
     r = t.request("POST", "/quotes", body=[quote("AAPL", bp=i) for i in range(100)])
     assert r.status == 202
     assert t.status()["quotes"]["paced_posts"] == {"total": 1, "waiting": 0, "expired": 1}
+
+
+def test_heartbeats_are_not_counted_as_published_quotes(pipe, redis_server):
+    """The subscriber's health check PUBLISHes through the first publisher;
+    those must stay out of published/errors, whose sum with conflated and
+    dropped is what the pipeline queued."""
+    ps = subscriber(redis_server, "*", pattern=True)
+    hb = wait_for(lambda: next((m for m in [ps.get_message(timeout=0.1)]
+                                if m and m["type"] == "pmessage" and not m["channel"].startswith(b"quotes:")), None),
+                  what="a heartbeat")
+    assert hb["data"]
+    p = pipe.status()["redis"]["publisher"]
+    assert p["published"] == 0 and p["errors"] == 0 and pipe.status()["quotes"]["queued"] == 0
