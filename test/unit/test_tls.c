@@ -164,28 +164,35 @@ static void test_refused(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A listening socket on a free port whose connections are never accepted:
+ * TCP connects (the kernel's backlog) and nothing ever answers. */
+static int silent_listener(uv_loop_t *loop, uv_tcp_t *srv) {
+  uv_tcp_init(loop, srv);
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  assert_int_equal(uv_tcp_bind(srv, (struct sockaddr *)&a, 0), 0);
+  int fd;
+  uv_fileno((uv_handle_t *)srv, &fd);
+  assert_int_equal(listen(fd, 8), 0);
+  struct sockaddr_in got;
+  int len = sizeof(got);
+  uv_tcp_getsockname(srv, (struct sockaddr *)&got, &len);
+  return ntohs(got.sin_port);
+}
+
 /* A listener that never accepts: TCP connects (the kernel's backlog), the TLS
  * handshake never gets an answer, the connect timeout ends it. */
 static void test_handshake_timeout(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   uv_tcp_t srv;
-  uv_tcp_init(&loop, &srv);
-  struct sockaddr_in a;
-  uv_ip4_addr("127.0.0.1", 0, &a);
-  assert_int_equal(uv_tcp_bind(&srv, (struct sockaddr *)&a, 0), 0);
-  int fd;
-  uv_fileno((uv_handle_t *)&srv, &fd);
-  assert_int_equal(listen(fd, 8), 0);
-  struct sockaddr_in got;
-  int len = sizeof(got);
-  uv_tcp_getsockname(&srv, (struct sockaddr *)&got, &len);
+  int port = silent_listener(&loop, &srv);
   tls_ctx *ctx = NULL;
   const char *err = NULL;
   assert_int_equal(tls_ctx_new(&ctx, fake_path("ca.pem"), &err), 0);
   probe p;
   probe_init(&loop, &p, ctx);
-  assert_int_equal(tls_connect(&p.c, "127.0.0.1", ntohs(got.sin_port), true, 200), 0);
+  assert_int_equal(tls_connect(&p.c, "127.0.0.1", port, true, 200), 0);
   assert_true(run_until(&loop, &p.done, 10000));
   assert_int_equal(p.connect_status, UV_ETIMEDOUT);
   assert_int_equal(p.closes, 1);
@@ -220,20 +227,11 @@ static void test_write_queue_bounded(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   uv_tcp_t srv;
-  uv_tcp_init(&loop, &srv);
-  struct sockaddr_in a;
-  uv_ip4_addr("127.0.0.1", 0, &a);
-  assert_int_equal(uv_tcp_bind(&srv, (struct sockaddr *)&a, 0), 0);
-  int fd;
-  uv_fileno((uv_handle_t *)&srv, &fd);
-  assert_int_equal(listen(fd, 8), 0);
-  struct sockaddr_in got;
-  int len = sizeof(got);
-  uv_tcp_getsockname(&srv, (struct sockaddr *)&got, &len);
+  int port = silent_listener(&loop, &srv);
   probe p;
   probe_init(&loop, &p, NULL);
   tls_init(&loop, &p.c, NULL, &qp_cb);
-  assert_int_equal(tls_connect(&p.c, "127.0.0.1", ntohs(got.sin_port), false, 5000), 0);
+  assert_int_equal(tls_connect(&p.c, "127.0.0.1", port, false, 5000), 0);
   assert_true(run_until(&loop, &p.done, 10000));
   assert_int_equal(p.connect_status, 0);
   assert_string_equal(p.close_reason, "write queue full");
