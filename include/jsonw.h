@@ -13,10 +13,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fmt_num.h"
+
 /* Nesting deeper than this is a programming error: the writer stops. */
 #define JW_MAX_DEPTH 8
-/* Room one number needs at most: a comma, a sign and 20 digits. */
-#define JW_NUMBER_MAX 22
+/* Room one number needs at most: a comma, a sign and FMT_U64_MAX digits. */
+#define JW_NUMBER_MAX (2 + FMT_U64_MAX)
 
 typedef struct {
   char *p; /* always NUL-terminated at p[len] unless failed */
@@ -54,8 +56,6 @@ void jw_str_lit(jsonw *w, const char *quoted_key, size_t n, const char *s);
 
 /* Grows the buffer for n more bytes and a NUL; false once the writer failed. */
 bool jw_grow(jsonw *w, size_t n);
-/* Writes v's digits at o; returns the end. jw_digits_wide takes v >= 10. */
-char *jw_digits_wide(char *o, uint64_t v);
 
 /* Where n more bytes go after the separator, or NULL. */
 static inline char *jw_room(jsonw *w, size_t n) {
@@ -76,21 +76,12 @@ static inline void jw_commit(jsonw *w, char *end) {
   w->len = (size_t)(end - w->p);
 }
 
-/* Most counters are single digits. */
-static inline char *jw_digits(char *o, uint64_t v) {
-  if (v < 10) {
-    *o = (char)('0' + v);
-    return o + 1;
-  }
-  return jw_digits_wide(o, v);
-}
-
 static inline void jw_u64_lit(jsonw *w, const char *quoted_key, size_t n, uint64_t v) {
   char *o = jw_room(w, n + JW_NUMBER_MAX);
   if (!o) return;
   o = jw_separate(w, o);
   memcpy(o, quoted_key, n);
-  jw_commit(w, jw_digits(o + n, v));
+  jw_commit(w, fmt_u64(o + n, v));
 }
 
 /* `opener` is the quoted key, the colon and the bracket; `closer` its match. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "fmt_num.h"
 #include "http.h"
 #include "llhttp.h"
 #include "log.h"
@@ -161,15 +162,6 @@ static char *put_mem(char *o, const char *s, size_t n) {
 #define PUT_LIT(o, lit) put_mem((o), (lit), sizeof(lit) - 1)
 static char *put_cstr(char *o, const char *s) { return put_mem(o, s, strlen(s)); }
 
-static char *put_uint(char *o, size_t v) {
-  char d[24], *e = d + sizeof(d), *p = e;
-  do {
-    *--p = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  return put_mem(o, p, (size_t)(e - p));
-}
-
 static td_buf *build_response(td_request *req, int status, const char *content_type, const char *body, size_t len,
                               const char *extra_headers, bool streaming) {
   ensure_request_id(req);
@@ -179,7 +171,7 @@ static td_buf *build_response(td_request *req, int status, const char *content_t
   td_buf *b = buf_new(RESP_HEAD_MAX + type_len + extra_len + (send_body ? len : 0));
   if (!b) return NULL;
   char *o = PUT_LIT(b->data, "HTTP/1.1 ");
-  o = put_uint(o, (size_t)status);
+  o = fmt_u64(o, (size_t)status);
   *o++ = ' ';
   o = put_cstr(o, http_status_text(status));
   if (status != 101) {
@@ -188,7 +180,7 @@ static td_buf *build_response(td_request *req, int status, const char *content_t
   }
   if (!streaming) {
     o = PUT_LIT(o, "\r\nContent-Length: ");
-    o = put_uint(o, len);
+    o = fmt_u64(o, len);
   }
   o = PUT_LIT(o, "\r\nDate: ");
   o = put_cstr(o, http_date());

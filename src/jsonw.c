@@ -34,16 +34,6 @@ bool jw_grow(jsonw *w, size_t n) {
   return true;
 }
 
-char *jw_digits_wide(char *o, uint64_t v) {
-  char digits[20], *e = digits + sizeof(digits), *d = e;
-  do {
-    *--d = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  memcpy(o, d, (size_t)(e - d));
-  return o + (e - d);
-}
-
 static void put(jsonw *w, const char *s, size_t n) {
   char *o = jw_room(w, n);
   if (!o) return;
@@ -122,14 +112,14 @@ void jw_end(jsonw *w) {
 void jw_u64(jsonw *w, const char *key, uint64_t v) {
   prefix(w, key);
   char *o = jw_room(w, JW_NUMBER_MAX);
-  if (o) jw_commit(w, jw_digits(o, v));
+  if (o) jw_commit(w, fmt_u64(o, v));
 }
 
 static void put_i64(jsonw *w, int64_t v) {
   char *o = jw_room(w, JW_NUMBER_MAX);
   if (!o) return;
   if (v < 0) *o++ = '-';
-  jw_commit(w, jw_digits(o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v));
+  jw_commit(w, fmt_u64(o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v));
 }
 
 void jw_i64(jsonw *w, const char *key, int64_t v) {

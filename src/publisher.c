@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fmt_num.h"
 #include "log.h"
 #include "td_limits.h"
 
@@ -192,16 +193,8 @@ static char *scratch_reserve(td_publisher *p, size_t n) {
   return p->scratch;
 }
 
-static char *put_u64(char *o, uint64_t v) {
-  char tmp[20];
-  int n = 0;
-  do tmp[n++] = (char)('0' + v % 10); while ((v /= 10) != 0);
-  while (n) *o++ = tmp[--n];
-  return o;
-}
-
 /* "$<n>\r\n<bytes>\r\n". Channels and quotes have two or three digit
- * lengths: written without put_u64's division loop. */
+ * lengths: written without fmt_u64's division loop. */
 static char *put_bulk(char *o, const char *s, size_t n) {
   *o++ = '$';
   if (n >= 10 && n < 1000) {
@@ -209,7 +202,7 @@ static char *put_bulk(char *o, const char *s, size_t n) {
     *o++ = (char)('0' + n / 10 % 10);
     *o++ = (char)('0' + n % 10);
   } else {
-    o = put_u64(o, n);
+    o = fmt_u64(o, n);
   }
   *o++ = '\r';
   *o++ = '\n';
@@ -360,7 +353,7 @@ static void flush_last_hash(td_publisher *p, const char *hash, size_t hn) {
   char *o = scratch_reserve(p, bytes), *w = o;
   if (!o) return;
   *w++ = '*';
-  w = put_u64(w, 2 + 2 * n);
+  w = fmt_u64(w, 2 + 2 * n);
   memcpy(w, "\r\n$4\r\nHSET\r\n", 12);
   w = put_bulk(w + 12, hash, hn);
   for (uint32_t i = m->head; i; i = m->e[i].next) {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fmt_num.h"
 #include "stream_msg_internal.h"
 
 typedef enum {
@@ -503,23 +504,12 @@ int smsg_parse_stream(const char *buf, size_t len, smsg_msg_cb on_msg, smsg_ctl_
  * exactly sized td_buf; quotes are about 200 bytes. */
 #define ENC_STACK_BYTES 2048
 
-static char *put_u64(char *o, uint64_t v) {
-  char tmp[20];
-  int n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  while (n) *o++ = tmp[--n];
-  return o;
-}
-
 static char *put_i64(char *o, int64_t v) {
   if (v < 0) {
     *o++ = '-';
-    return put_u64(o, (uint64_t)0 - (uint64_t)v);
+    return fmt_u64(o, (uint64_t)0 - (uint64_t)v);
   }
-  return put_u64(o, (uint64_t)v);
+  return fmt_u64(o, (uint64_t)v);
 }
 
 static const double pow10_tab[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
@@ -541,11 +531,11 @@ static char *put_double(char *o, double v) {
     if (r / pow10_tab[k] != a) continue;
     uint64_t u = (uint64_t)r;
     if (v < 0) *o++ = '-';
-    if (k == 0) return put_u64(o, u);
+    if (k == 0) return fmt_u64(o, u);
     char d[24];
-    int n = (int)(put_u64(d, u) - d);
+    int n = (int)(fmt_u64(d, u) - d);
     uint64_t ip = u / (uint64_t)pow10_tab[k];
-    o = put_u64(o, ip);
+    o = fmt_u64(o, ip);
     *o++ = '.';
     int frac = n - (ip ? n - k : 0);
     for (int z = frac; z < k; z++) *o++ = '0';     /* leading zeros of the fraction */
@@ -639,7 +629,7 @@ static char *put_value(char *o, const json_t *v) {
 
 static char *put_tail(char *o, uint64_t seq, const char *epoch) {
   memcpy(o, ",\"seq\":", 7);
-  o = put_u64(o + 7, seq);
+  o = fmt_u64(o + 7, seq);
   memcpy(o, ",\"epoch\":\"", 10);
   memcpy(o + 10, epoch, SMSG_EPOCH_LEN);
   o += 10 + SMSG_EPOCH_LEN;
