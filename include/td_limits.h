@@ -46,6 +46,16 @@
 /* Seconds a client is told to wait when the task table is full. */
 #define TD_TASK_RETRY_AFTER_S         1
 
+/* ---- Buffers (buf.c) ------------------------------------------------------ */
+/* Freed small td_bufs are kept for reuse, per size class: a quote's payload,
+ * WebSocket frame and SSE event are 200-300 bytes, made and freed at the
+ * quote rate. Allocation sizes of the classes, header included. */
+#define TD_BUF_POOL_SMALL_BYTES       256
+#define TD_BUF_POOL_LARGE_BYTES       512
+/* Buffers kept per class at most: 4,096 x (256 + 512) bytes = 3 MiB, about
+ * four 1,000-quote batches' worth. Past it a freed buffer goes back to malloc. */
+#define TD_BUF_POOL_MAX               4096
+
 /* ---- Quotes and Redis ---------------------------------------------------- */
 #define TD_SYMBOL_MAX                 16
 #define TD_DEFAULT_SIM_RATE           20

@@ -10,6 +10,7 @@
 #include "alpaca.h"
 #include "alpaca_rest.h"
 #include "app.h"
+#include "buf.h"
 #include "config.h"
 #include "feed_sim.h"
 #include "hub.h"
@@ -254,6 +255,7 @@ int main(int argc, char **argv) {
   pipeline_free(m.app.pipeline);
   pace_free(m.app.pace);
   qstore_free(m.app.store);
+  buf_pool_release();
   web_free();
   uv_loop_close(m.app.loop);
   cfg_free(&cfg);

@@ -214,6 +214,11 @@ void status_write(td_app *app, jsonw *w) {
   JW_U64(w, "uptime_s", uptime_ms / 1000);
   JW_I64(w, "rss_bytes", status_rss_bytes());
   JW_U64(w, "open_connections", http_stats.open);
+  JW_OBJECT(w, "buffers"); /* shared message buffers (buf.h) */
+  JW_U64(w, "live", buf_live_count());
+  JW_U64(w, "live_bytes", buf_live_bytes());
+  JW_U64(w, "pooled", buf_pooled_count());
+  jw_end(w);
   JW_STR(w, "feed", cfg_feed_name(app->cfg->feed));
   http_section(w);
   tasks_section(w, app);
