@@ -25,8 +25,13 @@ typedef struct harness {
   long long ints[64];
   long long elems[64][4];
   int nelems[64];
+  uintptr_t tags[64];
   int nrec;
+  int resend; /* replies to tag RESEND_TAG that send one more command */
 } harness;
+
+#define RESEND_TAG 3
+static int send_tagged(harness *h, uintptr_t tag, const char *cmd);
 
 static void h_ready(td_rconn *c, void *ud) { ((harness *)ud)->ready++; }
 static void h_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {
@@ -47,10 +52,15 @@ static void h_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
     int i = h->nrec++;
     h->types[i] = r->type;
     h->ints[i] = r->integer;
+    h->tags[i] = tag;
     for (size_t j = 0; r->type == REDIS_REPLY_ARRAY && j < r->elements && j < 4; j++)
       h->elems[i][h->nelems[i]++] = r->element[j]->type == REDIS_REPLY_INTEGER ? r->element[j]->integer : -1;
   }
   snprintf(h->last_str, sizeof(h->last_str), "%.*s", r->str ? (int)r->len : 0, r->str ? r->str : "");
+  if (tag == RESEND_TAG && h->resend > 0) {
+    h->resend--;
+    send_tagged(h, RESEND_TAG, "INCR n");
+  }
 }
 static void h_closed(td_rconn *c, void *ud) { ((harness *)ud)->closed++; }
 
@@ -100,6 +110,14 @@ static int send_cmd(harness *h, const char *fmt, ...) {
   va_end(ap);
   int rc = rconn_command(&h->conn, 7, cmd, (size_t)len);
   free(cmd);
+  return rc;
+}
+
+static int send_tagged(harness *h, uintptr_t tag, const char *cmd) {
+  char *f;
+  int len = redisFormatCommand(&f, cmd);
+  int rc = rconn_command(&h->conn, tag, f, (size_t)len);
+  free(f);
   return rc;
 }
 
@@ -402,6 +420,49 @@ static void test_watchdog_stalled_server(void **state) {
   rfx_kill(&r);
 }
 
+/* Consecutive commands with one tag share a callback node (a run): each
+ * reply must still reach its own command's tag, in order, across runs,
+ * tags too large for a run, and commands sent from inside a reply. */
+static bool replies_12(void *a) { return ((harness *)a)->replies >= 12; }
+static void test_runs_keep_tags_and_order(void **state) {
+  rfx r = {0};
+  harness h;
+  h_start_ready(&r, &h);
+  static const uintptr_t tags[] = {1, 1, 1, 2, 2, 1, 1000, 1000, 1, RESEND_TAG};
+  const int n = (int)(sizeof(tags) / sizeof(tags[0]));
+  h.resend = 2; /* the RESEND_TAG reply sends one more, whose reply sends one more */
+  for (int i = 0; i < n; i++) assert_int_equal(send_tagged(&h, tags[i], "INCR n"), 0);
+  assert_true(rfx_run_until(&h.loop, replies_12, &h, 2000));
+  assert_int_equal(h.nrec, n + 2);
+  for (int i = 0; i < n + 2; i++) {
+    assert_int_equal(h.types[i], REDIS_REPLY_INTEGER);
+    assert_int_equal(h.ints[i], i + 1);
+    assert_int_equal(h.tags[i], i < n ? tags[i] : RESEND_TAG);
+  }
+  assert_int_equal(h.null_replies, 0);
+  assert_null(h.conn.ac->replies.head); /* no node left behind */
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+/* A run in flight when the connection is dropped: every command of it is
+ * answered NULL, once. */
+static void test_run_dropped_answers_every_command(void **state) {
+  rfx r = {0};
+  harness h;
+  h_start_ready(&r, &h);
+  rfx_signal(&r, SIGSTOP);
+  for (int i = 0; i < 5; i++) assert_int_equal(send_tagged(&h, 1, "INCR n"), 0);
+  assert_int_equal(send_tagged(&h, 2, "INCR n"), 0);
+  assert_true(rfx_run_until(&h.loop, lost_1, &h, 3000));
+  assert_string_equal(h.last_reason, "command timeout");
+  assert_int_equal(h.null_replies, 6);
+  assert_int_equal(h.replies, 0);
+  rfx_signal(&r, SIGCONT);
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
 static void test_server_restart_reconnects(void **state) {
   rfx r = {0};
   assert_int_equal(rfx_spawn(&r, NULL), 0);
@@ -468,6 +529,8 @@ int main(void) {
       cmocka_unit_test(test_connect_and_command),
       cmocka_unit_test(test_reply_types_in_a_pipeline),
       cmocka_unit_test(test_large_pipeline),
+      cmocka_unit_test(test_runs_keep_tags_and_order),
+      cmocka_unit_test(test_run_dropped_answers_every_command),
       cmocka_unit_test(test_hostname_resolved),
       cmocka_unit_test(test_auth_password),
       cmocka_unit_test(test_auth_acl_user),
