@@ -308,6 +308,18 @@ int qstore_insert(qstore *qs, smsg_kind kind, const char *sym, size_t n, td_buf 
   buf_ref(payload);
   qs->st.inserts++;
   qs->st.entries++;
+  /* A full ring pops its oldest entry when this series takes its next
+   * quote, and that entry and its payload were written a whole ring of
+   * quotes ago: out of cache. Fetching them now hides the misses behind the
+   * other symbols' quotes that come in between (prune was 5 % of tickerd's
+   * samples under POST /quotes load with 50 symbols). The oldest slot was
+   * fetched by the previous insert, so reading its payload pointer does not
+   * wait; the slot after it is fetched for the next insert. */
+  if (s->count == s->cap) {
+    uint32_t next = s->head + 1 == s->cap ? 0 : s->head + 1;
+    __builtin_prefetch(s->ring[s->head].payload);
+    __builtin_prefetch(&s->ring[next]);
+  }
   return QSTORE_INSERTED;
 }
 
