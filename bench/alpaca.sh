@@ -86,7 +86,8 @@ start_fake() {
   FAKE_PORT=""
   while ((SECONDS < deadline)); do
     bench_alive_or_die "$FAKE_PID" "$name"
-    FAKE_PORT=$(awk '$1 == "READY" { print $2; exit }' "$BENCH_TMP/$name.log")
+    # The background job may not have created its log yet: not an error.
+    FAKE_PORT=$(awk '$1 == "READY" { print $2; exit }' "$BENCH_TMP/$name.log" 2>/dev/null || true)
     [ -n "$FAKE_PORT" ] && return 0
     sleep 0.05
   done
