@@ -183,6 +183,32 @@ start_tickerd() {
 # stop_tickerd: stops the tickerd of the last start_tickerd.
 stop_tickerd() { bench_stop "$TD_PID"; bench_forget "$TD_PID"; }
 
+# ---- the pipeline's load ------------------------------------------------------
+
+# make_quote_body <n> <symbols> <file>: a JSON array of n Alpaca quotes,
+# compact and in Alpaca's key order, over symbols B000, B001, ...
+make_quote_body() {
+  awk -v n="$1" -v syms="$2" 'BEGIN {
+    printf "["
+    for (i = 0; i < n; i++) {
+      printf "%s{\"T\":\"q\",\"S\":\"B%03d\",\"bx\":\"V\",\"bp\":%.2f,\"bs\":%d,\"ax\":\"V\",\"ap\":%.2f,\"as\":%d,\"c\":[\"R\"],\"z\":\"C\",\"t\":\"2026-11-21T20:00:00.%09dZ\"}",
+        (i ? "," : ""), i % syms, 100 + i / 100, 1 + i % 7, 100.01 + i / 100, 1 + i % 5, i
+    }
+    printf "]"
+  }' >"$3"
+}
+
+# make_post_lua <body file> <lua file>: a wrk script that POSTs the body.
+make_post_lua() {
+  cat >"$2" <<EOF
+local f = assert(io.open("$1", "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+EOF
+}
+
 # ---- measurements ---------------------------------------------------------------
 
 # rss_kb <pid>: resident set size in KiB (VmRSS).

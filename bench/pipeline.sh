@@ -55,24 +55,9 @@ measure_ceiling() { # <run>
 }
 # ---- 2. throughput through tickerd --------------------------------------------------
 
-# A JSON array of BENCH_BATCH Alpaca quotes over BENCH_SYMBOLS symbols, and a
-# wrk script that POSTs it.
 BODY="$BENCH_TMP/quotes.json"
-awk -v n="$BENCH_BATCH" -v syms="$BENCH_SYMBOLS" 'BEGIN {
-  printf "["
-  for (i = 0; i < n; i++) {
-    printf "%s{\"T\":\"q\",\"S\":\"B%03d\",\"bx\":\"V\",\"bp\":%.2f,\"bs\":%d,\"ax\":\"V\",\"ap\":%.2f,\"as\":%d,\"c\":[\"R\"],\"z\":\"C\",\"t\":\"2026-11-21T20:00:00.%09dZ\"}",
-      (i ? "," : ""), i % syms, 100 + i / 100, 1 + i % 7, 100.01 + i / 100, 1 + i % 5, i
-  }
-  printf "]"
-}' >"$BODY"
-cat >"$BENCH_TMP/post.lua" <<EOF
-local f = assert(io.open("$BODY", "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "application/json"
-EOF
+make_quote_body "$BENCH_BATCH" "$BENCH_SYMBOLS" "$BODY"
+make_post_lua "$BODY" "$BENCH_TMP/post.lua"
 
 report "## Quote pipeline"
 report ""
