@@ -6,6 +6,7 @@
  * exactly one of pending, phase[k] or finished at any time. */
 #include "task.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -13,14 +14,15 @@
 
 #include "http.h"
 #include "log.h"
+#include "task_table.h"
 #include "td_limits.h"
 #include "uuid.h"
 
-/* The id table starts here and doubles at 75% load. */
+/* The id table starts here and doubles at 75% load (task_table.h). */
 #define TASK_TABLE_INITIAL 1024
 
 struct td_task {
-  uint8_t id[16];
+  uint8_t id[16];                               /* first: the id table reads it there */
   td_task *next;
   uint64_t created_ms, started_ms, finished_ms; /* wall clock, ms since the epoch; 0: not yet */
   uint64_t deadline;                            /* loop time when the current phase or retention ends */
@@ -32,6 +34,7 @@ struct td_task {
   char ip[46];
   char data[];                                  /* method, user agent, path, query: not NUL-terminated */
 };
+_Static_assert(offsetof(td_task, id) == 0, "task_table.h: an entry starts with its id");
 
 typedef struct {
   td_task *head, *tail;
@@ -46,8 +49,7 @@ struct td_tasks {
   task_queue pending;
   task_queue phases[TD_MAX_TASK_PHASES];
   task_queue finished;
-  td_task **table;
-  size_t table_cap, table_used;
+  ttab ids;                /* id -> task */
   uint8_t recent[TD_TASK_RECENT][16];
   size_t recent_next, recent_count;
   uint64_t rng;
@@ -106,68 +108,6 @@ static td_task *queue_pop(task_queue *q) {
   return t;
 }
 
-/* ---- id table (open addressing, linear probing) ----------------------------- */
-
-static size_t slot_of(const td_tasks *ts, const uint8_t id[16]) {
-  uint64_t h;
-  memcpy(&h, id, sizeof(h)); /* ids are random: their bytes are a fine hash */
-  return (size_t)(h & (ts->table_cap - 1));
-}
-
-static int table_grow(td_tasks *ts);
-
-static int table_insert(td_tasks *ts, td_task *t) {
-  if ((ts->table_used + 1) * 4 > ts->table_cap * 3 && table_grow(ts)) return -1;
-  size_t i = slot_of(ts, t->id);
-  while (ts->table[i]) i = (i + 1) & (ts->table_cap - 1);
-  ts->table[i] = t;
-  ts->table_used++;
-  return 0;
-}
-
-static int table_grow(td_tasks *ts) {
-  size_t old_cap = ts->table_cap;
-  td_task **old = ts->table;
-  td_task **n = calloc(old_cap * 2, sizeof(*n));
-  if (!n) return -1;
-  ts->table = n;
-  ts->table_cap = old_cap * 2;
-  ts->table_used = 0;
-  for (size_t i = 0; i < old_cap; i++)
-    if (old[i]) table_insert(ts, old[i]);
-  free(old);
-  return 0;
-}
-
-static size_t table_find_slot(const td_tasks *ts, const uint8_t id[16]) {
-  size_t i = slot_of(ts, id);
-  while (ts->table[i]) {
-    if (!memcmp(ts->table[i]->id, id, 16)) return i;
-    i = (i + 1) & (ts->table_cap - 1);
-  }
-  return SIZE_MAX;
-}
-
-/* Backward-shift deletion keeps probe chains intact without tombstones. */
-static void table_remove(td_tasks *ts, const td_task *t) {
-  size_t i = table_find_slot(ts, t->id);
-  if (i == SIZE_MAX) return;
-  size_t mask = ts->table_cap - 1, j = i;
-  ts->table[i] = NULL;
-  for (;;) {
-    j = (j + 1) & mask;
-    if (!ts->table[j]) break;
-    size_t home = slot_of(ts, ts->table[j]->id);
-    /* move j back to i unless its home lies cyclically in (i, j] */
-    if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
-      ts->table[i] = ts->table[j];
-      ts->table[j] = NULL;
-      i = j;
-    }
-  }
-  ts->table_used--;
-}
-
 /* ---- logging and observing -------------------------------------------------- */
 
 static void log_task(const td_task *t, td_log_level level, const char *event) {
@@ -210,7 +150,7 @@ static void finish(td_tasks *ts, td_task *t, task_state state) {
   /* the finished cap: the oldest finished task goes first */
   while (ts->finished.count > (uint64_t)ts->cfg->max_finished_tasks) {
     td_task *old = queue_pop(&ts->finished);
-    table_remove(ts, old);
+    ttab_remove(&ts->ids, old->id);
     free(old);
     ts->stats.evicted++;
   }
@@ -252,7 +192,7 @@ static void advance(td_tasks *ts, uint64_t now) {
   }
   while (ts->finished.head && ts->finished.head->deadline <= now) {
     td_task *t = queue_pop(&ts->finished);
-    table_remove(ts, t);
+    ttab_remove(&ts->ids, t->id);
     free(t);
     ts->stats.expired++;
   }
@@ -287,12 +227,10 @@ static void arm_timer(td_tasks *ts) {
 td_tasks *tasks_new(uv_loop_t *loop, const td_config *cfg) {
   td_tasks *ts = calloc(1, sizeof(*ts));
   if (!ts) return NULL;
-  ts->table = calloc(TASK_TABLE_INITIAL, sizeof(*ts->table));
-  if (!ts->table) {
+  if (ttab_init(&ts->ids, TASK_TABLE_INITIAL) < 0) {
     free(ts);
     return NULL;
   }
-  ts->table_cap = TASK_TABLE_INITIAL;
   ts->loop = loop;
   ts->cfg = cfg;
   if (cfg->task_seed_set) ts->rng = cfg->task_seed;
@@ -335,7 +273,7 @@ td_task *tasks_start(td_tasks *ts, const task_origin *o, bool *rejected) {
   t->created_ms = wall_ms();
   t->state = TASK_PENDING;
   t->fails = rng_next(ts) < ts->cfg->task_error_rate;
-  if (table_insert(ts, t)) {
+  if (ttab_insert(&ts->ids, t) < 0) {
     free(t);
     return NULL;
   }
@@ -351,10 +289,7 @@ td_task *tasks_start(td_tasks *ts, const task_origin *o, bool *rejected) {
   return t;
 }
 
-const td_task *tasks_find(td_tasks *ts, const uint8_t id[16]) {
-  size_t i = table_find_slot(ts, id);
-  return i == SIZE_MAX ? NULL : ts->table[i];
-}
+const td_task *tasks_find(td_tasks *ts, const uint8_t id[16]) { return ttab_find(&ts->ids, id); }
 
 void tasks_cancel_all(td_tasks *ts, const char *reason) {
   td_task *t;
@@ -458,7 +393,7 @@ void tasks_close(td_tasks *ts) {
 }
 
 void tasks_free(td_tasks *ts) {
-  for (size_t i = 0; i < ts->table_cap; i++) free(ts->table[i]);
-  free(ts->table);
+  ttab_each(&ts->ids, free);
+  ttab_release(&ts->ids);
   free(ts);
 }
