@@ -57,6 +57,8 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(BUILD)/bench/%)
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+# the kernel's cost per delivery, by send(2) or io_uring (docs/perf-fan.md)
+$(BUILD)/bench/loopback_floor: LDLIBS += -luring
 
 .PHONY: all run test test-unit test-integration test-browser test-fuzz fuzz fuzz-build bench clean
 all: $(BIN) $(WEB_DIR)/.stamp

@@ -15,7 +15,7 @@ DEPS_RUN := redis-server redis-tools
 # Test: unit tests (cmocka), integration tests (pytest on Debian's python3),
 # the reference servers and load tools of `make bench`, the browser test.
 DEPS_TEST := libcmocka-dev python3 python3-pytest python3-redis python3-websockets \
-             wrk nginx-light libnginx-mod-nchan chromium docker-compose procps
+             wrk nginx-light libnginx-mod-nchan chromium docker-compose procps liburing-dev
 
 APT_PACKAGES := $(DEPS_BUILD) $(DEPS_RUN) $(DEPS_TEST)
 # Node.js and npm (for the dashboard's vendored scripts and the browser test):
