@@ -245,4 +245,18 @@ if rss:
     print("\nServer RSS with 10,000 clients connected (max over the windows; nginx's counts nchan's shared memory"
           " pages it touched): " + ", ".join("%s %.0f MB" % (m, kb / 1024.0) for m, kb in sorted(rss.items())) + ".")
 EOF
+# The kernel's own cost per delivery at 10,000 clients, with no server code:
+# the floor the 10,000-client rows stand on (docs/perf-fan.md).
+FLOOR=$BUILD/bench/loopback_floor
+FLOOR_CONNS=9000   # both ends in one process: 18,000 descriptors of the 20,000 here
+if [ "$QUICK" != 1 ] && [ -x "$FLOOR" ] && [[ " $CLIENT_COUNTS " == *" 10000 "* ]]; then
+  {
+    echo
+    echo "Kernel floor (\`build/bench/loopback_floor $FLOOR_CONNS 100000 3\`, no server: one 300-byte send to each of $FLOOR_CONNS loopback connections in turn, a reader draining them):"
+    echo
+    for how in send uring; do
+      echo "- $how: $(timeout 60 "$FLOOR" "$FLOOR_CONNS" 100000 3 "$how" 2>&1 | paste -sd ';' -)"
+    done
+  } >>"$REPORT"
+fi
 echo "fanout.sh: report appended to $REPORT" >&2
