@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv1a.h"
 #include "log.h"
 #include "quote_store.h"
 #include "stream_msg.h"
@@ -58,14 +59,8 @@ struct td_hub {
 
 static uint32_t sym_clients(const hub_symbol *sym) { return sym->n[HUB_WS] + sym->n[HUB_SSE]; }
 
-static uint32_t hash_symbol(const char *s, size_t n) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
-  return h;
-}
-
 static hub_symbol *find_symbol(const td_hub *h, const char *s, size_t n) {
-  for (uint32_t i = hash_symbol(s, n) % HUB_TABLE_SIZE;; i = (i + 1) % HUB_TABLE_SIZE) {
+  for (uint32_t i = fnv1a(s, n) % HUB_TABLE_SIZE;; i = (i + 1) % HUB_TABLE_SIZE) {
     uint32_t slot = h->table[i];
     if (!slot) return NULL;
     hub_symbol *sym = h->symbols[slot - 1];
@@ -84,7 +79,7 @@ static hub_symbol *intern_symbol(td_hub *h, const char *s, size_t n) {
   snprintf(sym->channel, sizeof(sym->channel), "%s:%s", h->app->cfg->channel_prefix, sym->symbol);
   sym->id = h->nsymbols;
   h->symbols[h->nsymbols++] = sym;
-  uint32_t i = hash_symbol(s, n) % HUB_TABLE_SIZE;
+  uint32_t i = fnv1a(s, n) % HUB_TABLE_SIZE;
   while (h->table[i]) i = (i + 1) % HUB_TABLE_SIZE;
   h->table[i] = sym->id + 1;
   return sym;
@@ -392,16 +387,20 @@ static void notify_continuity(td_hub *h, hub_symbol *sym, bool recovered, uint64
 
 /* A sequence gap on a channel: fill it from local history when this
  * instance has the messages (it published them), else say so. */
+static bool in_gap(const qstore_entry *e, uint64_t epoch, uint64_t from, uint64_t to) {
+  return e->epoch == epoch && e->seq >= from && e->seq <= to;
+}
+
 static void handle_gap(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq) {
   uint64_t from = sym->last_seq + 1, to = seq - 1, found = 0, want = to - from + 1;
   size_t cap = (size_t)h->app->cfg->history_size;
   qstore_entry *es = want <= cap ? calloc(cap, sizeof(*es)) : NULL;
   if (es) {
     size_t n = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), cap, uv_now(h->app->loop), es);
-    for (size_t i = 0; i < n; i++) found += es[i].epoch == epoch && es[i].seq >= from && es[i].seq <= to;
+    for (size_t i = 0; i < n; i++) found += in_gap(&es[i], epoch, from, to);
     if (found == want) {
       for (size_t i = 0; i < n; i++)
-        if (es[i].epoch == epoch && es[i].seq >= from && es[i].seq <= to)
+        if (in_gap(&es[i], epoch, from, to))
           fan_out(h, sym, es[i].epoch, es[i].seq, es[i].payload->data, es[i].payload->len);
       h->stats.replayed += found * sym_clients(sym);
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv1a.h"
 #include "log.h"
 #include "publisher.h"
 #include "quote_store.h"
@@ -40,9 +41,7 @@ qstore *pipeline_store(const td_pipeline *p) { return p->store; }
 
 /* The connection of a channel: always the same one, so its order holds. */
 static unsigned channel_shard(const char *channel, size_t n) {
-  uint32_t h = 2166136261u; /* FNV-1a */
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)channel[i]) * 16777619u;
-  return h % TD_REDIS_PUBLISH_CONNS;
+  return fnv1a(channel, n) % TD_REDIS_PUBLISH_CONNS;
 }
 
 void pipeline_publish(td_pipeline *p, const smsg_msg *m) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fmt_num.h"
+#include "fnv1a.h"
 #include "log.h"
 #include "td_limits.h"
 
@@ -31,15 +32,6 @@ typedef struct pub_map {
   uint32_t mask, max, count, free_head, used;
   uint32_t head, tail, listed;
 } pub_map;
-
-#define HASH_INIT 2166136261u /* FNV-1a */
-
-static uint32_t hash_more(uint32_t h, const char *p, size_t n) {
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 16777619u;
-  return h;
-}
-
-static uint32_t hash_bytes(const char *p, size_t n) { return hash_more(HASH_INIT, p, n); }
 
 static int map_init(pub_map *m, uint32_t max) {
   uint32_t nb = 16;
@@ -168,8 +160,6 @@ struct td_publisher {
   uint32_t drain_room; /* free pipeline slots that trigger an outbox drain */
   pub_map outbox;   /* channel -> latest payload, FIFO */
   pub_map last;     /* "hash\0field" -> payload; list: changed since flush */
-  char *scratch;    /* RESP being formatted */
-  size_t scratch_cap;
   uint32_t inflight, hset_inflight;
   char last_hash[PUB_CHANNEL_MAX + 1]; /* the hash of the latest pub_set_last */
   size_t last_hn;
@@ -180,18 +170,6 @@ struct td_publisher {
   void *done_ud;
   uint64_t published, conflated, dropped, errors, last_written, last_dropped, last_errors;
 };
-
-static char *scratch_reserve(td_publisher *p, size_t n) {
-  if (n > p->scratch_cap) {
-    size_t cap = p->scratch_cap ? p->scratch_cap : 4096;
-    while (cap < n) cap *= 2;
-    char *s = realloc(p->scratch, cap);
-    if (!s) return NULL;
-    p->scratch = s;
-    p->scratch_cap = cap;
-  }
-  return p->scratch;
-}
 
 /* "$<n>\r\n<bytes>\r\n". Channels and quotes have two or three digit
  * lengths: written without fmt_u64's division loop. */
@@ -257,7 +235,7 @@ static void flush_outbox(td_publisher *p) {
 
 static int outbox_put(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn) {
   pub_map *m = &p->outbox;
-  uint32_t h = hash_bytes(ch, chn);
+  uint32_t h = fnv1a(ch, chn);
   uint32_t i = map_find(m, ch, chn, h);
   if (i) {
     if (entry_set_value(&m->e[i], v, vn) < 0) goto drop;
@@ -286,7 +264,7 @@ int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const 
     flush_outbox(p);
     /* A queued older message for this channel must not be overtaken. */
     if (p->outbox.count > 0 &&
-        map_find(&p->outbox, channel, channel_len, hash_bytes(channel, channel_len)))
+        map_find(&p->outbox, channel, channel_len, fnv1a(channel, channel_len)))
       return outbox_put(p, channel, channel_len, payload, payload_len);
   }
   if (pipeline_room(p) && send_publish(p, channel, channel_len, payload, payload_len) == 0)
@@ -309,13 +287,13 @@ void pub_set_last(td_publisher *p, const char *hash, size_t hn, const char *fiel
   if (hn != p->last_hn || memcmp(hash, p->last_hash, hn)) {
     memcpy(p->last_hash, hash, hn);
     p->last_hn = hn;
-    p->last_hash_fnv = hash_more(HASH_INIT, hash, hn + 1);
+    p->last_hash_fnv = fnv1a(hash, hn + 1);
   }
   memcpy(key, hash, hn);
   key[hn] = '\0';
   memcpy(key + hn + 1, field, fn);
   size_t kn = hn + 1 + fn;
-  uint32_t h = hash_more(p->last_hash_fnv, field, fn);
+  uint32_t h = fnv1a_more(p->last_hash_fnv, field, fn);
   uint32_t i = map_find(&p->last, key, kn, h);
   if (!i && !(i = map_insert(&p->last, key, kn, h, "", 0))) {
     p->last_dropped++;
@@ -350,7 +328,8 @@ static void flush_last_hash(td_publisher *p, const char *hash, size_t hn) {
       n++;
     }
   }
-  char *o = scratch_reserve(p, bytes), *w = o;
+  /* formatted straight into the connection's output buffer, like PUBLISH */
+  char *o = rconn_command_begin(&p->conn, bytes), *w = o;
   if (!o) return;
   *w++ = '*';
   w = fmt_u64(w, 2 + 2 * n);
@@ -365,8 +344,7 @@ static void flush_last_hash(td_publisher *p, const char *hash, size_t hn) {
       w = put_bulk(w, v, vn);
     }
   }
-  *w = '\0'; /* hiredis parses the command name with strchr() */
-  if (rconn_command(&p->conn, TAG_HSET, o, (size_t)(w - o)) < 0) return;
+  if (rconn_command_end(&p->conn, TAG_HSET, (size_t)(w - o)) < 0) return;
   p->hset_inflight++;
   p->last_written += n;
   for (uint32_t i = m->head, next; i; i = next) {
@@ -441,7 +419,6 @@ static void pub_maybe_done(td_publisher *p) {
   void *dud = p->done_ud;
   map_free(&p->outbox);
   map_free(&p->last);
-  free(p->scratch);
   free(p);
   if (done) done(dud);
 }

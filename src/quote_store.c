@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "fnv1a.h"
+
 typedef struct {
   td_buf *payload;
   uint64_t epoch, seq, ordinal, recv_ms;
@@ -112,16 +114,10 @@ void qstore_free(qstore *qs) {
 
 /* ---- symbol table --------------------------------------------------------- */
 
-static uint32_t sym_hash(const char *s, size_t n) {
-  uint32_t h = 2166136261u;   /* FNV-1a */
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-  return h;
-}
-
 static qs_symbol *sym_lookup(const qstore *qs, const char *s, size_t n) {
   if (!qs->nslots) return NULL;
   size_t mask = qs->nslots - 1;
-  for (size_t i = sym_hash(s, n) & mask;; i = (i + 1) & mask) {
+  for (size_t i = fnv1a(s, n) & mask;; i = (i + 1) & mask) {
     uint32_t v = qs->slots[i];
     if (!v) return NULL;
     qs_symbol *y = qs->syms[v - 1];
@@ -134,7 +130,7 @@ static int sym_rehash(qstore *qs, size_t nslots) {
   if (!slots) return -ENOMEM;
   for (size_t j = 0; j < qs->nsyms; j++) {
     qs_symbol *y = qs->syms[j];
-    size_t i = sym_hash(y->name, y->len) & (nslots - 1);
+    size_t i = fnv1a(y->name, y->len) & (nslots - 1);
     while (slots[i]) i = (i + 1) & (nslots - 1);
     slots[i] = (uint32_t)j + 1;
   }
@@ -181,7 +177,7 @@ static qs_symbol *sym_get(qstore *qs, const char *s, size_t n, int *err) {
   memcpy(y->name, s, n);
   y->len = (uint8_t)n;
   qs->syms[qs->nsyms++] = y;
-  size_t mask = qs->nslots - 1, i = sym_hash(s, n) & mask;
+  size_t mask = qs->nslots - 1, i = fnv1a(s, n) & mask;
   while (qs->slots[i]) i = (i + 1) & mask;
   qs->slots[i] = (uint32_t)qs->nsyms;
   qs->st.symbols = qs->nsyms;

@@ -45,14 +45,16 @@ static void redisuv_write(redisAsyncContext *ac) {
       redisAsyncHandleWrite(ac); /* hiredis meets the error itself and disconnects */
       return;
     }
-    if (n > 0 && (size_t)n == len && sdsalloc(c->obuf) <= REDISUV_OBUF_KEEP) {
-      sdsclear(c->obuf);
-    } else if (n > 0 && (size_t)n == len) {
-      sds empty = sdsempty(); /* out of memory: keep the large one */
-      if (empty) sdsfree(c->obuf);
-      c->obuf = empty ? empty : (sdsclear(c->obuf), c->obuf);
-    } else if (n > 0) {
+    if (n > 0 && (size_t)n < len) {
       sdsrange(c->obuf, (int)n, -1);
+    } else if (n > 0) { /* all written: keep the allocation unless it is large */
+      sds empty = sdsalloc(c->obuf) > REDISUV_OBUF_KEEP ? sdsempty() : NULL;
+      if (empty) {
+        sdsfree(c->obuf);
+        c->obuf = empty;
+      } else {
+        sdsclear(c->obuf); /* small, or no memory for a new one */
+      }
     }
   }
   /* What redisAsyncHandleWrite arms after a write. */

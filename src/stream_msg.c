@@ -121,13 +121,19 @@ typedef enum { ITEM_BAD = -1, ITEM_DATA = 0, ITEM_CONTROL = 1 } item_class;
 
 /* ---- small validators --------------------------------------------------- */
 
+/* 1 for the bytes a symbol may have: A-Z 0-9 . / - */
+static const unsigned char symbol_byte[256] = {
+  ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+  ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+  ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+  ['Y'] = 1, ['Z'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+  ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['.'] = 1, ['/'] = 1, ['-'] = 1,
+};
+
 bool smsg_symbol_valid(const char *s, size_t n) {
   if (n == 0 || n > TD_SYMBOL_MAX) return false;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '/' || c == '-'))
-      return false;
-  }
+  for (size_t i = 0; i < n; i++)
+    if (!symbol_byte[(unsigned char)s[i]]) return false;
   return true;
 }
 
@@ -1161,15 +1167,6 @@ static const char *compact_codes(const char *p, const char *e) {
   }
   return NULL;
 }
-
-/* 1 for the bytes of a symbol: A-Z 0-9 . / - (smsg_symbol_valid). */
-static const unsigned char symbol_byte[256] = {
-  ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-  ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-  ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-  ['Y'] = 1, ['Z'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
-  ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['.'] = 1, ['/'] = 1, ['-'] = 1,
-};
 
 /* A quoted symbol: what compact_string then smsg_symbol_valid accept, as
  * symbol bytes are plain. */

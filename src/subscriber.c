@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv1a.h"
 #include "log.h"
 #include "td_limits.h"
 
@@ -51,14 +52,8 @@ struct td_subscriber {
 
 /* ---- channel table -------------------------------------------------------- */
 
-static uint32_t hash_str(const char *p, size_t n) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)p[i]) * 16777619u;
-  return h;
-}
-
 static sub_chan *chan_find(const td_subscriber *s, const char *name, size_t n) {
-  uint32_t h = hash_str(name, n);
+  uint32_t h = fnv1a(name, n);
   for (sub_chan *e = s->bucket[h & (s->nbuckets - 1)]; e; e = e->next)
     if (e->hash == h && e->len == n && memcmp(e->name, name, n) == 0) return e;
   return NULL;
@@ -86,7 +81,7 @@ static sub_chan *chan_insert(td_subscriber *s, const char *name, size_t n) {
   if (!e) return NULL;
   memcpy(e->name, name, n);
   e->len = n;
-  e->hash = hash_str(name, n);
+  e->hash = fnv1a(name, n);
   e->next = s->bucket[e->hash & (s->nbuckets - 1)];
   s->bucket[e->hash & (s->nbuckets - 1)] = e;
   s->nentries++;

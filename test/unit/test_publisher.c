@@ -189,7 +189,7 @@ static void test_outbox_across_restart(void **state) {
   assert_int_equal(st.outbox, 8);
   assert_int_equal(st.conflated, 95);
   assert_int_equal(st.dropped, 7);
-  uint32_t i0 = map_find(&c.pub->outbox, "ch0", 3, hash_bytes("ch0", 3));
+  uint32_t i0 = map_find(&c.pub->outbox, "ch0", 3, fnv1a("ch0", 3));
   assert_true(i0 != 0);
   assert_memory_equal(c.pub->outbox.e[i0].data + 3, "ch0-19", 6);
 
