@@ -27,7 +27,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-
 ifeq ($(WERROR),1)
 WARN    += -Werror
 endif
-CFLAGS  := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN_FLAGS) -Iinclude $(DEPS_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS  := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN_FLAGS) -Iinclude -Isrc $(DEPS_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SAN_FLAGS)
 LDLIBS  := $(DEPS_LIBS)
 
@@ -35,8 +35,10 @@ LDLIBS  := $(DEPS_LIBS)
 LLHTTP_CFLAGS := -std=c11 -g $(OPT) -DLLHTTP_STRICT_MODE=1 $(SAN_FLAGS) -I$(LLHTTP_INC_DIR) -w
 LLHTTP_OBJS   := $(LLHTTP_SOURCES:%.c=$(BUILD)/llhttp/%.o)
 
-SRCS      := $(sort $(wildcard src/*.c))
-LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
+# One folder per layer (docs/architecture.md); main.c is the program, the rest a library.
+SRCS      := $(sort $(wildcard src/*/*.c))
+LIB_SRCS  := $(filter-out src/app/main.c,$(SRCS))
+HEADERS   := $(wildcard include/*/*.h src/*/*.h)
 LIB_OBJS  := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
 LIB       := $(BUILD)/libtickerd.a
 BIN       := $(BUILD)/tickerd
@@ -68,7 +70,7 @@ $(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c | deps-apt
 	@echo "CC $< (llhttp, strict mode)"
 	@$(CC) $(LLHTTP_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h) | deps-apt
+$(BUILD)/obj/%.o: src/%.c $(HEADERS) | deps-apt
 	@mkdir -p $(@D)
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
@@ -77,7 +79,7 @@ $(LIB): $(LIB_OBJS) $(LLHTTP_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN): $(BUILD)/obj/main.o $(LIB)
+$(BIN): $(BUILD)/obj/app/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests include the module under test where they need its statics.
@@ -128,7 +130,7 @@ $(FUZZ_DIR)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c | deps-apt
 	@mkdir -p $(@D)
 	@echo "CC $< (fuzz)"
 	@clang -std=c11 -g -O1 -DLLHTTP_STRICT_MODE=1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) -I$(LLHTTP_INC_DIR) -w -c $< -o $@
-$(FUZZ_DIR)/obj/%.o: src/%.c $(wildcard include/*.h) | deps-apt
+$(FUZZ_DIR)/obj/%.o: src/%.c $(HEADERS) | deps-apt
 	@mkdir -p $(@D)
 	@echo "CC $< (fuzz)"
 	@clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@

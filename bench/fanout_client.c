@@ -35,8 +35,8 @@
 #include <llhttp.h>
 #include <uv.h>
 
-#include "buf.h"
-#include "ws_frame.h"
+#include "base/buf.h"
+#include "http/ws_frame.h"
 
 /* Bytes a client may hold of an unfinished SSE event, and the largest
  * WebSocket message it accepts. Quotes are a few hundred bytes; more than

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "stream_msg.h"
+#include "market/stream_msg.h"
 
 /* Quotes per body: a large POST /quotes, as the pipeline benchmark sends. */
 #define SP_BATCH 1000

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "https_client.h"
+#include "upstream/https_client.h"
 
 static void check(const hcli_url *u) {
   size_t hl = strlen(u->host);

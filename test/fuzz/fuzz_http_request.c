@@ -10,14 +10,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../../src/http_conn.c"
+#include "http/http_conn.c"
 
-#include "hub.h"
-#include "pipeline.h"
-#include "publisher.h"
-#include "quote_store.h"
-#include "subscriber.h"
-#include "task.h"
+#include "stream/hub.h"
+#include "market/pipeline.h"
+#include "market/publisher.h"
+#include "market/quote_store.h"
+#include "market/subscriber.h"
+#include "app/task.h"
 
 static td_app app;
 static td_config cfg;

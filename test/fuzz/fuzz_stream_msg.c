@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/stream_msg.c"
+#include "market/stream_msg.c"
 
 #define FUZZ_EPOCH "0123456789abcdef"
 

@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "td_limits.h"
-#include "utf8.h"
-#include "ws_frame.h"
+#include "base/buf.h"
+#include "base/td_limits.h"
+#include "base/utf8.h"
+#include "http/ws_frame.h"
 
 #define FUZZ_CONTROL_BYTES 4
 

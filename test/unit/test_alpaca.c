@@ -8,9 +8,9 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "../../src/alpaca.c"
+#include "market/alpaca.c"
 #include "fake_alpaca.h"
-#include "log.h"
+#include "base/log.h"
 
 #define SECRET "testsecret"
 

@@ -7,10 +7,10 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "alpaca_rest.h"
+#include "market/alpaca_rest.h"
 #include "fake_alpaca.h"
-#include "https_client.h"
-#include "log.h"
+#include "upstream/https_client.h"
+#include "base/log.h"
 
 typedef struct {
   int calls;

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "buf.h"
-#include "td_limits.h"
+#include "base/buf.h"
+#include "base/td_limits.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define POOLED 0 /* buf.c skips the pool under ASan */

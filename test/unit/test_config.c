@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
+#include "app/config.h"
 
 static int load(td_config *c, int argc, char **argv, char **env) {
   /* keep stderr quiet for the error cases */

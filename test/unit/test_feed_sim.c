@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "../../src/feed_sim.c"
+#include "market/feed_sim.c"
 
 /* The arithmetic is checked on a 10 ms step, whatever the feed's own tick. */
 #define SIM_TEST_TICK_MS 10

@@ -7,7 +7,7 @@
 #include <cmocka.h>
 
 #include "fake_alpaca.h"
-#include "https_client.h"
+#include "upstream/https_client.h"
 
 static void test_url_parse(void **state) {
   hcli_url u;

@@ -8,7 +8,7 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "jsonw.h"
+#include "base/jsonw.h"
 
 static void nested_document_round_trips(void **state) {
   jsonw w;

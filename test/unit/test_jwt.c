@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jwt.h"
+#include "app/jwt.h"
 
 #define SECRET "s3cret-for-tests"
 #define NOW 1800000000

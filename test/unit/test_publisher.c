@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "../../src/publisher.c"
+#include "market/publisher.c"
 #include "redis_fixture.h"
 
 typedef struct ctx {

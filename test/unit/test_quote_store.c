@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "quote_store.h"
+#include "market/quote_store.h"
 
 #define E1 0x1111111111111111ull
 #define E2 0x2222222222222222ull

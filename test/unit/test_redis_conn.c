@@ -7,10 +7,10 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "log.h"
-#include "redis_conn.h"
+#include "base/log.h"
+#include "redis/redis_conn.h"
 #include "redis_fixture.h"
-#include "redis_uv.h"
+#include "redis/redis_uv.h"
 #include <hiredis/sds.h>
 
 typedef struct harness {

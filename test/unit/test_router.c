@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "../../src/router.c"
+#include "http/router.c"
 
 static bool match(const char *pattern, const char *path, td_request *req) {
   memset(req, 0, sizeof(*req));

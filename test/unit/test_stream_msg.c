@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "../../src/stream_msg.c"
+#include "market/stream_msg.c"
 
 #define EPOCH "9f3a0c1d2e4b5a69"
 

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "../../src/subscriber.c"
+#include "market/subscriber.c"
 #include "redis_fixture.h"
 
 typedef struct ctx {

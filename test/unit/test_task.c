@@ -7,9 +7,9 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "../../src/task.c"
+#include "app/task.c"
 
-#include "log.h"
+#include "base/log.h"
 
 typedef struct {
   int events[8];   /* by state, counted by the observer */

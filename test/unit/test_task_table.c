@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "task_table.h"
+#include "app/task_table.h"
 
 typedef struct entry {
   uint8_t id[TTAB_ID_LEN];

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "utf8.h"
+#include "base/utf8.h"
 
 /* Encodes any value up to 0x1FFFFF the way UTF-8 would, surrogates included,
  * so that the validator must tell which of them are not characters. */

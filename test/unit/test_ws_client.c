@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "fake_alpaca.h"
-#include "ws_client.h"
+#include "upstream/ws_client.h"
 
 #define MAX_MSGS 64
 

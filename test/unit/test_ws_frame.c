@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
-#include "ws_frame.h"
+#include "base/buf.h"
+#include "http/ws_frame.h"
 
 /* ---- Helpers: build wire bytes, feed them, record what the parser says ---- */
 

@@ -1,0 +1,33 @@
+/* HTTP handlers, one group per file:
+ *   api_core.c    /, /hello, /status, /healthz, /readyz, /tasks, /tasks/{id}
+ *   api_quotes.c  POST /quotes, GET /quotes, /quotes/{symbol}, /quotes/{symbol}/history
+ *   api_stream.c  /ws (WebSocket) and /stream (SSE)
+ *   web.c         /dashboard and its assets
+ *   metrics.c     /metrics */
+#ifndef TD_API_H
+#define TD_API_H
+
+#include "http/http.h"
+
+void api_root(td_request *req);
+void api_hello(td_request *req);
+void api_status(td_request *req);
+void api_healthz(td_request *req);
+void api_readyz(td_request *req);
+void api_tasks_list(td_request *req);
+void api_task_get(td_request *req);
+
+void api_quotes_post(td_request *req);
+void api_quotes_list(td_request *req);
+void api_quote_get(td_request *req);
+void api_quote_history(td_request *req);
+/* GET /quotes/{symbol} with nothing stored: ask Alpaca's REST API when
+ * credentials are set. Returns false when there is no fallback. */
+bool api_quote_fallback(td_request *req, const char *symbol);
+
+void api_ws(td_request *req);
+void api_stream(td_request *req);
+void api_dashboard(td_request *req);
+void api_metrics(td_request *req);
+
+#endif

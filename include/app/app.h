@@ -1,0 +1,44 @@
+/* The one application object: everything that lives as long as the loop.
+ * Handlers reach the modules through it (req->app). main.c builds it in
+ * this order: store, publisher, pipeline, hub + subscriber, tasks, server,
+ * then the feed; and takes it down in reverse on SIGTERM/SIGINT. */
+#ifndef TD_APP_H
+#define TD_APP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "base/td_limits.h"
+
+struct td_server;
+struct td_tasks;
+struct td_pipeline;
+struct td_hub;
+struct td_publisher;
+struct td_subscriber;
+struct qstore;
+struct sim_feed;
+struct alpaca;
+struct arest;
+
+typedef struct td_app {
+  uv_loop_t *loop;
+  td_config *cfg;
+  struct td_server *server;
+  struct td_tasks *tasks;
+  struct qstore *store;
+  struct td_publisher *pub[TD_REDIS_PUBLISH_CONNS];  /* pub[0] also writes quotes:last and heartbeats */
+  struct td_subscriber *sub;
+  struct td_pipeline *pipeline;
+  struct ingest_pace *pace;   /* POST /quotes answers at Redis's pace */
+  struct td_hub *hub;
+  struct sim_feed *sim;       /* --feed sim */
+  struct alpaca *alpaca;      /* --feed alpaca */
+  struct arest *rest;         /* latest-quote fallback, when Alpaca credentials are set */
+  uint64_t start_ms;          /* uv_now at start */
+  bool shutting_down;
+} td_app;
+
+#endif

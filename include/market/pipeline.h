@@ -1,0 +1,53 @@
+/* The one message path. Every source of market data (the simulated feed,
+ * POST /quotes, the Alpaca upstream) hands its JSON here:
+ *
+ *   stream_msg parse + validate -> per-symbol seq (quote_store) -> payload
+ *   encoded once -> publisher (PUBLISH <kind>:<SYMBOL>) + quote store
+ *   (latest + history) + the quotes:last hash (latest per symbol).
+ */
+#ifndef TD_PIPELINE_H
+#define TD_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "app/app.h"
+#include "stream_msg.h"
+
+typedef struct td_pipeline td_pipeline;
+struct td_publisher;
+struct qstore;
+
+typedef struct {
+  uint64_t received[SMSG_KIND_COUNT];   /* valid messages by kind */
+  uint64_t queued;                      /* handed to the publisher */
+  uint64_t refused;                     /* symbol table full */
+  uint64_t batches, batches_rejected;   /* POST /quotes */
+  smsg_stats stream;                    /* feeds: skipped items by reason */
+} pipeline_stats;
+
+typedef struct {
+  uint64_t accepted;
+  uint64_t by_kind[SMSG_KIND_COUNT];
+} pipeline_result;
+
+/* Publishes through app->pub[], which must outlive the pipeline. */
+td_pipeline *pipeline_new(td_app *app, struct qstore *store);
+void pipeline_free(td_pipeline *p);
+/* Feeds (stream mode): bad items are skipped and counted. Returns the number
+ * of messages published or a negative errno when the buffer is not JSON. A
+ * feed with control messages of its own (Alpaca) parses with stream_msg
+ * itself and hands each data message to pipeline_publish. */
+int pipeline_feed(td_pipeline *p, const char *json, size_t len);
+/* POST /quotes (batch mode): all or nothing. 0, or -EINVAL with `err`. */
+int pipeline_batch(td_pipeline *p, const char *json, size_t len, pipeline_result *out, char err[SMSG_ERR_MAX]);
+/* Publishes one message that arrived parsed (the Alpaca client). */
+void pipeline_publish(td_pipeline *p, const smsg_msg *m);
+void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out);
+struct qstore *pipeline_store(const td_pipeline *p);
+/* The publishing connections' counters added up; true when all are ready.
+ * `state` is the first connection's, or the state of one that is not ready. */
+struct pub_stats;
+bool pipeline_publisher_stats(const td_app *app, struct pub_stats *sum);
+
+#endif

@@ -1,0 +1,100 @@
+/* publisher: PUBLISH to Redis without ever blocking the loop.
+ *
+ * Messages are pipelined (up to TD_REDIS_MAX_INFLIGHT PUBLISH commands in
+ * flight, RESP formatted here). When the connection is not READY or the
+ * pipeline is full, a message waits in a bounded outbox that keeps only the
+ * latest payload per channel: a newer message for a channel replaces the
+ * older one (counted as conflated); a new channel past the outbox limit is
+ * dropped (counted). The outbox drains when the connection becomes READY
+ * and as replies come back.
+ *
+ * pub_set_last() keeps the latest value per (hash, field) in memory and
+ * writes the changed ones every TD_REDIS_LAST_FLUSH_MS with one HSET per
+ * hash; after a reconnect every kept value is written again.
+ *
+ * Counting: every message offered ends as exactly one of published (a reply
+ * came), errors (an error reply, or the connection went away first),
+ * conflated or dropped; until then it is inflight or in the outbox. */
+#ifndef TD_PUBLISHER_H
+#define TD_PUBLISHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/buf.h"
+#include "redis/redis_conn.h"
+
+/* Longest channel name: prefix, ':' and a symbol, with room to spare. */
+#define PUB_CHANNEL_MAX 256
+/* Longest payload: a news article with its body fits; anything larger is
+ * refused rather than pipelined through memory. */
+#define PUB_PAYLOAD_MAX (1024 * 1024)
+/* Unwritten command bytes past which messages wait in the outbox: a socket
+ * that stopped draining cannot grow hiredis's output buffer without bound
+ * (the in-flight count alone allows 64 Ki messages of up to 1 MiB). Small,
+ * because hiredis 0.14 memmoves the rest of that buffer after every write():
+ * 4 MiB is still ~40 ms of quotes at 1 M/s, plenty to keep the pipe full. */
+#define PUB_MAX_PENDING_BYTES (4 * 1024 * 1024)
+/* Outbox/last entries keep their buffer for reuse up to this size, so the
+ * steady state allocates nothing per message. */
+#define PUB_ENTRY_KEEP_BYTES 4096
+/* After the pipeline was full, the outbox drains once this many slots are
+ * free (half the pipeline if smaller): one drain per batch, not per reply. */
+#define PUB_DRAIN_HYSTERESIS 1024
+
+typedef struct td_publisher td_publisher;
+
+/* Zero fields take the td_limits.h defaults. */
+typedef struct pub_options {
+  rconn_options conn;
+  uint32_t max_inflight;   /* TD_REDIS_MAX_INFLIGHT */
+  uint32_t max_outbox;     /* channels; TD_MAX_SYMBOLS */
+  uint32_t max_last;       /* (hash, field) pairs; TD_MAX_SYMBOLS */
+  uint32_t last_flush_ms;  /* TD_REDIS_LAST_FLUSH_MS */
+} pub_options;
+
+/* A struct tag, not a typedef: pub_stats() is the function that fills it. */
+struct pub_stats {
+  rconn_state state;
+  uint64_t published;  /* PUBLISH replies received */
+  uint64_t conflated;  /* replaced in the outbox by a newer message */
+  uint64_t dropped;    /* outbox full, payload too large, or closing */
+  uint64_t errors;     /* PUBLISH error replies and PUBLISH lost with a connection */
+  uint64_t reconnects;
+  uint32_t inflight;
+  uint32_t outbox;
+  uint64_t last_written; /* fields written by HSET */
+  uint64_t last_dropped; /* pub_set_last fields refused: table full */
+  uint64_t last_errors;  /* HSET of latest values failed or lost with a connection (not in
+                            `errors`, which only PUBLISH adds to: see the sum above) */
+};
+
+/* pub_publish results (>= 0); errors are negative. */
+enum { PUB_SENT = 0, PUB_QUEUED = 1, PUB_CONFLATED = 2 };
+
+/* Starts connecting at once. NULL on a bad URL (logged) or OOM. */
+td_publisher *pub_new(uv_loop_t *loop, const char *redis_url, const pub_options *opt);
+/* PUB_SENT, PUB_QUEUED, PUB_CONFLATED, or UV_ENOBUFS (dropped: outbox
+ * full), UV_EINVAL (empty/too long channel, payload too large),
+ * UV_ECANCELED (closing). */
+int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
+                size_t payload_len);
+/* A PUBLISH of the subscriber's health check: sent now or not at all
+ * (UV_EAGAIN while not connected or the pipeline is full; the next tick
+ * tries again), never queued, and not in any counter above, so that
+ * published + conflated + dropped + errors stays what the pipeline handed in. */
+int pub_heartbeat(td_publisher *p, const char *channel, size_t channel_len, const char *payload, size_t len);
+/* Remembers `payload` (taking a reference, no copy) as the latest value of
+ * field[0..fn) in hash[0..hn). */
+void pub_set_last(td_publisher *p, const char *hash, size_t hn, const char *field, size_t fn,
+                  td_buf *payload);
+bool pub_ready(const td_publisher *p);
+void pub_stats(const td_publisher *p, struct pub_stats *out);
+const char *pub_state_name(const td_publisher *p);
+/* Closes the connection; queued messages are discarded, done(ud) runs once
+ * every handle is closed and `p` is freed. */
+void pub_close(td_publisher *p, void (*done)(void *), void *ud);
+
+#endif

@@ -1,0 +1,145 @@
+/* Alpaca v2 market-data stream messages: parse, validate, encode.
+ *
+ * One buffer holds a JSON array of messages or a single message object; it is
+ * parsed once with jansson. Every market-data item is checked against the
+ * documented v2 schema of its kind (required fields, JSON types, ranges,
+ * symbols, RFC-3339 times) and handed to a callback that may encode the
+ * payload tickerd publishes: the message's known fields in Alpaca's order,
+ * with "seq" and "epoch" appended (see docs/messages.md).
+ *
+ * Two modes:
+ *   smsg_parse_batch   POST /quotes: all or nothing. One bad item rejects the
+ *                      batch before any callback runs, with a message naming
+ *                      the item and the problem ("item 3: field \"bp\" must
+ *                      be a number").
+ *   smsg_parse_stream  upstream feeds: bad items are skipped and counted by
+ *                      reason, good ones are delivered; control messages
+ *                      (success, error, subscription) go to their own callback.
+ */
+#ifndef TD_STREAM_MSG_H
+#define TD_STREAM_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "base/td_limits.h"
+
+struct json_t;
+
+typedef enum {
+  SMSG_QUOTE,          /* "q" */
+  SMSG_TRADE,          /* "t" */
+  SMSG_BAR,            /* "b" */
+  SMSG_UPDATED_BAR,    /* "u" */
+  SMSG_DAILY_BAR,      /* "d" */
+  SMSG_STATUS,         /* "s" */
+  SMSG_LULD,           /* "l" */
+  SMSG_CORRECTION,     /* "c" */
+  SMSG_CANCEL_ERROR,   /* "x" */
+  SMSG_NEWS,           /* "n" */
+  SMSG_KIND_COUNT
+} smsg_kind;
+
+typedef enum { SMSG_CTL_SUCCESS, SMSG_CTL_ERROR, SMSG_CTL_SUBSCRIPTION } smsg_ctl_kind;
+
+/* Why stream mode skipped an item (a counter each, for /metrics). */
+typedef enum {
+  SMSG_SKIP_NOT_OBJECT,    /* an array element that is not an object */
+  SMSG_SKIP_NO_TYPE,       /* "T" missing or not a string */
+  SMSG_SKIP_UNKNOWN_TYPE,  /* "T" names no kind we know */
+  SMSG_SKIP_MISSING,       /* a required field is absent */
+  SMSG_SKIP_TYPE,          /* a field has the wrong JSON type */
+  SMSG_SKIP_RANGE,         /* a number is negative or a string too long */
+  SMSG_SKIP_SYMBOL,        /* a symbol outside [A-Z0-9./-]{1,TD_SYMBOL_MAX} */
+  SMSG_SKIP_TIME,          /* a timestamp that is not RFC 3339 */
+  SMSG_SKIP_CONTROL,       /* a control message and no control callback */
+  SMSG_SKIP_COUNT
+} smsg_skip_reason;
+
+/* The longest batch-mode error message; longer ones are truncated. */
+#define SMSG_ERR_MAX 160
+/* Exchange, tape and condition codes are one or two letters in Alpaca's
+ * feeds; 16 bytes leaves room without letting a code carry a document. */
+#define SMSG_CODE_MAX 16
+/* Alpaca sends a handful of conditions per trade or quote. */
+#define SMSG_MAX_CONDITIONS 16
+/* Symbols one news item may name (each gets its own publication). */
+#define SMSG_MAX_NEWS_SYMBOLS 64
+/* Fields of the widest kind (corrections: 14); sizes the field table. */
+#define SMSG_MAX_FIELDS 16
+/* "2026-11-21T20:00:00.123456789+05:30" is 35 bytes. */
+#define SMSG_TIME_MAX 40
+/* An epoch is 16 lowercase hex characters (64 random bits). */
+#define SMSG_EPOCH_LEN 16
+
+/* One valid market-data message, valid only during the callback. A news
+ * item naming several symbols is delivered once per symbol. */
+typedef struct smsg_msg {
+  smsg_kind kind;
+  const char *symbol;        /* NUL-terminated */
+  size_t symbol_len;
+  const char *channel;       /* smsg_kind_channel(kind) */
+  size_t index;              /* item index in the buffer */
+  /* Private to stream_msg.c: the item and its fields in schema order, or,
+   * when obj is NULL, the fast path's encoded item (no jansson tree). */
+  const struct json_t *obj;
+  const struct json_t *fields[SMSG_MAX_FIELDS];
+  const struct smsg_fast_msg *fast;
+} smsg_msg;
+
+/* A control message (stream mode), valid only during the callback. */
+typedef struct smsg_control {
+  smsg_ctl_kind kind;
+  const char *msg;           /* "msg" text, "" when absent */
+  int64_t code;              /* error "code", 0 when absent */
+  const struct json_t *obj;  /* the whole object (subscription lists) */
+} smsg_control;
+
+typedef void (*smsg_msg_cb)(void *ud, const smsg_msg *m);
+typedef void (*smsg_ctl_cb)(void *ud, const smsg_control *c);
+
+/* Cumulative counters of stream mode; the caller owns and zeroes them. */
+typedef struct smsg_stats {
+  uint64_t buffers;          /* buffers parsed */
+  uint64_t bad_json;         /* buffers that were not JSON array/object */
+  uint64_t items;            /* items seen */
+  uint64_t delivered;        /* message callbacks made */
+  uint64_t controls;         /* control callbacks made */
+  uint64_t skipped[SMSG_SKIP_COUNT];
+} smsg_stats;
+
+/* Batch mode. Returns the number of items (all valid, all delivered), or
+ * -EINVAL with `err` holding why, and no callback made. */
+int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
+                     char err[SMSG_ERR_MAX]);
+
+/* Stream mode. Returns the number of message callbacks made, or -EINVAL
+ * when the buffer is not a JSON array or object (counted in bad_json).
+ * `on_control` may be NULL: control messages are then skipped. */
+int smsg_parse_stream(const char *buf, size_t len, smsg_msg_cb on_msg, smsg_ctl_cb on_control,
+                      void *ud, smsg_stats *stats);
+
+/* The published payload of `m`: compact JSON, known fields in Alpaca's order,
+ * then "seq" and "epoch" (SMSG_EPOCH_LEN hex chars). One td_buf reference,
+ * or NULL on OOM. Unknown input fields, including any "seq"/"epoch" a sender
+ * supplied, are not copied. */
+td_buf *smsg_encode(const smsg_msg *m, uint64_t seq, const char *epoch);
+
+/* Reads the "seq" and "epoch" that end a published payload (as produced by
+ * smsg_encode, e.g. received back from Redis) without parsing the rest.
+ * Returns 0, or -EINVAL when the tail is not `,"seq":N,"epoch":"<hex16>"}`. */
+int smsg_payload_position(const char *p, size_t n, uint64_t *seq, uint64_t *epoch);
+
+bool smsg_symbol_valid(const char *s, size_t n);
+/* "quotes", "trades", ... ; NULL for an out-of-range kind. */
+const char *smsg_kind_channel(smsg_kind k);
+/* The kind whose channel name is s[0..n), or -1. */
+int smsg_kind_from_channel(const char *s, size_t n);
+/* "not_object", "no_type", ... for metrics labels. */
+const char *smsg_skip_name(smsg_skip_reason r);
+/* 0 when `s` is RFC 3339 date-time (fraction up to 9 digits), else -EINVAL. */
+int smsg_time_valid(const char *s, size_t n);
+
+#endif

@@ -1,0 +1,125 @@
+/* The hub: in-process fan-out of Redis channels to WebSocket and SSE
+ * clients.
+ *
+ * One Redis SUBSCRIBE per symbol with local clients (reference counted: the
+ * first client subscribes, the last one leaving unsubscribes). Each message
+ * from Redis is encoded once per transport (a WebSocket frame, an SSE event)
+ * into a shared td_buf and queued, by reference, on every client that wants
+ * it. Slow clients are held to soft and hard output limits in the manner of
+ * Redis's client-output-buffer-limit: past the soft limit only the newest
+ * quote per symbol is kept; past the hard limit, or over the soft one for
+ * too long, the client is closed.
+ *
+ * Message path: Redis -> subscriber.c -> hub_on_message -> quote store (for
+ * history and recovery) -> hub_deliver -> conn_send on each client. */
+#ifndef TD_HUB_H
+#define TD_HUB_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "app/app.h"
+#include "base/buf.h"
+#include "http/http.h"
+
+typedef struct td_hub td_hub;
+struct td_subscriber;
+struct td_task;
+struct qstore;
+
+typedef enum { HUB_WS, HUB_SSE } hub_transport;
+#define HUB_TRANSPORTS 2
+
+/* What a session tells the hub when the hub must close it. */
+typedef void (*hub_close_cb)(void *owner, int ws_code, const char *reason);
+
+/* A client's subscription: the symbol, and where the client sits in that
+ * symbol's array of clients of its transport (so leaving is O(1)). */
+typedef struct {
+  uint32_t sym;
+  uint32_t pos;
+} hub_sub;
+
+/* Embedded in each WebSocket / SSE session; the hub's fields are private. */
+typedef struct hub_client {
+  td_conn *conn;
+  hub_transport transport;
+  void *owner;
+  hub_close_cb close;
+  hub_sub *subs;
+  uint32_t nsubs, subs_cap;
+  bool tasks_topic;
+  bool attached;
+  uint64_t over_soft_since;  /* loop ms the client went over the soft limit; 0 once it caught up */
+  uint64_t conflated;          /* quotes dropped for a newer one, for the slow-client log */
+  struct hub_client *prev, *next;
+} hub_client;
+
+typedef struct {
+  uint64_t clients, ws_clients, sse_clients;
+  uint64_t channels;           /* Redis channels subscribed */
+  uint64_t client_subscriptions;
+  uint64_t messages;           /* received from Redis */
+  uint64_t deliveries;         /* messages queued to clients */
+  uint64_t conflated;          /* dropped for a newer quote of the same symbol */
+  uint64_t slow_closes;
+  uint64_t rejected_clients;   /* over --max-stream-clients */
+  uint64_t bad_messages;       /* Redis payloads without a position */
+  uint64_t gaps;               /* sequence gaps seen on a channel */
+  uint64_t replayed;           /* messages replayed to recovering clients */
+} hub_stats;
+
+td_hub *hub_new(td_app *app, struct qstore *store);
+void hub_set_subscriber(td_hub *h, struct td_subscriber *sub);
+void hub_free(td_hub *h);
+void hub_get_stats(const td_hub *h, hub_stats *out);
+
+/* -EBUSY when --max-stream-clients are connected. */
+int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *owner, hub_close_cb close);
+/* Unsubscribes everything; safe to call twice. */
+void hub_detach(td_hub *h, hub_client *c);
+
+/* The client's output queue is empty: it has caught up, so it is no longer
+ * "over the soft limit". A client that conflates and never catches up is
+ * closed after --client-soft-ms. */
+void hub_client_drained(hub_client *c);
+
+/* 1: subscribed now, 0: was already, -EINVAL bad symbol, -E2BIG the client
+ * has --max-client-symbols, -ENOSPC the hub has TD_MAX_SYMBOLS. */
+int hub_subscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
+/* 1: unsubscribed, 0: was not subscribed. */
+int hub_unsubscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
+/* The client's symbols as a JSON array. */
+json_t *hub_client_symbols(const td_hub *h, const hub_client *c);
+
+/* After subscribing: the latest quote of each of `syms` (or up to `history`
+ * recent ones, as a "history" message for WebSocket), then live quotes. */
+void hub_send_snapshot(td_hub *h, hub_client *c, const char *const *syms, size_t n, int history);
+/* Replays what the client missed since the position "SYMBOL:epoch:seq" over
+ * all its symbols, and says whether that was complete ("recovered"). When
+ * the position is unknown (too old, or another epoch), sends the snapshot
+ * instead with "recovered": false. */
+void hub_recover(td_hub *h, hub_client *c, const char *since, size_t n);
+
+/* Callbacks for subscriber.c and task.c. */
+void hub_on_message(void *hub, const char *channel, size_t channel_len, const char *payload, size_t payload_len);
+void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed);
+void hub_on_task(void *hub, const struct td_task *t);
+
+/* When a client's first ping (WebSocket) or keep-alive comment (SSE) is
+ * due: somewhere in the second half of `interval`, spread by connection, so
+ * that clients which connected together (after a restart, or a benchmark's
+ * 10,000) are not all pinged in the same second of every interval. */
+uint64_t hub_first_ping_ms(const hub_client *c, uint64_t interval);
+
+/* The "tasks" topic: task state changes, pushed to WebSocket clients. */
+void hub_set_tasks_topic(td_hub *h, hub_client *c, bool on);
+
+/* Sends a per-client message (an event, not a quote): a text frame for
+ * WebSocket, `event: <type>` + data for SSE. */
+void hub_send_text(td_hub *h, hub_client *c, const char *type, const char *json, size_t len);
+void hub_send_json(td_hub *h, hub_client *c, const char *type, json_t *msg);
+
+#endif

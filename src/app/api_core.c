@@ -1,0 +1,150 @@
+/* Core endpoints: the seed's / and /hello (each starts a background task),
+ * /status, /healthz, /readyz, /tasks and /tasks/{id}. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/api.h"
+#include "app/app.h"
+#include "http/http.h"
+#include "llhttp.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "status.h"
+#include "app/task.h"
+#include "base/td_limits.h"
+#include "base/uuid.h"
+#include "base/version.h"
+
+/* Starts the request's task; on capacity, answers 503 itself and returns false. */
+static bool start_task(td_request *req, char id_out[UUID_STR_LEN + 1]) {
+  const td_header *ua = http_header(req, "user-agent");
+  task_origin o = {
+    .client_ip = conn_peer_ip(req->conn),
+    .user_agent = ua ? ua->value : NULL,
+    .user_agent_len = ua ? ua->value_len : 0,
+    .method = http_method_name(req),
+    .path = req->path,
+    .path_len = req->path_len,
+    .query = req->query,
+    .query_len = req->query_len,
+  };
+  bool rejected;
+  td_task *t = tasks_start(req->app->tasks, &o, &rejected);
+  if (!t) {
+    char retry[32];
+    snprintf(retry, sizeof(retry), "Retry-After: %d\r\n", TD_TASK_RETRY_AFTER_S);
+    http_error(req, 503, rejected ? "too_many_tasks" : "task_start_failed",
+               rejected ? "the task table is full; retry later" : "could not start a task", retry);
+    return false;
+  }
+  uuid_format(task_id(t), id_out);
+  return true;
+}
+
+/* A browser asking for HTML at / gets the dashboard instead of JSON. */
+static bool wants_html(const td_request *req) {
+  const td_header *h = http_header(req, "accept");
+  if (!h) return false;
+  for (uint32_t i = 0; i + 9 <= h->value_len; i++)
+    if (!strncmp(h->value + i, "text/html", 9)) return true;
+  return false;
+}
+
+void api_root(td_request *req) {
+  if (wants_html(req)) {
+    api_dashboard(req);
+    return;
+  }
+  char id[UUID_STR_LEN + 1];
+  if (!start_task(req, id)) return;
+  json_t *endpoints = json_array();
+  int n;
+  const td_route *routes = router_routes(&n);
+  for (int i = 0; i < n; i++) {
+    char line[96];
+    snprintf(line, sizeof(line), "%s %s", routes[i].methods & ROUTE_GET ? "GET" : "POST", routes[i].pattern);
+    json_array_append_new(endpoints, json_string(line));
+    if ((routes[i].methods & ROUTE_GET) && (routes[i].methods & ROUTE_POST)) {
+      snprintf(line, sizeof(line), "POST %s", routes[i].pattern);
+      json_array_append_new(endpoints, json_string(line));
+    }
+  }
+  http_respond_json(req, 200,
+                    json_pack("{s:s, s:s, s:o, s:s}", "message", "Welcome to tickerd: market data fan-out",
+                              "version", TD_VERSION, "endpoints", endpoints, "task_id", id),
+                    NULL);
+}
+
+void api_hello(td_request *req) {
+  char id[UUID_STR_LEN + 1];
+  if (!start_task(req, id)) return;
+  /* built by hand: the hottest endpoint of the benchmark needs no JSON tree */
+  char body[128];
+  int n = snprintf(body, sizeof(body), "{\"message\":\"Hello, World!\",\"task_id\":\"%s\"}", id);
+  http_respond(req, 200, "application/json", body, (size_t)n, NULL);
+}
+
+/* The /status document is about 1.5 KB: start the writer with room for it. */
+#define STATUS_BUF_INITIAL 4096
+
+void api_status(td_request *req) {
+  jsonw w;
+  jw_init(&w, STATUS_BUF_INITIAL);
+  status_write(req->app, &w);
+  if (w.failed) http_error(req, 500, "internal", "out of memory", NULL);
+  else http_respond(req, 200, "application/json", w.p, w.len, NULL);
+  jw_free(&w);
+}
+
+void api_healthz(td_request *req) {
+  static const char body[] = "{\"status\":\"ok\"}";
+  http_respond(req, 200, "application/json", body, sizeof(body) - 1, NULL);
+}
+
+void api_readyz(td_request *req) {
+  const char *why = NULL;
+  bool ready = status_ready(req->app, &why);
+  http_respond_json(req, ready ? 200 : 503,
+                    ready ? json_pack("{s:s}", "status", "ready")
+                          : json_pack("{s:s, s:s}", "status", "not_ready", "reason", why ? why : "starting"),
+                    NULL);
+}
+
+void api_tasks_list(td_request *req) {
+  char buf[32];
+  int limit = TD_TASK_LIST_DEFAULT, state = -1;
+  if (http_query_param(req, "limit", buf, sizeof(buf))) {
+    char *end;
+    long v = strtol(buf, &end, 10);
+    if (*buf == '\0' || *end || v < 1 || v > TD_TASK_RECENT) {
+      http_error(req, 400, "bad_limit", "limit must be an integer from 1 to 1024", NULL);
+      return;
+    }
+    limit = (int)v;
+  }
+  if (http_query_param(req, "state", buf, sizeof(buf))) {
+    state = task_state_parse(buf);
+    if (state < 0) {
+      http_error(req, 400, "bad_state", "state must be pending, running, completed, failed or cancelled", NULL);
+      return;
+    }
+  }
+  json_t *tasks = tasks_recent_json(req->app->tasks, limit, state);
+  http_respond_json(req, 200, json_pack("{s:i, s:o}", "count", (json_int_t)json_array_size(tasks), "tasks", tasks),
+                    NULL);
+}
+
+void api_task_get(td_request *req) {
+  uint8_t id[16];
+  if (!uuid_parse(req->params[0], req->param_lens[0], id)) {
+    http_error(req, 400, "bad_task_id", "a task id is a UUID (8-4-4-4-12 hex digits)", NULL);
+    return;
+  }
+  const td_task *t = tasks_find(req->app->tasks, id);
+  if (!t) {
+    http_error(req, 404, "unknown_task", "no such task (unknown, or expired after the retention time)", NULL);
+    return;
+  }
+  http_respond_json(req, 200, task_to_json(req->app->tasks, t), NULL);
+}

@@ -1,0 +1,132 @@
+/* Quote endpoints: POST /quotes (ingest), GET /quotes, /quotes/{symbol},
+ * /quotes/{symbol}/history. */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/api.h"
+#include "app/app.h"
+#include "ingest_pace.h"
+#include "market/pipeline.h"
+#include "market/quote_store.h"
+#include "market/stream_msg.h"
+#include "base/td_limits.h"
+
+/* Bounds of GET /quotes/{symbol}/history?limit= */
+#define QUOTES_HISTORY_DEFAULT 300
+
+/* Constant time: the comparison must not tell how much of a guess was right. */
+static bool token_ok(const td_request *req, const char *token) {
+  const td_header *h = http_header(req, "authorization");
+  size_t tlen = strlen(token);
+  if (!h || h->value_len != 7 + tlen || strncasecmp(h->value, "Bearer ", 7)) return false;
+  return CRYPTO_memcmp(h->value + 7, token, tlen) == 0;
+}
+
+void api_quotes_post(td_request *req) {
+  td_app *app = req->app;
+  if (app->cfg->ingest_token && *app->cfg->ingest_token && !token_ok(req, app->cfg->ingest_token)) {
+    http_error(req, 401, "unauthorized", "POST /quotes needs 'Authorization: Bearer <ingest token>'",
+               "WWW-Authenticate: Bearer realm=\"tickerd\"\r\n");
+    return;
+  }
+  pipeline_result r;
+  char err[SMSG_ERR_MAX];
+  if (pipeline_batch(app->pipeline, req->body ? req->body : "", req->body_len, &r, err) != 0) {
+    http_error(req, 400, "invalid_batch", err, NULL);
+    return;
+  }
+  json_t *kinds = json_object();
+  for (int k = 0; k < SMSG_KIND_COUNT; k++)
+    if (r.by_kind[k]) json_object_set_new(kinds, smsg_kind_channel((smsg_kind)k), json_integer((json_int_t)r.by_kind[k]));
+  json_t *body = json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)r.accepted, "quotes",
+                           (json_int_t)r.by_kind[SMSG_QUOTE], "by_kind", kinds);
+  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  json_decref(body);
+  if (!text) {
+    http_error(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  pace_respond(app->pace, req, text, strlen(text));
+  free(text);
+}
+
+static json_t *payload_json(const td_buf *b) { return json_loadb(b->data, b->len, 0, NULL); }
+
+void api_quotes_list(td_request *req) {
+  qstore *qs = pipeline_store(req->app->pipeline);
+  size_t total = qstore_symbols(qs, SMSG_QUOTE, NULL, 0);
+  const char **syms = calloc(total ? total : 1, sizeof(*syms));
+  if (!syms) {
+    http_error(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  size_t n = qstore_symbols(qs, SMSG_QUOTE, syms, total);
+  json_t *quotes = json_object();
+  for (size_t i = 0; i < n && i < total; i++) {
+    qstore_entry e;
+    if (qstore_latest(qs, SMSG_QUOTE, syms[i], strlen(syms[i]), &e)) {
+      json_t *q = payload_json(e.payload);
+      if (q) json_object_set_new(quotes, syms[i], q);
+    }
+  }
+  free(syms);
+  http_respond_json(req, 200, json_pack("{s:I, s:o}", "count", (json_int_t)json_object_size(quotes), "quotes", quotes),
+                    NULL);
+}
+
+/* The symbol path parameter, validated; answers 400 itself when invalid. */
+static bool symbol_param(td_request *req, char out[TD_SYMBOL_MAX + 1]) {
+  if (!smsg_symbol_valid(req->params[0], req->param_lens[0])) {
+    http_error(req, 400, "bad_symbol", "a symbol is 1-16 of A-Z 0-9 . - /", NULL);
+    return false;
+  }
+  memcpy(out, req->params[0], req->param_lens[0]);
+  out[req->param_lens[0]] = '\0';
+  return true;
+}
+
+void api_quote_get(td_request *req) {
+  char sym[TD_SYMBOL_MAX + 1];
+  if (!symbol_param(req, sym)) return;
+  qstore_entry e;
+  if (!qstore_latest(pipeline_store(req->app->pipeline), SMSG_QUOTE, sym, strlen(sym), &e)) {
+    if (api_quote_fallback(req, sym)) return;
+    http_error(req, 404, "unknown_symbol", "no quote for this symbol yet", NULL);
+    return;
+  }
+  http_respond(req, 200, "application/json", e.payload->data, e.payload->len, NULL);
+}
+
+void api_quote_history(td_request *req) {
+  char sym[TD_SYMBOL_MAX + 1], buf[16];
+  if (!symbol_param(req, sym)) return;
+  int limit = QUOTES_HISTORY_DEFAULT;
+  if (http_query_param(req, "limit", buf, sizeof(buf))) {
+    char *end;
+    long v = strtol(buf, &end, 10);
+    if (!*buf || *end || v < 1 || v > req->app->cfg->history_size) {
+      http_error(req, 400, "bad_limit", "limit must be from 1 to --history-size", NULL);
+      return;
+    }
+    limit = (int)v;
+  }
+  if (limit > req->app->cfg->history_size) limit = req->app->cfg->history_size;
+  qstore_entry *es = calloc((size_t)limit, sizeof(*es));
+  if (!es) {
+    http_error(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  size_t n = qstore_history(pipeline_store(req->app->pipeline), SMSG_QUOTE, sym, strlen(sym), (size_t)limit,
+                            uv_now(req->app->loop), es);
+  json_t *arr = json_array();
+  for (size_t i = 0; i < n; i++) {
+    json_t *q = payload_json(es[i].payload);
+    if (q) json_array_append_new(arr, q);
+  }
+  free(es);
+  http_respond_json(req, 200, json_pack("{s:s, s:I, s:o}", "symbol", sym, "count", (json_int_t)json_array_size(arr),
+                                        "quotes", arr),
+                    NULL);
+}

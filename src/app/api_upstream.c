@@ -1,0 +1,65 @@
+/* GET /quotes/{symbol} when nothing is stored: an asynchronous call to
+ * Alpaca's REST API (the seed's "external API from a route" pattern). The
+ * request is deferred; the answer is cached by sending it through the one
+ * message path, so the next GET (and subscribers) see it. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "market/alpaca_rest.h"
+#include "app/api.h"
+#include "app/app.h"
+#include "market/pipeline.h"
+#include "market/quote_store.h"
+
+typedef struct {
+  td_request *req;
+  arest_wait *wait;
+  char symbol[TD_SYMBOL_MAX + 1];
+} fallback;
+
+static void on_answer(void *ud, arest_result res, const char *json, size_t len) {
+  fallback *f = ud;
+  td_request *req = f->req;
+  if (res != AREST_OK) {
+    const char *msg = res == AREST_NOT_FOUND ? "no quote for this symbol, here or upstream"
+                    : res == AREST_TIMEOUT   ? "the upstream quote API did not answer in time"
+                                             : "the upstream quote API failed";
+    http_error(req, arest_http_status(res), arest_result_name(res), msg, NULL);
+    free(f);
+    return;
+  }
+  pipeline_result r;
+  char err[SMSG_ERR_MAX];
+  qstore_entry e;
+  if (pipeline_batch(req->app->pipeline, json, len, &r, err) == 0 &&
+      qstore_latest(pipeline_store(req->app->pipeline), SMSG_QUOTE, f->symbol, strlen(f->symbol), &e)) {
+    http_respond(req, 200, "application/json", e.payload->data, e.payload->len, "X-Quote-Source: upstream\r\n");
+  } else {
+    http_error(req, 502, "upstream_error", "the upstream quote was not valid", NULL);
+  }
+  free(f);
+}
+
+static void on_client_gone(td_request *req, void *data) {
+  fallback *f = data;
+  arest_cancel(req->app->rest, f->wait);
+  free(f);
+}
+
+bool api_quote_fallback(td_request *req, const char *symbol) {
+  if (!req->app->rest) return false;
+  fallback *f = calloc(1, sizeof(*f));
+  if (!f) return false;
+  f->req = req;
+  strncpy(f->symbol, symbol, TD_SYMBOL_MAX);
+  int rc = arest_get(req->app->rest, symbol, on_answer, f, &f->wait);
+  if (rc != 0) {
+    free(f);
+    http_error(req, rc == -EBUSY ? 503 : 400, rc == -EBUSY ? "busy" : "bad_symbol",
+               rc == -EBUSY ? "too many upstream look-ups in flight" : "invalid symbol", NULL);
+    return true;
+  }
+  http_defer(req, on_client_gone, f);
+  return true;
+}

@@ -1,0 +1,263 @@
+/* tickerd entry point: load the configuration, bring the modules up on one
+ * libuv loop, run it, and shut down gracefully on SIGINT/SIGTERM. */
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "market/alpaca.h"
+#include "market/alpaca_rest.h"
+#include "app/app.h"
+#include "base/buf.h"
+#include "app/config.h"
+#include "market/feed_sim.h"
+#include "stream/hub.h"
+#include "ingest_pace.h"
+#include "base/log.h"
+#include "market/pipeline.h"
+#include "market/publisher.h"
+#include "market/quote_store.h"
+#include "http/server.h"
+#include "market/subscriber.h"
+#include "app/task.h"
+#include "base/td_limits.h"
+#include "base/version.h"
+#include "web.h"
+
+/* How often history older than --history-ms is freed. */
+#define MAIN_EXPIRE_INTERVAL_MS 1000
+
+typedef struct {
+  td_app app;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t expire_timer;
+  int pending_closes;       /* publishers, subscriber, feed: each calls back once */
+} td_main;
+
+/* build/web next to the binary, so `make run` needs no flag. */
+static void default_web_root(char *out, size_t size) {
+  char exe[PATH_MAX - 16]; /* room for "/web" in out */
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) {
+    snprintf(out, size, "build/web");
+    return;
+  }
+  exe[n] = '\0';
+  char *slash = strrchr(exe, '/');
+  if (slash) *slash = '\0';
+  snprintf(out, size, "%s/web", exe);
+}
+
+/* ---- feeds into the one message path ------------------------------------------ */
+
+static void on_sim_json(void *ud, const char *json, size_t len) { pipeline_feed(ud, json, len); }
+static void on_upstream_msg(void *ud, const smsg_msg *m) { pipeline_publish(ud, m); }
+
+static int start_feed(td_main *m) {
+  td_app *app = &m->app;
+  td_config *cfg = app->cfg;
+  const char *err = NULL;
+  if (cfg->feed == TD_FEED_SIM) {
+    uint64_t seed = cfg->task_seed_set ? cfg->task_seed : (uint64_t)uv_hrtime();
+    app->sim = sim_new(app->loop, cfg->symbols, cfg->sim_rate, seed, on_sim_json, app->pipeline, &err);
+    if (!app->sim) {
+      fprintf(stderr, "tickerd: --symbols/--sim-rate: %s\n", err ? err : "cannot start the simulated feed");
+      return -1;
+    }
+    sim_start(app->sim);
+  } else if (cfg->feed == TD_FEED_ALPACA) {
+    if (alpaca_new(app->loop, cfg, on_upstream_msg, app->pipeline, &app->alpaca, &err) < 0) {
+      fprintf(stderr, "tickerd: %s\n", err ? err : "cannot start the Alpaca feed");
+      return -1;
+    }
+    alpaca_start(app->alpaca);
+  }
+  /* the REST fallback of GET /quotes/{symbol} needs only the credentials */
+  if (cfg->alpaca_key_id && cfg->alpaca_secret_key && arest_new(app->loop, cfg, &app->rest, &err) < 0) {
+    fprintf(stderr, "tickerd: --alpaca-rest-url: %s\n", err ? err : "invalid");
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- shutdown ------------------------------------------------------------------ */
+
+static void closed_one(void *data) {
+  td_main *m = data;
+  if (--m->pending_closes > 0) return;
+  log_msg(TD_LOG_INFO, "server_stopped", "all connections and upstreams closed");
+  uv_close((uv_handle_t *)&m->sigint, NULL);
+  uv_close((uv_handle_t *)&m->sigterm, NULL);
+  uv_close((uv_handle_t *)&m->expire_timer, NULL);
+  tasks_close(m->app.tasks);
+  log_close();
+}
+
+/* The feed calls back with its own user data (the pipeline). */
+static td_main *running;
+static void on_sim_closed(void *pipeline) { closed_one(running); }
+static void on_alpaca_stopped(void *data) {
+  td_main *m = data;
+  m->app.alpaca = NULL;
+  closed_one(m);
+}
+
+/* Connections are drained: now the feed, then Redis. */
+static void on_drained(void *data) {
+  td_main *m = data;
+  td_app *app = &m->app;
+  m->pending_closes = 2 + TD_REDIS_PUBLISH_CONNS; /* feed, subscriber, publishers */
+  if (app->sim) sim_close(app->sim, on_sim_closed), app->sim = NULL;
+  else if (app->alpaca) alpaca_stop(app->alpaca, on_alpaca_stopped, m);
+  else m->pending_closes--;
+  if (app->rest) {
+    arest_free(app->rest);
+    app->rest = NULL;
+  }
+  pace_close(app->pace);
+  /* the subscriber first: its heartbeat publishes through pub[0] */
+  sub_close(app->sub, closed_one, m);
+  for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) pub_close(app->pub[i], closed_one, m);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  td_main *m = h->data;
+  td_app *app = &m->app;
+  if (app->shutting_down) {
+    /* a second signal: stop waiting for the grace period */
+    log_msg(TD_LOG_WARN, "shutdown_forced", "second signal");
+    log_flush();
+    _exit(1);
+  }
+  app->shutting_down = true;
+  td_logline *l = log_begin(TD_LOG_INFO, "server_stopping");
+  if (l) {
+    log_str(l, "signal", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    log_int(l, "grace_ms", app->cfg->shutdown_grace_ms);
+    log_end(l);
+  }
+  if (app->sim) sim_stop(app->sim);
+  tasks_cancel_all(app->tasks, "server shutting down");
+  pace_release_all(app->pace); /* in-flight answers are not held back for Redis */
+  server_shutdown(app->server, app->cfg->shutdown_grace_ms, on_drained, m);
+}
+
+static void on_expire(uv_timer_t *t) {
+  td_main *m = t->data;
+  qstore_expire(m->app.store, uv_now(t->loop));
+}
+
+/* ---- start --------------------------------------------------------------------- */
+
+static int start_redis(td_main *m) {
+  td_app *app = &m->app;
+  td_config *cfg = app->cfg;
+  app->store = qstore_new((size_t)cfg->history_size, (uint64_t)cfg->history_ms, TD_MAX_SYMBOLS);
+  if (!app->store) return -1;
+  for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) {
+    app->pub[i] = pub_new(app->loop, cfg->redis_url, NULL);
+    if (!app->pub[i]) {
+      fprintf(stderr, "tickerd: invalid --redis-url / REDIS_URL (redis://[user:password@]host:port[/db] or unix:///path)\n");
+      return -1;
+    }
+  }
+  app->pipeline = pipeline_new(app, app->store);
+  app->pace = pace_new(app, (uint32_t)cfg->ingest_max_backlog);
+  app->hub = hub_new(app, app->store);
+  sub_callbacks cb = {hub_on_message, hub_on_subscriber_state};
+  /* the subscriber's health check publishes heartbeats on the publisher's connection */
+  sub_options opt = {.heartbeat_pub = app->pub[0],
+                     .heartbeat_ms = TD_SUB_HEARTBEAT_MS,
+                     .heartbeat_timeout_ms = TD_SUB_HEARTBEAT_TIMEOUT_MS};
+  app->sub = sub_new(app->loop, cfg->redis_url, &cb, app->hub, &opt);
+  if (!app->pipeline || !app->pace || !app->hub || !app->sub) return -1;
+  hub_set_subscriber(app->hub, app->sub);
+  return 0;
+}
+
+static int start(td_main *m) {
+  td_app *app = &m->app;
+  td_config *cfg = app->cfg;
+  if (start_redis(m) != 0) return -1;
+  app->tasks = tasks_new(app->loop, cfg);
+  if (!app->tasks) return -1;
+  tasks_set_observer(app->tasks, hub_on_task, app->hub);
+  int rc = server_start(&app->server, app);
+  if (rc != 0) {
+    fprintf(stderr, "tickerd: cannot listen on %s:%d: %s\n", cfg->host, cfg->port, uv_strerror(rc));
+    td_logline *l = log_begin(TD_LOG_ERROR, "listen_failed");
+    if (l) { log_str(l, "host", cfg->host); log_int(l, "port", cfg->port); log_str(l, "error", uv_strerror(rc)); log_end(l); }
+    return -1;
+  }
+  if (start_feed(m) != 0) return -1;
+  uv_signal_init(app->loop, &m->sigint);
+  uv_signal_init(app->loop, &m->sigterm);
+  m->sigint.data = m->sigterm.data = m;
+  uv_signal_start(&m->sigint, on_signal, SIGINT);
+  uv_signal_start(&m->sigterm, on_signal, SIGTERM);
+  uv_timer_init(app->loop, &m->expire_timer);
+  m->expire_timer.data = m;
+  uv_timer_start(&m->expire_timer, on_expire, MAIN_EXPIRE_INTERVAL_MS, MAIN_EXPIRE_INTERVAL_MS);
+  td_logline *l = log_begin(TD_LOG_INFO, "server_started");
+  if (l) {
+    log_str(l, "version", TD_VERSION);
+    log_str(l, "host", cfg->host);
+    log_int(l, "port", server_port(app->server));
+    log_str(l, "feed", cfg_feed_name(cfg->feed));
+    log_str(l, "epoch", qstore_epoch_hex(app->store));
+    log_int(l, "pid", getpid());
+    log_end(l);
+  }
+  char web_root[PATH_MAX];
+  if (cfg->web_root) snprintf(web_root, sizeof(web_root), "%s", cfg->web_root);
+  else default_web_root(web_root, sizeof(web_root));
+  if (web_load(web_root) <= 0) {
+    l = log_begin(TD_LOG_WARN, "dashboard_unavailable");
+    if (l) { log_str(l, "web_root", web_root); log_str(l, "message", "no dashboard assets; /dashboard answers 404"); log_end(l); }
+  }
+  log_flush();
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  /* hiredis and our sockets write with write(2): a vanished peer must be an
+   * EPIPE, not a signal that kills the process */
+  signal(SIGPIPE, SIG_IGN);
+  static td_config cfg;
+  int rc = cfg_load(&cfg, argc, argv);
+  if (rc != 0) {
+    cfg_free(&cfg);
+    return rc > 0 ? 0 : 2;
+  }
+  if (log_open(cfg.log_file, cfg.log_level) != 0) {
+    fprintf(stderr, "tickerd: cannot open log file '%s'\n", cfg.log_file);
+    cfg_free(&cfg);
+    return 2;
+  }
+  static td_main m;
+  running = &m;
+  m.app.loop = uv_default_loop();
+  m.app.cfg = &cfg;
+  m.app.start_ms = uv_now(m.app.loop);
+  log_attach(m.app.loop);
+  if (start(&m) != 0) {
+    /* a configuration the modules refused: exit without running the loop */
+    log_close();
+    return 2;
+  }
+  uv_run(m.app.loop, UV_RUN_DEFAULT);
+  /* every handle is closed: free what they belonged to */
+  server_free(m.app.server);
+  tasks_free(m.app.tasks);
+  hub_free(m.app.hub);
+  pipeline_free(m.app.pipeline);
+  pace_free(m.app.pace);
+  qstore_free(m.app.store);
+  buf_pool_release();
+  web_free();
+  uv_loop_close(m.app.loop);
+  cfg_free(&cfg);
+  return 0;
+}

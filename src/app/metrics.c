@@ -1,0 +1,213 @@
+/* GET /metrics: the Prometheus text exposition format (0.0.4), written from
+ * the same counters /status reports. Every metric is listed in README. */
+#include "app/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "market/alpaca.h"
+#include "app/api.h"
+#include "app/app.h"
+#include "app/auth.h"
+#include "stream/hub.h"
+#include "market/pipeline.h"
+#include "market/publisher.h"
+#include "market/quote_store.h"
+#include "http/router.h"
+#include "http/server.h"
+#include "status.h"
+#include "market/subscriber.h"
+#include "app/task.h"
+#include "stream/ws_session.h"
+
+/* Request latency buckets, seconds (upper bounds; +Inf is implicit). */
+static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1};
+#define N_BOUNDS (sizeof(latency_bounds) / sizeof(latency_bounds[0]))
+/* Routes tracked per label; the router's table is shorter. */
+#define METRICS_MAX_ROUTES 32
+/* Enough for every metric with every label. */
+#define METRICS_BUF_INITIAL (32 * 1024)
+
+static struct {
+  uint64_t by_route_class[METRICS_MAX_ROUTES + 1][6]; /* last row: no route (404, parse errors) */
+  uint64_t buckets[N_BOUNDS + 1];
+  double latency_sum;
+  uint64_t latency_count;
+} M;
+
+void metrics_observe(int route_index, int status, uint64_t duration_ns) {
+  int row = route_index >= 0 && route_index < METRICS_MAX_ROUTES ? route_index : METRICS_MAX_ROUTES;
+  int cls = status / 100;
+  if (cls < 1 || cls > 5) cls = 0;
+  M.by_route_class[row][cls]++;
+  double s = (double)duration_ns / 1e9;
+  size_t b = 0;
+  while (b < N_BOUNDS && s > latency_bounds[b]) b++;
+  M.buckets[b]++;
+  M.latency_sum += s;
+  M.latency_count++;
+}
+
+typedef struct {
+  char *p;
+  size_t len, cap;
+} out_t;
+
+static void emit(out_t *o, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (o->len + (size_t)n < o->cap) {
+      o->len += (size_t)n;
+      return;
+    }
+    size_t cap = o->cap * 2;
+    char *np = realloc(o->p, cap);
+    if (!np) return;
+    o->p = np;
+    o->cap = cap;
+  }
+}
+
+static void head(out_t *o, const char *name, const char *type, const char *help) {
+  emit(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void one(out_t *o, const char *name, const char *type, const char *help, double v) {
+  head(o, name, type, help);
+  emit(o, "%s %.17g\n", name, v);
+}
+
+static void http_metrics(out_t *o) {
+  int n;
+  const td_route *routes = router_routes(&n);
+  static const char *classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+  head(o, "tickerd_http_requests_total", "counter", "HTTP responses by route and status class");
+  for (int r = 0; r <= n && r <= METRICS_MAX_ROUTES; r++) {
+    int row = r == n ? METRICS_MAX_ROUTES : r;
+    for (int c = 0; c < 6; c++)
+      if (M.by_route_class[row][c])
+        emit(o, "tickerd_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n", r == n ? "none" : routes[r].name,
+             classes[c], (unsigned long long)M.by_route_class[row][c]);
+  }
+  head(o, "tickerd_http_request_duration_seconds", "histogram", "time from a complete request to its queued response");
+  uint64_t cum = 0;
+  for (size_t b = 0; b < N_BOUNDS; b++) {
+    cum += M.buckets[b];
+    emit(o, "tickerd_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n", latency_bounds[b], (unsigned long long)cum);
+  }
+  cum += M.buckets[N_BOUNDS];
+  emit(o, "tickerd_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+  emit(o, "tickerd_http_request_duration_seconds_sum %.9f\ntickerd_http_request_duration_seconds_count %llu\n",
+       M.latency_sum, (unsigned long long)M.latency_count);
+  one(o, "tickerd_http_connections", "gauge", "open HTTP connections (including WebSocket and SSE)", (double)http_stats.open);
+  one(o, "tickerd_http_connections_rejected_total", "counter", "connections refused at --max-connections",
+      (double)http_stats.rejected_full);
+  one(o, "tickerd_http_timeouts_total", "counter", "connections closed by the header, idle or write timeout",
+      (double)(http_stats.header_timeouts + http_stats.idle_timeouts + http_stats.write_timeouts));
+}
+
+static void task_metrics(out_t *o, td_app *app) {
+  task_stats t;
+  tasks_stats(app->tasks, &t);
+  head(o, "tickerd_tasks", "gauge", "background tasks now, by state");
+  emit(o, "tickerd_tasks{state=\"pending\"} %llu\ntickerd_tasks{state=\"running\"} %llu\n"
+          "tickerd_tasks{state=\"retained\"} %llu\n",
+       (unsigned long long)t.pending, (unsigned long long)t.running, (unsigned long long)t.retained);
+  head(o, "tickerd_tasks_total", "counter", "background tasks by outcome");
+  emit(o, "tickerd_tasks_total{state=\"completed\"} %llu\ntickerd_tasks_total{state=\"failed\"} %llu\n"
+          "tickerd_tasks_total{state=\"cancelled\"} %llu\ntickerd_tasks_total{state=\"rejected\"} %llu\n",
+       (unsigned long long)t.completed, (unsigned long long)t.failed, (unsigned long long)t.cancelled,
+       (unsigned long long)t.rejected);
+}
+
+static void quote_metrics(out_t *o, td_app *app) {
+  pipeline_stats p;
+  pipeline_get_stats(app->pipeline, &p);
+  head(o, "tickerd_messages_received_total", "counter", "valid market-data messages received, by kind");
+  for (int k = 0; k < SMSG_KIND_COUNT; k++)
+    emit(o, "tickerd_messages_received_total{kind=\"%s\"} %llu\n", smsg_kind_channel((smsg_kind)k),
+         (unsigned long long)p.received[k]);
+  head(o, "tickerd_messages_skipped_total", "counter", "feed items skipped as invalid, by reason");
+  for (int r = 0; r < SMSG_SKIP_COUNT; r++)
+    emit(o, "tickerd_messages_skipped_total{reason=\"%s\"} %llu\n", smsg_skip_name((smsg_skip_reason)r),
+         (unsigned long long)p.stream.skipped[r]);
+  struct pub_stats s;
+  bool pub_up = pipeline_publisher_stats(app, &s);
+  one(o, "tickerd_redis_published_total", "counter", "PUBLISH replies received", (double)s.published);
+  one(o, "tickerd_redis_conflated_total", "counter", "messages replaced in the outbox by a newer one", (double)s.conflated);
+  one(o, "tickerd_redis_dropped_total", "counter", "messages dropped (outbox full or closing)", (double)s.dropped);
+  one(o, "tickerd_redis_errors_total", "counter", "PUBLISH error replies and PUBLISH lost with a connection", (double)s.errors);
+  one(o, "tickerd_redis_last_errors_total", "counter", "HSET of latest quotes failed or lost with a connection",
+      (double)s.last_errors);
+  one(o, "tickerd_redis_inflight", "gauge", "PUBLISH commands awaiting a reply", (double)s.inflight);
+  one(o, "tickerd_redis_outbox", "gauge", "channels waiting in the outbox", (double)s.outbox);
+  struct sub_stats ss;
+  sub_stats(app->sub, &ss);
+  head(o, "tickerd_redis_up", "gauge", "1 when the Redis connection is ready");
+  emit(o, "tickerd_redis_up{conn=\"publisher\"} %d\ntickerd_redis_up{conn=\"subscriber\"} %d\n", pub_up,
+       ss.state == RCONN_READY);
+  head(o, "tickerd_redis_reconnects_total", "counter", "Redis reconnects");
+  emit(o, "tickerd_redis_reconnects_total{conn=\"publisher\"} %llu\ntickerd_redis_reconnects_total{conn=\"subscriber\"} %llu\n",
+       (unsigned long long)s.reconnects, (unsigned long long)ss.reconnects);
+}
+
+static void upstream_metrics(out_t *o, td_app *app) {
+  if (!app->alpaca) return;
+  alpaca_stats a;
+  alpaca_get_stats(app->alpaca, ALPACA_STREAM_DATA, &a);
+  one(o, "tickerd_upstream_up", "gauge", "1 while the Alpaca stream is subscribed and streaming",
+      a.state == ALPACA_STREAMING);
+  one(o, "tickerd_upstream_reconnects_total", "counter", "Alpaca stream reconnects", (double)a.reconnects);
+  one(o, "tickerd_upstream_messages_total", "counter", "data messages from the Alpaca stream", (double)a.messages_total);
+  one(o, "tickerd_upstream_slow_client_total", "counter", "Alpaca 407 slow-client warnings", (double)a.slow_client);
+}
+
+static void stream_metrics(out_t *o, td_app *app) {
+  hub_stats h;
+  hub_get_stats(app->hub, &h);
+  head(o, "tickerd_stream_clients", "gauge", "connected streaming clients, by transport");
+  emit(o, "tickerd_stream_clients{transport=\"ws\"} %llu\ntickerd_stream_clients{transport=\"sse\"} %llu\n",
+       (unsigned long long)h.ws_clients, (unsigned long long)h.sse_clients);
+  one(o, "tickerd_stream_subscriptions", "gauge", "client subscriptions to symbols", (double)h.client_subscriptions);
+  one(o, "tickerd_stream_channels", "gauge", "Redis channels subscribed for local clients", (double)h.channels);
+  one(o, "tickerd_stream_deliveries_total", "counter", "messages queued to clients", (double)h.deliveries);
+  one(o, "tickerd_stream_conflated_total", "counter", "messages dropped for slow clients (newer quote kept)",
+      (double)h.conflated);
+  one(o, "tickerd_stream_slow_closes_total", "counter", "clients closed for exceeding output limits", (double)h.slow_closes);
+  one(o, "tickerd_stream_gaps_total", "counter", "sequence gaps seen on channels", (double)h.gaps);
+  one(o, "tickerd_stream_replayed_total", "counter", "messages replayed to recovering clients", (double)h.replayed);
+  one(o, "tickerd_ws_protocol_errors_total", "counter", "WebSocket connections closed for protocol errors",
+      (double)ws_counters.protocol_errors);
+  head(o, "tickerd_auth_denied_total", "counter", "subscribers refused, by reason");
+  emit(o, "tickerd_auth_denied_total{reason=\"missing\"} %llu\ntickerd_auth_denied_total{reason=\"invalid\"} %llu\n"
+          "tickerd_auth_denied_total{reason=\"expired\"} %llu\ntickerd_auth_denied_total{reason=\"origin\"} %llu\n"
+          "tickerd_auth_denied_total{reason=\"symbol\"} %llu\n",
+       (unsigned long long)auth_counters.missing, (unsigned long long)auth_counters.invalid,
+       (unsigned long long)auth_counters.expired, (unsigned long long)auth_counters.forbidden_origin,
+       (unsigned long long)auth_counters.forbidden_symbol);
+}
+
+void api_metrics(td_request *req) {
+  td_app *app = req->app;
+  out_t o = {malloc(METRICS_BUF_INITIAL), 0, METRICS_BUF_INITIAL};
+  if (!o.p) {
+    http_error(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  o.p[0] = '\0';
+  http_metrics(&o);
+  task_metrics(&o, app);
+  quote_metrics(&o, app);
+  upstream_metrics(&o, app);
+  stream_metrics(&o, app);
+  one(&o, "tickerd_resident_memory_bytes", "gauge", "resident set size", (double)status_rss_bytes());
+  one(&o, "tickerd_uptime_seconds", "gauge", "seconds since start", (double)(uv_now(app->loop) - app->start_ms) / 1000.0);
+  http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", o.p, o.len, NULL);
+  free(o.p);
+}

@@ -1,0 +1,261 @@
+/* /status and readiness. Each section mirrors one module's counters. */
+#include "status.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#include "market/alpaca.h"
+#include "market/alpaca_rest.h"
+#include "app/auth.h"
+#include "base/buf.h"
+#include "market/feed_sim.h"
+#include "stream/hub.h"
+#include "ingest_pace.h"
+#include "base/jsonw.h"
+#include "base/log.h"
+#include "market/pipeline.h"
+#include "market/publisher.h"
+#include "market/quote_store.h"
+#include "http/server.h"
+#include "market/subscriber.h"
+#include "app/task.h"
+#include "base/version.h"
+#include "stream/ws_session.h"
+
+/* Reading /proc costs microseconds: /status and /metrics share a reading
+ * taken at most once per STATUS_RSS_MAX_AGE_NS. */
+#define STATUS_RSS_MAX_AGE_NS 1000000000ULL
+
+long status_rss_bytes(void) {
+  static long cached = -1;
+  static uint64_t taken_at;
+  uint64_t now = uv_hrtime();
+  if (cached >= 0 && now - taken_at < STATUS_RSS_MAX_AGE_NS) return cached;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f) return -1;
+  long pages_total, pages_rss;
+  int n = fscanf(f, "%ld %ld", &pages_total, &pages_rss);
+  fclose(f);
+  cached = n == 2 ? pages_rss * sysconf(_SC_PAGESIZE) : -1;
+  taken_at = now;
+  return cached;
+}
+
+static void http_section(jsonw *w) {
+  const td_http_stats *s = &http_stats;
+  JW_OBJECT(w, "http");
+  JW_U64(w, "open_connections", s->open);
+  JW_U64(w, "accepted", s->accepted);
+  JW_U64(w, "rejected_full", s->rejected_full);
+  JW_U64(w, "requests", s->requests);
+  JW_OBJECT(w, "responses");
+  JW_U64(w, "1xx", s->responses[1]);
+  JW_U64(w, "2xx", s->responses[2]);
+  JW_U64(w, "3xx", s->responses[3]);
+  JW_U64(w, "4xx", s->responses[4]);
+  JW_U64(w, "5xx", s->responses[5]);
+  jw_end(w);
+  JW_U64(w, "bad_requests", s->bad_requests);
+  JW_U64(w, "too_large", s->too_large);
+  JW_U64(w, "header_timeouts", s->header_timeouts);
+  JW_U64(w, "idle_timeouts", s->idle_timeouts);
+  JW_U64(w, "write_timeouts", s->write_timeouts);
+  JW_U64(w, "backpressure_pauses", s->backpressure_pauses);
+  JW_U64(w, "upgraded", s->taken_over);
+  jw_end(w);
+}
+
+static void tasks_section(jsonw *w, td_app *app) {
+  task_stats t;
+  tasks_stats(app->tasks, &t);
+  JW_OBJECT(w, "tasks");
+  JW_U64(w, "active", t.active);
+  JW_U64(w, "pending", t.pending);
+  JW_U64(w, "running", t.running);
+  JW_U64(w, "completed", t.completed);
+  JW_U64(w, "failed", t.failed);
+  JW_U64(w, "cancelled", t.cancelled);
+  JW_U64(w, "rejected", t.rejected);
+  JW_U64(w, "created", t.created);
+  JW_U64(w, "retained", t.retained);
+  JW_U64(w, "expired", t.expired);
+  JW_U64(w, "evicted", t.evicted);
+  jw_end(w);
+}
+
+static void redis_section(jsonw *w, td_app *app) {
+  struct pub_stats p;
+  pipeline_publisher_stats(app, &p);
+  struct sub_stats s;
+  sub_stats(app->sub, &s);
+  JW_OBJECT(w, "redis");
+  JW_OBJECT(w, "publisher");
+  JW_STR(w, "state", rconn_state_name(p.state));
+  JW_U64(w, "connections", TD_REDIS_PUBLISH_CONNS);
+  JW_U64(w, "published", p.published);
+  JW_U64(w, "inflight", p.inflight);
+  JW_U64(w, "outbox", p.outbox);
+  JW_U64(w, "conflated", p.conflated);
+  JW_U64(w, "dropped", p.dropped);
+  JW_U64(w, "errors", p.errors);
+  JW_U64(w, "reconnects", p.reconnects);
+  JW_U64(w, "last_written", p.last_written);
+  JW_U64(w, "last_errors", p.last_errors);
+  jw_end(w);
+  JW_OBJECT(w, "subscriber");
+  JW_STR(w, "state", rconn_state_name(s.state));
+  JW_U64(w, "channels", s.channels);
+  JW_U64(w, "messages", s.messages);
+  JW_U64(w, "reconnects", s.reconnects);
+  JW_U64(w, "heartbeat_timeouts", s.hb_timeouts);
+  jw_end(w);
+  jw_end(w);
+}
+
+/* A counter per kind (or per reason), leaving out the zeros. */
+static void nonzero_counts(jsonw *w, const char *key, const uint64_t *counts, int n, const char *(*name)(int)) {
+  jw_object(w, key);
+  for (int i = 0; i < n; i++)
+    if (counts[i]) jw_u64(w, name(i), counts[i]);
+  jw_end(w);
+}
+
+static const char *kind_name(int k) { return smsg_kind_channel((smsg_kind)k); }
+static const char *skip_name(int r) { return smsg_skip_name((smsg_skip_reason)r); }
+
+static void quotes_section(jsonw *w, td_app *app) {
+  pipeline_stats p;
+  pipeline_get_stats(app->pipeline, &p);
+  qstore_stats q;
+  qstore_get_stats(app->store, &q);
+  JW_OBJECT(w, "quotes");
+  JW_STR(w, "epoch", qstore_epoch_hex(app->store));
+  nonzero_counts(w, "received", p.received, SMSG_KIND_COUNT, kind_name);
+  JW_U64(w, "queued", p.queued);
+  JW_U64(w, "refused_symbols", p.refused);
+  JW_U64(w, "batches", p.batches);
+  JW_U64(w, "batches_rejected", p.batches_rejected);
+  nonzero_counts(w, "skipped", p.stream.skipped, SMSG_SKIP_COUNT, skip_name);
+  JW_U64(w, "bad_json", p.stream.bad_json);
+  JW_U64(w, "symbols", q.symbols);
+  JW_U64(w, "history_entries", q.entries);
+  ingest_pace_stats ps;
+  pace_get_stats(app->pace, &ps);
+  JW_OBJECT(w, "paced_posts"); /* POST /quotes answers that waited for Redis */
+  JW_U64(w, "total", ps.paced);
+  JW_U64(w, "waiting", ps.waiting);
+  JW_U64(w, "expired", ps.expired);
+  jw_end(w);
+  if (app->sim) {
+    sim_stats ss;
+    sim_get_stats(app->sim, &ss);
+    JW_OBJECT(w, "sim");
+    jw_double(w, "rate", sim_rate(app->sim));
+    JW_U64(w, "produced", ss.quotes);
+    JW_U64(w, "shed", ss.shed);
+    jw_end(w);
+  }
+  jw_end(w);
+}
+
+static void upstream_section(jsonw *w, td_app *app) {
+  if (!app->alpaca) {
+    jw_null(w, "upstream");
+    return;
+  }
+  JW_OBJECT(w, "upstream");
+  for (int id = 0; id < ALPACA_STREAM_COUNT; id++) {
+    alpaca_stats a;
+    alpaca_get_stats(app->alpaca, (alpaca_stream_id)id, &a);
+    if (!a.enabled) continue;
+    jw_object(w, id == ALPACA_STREAM_DATA ? "data" : "news");
+    JW_STR(w, "state", alpaca_state_name(a.state));
+    nonzero_counts(w, "messages", a.messages, SMSG_KIND_COUNT, kind_name);
+    JW_U64(w, "messages_total", a.messages_total);
+    jw_double(w, "msgs_per_sec", a.msgs_per_sec);
+    JW_I64(w, "last_message_ms", a.last_message_ms);
+    JW_U64(w, "reconnects", a.reconnects);
+    JW_U64(w, "slow_client_warnings", a.slow_client);
+    JW_U64(w, "protocol_errors", a.protocol_errors);
+    JW_U64(w, "bad_frames", a.bad_frames);
+    jw_end(w);
+  }
+  jw_end(w);
+}
+
+static void streaming_section(jsonw *w, td_app *app) {
+  hub_stats h;
+  hub_get_stats(app->hub, &h);
+  JW_OBJECT(w, "streaming");
+  JW_U64(w, "clients", h.clients);
+  JW_U64(w, "ws_clients", h.ws_clients);
+  JW_U64(w, "sse_clients", h.sse_clients);
+  JW_U64(w, "channels", h.channels);
+  JW_U64(w, "subscriptions", h.client_subscriptions);
+  JW_U64(w, "messages", h.messages);
+  JW_U64(w, "deliveries", h.deliveries);
+  JW_U64(w, "conflated", h.conflated);
+  JW_U64(w, "slow_closes", h.slow_closes);
+  JW_U64(w, "rejected_clients", h.rejected_clients);
+  JW_U64(w, "gaps", h.gaps);
+  JW_U64(w, "replayed", h.replayed);
+  JW_U64(w, "ws_protocol_errors", ws_counters.protocol_errors);
+  JW_U64(w, "ws_bad_messages", ws_counters.bad_messages);
+  JW_U64(w, "auth_denied", auth_counters.missing + auth_counters.invalid + auth_counters.expired +
+                                auth_counters.forbidden_origin + auth_counters.forbidden_symbol);
+  jw_end(w);
+}
+
+void status_write(td_app *app, jsonw *w) {
+  uint64_t uptime_ms = uv_now(app->loop) - app->start_ms;
+  jw_object(w, NULL);
+  JW_STR(w, "service", "tickerd");
+  JW_STR(w, "version", TD_VERSION);
+  JW_U64(w, "uptime_s", uptime_ms / 1000);
+  JW_I64(w, "rss_bytes", status_rss_bytes());
+  JW_U64(w, "open_connections", http_stats.open);
+  JW_OBJECT(w, "buffers"); /* shared message buffers (buf.h) */
+  JW_U64(w, "live", buf_live_count());
+  JW_U64(w, "live_bytes", buf_live_bytes());
+  JW_U64(w, "pooled", buf_pooled_count());
+  jw_end(w);
+  JW_STR(w, "feed", cfg_feed_name(app->cfg->feed));
+  http_section(w);
+  tasks_section(w, app);
+  redis_section(w, app);
+  quotes_section(w, app);
+  streaming_section(w, app);
+  upstream_section(w, app);
+  JW_OBJECT(w, "log");
+  JW_U64(w, "warnings", log_lines(TD_LOG_WARN));
+  JW_U64(w, "errors", log_lines(TD_LOG_ERROR));
+  jw_end(w);
+  jw_end(w);
+}
+
+bool status_ready(td_app *app, const char **why) {
+  if (app->shutting_down) {
+    *why = "shutting down";
+    return false;
+  }
+  struct pub_stats ps;
+  if (!pipeline_publisher_stats(app, &ps)) {
+    *why = "redis publisher not connected";
+    return false;
+  }
+  struct sub_stats ss;
+  sub_stats(app->sub, &ss);
+  if (ss.state != RCONN_READY) {
+    *why = "redis subscriber not connected";
+    return false;
+  }
+  if (app->alpaca) {
+    alpaca_stats a;
+    alpaca_get_stats(app->alpaca, ALPACA_STREAM_DATA, &a);
+    if (a.state != ALPACA_STREAMING) {
+      *why = "upstream feed not streaming";
+      return false;
+    }
+  }
+  return true;
+}

@@ -1,0 +1,172 @@
+/* The JSON writer (see jsonw.h). */
+#include "base/jsonw.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void jw_init(jsonw *w, size_t cap) {
+  memset(w, 0, sizeof(*w));
+  w->cap = cap ? cap : 256;
+  w->p = malloc(w->cap);
+  if (w->p) w->p[0] = '\0';
+  else w->failed = true, w->cap = 0;
+  w->first[0] = true;
+}
+
+void jw_free(jsonw *w) {
+  free(w->p);
+  w->p = NULL;
+}
+
+bool jw_grow(jsonw *w, size_t n) {
+  if (w->failed) return false;
+  if (w->len + n + 1 <= w->cap) return true;
+  size_t cap = w->cap * 2;
+  while (cap < w->len + n + 1) cap *= 2;
+  char *p = realloc(w->p, cap);
+  if (!p) {
+    w->failed = true;
+    return false;
+  }
+  w->p = p;
+  w->cap = cap;
+  return true;
+}
+
+static void put(jsonw *w, const char *s, size_t n) {
+  char *o = jw_room(w, n);
+  if (!o) return;
+  memcpy(o, s, n);
+  jw_commit(w, o + n);
+}
+
+/* Bytes of s before the first one that needs escaping (or the NUL). */
+static size_t plain_run(const char *s) {
+  size_t n = 0;
+  for (unsigned char c; (c = (unsigned char)s[n]) >= 0x20 && c != '"' && c != '\\';) n++;
+  return n;
+}
+
+/* s quoted; `colon` appends ':' (a key). Keys and most values need no escape:
+ * they go out in one write. */
+static void put_string(jsonw *w, const char *s, bool colon) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n = plain_run(s);
+  if (s[n] == '\0') {
+    char *o = jw_room(w, n + 3);
+    if (!o) return;
+    *o++ = '"';
+    memcpy(o, s, n);
+    o += n;
+    *o++ = '"';
+    *o = ':';
+    jw_commit(w, o + colon);
+    return;
+  }
+  put(w, "\"", 1);
+  for (const char *run = s;; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    put(w, run, (size_t)(s - run));
+    if (c == '\0') break;
+    char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+    if (c == '"' || c == '\\') put(w, (char[]){'\\', (char)c}, 2);
+    else put(w, e, 6);
+    run = s + 1;
+  }
+  put(w, colon ? "\":" : "\"", colon ? 2 : 1);
+}
+
+/* The comma and the key (escaped) before a value. */
+static void prefix(jsonw *w, const char *key) {
+  char *o = jw_room(w, 1);
+  if (!o) return;
+  jw_commit(w, jw_separate(w, o));
+  if (key) put_string(w, key, true);
+}
+
+static void open_(jsonw *w, const char *key, char c) {
+  prefix(w, key);
+  put(w, &c, 1);
+  if (w->depth == JW_MAX_DEPTH) {
+    w->failed = true;
+    return;
+  }
+  w->first[++w->depth] = true;
+  w->closer[w->depth] = c == '{' ? '}' : ']';
+}
+
+void jw_object(jsonw *w, const char *key) { open_(w, key, '{'); }
+void jw_array(jsonw *w, const char *key) { open_(w, key, '['); }
+
+void jw_end(jsonw *w) {
+  if (w->depth == 0 || w->failed) {
+    w->failed = true;
+    return;
+  }
+  put(w, &w->closer[w->depth], 1);
+  w->depth--;
+}
+
+void jw_u64(jsonw *w, const char *key, uint64_t v) {
+  prefix(w, key);
+  char *o = jw_room(w, JW_NUMBER_MAX);
+  if (o) jw_commit(w, fmt_u64(o, v));
+}
+
+static void put_i64(jsonw *w, int64_t v) {
+  char *o = jw_room(w, JW_NUMBER_MAX);
+  if (!o) return;
+  if (v < 0) *o++ = '-';
+  jw_commit(w, fmt_u64(o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v));
+}
+
+void jw_i64(jsonw *w, const char *key, int64_t v) {
+  prefix(w, key);
+  put_i64(w, v);
+}
+
+/* The separator and an already quoted key (see the JW_ macros). */
+static void put_lit_key(jsonw *w, const char *quoted_key, size_t n) {
+  char *o = jw_room(w, n + 1);
+  if (!o) return;
+  o = jw_separate(w, o);
+  memcpy(o, quoted_key, n);
+  jw_commit(w, o + n);
+}
+
+void jw_i64_lit(jsonw *w, const char *quoted_key, size_t n, int64_t v) {
+  put_lit_key(w, quoted_key, n);
+  put_i64(w, v);
+}
+
+void jw_str_lit(jsonw *w, const char *quoted_key, size_t n, const char *s) {
+  put_lit_key(w, quoted_key, n);
+  put_string(w, s ? s : "", false);
+}
+
+void jw_double(jsonw *w, const char *key, double v) {
+  char b[32];
+  prefix(w, key);
+  if (!isfinite(v)) {
+    put(w, "null", 4);
+    return;
+  }
+  put(w, b, (size_t)snprintf(b, sizeof(b), "%.6g", v));
+}
+
+void jw_bool(jsonw *w, const char *key, bool v) {
+  prefix(w, key);
+  put(w, v ? "true" : "false", v ? 4 : 5);
+}
+
+void jw_null(jsonw *w, const char *key) {
+  prefix(w, key);
+  put(w, "null", 4);
+}
+
+void jw_str(jsonw *w, const char *key, const char *s) {
+  prefix(w, key);
+  put_string(w, s ? s : "", false);
+}

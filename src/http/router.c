@@ -1,0 +1,92 @@
+/* Route matching. The table below is tickerd's whole HTTP API. */
+#include "http/router.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "app/api.h"
+#include "llhttp.h"
+
+static const td_route routes[] = {
+  {ROUTE_GET, "/", api_root, "root"},
+  {ROUTE_GET, "/hello", api_hello, "hello"},
+  {ROUTE_GET, "/status", api_status, "status"},
+  {ROUTE_GET, "/healthz", api_healthz, "healthz"},
+  {ROUTE_GET, "/readyz", api_readyz, "readyz"},
+  {ROUTE_GET, "/metrics", api_metrics, "metrics"},
+  {ROUTE_GET, "/tasks", api_tasks_list, "tasks"},
+  {ROUTE_GET, "/tasks/{id}", api_task_get, "task"},
+  {ROUTE_GET, "/dashboard", api_dashboard, "dashboard"},
+  {ROUTE_GET, "/dashboard/{file...}", api_dashboard, "dashboard_asset"},
+  {ROUTE_GET, "/quotes", api_quotes_list, "quotes"},
+  {ROUTE_POST, "/quotes", api_quotes_post, "quotes_ingest"},
+  {ROUTE_GET, "/quotes/{symbol}", api_quote_get, "quote"},
+  {ROUTE_GET, "/quotes/{symbol}/history", api_quote_history, "quote_history"},
+  {ROUTE_GET, "/ws", api_ws, "ws"},
+  {ROUTE_GET, "/stream", api_stream, "stream"},
+};
+
+#define N_ROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
+
+const td_route *router_routes(int *count) {
+  *count = N_ROUTES;
+  return routes;
+}
+
+/* Matches `path` against `pattern`. A "{name}" segment matches one
+ * non-empty path segment and "{name...}" the rest of the path; both become
+ * req->params in order. */
+static bool route_match(const char *pattern, const char *path, size_t path_len, td_request *req) {
+  const char *p = pattern, *s = path, *end = path + path_len;
+  int nparam = 0;
+  while (*p) {
+    if (*p == '{') {
+      const char *close = strchr(p, '}');
+      bool rest = close - p > 4 && !strncmp(close - 3, "...", 3);
+      const char *seg_end = rest ? end : memchr(s, '/', (size_t)(end - s));
+      if (!seg_end) seg_end = end;
+      if (seg_end == s && !rest) return false;
+      if (nparam < 2) {
+        req->params[nparam] = s;
+        req->param_lens[nparam++] = (size_t)(seg_end - s);
+      }
+      s = seg_end;
+      p = close + 1;
+      continue;
+    }
+    if (s == end || *p != *s) return false;
+    p++;
+    s++;
+  }
+  return s == end;
+}
+
+static unsigned method_bit(uint8_t method) {
+  switch (method) {
+    case HTTP_GET:
+    case HTTP_HEAD: return ROUTE_GET;
+    case HTTP_POST: return ROUTE_POST;
+    default: return 0;
+  }
+}
+
+void router_dispatch(td_request *req) {
+  unsigned want = method_bit(req->method), allowed = 0;
+  for (int i = 0; i < N_ROUTES; i++) {
+    if (!route_match(routes[i].pattern, req->path, req->path_len, req)) continue;
+    if (routes[i].methods & want) {
+      req->route_index = i;
+      routes[i].handler(req);
+      return;
+    }
+    allowed |= routes[i].methods;
+  }
+  if (allowed) {
+    char allow[64];
+    snprintf(allow, sizeof(allow), "Allow: %s%s%s\r\n", allowed & ROUTE_GET ? "GET, HEAD" : "",
+             (allowed & ROUTE_GET) && (allowed & ROUTE_POST) ? ", " : "", allowed & ROUTE_POST ? "POST" : "");
+    http_error(req, 405, "method_not_allowed", "this path does not accept that method", allow);
+    return;
+  }
+  http_error(req, 404, "not_found", "no such endpoint", NULL);
+}

@@ -1,0 +1,579 @@
+/* Alpaca's stream protocol over ws_client, one state machine per stream:
+ *
+ *   DISCONNECTED -> CONNECTING --"connected"--> AUTHENTICATING
+ *     --"authenticated"--> SUBSCRIBING --subscription--> STREAMING
+ *   any disconnect -> BACKOFF --timer--> CONNECTING ...   alpaca_stop -> CLOSING
+ *
+ * One timer per stream serves as the setup deadline (connect to
+ * subscription) and as the reconnect delay. */
+#include "market/alpaca.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "upstream/https_client.h"
+#include "base/log.h"
+#include "upstream/tls.h"
+#include "upstream/ws_client.h"
+
+typedef struct astream {
+  struct alpaca *a;
+  alpaca_stream_id id;
+  const char *name;   /* "stocks" or "news", for logs */
+  char *url;
+  char *subscribe;    /* the subscribe message */
+  wsc ws;
+  uv_timer_t timer;
+  alpaca_state state;
+  int attempt;        /* failed attempts since the last confirmed subscription */
+  bool long_backoff;  /* the last error asks for the long delay */
+  int64_t frame_ms;   /* wall clock of the frame being parsed */
+  uint64_t rate_t0;   /* msgs/s window: start (uv_now) and count then */
+  uint64_t rate_n0;
+  double rate;
+  alpaca_stats st;
+} astream;
+
+struct alpaca {
+  uv_loop_t *loop;
+  tls_ctx *ctx;
+  alpaca_msg_cb on_msg;
+  void *ud;
+  char *auth;         /* holds the secret: wiped before free, never logged */
+  astream s[ALPACA_STREAM_COUNT];
+  bool started;
+  bool stopping;
+  int pending;        /* close callbacks alpaca_stop waits for */
+  void (*done)(void *);
+  void *done_ud;
+  uint64_t rng;
+};
+
+static const int error_codes[ALPACA_ERR_KNOWN] = ALPACA_ERR_CODES;
+
+static void stream_connect(astream *s);
+static const wsc_callbacks alpaca_ws_cb;
+
+/* ---- names ---------------------------------------------------------------- */
+
+const char *alpaca_state_name(alpaca_state st) {
+  static const char *names[] = {"disconnected", "connecting", "authenticating", "subscribing",
+                                "streaming", "backoff", "closing"};
+  return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "unknown";
+}
+
+int alpaca_error_code(int i) { return i >= 0 && i < ALPACA_ERR_KNOWN ? error_codes[i] : 0; }
+
+int alpaca_error_index(int64_t code) {
+  for (int i = 0; i < ALPACA_ERR_KNOWN; i++)
+    if (error_codes[i] == code) return i;
+  return ALPACA_ERR_OTHER;
+}
+
+const char *alpaca_error_name(int64_t code) {
+  switch (code) {
+  case 400: return "invalid syntax";
+  case 401: return "not authenticated";
+  case 402: return "auth failed";
+  case 403: return "already authenticated";
+  case 404: return "auth timeout";
+  case 405: return "symbol limit exceeded";
+  case 406: return "connection limit exceeded";
+  case 407: return "slow client";
+  case 409: return "insufficient subscription";
+  case 500: return "internal error";
+  default: return "unknown error";
+  }
+}
+
+/* ---- backoff -------------------------------------------------------------- */
+
+static uint64_t next_random(alpaca *a) {
+  /* xorshift64: jitter needs spread, not secrecy. */
+  a->rng ^= a->rng << 13;
+  a->rng ^= a->rng >> 7;
+  a->rng ^= a->rng << 17;
+  return a->rng;
+}
+
+static uint64_t backoff_delay(astream *s) {
+  uint64_t lo = s->long_backoff ? ALPACA_BACKOFF_LONG_MS : ALPACA_BACKOFF_MIN_MS;
+  uint64_t hi = s->long_backoff ? ALPACA_BACKOFF_LONG_MAX_MS : ALPACA_BACKOFF_MAX_MS;
+  uint64_t d = lo;
+  for (int i = 0; i < s->attempt && d < hi; i++) d *= 2;
+  if (d > hi) d = hi;
+  return d / 2 + next_random(s->a) % (d / 2 + 1);
+}
+
+static void on_timer(uv_timer_t *t);
+
+static void schedule_reconnect(astream *s) {
+  uint64_t delay = backoff_delay(s);
+  s->attempt++;
+  s->st.backoff_ms = delay;
+  s->state = ALPACA_BACKOFF;
+  uv_timer_start(&s->timer, on_timer, delay, 0);
+  td_logline *l = log_begin(TD_LOG_INFO, "alpaca_backoff");
+  if (l) {
+    log_str(l, "stream", s->name);
+    log_int(l, "delay_ms", (int64_t)delay);
+    log_int(l, "attempt", s->attempt);
+    log_end(l);
+  }
+}
+
+/* Ends the connection; its on_close schedules the reconnect. */
+static void drop_connection(astream *s, bool long_backoff, const char *why) {
+  if (long_backoff) s->long_backoff = true;
+  wsc_close(&s->ws, WS_CLOSE_NORMAL, why);
+}
+
+/* ---- control messages ----------------------------------------------------- */
+
+static void send_text(astream *s, const char *text, const char *what) {
+  int r = wsc_send_text(&s->ws, text, strlen(text));
+  if (r < 0) {
+    td_logline *l = log_begin(TD_LOG_WARN, "alpaca_send_failed");
+    if (l) {
+      log_str(l, "stream", s->name);
+      log_str(l, "message", what); /* never the text: the auth message holds the secret */
+      log_str(l, "error", uv_strerror(r));
+      log_end(l);
+    }
+  }
+}
+
+static void on_success(astream *s, const char *msg) {
+  if (!strcmp(msg, "connected") && s->state == ALPACA_CONNECTING) {
+    s->state = ALPACA_AUTHENTICATING;
+    send_text(s, s->a->auth, "auth");
+  } else if (!strcmp(msg, "authenticated") && s->state == ALPACA_AUTHENTICATING) {
+    s->state = ALPACA_SUBSCRIBING;
+    td_logline *l = log_begin(TD_LOG_INFO, "alpaca_authenticated");
+    if (l) {
+      log_str(l, "stream", s->name);
+      log_end(l);
+    }
+    send_text(s, s->subscribe, "subscribe");
+  } else {
+    td_logline *l = log_begin(TD_LOG_DEBUG, "alpaca_success");
+    if (l) {
+      log_str(l, "stream", s->name);
+      log_str(l, "msg", msg);
+      log_str(l, "state", alpaca_state_name(s->state));
+      log_end(l);
+    }
+  }
+}
+
+static void on_subscription(astream *s, const smsg_control *c) {
+  bool first = s->state != ALPACA_STREAMING;
+  s->state = ALPACA_STREAMING;
+  s->attempt = 0;
+  s->long_backoff = false;
+  if (first) s->st.sessions++;
+  uv_timer_stop(&s->timer); /* the setup deadline */
+  td_logline *l = log_begin(TD_LOG_INFO, "alpaca_subscribed");
+  if (l) {
+    log_str(l, "stream", s->name);
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)c->obj, key, v) {
+      if (json_is_array(v)) log_int(l, key, (int64_t)json_array_size(v));
+    }
+    log_end(l);
+  }
+}
+
+static void on_error(astream *s, int64_t code, const char *msg) {
+  s->st.errors[alpaca_error_index(code)]++;
+  if (code == 407) s->st.slow_client++;
+  td_logline *l = log_begin(code == 403 || code == 407 ? TD_LOG_WARN : TD_LOG_ERROR, "alpaca_error");
+  if (l) {
+    log_str(l, "stream", s->name);
+    log_int(l, "code", code);
+    log_str(l, "name", alpaca_error_name(code));
+    log_str(l, "msg", msg);
+    log_str(l, "state", alpaca_state_name(s->state));
+    log_end(l);
+  }
+  switch (code) {
+  case 403: /* already authenticated: harmless */
+  case 405: /* symbol limit: the rest of the subscription stands; retrying cannot help */
+  case 407: /* slow client: counted; Alpaca drops the connection if it persists */
+  case 400: /* invalid syntax: our message was wrong; the connection is still usable */
+    break;
+  case 402: /* auth failed */
+  case 406: /* connection limit exceeded */
+  case 409: /* insufficient subscription */
+    drop_connection(s, true, alpaca_error_name(code));
+    break;
+  default: /* 401, 404, 500, unknown: start over */
+    drop_connection(s, false, alpaca_error_name(code));
+    break;
+  }
+}
+
+/* ---- frames --------------------------------------------------------------- */
+
+static void on_smsg(void *ud, const smsg_msg *m) {
+  astream *s = ud;
+  s->st.messages[m->kind]++;
+  s->st.messages_total++;
+  s->st.last_message_ms = s->frame_ms;
+  s->a->on_msg(s->a->ud, m);
+}
+
+static void on_control(void *ud, const smsg_control *c) {
+  astream *s = ud;
+  if (s->state == ALPACA_CLOSING) return;
+  switch (c->kind) {
+  case SMSG_CTL_SUCCESS: on_success(s, c->msg); break;
+  case SMSG_CTL_SUBSCRIPTION: on_subscription(s, c); break;
+  case SMSG_CTL_ERROR: on_error(s, c->code, c->msg); break;
+  }
+}
+
+static void update_rate(astream *s) {
+  uint64_t now = uv_now(s->a->loop), dt = now - s->rate_t0;
+  if (dt < 1000) return;
+  s->rate = (double)(s->st.messages_total - s->rate_n0) * 1000.0 / (double)dt;
+  s->rate_t0 = now;
+  s->rate_n0 = s->st.messages_total;
+}
+
+static void ws_on_message(wsc *w, const char *text, size_t len) {
+  astream *s = w->data;
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  s->frame_ms = tv.tv_sec * 1000 + tv.tv_usec / 1000;
+  int r = smsg_parse_stream(text, len, on_smsg, on_control, s, &s->st.parse);
+  if (r == -EINVAL) {
+    s->st.bad_frames++;
+    /* Logged at 1, 2, 4, 8, ...: a broken upstream cannot flood the log. */
+    if ((s->st.bad_frames & (s->st.bad_frames - 1)) == 0) {
+      td_logline *l = log_begin(TD_LOG_WARN, "alpaca_bad_frame");
+      if (l) {
+        log_str(l, "stream", s->name);
+        log_int(l, "count", (int64_t)s->st.bad_frames);
+        log_strn(l, "start", text, len < 64 ? len : 64);
+        log_end(l);
+      }
+    }
+  }
+  update_rate(s);
+}
+
+static void ws_on_open(wsc *w) {
+  astream *s = w->data;
+  td_logline *l = log_begin(TD_LOG_INFO, "alpaca_connected");
+  if (l) {
+    log_str(l, "stream", s->name);
+    log_str(l, "url", s->url);
+    log_end(l);
+  }
+}
+
+static void maybe_stopped(alpaca *a);
+
+static void ws_on_close(wsc *w, int code, const char *reason) {
+  astream *s = w->data;
+  s->st.last_close_code = code;
+  if (code == WS_CLOSE_PROTOCOL_ERROR || code == WS_CLOSE_INVALID_DATA ||
+      code == WS_CLOSE_TOO_BIG || code == WS_CLOSE_UNSUPPORTED)
+    s->st.protocol_errors++;
+  td_logline *l = log_begin(s->a->stopping ? TD_LOG_INFO : TD_LOG_WARN, "alpaca_disconnected");
+  if (l) {
+    log_str(l, "stream", s->name);
+    log_int(l, "code", code);
+    log_str(l, "reason", reason);
+    log_str(l, "state", alpaca_state_name(s->state));
+    log_end(l);
+  }
+  if (s->a->stopping) {
+    s->state = ALPACA_CLOSING;
+    s->a->pending--;
+    maybe_stopped(s->a);
+    return;
+  }
+  schedule_reconnect(s);
+}
+
+static const wsc_callbacks alpaca_ws_cb = {ws_on_open, ws_on_message, ws_on_close};
+
+/* ---- connecting ----------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t) {
+  astream *s = t->data;
+  if (s->state == ALPACA_BACKOFF) {
+    stream_connect(s);
+    return;
+  }
+  td_logline *l = log_begin(TD_LOG_WARN, "alpaca_setup_timeout");
+  if (l) {
+    log_str(l, "stream", s->name);
+    log_str(l, "state", alpaca_state_name(s->state));
+    log_end(l);
+  }
+  drop_connection(s, false, "setup timeout");
+}
+
+static void stream_connect(astream *s) {
+  s->st.connects++;
+  if (s->st.connects > 1) s->st.reconnects++;
+  s->state = ALPACA_CONNECTING;
+  td_logline *l = log_begin(TD_LOG_INFO, "alpaca_connecting");
+  if (l) {
+    log_str(l, "stream", s->name);
+    log_str(l, "url", s->url);
+    log_int(l, "attempt", s->attempt);
+    log_end(l);
+  }
+  int r = wsc_connect(&s->ws, s->url, ALPACA_MAX_MESSAGE, ALPACA_CONNECT_TIMEOUT_MS);
+  if (r < 0) {
+    log_msg(TD_LOG_ERROR, "alpaca_connect_failed", uv_strerror(r));
+    schedule_reconnect(s);
+    return;
+  }
+  uv_timer_start(&s->timer, on_timer, ALPACA_SETUP_TIMEOUT_MS, 0);
+}
+
+int alpaca_start(alpaca *a) {
+  if (a->started) return UV_EALREADY;
+  a->started = true;
+  for (int i = 0; i < ALPACA_STREAM_COUNT; i++)
+    if (a->s[i].st.enabled) stream_connect(&a->s[i]);
+  return 0;
+}
+
+/* ---- stopping ------------------------------------------------------------- */
+
+static void free_alpaca(alpaca *a) {
+  for (int i = 0; i < ALPACA_STREAM_COUNT; i++) {
+    free(a->s[i].url);
+    free(a->s[i].subscribe);
+  }
+  if (a->auth) {
+    explicit_bzero(a->auth, strlen(a->auth));
+    free(a->auth);
+  }
+  tls_ctx_free(a->ctx);
+  free(a);
+}
+
+static void maybe_stopped(alpaca *a) {
+  if (a->pending > 0) return;
+  void (*done)(void *) = a->done;
+  void *ud = a->done_ud;
+  free_alpaca(a);
+  if (done) done(ud);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  astream *s = h->data;
+  s->a->pending--;
+  maybe_stopped(s->a);
+}
+
+void alpaca_stop(alpaca *a, void (*done)(void *ud), void *ud) {
+  if (a->stopping) return;
+  a->stopping = true;
+  a->done = done;
+  a->done_ud = ud;
+  a->pending = 1; /* held until every close below was started */
+  for (int i = 0; i < ALPACA_STREAM_COUNT; i++) {
+    astream *s = &a->s[i];
+    if (!s->st.enabled) continue;
+    s->state = ALPACA_CLOSING;
+    uv_timer_stop(&s->timer);
+    a->pending++;
+    uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+    if (s->ws.state != WSC_IDLE) {
+      a->pending++;
+      wsc_close(&s->ws, WS_CLOSE_GOING_AWAY, "shutdown");
+    }
+  }
+  a->pending--;
+  /* Every stream had at least its timer to close: the rest runs from the loop. */
+  if (a->pending == 0) maybe_stopped(a);
+}
+
+void alpaca_get_stats(const alpaca *a, alpaca_stream_id id, alpaca_stats *out) {
+  const astream *s = &a->s[id];
+  *out = s->st;
+  out->state = s->state;
+  uint64_t now = uv_now(a->loop), dt = now - s->rate_t0;
+  /* Without a message for a while the last rate would stay frozen: decay it. */
+  out->msgs_per_sec = dt >= 2000 ? (double)(s->st.messages_total - s->rate_n0) * 1000.0 / (double)dt
+                                 : s->rate;
+}
+
+/* ---- configuration -------------------------------------------------------- */
+
+static bool feed_known(const char *feed) {
+  static const char *feeds[] = {"iex", "sip", "delayed_sip", "test"};
+  for (size_t i = 0; i < sizeof(feeds) / sizeof(feeds[0]); i++)
+    if (!strcmp(feed, feeds[i])) return true;
+  return false;
+}
+
+/* The symbols as a JSON array, or NULL when one is not valid. */
+static json_t *symbol_list(const char *csv) {
+  json_t *arr = json_array();
+  const char *p = csv ? csv : "";
+  while (arr && *p) {
+    size_t n = strcspn(p, ",");
+    while (n > 0 && p[0] == ' ') p++, n--;
+    while (n > 0 && p[n - 1] == ' ') n--;
+    bool star = n == 1 && p[0] == '*';
+    if (!star && !smsg_symbol_valid(p, n)) {
+      json_decref(arr);
+      return NULL;
+    }
+    json_array_append_new(arr, json_stringn(p, n));
+    p += n;
+    while (*p == ',' || *p == ' ') p++;
+  }
+  if (arr && json_array_size(arr) == 0) {
+    json_decref(arr);
+    return NULL;
+  }
+  return arr;
+}
+
+/* {"action":"subscribe","<channel>":[symbols],...} for each configured channel. */
+static char *subscribe_message(const char *channels, json_t *symbols, const char **err) {
+  json_t *msg = json_pack("{s:s}", "action", "subscribe");
+  const char *p = channels ? channels : "";
+  int count = 0;
+  while (*p) {
+    size_t n = strcspn(p, ",");
+    int kind = smsg_kind_from_channel(p, n);
+    if (kind < 0 || kind == SMSG_NEWS) {
+      json_decref(msg);
+      *err = "--alpaca-channels: unknown channel (quotes, trades, bars, updatedBars, dailyBars, "
+             "statuses, lulds, corrections, cancelErrors)";
+      return NULL;
+    }
+    json_object_set(msg, smsg_kind_channel((smsg_kind)kind), symbols);
+    count++;
+    p += n;
+    while (*p == ',') p++;
+  }
+  if (count == 0) {
+    json_decref(msg);
+    *err = "--alpaca-channels: no channel";
+    return NULL;
+  }
+  char *text = json_dumps(msg, JSON_COMPACT);
+  json_decref(msg);
+  if (!text || strlen(text) > ALPACA_MAX_REQUEST) {
+    free(text);
+    *err = "--symbols: the subscription is too long";
+    return NULL;
+  }
+  return text;
+}
+
+static int check_ws_url(const char *url) {
+  hcli_url u;
+  return hcli_url_parse(url, &u) == 0 && u.websocket ? 0 : -EINVAL;
+}
+
+static int setup_streams(alpaca *a, const td_config *cfg, const char **err) {
+  astream *data = &a->s[ALPACA_STREAM_DATA], *news = &a->s[ALPACA_STREAM_NEWS];
+  if (cfg->alpaca_url && *cfg->alpaca_url) {
+    data->url = strdup(cfg->alpaca_url);
+  } else {
+    const char *feed = cfg->alpaca_feed ? cfg->alpaca_feed : "iex";
+    if (!feed_known(feed)) {
+      *err = "--alpaca-feed must be iex, sip, delayed_sip or test";
+      return -EINVAL;
+    }
+    size_t n = strlen(ALPACA_STREAM_BASE) + strlen(feed) + 1;
+    data->url = malloc(n);
+    if (data->url) snprintf(data->url, n, "%s%s", ALPACA_STREAM_BASE, feed);
+  }
+  if (!data->url) return -ENOMEM;
+  if (check_ws_url(data->url) < 0) {
+    *err = "--alpaca-url must be a ws:// or wss:// URL";
+    return -EINVAL;
+  }
+  json_t *symbols = symbol_list(cfg->symbols);
+  if (!symbols) {
+    *err = "--symbols: a symbol is not valid ([A-Z0-9./-]{1,16}, or * for all)";
+    return -EINVAL;
+  }
+  data->subscribe = subscribe_message(cfg->alpaca_channels, symbols, err);
+  data->st.enabled = true;
+  if (data->subscribe && cfg->alpaca_news) {
+    const char *nurl = cfg->alpaca_news_url;
+    if (!nurl || check_ws_url(nurl) < 0) {
+      json_decref(symbols);
+      *err = "--alpaca-news-url must be a ws:// or wss:// URL";
+      return -EINVAL;
+    }
+    news->url = strdup(nurl);
+    json_t *msg = json_pack("{s:s,s:O}", "action", "subscribe", "news", symbols);
+    news->subscribe = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    json_decref(msg);
+    if (!news->url || !news->subscribe) {
+      json_decref(symbols);
+      return -ENOMEM;
+    }
+    news->st.enabled = true;
+  }
+  json_decref(symbols);
+  return data->subscribe ? 0 : -EINVAL;
+}
+
+int alpaca_new(uv_loop_t *loop, const td_config *cfg, alpaca_msg_cb on_msg, void *ud,
+               alpaca **out, const char **err) {
+  *out = NULL;
+  *err = NULL;
+  if (!cfg->alpaca_key_id || !*cfg->alpaca_key_id || !cfg->alpaca_secret_key ||
+      !*cfg->alpaca_secret_key) {
+    *err = "--feed alpaca needs the environment variables APCA_API_KEY_ID and APCA_API_SECRET_KEY";
+    return -EINVAL;
+  }
+  alpaca *a = calloc(1, sizeof(*a));
+  if (!a) {
+    *err = "out of memory";
+    return -ENOMEM;
+  }
+  a->loop = loop;
+  a->on_msg = on_msg;
+  a->ud = ud;
+  a->rng = uv_hrtime() | 1;
+  json_t *auth = json_pack("{s:s,s:s,s:s}", "action", "auth", "key", cfg->alpaca_key_id, "secret",
+                           cfg->alpaca_secret_key);
+  a->auth = auth ? json_dumps(auth, JSON_COMPACT) : NULL;
+  json_decref(auth);
+  if (!a->auth) *err = "APCA_API_KEY_ID and APCA_API_SECRET_KEY must be valid UTF-8";
+  int r = a->auth ? setup_streams(a, cfg, err) : -EINVAL;
+  if (r == 0) r = tls_ctx_new(&a->ctx, cfg->ca_file, err);
+  if (r < 0) {
+    if (!*err) *err = r == -ENOMEM ? "out of memory" : "invalid Alpaca configuration";
+    free_alpaca(a);
+    return r;
+  }
+  static const char *names[ALPACA_STREAM_COUNT] = {"stocks", "news"};
+  for (int i = 0; i < ALPACA_STREAM_COUNT; i++) {
+    astream *s = &a->s[i];
+    s->a = a;
+    s->id = (alpaca_stream_id)i;
+    s->name = names[i];
+    s->state = ALPACA_DISCONNECTED;
+    s->rate_t0 = uv_now(loop);
+    if (!s->st.enabled) continue;
+    wsc_init(loop, &s->ws, a->ctx, &alpaca_ws_cb);
+    s->ws.data = s;
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+  }
+  *out = a;
+  return 0;
+}

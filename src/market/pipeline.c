@@ -1,0 +1,118 @@
+/* The one message path (see pipeline.h). */
+#include "market/pipeline.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/fnv1a.h"
+#include "base/log.h"
+#include "market/publisher.h"
+#include "market/quote_store.h"
+#include "base/td_limits.h"
+
+/* "<prefix or kind>:<SYMBOL>" */
+#define PIPE_CHANNEL_MAX (TD_CHANNEL_PREFIX_MAX + 1 + TD_SYMBOL_MAX + 1)
+
+struct td_pipeline {
+  td_app *app;
+  qstore *store;
+  td_publisher *const *pub;                   /* app->pub: TD_REDIS_PUBLISH_CONNS connections */
+  char last_hash[TD_CHANNEL_PREFIX_MAX + 8];   /* "quotes:last" */
+  size_t last_hash_len;
+  pipeline_stats stats;
+  pipeline_result *batch;                      /* while a batch is delivered */
+};
+
+td_pipeline *pipeline_new(td_app *app, qstore *store) {
+  td_pipeline *p = calloc(1, sizeof(*p));
+  if (!p) return NULL;
+  p->app = app;
+  p->store = store;
+  p->pub = app->pub;
+  snprintf(p->last_hash, sizeof(p->last_hash), "%s:last", app->cfg->channel_prefix);
+  p->last_hash_len = strlen(p->last_hash);
+  return p;
+}
+
+void pipeline_free(td_pipeline *p) { free(p); }
+qstore *pipeline_store(const td_pipeline *p) { return p->store; }
+
+/* The connection of a channel: always the same one, so its order holds. */
+static unsigned channel_shard(const char *channel, size_t n) {
+  return fnv1a(channel, n) % TD_REDIS_PUBLISH_CONNS;
+}
+
+void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
+  uint64_t seq = qstore_next_seq(p->store, m->kind, m->symbol, m->symbol_len);
+  if (seq == 0) {
+    p->stats.refused++;
+    return;
+  }
+  td_buf *payload = smsg_encode(m, seq, qstore_epoch_hex(p->store));
+  if (!payload) return;
+  /* quotes go to the configured prefix; other kinds to their own channels */
+  const char *prefix = m->kind == SMSG_QUOTE ? p->app->cfg->channel_prefix : m->channel;
+  /* "<prefix>:<SYMBOL>" by hand: snprintf cost as much as the PUBLISH itself */
+  char channel[PIPE_CHANNEL_MAX];
+  size_t plen = strlen(prefix);
+  memcpy(channel, prefix, plen);
+  channel[plen] = ':';
+  memcpy(channel + plen + 1, m->symbol, m->symbol_len);
+  size_t n = plen + 1 + m->symbol_len;
+  pub_publish(p->pub[channel_shard(channel, n)], channel, n, payload->data, payload->len);
+  qstore_insert(p->store, m->kind, m->symbol, m->symbol_len, payload, qstore_epoch(p->store), seq,
+                uv_now(p->app->loop));
+  if (m->kind == SMSG_QUOTE) pub_set_last(p->pub[0], p->last_hash, p->last_hash_len, m->symbol, m->symbol_len, payload);
+  buf_unref(payload);
+  p->stats.received[m->kind]++;
+  p->stats.queued++;
+  if (p->batch) {
+    p->batch->accepted++;
+    p->batch->by_kind[m->kind]++;
+  }
+}
+
+static void on_msg(void *ud, const smsg_msg *m) { pipeline_publish(ud, m); }
+
+int pipeline_feed(td_pipeline *p, const char *json, size_t len) {
+  return smsg_parse_stream(json, len, on_msg, NULL, p, &p->stats.stream);
+}
+
+int pipeline_batch(td_pipeline *p, const char *json, size_t len, pipeline_result *out, char err[SMSG_ERR_MAX]) {
+  memset(out, 0, sizeof(*out));
+  p->stats.batches++;
+  p->batch = out;
+  int rc = smsg_parse_batch(json, len, on_msg, p, err);
+  p->batch = NULL;
+  if (rc < 0) {
+    p->stats.batches_rejected++;
+    return rc;
+  }
+  return 0;
+}
+
+void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out) { *out = p->stats; }
+
+bool pipeline_publisher_stats(const td_app *app, struct pub_stats *sum) {
+  bool ready = true;
+  memset(sum, 0, sizeof(*sum));
+  for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) {
+    struct pub_stats s;
+    pub_stats(app->pub[i], &s);
+    if (i == 0 || s.state != RCONN_READY) sum->state = s.state;
+    ready = ready && pub_ready(app->pub[i]);
+    sum->published += s.published;
+    sum->conflated += s.conflated;
+    sum->dropped += s.dropped;
+    sum->errors += s.errors;
+    sum->reconnects += s.reconnects;
+    sum->inflight += s.inflight;
+    sum->outbox += s.outbox;
+    sum->last_written += s.last_written;
+    sum->last_dropped += s.last_dropped;
+    sum->last_errors += s.last_errors;
+  }
+  return ready;
+}

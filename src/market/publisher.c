@@ -1,0 +1,485 @@
+/* PUBLISH pipeline with a conflating outbox, and batched HSET of latest
+ * values; see publisher.h for the counting rules. */
+#include "market/publisher.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/fmt_num.h"
+#include "base/fnv1a.h"
+#include "base/log.h"
+#include "base/td_limits.h"
+
+enum { TAG_PUBLISH = 1, TAG_HSET = 2, TAG_HEARTBEAT = 3 };
+
+/* ---- a bounded string map with an intrusive list ------------------------
+ * Entries live in one slab, indexed from 1 (0 is "none"). The list is the
+ * outbox's FIFO, or the set of changed fields for the HSET flush. */
+
+typedef struct pub_entry {
+  uint32_t hash;
+  uint32_t chain;          /* next entry in the bucket; free list link */
+  uint32_t prev, next;     /* list links */
+  bool listed;
+  uint32_t key_len, val_len, cap;
+  char *data;              /* key then value */
+  td_buf *val;             /* the value instead, shared (latest values) */
+} pub_entry;
+
+typedef struct pub_map {
+  pub_entry *e;            /* e[1..max] */
+  uint32_t *bucket;
+  uint32_t mask, max, count, free_head, used;
+  uint32_t head, tail, listed;
+} pub_map;
+
+static int map_init(pub_map *m, uint32_t max) {
+  uint32_t nb = 16;
+  while (nb < max) nb <<= 1;
+  memset(m, 0, sizeof(*m));
+  m->e = calloc((size_t)max + 1, sizeof(*m->e));
+  m->bucket = calloc(nb, sizeof(*m->bucket));
+  if (!m->e || !m->bucket) return UV_ENOMEM;
+  m->mask = nb - 1;
+  m->max = max;
+  return 0;
+}
+
+static void map_free(pub_map *m) {
+  if (m->e)
+    for (uint32_t i = 1; i <= m->max; i++) {
+      free(m->e[i].data);
+      buf_unref(m->e[i].val);
+    }
+  free(m->e);
+  free(m->bucket);
+  memset(m, 0, sizeof(*m));
+}
+
+static uint32_t map_find(const pub_map *m, const char *k, size_t n, uint32_t h) {
+  for (uint32_t i = m->bucket[h & m->mask]; i; i = m->e[i].chain) {
+    const pub_entry *e = &m->e[i];
+    if (e->hash == h && e->key_len == n && memcmp(e->data, k, n) == 0) return i;
+  }
+  return 0;
+}
+
+static void list_push(pub_map *m, uint32_t i) {
+  pub_entry *e = &m->e[i];
+  if (e->listed) return;
+  e->listed = true;
+  e->prev = m->tail;
+  e->next = 0;
+  if (m->tail) m->e[m->tail].next = i;
+  else m->head = i;
+  m->tail = i;
+  m->listed++;
+}
+
+static void list_unlink(pub_map *m, uint32_t i) {
+  pub_entry *e = &m->e[i];
+  if (!e->listed) return;
+  if (e->prev) m->e[e->prev].next = e->next;
+  else m->head = e->next;
+  if (e->next) m->e[e->next].prev = e->prev;
+  else m->tail = e->prev;
+  e->listed = false;
+  m->listed--;
+}
+
+/* Stores the value of entry i, growing its buffer only when needed. */
+static int entry_set_value(pub_entry *e, const char *v, size_t n) {
+  size_t need = (size_t)e->key_len + n;
+  if (need > e->cap) {
+    char *d = realloc(e->data, need);
+    if (!d) return UV_ENOMEM;
+    e->data = d;
+    e->cap = (uint32_t)need;
+  }
+  memcpy(e->data + e->key_len, v, n);
+  e->val_len = (uint32_t)n;
+  return 0;
+}
+
+/* Inserts key (not present) with value; returns its index, 0 when full. */
+static uint32_t map_insert(pub_map *m, const char *k, size_t kn, uint32_t h, const char *v,
+                           size_t vn) {
+  uint32_t i;
+  if (m->free_head) {
+    i = m->free_head;
+    m->free_head = m->e[i].chain;
+  } else if (m->used < m->max) {
+    i = ++m->used;
+  } else {
+    return 0;
+  }
+  pub_entry *e = &m->e[i];
+  e->key_len = 0;
+  if (entry_set_value(e, k, kn) < 0) goto undo; /* the key, then the value */
+  e->key_len = (uint32_t)kn;
+  e->val_len = 0;
+  if (entry_set_value(e, v, vn) < 0) goto undo;
+  e->hash = h;
+  e->chain = m->bucket[h & m->mask];
+  m->bucket[h & m->mask] = i;
+  m->count++;
+  return i;
+undo:
+  e->key_len = e->val_len = 0;
+  e->chain = m->free_head;
+  m->free_head = i;
+  return 0;
+}
+
+static void map_remove(pub_map *m, uint32_t i) {
+  pub_entry *e = &m->e[i];
+  list_unlink(m, i);
+  uint32_t *pp = &m->bucket[e->hash & m->mask];
+  while (*pp != i) pp = &m->e[*pp].chain;
+  *pp = e->chain;
+  buf_unref(e->val);
+  e->val = NULL;
+  if (e->cap > PUB_ENTRY_KEEP_BYTES) { /* a rare giant: give it back */
+    free(e->data);
+    e->data = NULL;
+    e->cap = 0;
+  }
+  e->key_len = e->val_len = 0;
+  e->chain = m->free_head;
+  m->free_head = i;
+  m->count--;
+}
+
+/* ---- the publisher -------------------------------------------------------- */
+
+struct td_publisher {
+  uv_loop_t *loop;
+  td_rconn conn;
+  uv_timer_t last_timer;
+  uint32_t max_inflight, max_last;
+  uint32_t drain_room; /* free pipeline slots that trigger an outbox drain */
+  pub_map outbox;   /* channel -> latest payload, FIFO */
+  pub_map last;     /* "hash\0field" -> payload; list: changed since flush */
+  uint32_t inflight, hset_inflight;
+  char last_hash[PUB_CHANNEL_MAX + 1]; /* the hash of the latest pub_set_last */
+  size_t last_hn;
+  uint32_t last_hash_fnv;              /* FNV state after "hash\0" */
+  bool closing;
+  int closes_pending;
+  void (*done)(void *);
+  void *done_ud;
+  uint64_t published, conflated, dropped, errors, last_written, last_dropped, last_errors;
+};
+
+/* "$<n>\r\n<bytes>\r\n". Channels and quotes have two or three digit
+ * lengths: written without fmt_u64's division loop. */
+static char *put_bulk(char *o, const char *s, size_t n) {
+  *o++ = '$';
+  if (n >= 10 && n < 1000) {
+    if (n >= 100) *o++ = (char)('0' + n / 100);
+    *o++ = (char)('0' + n / 10 % 10);
+    *o++ = (char)('0' + n % 10);
+  } else {
+    o = fmt_u64(o, n);
+  }
+  *o++ = '\r';
+  *o++ = '\n';
+  memcpy(o, s, n);
+  o += n;
+  *o++ = '\r';
+  *o++ = '\n';
+  return o;
+}
+
+#define RESP_BULK_OVERHEAD 32 /* "$" + length digits + two CRLF, rounded up */
+
+/* Room in the pipeline: replies outstanding and bytes not yet written. */
+static bool pipeline_room(const td_publisher *p) {
+  return p->inflight < p->max_inflight && rconn_pending_bytes(&p->conn) < PUB_MAX_PENDING_BYTES;
+}
+
+/* Formatted straight into the connection's output buffer: no copy. */
+static int send_publish_tagged(td_publisher *p, uintptr_t tag, const char *ch, size_t chn, const char *v,
+                               size_t vn) {
+  static const char head[] = "*3\r\n$7\r\nPUBLISH\r\n";
+  if (!rconn_ready(&p->conn)) return UV_ENOTCONN;
+  char *o = rconn_command_begin(&p->conn, sizeof(head) + chn + vn + 2 * RESP_BULK_OVERHEAD);
+  if (!o) return UV_ENOMEM;
+  memcpy(o, head, sizeof(head) - 1);
+  char *end = put_bulk(o + sizeof(head) - 1, ch, chn);
+  end = put_bulk(end, v, vn);
+  return rconn_command_end(&p->conn, tag, (size_t)(end - o));
+}
+
+static int send_publish(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn) {
+  int rc = send_publish_tagged(p, TAG_PUBLISH, ch, chn, v, vn);
+  if (rc == 0) p->inflight++;
+  return rc;
+}
+
+int pub_heartbeat(td_publisher *p, const char *channel, size_t channel_len, const char *payload, size_t len) {
+  if (p->closing || !pipeline_room(p)) return UV_EAGAIN;
+  return send_publish_tagged(p, TAG_HEARTBEAT, channel, channel_len, payload, len);
+}
+
+/* Sends queued messages, oldest channel first, while the pipeline has room. */
+static void flush_outbox(td_publisher *p) {
+  pub_map *m = &p->outbox;
+  while (m->head && pipeline_room(p) && rconn_ready(&p->conn)) {
+    uint32_t i = m->head;
+    pub_entry *e = &m->e[i];
+    if (send_publish(p, e->data, e->key_len, e->data + e->key_len, e->val_len) < 0) return;
+    map_remove(m, i);
+  }
+}
+
+static int outbox_put(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn) {
+  pub_map *m = &p->outbox;
+  uint32_t h = fnv1a(ch, chn);
+  uint32_t i = map_find(m, ch, chn, h);
+  if (i) {
+    if (entry_set_value(&m->e[i], v, vn) < 0) goto drop;
+    p->conflated++;
+    return PUB_CONFLATED;
+  }
+  if (!(i = map_insert(m, ch, chn, h, v, vn))) goto drop;
+  list_push(m, i);
+  return PUB_QUEUED;
+drop:
+  p->dropped++;
+  return UV_ENOBUFS;
+}
+
+int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
+                size_t payload_len) {
+  if (channel_len == 0 || channel_len > PUB_CHANNEL_MAX || payload_len > PUB_PAYLOAD_MAX) {
+    p->dropped++;
+    return UV_EINVAL;
+  }
+  if (p->closing) {
+    p->dropped++;
+    return UV_ECANCELED;
+  }
+  if (p->outbox.count > 0) {
+    flush_outbox(p);
+    /* A queued older message for this channel must not be overtaken. */
+    if (p->outbox.count > 0 &&
+        map_find(&p->outbox, channel, channel_len, fnv1a(channel, channel_len)))
+      return outbox_put(p, channel, channel_len, payload, payload_len);
+  }
+  if (pipeline_room(p) && send_publish(p, channel, channel_len, payload, payload_len) == 0)
+    return PUB_SENT;
+  return outbox_put(p, channel, channel_len, payload, payload_len);
+}
+
+/* ---- latest values -------------------------------------------------------- */
+
+void pub_set_last(td_publisher *p, const char *hash, size_t hn, const char *field, size_t fn,
+                  td_buf *payload) {
+  char key[2 * PUB_CHANNEL_MAX + 2];
+  if (p->closing || hn == 0 || fn == 0 || hn > PUB_CHANNEL_MAX || fn > PUB_CHANNEL_MAX ||
+      payload->len > PUB_PAYLOAD_MAX) {
+    p->last_dropped++;
+    return;
+  }
+  /* "hash\0field": one key, hash recoverable. The hash's part of the FNV
+   * state is kept: the same hash comes with every quote. */
+  if (hn != p->last_hn || memcmp(hash, p->last_hash, hn)) {
+    memcpy(p->last_hash, hash, hn);
+    p->last_hn = hn;
+    p->last_hash_fnv = fnv1a(hash, hn + 1);
+  }
+  memcpy(key, hash, hn);
+  key[hn] = '\0';
+  memcpy(key + hn + 1, field, fn);
+  size_t kn = hn + 1 + fn;
+  uint32_t h = fnv1a_more(p->last_hash_fnv, field, fn);
+  uint32_t i = map_find(&p->last, key, kn, h);
+  if (!i && !(i = map_insert(&p->last, key, kn, h, "", 0))) {
+    p->last_dropped++;
+    return;
+  }
+  pub_entry *e = &p->last.e[i];
+  buf_unref(e->val);
+  e->val = buf_ref(payload);
+  list_push(&p->last, i);
+}
+
+/* The bytes of an entry's value. */
+static const char *entry_value(const pub_entry *e, size_t *n) {
+  if (e->val) {
+    *n = e->val->len;
+    return e->val->data;
+  }
+  *n = e->val_len;
+  return e->data + e->key_len;
+}
+
+/* One HSET per hash with every changed field of it. */
+static void flush_last_hash(td_publisher *p, const char *hash, size_t hn) {
+  pub_map *m = &p->last;
+  size_t bytes = 32 + hn + RESP_BULK_OVERHEAD, n = 0;
+  for (uint32_t i = m->head; i; i = m->e[i].next) {
+    pub_entry *e = &m->e[i];
+    if (e->key_len > hn && memcmp(e->data, hash, hn + 1) == 0) {
+      size_t vn;
+      entry_value(e, &vn);
+      bytes += e->key_len + vn + 2 * RESP_BULK_OVERHEAD;
+      n++;
+    }
+  }
+  /* formatted straight into the connection's output buffer, like PUBLISH */
+  char *o = rconn_command_begin(&p->conn, bytes), *w = o;
+  if (!o) return;
+  *w++ = '*';
+  w = fmt_u64(w, 2 + 2 * n);
+  memcpy(w, "\r\n$4\r\nHSET\r\n", 12);
+  w = put_bulk(w + 12, hash, hn);
+  for (uint32_t i = m->head; i; i = m->e[i].next) {
+    pub_entry *e = &m->e[i];
+    if (e->key_len > hn && memcmp(e->data, hash, hn + 1) == 0) {
+      w = put_bulk(w, e->data + hn + 1, e->key_len - hn - 1);
+      size_t vn;
+      const char *v = entry_value(e, &vn);
+      w = put_bulk(w, v, vn);
+    }
+  }
+  if (rconn_command_end(&p->conn, TAG_HSET, (size_t)(w - o)) < 0) return;
+  p->hset_inflight++;
+  p->last_written += n;
+  for (uint32_t i = m->head, next; i; i = next) {
+    next = m->e[i].next;
+    if (m->e[i].key_len > hn && memcmp(m->e[i].data, hash, hn + 1) == 0) list_unlink(m, i);
+  }
+}
+
+static void flush_last(td_publisher *p) {
+  /* One round of batches at a time: a slow server conflates instead of
+   * queueing HSETs behind each other. */
+  if (p->hset_inflight > 0) return;
+  while (p->last.head && rconn_ready(&p->conn)) {
+    char hash[PUB_CHANNEL_MAX + 1];
+    pub_entry *e = &p->last.e[p->last.head];
+    size_t hn = strnlen(e->data, e->key_len);
+    memcpy(hash, e->data, hn);
+    hash[hn] = '\0';
+    uint32_t before = p->last.listed;
+    flush_last_hash(p, hash, hn);
+    if (p->last.listed == before) return; /* not sent: next tick */
+  }
+}
+
+static void on_last_timer(uv_timer_t *t) {
+  td_publisher *p = t->data;
+  flush_outbox(p); /* a safety net: replies and publishes drain it first */
+  flush_last(p);
+}
+
+/* ---- connection events ---------------------------------------------------- */
+
+static void on_ready(td_rconn *c, void *ud) {
+  td_publisher *p = ud;
+  /* A restarted server lost the hash: write every kept value again. */
+  for (uint32_t i = 1; i <= p->last.used; i++)
+    if (p->last.e[i].key_len) list_push(&p->last, i);
+  flush_outbox(p);
+  flush_last(p);
+}
+
+static void on_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {
+  td_publisher *p = ud;
+  p->hset_inflight = 0;
+}
+
+static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
+  td_publisher *p = ud;
+  bool ok = r && r->type != REDIS_REPLY_ERROR;
+  if (tag == TAG_HEARTBEAT) return; /* the subscriber times its echo, not this reply */
+  if (tag == TAG_PUBLISH) {
+    p->inflight--;
+    if (ok) p->published++;
+    else p->errors++;
+    if (p->outbox.head && p->max_inflight - p->inflight >= p->drain_room) flush_outbox(p);
+    return;
+  }
+  if (p->hset_inflight) p->hset_inflight--;
+  if (!ok) p->last_errors++;
+  if (r && r->type == REDIS_REPLY_ERROR) {
+    td_logline *l = log_begin(TD_LOG_WARN, "redis_hset_failed");
+    if (l) {
+      log_strn(l, "error", r->str, r->len);
+      log_end(l);
+    }
+  }
+}
+
+static void pub_maybe_done(td_publisher *p) {
+  if (--p->closes_pending > 0) return;
+  void (*done)(void *) = p->done;
+  void *dud = p->done_ud;
+  map_free(&p->outbox);
+  map_free(&p->last);
+  free(p);
+  if (done) done(dud);
+}
+
+static void on_closed(td_rconn *c, void *ud) { pub_maybe_done(ud); }
+static void on_timer_closed(uv_handle_t *h) { pub_maybe_done(h->data); }
+
+td_publisher *pub_new(uv_loop_t *loop, const char *redis_url, const pub_options *opt) {
+  pub_options o = opt ? *opt : (pub_options){0};
+  td_publisher *p = calloc(1, sizeof(*p));
+  if (!p) return NULL;
+  p->loop = loop;
+  p->max_inflight = o.max_inflight ? o.max_inflight : TD_REDIS_MAX_INFLIGHT;
+  p->drain_room = p->max_inflight / 2 < PUB_DRAIN_HYSTERESIS ? (p->max_inflight + 1) / 2
+                                                             : PUB_DRAIN_HYSTERESIS;
+  if (map_init(&p->outbox, o.max_outbox ? o.max_outbox : TD_MAX_SYMBOLS) < 0 ||
+      map_init(&p->last, o.max_last ? o.max_last : TD_MAX_SYMBOLS) < 0)
+    goto fail;
+  if (!o.conn.name) o.conn.name = "publisher";
+  static const rconn_callbacks cb = {on_ready, on_lost, on_reply, on_closed};
+  const char *err = NULL;
+  if (rconn_init(&p->conn, loop, redis_url, &cb, p, &o.conn, &err) < 0) goto fail;
+  uv_timer_init(loop, &p->last_timer);
+  p->last_timer.data = p;
+  uint32_t every = o.last_flush_ms ? o.last_flush_ms : TD_REDIS_LAST_FLUSH_MS;
+  uv_timer_start(&p->last_timer, on_last_timer, every, every);
+  rconn_start(&p->conn);
+  return p;
+fail:
+  map_free(&p->outbox);
+  map_free(&p->last);
+  free(p);
+  return NULL;
+}
+
+void pub_close(td_publisher *p, void (*done)(void *), void *ud) {
+  if (p->closing) return;
+  p->closing = true;
+  p->done = done;
+  p->done_ud = ud;
+  p->dropped += p->outbox.count; /* never to be sent */
+  while (p->outbox.head) map_remove(&p->outbox, p->outbox.head);
+  p->closes_pending = 2;
+  uv_close((uv_handle_t *)&p->last_timer, on_timer_closed);
+  rconn_close(&p->conn);
+}
+
+bool pub_ready(const td_publisher *p) { return rconn_ready(&p->conn); }
+
+const char *pub_state_name(const td_publisher *p) { return rconn_state_name(p->conn.state); }
+
+void pub_stats(const td_publisher *p, struct pub_stats *out) {
+  out->state = p->conn.state;
+  out->published = p->published;
+  out->conflated = p->conflated;
+  out->dropped = p->dropped;
+  out->errors = p->errors;
+  out->reconnects = p->conn.reconnects;
+  out->inflight = p->inflight;
+  out->outbox = p->outbox.count;
+  out->last_written = p->last_written;
+  out->last_dropped = p->last_dropped;
+  out->last_errors = p->last_errors;
+}

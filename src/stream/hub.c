@@ -1,0 +1,576 @@
+/* In-process fan-out (see hub.h). */
+#include "stream/hub.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/fnv1a.h"
+#include "base/log.h"
+#include "market/quote_store.h"
+#include "market/stream_msg.h"
+#include "market/subscriber.h"
+#include "app/task.h"
+#include "base/td_limits.h"
+#include "http/ws_frame.h"
+
+/* Symbol table: open addressing over ids, twice the symbol cap. */
+#define HUB_TABLE_SIZE (2 * TD_MAX_SYMBOLS)
+/* "quotes:" + symbol, with room for a long configured prefix. */
+#define HUB_CHANNEL_MAX (TD_CHANNEL_PREFIX_MAX + 1 + TD_SYMBOL_MAX + 1)
+/* "SYMBOL:<16 hex>:<20 digits>" */
+#define HUB_POSITION_MAX (TD_SYMBOL_MAX + 1 + SMSG_EPOCH_LEN + 1 + 20 + 1)
+/* The envelope around a payload in a WebSocket quote message. */
+#define HUB_ENVELOPE_MAX (64 + HUB_CHANNEL_MAX + TD_SYMBOL_MAX + HUB_POSITION_MAX)
+
+/* A client of a symbol, with its connection: queueing a quote reads this
+ * and the connection's first cache line, not the session. */
+typedef struct {
+  hub_client *client;
+  td_conn *conn;
+} hub_member;
+
+typedef struct {
+  char symbol[TD_SYMBOL_MAX + 1];
+  char channel[HUB_CHANNEL_MAX];
+  uint32_t id;
+  /* One array per transport (indexed by hub_transport): each is sent the
+   * one encoding of a message that its transport needs. */
+  hub_member *members[HUB_TRANSPORTS];
+  uint32_t n[HUB_TRANSPORTS], cap[HUB_TRANSPORTS];
+  uint64_t last_epoch, last_seq;   /* the last position received from Redis */
+  bool check_continuity;           /* after a resubscribe: tell clients whether anything was lost */
+} hub_symbol;
+
+struct td_hub {
+  td_app *app;
+  qstore *store;
+  td_subscriber *sub;
+  hub_symbol *symbols[TD_MAX_SYMBOLS];
+  uint32_t nsymbols;
+  uint32_t table[HUB_TABLE_SIZE];   /* id + 1; 0 = empty */
+  hub_client *clients;              /* every attached client */
+  uint32_t task_listeners;
+  hub_stats stats;
+};
+
+/* ---- symbols ---------------------------------------------------------------- */
+
+static uint32_t sym_clients(const hub_symbol *sym) { return sym->n[HUB_WS] + sym->n[HUB_SSE]; }
+
+static hub_symbol *find_symbol(const td_hub *h, const char *s, size_t n) {
+  for (uint32_t i = fnv1a(s, n) % HUB_TABLE_SIZE;; i = (i + 1) % HUB_TABLE_SIZE) {
+    uint32_t slot = h->table[i];
+    if (!slot) return NULL;
+    hub_symbol *sym = h->symbols[slot - 1];
+    if (strlen(sym->symbol) == n && !memcmp(sym->symbol, s, n)) return sym;
+  }
+}
+
+/* Symbols are never removed: at most TD_MAX_SYMBOLS exist, each small. */
+static hub_symbol *intern_symbol(td_hub *h, const char *s, size_t n) {
+  hub_symbol *sym = find_symbol(h, s, n);
+  if (sym) return sym;
+  if (h->nsymbols == TD_MAX_SYMBOLS) return NULL;
+  sym = calloc(1, sizeof(*sym));
+  if (!sym) return NULL;
+  memcpy(sym->symbol, s, n);
+  snprintf(sym->channel, sizeof(sym->channel), "%s:%s", h->app->cfg->channel_prefix, sym->symbol);
+  sym->id = h->nsymbols;
+  h->symbols[h->nsymbols++] = sym;
+  uint32_t i = fnv1a(s, n) % HUB_TABLE_SIZE;
+  while (h->table[i]) i = (i + 1) % HUB_TABLE_SIZE;
+  h->table[i] = sym->id + 1;
+  return sym;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+td_hub *hub_new(td_app *app, qstore *store) {
+  td_hub *h = calloc(1, sizeof(*h));
+  if (!h) return NULL;
+  h->app = app;
+  h->store = store;
+  return h;
+}
+
+void hub_set_subscriber(td_hub *h, td_subscriber *sub) { h->sub = sub; }
+
+void hub_free(td_hub *h) {
+  if (!h) return;
+  for (uint32_t i = 0; i < h->nsymbols; i++) {
+    free(h->symbols[i]->members[HUB_WS]);
+    free(h->symbols[i]->members[HUB_SSE]);
+    free(h->symbols[i]);
+  }
+  free(h);
+}
+
+void hub_get_stats(const td_hub *h, hub_stats *out) {
+  *out = h->stats;
+  out->channels = 0;
+  for (uint32_t i = 0; i < h->nsymbols; i++) out->channels += sym_clients(h->symbols[i]) > 0;
+}
+
+int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *owner, hub_close_cb close) {
+  memset(c, 0, sizeof(*c));
+  if (h->stats.clients >= (uint64_t)h->app->cfg->max_stream_clients) {
+    h->stats.rejected_clients++;
+    return -EBUSY;
+  }
+  c->conn = conn;
+  c->transport = t;
+  c->owner = owner;
+  c->close = close;
+  c->attached = true;
+  c->next = h->clients;
+  if (h->clients) h->clients->prev = c;
+  h->clients = c;
+  h->stats.clients++;
+  if (t == HUB_WS) h->stats.ws_clients++;
+  else h->stats.sse_clients++;
+  return 0;
+}
+
+/* Removes subscription k of client c (swap-remove on both sides). */
+static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
+  hub_sub s = c->subs[k];
+  hub_symbol *sym = h->symbols[s.sym];
+  hub_member *members = sym->members[c->transport];
+  hub_client *moved = members[--sym->n[c->transport]].client;
+  members[s.pos] = members[sym->n[c->transport]];
+  if (moved != c) {
+    for (uint32_t j = 0; j < moved->nsubs; j++)
+      if (moved->subs[j].sym == s.sym) moved->subs[j].pos = s.pos;
+  }
+  c->subs[k] = c->subs[--c->nsubs];
+  h->stats.client_subscriptions--;
+  if (sym_clients(sym) == 0 && h->sub) sub_remove(h->sub, sym->channel);
+}
+
+void hub_detach(td_hub *h, hub_client *c) {
+  if (!c->attached) return;
+  while (c->nsubs > 0) drop_sub(h, c, c->nsubs - 1);
+  free(c->subs);
+  c->subs = NULL;
+  c->subs_cap = 0;
+  if (c->tasks_topic) h->task_listeners--;
+  if (c->prev) c->prev->next = c->next;
+  else h->clients = c->next;
+  if (c->next) c->next->prev = c->prev;
+  h->stats.clients--;
+  if (c->transport == HUB_WS) h->stats.ws_clients--;
+  else h->stats.sse_clients--;
+  c->attached = false;
+}
+
+/* ---- subscriptions -------------------------------------------------------------- */
+
+static int client_sub_index(const hub_client *c, uint32_t sym) {
+  for (uint32_t k = 0; k < c->nsubs; k++)
+    if (c->subs[k].sym == sym) return (int)k;
+  return -1;
+}
+
+int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
+  if (!smsg_symbol_valid(s, n)) return -EINVAL;
+  hub_symbol *existing = find_symbol(h, s, n);
+  if (existing && client_sub_index(c, existing->id) >= 0) return 0;
+  if (c->nsubs >= (uint32_t)h->app->cfg->max_client_symbols) return -E2BIG;
+  hub_symbol *sym = existing ? existing : intern_symbol(h, s, n);
+  if (!sym) return -ENOSPC;
+  if (c->nsubs == c->subs_cap) {
+    uint32_t cap = c->subs_cap ? c->subs_cap * 2 : 4;
+    hub_sub *ns = realloc(c->subs, cap * sizeof(*ns));
+    if (!ns) return -ENOMEM;
+    c->subs = ns;
+    c->subs_cap = cap;
+  }
+  hub_transport t = c->transport;
+  if (sym->n[t] == sym->cap[t]) {
+    uint32_t cap = sym->cap[t] ? sym->cap[t] * 2 : 4;
+    hub_member *nm = realloc(sym->members[t], cap * sizeof(*nm));
+    if (!nm) return -ENOMEM;
+    sym->members[t] = nm;
+    sym->cap[t] = cap;
+  }
+  c->subs[c->nsubs++] = (hub_sub){sym->id, sym->n[t]};
+  sym->members[t][sym->n[t]++] = (hub_member){c, c->conn};
+  h->stats.client_subscriptions++;
+  if (sym_clients(sym) == 1 && h->sub) sub_add(h->sub, sym->channel);
+  return 1;
+}
+
+int hub_unsubscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
+  hub_symbol *sym = find_symbol(h, s, n);
+  int k = sym ? client_sub_index(c, sym->id) : -1;
+  if (k < 0) return 0;
+  drop_sub(h, c, (uint32_t)k);
+  return 1;
+}
+
+json_t *hub_client_symbols(const td_hub *h, const hub_client *c) {
+  json_t *a = json_array();
+  for (uint32_t k = 0; k < c->nsubs; k++) json_array_append_new(a, json_string(h->symbols[c->subs[k].sym]->symbol));
+  return a;
+}
+
+/* ---- encoding ------------------------------------------------------------------ */
+
+static int format_position(char *out, size_t size, const char *sym, uint64_t epoch, uint64_t seq) {
+  char hex[SMSG_EPOCH_LEN + 1];
+  qstore_epoch_format(epoch, hex);
+  return snprintf(out, size, "%s:%s:%llu", sym, hex, (unsigned long long)seq);
+}
+
+/* A server frame: the header, then the bytes, one buffer for every client. */
+static td_buf *ws_text_frame(const char *head, size_t head_len, const char *body, size_t body_len, const char *tail,
+                             size_t tail_len) {
+  size_t len = head_len + body_len + tail_len;
+  td_buf *b = buf_new(WS_MAX_HEADER + len);
+  if (!b) return NULL;
+  size_t hl = ws_frame_header((uint8_t *)b->data, WS_OP_TEXT, true, len, NULL);
+  memcpy(b->data + hl, head, head_len);
+  memcpy(b->data + hl + head_len, body, body_len);
+  memcpy(b->data + hl + head_len + body_len, tail, tail_len);
+  b->len = (uint32_t)(hl + len);
+  return b;
+}
+
+static td_buf *encode_ws_quote(const hub_symbol *sym, const char *pos, const char *payload, size_t len) {
+  char head[HUB_ENVELOPE_MAX];
+  int n = snprintf(head, sizeof(head), "{\"type\":\"quote\",\"channel\":\"%s\",\"symbol\":\"%s\",\"id\":\"%s\",\"data\":",
+                   sym->channel, sym->symbol, pos);
+  return ws_text_frame(head, (size_t)n, payload, len, "}", 1);
+}
+
+static td_buf *encode_sse_quote(const char *pos, const char *payload, size_t len) {
+  char head[HUB_POSITION_MAX + 32];
+  int n = snprintf(head, sizeof(head), "id: %s\nevent: quote\ndata: ", pos);
+  td_buf *b = buf_new((size_t)n + len + 2);
+  if (!b) return NULL;
+  memcpy(b->data, head, (size_t)n);
+  memcpy(b->data + n, payload, len);
+  memcpy(b->data + n + len, "\n\n", 2);
+  b->len = (uint32_t)((size_t)n + len + 2);
+  return b;
+}
+
+void hub_send_text(td_hub *h, hub_client *c, const char *type, const char *json, size_t len) {
+  td_buf *b;
+  if (c->transport == HUB_WS) {
+    b = ws_text_frame("", 0, json, len, "", 0);
+  } else {
+    char head[64];
+    int n = snprintf(head, sizeof(head), "event: %s\ndata: ", type);
+    b = buf_new((size_t)n + len + 2);
+    if (b) {
+      memcpy(b->data, head, (size_t)n);
+      memcpy(b->data + n, json, len);
+      memcpy(b->data + n + len, "\n\n", 2);
+      b->len = (uint32_t)((size_t)n + len + 2);
+    }
+  }
+  if (!b) return;
+  conn_send(c->conn, b, 0);
+  buf_unref(b);
+}
+
+void hub_send_json(td_hub *h, hub_client *c, const char *type, json_t *msg) {
+  if (c->transport == HUB_WS) json_object_set_new(msg, "type", json_string(type));
+  char *text = json_dumps(msg, JSON_COMPACT);
+  json_decref(msg);
+  if (!text) return;
+  hub_send_text(h, c, type, text, strlen(text));
+  free(text);
+}
+
+/* ---- delivery ------------------------------------------------------------------ */
+
+/* The slow path of deliver: `c` has `queued` bytes waiting, more than its
+ * soft or hard limit. Returns false when the client was closed. */
+static bool over_limit(td_hub *h, hub_client *c, size_t queued) {
+  const td_config *cfg = h->app->cfg;
+  uint64_t now = uv_now(h->app->loop);
+  const char *why = NULL;
+  if (queued >= (size_t)cfg->client_hard_bytes) {
+    why = "slow consumer: output buffer over the hard limit";
+  } else if (queued >= (size_t)cfg->client_soft_bytes) {
+    if (!c->over_soft_since) {
+      c->over_soft_since = now ? now : 1;
+      conn_notify_drain(c->conn); /* hub_client_drained once it catches up */
+    } else if (now - c->over_soft_since >= (uint64_t)cfg->client_soft_ms) {
+      why = "slow consumer: output buffer over the soft limit for too long";
+    }
+    if (!why) {
+      size_t dropped = conn_conflate(c->conn);
+      c->conflated += dropped;
+      h->stats.conflated += dropped;
+    }
+  }
+  if (!why) return true;
+  h->stats.slow_closes++;
+  td_logline *l = log_begin(TD_LOG_WARN, "slow_client_closed");
+  if (l) {
+    log_str(l, "client_ip", conn_peer_ip(c->conn));
+    log_str(l, "reason", why);
+    log_int(l, "queued_bytes", (int64_t)queued);
+    log_int(l, "conflated", (int64_t)c->conflated);
+    log_end(l);
+  }
+  c->close(c->owner, WS_CLOSE_POLICY, why);
+  return false;
+}
+
+/* Queues `b` for member `m` under the output limits (`below`: the lower of
+ * the soft and hard limits, under which nothing needs checking). */
+static void deliver(td_hub *h, const hub_member *m, td_buf *b, uint32_t tag, size_t below) {
+  size_t queued = conn_queued_bytes(m->conn);
+  if (queued >= below && !over_limit(h, m->client, queued)) return;
+  conn_send(m->conn, b, tag);
+  h->stats.deliveries++;
+}
+
+/* Sends one message to every client of `sym`: encoded once per transport,
+ * the same bytes queued on each. */
+static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
+  const td_config *cfg = h->app->cfg;
+  size_t below = (size_t)(cfg->client_soft_bytes < cfg->client_hard_bytes ? cfg->client_soft_bytes
+                                                                          : cfg->client_hard_bytes);
+  char pos[HUB_POSITION_MAX];
+  format_position(pos, sizeof(pos), sym->symbol, epoch, seq);
+  td_buf *bufs[HUB_TRANSPORTS];
+  bufs[HUB_WS] = sym->n[HUB_WS] ? encode_ws_quote(sym, pos, payload, len) : NULL;
+  bufs[HUB_SSE] = sym->n[HUB_SSE] ? encode_sse_quote(pos, payload, len) : NULL;
+  for (int t = 0; t < HUB_TRANSPORTS; t++) {
+    if (!bufs[t]) continue;
+    /* backwards: a client closed for being slow is swap-removed behind us */
+    for (uint32_t i = sym->n[t]; i-- > 0;) deliver(h, &sym->members[t][i], bufs[t], sym->id + 1, below);
+    buf_unref(bufs[t]);
+  }
+}
+
+void hub_client_drained(hub_client *c) { c->over_soft_since = 0; }
+
+uint64_t hub_first_ping_ms(const hub_client *c, uint64_t interval) {
+  uint64_t half = interval / 2;
+  /* Knuth's multiplicative hash of the connection id: consecutive ids land far apart. */
+  return half ? interval - (conn_id(c->conn) * 2654435761u) % half : interval;
+}
+
+/* Sends one stored message to one client (replay and snapshots). */
+static void send_entry(td_hub *h, hub_client *c, const hub_symbol *sym, const qstore_entry *e) {
+  char pos[HUB_POSITION_MAX];
+  format_position(pos, sizeof(pos), sym->symbol, e->epoch, e->seq);
+  td_buf *b = c->transport == HUB_WS ? encode_ws_quote(sym, pos, e->payload->data, e->payload->len)
+                                     : encode_sse_quote(pos, e->payload->data, e->payload->len);
+  if (!b) return;
+  conn_send(c->conn, b, sym->id + 1);
+  buf_unref(b);
+}
+
+/* Tells the clients of `sym` about continuity: a gap that local history
+ * could not fill, or (after a resubscribe) that nothing was lost. */
+static void notify_continuity(td_hub *h, hub_symbol *sym, bool recovered, uint64_t replayed, uint64_t from,
+                              uint64_t to) {
+  json_t *proto = json_pack("{s:s, s:b, s:I}", "symbol", sym->symbol, "recovered", recovered, "replayed",
+                            (json_int_t)replayed);
+  if (!recovered) {
+    json_object_set_new(proto, "missed_from", json_integer((json_int_t)from));
+    json_object_set_new(proto, "missed_to", json_integer((json_int_t)to));
+  }
+  for (int t = 0; t < HUB_TRANSPORTS; t++)
+    for (uint32_t i = sym->n[t]; i-- > 0;) hub_send_json(h, sym->members[t][i].client, "recovery", json_deep_copy(proto));
+  json_decref(proto);
+}
+
+/* A sequence gap on a channel: fill it from local history when this
+ * instance has the messages (it published them), else say so. */
+static bool in_gap(const qstore_entry *e, uint64_t epoch, uint64_t from, uint64_t to) {
+  return e->epoch == epoch && e->seq >= from && e->seq <= to;
+}
+
+static void handle_gap(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq) {
+  uint64_t from = sym->last_seq + 1, to = seq - 1, found = 0, want = to - from + 1;
+  size_t cap = (size_t)h->app->cfg->history_size;
+  qstore_entry *es = want <= cap ? calloc(cap, sizeof(*es)) : NULL;
+  if (es) {
+    size_t n = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), cap, uv_now(h->app->loop), es);
+    for (size_t i = 0; i < n; i++) found += in_gap(&es[i], epoch, from, to);
+    if (found == want) {
+      for (size_t i = 0; i < n; i++)
+        if (in_gap(&es[i], epoch, from, to))
+          fan_out(h, sym, es[i].epoch, es[i].seq, es[i].payload->data, es[i].payload->len);
+      h->stats.replayed += found * sym_clients(sym);
+    }
+    free(es);
+  }
+  h->stats.gaps++;
+  td_logline *l = log_begin(TD_LOG_WARN, "stream_gap");
+  if (l) {
+    log_str(l, "channel", sym->channel);
+    log_int(l, "missed_from", (int64_t)from);
+    log_int(l, "missed_to", (int64_t)to);
+    log_bool(l, "recovered", found == want);
+    log_end(l);
+  }
+  notify_continuity(h, sym, found == want, found == want ? found : 0, from, to);
+}
+
+void hub_on_message(void *hub, const char *channel, size_t channel_len, const char *payload, size_t payload_len) {
+  td_hub *h = hub;
+  size_t plen = strlen(h->app->cfg->channel_prefix);
+  if (channel_len <= plen + 1 || memcmp(channel, h->app->cfg->channel_prefix, plen) || channel[plen] != ':') return;
+  hub_symbol *sym = find_symbol(h, channel + plen + 1, channel_len - plen - 1);
+  if (!sym) return;
+  h->stats.messages++;
+  uint64_t seq, epoch;
+  if (smsg_payload_position(payload, payload_len, &seq, &epoch) != 0) {
+    h->stats.bad_messages++;
+    return;
+  }
+  if (sym->last_epoch == epoch && seq > sym->last_seq + 1 && sym->last_seq != 0) {
+    handle_gap(h, sym, epoch, seq);
+  } else if (sym->check_continuity && sym->last_seq != 0) {
+    notify_continuity(h, sym, true, 0, 0, 0);
+  }
+  sym->check_continuity = false;
+  if (sym->last_epoch != epoch || seq > sym->last_seq) {
+    sym->last_epoch = epoch;
+    sym->last_seq = seq;
+  }
+  td_buf *data = buf_from(payload, payload_len);
+  if (!data) return;
+  qstore_insert(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), data, epoch, seq, uv_now(h->app->loop));
+  fan_out(h, sym, epoch, seq, payload, payload_len);
+  buf_unref(data);
+}
+
+void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed) {
+  td_hub *h = hub;
+  if (!ready || !resubscribed) return;
+  /* the next message of each channel tells whether anything was lost meanwhile */
+  for (uint32_t i = 0; i < h->nsymbols; i++) h->symbols[i]->check_continuity = sym_clients(h->symbols[i]) > 0;
+}
+
+/* ---- snapshots and recovery -------------------------------------------------------- */
+
+static void send_history(td_hub *h, hub_client *c, hub_symbol *sym, int limit) {
+  qstore_entry *es = calloc((size_t)limit, sizeof(*es));
+  if (!es) return;
+  size_t n = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), (size_t)limit,
+                            uv_now(h->app->loop), es);
+  if (c->transport == HUB_SSE) {
+    for (size_t i = 0; i < n; i++) send_entry(h, c, sym, &es[i]);
+  } else {
+    size_t total = 64 + TD_SYMBOL_MAX;
+    for (size_t i = 0; i < n; i++) total += es[i].payload->len + 1;
+    char *text = malloc(total);
+    if (text) {
+      size_t off = (size_t)snprintf(text, total, "{\"type\":\"history\",\"symbol\":\"%s\",\"quotes\":[", sym->symbol);
+      for (size_t i = 0; i < n; i++) {
+        if (i) text[off++] = ',';
+        memcpy(text + off, es[i].payload->data, es[i].payload->len);
+        off += es[i].payload->len;
+      }
+      text[off++] = ']';
+      text[off++] = '}';
+      hub_send_text(h, c, "history", text, off);
+      free(text);
+    }
+  }
+  free(es);
+}
+
+void hub_send_snapshot(td_hub *h, hub_client *c, const char *const *syms, size_t n, int history) {
+  for (size_t i = 0; i < n; i++) {
+    hub_symbol *sym = find_symbol(h, syms[i], strlen(syms[i]));
+    if (!sym) continue;
+    if (history > 0) {
+      send_history(h, c, sym, history > h->app->cfg->history_size ? h->app->cfg->history_size : history);
+      continue;
+    }
+    qstore_entry e;
+    if (qstore_latest(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), &e)) send_entry(h, c, sym, &e);
+  }
+}
+
+/* "SYMBOL:epochhex:seq" */
+static bool parse_position(const char *s, size_t n, char *sym, size_t *sym_len, uint64_t *epoch, uint64_t *seq) {
+  const char *c1 = memchr(s, ':', n);
+  if (!c1 || (size_t)(c1 - s) > TD_SYMBOL_MAX || c1 == s) return false;
+  const char *rest = c1 + 1;
+  size_t rest_n = n - (size_t)(rest - s);
+  if (rest_n < SMSG_EPOCH_LEN + 2 || rest[SMSG_EPOCH_LEN] != ':') return false;
+  if (qstore_epoch_parse(rest, SMSG_EPOCH_LEN, epoch) != 0) return false;
+  uint64_t v = 0;
+  const char *d = rest + SMSG_EPOCH_LEN + 1, *end = s + n;
+  if (d == end || end - d > 19) return false;
+  for (; d < end; d++) {
+    if (*d < '0' || *d > '9') return false;
+    v = v * 10 + (uint64_t)(*d - '0');
+  }
+  *seq = v;
+  *sym_len = (size_t)(c1 - s);
+  memcpy(sym, s, *sym_len);
+  sym[*sym_len] = '\0';
+  return smsg_symbol_valid(sym, *sym_len);
+}
+
+void hub_recover(td_hub *h, hub_client *c, const char *since, size_t n) {
+  char symbuf[TD_SYMBOL_MAX + 1];
+  size_t sym_len;
+  uint64_t epoch, seq, ordinal = 0, replayed = 0;
+  bool parsed = parse_position(since, n, symbuf, &sym_len, &epoch, &seq);
+  if (parsed) ordinal = qstore_find(h->store, SMSG_QUOTE, symbuf, sym_len, epoch, seq);
+  const char **syms = calloc(c->nsubs ? c->nsubs : 1, sizeof(*syms));
+  if (!syms) return;
+  for (uint32_t k = 0; k < c->nsubs; k++) syms[k] = h->symbols[c->subs[k].sym]->symbol;
+  if (ordinal) {
+    qstore_iter it;
+    if (qstore_iter_init(&it, h->store, SMSG_QUOTE, syms, c->nsubs, ordinal, uv_now(h->app->loop)) == 0) {
+      qstore_entry e;
+      while (qstore_iter_next(&it, &e)) {
+        hub_symbol *sym = find_symbol(h, e.symbol, strlen(e.symbol));
+        if (sym) send_entry(h, c, sym, &e);
+        replayed++;
+      }
+      qstore_iter_free(&it);
+    } else {
+      ordinal = 0;
+    }
+  }
+  if (!ordinal) hub_send_snapshot(h, c, syms, c->nsubs, 0);
+  free(syms);
+  h->stats.replayed += replayed;
+  json_t *msg = json_pack("{s:b, s:s%, s:I}", "recovered", ordinal != 0, "since", since, n, "replayed",
+                          (json_int_t)replayed);
+  hub_send_json(h, c, "recovery", msg);
+}
+
+/* ---- tasks topic ----------------------------------------------------------------- */
+
+void hub_on_task(void *hub, const struct td_task *t) {
+  td_hub *h = hub;
+  if (h->task_listeners == 0) return;
+  json_t *msg = json_pack("{s:s, s:o}", "type", "task", "task", task_to_json(h->app->tasks, t));
+  char *text = json_dumps(msg, JSON_COMPACT);
+  json_decref(msg);
+  if (!text) return;
+  td_buf *b = ws_text_frame("", 0, text, strlen(text), "", 0);
+  free(text);
+  if (!b) return;
+  for (hub_client *c = h->clients, *next; c; c = next) {
+    next = c->next;
+    if (c->tasks_topic && c->transport == HUB_WS) conn_send(c->conn, b, 0);
+  }
+  buf_unref(b);
+}
+
+void hub_set_tasks_topic(td_hub *h, hub_client *c, bool on) {
+  if (c->tasks_topic == on) return;
+  c->tasks_topic = on;
+  if (on) h->task_listeners++;
+  else h->task_listeners--;
+}

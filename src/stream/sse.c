@@ -1,0 +1,160 @@
+/* GET /stream?symbols=AAPL,MSFT: Server-Sent Events. Each quote is an
+ * `event: quote` whose `id:` is its stream position, so a browser's
+ * EventSource resumes with Last-Event-ID after a reconnect. A comment line
+ * every --ping-interval-ms keeps proxies from closing an idle stream. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/api.h"
+#include "app/app.h"
+#include "app/auth.h"
+#include "stream/hub.h"
+#include "base/log.h"
+#include "base/td_limits.h"
+
+/* Bytes a client may send on an event stream (it should send none). */
+#define SSE_MAX_CLIENT_BYTES 4096
+/* What EventSource waits before reconnecting. */
+#define SSE_RETRY_MS 2000
+/* The symbols parameter: 256 symbols of 16 bytes and commas. */
+#define SSE_SYMBOLS_PARAM_MAX (TD_DEFAULT_MAX_CLIENT_SYMBOLS * (TD_SYMBOL_MAX + 1))
+
+typedef struct {
+  hub_client client;
+  td_app *app;
+  td_conn *conn;
+  uv_timer_t timer;
+  size_t client_bytes;
+} sse_session;
+
+static void on_data(void *owner, const char *data, size_t len) {
+  sse_session *s = owner;
+  s->client_bytes += len;
+  if (s->client_bytes > SSE_MAX_CLIENT_BYTES) conn_close(s->conn, "client sent data on an event stream");
+}
+
+static void on_timer_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_conn_close(void *owner, const char *reason) {
+  sse_session *s = owner;
+  hub_detach(s->app->hub, &s->client);
+  uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+}
+
+static void on_drain(void *owner) {
+  sse_session *s = owner;
+  hub_client_drained(&s->client);
+}
+
+static const td_stream_ops stream_ops = {on_data, on_drain, on_conn_close};
+
+static void on_keepalive(uv_timer_t *t) {
+  sse_session *s = t->data;
+  static const char comment[] = ": keep-alive\n\n";
+  conn_send_copy(s->conn, comment, sizeof(comment) - 1);
+}
+
+static void on_hub_close(void *owner, int code, const char *reason) {
+  sse_session *s = owner;
+  conn_close(s->conn, reason);
+}
+
+/* Subscribes to each symbol of the comma-separated list; answers 400/403
+ * itself and returns false on the first bad one. */
+static bool subscribe_all(td_request *req, sse_session *s, char *list, const jwt_claims *claims, const char **syms,
+                          size_t *nsyms) {
+  char *save = NULL;
+  for (char *sym = strtok_r(list, ",", &save); sym; sym = strtok_r(NULL, ",", &save)) {
+    if (!auth_symbol_allowed(claims, sym)) {
+      http_error(req, 403, "forbidden_symbol", "the token does not allow one of the symbols", NULL);
+      return false;
+    }
+    int rc = hub_subscribe(req->app->hub, &s->client, sym, strlen(sym));
+    if (rc < 0) {
+      http_error(req, rc == -E2BIG ? 400 : rc == -EINVAL ? 400 : 503,
+                 rc == -E2BIG ? "too_many_symbols" : rc == -EINVAL ? "bad_symbol" : "unavailable",
+                 rc == -E2BIG ? "more symbols than --max-client-symbols"
+                 : rc == -EINVAL ? "a symbol is 1-16 of A-Z 0-9 . - /"
+                                 : "the server tracks too many symbols",
+                 NULL);
+      return false;
+    }
+    if (rc == 1) syms[(*nsyms)++] = sym;
+  }
+  return true;
+}
+
+void api_stream(td_request *req) {
+  td_app *app = req->app;
+  char *list = malloc(SSE_SYMBOLS_PARAM_MAX + 1);
+  if (!list) {
+    http_error(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  if (!http_query_param(req, "symbols", list, SSE_SYMBOLS_PARAM_MAX + 1) || !*list) {
+    free(list);
+    http_error(req, 400, "missing_symbols", "GET /stream?symbols=AAPL,MSFT", NULL);
+    return;
+  }
+  char hist_buf[16];
+  int history = 0;
+  if (http_query_param(req, "history", hist_buf, sizeof(hist_buf))) {
+    history = atoi(hist_buf);
+    if (history < 0 || history > app->cfg->history_size) history = 0;
+  }
+  jwt_claims claims;
+  if (!auth_subscriber(req, false, &claims)) {
+    free(list);
+    return;
+  }
+  sse_session *s = calloc(1, sizeof(*s));
+  const char **syms = calloc((size_t)app->cfg->max_client_symbols + 1, sizeof(*syms));
+  size_t nsyms = 0;
+  if (!s || !syms) {
+    free(s);
+    free(syms);
+    free(list);
+    jwt_claims_free(&claims);
+    http_error(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  if (hub_attach(app->hub, &s->client, req->conn, HUB_SSE, s, on_hub_close) != 0) {
+    free(s);
+    free(syms);
+    free(list);
+    jwt_claims_free(&claims);
+    http_error(req, 503, "too_many_clients", "the server is at --max-stream-clients", "Retry-After: 5\r\n");
+    return;
+  }
+  bool ok = subscribe_all(req, s, list, &claims, syms, &nsyms);
+  jwt_claims_free(&claims);
+  if (!ok) {
+    hub_detach(app->hub, &s->client);
+    free(s);
+    free(syms);
+    free(list);
+    return;
+  }
+  s->app = app;
+  s->conn = req->conn;
+  uv_timer_init(app->loop, &s->timer);
+  s->timer.data = s;
+  uint64_t interval = (uint64_t)app->cfg->ping_interval_ms;
+  uv_timer_start(&s->timer, on_keepalive, hub_first_ping_ms(&s->client, interval), interval);
+  http_respond_stream(req, 200, "text/event-stream", NULL, &stream_ops, s);
+  char retry[32];
+  int n = snprintf(retry, sizeof(retry), "retry: %d\n\n", SSE_RETRY_MS);
+  conn_send_copy(s->conn, retry, (size_t)n);
+  const td_header *last = http_header(req, "last-event-id");
+  char last_param[64];
+  if (last && last->value_len > 0) {
+    hub_recover(app->hub, &s->client, last->value, last->value_len);
+  } else if (http_query_param(req, "last_event_id", last_param, sizeof(last_param)) && *last_param) {
+    hub_recover(app->hub, &s->client, last_param, strlen(last_param));
+  } else {
+    hub_send_snapshot(app->hub, &s->client, syms, nsyms, history);
+  }
+  free(syms);
+  free(list);
+}

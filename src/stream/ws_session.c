@@ -1,0 +1,328 @@
+/* GET /ws: the WebSocket handshake on llhttp's upgrade path, then one session
+ * per client: frames parsed by ws_frame, JSON actions (subscribe,
+ * unsubscribe, list), pings, the close handshake, and the hub for quotes.
+ *
+ * States:
+ *   WSS_OPEN      exchanging messages
+ *   WSS_CLOSING   our close frame is queued; waiting for the peer's, at most TD_WS_CLOSE_WAIT_MS
+ *   WSS_DONE      the connection is gone; the session is freed when its timer has closed */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "app/api.h"
+#include "app/app.h"
+#include "app/auth.h"
+#include "stream/hub.h"
+#include "base/log.h"
+#include "base/td_limits.h"
+#include "http/ws_frame.h"
+#include "stream/ws_session.h"
+
+/* How long we wait for the peer's close frame after sending ours. */
+#define TD_WS_CLOSE_WAIT_MS 2000
+
+typedef enum { WSS_OPEN, WSS_CLOSING, WSS_DONE } wss_state;
+
+typedef struct {
+  hub_client client;
+  td_app *app;
+  td_conn *conn;
+  ws_parser parser;
+  uv_timer_t timer;        /* pings, the idle limit and the close wait */
+  wss_state state;
+  uint64_t last_heard;     /* loop ms of the last frame from the client */
+  jwt_claims claims;
+} ws_session;
+
+ws_stats ws_counters;
+
+/* ---- sending -------------------------------------------------------------- */
+
+static void send_frame(ws_session *s, td_buf *b) {
+  if (!b) return;
+  conn_send(s->conn, b, 0);
+  buf_unref(b);
+}
+
+static void send_error(ws_session *s, const char *code, const char *message, const char *symbol) {
+  json_t *o = json_pack("{s:s, s:s}", "error", code, "message", message);
+  if (symbol) json_object_set_new(o, "symbol", json_string(symbol));
+  hub_send_json(s->app->hub, &s->client, "error", o);
+}
+
+/* ---- actions -------------------------------------------------------------- */
+
+static void do_subscribe(ws_session *s, json_t *msg) {
+  td_hub *hub = s->app->hub;
+  json_t *symbols = json_object_get(msg, "symbols"), *topics = json_object_get(msg, "topics");
+  json_t *since = json_object_get(msg, "since"), *history = json_object_get(msg, "history");
+  if ((symbols && !json_is_array(symbols)) || (topics && !json_is_array(topics)) || (since && !json_is_string(since)) ||
+      (history && !json_is_integer(history)) || (!symbols && !topics)) {
+    send_error(s, "bad_request",
+               "subscribe takes \"symbols\": [..] and/or \"topics\": [..], optional \"since\": string, \"history\": int",
+               NULL);
+    return;
+  }
+  int hist = history ? (int)json_integer_value(history) : 0;
+  if (hist < 0 || hist > s->app->cfg->history_size) {
+    send_error(s, "bad_history", "history must be from 0 to --history-size", NULL);
+    return;
+  }
+  json_t *ok = json_array();
+  const char **fresh = calloc(json_array_size(symbols) + 1, sizeof(*fresh));
+  size_t nfresh = 0, i;
+  json_t *v;
+  json_array_foreach(symbols, i, v) {
+    const char *sym = json_string_value(v);
+    size_t n = sym ? json_string_length(v) : 0;
+    if (!sym) {
+      send_error(s, "bad_symbol", "symbols must be strings", NULL);
+      continue;
+    }
+    if (!auth_symbol_allowed(&s->claims, sym)) {
+      send_error(s, "forbidden_symbol", "the token does not allow this symbol", sym);
+      continue;
+    }
+    int rc = hub_subscribe(hub, &s->client, sym, n);
+    if (rc == -EINVAL) send_error(s, "bad_symbol", "a symbol is 1-16 of A-Z 0-9 . - /", sym);
+    else if (rc == -E2BIG) send_error(s, "too_many_symbols", "this connection has --max-client-symbols already", sym);
+    else if (rc < 0) send_error(s, "unavailable", "the server tracks too many symbols", sym);
+    else {
+      json_array_append(ok, v);
+      if (fresh && rc == 1) fresh[nfresh++] = sym;
+    }
+  }
+  json_array_foreach(topics, i, v) {
+    const char *t = json_string_value(v);
+    if (t && !strcmp(t, "tasks")) {
+      hub_set_tasks_topic(hub, &s->client, true);
+    } else {
+      send_error(s, "bad_topic", "the only topic is \"tasks\"", t);
+    }
+  }
+  hub_send_json(hub, &s->client, "subscribed", json_pack("{s:o}", "symbols", ok));
+  if (since) hub_recover(hub, &s->client, json_string_value(since), json_string_length(since));
+  else hub_send_snapshot(hub, &s->client, fresh, nfresh, hist);
+  free(fresh);
+}
+
+static void do_unsubscribe(ws_session *s, json_t *msg) {
+  json_t *symbols = json_object_get(msg, "symbols"), *topics = json_object_get(msg, "topics"), *v;
+  if ((symbols && !json_is_array(symbols)) || (topics && !json_is_array(topics))) {
+    send_error(s, "bad_request", "unsubscribe takes \"symbols\": [..] and/or \"topics\": [..]", NULL);
+    return;
+  }
+  json_t *done = json_array();
+  size_t i;
+  json_array_foreach(symbols, i, v) {
+    const char *sym = json_string_value(v);
+    if (sym && hub_unsubscribe(s->app->hub, &s->client, sym, json_string_length(v)) == 1) json_array_append(done, v);
+  }
+  json_array_foreach(topics, i, v) {
+    const char *t = json_string_value(v);
+    if (t && !strcmp(t, "tasks")) hub_set_tasks_topic(s->app->hub, &s->client, false);
+  }
+  hub_send_json(s->app->hub, &s->client, "unsubscribed", json_pack("{s:o}", "symbols", done));
+}
+
+static void do_list(ws_session *s) {
+  json_t *topics = json_array();
+  if (s->client.tasks_topic) json_array_append_new(topics, json_string("tasks"));
+  hub_send_json(s->app->hub, &s->client, "list",
+                json_pack("{s:o, s:o}", "symbols", hub_client_symbols(s->app->hub, &s->client), "topics", topics));
+}
+
+/* ---- frame callbacks ------------------------------------------------------- */
+
+static int on_message(void *ud, ws_opcode op, const char *data, size_t len) {
+  ws_session *s = ud;
+  ws_counters.messages_in++;
+  if (s->state != WSS_OPEN) return 0;
+  if (op != WS_OP_TEXT) {
+    ws_counters.bad_messages++;
+    send_error(s, "bad_message", "messages are JSON text frames", NULL);
+    return 0;
+  }
+  json_error_t jerr;
+  json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+  const char *action = msg ? json_string_value(json_object_get(msg, "action")) : NULL;
+  if (!msg || !json_is_object(msg)) {
+    ws_counters.bad_messages++;
+    char m[200];
+    snprintf(m, sizeof(m), "not a JSON object: %s", msg ? "wrong type" : jerr.text);
+    send_error(s, "bad_json", m, NULL);
+  } else if (!action) {
+    ws_counters.bad_messages++;
+    send_error(s, "bad_action", "\"action\" must be subscribe, unsubscribe or list", NULL);
+  } else if (!strcmp(action, "subscribe")) {
+    do_subscribe(s, msg);
+  } else if (!strcmp(action, "unsubscribe")) {
+    do_unsubscribe(s, msg);
+  } else if (!strcmp(action, "list")) {
+    do_list(s);
+  } else {
+    ws_counters.bad_messages++;
+    send_error(s, "bad_action", "\"action\" must be subscribe, unsubscribe or list", NULL);
+  }
+  json_decref(msg);
+  return s->state == WSS_DONE;
+}
+
+static int on_ping(void *ud, const char *data, size_t len) {
+  ws_session *s = ud;
+  if (s->state == WSS_OPEN) send_frame(s, ws_frame_encode(WS_OP_PONG, data, len));
+  return 0;
+}
+
+static int on_pong(void *ud, const char *data, size_t len) { return 0; }
+
+static int on_close_frame(void *ud, int code, const char *reason, size_t len) {
+  ws_session *s = ud;
+  if (s->state == WSS_OPEN) {
+    /* echo the code, as RFC 6455 5.5.1 asks, then close once it is written */
+    s->state = WSS_CLOSING;
+    send_frame(s, ws_frame_encode_close(code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : code, ""));
+  }
+  conn_end(s->conn);
+  return 1;
+}
+
+static const ws_callbacks frame_callbacks = {on_message, on_ping, on_pong, on_close_frame};
+
+/* ---- connection callbacks --------------------------------------------------- */
+
+static void on_data(void *owner, const char *data, size_t len) {
+  ws_session *s = owner;
+  if (s->state == WSS_DONE) return;
+  s->last_heard = uv_now(s->app->loop);
+  int rc = ws_parser_feed(&s->parser, data, len, &frame_callbacks, s);
+  if (rc < 0 && rc != WS_ESTOPPED && s->state == WSS_OPEN) {
+    ws_counters.protocol_errors++;
+    td_logline *l = log_begin(TD_LOG_WARN, "ws_protocol_error");
+    if (l) {
+      log_str(l, "client_ip", conn_peer_ip(s->conn));
+      log_str(l, "error", ws_parser_error(&s->parser));
+      log_int(l, "close_code", ws_parser_close_code(&s->parser));
+      log_end(l);
+    }
+    s->state = WSS_CLOSING;
+    send_frame(s, ws_frame_encode_close(ws_parser_close_code(&s->parser), ws_parser_error(&s->parser)));
+    conn_end(s->conn);
+  }
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  ws_session *s = h->data;
+  jwt_claims_free(&s->claims);
+  free(s);
+}
+
+static void on_conn_close(void *owner, const char *reason) {
+  ws_session *s = owner;
+  s->state = WSS_DONE;
+  hub_detach(s->app->hub, &s->client);
+  ws_parser_free(&s->parser);
+  uv_close((uv_handle_t *)&s->timer, on_timer_closed);
+}
+
+static void on_drain(void *owner) {
+  ws_session *s = owner;
+  hub_client_drained(&s->client);
+}
+
+static const td_stream_ops stream_ops = {on_data, on_drain, on_conn_close};
+
+static void on_timer(uv_timer_t *t) {
+  ws_session *s = t->data;
+  uint64_t now = uv_now(t->loop);
+  if (s->state == WSS_CLOSING) {
+    conn_close(s->conn, "close handshake timed out");
+    return;
+  }
+  if (now - s->last_heard >= (uint64_t)s->app->cfg->stream_idle_ms) {
+    ws_counters.idle_closes++;
+    td_logline *l = log_begin(TD_LOG_INFO, "ws_idle_closed");
+    if (l) { log_str(l, "client_ip", conn_peer_ip(s->conn)); log_end(l); }
+    s->state = WSS_CLOSING;
+    send_frame(s, ws_frame_encode_close(WS_CLOSE_GOING_AWAY, "idle timeout"));
+    conn_end(s->conn);
+    uv_timer_start(&s->timer, on_timer, TD_WS_CLOSE_WAIT_MS, 0);
+    return;
+  }
+  send_frame(s, ws_frame_encode(WS_OP_PING, NULL, 0));
+}
+
+/* The hub closes slow clients; their queue is full, so no close frame can
+ * get through in time: the connection goes at once. */
+static void on_hub_close(void *owner, int code, const char *reason) {
+  ws_session *s = owner;
+  conn_close(s->conn, reason);
+}
+
+/* ---- the handshake ------------------------------------------------------------ */
+
+static bool header_has_token(const td_request *req, const char *name, const char *token) {
+  const td_header *h = http_header(req, name);
+  if (!h) return false;
+  size_t tn = strlen(token);
+  const char *p = h->value, *end = h->value + h->value_len;
+  while (p < end) {
+    while (p < end && (*p == ' ' || *p == ',')) p++;
+    const char *q = p;
+    while (q < end && *q != ',') q++;
+    const char *e = q;
+    while (e > p && e[-1] == ' ') e--;
+    if ((size_t)(e - p) == tn && !strncasecmp(p, token, tn)) return true;
+    p = q;
+  }
+  return false;
+}
+
+void api_ws(td_request *req) {
+  td_app *app = req->app;
+  const td_header *key = http_header(req, "sec-websocket-key");
+  if (!req->upgrade || !header_has_token(req, "upgrade", "websocket") || !header_has_token(req, "connection", "upgrade")) {
+    http_error(req, 426, "upgrade_required", "GET /ws is a WebSocket endpoint", "Upgrade: websocket\r\n");
+    return;
+  }
+  if (!http_header_is(req, "sec-websocket-version", "13")) {
+    http_error(req, 426, "unsupported_version", "only WebSocket version 13 is supported", "Sec-WebSocket-Version: 13\r\n");
+    return;
+  }
+  char accept[WS_ACCEPT_LEN + 1];
+  if (!key || ws_accept_key(key->value, key->value_len, accept) != 0) {
+    http_error(req, 400, "bad_websocket_key", "Sec-WebSocket-Key must be base64 of 16 bytes", NULL);
+    return;
+  }
+  jwt_claims claims;
+  if (!auth_subscriber(req, true, &claims)) return;
+  ws_session *s = calloc(1, sizeof(*s));
+  if (!s) {
+    jwt_claims_free(&claims);
+    http_error(req, 500, "internal", "out of memory", NULL);
+    return;
+  }
+  if (hub_attach(app->hub, &s->client, req->conn, HUB_WS, s, on_hub_close) != 0) {
+    free(s);
+    jwt_claims_free(&claims);
+    http_error(req, 503, "too_many_clients", "the server is at --max-stream-clients", "Retry-After: 5\r\n");
+    return;
+  }
+  s->app = app;
+  s->conn = req->conn;
+  s->claims = claims;
+  s->state = WSS_OPEN;
+  s->last_heard = uv_now(app->loop);
+  ws_parser_init(&s->parser, WS_ROLE_SERVER, (size_t)app->cfg->ws_max_message);
+  uv_timer_init(app->loop, &s->timer);
+  s->timer.data = s;
+  uint64_t interval = (uint64_t)app->cfg->ping_interval_ms;
+  uv_timer_start(&s->timer, on_timer, hub_first_ping_ms(&s->client, interval), interval);
+  ws_counters.sessions++;
+  char headers[128];
+  snprintf(headers, sizeof(headers), "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
+           accept);
+  http_respond_stream(req, 101, NULL, headers, &stream_ops, s);
+}

@@ -1,0 +1,278 @@
+/* One HTTP/1.1 GET per connection over tls.h, parsed with llhttp.
+ *
+ * The request lives in one allocation with its tls_conn; it is freed in the
+ * connection's on_close, the last callback, so nothing is freed from inside
+ * a read or a parser callback. */
+#include "upstream/https_client.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <llhttp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/version.h"
+
+struct hcli_req {
+  tls_conn tls; /* first: the tls callbacks find the request from it */
+  llhttp_t http;
+  hcli_done_cb cb;
+  void *ud;
+  bool done;      /* the callback came, or was cancelled */
+  bool complete;  /* the response was parsed to its end */
+  const char *err;
+  int status;
+  size_t head_bytes;
+  size_t max_body;
+  char *body;
+  size_t body_len;
+  size_t body_cap;
+  uint64_t deadline;
+  char *request;
+  size_t request_len;
+};
+
+/* ---- URLs ----------------------------------------------------------------- */
+
+static bool host_char_ok(char ch) {
+  return isalnum((unsigned char)ch) || ch == '-' || ch == '.' || ch == '_';
+}
+
+static int parse_scheme(const char *url, hcli_url *u, const char **rest) {
+  static const struct { const char *name; bool tls, ws; int port; } schemes[] = {
+      {"https://", true, false, 443}, {"http://", false, false, 80},
+      {"wss://", true, true, 443},    {"ws://", false, true, 80},
+  };
+  for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+    size_t n = strlen(schemes[i].name);
+    if (strncasecmp(url, schemes[i].name, n) == 0) {
+      u->tls = schemes[i].tls;
+      u->websocket = schemes[i].ws;
+      u->port = schemes[i].port;
+      *rest = url + n;
+      return 0;
+    }
+  }
+  return -EINVAL;
+}
+
+static int parse_port(const char *p, const char *end, int *port) {
+  if (p == end || end - p > 5) return -EINVAL;
+  int v = 0;
+  for (; p < end; p++) {
+    if (!isdigit((unsigned char)*p)) return -EINVAL;
+    v = v * 10 + (*p - '0');
+  }
+  if (v < 1 || v > 65535) return -EINVAL;
+  *port = v;
+  return 0;
+}
+
+int hcli_url_parse(const char *url, hcli_url *u) {
+  memset(u, 0, sizeof(*u));
+  const char *p;
+  if (!url || parse_scheme(url, u, &p) < 0) return -EINVAL;
+  int default_port = u->port;
+  const char *end = p + strcspn(p, "/?#");
+  if (memchr(p, '@', (size_t)(end - p))) return -EINVAL; /* no user info */
+  const char *host = p, *host_end, *port_at = NULL;
+  bool v6 = *p == '[';
+  if (v6) {
+    host = p + 1;
+    host_end = memchr(host, ']', (size_t)(end - host));
+    if (!host_end) return -EINVAL;
+    if (host_end + 1 < end) {
+      if (host_end[1] != ':') return -EINVAL;
+      port_at = host_end + 2;
+    }
+  } else {
+    host_end = memchr(p, ':', (size_t)(end - p));
+    if (host_end) port_at = host_end + 1;
+    else host_end = end;
+    for (const char *h = host; h < host_end; h++)
+      if (!host_char_ok(*h)) return -EINVAL;
+  }
+  size_t hlen = (size_t)(host_end - host);
+  if (hlen == 0 || hlen > TLS_MAX_HOST) return -EINVAL;
+  memcpy(u->host, host, hlen);
+  u->host[hlen] = 0;
+  if (v6) {
+    unsigned char tmp[16];
+    if (uv_inet_pton(AF_INET6, u->host, tmp) != 0) return -EINVAL;
+  }
+  if (port_at && parse_port(port_at, end, &u->port) < 0) return -EINVAL;
+  /* Path and query; the fragment is never sent. Bytes that could break the
+   * request line (controls, spaces) are refused, not escaped. */
+  size_t plen = strcspn(end, "#");
+  for (size_t i = 0; i < plen; i++)
+    if ((unsigned char)end[i] <= ' ' || end[i] == 0x7f) return -EINVAL;
+  bool need_slash = plen == 0 || end[0] != '/';
+  if (plen + need_slash > HCLI_MAX_PATH) return -EINVAL;
+  snprintf(u->path, sizeof(u->path), "%s%.*s", need_slash ? "/" : "", (int)plen, end);
+  char portbuf[8] = "";
+  if (u->port != default_port) snprintf(portbuf, sizeof(portbuf), ":%d", u->port);
+  snprintf(u->authority, sizeof(u->authority), "%s%s%s%s", v6 ? "[" : "", u->host, v6 ? "]" : "",
+           portbuf);
+  return 0;
+}
+
+/* ---- the response --------------------------------------------------------- */
+
+static int on_head_span(llhttp_t *h, const char *at, size_t len) {
+  hcli_req *r = h->data;
+  r->head_bytes += len;
+  if (r->head_bytes > HCLI_MAX_HEAD) {
+    r->err = "response head too large";
+    return HPE_USER;
+  }
+  return 0;
+}
+
+static int on_headers_complete(llhttp_t *h) {
+  hcli_req *r = h->data;
+  r->status = h->status_code;
+  return 0;
+}
+
+static int on_body(llhttp_t *h, const char *at, size_t len) {
+  hcli_req *r = h->data;
+  if (r->body_len + len > r->max_body) {
+    r->err = "response too large";
+    return HPE_USER;
+  }
+  if (r->body_len + len + 1 > r->body_cap) {
+    size_t cap = r->body_cap ? r->body_cap : 1024;
+    while (cap < r->body_len + len + 1) cap *= 2;
+    char *nb = realloc(r->body, cap);
+    if (!nb) {
+      r->err = "out of memory";
+      return HPE_USER;
+    }
+    r->body = nb;
+    r->body_cap = cap;
+  }
+  memcpy(r->body + r->body_len, at, len);
+  r->body_len += len;
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *h) {
+  hcli_req *r = h->data;
+  r->complete = true;
+  return HPE_PAUSED; /* one response per connection: ignore anything after it */
+}
+
+static const llhttp_settings_t response_settings = {
+    .on_status = on_head_span,
+    .on_header_field = on_head_span,
+    .on_header_value = on_head_span,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* Calls back once: with the status and body when complete, else the error. */
+static void finish(hcli_req *r, const char *err) {
+  if (r->done) return;
+  r->done = true;
+  if (r->complete) {
+    if (!r->body) r->body = calloc(1, 1);
+    if (r->body) r->body[r->body_len] = 0;
+    r->cb(r->ud, r->status, r->body ? r->body : "", r->body_len, NULL);
+  } else {
+    r->cb(r->ud, 0, NULL, 0, r->err ? r->err : err);
+  }
+}
+
+/* ---- the connection ------------------------------------------------------- */
+
+static void c_on_connect(tls_conn *c, int status) {
+  hcli_req *r = (hcli_req *)c;
+  if (status < 0) {
+    r->err = status == UV_ETIMEDOUT ? "timeout"
+             : status == TLS_ECERT  ? "certificate verify failed"
+                                    : "connect failed";
+    return; /* on_close follows */
+  }
+  uint64_t now = uv_now(c->loop);
+  tls_set_timeout(c, r->deadline > now ? r->deadline - now : 1);
+  if (tls_write(c, r->request, r->request_len) < 0 && !r->err) r->err = "write failed";
+}
+
+static void c_on_read(tls_conn *c, const char *data, size_t len) {
+  hcli_req *r = (hcli_req *)c;
+  if (r->complete || r->done) return;
+  llhttp_errno_t e = llhttp_execute(&r->http, data, len);
+  if (r->complete) {
+    finish(r, NULL);
+    tls_close(c, "done");
+  } else if (e != HPE_OK) {
+    if (!r->err) r->err = "bad response";
+    tls_close(c, r->err);
+  }
+}
+
+static void c_on_timeout(tls_conn *c) {
+  hcli_req *r = (hcli_req *)c;
+  if (!r->err) r->err = "timeout";
+  tls_close(c, "timeout");
+}
+
+static void c_on_close(tls_conn *c, const char *reason) {
+  hcli_req *r = (hcli_req *)c;
+  /* A response without a length ends at EOF. */
+  if (!r->done && !r->complete && !r->err && r->status > 0) llhttp_finish(&r->http);
+  finish(r, r->status > 0 ? "bad response" : "connection closed");
+  free(r->body);
+  free(r->request);
+  free(r);
+}
+
+static const tls_callbacks hcli_tls_cb = {c_on_connect, c_on_read, c_on_close, c_on_timeout};
+
+int hcli_get(uv_loop_t *loop, tls_ctx *ctx, const char *url, const char *headers,
+             size_t max_body, int timeout_ms, hcli_done_cb cb, void *ud, hcli_req **out) {
+  *out = NULL;
+  hcli_url u;
+  if (hcli_url_parse(url, &u) < 0 || u.websocket) return -EINVAL;
+  if (u.tls && !ctx) return -EINVAL;
+  hcli_req *r = calloc(1, sizeof(*r));
+  if (!r) return -ENOMEM;
+  r->request = malloc(HCLI_MAX_REQUEST);
+  if (!r->request) {
+    free(r);
+    return -ENOMEM;
+  }
+  int n = snprintf(r->request, HCLI_MAX_REQUEST,
+                   "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tickerd/" TD_VERSION
+                   "\r\nAccept: application/json\r\nConnection: close\r\n%s\r\n",
+                   u.path, u.authority, headers ? headers : "");
+  if (n < 0 || n >= HCLI_MAX_REQUEST) {
+    free(r->request);
+    free(r);
+    return -E2BIG;
+  }
+  r->request_len = (size_t)n;
+  r->cb = cb;
+  r->ud = ud;
+  r->max_body = max_body ? max_body : HCLI_DEFAULT_MAX_BODY;
+  r->deadline = uv_now(loop) + (uint64_t)timeout_ms;
+  llhttp_init(&r->http, HTTP_RESPONSE, &response_settings);
+  r->http.data = r;
+  tls_init(loop, &r->tls, ctx, &hcli_tls_cb);
+  int rc = tls_connect(&r->tls, u.host, u.port, u.tls, timeout_ms);
+  if (rc < 0) {
+    free(r->request);
+    free(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+void hcli_cancel(hcli_req *r) {
+  if (!r || r->done) return;
+  r->done = true;
+  tls_close(&r->tls, "cancelled");
+}
