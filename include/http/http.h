@@ -19,7 +19,6 @@
 #include "base/buf.h"
 #include "base/td_limits.h"
 
-struct td_app;
 typedef struct td_conn td_conn;
 
 typedef struct {
@@ -36,7 +35,7 @@ typedef void (*td_abort_cb)(td_request *req, void *data);
 
 struct td_request {
   td_conn *conn;
-  struct td_app *app;
+  void *user;             /* td_server_opts.user: the application's, opaque here */
   uint8_t method;         /* llhttp_method_t */
   uint8_t http_major, http_minor;
   bool keep_alive;        /* read inside llhttp's callbacks, where it is valid */

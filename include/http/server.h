@@ -7,30 +7,31 @@
 #include <stdint.h>
 #include <uv.h>
 
-struct td_app;
+#include "http/http.h"
+#include "http/http_stats.h"
+
 typedef struct td_server td_server;
 typedef struct td_conn td_conn;
+typedef struct td_route td_route;
 
-/* Counters for /status and /metrics. */
+/* What the server needs from its caller; copied by server_start. The HTTP
+ * layer knows nothing above it: requests reach the application through
+ * `routes` (dispatched by the router) and carry `user` as req->user. */
 typedef struct {
-  uint64_t accepted;
-  uint64_t open;
-  uint64_t rejected_full;     /* 503: too many connections */
-  uint64_t requests;
-  uint64_t responses[6];      /* by status class: [2] = 2xx ... */
-  uint64_t bad_requests;      /* 400 from the parser or our checks */
-  uint64_t too_large;         /* 413 and 431 */
-  uint64_t header_timeouts;
-  uint64_t idle_timeouts;
-  uint64_t write_timeouts;
-  uint64_t backpressure_pauses;
-  uint64_t taken_over;        /* WebSocket / SSE */
-} td_http_stats;
+  const char *host;
+  int port;
+  int max_connections;
+  int64_t max_body_bytes;
+  uint64_t header_timeout_ms;
+  uint64_t idle_timeout_ms;
+  const td_route *routes;
+  int n_routes;
+  void *user;
+} td_server_opts;
 
-extern td_http_stats http_stats;
 
 /* Binds and listens. Returns 0 or a negative libuv error. */
-int server_start(td_server **out, struct td_app *app);
+int server_start(td_server **out, uv_loop_t *loop, const td_server_opts *opts);
 int server_port(const td_server *s);
 /* Stops accepting, lets in-flight requests finish, closes idle and streaming
  * connections, and after `grace_ms` closes whatever is left. `done` runs
@@ -44,6 +45,6 @@ void server_free(td_server *s);
 
 void server_conn_opened(td_server *s, td_conn *c);
 void server_conn_closed(td_server *s, td_conn *c);
-struct td_app *server_app(const td_server *s);
+const td_server_opts *server_opts(const td_server *s);
 
 #endif

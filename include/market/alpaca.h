@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "app/config.h"
+#include "market/alpaca_rest.h"
 #include "stream_msg.h"
 
 /* Default upstream: the stocks stream of the chosen feed. */
@@ -90,7 +90,7 @@ typedef void (*alpaca_msg_cb)(void *ud, const smsg_msg *m);
 /* Checks the configuration (credentials APCA_API_KEY_ID/APCA_API_SECRET_KEY,
  * feed or URL, channels, symbols, CA file) and builds the client. Returns 0,
  * or a negative errno with *err a static message for the operator. */
-int alpaca_new(uv_loop_t *loop, const td_config *cfg, alpaca_msg_cb on_msg, void *ud,
+int alpaca_new(uv_loop_t *loop, const alpaca_opts *cfg, alpaca_msg_cb on_msg, void *ud,
                alpaca **out, const char **err);
 /* Connects (and keeps reconnecting) every enabled stream. */
 int alpaca_start(alpaca *a);

@@ -15,11 +15,25 @@
 #ifndef TD_ALPACA_REST_H
 #define TD_ALPACA_REST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "app/config.h"
+/* What the Alpaca clients (stream and REST) are configured with; the app
+ * fills it from its configuration (cfg_alpaca_opts). Strings are borrowed. */
+typedef struct {
+  const char *key_id;        /* APCA_API_KEY_ID: secret, never logged */
+  const char *secret_key;    /* APCA_API_SECRET_KEY: secret, never logged */
+  const char *feed;          /* iex, sip, ... */
+  const char *url;           /* the stream URL, overriding feed */
+  const char *news_url;
+  const char *channels;
+  bool news;
+  const char *rest_url;
+  const char *ca_file;
+  const char *symbols;       /* comma separated */
+} alpaca_opts;
 
 /* An upstream answer slower than this is a 504 for every waiter. */
 #define AREST_TIMEOUT_MS 5000
@@ -54,8 +68,8 @@ typedef struct arest_stats {
 } arest_stats;
 
 /* Needs the credentials (APCA_API_KEY_ID / APCA_API_SECRET_KEY) and
- * cfg->alpaca_rest_url. Returns 0 or a negative errno with *err set. */
-int arest_new(uv_loop_t *loop, const td_config *cfg, arest **out, const char **err);
+ * opts->rest_url. Returns 0 or a negative errno with *err set. */
+int arest_new(uv_loop_t *loop, const alpaca_opts *opts, arest **out, const char **err);
 /* Cancels every request in flight (no callback comes) and frees. */
 void arest_free(arest *r);
 /* For tests and operators: the upstream timeout in ms (default AREST_TIMEOUT_MS). */

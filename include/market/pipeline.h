@@ -11,7 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "app/app.h"
+#include <uv.h>
+
+#include "base/td_limits.h"
 #include "stream_msg.h"
 
 typedef struct td_pipeline td_pipeline;
@@ -31,8 +33,11 @@ typedef struct {
   uint64_t by_kind[SMSG_KIND_COUNT];
 } pipeline_result;
 
-/* Publishes through app->pub[], which must outlive the pipeline. */
-td_pipeline *pipeline_new(td_app *app, struct qstore *store);
+/* Publishes through pub[0 .. TD_REDIS_PUBLISH_CONNS), which must outlive the
+ * pipeline: quotes to "<channel_prefix>:SYMBOL", other kinds to their own. */
+struct td_publisher;
+td_pipeline *pipeline_new(uv_loop_t *loop, struct td_publisher *const *pub, const char *channel_prefix,
+                          struct qstore *store);
 void pipeline_free(td_pipeline *p);
 /* Feeds (stream mode): bad items are skipped and counted. Returns the number
  * of messages published or a negative errno when the buffer is not JSON. A
@@ -48,6 +53,6 @@ struct qstore *pipeline_store(const td_pipeline *p);
 /* The publishing connections' counters added up; true when all are ready.
  * `state` is the first connection's, or the state of one that is not ready. */
 struct pub_stats;
-bool pipeline_publisher_stats(const td_app *app, struct pub_stats *sum);
+bool pipeline_publisher_stats(const td_pipeline *p, struct pub_stats *sum);
 
 #endif

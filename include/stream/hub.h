@@ -20,14 +20,44 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "app/app.h"
+#include <uv.h>
+
 #include "base/buf.h"
 #include "http/http.h"
 
 typedef struct td_hub td_hub;
 struct td_subscriber;
-struct td_task;
 struct qstore;
+
+/* Topics: named broadcasts (not quotes) that WebSocket clients opt into,
+ * such as the app's "tasks". A client's topics are a bit mask. */
+#define HUB_MAX_TOPICS 8
+
+/* Access control belongs to the app (auth.c): sessions ask through this.
+ * admit() checks a request and either answers it (401/403) and returns
+ * false, or returns true with a grant that allows() is asked about for each
+ * symbol and release() frees when the session ends. */
+typedef struct {
+  bool (*admit)(td_request *req, bool websocket, void **grant);
+  bool (*allows)(const void *grant, const char *symbol);
+  void (*release)(void *grant);
+} td_stream_access;
+
+/* What the stream layer is told by its caller; copied by hub_new. */
+typedef struct {
+  uv_loop_t *loop;
+  const char *channel_prefix;     /* "quotes" -> quotes:AAPL */
+  int max_stream_clients;
+  int max_client_symbols;
+  int history_size;
+  int64_t client_soft_bytes;
+  int64_t client_hard_bytes;
+  int client_soft_ms;
+  int64_t ws_max_message;
+  int ping_interval_ms;
+  int stream_idle_ms;
+  const td_stream_access *access;
+} td_hub_opts;
 
 typedef enum { HUB_WS, HUB_SSE } hub_transport;
 #define HUB_TRANSPORTS 2
@@ -50,7 +80,7 @@ typedef struct hub_client {
   hub_close_cb close;
   hub_sub *subs;
   uint32_t nsubs, subs_cap;
-  bool tasks_topic;
+  uint32_t topics;           /* bit i: topic i of hub_topic_add */
   bool attached;
   uint64_t over_soft_since;  /* loop ms the client went over the soft limit; 0 once it caught up */
   uint64_t conflated;          /* quotes dropped for a newer one, for the slow-client log */
@@ -71,7 +101,8 @@ typedef struct {
   uint64_t replayed;           /* messages replayed to recovering clients */
 } hub_stats;
 
-td_hub *hub_new(td_app *app, struct qstore *store);
+td_hub *hub_new(const td_hub_opts *opts, struct qstore *store);
+const td_hub_opts *hub_opts(const td_hub *h);
 void hub_set_subscriber(td_hub *h, struct td_subscriber *sub);
 void hub_free(td_hub *h);
 void hub_get_stats(const td_hub *h, hub_stats *out);
@@ -103,10 +134,9 @@ void hub_send_snapshot(td_hub *h, hub_client *c, const char *const *syms, size_t
  * instead with "recovered": false. */
 void hub_recover(td_hub *h, hub_client *c, const char *since, size_t n);
 
-/* Callbacks for subscriber.c and task.c. */
+/* Callbacks for subscriber.c. */
 void hub_on_message(void *hub, const char *channel, size_t channel_len, const char *payload, size_t payload_len);
 void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed);
-void hub_on_task(void *hub, const struct td_task *t);
 
 /* When a client's first ping (WebSocket) or keep-alive comment (SSE) is
  * due: somewhere in the second half of `interval`, spread by connection, so
@@ -114,8 +144,19 @@ void hub_on_task(void *hub, const struct td_task *t);
  * 10,000) are not all pinged in the same second of every interval. */
 uint64_t hub_first_ping_ms(const hub_client *c, uint64_t interval);
 
-/* The "tasks" topic: task state changes, pushed to WebSocket clients. */
-void hub_set_tasks_topic(td_hub *h, hub_client *c, bool on);
+/* Registers a topic; returns its id, or -ENOSPC past HUB_MAX_TOPICS. */
+int hub_topic_add(td_hub *h, const char *name);
+/* Turns topic `name` on or off for a WebSocket client: 0, or -ENOENT for
+ * a name that was never registered. */
+int hub_set_topic(td_hub *h, hub_client *c, const char *name, bool on);
+/* The client's topics as a JSON array of names. */
+json_t *hub_client_topics(const td_hub *h, const hub_client *c);
+/* Whether any client listens to topic `id`: the caller skips encoding
+ * messages nobody would get. */
+bool hub_topic_listened(const td_hub *h, int id);
+/* Sends the JSON text `json` as a text frame to every WebSocket client of
+ * topic `id`. */
+void hub_topic_publish(td_hub *h, int id, const char *json, size_t len);
 
 /* Sends a per-client message (an event, not a quote): a text frame for
  * WebSocket, `event: <type>` + data for SSE. */

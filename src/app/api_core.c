@@ -8,7 +8,7 @@
 #include "app/app.h"
 #include "http/http.h"
 #include "llhttp.h"
-#include "http/router.h"
+#include "routes.h"
 #include "http/server.h"
 #include "status.h"
 #include "app/task.h"
@@ -30,7 +30,7 @@ static bool start_task(td_request *req, char id_out[UUID_STR_LEN + 1]) {
     .query_len = req->query_len,
   };
   bool rejected;
-  td_task *t = tasks_start(req->app->tasks, &o, &rejected);
+  td_task *t = tasks_start(req_app(req)->tasks, &o, &rejected);
   if (!t) {
     char retry[32];
     snprintf(retry, sizeof(retry), "Retry-After: %d\r\n", TD_TASK_RETRY_AFTER_S);
@@ -60,7 +60,7 @@ void api_root(td_request *req) {
   if (!start_task(req, id)) return;
   json_t *endpoints = json_array();
   int n;
-  const td_route *routes = router_routes(&n);
+  const td_route *routes = app_routes(&n);
   for (int i = 0; i < n; i++) {
     char line[96];
     snprintf(line, sizeof(line), "%s %s", routes[i].methods & ROUTE_GET ? "GET" : "POST", routes[i].pattern);
@@ -91,7 +91,7 @@ void api_hello(td_request *req) {
 void api_status(td_request *req) {
   jsonw w;
   jw_init(&w, STATUS_BUF_INITIAL);
-  status_write(req->app, &w);
+  status_write(req_app(req), &w);
   if (w.failed) http_error(req, 500, "internal", "out of memory", NULL);
   else http_respond(req, 200, "application/json", w.p, w.len, NULL);
   jw_free(&w);
@@ -104,7 +104,7 @@ void api_healthz(td_request *req) {
 
 void api_readyz(td_request *req) {
   const char *why = NULL;
-  bool ready = status_ready(req->app, &why);
+  bool ready = status_ready(req_app(req), &why);
   http_respond_json(req, ready ? 200 : 503,
                     ready ? json_pack("{s:s}", "status", "ready")
                           : json_pack("{s:s, s:s}", "status", "not_ready", "reason", why ? why : "starting"),
@@ -130,7 +130,7 @@ void api_tasks_list(td_request *req) {
       return;
     }
   }
-  json_t *tasks = tasks_recent_json(req->app->tasks, limit, state);
+  json_t *tasks = tasks_recent_json(req_app(req)->tasks, limit, state);
   http_respond_json(req, 200, json_pack("{s:i, s:o}", "count", (json_int_t)json_array_size(tasks), "tasks", tasks),
                     NULL);
 }
@@ -141,10 +141,10 @@ void api_task_get(td_request *req) {
     http_error(req, 400, "bad_task_id", "a task id is a UUID (8-4-4-4-12 hex digits)", NULL);
     return;
   }
-  const td_task *t = tasks_find(req->app->tasks, id);
+  const td_task *t = tasks_find(req_app(req)->tasks, id);
   if (!t) {
     http_error(req, 404, "unknown_task", "no such task (unknown, or expired after the retention time)", NULL);
     return;
   }
-  http_respond_json(req, 200, task_to_json(req->app->tasks, t), NULL);
+  http_respond_json(req, 200, task_to_json(req_app(req)->tasks, t), NULL);
 }

@@ -25,7 +25,7 @@ static bool token_ok(const td_request *req, const char *token) {
 }
 
 void api_quotes_post(td_request *req) {
-  td_app *app = req->app;
+  td_app *app = req_app(req);
   if (app->cfg->ingest_token && *app->cfg->ingest_token && !token_ok(req, app->cfg->ingest_token)) {
     http_error(req, 401, "unauthorized", "POST /quotes needs 'Authorization: Bearer <ingest token>'",
                "WWW-Authenticate: Bearer realm=\"tickerd\"\r\n");
@@ -55,7 +55,7 @@ void api_quotes_post(td_request *req) {
 static json_t *payload_json(const td_buf *b) { return json_loadb(b->data, b->len, 0, NULL); }
 
 void api_quotes_list(td_request *req) {
-  qstore *qs = pipeline_store(req->app->pipeline);
+  qstore *qs = pipeline_store(req_app(req)->pipeline);
   size_t total = qstore_symbols(qs, SMSG_QUOTE, NULL, 0);
   const char **syms = calloc(total ? total : 1, sizeof(*syms));
   if (!syms) {
@@ -91,7 +91,7 @@ void api_quote_get(td_request *req) {
   char sym[TD_SYMBOL_MAX + 1];
   if (!symbol_param(req, sym)) return;
   qstore_entry e;
-  if (!qstore_latest(pipeline_store(req->app->pipeline), SMSG_QUOTE, sym, strlen(sym), &e)) {
+  if (!qstore_latest(pipeline_store(req_app(req)->pipeline), SMSG_QUOTE, sym, strlen(sym), &e)) {
     if (api_quote_fallback(req, sym)) return;
     http_error(req, 404, "unknown_symbol", "no quote for this symbol yet", NULL);
     return;
@@ -106,20 +106,20 @@ void api_quote_history(td_request *req) {
   if (http_query_param(req, "limit", buf, sizeof(buf))) {
     char *end;
     long v = strtol(buf, &end, 10);
-    if (!*buf || *end || v < 1 || v > req->app->cfg->history_size) {
+    if (!*buf || *end || v < 1 || v > req_app(req)->cfg->history_size) {
       http_error(req, 400, "bad_limit", "limit must be from 1 to --history-size", NULL);
       return;
     }
     limit = (int)v;
   }
-  if (limit > req->app->cfg->history_size) limit = req->app->cfg->history_size;
+  if (limit > req_app(req)->cfg->history_size) limit = req_app(req)->cfg->history_size;
   qstore_entry *es = calloc((size_t)limit, sizeof(*es));
   if (!es) {
     http_error(req, 500, "internal", "out of memory", NULL);
     return;
   }
-  size_t n = qstore_history(pipeline_store(req->app->pipeline), SMSG_QUOTE, sym, strlen(sym), (size_t)limit,
-                            uv_now(req->app->loop), es);
+  size_t n = qstore_history(pipeline_store(req_app(req)->pipeline), SMSG_QUOTE, sym, strlen(sym), (size_t)limit,
+                            uv_now(req_app(req)->loop), es);
   json_t *arr = json_array();
   for (size_t i = 0; i < n; i++) {
     json_t *q = payload_json(es[i].payload);

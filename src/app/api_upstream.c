@@ -32,8 +32,8 @@ static void on_answer(void *ud, arest_result res, const char *json, size_t len) 
   pipeline_result r;
   char err[SMSG_ERR_MAX];
   qstore_entry e;
-  if (pipeline_batch(req->app->pipeline, json, len, &r, err) == 0 &&
-      qstore_latest(pipeline_store(req->app->pipeline), SMSG_QUOTE, f->symbol, strlen(f->symbol), &e)) {
+  if (pipeline_batch(req_app(req)->pipeline, json, len, &r, err) == 0 &&
+      qstore_latest(pipeline_store(req_app(req)->pipeline), SMSG_QUOTE, f->symbol, strlen(f->symbol), &e)) {
     http_respond(req, 200, "application/json", e.payload->data, e.payload->len, "X-Quote-Source: upstream\r\n");
   } else {
     http_error(req, 502, "upstream_error", "the upstream quote was not valid", NULL);
@@ -43,17 +43,17 @@ static void on_answer(void *ud, arest_result res, const char *json, size_t len) 
 
 static void on_client_gone(td_request *req, void *data) {
   fallback *f = data;
-  arest_cancel(req->app->rest, f->wait);
+  arest_cancel(req_app(req)->rest, f->wait);
   free(f);
 }
 
 bool api_quote_fallback(td_request *req, const char *symbol) {
-  if (!req->app->rest) return false;
+  if (!req_app(req)->rest) return false;
   fallback *f = calloc(1, sizeof(*f));
   if (!f) return false;
   f->req = req;
   strncpy(f->symbol, symbol, TD_SYMBOL_MAX);
-  int rc = arest_get(req->app->rest, symbol, on_answer, f, &f->wait);
+  int rc = arest_get(req_app(req)->rest, symbol, on_answer, f, &f->wait);
   if (rc != 0) {
     free(f);
     http_error(req, rc == -EBUSY ? 503 : 400, rc == -EBUSY ? "busy" : "bad_symbol",

@@ -35,7 +35,7 @@ static bool same_host(const td_request *req, const char *origin, size_t n) {
 }
 
 static bool origin_allowed(td_request *req) {
-  const td_config *cfg = req->app->cfg;
+  const td_config *cfg = req_app(req)->cfg;
   const td_header *o = http_header(req, "origin");
   if (!o) return true; /* not a browser: Origin is a browser's promise, nothing else sends it */
   if (cfg->allowed_origins && *cfg->allowed_origins) return origin_in_list(cfg->allowed_origins, o->value, o->value_len);
@@ -54,7 +54,7 @@ static void deny(td_request *req, int status, const char *code, const char *mess
 }
 
 bool auth_subscriber(td_request *req, bool websocket, jwt_claims *claims) {
-  const td_config *cfg = req->app->cfg;
+  const td_config *cfg = req_app(req)->cfg;
   memset(claims, 0, sizeof(*claims));
   claims->all_symbols = true;
   if (websocket && !origin_allowed(req)) {
@@ -94,3 +94,29 @@ bool auth_symbol_allowed(const jwt_claims *claims, const char *symbol) {
   auth_counters.forbidden_symbol++;
   return false;
 }
+
+/* ---- the stream layer's view: a grant per session --------------------------- */
+
+static bool access_admit(td_request *req, bool websocket, void **grant) {
+  jwt_claims *claims = malloc(sizeof(*claims));
+  if (!claims) {
+    http_error(req, 500, "internal", "out of memory", NULL);
+    return false;
+  }
+  if (!auth_subscriber(req, websocket, claims)) {
+    free(claims);
+    return false;
+  }
+  *grant = claims;
+  return true;
+}
+
+static bool access_allows(const void *grant, const char *symbol) { return auth_symbol_allowed(grant, symbol); }
+
+static void access_release(void *grant) {
+  if (!grant) return;
+  jwt_claims_free(grant);
+  free(grant);
+}
+
+const td_stream_access auth_stream_access = {access_admit, access_allows, access_release};

@@ -337,3 +337,43 @@ void cfg_free(td_config *cfg) {
     *p = NULL;
   }
 }
+
+void cfg_alpaca_opts(const td_config *cfg, alpaca_opts *out) {
+  *out = (alpaca_opts){.key_id = cfg->alpaca_key_id,
+                       .secret_key = cfg->alpaca_secret_key,
+                       .feed = cfg->alpaca_feed,
+                       .url = cfg->alpaca_url,
+                       .news_url = cfg->alpaca_news_url,
+                       .channels = cfg->alpaca_channels,
+                       .news = cfg->alpaca_news,
+                       .rest_url = cfg->alpaca_rest_url,
+                       .ca_file = cfg->ca_file,
+                       .symbols = cfg->symbols};
+}
+
+void cfg_server_opts(const td_config *cfg, const td_route *routes, int n_routes, void *user, td_server_opts *out) {
+  *out = (td_server_opts){.host = cfg->host,
+                          .port = cfg->port,
+                          .max_connections = cfg->max_connections,
+                          .max_body_bytes = cfg->max_body_bytes,
+                          .header_timeout_ms = (uint64_t)cfg->header_timeout_ms,
+                          .idle_timeout_ms = (uint64_t)cfg->idle_timeout_ms,
+                          .routes = routes,
+                          .n_routes = n_routes,
+                          .user = user};
+}
+
+void cfg_hub_opts(const td_config *cfg, uv_loop_t *loop, const td_stream_access *access, td_hub_opts *out) {
+  *out = (td_hub_opts){.loop = loop,
+                       .channel_prefix = cfg->channel_prefix,
+                       .max_stream_clients = cfg->max_stream_clients,
+                       .max_client_symbols = cfg->max_client_symbols,
+                       .history_size = cfg->history_size,
+                       .client_soft_bytes = cfg->client_soft_bytes,
+                       .client_hard_bytes = cfg->client_hard_bytes,
+                       .client_soft_ms = cfg->client_soft_ms,
+                       .ws_max_message = cfg->ws_max_message,
+                       .ping_interval_ms = cfg->ping_interval_ms,
+                       .stream_idle_ms = cfg->stream_idle_ms,
+                       .access = access};
+}

@@ -30,7 +30,7 @@ struct ingest_pace {
  * 0 when one is not connected (then nothing is waited for). */
 static uint64_t backlog(const ingest_pace *p) {
   struct pub_stats s;
-  if (!pipeline_publisher_stats(p->app, &s)) return 0;
+  if (!pipeline_publisher_stats(p->app->pipeline, &s)) return 0;
   return (uint64_t)s.inflight + s.outbox;
 }
 

@@ -10,6 +10,8 @@
 #include "market/alpaca.h"
 #include "market/alpaca_rest.h"
 #include "app/app.h"
+#include "app/auth.h"
+#include "routes.h"
 #include "base/buf.h"
 #include "app/config.h"
 #include "market/feed_sim.h"
@@ -34,6 +36,7 @@ typedef struct {
   uv_signal_t sigint, sigterm;
   uv_timer_t expire_timer;
   int pending_closes;       /* publishers, subscriber, feed: each calls back once */
+  int tasks_topic;          /* the hub's "tasks" topic */
 } td_main;
 
 /* build/web next to the binary, so `make run` needs no flag. */
@@ -50,6 +53,18 @@ static void default_web_root(char *out, size_t size) {
   snprintf(out, size, "%s/web", exe);
 }
 
+/* Task state changes go to the WebSocket clients of the "tasks" topic. */
+static void on_task_change(void *ud, const td_task *t) {
+  td_main *m = ud;
+  if (!hub_topic_listened(m->app.hub, m->tasks_topic)) return;
+  json_t *msg = json_pack("{s:s, s:o}", "type", "task", "task", task_to_json(m->app.tasks, t));
+  char *text = json_dumps(msg, JSON_COMPACT);
+  json_decref(msg);
+  if (!text) return;
+  hub_topic_publish(m->app.hub, m->tasks_topic, text, strlen(text));
+  free(text);
+}
+
 /* ---- feeds into the one message path ------------------------------------------ */
 
 static void on_sim_json(void *ud, const char *json, size_t len) { pipeline_feed(ud, json, len); }
@@ -58,6 +73,8 @@ static void on_upstream_msg(void *ud, const smsg_msg *m) { pipeline_publish(ud, 
 static int start_feed(td_main *m) {
   td_app *app = &m->app;
   td_config *cfg = app->cfg;
+  alpaca_opts aopts;
+  cfg_alpaca_opts(cfg, &aopts);
   const char *err = NULL;
   if (cfg->feed == TD_FEED_SIM) {
     uint64_t seed = cfg->task_seed_set ? cfg->task_seed : (uint64_t)uv_hrtime();
@@ -68,14 +85,14 @@ static int start_feed(td_main *m) {
     }
     sim_start(app->sim);
   } else if (cfg->feed == TD_FEED_ALPACA) {
-    if (alpaca_new(app->loop, cfg, on_upstream_msg, app->pipeline, &app->alpaca, &err) < 0) {
+    if (alpaca_new(app->loop, &aopts, on_upstream_msg, app->pipeline, &app->alpaca, &err) < 0) {
       fprintf(stderr, "tickerd: %s\n", err ? err : "cannot start the Alpaca feed");
       return -1;
     }
     alpaca_start(app->alpaca);
   }
   /* the REST fallback of GET /quotes/{symbol} needs only the credentials */
-  if (cfg->alpaca_key_id && cfg->alpaca_secret_key && arest_new(app->loop, cfg, &app->rest, &err) < 0) {
+  if (cfg->alpaca_key_id && cfg->alpaca_secret_key && arest_new(app->loop, &aopts, &app->rest, &err) < 0) {
     fprintf(stderr, "tickerd: --alpaca-rest-url: %s\n", err ? err : "invalid");
     return -1;
   }
@@ -163,9 +180,11 @@ static int start_redis(td_main *m) {
       return -1;
     }
   }
-  app->pipeline = pipeline_new(app, app->store);
+  app->pipeline = pipeline_new(app->loop, app->pub, cfg->channel_prefix, app->store);
   app->pace = pace_new(app, (uint32_t)cfg->ingest_max_backlog);
-  app->hub = hub_new(app, app->store);
+  td_hub_opts hopts;
+  cfg_hub_opts(cfg, app->loop, &auth_stream_access, &hopts);
+  app->hub = hub_new(&hopts, app->store);
   sub_callbacks cb = {hub_on_message, hub_on_subscriber_state};
   /* the subscriber's health check publishes heartbeats on the publisher's connection */
   sub_options opt = {.heartbeat_pub = app->pub[0],
@@ -183,8 +202,13 @@ static int start(td_main *m) {
   if (start_redis(m) != 0) return -1;
   app->tasks = tasks_new(app->loop, cfg);
   if (!app->tasks) return -1;
-  tasks_set_observer(app->tasks, hub_on_task, app->hub);
-  int rc = server_start(&app->server, app);
+  m->tasks_topic = hub_topic_add(app->hub, "tasks");
+  tasks_set_observer(app->tasks, on_task_change, m);
+  int n_routes;
+  const td_route *routes = app_routes(&n_routes);
+  td_server_opts sopts;
+  cfg_server_opts(cfg, routes, n_routes, app, &sopts);
+  int rc = server_start(&app->server, app->loop, &sopts);
   if (rc != 0) {
     fprintf(stderr, "tickerd: cannot listen on %s:%d: %s\n", cfg->host, cfg->port, uv_strerror(rc));
     td_logline *l = log_begin(TD_LOG_ERROR, "listen_failed");

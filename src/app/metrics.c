@@ -1,6 +1,5 @@
 /* GET /metrics: the Prometheus text exposition format (0.0.4), written from
  * the same counters /status reports. Every metric is listed in README. */
-#include "app/metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,40 +14,15 @@
 #include "market/pipeline.h"
 #include "market/publisher.h"
 #include "market/quote_store.h"
-#include "http/router.h"
+#include "routes.h"
 #include "http/server.h"
 #include "status.h"
 #include "market/subscriber.h"
 #include "app/task.h"
 #include "stream/ws_session.h"
 
-/* Request latency buckets, seconds (upper bounds; +Inf is implicit). */
-static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1};
-#define N_BOUNDS (sizeof(latency_bounds) / sizeof(latency_bounds[0]))
-/* Routes tracked per label; the router's table is shorter. */
-#define METRICS_MAX_ROUTES 32
 /* Enough for every metric with every label. */
 #define METRICS_BUF_INITIAL (32 * 1024)
-
-static struct {
-  uint64_t by_route_class[METRICS_MAX_ROUTES + 1][6]; /* last row: no route (404, parse errors) */
-  uint64_t buckets[N_BOUNDS + 1];
-  double latency_sum;
-  uint64_t latency_count;
-} M;
-
-void metrics_observe(int route_index, int status, uint64_t duration_ns) {
-  int row = route_index >= 0 && route_index < METRICS_MAX_ROUTES ? route_index : METRICS_MAX_ROUTES;
-  int cls = status / 100;
-  if (cls < 1 || cls > 5) cls = 0;
-  M.by_route_class[row][cls]++;
-  double s = (double)duration_ns / 1e9;
-  size_t b = 0;
-  while (b < N_BOUNDS && s > latency_bounds[b]) b++;
-  M.buckets[b]++;
-  M.latency_sum += s;
-  M.latency_count++;
-}
 
 typedef struct {
   char *p;
@@ -85,26 +59,27 @@ static void one(out_t *o, const char *name, const char *type, const char *help, 
 
 static void http_metrics(out_t *o) {
   int n;
-  const td_route *routes = router_routes(&n);
+  const td_route *routes = app_routes(&n);
+  const td_http_route_stats *m = &http_route_stats;
   static const char *classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
   head(o, "tickerd_http_requests_total", "counter", "HTTP responses by route and status class");
-  for (int r = 0; r <= n && r <= METRICS_MAX_ROUTES; r++) {
-    int row = r == n ? METRICS_MAX_ROUTES : r;
+  for (int r = 0; r <= n && r <= HTTP_STATS_MAX_ROUTES; r++) {
+    int row = r == n ? HTTP_STATS_MAX_ROUTES : r;
     for (int c = 0; c < 6; c++)
-      if (M.by_route_class[row][c])
+      if (m->by_route_class[row][c])
         emit(o, "tickerd_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n", r == n ? "none" : routes[r].name,
-             classes[c], (unsigned long long)M.by_route_class[row][c]);
+             classes[c], (unsigned long long)m->by_route_class[row][c]);
   }
   head(o, "tickerd_http_request_duration_seconds", "histogram", "time from a complete request to its queued response");
   uint64_t cum = 0;
-  for (size_t b = 0; b < N_BOUNDS; b++) {
-    cum += M.buckets[b];
-    emit(o, "tickerd_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n", latency_bounds[b], (unsigned long long)cum);
+  for (size_t b = 0; b < HTTP_LATENCY_BUCKETS; b++) {
+    cum += m->buckets[b];
+    emit(o, "tickerd_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n", http_latency_bounds[b], (unsigned long long)cum);
   }
-  cum += M.buckets[N_BOUNDS];
+  cum += m->buckets[HTTP_LATENCY_BUCKETS];
   emit(o, "tickerd_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
   emit(o, "tickerd_http_request_duration_seconds_sum %.9f\ntickerd_http_request_duration_seconds_count %llu\n",
-       M.latency_sum, (unsigned long long)M.latency_count);
+       m->latency_sum, (unsigned long long)m->latency_count);
   one(o, "tickerd_http_connections", "gauge", "open HTTP connections (including WebSocket and SSE)", (double)http_stats.open);
   one(o, "tickerd_http_connections_rejected_total", "counter", "connections refused at --max-connections",
       (double)http_stats.rejected_full);
@@ -138,7 +113,7 @@ static void quote_metrics(out_t *o, td_app *app) {
     emit(o, "tickerd_messages_skipped_total{reason=\"%s\"} %llu\n", smsg_skip_name((smsg_skip_reason)r),
          (unsigned long long)p.stream.skipped[r]);
   struct pub_stats s;
-  bool pub_up = pipeline_publisher_stats(app, &s);
+  bool pub_up = pipeline_publisher_stats(app->pipeline, &s);
   one(o, "tickerd_redis_published_total", "counter", "PUBLISH replies received", (double)s.published);
   one(o, "tickerd_redis_conflated_total", "counter", "messages replaced in the outbox by a newer one", (double)s.conflated);
   one(o, "tickerd_redis_dropped_total", "counter", "messages dropped (outbox full or closing)", (double)s.dropped);
@@ -194,7 +169,7 @@ static void stream_metrics(out_t *o, td_app *app) {
 }
 
 void api_metrics(td_request *req) {
-  td_app *app = req->app;
+  td_app *app = req_app(req);
   out_t o = {malloc(METRICS_BUF_INITIAL), 0, METRICS_BUF_INITIAL};
   if (!o.p) {
     http_error(req, 500, "internal", "out of memory", NULL);

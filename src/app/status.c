@@ -85,7 +85,7 @@ static void tasks_section(jsonw *w, td_app *app) {
 
 static void redis_section(jsonw *w, td_app *app) {
   struct pub_stats p;
-  pipeline_publisher_stats(app, &p);
+  pipeline_publisher_stats(app->pipeline, &p);
   struct sub_stats s;
   sub_stats(app->sub, &s);
   JW_OBJECT(w, "redis");
@@ -239,7 +239,7 @@ bool status_ready(td_app *app, const char **why) {
     return false;
   }
   struct pub_stats ps;
-  if (!pipeline_publisher_stats(app, &ps)) {
+  if (!pipeline_publisher_stats(app->pipeline, &ps)) {
     *why = "redis publisher not connected";
     return false;
   }

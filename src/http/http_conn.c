@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "app/app.h"
 #include "http/http.h"
 #include "llhttp.h"
 #include "base/log.h"
@@ -133,7 +132,8 @@ static void conn_arm_timer(td_conn *c);
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static td_app *conn_app(const td_conn *c) { return server_app(c->server); }
+static const td_server_opts *conn_opts(const td_conn *c) { return server_opts(c->server); }
+td_server *conn_server(const td_conn *c) { return c->server; }
 
 bool conn_is_closing(const td_conn *c) { return c->state == CONN_CLOSING; }
 const char *conn_peer_ip(const td_conn *c) { return c->peer_ip; }
@@ -215,7 +215,7 @@ static void request_reset(td_conn *c) {
   c->error_status = 0;
   memset(&c->req, 0, sizeof(c->req));
   c->req.conn = c;
-  c->req.app = conn_app(c);
+  c->req.user = conn_opts(c)->user;
   c->req.route_index = -1;
 }
 
@@ -328,7 +328,7 @@ static int on_headers_complete(llhttp_t *p) {
     reject(c, 400, "missing_host", "HTTP/1.1 requests need a Host header");
     return HPE_USER;
   }
-  if ((p->flags & F_CONTENT_LENGTH) && (int64_t)p->content_length > conn_app(c)->cfg->max_body_bytes) {
+  if ((p->flags & F_CONTENT_LENGTH) && (int64_t)p->content_length > conn_opts(c)->max_body_bytes) {
     reject(c, 413, "body_too_large", "request body exceeds the configured maximum");
     return HPE_USER;
   }
@@ -337,7 +337,7 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   td_conn *c = parser_conn(p);
-  int64_t max = conn_app(c)->cfg->max_body_bytes;
+  int64_t max = conn_opts(c)->max_body_bytes;
   if ((int64_t)(c->body_len + len) > max) {
     reject(c, 413, "body_too_large", "request body exceeds the configured maximum");
     return HPE_USER;
@@ -632,10 +632,10 @@ static void on_timer(uv_timer_t *t) {
  * Streaming connections keep their own timers in their owner. */
 static void conn_arm_timer(td_conn *c) {
   if (c->state == CONN_CLOSING) return;
-  const td_config *cfg = conn_app(c)->cfg;
+  const td_server_opts *opts = conn_opts(c);
   uint64_t ms = TD_HTTP_WRITE_TIMEOUT_MS;
   if (c->state == CONN_READING) {
-    uint64_t wait = (c->in_request || c->pending_len > 0) ? (uint64_t)cfg->header_timeout_ms : (uint64_t)cfg->idle_timeout_ms;
+    uint64_t wait = (c->in_request || c->pending_len > 0) ? opts->header_timeout_ms : opts->idle_timeout_ms;
     if (c->queued_bytes == 0 || wait < ms) ms = wait;
   }
   uv_timer_start(&c->timer, on_timer, ms, 0);
@@ -729,7 +729,7 @@ static void dispatch(td_conn *c) {
   c->req.start_ns = uv_hrtime();
   http_stats.requests++;
   c->dispatching = true;
-  router_dispatch(&c->req);
+  router_dispatch(conn_opts(c)->routes, conn_opts(c)->n_routes, &c->req);
   c->dispatching = false;
 }
 

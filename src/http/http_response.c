@@ -9,12 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app/app.h"
 #include "base/fmt_num.h"
 #include "http/http.h"
 #include "llhttp.h"
 #include "base/log.h"
-#include "app/metrics.h"
 #include "http/server.h"
 #include "server_conn.h"
 
@@ -147,9 +145,7 @@ static void ensure_request_id(td_request *req) {
 }
 
 static void count_response(const td_request *req, int status) {
-  int cls = status / 100;
-  if (cls >= 1 && cls <= 5) http_stats.responses[cls]++;
-  metrics_observe(req->route_index, status, req->start_ns ? uv_hrtime() - req->start_ns : 0);
+  http_stats_observe(req->route_index, status, req->start_ns ? uv_hrtime() - req->start_ns : 0);
 }
 
 /* Builds head + body into one buffer; a stream's head has no Content-Length. */
@@ -205,7 +201,7 @@ void http_respond(td_request *req, int status, const char *content_type, const c
   if (req->responded || !req->conn) return;
   req->responded = true;
   /* while shutting down, every response is the connection's last */
-  if (req->app && req->app->shutting_down) req->keep_alive = false;
+  if (server_is_draining(conn_server(req->conn))) req->keep_alive = false;
   td_buf *b = build_response(req, status, content_type, body, len, extra_headers, false);
   count_response(req, status);
   if (!b) {

@@ -1,37 +1,10 @@
-/* Route matching. The table below is tickerd's whole HTTP API. */
+/* Route matching over the caller's table. */
 #include "http/router.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "app/api.h"
 #include "llhttp.h"
-
-static const td_route routes[] = {
-  {ROUTE_GET, "/", api_root, "root"},
-  {ROUTE_GET, "/hello", api_hello, "hello"},
-  {ROUTE_GET, "/status", api_status, "status"},
-  {ROUTE_GET, "/healthz", api_healthz, "healthz"},
-  {ROUTE_GET, "/readyz", api_readyz, "readyz"},
-  {ROUTE_GET, "/metrics", api_metrics, "metrics"},
-  {ROUTE_GET, "/tasks", api_tasks_list, "tasks"},
-  {ROUTE_GET, "/tasks/{id}", api_task_get, "task"},
-  {ROUTE_GET, "/dashboard", api_dashboard, "dashboard"},
-  {ROUTE_GET, "/dashboard/{file...}", api_dashboard, "dashboard_asset"},
-  {ROUTE_GET, "/quotes", api_quotes_list, "quotes"},
-  {ROUTE_POST, "/quotes", api_quotes_post, "quotes_ingest"},
-  {ROUTE_GET, "/quotes/{symbol}", api_quote_get, "quote"},
-  {ROUTE_GET, "/quotes/{symbol}/history", api_quote_history, "quote_history"},
-  {ROUTE_GET, "/ws", api_ws, "ws"},
-  {ROUTE_GET, "/stream", api_stream, "stream"},
-};
-
-#define N_ROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
-
-const td_route *router_routes(int *count) {
-  *count = N_ROUTES;
-  return routes;
-}
 
 /* Matches `path` against `pattern`. A "{name}" segment matches one
  * non-empty path segment and "{name...}" the rest of the path; both become
@@ -70,9 +43,9 @@ static unsigned method_bit(uint8_t method) {
   }
 }
 
-void router_dispatch(td_request *req) {
+void router_dispatch(const td_route *routes, int n_routes, td_request *req) {
   unsigned want = method_bit(req->method), allowed = 0;
-  for (int i = 0; i < N_ROUTES; i++) {
+  for (int i = 0; i < n_routes; i++) {
     if (!route_match(routes[i].pattern, req->path, req->path_len, req)) continue;
     if (routes[i].methods & want) {
       req->route_index = i;

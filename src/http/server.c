@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/app.h"
 #include "base/log.h"
 #include "server_conn.h"
 #include "base/td_limits.h"
@@ -19,7 +18,7 @@ typedef enum { SERVER_LISTENING, SERVER_DRAINING, SERVER_CLOSED } server_state;
 struct td_server {
   uv_tcp_t listener;
   uv_timer_t grace_timer;
-  td_app *app;
+  td_server_opts opts;
   server_state state;
   td_conn *conns;
   uint64_t open;
@@ -28,9 +27,7 @@ struct td_server {
   void *done_data;
 };
 
-td_http_stats http_stats;
-
-td_app *server_app(const td_server *s) { return s->app; }
+const td_server_opts *server_opts(const td_server *s) { return &s->opts; }
 int server_port(const td_server *s) { return s->port; }
 bool server_is_draining(const td_server *s) { return s && s->state != SERVER_LISTENING; }
 
@@ -69,28 +66,28 @@ static void on_connection(uv_stream_t *listener, int status) {
   td_conn *c = conn_accept(s, listener);
   if (!c) return;
   http_stats.accepted++;
-  if (s->open > (uint64_t)s->app->cfg->max_connections) {
+  if (s->open > (uint64_t)s->opts.max_connections) {
     http_stats.rejected_full++;
     td_logline *l = log_begin(TD_LOG_WARN, "connection_rejected");
     if (l) { log_str(l, "reason", "too many connections"); log_int(l, "open", (int64_t)s->open); log_end(l); }
-    if (s->open > (uint64_t)s->app->cfg->max_connections + SERVER_REJECT_SLACK) conn_close(c, "over the limit");
+    if (s->open > (uint64_t)s->opts.max_connections + SERVER_REJECT_SLACK) conn_close(c, "over the limit");
     else conn_reject_full(c);
   }
 }
 
-int server_start(td_server **out, td_app *app) {
+int server_start(td_server **out, uv_loop_t *loop, const td_server_opts *opts) {
   td_server *s = calloc(1, sizeof(*s));
   if (!s) return UV_ENOMEM;
-  s->app = app;
+  s->opts = *opts;
   struct sockaddr_storage addr;
-  int rc = uv_ip4_addr(app->cfg->host, app->cfg->port, (struct sockaddr_in *)&addr);
-  if (rc != 0) rc = uv_ip6_addr(app->cfg->host, app->cfg->port, (struct sockaddr_in6 *)&addr);
+  int rc = uv_ip4_addr(opts->host, opts->port, (struct sockaddr_in *)&addr);
+  if (rc != 0) rc = uv_ip6_addr(opts->host, opts->port, (struct sockaddr_in6 *)&addr);
   if (rc != 0) {
     free(s);
     return rc;
   }
-  uv_tcp_init(app->loop, &s->listener);
-  uv_timer_init(app->loop, &s->grace_timer);
+  uv_tcp_init(loop, &s->listener);
+  uv_timer_init(loop, &s->grace_timer);
   s->listener.data = s->grace_timer.data = s;
   rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, TD_LISTEN_BACKLOG, on_connection);
@@ -98,7 +95,7 @@ int server_start(td_server **out, td_app *app) {
     uv_close((uv_handle_t *)&s->listener, NULL);
     uv_close((uv_handle_t *)&s->grace_timer, NULL);
     /* the handles are embedded: free once their close callbacks have run */
-    uv_run(app->loop, UV_RUN_NOWAIT);
+    uv_run(loop, UV_RUN_NOWAIT);
     free(s);
     return rc;
   }

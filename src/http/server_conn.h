@@ -15,6 +15,7 @@ td_conn *conn_accept(td_server *s, uv_stream_t *listener);
 void conn_reject_full(td_conn *c);
 /* For shutdown: closes the connection if no request is under way. */
 bool conn_close_if_idle(td_conn *c);
+td_server *conn_server(const td_conn *c);
 /* Called by http_respond*() once a response is queued. */
 void conn_response_queued(td_conn *c, bool keep_alive);
 

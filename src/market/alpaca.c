@@ -483,12 +483,12 @@ static int check_ws_url(const char *url) {
   return hcli_url_parse(url, &u) == 0 && u.websocket ? 0 : -EINVAL;
 }
 
-static int setup_streams(alpaca *a, const td_config *cfg, const char **err) {
+static int setup_streams(alpaca *a, const alpaca_opts *cfg, const char **err) {
   astream *data = &a->s[ALPACA_STREAM_DATA], *news = &a->s[ALPACA_STREAM_NEWS];
-  if (cfg->alpaca_url && *cfg->alpaca_url) {
-    data->url = strdup(cfg->alpaca_url);
+  if (cfg->url && *cfg->url) {
+    data->url = strdup(cfg->url);
   } else {
-    const char *feed = cfg->alpaca_feed ? cfg->alpaca_feed : "iex";
+    const char *feed = cfg->feed ? cfg->feed : "iex";
     if (!feed_known(feed)) {
       *err = "--alpaca-feed must be iex, sip, delayed_sip or test";
       return -EINVAL;
@@ -507,10 +507,10 @@ static int setup_streams(alpaca *a, const td_config *cfg, const char **err) {
     *err = "--symbols: a symbol is not valid ([A-Z0-9./-]{1,16}, or * for all)";
     return -EINVAL;
   }
-  data->subscribe = subscribe_message(cfg->alpaca_channels, symbols, err);
+  data->subscribe = subscribe_message(cfg->channels, symbols, err);
   data->st.enabled = true;
-  if (data->subscribe && cfg->alpaca_news) {
-    const char *nurl = cfg->alpaca_news_url;
+  if (data->subscribe && cfg->news) {
+    const char *nurl = cfg->news_url;
     if (!nurl || check_ws_url(nurl) < 0) {
       json_decref(symbols);
       *err = "--alpaca-news-url must be a ws:// or wss:// URL";
@@ -530,12 +530,12 @@ static int setup_streams(alpaca *a, const td_config *cfg, const char **err) {
   return data->subscribe ? 0 : -EINVAL;
 }
 
-int alpaca_new(uv_loop_t *loop, const td_config *cfg, alpaca_msg_cb on_msg, void *ud,
+int alpaca_new(uv_loop_t *loop, const alpaca_opts *cfg, alpaca_msg_cb on_msg, void *ud,
                alpaca **out, const char **err) {
   *out = NULL;
   *err = NULL;
-  if (!cfg->alpaca_key_id || !*cfg->alpaca_key_id || !cfg->alpaca_secret_key ||
-      !*cfg->alpaca_secret_key) {
+  if (!cfg->key_id || !*cfg->key_id || !cfg->secret_key ||
+      !*cfg->secret_key) {
     *err = "--feed alpaca needs the environment variables APCA_API_KEY_ID and APCA_API_SECRET_KEY";
     return -EINVAL;
   }
@@ -548,8 +548,8 @@ int alpaca_new(uv_loop_t *loop, const td_config *cfg, alpaca_msg_cb on_msg, void
   a->on_msg = on_msg;
   a->ud = ud;
   a->rng = uv_hrtime() | 1;
-  json_t *auth = json_pack("{s:s,s:s,s:s}", "action", "auth", "key", cfg->alpaca_key_id, "secret",
-                           cfg->alpaca_secret_key);
+  json_t *auth = json_pack("{s:s,s:s,s:s}", "action", "auth", "key", cfg->key_id, "secret",
+                           cfg->secret_key);
   a->auth = auth ? json_dumps(auth, JSON_COMPACT) : NULL;
   json_decref(auth);
   if (!a->auth) *err = "APCA_API_KEY_ID and APCA_API_SECRET_KEY must be valid UTF-8";

@@ -261,9 +261,9 @@ static bool header_safe(const char *s) {
   return true;
 }
 
-int arest_new(uv_loop_t *loop, const td_config *cfg, arest **out, const char **err) {
+int arest_new(uv_loop_t *loop, const alpaca_opts *cfg, arest **out, const char **err) {
   *out = NULL;
-  const char *key = cfg->alpaca_key_id, *secret = cfg->alpaca_secret_key;
+  const char *key = cfg->key_id, *secret = cfg->secret_key;
   if (!key || !*key || !secret || !*secret) {
     *err = "the REST fallback needs the environment variables APCA_API_KEY_ID and APCA_API_SECRET_KEY";
     return -EINVAL;
@@ -273,7 +273,7 @@ int arest_new(uv_loop_t *loop, const td_config *cfg, arest **out, const char **e
     return -EINVAL;
   }
   hcli_url u;
-  const char *base = cfg->alpaca_rest_url;
+  const char *base = cfg->rest_url;
   if (!base || hcli_url_parse(base, &u) < 0 || u.websocket) {
     *err = "--alpaca-rest-url must be an http:// or https:// URL";
     return -EINVAL;
@@ -292,7 +292,7 @@ int arest_new(uv_loop_t *loop, const td_config *cfg, arest **out, const char **e
   size_t bl = strlen(r->base);
   while (bl > 0 && r->base[bl - 1] == '/') r->base[--bl] = 0;
   snprintf(r->headers, hlen, "APCA-API-KEY-ID: %s\r\nAPCA-API-SECRET-KEY: %s\r\n", key, secret);
-  const char *feed = cfg->alpaca_feed ? cfg->alpaca_feed : "";
+  const char *feed = cfg->feed ? cfg->feed : "";
   r->feed_query = !strcmp(feed, "iex")           ? "?feed=iex"
                   : !strcmp(feed, "sip")         ? "?feed=sip"
                   : !strcmp(feed, "delayed_sip") ? "?feed=delayed_sip"

@@ -16,22 +16,24 @@
 #define PIPE_CHANNEL_MAX (TD_CHANNEL_PREFIX_MAX + 1 + TD_SYMBOL_MAX + 1)
 
 struct td_pipeline {
-  td_app *app;
+  uv_loop_t *loop;
+  const char *channel_prefix;
   qstore *store;
-  td_publisher *const *pub;                   /* app->pub: TD_REDIS_PUBLISH_CONNS connections */
+  td_publisher *const *pub;                   /* TD_REDIS_PUBLISH_CONNS connections */
   char last_hash[TD_CHANNEL_PREFIX_MAX + 8];   /* "quotes:last" */
   size_t last_hash_len;
   pipeline_stats stats;
   pipeline_result *batch;                      /* while a batch is delivered */
 };
 
-td_pipeline *pipeline_new(td_app *app, qstore *store) {
+td_pipeline *pipeline_new(uv_loop_t *loop, td_publisher *const *pub, const char *channel_prefix, qstore *store) {
   td_pipeline *p = calloc(1, sizeof(*p));
   if (!p) return NULL;
-  p->app = app;
+  p->loop = loop;
+  p->channel_prefix = channel_prefix;
   p->store = store;
-  p->pub = app->pub;
-  snprintf(p->last_hash, sizeof(p->last_hash), "%s:last", app->cfg->channel_prefix);
+  p->pub = pub;
+  snprintf(p->last_hash, sizeof(p->last_hash), "%s:last", channel_prefix);
   p->last_hash_len = strlen(p->last_hash);
   return p;
 }
@@ -53,7 +55,7 @@ void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
   td_buf *payload = smsg_encode(m, seq, qstore_epoch_hex(p->store));
   if (!payload) return;
   /* quotes go to the configured prefix; other kinds to their own channels */
-  const char *prefix = m->kind == SMSG_QUOTE ? p->app->cfg->channel_prefix : m->channel;
+  const char *prefix = m->kind == SMSG_QUOTE ? p->channel_prefix : m->channel;
   /* "<prefix>:<SYMBOL>" by hand: snprintf cost as much as the PUBLISH itself */
   char channel[PIPE_CHANNEL_MAX];
   size_t plen = strlen(prefix);
@@ -63,7 +65,7 @@ void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
   size_t n = plen + 1 + m->symbol_len;
   pub_publish(p->pub[channel_shard(channel, n)], channel, n, payload->data, payload->len);
   qstore_insert(p->store, m->kind, m->symbol, m->symbol_len, payload, qstore_epoch(p->store), seq,
-                uv_now(p->app->loop));
+                uv_now(p->loop));
   if (m->kind == SMSG_QUOTE) pub_set_last(p->pub[0], p->last_hash, p->last_hash_len, m->symbol, m->symbol_len, payload);
   buf_unref(payload);
   p->stats.received[m->kind]++;
@@ -95,14 +97,14 @@ int pipeline_batch(td_pipeline *p, const char *json, size_t len, pipeline_result
 
 void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out) { *out = p->stats; }
 
-bool pipeline_publisher_stats(const td_app *app, struct pub_stats *sum) {
+bool pipeline_publisher_stats(const td_pipeline *p, struct pub_stats *sum) {
   bool ready = true;
   memset(sum, 0, sizeof(*sum));
   for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) {
     struct pub_stats s;
-    pub_stats(app->pub[i], &s);
+    pub_stats(p->pub[i], &s);
     if (i == 0 || s.state != RCONN_READY) sum->state = s.state;
-    ready = ready && pub_ready(app->pub[i]);
+    ready = ready && pub_ready(p->pub[i]);
     sum->published += s.published;
     sum->conflated += s.conflated;
     sum->dropped += s.dropped;

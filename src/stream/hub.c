@@ -11,7 +11,6 @@
 #include "market/quote_store.h"
 #include "market/stream_msg.h"
 #include "market/subscriber.h"
-#include "app/task.h"
 #include "base/td_limits.h"
 #include "http/ws_frame.h"
 
@@ -44,14 +43,16 @@ typedef struct {
 } hub_symbol;
 
 struct td_hub {
-  td_app *app;
+  td_hub_opts opts;
   qstore *store;
   td_subscriber *sub;
   hub_symbol *symbols[TD_MAX_SYMBOLS];
   uint32_t nsymbols;
   uint32_t table[HUB_TABLE_SIZE];   /* id + 1; 0 = empty */
   hub_client *clients;              /* every attached client */
-  uint32_t task_listeners;
+  const char *topic_names[HUB_MAX_TOPICS];
+  uint32_t topic_listeners[HUB_MAX_TOPICS];
+  int ntopics;
   hub_stats stats;
 };
 
@@ -76,7 +77,7 @@ static hub_symbol *intern_symbol(td_hub *h, const char *s, size_t n) {
   sym = calloc(1, sizeof(*sym));
   if (!sym) return NULL;
   memcpy(sym->symbol, s, n);
-  snprintf(sym->channel, sizeof(sym->channel), "%s:%s", h->app->cfg->channel_prefix, sym->symbol);
+  snprintf(sym->channel, sizeof(sym->channel), "%s:%s", h->opts.channel_prefix, sym->symbol);
   sym->id = h->nsymbols;
   h->symbols[h->nsymbols++] = sym;
   uint32_t i = fnv1a(s, n) % HUB_TABLE_SIZE;
@@ -87,15 +88,17 @@ static hub_symbol *intern_symbol(td_hub *h, const char *s, size_t n) {
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
-td_hub *hub_new(td_app *app, qstore *store) {
+td_hub *hub_new(const td_hub_opts *opts, qstore *store) {
   td_hub *h = calloc(1, sizeof(*h));
   if (!h) return NULL;
-  h->app = app;
+  h->opts = *opts;
   h->store = store;
   return h;
 }
 
 void hub_set_subscriber(td_hub *h, td_subscriber *sub) { h->sub = sub; }
+
+const td_hub_opts *hub_opts(const td_hub *h) { return &h->opts; }
 
 void hub_free(td_hub *h) {
   if (!h) return;
@@ -115,7 +118,7 @@ void hub_get_stats(const td_hub *h, hub_stats *out) {
 
 int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *owner, hub_close_cb close) {
   memset(c, 0, sizeof(*c));
-  if (h->stats.clients >= (uint64_t)h->app->cfg->max_stream_clients) {
+  if (h->stats.clients >= (uint64_t)h->opts.max_stream_clients) {
     h->stats.rejected_clients++;
     return -EBUSY;
   }
@@ -155,7 +158,9 @@ void hub_detach(td_hub *h, hub_client *c) {
   free(c->subs);
   c->subs = NULL;
   c->subs_cap = 0;
-  if (c->tasks_topic) h->task_listeners--;
+  for (int i = 0; i < h->ntopics; i++)
+    if (c->topics & (1u << i)) h->topic_listeners[i]--;
+  c->topics = 0;
   if (c->prev) c->prev->next = c->next;
   else h->clients = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -177,7 +182,7 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
   if (!smsg_symbol_valid(s, n)) return -EINVAL;
   hub_symbol *existing = find_symbol(h, s, n);
   if (existing && client_sub_index(c, existing->id) >= 0) return 0;
-  if (c->nsubs >= (uint32_t)h->app->cfg->max_client_symbols) return -E2BIG;
+  if (c->nsubs >= (uint32_t)h->opts.max_client_symbols) return -E2BIG;
   hub_symbol *sym = existing ? existing : intern_symbol(h, s, n);
   if (!sym) return -ENOSPC;
   if (c->nsubs == c->subs_cap) {
@@ -291,16 +296,16 @@ void hub_send_json(td_hub *h, hub_client *c, const char *type, json_t *msg) {
 /* The slow path of deliver: `c` has `queued` bytes waiting, more than its
  * soft or hard limit. Returns false when the client was closed. */
 static bool over_limit(td_hub *h, hub_client *c, size_t queued) {
-  const td_config *cfg = h->app->cfg;
-  uint64_t now = uv_now(h->app->loop);
+  const td_hub_opts *opts = &h->opts;
+  uint64_t now = uv_now(h->opts.loop);
   const char *why = NULL;
-  if (queued >= (size_t)cfg->client_hard_bytes) {
+  if (queued >= (size_t)opts->client_hard_bytes) {
     why = "slow consumer: output buffer over the hard limit";
-  } else if (queued >= (size_t)cfg->client_soft_bytes) {
+  } else if (queued >= (size_t)opts->client_soft_bytes) {
     if (!c->over_soft_since) {
       c->over_soft_since = now ? now : 1;
       conn_notify_drain(c->conn); /* hub_client_drained once it catches up */
-    } else if (now - c->over_soft_since >= (uint64_t)cfg->client_soft_ms) {
+    } else if (now - c->over_soft_since >= (uint64_t)opts->client_soft_ms) {
       why = "slow consumer: output buffer over the soft limit for too long";
     }
     if (!why) {
@@ -335,9 +340,9 @@ static void deliver(td_hub *h, const hub_member *m, td_buf *b, uint32_t tag, siz
 /* Sends one message to every client of `sym`: encoded once per transport,
  * the same bytes queued on each. */
 static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
-  const td_config *cfg = h->app->cfg;
-  size_t below = (size_t)(cfg->client_soft_bytes < cfg->client_hard_bytes ? cfg->client_soft_bytes
-                                                                          : cfg->client_hard_bytes);
+  const td_hub_opts *opts = &h->opts;
+  size_t below = (size_t)(opts->client_soft_bytes < opts->client_hard_bytes ? opts->client_soft_bytes
+                                                                          : opts->client_hard_bytes);
   char pos[HUB_POSITION_MAX];
   format_position(pos, sizeof(pos), sym->symbol, epoch, seq);
   td_buf *bufs[HUB_TRANSPORTS];
@@ -393,10 +398,10 @@ static bool in_gap(const qstore_entry *e, uint64_t epoch, uint64_t from, uint64_
 
 static void handle_gap(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq) {
   uint64_t from = sym->last_seq + 1, to = seq - 1, found = 0, want = to - from + 1;
-  size_t cap = (size_t)h->app->cfg->history_size;
+  size_t cap = (size_t)h->opts.history_size;
   qstore_entry *es = want <= cap ? calloc(cap, sizeof(*es)) : NULL;
   if (es) {
-    size_t n = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), cap, uv_now(h->app->loop), es);
+    size_t n = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), cap, uv_now(h->opts.loop), es);
     for (size_t i = 0; i < n; i++) found += in_gap(&es[i], epoch, from, to);
     if (found == want) {
       for (size_t i = 0; i < n; i++)
@@ -420,8 +425,8 @@ static void handle_gap(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq)
 
 void hub_on_message(void *hub, const char *channel, size_t channel_len, const char *payload, size_t payload_len) {
   td_hub *h = hub;
-  size_t plen = strlen(h->app->cfg->channel_prefix);
-  if (channel_len <= plen + 1 || memcmp(channel, h->app->cfg->channel_prefix, plen) || channel[plen] != ':') return;
+  size_t plen = strlen(h->opts.channel_prefix);
+  if (channel_len <= plen + 1 || memcmp(channel, h->opts.channel_prefix, plen) || channel[plen] != ':') return;
   hub_symbol *sym = find_symbol(h, channel + plen + 1, channel_len - plen - 1);
   if (!sym) return;
   h->stats.messages++;
@@ -442,7 +447,7 @@ void hub_on_message(void *hub, const char *channel, size_t channel_len, const ch
   }
   td_buf *data = buf_from(payload, payload_len);
   if (!data) return;
-  qstore_insert(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), data, epoch, seq, uv_now(h->app->loop));
+  qstore_insert(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), data, epoch, seq, uv_now(h->opts.loop));
   fan_out(h, sym, epoch, seq, payload, payload_len);
   buf_unref(data);
 }
@@ -460,7 +465,7 @@ static void send_history(td_hub *h, hub_client *c, hub_symbol *sym, int limit) {
   qstore_entry *es = calloc((size_t)limit, sizeof(*es));
   if (!es) return;
   size_t n = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), (size_t)limit,
-                            uv_now(h->app->loop), es);
+                            uv_now(h->opts.loop), es);
   if (c->transport == HUB_SSE) {
     for (size_t i = 0; i < n; i++) send_entry(h, c, sym, &es[i]);
   } else {
@@ -488,7 +493,7 @@ void hub_send_snapshot(td_hub *h, hub_client *c, const char *const *syms, size_t
     hub_symbol *sym = find_symbol(h, syms[i], strlen(syms[i]));
     if (!sym) continue;
     if (history > 0) {
-      send_history(h, c, sym, history > h->app->cfg->history_size ? h->app->cfg->history_size : history);
+      send_history(h, c, sym, history > h->opts.history_size ? h->opts.history_size : history);
       continue;
     }
     qstore_entry e;
@@ -529,7 +534,7 @@ void hub_recover(td_hub *h, hub_client *c, const char *since, size_t n) {
   for (uint32_t k = 0; k < c->nsubs; k++) syms[k] = h->symbols[c->subs[k].sym]->symbol;
   if (ordinal) {
     qstore_iter it;
-    if (qstore_iter_init(&it, h->store, SMSG_QUOTE, syms, c->nsubs, ordinal, uv_now(h->app->loop)) == 0) {
+    if (qstore_iter_init(&it, h->store, SMSG_QUOTE, syms, c->nsubs, ordinal, uv_now(h->opts.loop)) == 0) {
       qstore_entry e;
       while (qstore_iter_next(&it, &e)) {
         hub_symbol *sym = find_symbol(h, e.symbol, strlen(e.symbol));
@@ -549,28 +554,48 @@ void hub_recover(td_hub *h, hub_client *c, const char *since, size_t n) {
   hub_send_json(h, c, "recovery", msg);
 }
 
-/* ---- tasks topic ----------------------------------------------------------------- */
+/* ---- topics -------------------------------------------------------------------- */
 
-void hub_on_task(void *hub, const struct td_task *t) {
-  td_hub *h = hub;
-  if (h->task_listeners == 0) return;
-  json_t *msg = json_pack("{s:s, s:o}", "type", "task", "task", task_to_json(h->app->tasks, t));
-  char *text = json_dumps(msg, JSON_COMPACT);
-  json_decref(msg);
-  if (!text) return;
-  td_buf *b = ws_text_frame("", 0, text, strlen(text), "", 0);
-  free(text);
-  if (!b) return;
-  for (hub_client *c = h->clients, *next; c; c = next) {
-    next = c->next;
-    if (c->tasks_topic && c->transport == HUB_WS) conn_send(c->conn, b, 0);
-  }
-  buf_unref(b);
+int hub_topic_add(td_hub *h, const char *name) {
+  if (h->ntopics >= HUB_MAX_TOPICS) return -ENOSPC;
+  h->topic_names[h->ntopics] = name;
+  return h->ntopics++;
 }
 
-void hub_set_tasks_topic(td_hub *h, hub_client *c, bool on) {
-  if (c->tasks_topic == on) return;
-  c->tasks_topic = on;
-  if (on) h->task_listeners++;
-  else h->task_listeners--;
+static int topic_id(const td_hub *h, const char *name) {
+  for (int i = 0; i < h->ntopics; i++)
+    if (!strcmp(h->topic_names[i], name)) return i;
+  return -ENOENT;
+}
+
+int hub_set_topic(td_hub *h, hub_client *c, const char *name, bool on) {
+  int id = topic_id(h, name);
+  if (id < 0) return id;
+  uint32_t bit = 1u << id;
+  if (!(c->topics & bit) == !on) return 0;
+  c->topics ^= bit;
+  if (on) h->topic_listeners[id]++;
+  else h->topic_listeners[id]--;
+  return 0;
+}
+
+json_t *hub_client_topics(const td_hub *h, const hub_client *c) {
+  json_t *a = json_array();
+  for (int i = 0; i < h->ntopics; i++)
+    if (c->topics & (1u << i)) json_array_append_new(a, json_string(h->topic_names[i]));
+  return a;
+}
+
+bool hub_topic_listened(const td_hub *h, int id) { return id >= 0 && id < h->ntopics && h->topic_listeners[id] > 0; }
+
+void hub_topic_publish(td_hub *h, int id, const char *json, size_t len) {
+  if (!hub_topic_listened(h, id)) return;
+  td_buf *b = ws_text_frame("", 0, json, len, "", 0);
+  if (!b) return;
+  uint32_t bit = 1u << id;
+  for (hub_client *c = h->clients, *next; c; c = next) {
+    next = c->next;
+    if ((c->topics & bit) && c->transport == HUB_WS) conn_send(c->conn, b, 0);
+  }
+  buf_unref(b);
 }

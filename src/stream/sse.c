@@ -6,12 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/api.h"
-#include "app/app.h"
-#include "app/auth.h"
 #include "stream/hub.h"
 #include "base/log.h"
 #include "base/td_limits.h"
+#include "stream/ws_session.h"
 
 /* Bytes a client may send on an event stream (it should send none). */
 #define SSE_MAX_CLIENT_BYTES 4096
@@ -22,7 +20,7 @@
 
 typedef struct {
   hub_client client;
-  td_app *app;
+  td_hub *hub;
   td_conn *conn;
   uv_timer_t timer;
   size_t client_bytes;
@@ -38,7 +36,7 @@ static void on_timer_closed(uv_handle_t *h) { free(h->data); }
 
 static void on_conn_close(void *owner, const char *reason) {
   sse_session *s = owner;
-  hub_detach(s->app->hub, &s->client);
+  hub_detach(s->hub, &s->client);
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);
 }
 
@@ -62,15 +60,15 @@ static void on_hub_close(void *owner, int code, const char *reason) {
 
 /* Subscribes to each symbol of the comma-separated list; answers 400/403
  * itself and returns false on the first bad one. */
-static bool subscribe_all(td_request *req, sse_session *s, char *list, const jwt_claims *claims, const char **syms,
+static bool subscribe_all(td_request *req, td_hub *hub, sse_session *s, char *list, const void *grant, const char **syms,
                           size_t *nsyms) {
   char *save = NULL;
   for (char *sym = strtok_r(list, ",", &save); sym; sym = strtok_r(NULL, ",", &save)) {
-    if (!auth_symbol_allowed(claims, sym)) {
+    if (!hub_opts(hub)->access->allows(grant, sym)) {
       http_error(req, 403, "forbidden_symbol", "the token does not allow one of the symbols", NULL);
       return false;
     }
-    int rc = hub_subscribe(req->app->hub, &s->client, sym, strlen(sym));
+    int rc = hub_subscribe(hub, &s->client, sym, strlen(sym));
     if (rc < 0) {
       http_error(req, rc == -E2BIG ? 400 : rc == -EINVAL ? 400 : 503,
                  rc == -E2BIG ? "too_many_symbols" : rc == -EINVAL ? "bad_symbol" : "unavailable",
@@ -85,8 +83,8 @@ static bool subscribe_all(td_request *req, sse_session *s, char *list, const jwt
   return true;
 }
 
-void api_stream(td_request *req) {
-  td_app *app = req->app;
+void sse_session_open(td_request *req, td_hub *hub) {
+  const td_hub_opts *opts = hub_opts(hub);
   char *list = malloc(SSE_SYMBOLS_PARAM_MAX + 1);
   if (!list) {
     http_error(req, 500, "internal", "out of memory", NULL);
@@ -101,46 +99,46 @@ void api_stream(td_request *req) {
   int history = 0;
   if (http_query_param(req, "history", hist_buf, sizeof(hist_buf))) {
     history = atoi(hist_buf);
-    if (history < 0 || history > app->cfg->history_size) history = 0;
+    if (history < 0 || history > opts->history_size) history = 0;
   }
-  jwt_claims claims;
-  if (!auth_subscriber(req, false, &claims)) {
+  void *grant;
+  if (!opts->access->admit(req, false, &grant)) {
     free(list);
     return;
   }
   sse_session *s = calloc(1, sizeof(*s));
-  const char **syms = calloc((size_t)app->cfg->max_client_symbols + 1, sizeof(*syms));
+  const char **syms = calloc((size_t)opts->max_client_symbols + 1, sizeof(*syms));
   size_t nsyms = 0;
   if (!s || !syms) {
     free(s);
     free(syms);
     free(list);
-    jwt_claims_free(&claims);
+    opts->access->release(grant);
     http_error(req, 500, "internal", "out of memory", NULL);
     return;
   }
-  if (hub_attach(app->hub, &s->client, req->conn, HUB_SSE, s, on_hub_close) != 0) {
+  if (hub_attach(hub, &s->client, req->conn, HUB_SSE, s, on_hub_close) != 0) {
     free(s);
     free(syms);
     free(list);
-    jwt_claims_free(&claims);
+    opts->access->release(grant);
     http_error(req, 503, "too_many_clients", "the server is at --max-stream-clients", "Retry-After: 5\r\n");
     return;
   }
-  bool ok = subscribe_all(req, s, list, &claims, syms, &nsyms);
-  jwt_claims_free(&claims);
+  bool ok = subscribe_all(req, hub, s, list, grant, syms, &nsyms);
+  opts->access->release(grant);
   if (!ok) {
-    hub_detach(app->hub, &s->client);
+    hub_detach(hub, &s->client);
     free(s);
     free(syms);
     free(list);
     return;
   }
-  s->app = app;
+  s->hub = hub;
   s->conn = req->conn;
-  uv_timer_init(app->loop, &s->timer);
+  uv_timer_init(opts->loop, &s->timer);
   s->timer.data = s;
-  uint64_t interval = (uint64_t)app->cfg->ping_interval_ms;
+  uint64_t interval = (uint64_t)opts->ping_interval_ms;
   uv_timer_start(&s->timer, on_keepalive, hub_first_ping_ms(&s->client, interval), interval);
   http_respond_stream(req, 200, "text/event-stream", NULL, &stream_ops, s);
   char retry[32];
@@ -149,11 +147,11 @@ void api_stream(td_request *req) {
   const td_header *last = http_header(req, "last-event-id");
   char last_param[64];
   if (last && last->value_len > 0) {
-    hub_recover(app->hub, &s->client, last->value, last->value_len);
+    hub_recover(hub, &s->client, last->value, last->value_len);
   } else if (http_query_param(req, "last_event_id", last_param, sizeof(last_param)) && *last_param) {
-    hub_recover(app->hub, &s->client, last_param, strlen(last_param));
+    hub_recover(hub, &s->client, last_param, strlen(last_param));
   } else {
-    hub_send_snapshot(app->hub, &s->client, syms, nsyms, history);
+    hub_send_snapshot(hub, &s->client, syms, nsyms, history);
   }
   free(syms);
   free(list);

@@ -11,9 +11,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "app/api.h"
-#include "app/app.h"
-#include "app/auth.h"
 #include "stream/hub.h"
 #include "base/log.h"
 #include "base/td_limits.h"
@@ -27,13 +24,13 @@ typedef enum { WSS_OPEN, WSS_CLOSING, WSS_DONE } wss_state;
 
 typedef struct {
   hub_client client;
-  td_app *app;
+  td_hub *hub;
   td_conn *conn;
   ws_parser parser;
   uv_timer_t timer;        /* pings, the idle limit and the close wait */
   wss_state state;
   uint64_t last_heard;     /* loop ms of the last frame from the client */
-  jwt_claims claims;
+  void *grant;             /* from the app's access control */
 } ws_session;
 
 ws_stats ws_counters;
@@ -49,13 +46,14 @@ static void send_frame(ws_session *s, td_buf *b) {
 static void send_error(ws_session *s, const char *code, const char *message, const char *symbol) {
   json_t *o = json_pack("{s:s, s:s}", "error", code, "message", message);
   if (symbol) json_object_set_new(o, "symbol", json_string(symbol));
-  hub_send_json(s->app->hub, &s->client, "error", o);
+  hub_send_json(s->hub, &s->client, "error", o);
 }
 
 /* ---- actions -------------------------------------------------------------- */
 
 static void do_subscribe(ws_session *s, json_t *msg) {
-  td_hub *hub = s->app->hub;
+  td_hub *hub = s->hub;
+  const td_stream_access *access = hub_opts(hub)->access;
   json_t *symbols = json_object_get(msg, "symbols"), *topics = json_object_get(msg, "topics");
   json_t *since = json_object_get(msg, "since"), *history = json_object_get(msg, "history");
   if ((symbols && !json_is_array(symbols)) || (topics && !json_is_array(topics)) || (since && !json_is_string(since)) ||
@@ -66,7 +64,7 @@ static void do_subscribe(ws_session *s, json_t *msg) {
     return;
   }
   int hist = history ? (int)json_integer_value(history) : 0;
-  if (hist < 0 || hist > s->app->cfg->history_size) {
+  if (hist < 0 || hist > hub_opts(s->hub)->history_size) {
     send_error(s, "bad_history", "history must be from 0 to --history-size", NULL);
     return;
   }
@@ -81,7 +79,7 @@ static void do_subscribe(ws_session *s, json_t *msg) {
       send_error(s, "bad_symbol", "symbols must be strings", NULL);
       continue;
     }
-    if (!auth_symbol_allowed(&s->claims, sym)) {
+    if (!access->allows(s->grant, sym)) {
       send_error(s, "forbidden_symbol", "the token does not allow this symbol", sym);
       continue;
     }
@@ -96,11 +94,7 @@ static void do_subscribe(ws_session *s, json_t *msg) {
   }
   json_array_foreach(topics, i, v) {
     const char *t = json_string_value(v);
-    if (t && !strcmp(t, "tasks")) {
-      hub_set_tasks_topic(hub, &s->client, true);
-    } else {
-      send_error(s, "bad_topic", "the only topic is \"tasks\"", t);
-    }
+    if (!t || hub_set_topic(hub, &s->client, t, true) != 0) send_error(s, "bad_topic", "no such topic", t);
   }
   hub_send_json(hub, &s->client, "subscribed", json_pack("{s:o}", "symbols", ok));
   if (since) hub_recover(hub, &s->client, json_string_value(since), json_string_length(since));
@@ -118,20 +112,19 @@ static void do_unsubscribe(ws_session *s, json_t *msg) {
   size_t i;
   json_array_foreach(symbols, i, v) {
     const char *sym = json_string_value(v);
-    if (sym && hub_unsubscribe(s->app->hub, &s->client, sym, json_string_length(v)) == 1) json_array_append(done, v);
+    if (sym && hub_unsubscribe(s->hub, &s->client, sym, json_string_length(v)) == 1) json_array_append(done, v);
   }
   json_array_foreach(topics, i, v) {
     const char *t = json_string_value(v);
-    if (t && !strcmp(t, "tasks")) hub_set_tasks_topic(s->app->hub, &s->client, false);
+    if (t) hub_set_topic(s->hub, &s->client, t, false);
   }
-  hub_send_json(s->app->hub, &s->client, "unsubscribed", json_pack("{s:o}", "symbols", done));
+  hub_send_json(s->hub, &s->client, "unsubscribed", json_pack("{s:o}", "symbols", done));
 }
 
 static void do_list(ws_session *s) {
-  json_t *topics = json_array();
-  if (s->client.tasks_topic) json_array_append_new(topics, json_string("tasks"));
-  hub_send_json(s->app->hub, &s->client, "list",
-                json_pack("{s:o, s:o}", "symbols", hub_client_symbols(s->app->hub, &s->client), "topics", topics));
+  hub_send_json(s->hub, &s->client, "list",
+                json_pack("{s:o, s:o}", "symbols", hub_client_symbols(s->hub, &s->client), "topics",
+                          hub_client_topics(s->hub, &s->client)));
 }
 
 /* ---- frame callbacks ------------------------------------------------------- */
@@ -196,7 +189,7 @@ static const ws_callbacks frame_callbacks = {on_message, on_ping, on_pong, on_cl
 static void on_data(void *owner, const char *data, size_t len) {
   ws_session *s = owner;
   if (s->state == WSS_DONE) return;
-  s->last_heard = uv_now(s->app->loop);
+  s->last_heard = uv_now(hub_opts(s->hub)->loop);
   int rc = ws_parser_feed(&s->parser, data, len, &frame_callbacks, s);
   if (rc < 0 && rc != WS_ESTOPPED && s->state == WSS_OPEN) {
     ws_counters.protocol_errors++;
@@ -215,14 +208,14 @@ static void on_data(void *owner, const char *data, size_t len) {
 
 static void on_timer_closed(uv_handle_t *h) {
   ws_session *s = h->data;
-  jwt_claims_free(&s->claims);
+  hub_opts(s->hub)->access->release(s->grant);
   free(s);
 }
 
 static void on_conn_close(void *owner, const char *reason) {
   ws_session *s = owner;
   s->state = WSS_DONE;
-  hub_detach(s->app->hub, &s->client);
+  hub_detach(s->hub, &s->client);
   ws_parser_free(&s->parser);
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);
 }
@@ -241,7 +234,7 @@ static void on_timer(uv_timer_t *t) {
     conn_close(s->conn, "close handshake timed out");
     return;
   }
-  if (now - s->last_heard >= (uint64_t)s->app->cfg->stream_idle_ms) {
+  if (now - s->last_heard >= (uint64_t)hub_opts(s->hub)->stream_idle_ms) {
     ws_counters.idle_closes++;
     td_logline *l = log_begin(TD_LOG_INFO, "ws_idle_closed");
     if (l) { log_str(l, "client_ip", conn_peer_ip(s->conn)); log_end(l); }
@@ -280,8 +273,8 @@ static bool header_has_token(const td_request *req, const char *name, const char
   return false;
 }
 
-void api_ws(td_request *req) {
-  td_app *app = req->app;
+void ws_session_open(td_request *req, td_hub *hub) {
+  const td_hub_opts *opts = hub_opts(hub);
   const td_header *key = http_header(req, "sec-websocket-key");
   if (!req->upgrade || !header_has_token(req, "upgrade", "websocket") || !header_has_token(req, "connection", "upgrade")) {
     http_error(req, 426, "upgrade_required", "GET /ws is a WebSocket endpoint", "Upgrade: websocket\r\n");
@@ -296,29 +289,29 @@ void api_ws(td_request *req) {
     http_error(req, 400, "bad_websocket_key", "Sec-WebSocket-Key must be base64 of 16 bytes", NULL);
     return;
   }
-  jwt_claims claims;
-  if (!auth_subscriber(req, true, &claims)) return;
+  void *grant;
+  if (!opts->access->admit(req, true, &grant)) return;
   ws_session *s = calloc(1, sizeof(*s));
   if (!s) {
-    jwt_claims_free(&claims);
+    opts->access->release(grant);
     http_error(req, 500, "internal", "out of memory", NULL);
     return;
   }
-  if (hub_attach(app->hub, &s->client, req->conn, HUB_WS, s, on_hub_close) != 0) {
+  if (hub_attach(hub, &s->client, req->conn, HUB_WS, s, on_hub_close) != 0) {
     free(s);
-    jwt_claims_free(&claims);
+    opts->access->release(grant);
     http_error(req, 503, "too_many_clients", "the server is at --max-stream-clients", "Retry-After: 5\r\n");
     return;
   }
-  s->app = app;
+  s->hub = hub;
   s->conn = req->conn;
-  s->claims = claims;
+  s->grant = grant;
   s->state = WSS_OPEN;
-  s->last_heard = uv_now(app->loop);
-  ws_parser_init(&s->parser, WS_ROLE_SERVER, (size_t)app->cfg->ws_max_message);
-  uv_timer_init(app->loop, &s->timer);
+  s->last_heard = uv_now(opts->loop);
+  ws_parser_init(&s->parser, WS_ROLE_SERVER, (size_t)opts->ws_max_message);
+  uv_timer_init(opts->loop, &s->timer);
   s->timer.data = s;
-  uint64_t interval = (uint64_t)app->cfg->ping_interval_ms;
+  uint64_t interval = (uint64_t)opts->ping_interval_ms;
   uv_timer_start(&s->timer, on_timer, hub_first_ping_ms(&s->client, interval), interval);
   ws_counters.sessions++;
   char headers[128];

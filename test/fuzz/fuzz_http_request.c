@@ -17,6 +17,9 @@
 #include "market/publisher.h"
 #include "market/quote_store.h"
 #include "market/subscriber.h"
+#include "app/app.h"
+#include "app/auth.h"
+#include "app/routes.h"
 #include "app/task.h"
 
 static td_app app;
@@ -32,10 +35,16 @@ static void setup(void) {
   app.cfg = &cfg;
   app.store = qstore_new(16, 60000, 64);
   for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) app.pub[i] = pub_new(app.loop, cfg.redis_url, NULL);
-  app.pipeline = pipeline_new(&app, app.store);
-  app.hub = hub_new(&app, app.store);
+  app.pipeline = pipeline_new(app.loop, app.pub, cfg.channel_prefix, app.store);
+  td_hub_opts hopts;
+  cfg_hub_opts(&cfg, app.loop, &auth_stream_access, &hopts);
+  app.hub = hub_new(&hopts, app.store);
   app.tasks = tasks_new(app.loop, &cfg);
-  if (server_start(&app.server, &app) != 0) abort();
+  int n_routes;
+  const td_route *routes = app_routes(&n_routes);
+  td_server_opts sopts;
+  cfg_server_opts(&cfg, routes, n_routes, &app, &sopts);
+  if (server_start(&app.server, app.loop, &sopts) != 0) abort();
 }
 
 static td_conn *open_conn(int fd) {

@@ -17,6 +17,16 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+
+#include "app/config.h"
+
+/* The clients take alpaca_opts; the tests configure through cfg_load like
+ * tickerd does and convert, as main.c does. */
+static inline const alpaca_opts *alpaca_opts_of(const td_config *cfg) {
+  static alpaca_opts o;
+  cfg_alpaca_opts(cfg, &o);
+  return &o;
+}
 #include <unistd.h>
 #include <uv.h>
 

@@ -64,7 +64,7 @@ static void env_start(env *e, const char *cert, const char *const *fake_args, bo
                          news ? "--alpaca-news" : NULL, news ? "true" : NULL, NULL};
   assert_int_equal(load_cfg(&e->cfg, flags, "testkey", SECRET), 0);
   const char *err = NULL;
-  assert_int_equal(alpaca_new(&e->loop, &e->cfg, on_msg, e, &e->a, &err), 0);
+  assert_int_equal(alpaca_new(&e->loop, alpaca_opts_of(&e->cfg), on_msg, e, &e->a, &err), 0);
   assert_null(err);
   assert_int_equal(alpaca_start(e->a), 0);
 }
@@ -303,7 +303,7 @@ static const char *config_error(const char *const *flags, const char *key, const
   assert_int_equal(load_cfg(&cfg, flags, key, secret), 0);
   alpaca *a = (alpaca *)1;
   const char *err = NULL;
-  int r = alpaca_new(&loop, &cfg, on_msg, NULL, &a, &err);
+  int r = alpaca_new(&loop, alpaca_opts_of(&cfg), on_msg, NULL, &a, &err);
   cfg_free(&cfg);
   assert_int_equal(uv_loop_close(&loop), 0);
   if (r == 0) fail_msg("accepted");
@@ -341,7 +341,7 @@ static void test_config_defaults(void **state) {
   assert_int_equal(load_cfg(&cfg, flags, "k\"ey", "se\\cret"), 0);
   alpaca *a;
   const char *err;
-  assert_int_equal(alpaca_new(&loop, &cfg, on_msg, NULL, &a, &err), 0);
+  assert_int_equal(alpaca_new(&loop, alpaca_opts_of(&cfg), on_msg, NULL, &a, &err), 0);
   assert_string_equal(a->s[0].url, "wss://stream.data.alpaca.markets/v2/sip");
   assert_string_equal(a->s[0].subscribe,
                       "{\"action\":\"subscribe\",\"quotes\":[\"*\"],\"trades\":[\"*\"]}");

@@ -56,7 +56,7 @@ static void env_start(env *e, const char *cert, const char *secret) {
   snprintf(url, sizeof(url), "https://127.0.0.1:%d/", e->f.rest_port);
   load(e, url, secret);
   const char *err = NULL;
-  assert_int_equal(arest_new(&e->loop, &e->cfg, &e->r, &err), 0);
+  assert_int_equal(arest_new(&e->loop, alpaca_opts_of(&e->cfg), &e->r, &err), 0);
 }
 
 static void env_stop(env *e) {
@@ -228,7 +228,7 @@ static void test_limits(void **state) {
   snprintf(url, sizeof(url), "http://127.0.0.1:%d", ntohs(got.sin_port));
   load(&e, url, "s");
   const char *err;
-  assert_int_equal(arest_new(&e.loop, &e.cfg, &e.r, &err), 0);
+  assert_int_equal(arest_new(&e.loop, alpaca_opts_of(&e.cfg), &e.r, &err), 0);
   answer a[AREST_MAX_PENDING + 1];
   memset(a, 0, sizeof(a));
   arest_wait *w;
@@ -271,19 +271,19 @@ static void test_config(void **state) {
   assert_int_equal(cfg_load_env(&cfg, 1, argv, none), 0);
   arest *r = (arest *)1;
   const char *err = NULL;
-  assert_int_equal(arest_new(&loop, &cfg, &r, &err), -EINVAL);
+  assert_int_equal(arest_new(&loop, alpaca_opts_of(&cfg), &r, &err), -EINVAL);
   assert_null(r);
   assert_non_null(strstr(err, "APCA_API_KEY_ID"));
   cfg_free(&cfg);
   char *argv2[] = {"tickerd", "--alpaca-rest-url", "wss://x/", NULL};
   char *const creds[] = {"APCA_API_KEY_ID=k", "APCA_API_SECRET_KEY=s", NULL};
   assert_int_equal(cfg_load_env(&cfg, 3, argv2, creds), 0);
-  assert_int_equal(arest_new(&loop, &cfg, &r, &err), -EINVAL);
+  assert_int_equal(arest_new(&loop, alpaca_opts_of(&cfg), &r, &err), -EINVAL);
   assert_non_null(strstr(err, "--alpaca-rest-url"));
   cfg_free(&cfg);
   char *const crlf[] = {"APCA_API_KEY_ID=k\r\nX-Evil: 1", "APCA_API_SECRET_KEY=s", NULL};
   assert_int_equal(cfg_load_env(&cfg, 1, argv, crlf), 0);
-  assert_int_equal(arest_new(&loop, &cfg, &r, &err), -EINVAL);
+  assert_int_equal(arest_new(&loop, alpaca_opts_of(&cfg), &r, &err), -EINVAL);
   assert_non_null(strstr(err, "control characters"));
   cfg_free(&cfg);
   assert_int_equal(uv_loop_close(&loop), 0);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "http/router.c"
+#include "app/routes.h"
 
 static bool match(const char *pattern, const char *path, td_request *req) {
   memset(req, 0, sizeof(*req));
@@ -44,7 +45,7 @@ static void rest(void **state) {
 
 static void table_is_well_formed(void **state) {
   int n;
-  const td_route *table = router_routes(&n);
+  const td_route *table = app_routes(&n);
   assert_true(n >= 9);
   for (int i = 0; i < n; i++) {
     assert_non_null(table[i].handler);

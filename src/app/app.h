@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "http/http.h"
 #include "base/td_limits.h"
 
 struct td_server;
@@ -40,5 +41,9 @@ typedef struct td_app {
   uint64_t start_ms;          /* uv_now at start */
   bool shutting_down;
 } td_app;
+
+/* Handlers reach the application through the request: the server hands
+ * every request the td_server_opts.user that main.c set to the app. */
+static inline td_app *req_app(const td_request *req) { return req->user; }
 
 #endif

@@ -4,6 +4,9 @@
 #ifndef TD_CONFIG_H
 #define TD_CONFIG_H
 
+#include "http/server.h"
+#include "market/alpaca_rest.h"
+#include "stream/hub.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -79,5 +82,13 @@ const char *cfg_feed_name(td_feed_kind feed);
 /* For tests: parse without the process environment. `env` is a
  * NULL-terminated array of "NAME=value" strings (may be NULL). */
 int cfg_load_env(td_config *cfg, int argc, char **argv, char *const *env);
+
+/* The Alpaca clients' part of the configuration (strings borrowed from cfg). */
+void cfg_alpaca_opts(const td_config *cfg, alpaca_opts *out);
+/* The server's options: the configured address, limits and timeouts, the
+ * route table, and `user` for req->user. */
+void cfg_server_opts(const td_config *cfg, const td_route *routes, int n_routes, void *user, td_server_opts *out);
+/* The stream layer's options, with the app's access control. */
+void cfg_hub_opts(const td_config *cfg, uv_loop_t *loop, const td_stream_access *access, td_hub_opts *out);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "http/http.h"
 #include "app/jwt.h"
+#include "stream/hub.h"
 
 typedef struct {
   uint64_t ok, missing, invalid, expired, forbidden_origin, forbidden_symbol;
@@ -22,5 +23,7 @@ extern auth_stats auth_counters;
 bool auth_subscriber(td_request *req, bool websocket, jwt_claims *claims);
 /* false when --auth is on and the claims do not cover `symbol`. */
 bool auth_symbol_allowed(const jwt_claims *claims, const char *symbol);
+/* The same checks as the stream layer asks for them (hub options). */
+extern const td_stream_access auth_stream_access;
 
 #endif

@@ -1,7 +1,7 @@
 /* HTTP handlers, one group per file:
  *   api_core.c    /, /hello, /status, /healthz, /readyz, /tasks, /tasks/{id}
  *   api_quotes.c  POST /quotes, GET /quotes, /quotes/{symbol}, /quotes/{symbol}/history
- *   api_stream.c  /ws (WebSocket) and /stream (SSE)
+ *   api_stream.c  /ws (WebSocket) and /stream (SSE), run by stream/
  *   web.c         /dashboard and its assets
  *   metrics.c     /metrics */
 #ifndef TD_API_H
