@@ -62,7 +62,7 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 # the kernel's cost per delivery, by send(2) or io_uring (docs/perf-fan.md)
 $(BUILD)/bench/loopback_floor: LDLIBS += -luring
 
-.PHONY: all run test test-unit test-integration test-browser test-fuzz fuzz fuzz-build bench clean
+.PHONY: all run test test-layers test-unit test-integration test-browser test-fuzz fuzz fuzz-build bench clean
 all: $(BIN) $(WEB_DIR)/.stamp
 
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c | deps-apt
@@ -93,6 +93,10 @@ $(BUILD)/test/%: test/unit/%.c $(LIB) $(wildcard test/unit/*.h)
 run: deps $(BIN)
 	@scripts/run-default.sh $(BIN) $(ARGS)
 
+# The layering rule of src/ and include/ (docs/architecture.md), from the #include lines.
+test-layers:
+	@$(PYTHON) scripts/check_layers.py
+
 test-unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
@@ -107,9 +111,9 @@ test-browser: $(BIN) deps-npm
 # Sanitized runs skip the browser test (it checks the page, not memory) and
 # the fuzz smoke run (the harnesses carry their own sanitizers).
 ifeq ($(SANITIZE),1)
-test: deps all test-unit test-integration
+test: deps all test-layers test-unit test-integration
 else
-test: deps all test-unit test-integration test-browser test-fuzz
+test: deps all test-layers test-unit test-integration test-browser test-fuzz
 endif
 
 # Every harness builds and runs clean for a few seconds; `make fuzz` runs longer.
