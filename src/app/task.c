@@ -17,6 +17,8 @@
 #include "task_table.h"
 #include "base/td_limits.h"
 #include "base/uuid.h"
+#include "base/rng.h"
+#include "base/url.h"
 
 /* The id table starts here and doubles at 75% load (task_table.h). */
 #define TASK_TABLE_INITIAL 1024
@@ -78,15 +80,6 @@ static uint64_t wall_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* xorshift64*: deterministic under --task-seed, cheap per task. */
-static double rng_next(td_tasks *ts) {
-  uint64_t x = ts->rng;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  ts->rng = x;
-  return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / (double)(1ULL << 53);
-}
 
 /* ---- queues --------------------------------------------------------------- */
 
@@ -235,7 +228,7 @@ td_tasks *tasks_new(uv_loop_t *loop, const td_config *cfg) {
   ts->cfg = cfg;
   if (cfg->task_seed_set) ts->rng = cfg->task_seed;
   else uuid_random_bytes(&ts->rng, sizeof(ts->rng));
-  if (ts->rng == 0) ts->rng = 0x9E3779B97F4A7C15ULL; /* xorshift must not start at 0 */
+  if (ts->rng == 0) ts->rng = 0x9E3779B97F4A7C15ULL; /* the generator must not start at 0 */
   uv_timer_init(loop, &ts->timer);
   uv_check_init(loop, &ts->check);
   ts->timer.data = ts->check.data = ts;
@@ -272,7 +265,7 @@ td_task *tasks_start(td_tasks *ts, const task_origin *o, bool *rejected) {
   snprintf(t->ip, sizeof(t->ip), "%s", o->client_ip ? o->client_ip : "");
   t->created_ms = wall_ms();
   t->state = TASK_PENDING;
-  t->fails = rng_next(ts) < ts->cfg->task_error_rate;
+  t->fails = rng_unit(&ts->rng) < ts->cfg->task_error_rate;
   if (ttab_insert(&ts->ids, t) < 0) {
     free(t);
     return NULL;
@@ -332,20 +325,15 @@ static void put_iso(json_t *o, const char *key, uint64_t ms) {
  * last value, and a key or value that is not UTF-8 is left out. */
 static json_t *query_json(const char *q, size_t n) {
   json_t *o = json_object();
-  const char *p = q, *end = q + n;
+  const char *pos = q, *end = q + n, *k, *v;
+  size_t kn, vn;
   char key[TD_TASK_MAX_QUERY + 1], val[TD_TASK_MAX_QUERY + 1];
-  while (p < end) {
-    const char *amp = memchr(p, '&', (size_t)(end - p));
-    const char *item_end = amp ? amp : end;
-    const char *eq = memchr(p, '=', (size_t)(item_end - p));
-    const char *key_end = eq ? eq : item_end;
-    const char *v = eq ? eq + 1 : item_end;
-    if (key_end > p && http_url_decode(p, (size_t)(key_end - p), key, sizeof(key)) &&
-        http_url_decode(v, (size_t)(item_end - v), val, sizeof(val))) {
+  while (url_query_next(&pos, end, &k, &kn, &v, &vn)) {
+    if (kn > 0 && url_decode(k, kn, key, sizeof(key), URL_DECODE_FORM) >= 0 &&
+        url_decode(v, vn, val, sizeof(val), URL_DECODE_FORM) >= 0) {
       json_t *jv = json_string(val);
       if (jv) json_object_set_new(o, key, jv); /* a key that is not UTF-8 is refused (and jv freed) */
     }
-    p = item_end + 1;
   }
   return o;
 }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "base/td_limits.h"
+#include "base/rng.h"
 
 /* RFC 6455 1.3: appended to the client's key before hashing. */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -336,23 +337,15 @@ void ws_mask(void *dst, const void *src, size_t n, const uint8_t mask[4], uint64
   for (; i < n; i++) d[i] = s[i] ^ k[i & 7];
 }
 
-/* splitmix64, seeded once from getrandom. Masking keys only stop a peer's
- * proxies from mistaking our frames for HTTP (RFC 6455 10.3); tickerd's
- * client never sends bytes chosen by a third party, so a fast generator
- * seeded from the kernel is enough and spares a syscall per frame. */
+/* Masking keys only stop a peer's proxies from mistaking our frames for
+ * HTTP (RFC 6455 10.3); tickerd's client never sends bytes chosen by a third
+ * party, so the fast generator seeded once from the kernel is enough and
+ * spares a syscall per frame. */
 static uint64_t ws_rng_state;
-static bool ws_rng_seeded;
 
 static uint64_t ws_rng_next(void) {
-  if (!ws_rng_seeded) {
-    if (getrandom(&ws_rng_state, sizeof(ws_rng_state), 0) != sizeof(ws_rng_state))
-      ws_rng_state = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&ws_rng_state;
-    ws_rng_seeded = true;
-  }
-  uint64_t z = (ws_rng_state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  if (!ws_rng_state) ws_rng_state = rng_seed_random();
+  return rng_next(&ws_rng_state);
 }
 
 static td_buf *ws_encode(ws_opcode op, const void *payload, size_t len, bool masked) {

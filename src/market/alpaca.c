@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "upstream/tls.h"
 #include "upstream/ws_client.h"
+#include "base/rng.h"
 
 typedef struct astream {
   struct alpaca *a;
@@ -91,21 +92,10 @@ const char *alpaca_error_name(int64_t code) {
 
 /* ---- backoff -------------------------------------------------------------- */
 
-static uint64_t next_random(alpaca *a) {
-  /* xorshift64: jitter needs spread, not secrecy. */
-  a->rng ^= a->rng << 13;
-  a->rng ^= a->rng >> 7;
-  a->rng ^= a->rng << 17;
-  return a->rng;
-}
-
 static uint64_t backoff_delay(astream *s) {
   uint64_t lo = s->long_backoff ? ALPACA_BACKOFF_LONG_MS : ALPACA_BACKOFF_MIN_MS;
   uint64_t hi = s->long_backoff ? ALPACA_BACKOFF_LONG_MAX_MS : ALPACA_BACKOFF_MAX_MS;
-  uint64_t d = lo;
-  for (int i = 0; i < s->attempt && d < hi; i++) d *= 2;
-  if (d > hi) d = hi;
-  return d / 2 + next_random(s->a) % (d / 2 + 1);
+  return backoff_ms(lo, hi, (unsigned)s->attempt, &s->a->rng);
 }
 
 static void on_timer(uv_timer_t *t);
@@ -547,7 +537,7 @@ int alpaca_new(uv_loop_t *loop, const alpaca_opts *cfg, alpaca_msg_cb on_msg, vo
   a->loop = loop;
   a->on_msg = on_msg;
   a->ud = ud;
-  a->rng = uv_hrtime() | 1;
+  a->rng = rng_seed_random();
   json_t *auth = json_pack("{s:s,s:s,s:s}", "action", "auth", "key", cfg->key_id, "secret",
                            cfg->secret_key);
   a->auth = auth ? json_dumps(auth, JSON_COMPACT) : NULL;

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "market/stream_msg.h"
+#include "base/rng.h"
 
 /* Per-quote volatility of the mid: 5 basis points, a lively but believable
  * tape at tens of quotes per second. */
@@ -49,18 +50,6 @@ struct sim_feed {
 };
 
 static const char exchanges[] = "ABCHJKMNPQUVXYZ";
-
-static uint64_t rng_next(uint64_t *s) {
-  uint64_t x = *s;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  *s = x;
-  return x * 0x2545F4914F6CDD1Dull;
-}
-
-/* Uniform in [0, 1). */
-static double rng_unit(uint64_t *s) { return (double)(rng_next(s) >> 11) * 0x1.0p-53; }
 
 /* Close enough to a standard normal for a price walk (Irwin-Hall, n = 4). */
 static double rng_normal(uint64_t *s) {
@@ -115,11 +104,7 @@ static int parse_symbols(sim_feed *s, const char *csv, const char **err) {
 }
 
 static void seed_prices(sim_feed *s, uint64_t seed) {
-  /* splitmix64 of the seed: any seed, 0 included, gives a nonzero state. */
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  s->rng = (z ^ (z >> 31)) | 1;
+  s->rng = rng_seed(seed); /* any seed, 0 included */
   for (size_t i = 0; i < s->nsyms; i++) {
     double p = SIM_PRICE_MIN + rng_unit(&s->rng) * (SIM_PRICE_MAX - SIM_PRICE_MIN);
     s->syms[i].mid = round(p * 100) / 100;

@@ -20,6 +20,8 @@
 #include "redis_uv.h"
 #include <hiredis/sds.h>
 #include "base/td_limits.h"
+#include "base/rng.h"
+#include "base/url.h"
 
 /* Tags are shifted left to carry these two flags through hiredis's privdata. */
 #define RCONN_TAG_TRACKED  1u
@@ -36,32 +38,13 @@ const char *rconn_state_name(rconn_state s) {
   return (unsigned)s < sizeof(state_names) / sizeof(*state_names) ? state_names[s] : "?";
 }
 
-static int hexval(int ch) {
-  if (ch >= '0' && ch <= '9') return ch - '0';
-  ch = tolower(ch);
-  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-  return -1;
-}
-
-/* A %-decoded copy of p[0..n), NULL on a bad escape or OOM. */
+/* A %-decoded copy of p[0..n), NULL on a bad escape, %00 or OOM. */
 static char *pct_decode(const char *p, size_t n) {
-  char *out = malloc(n + 1), *o = out;
-  if (!out) return NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (p[i] == '%') {
-      int hi = i + 2 < n ? hexval(p[i + 1]) : -1;
-      int lo = hi >= 0 ? hexval(p[i + 2]) : -1;
-      if (lo < 0 || (hi == 0 && lo == 0)) {
-        free(out);
-        return NULL;
-      }
-      *o++ = (char)(hi * 16 + lo);
-      i += 2;
-    } else {
-      *o++ = p[i];
-    }
+  char *out = malloc(n + 1);
+  if (out && url_decode(p, n, out, n + 1, URL_DECODE_STRICT) < 0) {
+    free(out);
+    return NULL;
   }
-  *o = '\0';
   return out;
 }
 
@@ -106,39 +89,6 @@ static int parse_userinfo(rconn_url *u, const char *p, size_t n, const char **wh
   return 0;
 }
 
-/* host[:port] with host possibly a bracketed IPv6 literal. */
-static int parse_hostport(rconn_url *u, const char *p, size_t n, const char **why) {
-  const char *end = p + n, *port = NULL;
-  size_t hlen;
-  if (n > 0 && *p == '[') {
-    const char *rb = memchr(p, ']', n);
-    if (!rb) return *why = "unterminated [ipv6] host", -1;
-    hlen = (size_t)(rb - p - 1);
-    p++;
-    if (rb + 1 < end) {
-      if (rb[1] != ':') return *why = "junk after ]", -1;
-      port = rb + 2;
-    }
-  } else {
-    const char *colon = memchr(p, ':', n);
-    hlen = colon ? (size_t)(colon - p) : n;
-    if (colon) port = colon + 1;
-  }
-  if (hlen == 0) return *why = "missing host", -1;
-  for (size_t i = 0; i < hlen; i++)
-    if (!isalnum((unsigned char)p[i]) && !strchr(".-_:", p[i]))
-      return *why = "bad character in host", -1;
-  if (!(u->host = strndup(p, hlen))) return *why = "out of memory", -1;
-  u->port = RCONN_DEFAULT_PORT;
-  if (port) {
-    long v;
-    if (parse_uint(port, (size_t)(end - port), 65535, &v) < 0 || v == 0)
-      return *why = "bad port", -1;
-    u->port = (int)v;
-  }
-  return 0;
-}
-
 /* The URL with the password span replaced by "***", for logs. */
 static char *mask_url(const char *url, const char *pw, size_t pwlen) {
   size_t n = strlen(url);
@@ -176,33 +126,24 @@ int rconn_url_parse(const char *url, rconn_url *out, const char **err) {
   if (!has_prefix_ci(url, "redis://"))
     return url_fail(u, err, "redis URL must start with redis:// or unix://", UV_EINVAL);
 
-  const char *auth = url + strlen("redis://");
-  if (strpbrk(auth, "?#")) return url_fail(u, err, "query and fragment are not supported", UV_EINVAL);
-  const char *slash = strchr(auth, '/');
-  const char *end = slash ? slash : auth + strlen(auth);
-  /* The last '@' ends the userinfo, so a raw '@' in a password still works. */
-  const char *at = NULL;
-  for (const char *p = auth; p < end; p++)
-    if (*p == '@') at = p;
-  const char *host = auth;
-  if (at) {
-    if (parse_userinfo(u, auth, (size_t)(at - auth), &why) < 0)
-      return url_fail(u, err, why, UV_EINVAL);
-    host = at + 1;
-  }
-  if (parse_hostport(u, host, (size_t)(end - host), &why) < 0)
+  url_parts parts;
+  if (url_split(url, &parts, &why) < 0) return url_fail(u, err, why, UV_EINVAL);
+  if (strpbrk(parts.rest, "?#")) return url_fail(u, err, "query and fragment are not supported", UV_EINVAL);
+  if (parts.userinfo && parse_userinfo(u, parts.userinfo, parts.userinfo_len, &why) < 0)
     return url_fail(u, err, why, UV_EINVAL);
-  if (slash && slash[1]) {
+  if (!(u->host = strndup(parts.host, parts.host_len))) return url_fail(u, err, "out of memory", UV_ENOMEM);
+  u->port = parts.port ? parts.port : RCONN_DEFAULT_PORT;
+  if (parts.rest[0] == '/' && parts.rest[1]) {
     long db;
-    if (parse_uint(slash + 1, strlen(slash + 1), RCONN_DB_MAX, &db) < 0)
+    if (parse_uint(parts.rest + 1, strlen(parts.rest + 1), RCONN_DB_MAX, &db) < 0)
       return url_fail(u, err, "bad db number after /", UV_EINVAL);
     u->db = (int)db;
   }
   const char *pw = NULL;
   size_t pwlen = 0;
-  if (at) {
-    pw = memchr(auth, ':', (size_t)(at - auth)) + 1;
-    pwlen = (size_t)(at - pw);
+  if (parts.userinfo) {
+    pw = memchr(parts.userinfo, ':', parts.userinfo_len) + 1;
+    pwlen = parts.userinfo_len - (size_t)(pw - parts.userinfo);
   }
   if (!(u->masked = mask_url(url, pw, pwlen))) return url_fail(u, err, "out of memory", UV_ENOMEM);
   return 0;
@@ -237,21 +178,6 @@ static void set_state(td_rconn *c, rconn_state next, const char *reason) {
   log_end(l);
 }
 
-static uint64_t rng_next(td_rconn *c) {
-  /* xorshift64*: jitter only, not security. */
-  c->rng ^= c->rng >> 12;
-  c->rng ^= c->rng << 25;
-  c->rng ^= c->rng >> 27;
-  return c->rng * 2685821657736338717ull;
-}
-
-/* Full jitter: uniform in [min, min(max, min * 2^attempt)]. */
-static uint64_t backoff_delay(td_rconn *c) {
-  uint64_t cap = c->backoff_min_ms;
-  for (unsigned i = 0; i < c->attempt && cap < c->backoff_max_ms; i++) cap *= 2;
-  if (cap > c->backoff_max_ms) cap = c->backoff_max_ms;
-  return c->backoff_min_ms + rng_next(c) % (cap - c->backoff_min_ms + 1);
-}
 
 static void watch_reset(td_rconn *c) { c->watch_head = c->watch_len = 0; }
 
@@ -544,7 +470,7 @@ static void context_gone(td_rconn *c, const char *reason, const char *detail) {
   }
   c->errors++;
   if (!was_ready) c->attempt++;
-  uint64_t delay = backoff_delay(c);
+  uint64_t delay = backoff_ms(c->backoff_min_ms, c->backoff_max_ms, c->attempt, &c->rng);
   set_state(c, RCONN_BACKOFF, reason);
   td_logline *l = log_begin(TD_LOG_WARN, was_ready ? "redis_lost" : "redis_connect_failed");
   if (l) {
@@ -799,7 +725,7 @@ int rconn_init(td_rconn *c, uv_loop_t *loop, const char *url, const rconn_callba
   c->backoff_min_ms = o.backoff_min_ms ? o.backoff_min_ms : TD_REDIS_BACKOFF_MIN_MS;
   c->backoff_max_ms = o.backoff_max_ms ? o.backoff_max_ms : TD_REDIS_BACKOFF_MAX_MS;
   if (c->backoff_max_ms < c->backoff_min_ms) c->backoff_max_ms = c->backoff_min_ms;
-  c->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)c) | 1;
+  c->rng = rng_seed_random();
   uv_timer_init(loop, &c->timer);
   uv_timer_init(loop, &c->watchdog);
   c->timer.data = c->watchdog.data = c;
