@@ -98,4 +98,12 @@ static inline void jw_open_lit(jsonw *w, const char *opener, size_t n, char clos
   w->closer[w->depth] = closer;
 }
 
+/* The one JSON string escaper (the writer above, the message encoder and the
+ * log all use it): '"' and '\\' get a backslash, \b \f \n \r \t their short
+ * forms, other control bytes and DEL \u00XX; everything else, UTF-8
+ * included, is copied. Writes the escaped s[0..n), without quotes, at `o`,
+ * which has room for JSON_ESCAPED_MAX(n) bytes, and returns the end. */
+#define JSON_ESCAPED_MAX(n) ((n) * 6)
+char *json_escape(char *o, const char *s, size_t n);
+
 #endif

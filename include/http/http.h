@@ -76,8 +76,6 @@ bool http_header_is(const td_request *req, const char *name, const char *value);
 /* Copies query parameter `name` (percent-decoded) into out; false if absent. */
 bool http_query_param(const td_request *req, const char *name, char *out, size_t out_size);
 const char *http_method_name(const td_request *req);
-/* Percent-decodes [p, p+n) ('+' is a space) into a NUL-terminated `out`. */
-bool http_url_decode(const char *p, size_t n, char *out, size_t out_size);
 
 /* ---- responses ----------------------------------------------------------- */
 /* `extra_headers` is NULL or complete header lines, each ending in "\r\n". */

@@ -1,5 +1,6 @@
 /* The JSON writer (see jsonw.h). */
 #include "base/jsonw.h"
+#include "base/hex.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -44,38 +45,56 @@ static void put(jsonw *w, const char *s, size_t n) {
 /* Bytes of s before the first one that needs escaping (or the NUL). */
 static size_t plain_run(const char *s) {
   size_t n = 0;
-  for (unsigned char c; (c = (unsigned char)s[n]) >= 0x20 && c != '"' && c != '\\';) n++;
+  for (unsigned char c; (c = (unsigned char)s[n]) >= 0x20 && c != '"' && c != '\\' && c != 0x7f;) n++;
   return n;
+}
+
+char *json_escape(char *o, const char *s, size_t n) {
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) continue;
+    memcpy(o, s + run, i - run);
+    o += i - run;
+    run = i + 1;
+    *o++ = '\\';
+    switch (c) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '\b': *o++ = 'b'; break;
+    case '\f': *o++ = 'f'; break;
+    case '\n': *o++ = 'n'; break;
+    case '\r': *o++ = 'r'; break;
+    case '\t': *o++ = 't'; break;
+    default:
+      memcpy(o, "u00", 3);
+      o[3] = HEX_DIGITS[c >> 4];
+      o[4] = HEX_DIGITS[c & 15];
+      o += 5;
+    }
+  }
+  memcpy(o, s + run, n - run);
+  return o + (n - run);
 }
 
 /* s quoted; `colon` appends ':' (a key). Keys and most values need no escape:
  * they go out in one write. */
 static void put_string(jsonw *w, const char *s, bool colon) {
-  static const char hex[] = "0123456789abcdef";
   size_t n = plain_run(s);
-  if (s[n] == '\0') {
-    char *o = jw_room(w, n + 3);
-    if (!o) return;
-    *o++ = '"';
+  bool plain = s[n] == '\0';
+  if (!plain) n += strlen(s + n);
+  char *o = jw_room(w, (plain ? n : JSON_ESCAPED_MAX(n)) + 3);
+  if (!o) return;
+  *o++ = '"';
+  if (plain) {
     memcpy(o, s, n);
     o += n;
-    *o++ = '"';
-    *o = ':';
-    jw_commit(w, o + colon);
-    return;
+  } else {
+    o = json_escape(o, s, n);
   }
-  put(w, "\"", 1);
-  for (const char *run = s;; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    put(w, run, (size_t)(s - run));
-    if (c == '\0') break;
-    char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-    if (c == '"' || c == '\\') put(w, (char[]){'\\', (char)c}, 2);
-    else put(w, e, 6);
-    run = s + 1;
-  }
-  put(w, colon ? "\":" : "\"", colon ? 2 : 1);
+  *o++ = '"';
+  *o = ':';
+  jw_commit(w, o + colon);
 }
 
 /* The comma and the key (escaped) before a value. */

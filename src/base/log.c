@@ -2,6 +2,7 @@
  * time directly into the shared output buffer; nothing is allocated per line.
  * Both sinks get the same bytes; the file is opened in append mode. */
 #include "base/log.h"
+#include "base/jsonw.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,22 +95,13 @@ static void put(const char *s, size_t n) {
 static void putc_(char c) { put(&c, 1); }
 
 static void put_escaped(const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
+  char e[JSON_ESCAPED_MAX(LOG_VALUE_MAX) + 2];
   if (n > LOG_VALUE_MAX) n = LOG_VALUE_MAX;
-  putc_('"');
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') {
-      char e[2] = {'\\', (char)c};
-      put(e, 2);
-    } else if (c < 0x20 || c == 0x7f) {
-      char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-      put(e, 6);
-    } else {
-      putc_((char)c);
-    }
-  }
-  putc_('"');
+  char *o = e;
+  *o++ = '"';
+  o = json_escape(o, s, n);
+  *o++ = '"';
+  put(e, (size_t)(o - e));
 }
 
 static void put_key(const char *key) {

@@ -1,4 +1,5 @@
 #include "base/uuid.h"
+#include "base/hex.h"
 
 #include <errno.h>
 #include <string.h>
@@ -38,21 +39,13 @@ int uuid_v4(uint8_t out[16]) {
 }
 
 void uuid_format(const uint8_t id[16], char out[UUID_STR_LEN + 1]) {
-  static const char hex[] = "0123456789abcdef";
   char *p = out;
   for (int i = 0; i < 16; i++) {
     if (i == 4 || i == 6 || i == 8 || i == 10) *p++ = '-';
-    *p++ = hex[id[i] >> 4];
-    *p++ = hex[id[i] & 15];
+    *p++ = HEX_DIGITS[id[i] >> 4];
+    *p++ = HEX_DIGITS[id[i] & 15];
   }
   *p = '\0';
-}
-
-static int hexdigit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 bool uuid_parse(const char *s, size_t len, uint8_t out[16]) {
@@ -64,7 +57,7 @@ bool uuid_parse(const char *s, size_t len, uint8_t out[16]) {
       i++;
       continue;
     }
-    int hi = hexdigit(s[i]), lo = hexdigit(s[i + 1]);
+    int hi = hex_value(s[i]), lo = hex_value(s[i + 1]);
     if (hi < 0 || lo < 0) return false;
     out[b++] = (uint8_t)(hi << 4 | lo);
     i += 2;

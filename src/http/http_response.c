@@ -15,6 +15,8 @@
 #include "base/log.h"
 #include "http/server.h"
 #include "server_conn.h"
+#include "base/url.h"
+#include "base/hex.h"
 
 /* Status line + our fixed headers, without extra headers and body. */
 #define RESP_HEAD_MAX 512
@@ -36,44 +38,11 @@ bool http_header_is(const td_request *req, const char *name, const char *value) 
   return h && h->value_len == n && strncasecmp(h->value, value, n) == 0;
 }
 
-static int hexval(int c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c = tolower(c);
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-bool http_url_decode(const char *p, size_t n, char *out, size_t out_size) {
-  size_t w = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (w + 1 >= out_size) return false;
-    char ch = p[i];
-    if (ch == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
-      ch = (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
-      i += 2;
-    } else if (ch == '+') {
-      ch = ' ';
-    }
-    out[w++] = ch;
-  }
-  out[w] = '\0';
-  return true;
-}
-
 bool http_query_param(const td_request *req, const char *name, char *out, size_t out_size) {
-  size_t nlen = strlen(name);
-  const char *p = req->query, *end = req->query + req->query_len;
-  while (p < end) {
-    const char *amp = memchr(p, '&', (size_t)(end - p));
-    const char *item_end = amp ? amp : end;
-    const char *eq = memchr(p, '=', (size_t)(item_end - p));
-    const char *key_end = eq ? eq : item_end;
-    if ((size_t)(key_end - p) == nlen && memcmp(p, name, nlen) == 0) {
-      const char *v = eq ? eq + 1 : item_end;
-      return http_url_decode(v, (size_t)(item_end - v), out, out_size);
-    }
-    p = item_end + 1;
-  }
+  size_t nlen = strlen(name), klen, vlen;
+  const char *pos = req->query, *end = req->query + req->query_len, *key, *val;
+  while (url_query_next(&pos, end, &key, &klen, &val, &vlen))
+    if (klen == nlen && memcmp(key, name, nlen) == 0) return url_decode(val, vlen, out, out_size, URL_DECODE_FORM) >= 0;
   return false;
 }
 
@@ -135,12 +104,11 @@ static void ensure_request_id(td_request *req) {
     }
   }
   /* 16 hex digits: a per-process prefix, then a counter */
-  static const char hex[] = "0123456789abcdef";
   static uint64_t counter;
   static uint32_t prefix;
   if (!prefix) prefix = (uint32_t)(uv_hrtime() ^ (uint64_t)getpid()) | 1u;
   uint64_t id = (uint64_t)prefix << 32 | (uint32_t)++counter;
-  for (int i = 15; i >= 0; i--, id >>= 4) req->request_id[i] = hex[id & 15];
+  for (int i = 15; i >= 0; i--, id >>= 4) req->request_id[i] = HEX_DIGITS[id & 15];
   req->request_id[16] = '\0';
 }
 

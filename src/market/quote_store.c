@@ -10,6 +10,7 @@
 #include <sys/random.h>
 
 #include "base/fnv1a.h"
+#include "base/hex.h"
 
 typedef struct {
   td_buf *payload;
@@ -51,10 +52,9 @@ struct qstore {
 
 /* ---- epoch ---------------------------------------------------------------- */
 
-static const char hexdig[] = "0123456789abcdef";
 
 void qstore_epoch_format(uint64_t epoch, char out[SMSG_EPOCH_LEN + 1]) {
-  for (int i = SMSG_EPOCH_LEN - 1; i >= 0; i--, epoch >>= 4) out[i] = hexdig[epoch & 15];
+  for (int i = SMSG_EPOCH_LEN - 1; i >= 0; i--, epoch >>= 4) out[i] = HEX_DIGITS[epoch & 15];
   out[SMSG_EPOCH_LEN] = 0;
 }
 

@@ -15,6 +15,8 @@
 
 #include "base/fmt_num.h"
 #include "stream_msg_internal.h"
+#include "base/jsonw.h"
+#include "base/hex.h"
 
 typedef enum {
   F_TYPE,     /* "T": written from the kind */
@@ -562,33 +564,9 @@ static char *put_double(char *o, double v) {
   return o;
 }
 
-static const char hexd[] = "0123456789abcdef";
-
 static char *put_str(char *o, const char *s, size_t n) {
   *o++ = '"';
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    memcpy(o, s + run, i - run);
-    o += i - run;
-    run = i + 1;
-    *o++ = '\\';
-    switch (c) {
-    case '"': *o++ = '"'; break;
-    case '\\': *o++ = '\\'; break;
-    case '\n': *o++ = 'n'; break;
-    case '\r': *o++ = 'r'; break;
-    case '\t': *o++ = 't'; break;
-    default:
-      memcpy(o, "u00", 3);
-      o[3] = hexd[c >> 4];
-      o[4] = hexd[c & 15];
-      o += 5;
-    }
-  }
-  memcpy(o, s + run, n - run);
-  o += n - run;
+  o = json_escape(o, s, n);
   *o++ = '"';
   return o;
 }
@@ -1355,11 +1333,8 @@ static td_buf *fast_encode(const struct smsg_fast_msg *f, uint64_t seq, const ch
 
 /* ---- reading a published payload back ------------------------------------ */
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
+/* Epochs are written in lower case only, so one value has one spelling. */
+static int hexval_lower(char c) { return c >= 'A' && c <= 'F' ? -1 : hex_value(c); }
 
 int smsg_payload_position(const char *p, size_t n, uint64_t *seq, uint64_t *epoch) {
   static const char ep[] = ",\"epoch\":\"";
@@ -1370,7 +1345,7 @@ int smsg_payload_position(const char *p, size_t n, uint64_t *seq, uint64_t *epoc
   if (memcmp(e, ep, eplen) || p[n - 2] != '"' || p[n - 1] != '}') return -EINVAL;
   uint64_t ev = 0;
   for (size_t i = 0; i < SMSG_EPOCH_LEN; i++) {
-    int h = hexval(e[eplen + i]);
+    int h = hexval_lower(e[eplen + i]);
     if (h < 0) return -EINVAL;
     ev = ev << 4 | (uint64_t)h;
   }

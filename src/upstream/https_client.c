@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/version.h"
+#include "base/url.h"
 
 struct hcli_req {
   tls_conn tls; /* first: the tls callbacks find the request from it */
@@ -35,73 +36,30 @@ struct hcli_req {
 
 /* ---- URLs ----------------------------------------------------------------- */
 
-static bool host_char_ok(char ch) {
-  return isalnum((unsigned char)ch) || ch == '-' || ch == '.' || ch == '_';
-}
-
-static int parse_scheme(const char *url, hcli_url *u, const char **rest) {
-  static const struct { const char *name; bool tls, ws; int port; } schemes[] = {
-      {"https://", true, false, 443}, {"http://", false, false, 80},
-      {"wss://", true, true, 443},    {"ws://", false, true, 80},
-  };
-  for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
-    size_t n = strlen(schemes[i].name);
-    if (strncasecmp(url, schemes[i].name, n) == 0) {
-      u->tls = schemes[i].tls;
-      u->websocket = schemes[i].ws;
-      u->port = schemes[i].port;
-      *rest = url + n;
-      return 0;
-    }
-  }
-  return -EINVAL;
-}
-
-static int parse_port(const char *p, const char *end, int *port) {
-  if (p == end || end - p > 5) return -EINVAL;
-  int v = 0;
-  for (; p < end; p++) {
-    if (!isdigit((unsigned char)*p)) return -EINVAL;
-    v = v * 10 + (*p - '0');
-  }
-  if (v < 1 || v > 65535) return -EINVAL;
-  *port = v;
-  return 0;
-}
+static const struct {
+  const char *name;
+  bool tls, ws;
+  int port;
+} schemes[] = {{"https", true, false, 443}, {"http", false, false, 80}, {"wss", true, true, 443}, {"ws", false, true, 80}};
 
 int hcli_url_parse(const char *url, hcli_url *u) {
   memset(u, 0, sizeof(*u));
-  const char *p;
-  if (!url || parse_scheme(url, u, &p) < 0) return -EINVAL;
-  int default_port = u->port;
-  const char *end = p + strcspn(p, "/?#");
-  if (memchr(p, '@', (size_t)(end - p))) return -EINVAL; /* no user info */
-  const char *host = p, *host_end, *port_at = NULL;
-  bool v6 = *p == '[';
-  if (v6) {
-    host = p + 1;
-    host_end = memchr(host, ']', (size_t)(end - host));
-    if (!host_end) return -EINVAL;
-    if (host_end + 1 < end) {
-      if (host_end[1] != ':') return -EINVAL;
-      port_at = host_end + 2;
-    }
-  } else {
-    host_end = memchr(p, ':', (size_t)(end - p));
-    if (host_end) port_at = host_end + 1;
-    else host_end = end;
-    for (const char *h = host; h < host_end; h++)
-      if (!host_char_ok(*h)) return -EINVAL;
-  }
-  size_t hlen = (size_t)(host_end - host);
-  if (hlen == 0 || hlen > TLS_MAX_HOST) return -EINVAL;
-  memcpy(u->host, host, hlen);
-  u->host[hlen] = 0;
-  if (v6) {
-    unsigned char tmp[16];
-    if (uv_inet_pton(AF_INET6, u->host, tmp) != 0) return -EINVAL;
-  }
-  if (port_at && parse_port(port_at, end, &u->port) < 0) return -EINVAL;
+  url_parts parts;
+  if (url_split(url, &parts, NULL) < 0 || parts.userinfo) return -EINVAL; /* no user info */
+  size_t k = 0, n = sizeof(schemes) / sizeof(schemes[0]);
+  while (k < n && (strlen(schemes[k].name) != parts.scheme_len ||
+                   strncasecmp(parts.scheme, schemes[k].name, parts.scheme_len) != 0))
+    k++;
+  if (k == n) return -EINVAL;
+  u->tls = schemes[k].tls;
+  u->websocket = schemes[k].ws;
+  int default_port = schemes[k].port;
+  u->port = parts.port ? parts.port : default_port;
+  if (parts.host_len > TLS_MAX_HOST) return -EINVAL;
+  memcpy(u->host, parts.host, parts.host_len);
+  u->host[parts.host_len] = 0;
+  bool v6 = parts.ipv6;
+  const char *end = parts.rest;
   /* Path and query; the fragment is never sent. Bytes that could break the
    * request line (controls, spaces) are refused, not escaped. */
   size_t plen = strcspn(end, "#");
