@@ -156,6 +156,9 @@ void ws_mask(void *dst, const void *src, size_t n, const uint8_t mask[4], uint64
 /* One complete frame (FIN set) in a new td_buf with one reference; NULL on
  * OOM or when the frame would exceed a td_buf (4 GiB). */
 td_buf *ws_frame_encode(ws_opcode op, const void *payload, size_t len);        /* unmasked: server */
+/* A server text frame whose payload is head + body + tail, in one buffer. */
+td_buf *ws_frame_text_wrapped(const char *head, size_t head_len, const char *body, size_t body_len, const char *tail,
+                              size_t tail_len);
 td_buf *ws_frame_encode_masked(ws_opcode op, const void *payload, size_t len); /* masked: client */
 /* A close frame. code 0: no payload. reason NULL or NUL-terminated; cut to
  * WS_MAX_CLOSE_REASON bytes on a UTF-8 character boundary. */

@@ -348,8 +348,13 @@ static uint64_t ws_rng_next(void) {
   return rng_next(&ws_rng_state);
 }
 
-static td_buf *ws_encode(ws_opcode op, const void *payload, size_t len, bool masked) {
+/* The one frame builder: a final frame whose payload is the pieces one after
+ * another (the hub wraps a shared payload in its envelope this way, without
+ * a second copy), masked when a client sends it. */
+static td_buf *ws_encode_pieces(ws_opcode op, const void *const *pieces, const size_t *lens, int n, bool masked) {
   uint8_t hdr[WS_MAX_HEADER], key[4];
+  size_t len = 0;
+  for (int i = 0; i < n; i++) len += lens[i];
   if (masked) {
     uint32_t r = (uint32_t)ws_rng_next();
     memcpy(key, &r, 4);
@@ -359,12 +364,26 @@ static td_buf *ws_encode(ws_opcode op, const void *payload, size_t len, bool mas
   td_buf *b = buf_new(h + len);
   if (!b) return NULL;
   memcpy(b->data, hdr, h);
-  if (masked)
-    ws_mask(b->data + h, payload, len, key, 0);
-  else if (len)
-    memcpy(b->data + h, payload, len);
+  size_t at = h;
+  for (int i = 0; i < n; i++) {
+    if (!lens[i]) continue;
+    if (masked) ws_mask(b->data + at, pieces[i], lens[i], key, at - h);
+    else memcpy(b->data + at, pieces[i], lens[i]);
+    at += lens[i];
+  }
   b->len = (uint32_t)(h + len);
   return b;
+}
+
+static td_buf *ws_encode(ws_opcode op, const void *payload, size_t len, bool masked) {
+  return ws_encode_pieces(op, &payload, &len, 1, masked);
+}
+
+td_buf *ws_frame_text_wrapped(const char *head, size_t head_len, const char *body, size_t body_len, const char *tail,
+                              size_t tail_len) {
+  const void *pieces[3] = {head, body, tail};
+  size_t lens[3] = {head_len, body_len, tail_len};
+  return ws_encode_pieces(WS_OP_TEXT, pieces, lens, 3, false);
 }
 
 td_buf *ws_frame_encode(ws_opcode op, const void *payload, size_t len) {

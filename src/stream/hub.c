@@ -229,25 +229,11 @@ static int format_position(char *out, size_t size, const char *sym, uint64_t epo
   return snprintf(out, size, "%s:%s:%llu", sym, hex, (unsigned long long)seq);
 }
 
-/* A server frame: the header, then the bytes, one buffer for every client. */
-static td_buf *ws_text_frame(const char *head, size_t head_len, const char *body, size_t body_len, const char *tail,
-                             size_t tail_len) {
-  size_t len = head_len + body_len + tail_len;
-  td_buf *b = buf_new(WS_MAX_HEADER + len);
-  if (!b) return NULL;
-  size_t hl = ws_frame_header((uint8_t *)b->data, WS_OP_TEXT, true, len, NULL);
-  memcpy(b->data + hl, head, head_len);
-  memcpy(b->data + hl + head_len, body, body_len);
-  memcpy(b->data + hl + head_len + body_len, tail, tail_len);
-  b->len = (uint32_t)(hl + len);
-  return b;
-}
-
 static td_buf *encode_ws_quote(const hub_symbol *sym, const char *pos, const char *payload, size_t len) {
   char head[HUB_ENVELOPE_MAX];
   int n = snprintf(head, sizeof(head), "{\"type\":\"quote\",\"channel\":\"%s\",\"symbol\":\"%s\",\"id\":\"%s\",\"data\":",
                    sym->channel, sym->symbol, pos);
-  return ws_text_frame(head, (size_t)n, payload, len, "}", 1);
+  return ws_frame_text_wrapped(head, (size_t)n, payload, len, "}", 1);
 }
 
 static td_buf *encode_sse_quote(const char *pos, const char *payload, size_t len) {
@@ -265,7 +251,7 @@ static td_buf *encode_sse_quote(const char *pos, const char *payload, size_t len
 void hub_send_text(td_hub *h, hub_client *c, const char *type, const char *json, size_t len) {
   td_buf *b;
   if (c->transport == HUB_WS) {
-    b = ws_text_frame("", 0, json, len, "", 0);
+    b = ws_frame_encode(WS_OP_TEXT, json, len);
   } else {
     char head[64];
     int n = snprintf(head, sizeof(head), "event: %s\ndata: ", type);
@@ -590,7 +576,7 @@ bool hub_topic_listened(const td_hub *h, int id) { return id >= 0 && id < h->nto
 
 void hub_topic_publish(td_hub *h, int id, const char *json, size_t len) {
   if (!hub_topic_listened(h, id)) return;
-  td_buf *b = ws_text_frame("", 0, json, len, "", 0);
+  td_buf *b = ws_frame_encode(WS_OP_TEXT, json, len);
   if (!b) return;
   uint32_t bit = 1u << id;
   for (hub_client *c = h->clients, *next; c; c = next) {
