@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "https_client.h"
+#include "resp_head.h"
 #include "tls.h"
 #include "http/ws_frame.h"
 
@@ -32,8 +33,6 @@
 #define WSC_IDLE_MS 30000
 /* The handshake response head (status line and headers). */
 #define WSC_MAX_HEAD (16 * 1024)
-/* The handshake header values we keep (Upgrade, Connection, Accept). */
-#define WSC_MAX_HEADER_VALUE 256
 
 typedef struct wsc wsc;
 
@@ -70,19 +69,7 @@ struct wsc {
   hcli_url url;
   char key[WS_KEY_LEN + 1];
   /* the handshake response */
-  llhttp_t http;
-  size_t head_bytes;
-  char hname[32];
-  size_t hname_len;
-  char hvalue[WSC_MAX_HEADER_VALUE];
-  size_t hvalue_len;
-  bool hvalue_over;
-  char h_upgrade[WSC_MAX_HEADER_VALUE];
-  char h_connection[WSC_MAX_HEADER_VALUE];
-  char h_accept[WSC_MAX_HEADER_VALUE];
-  bool h_extensions;
-  bool head_done;
-  int http_status;    /* the handshake response's status, 0 before */
+  resp_head head;     /* status 0 before the handshake response's head is complete */
   /* frames */
   ws_parser parser;
   uint64_t last_rx;   /* uv_now of the last byte received */

@@ -14,17 +14,16 @@
 
 #include "base/version.h"
 #include "base/url.h"
+#include "upstream/resp_head.h"
 
 struct hcli_req {
   tls_conn tls; /* first: the tls callbacks find the request from it */
-  llhttp_t http;
+  resp_head head;
   hcli_done_cb cb;
   void *ud;
   bool done;      /* the callback came, or was cancelled */
   bool complete;  /* the response was parsed to its end */
   const char *err;
-  int status;
-  size_t head_bytes;
   size_t max_body;
   char *body;
   size_t body_len;
@@ -77,24 +76,8 @@ int hcli_url_parse(const char *url, hcli_url *u) {
 
 /* ---- the response --------------------------------------------------------- */
 
-static int on_head_span(llhttp_t *h, const char *at, size_t len) {
-  hcli_req *r = h->data;
-  r->head_bytes += len;
-  if (r->head_bytes > HCLI_MAX_HEAD) {
-    r->err = "response head too large";
-    return HPE_USER;
-  }
-  return 0;
-}
-
-static int on_headers_complete(llhttp_t *h) {
-  hcli_req *r = h->data;
-  r->status = h->status_code;
-  return 0;
-}
-
-static int on_body(llhttp_t *h, const char *at, size_t len) {
-  hcli_req *r = h->data;
+static int on_body(resp_head *h, const char *at, size_t len) {
+  hcli_req *r = h->owner;
   if (r->body_len + len > r->max_body) {
     r->err = "response too large";
     return HPE_USER;
@@ -115,20 +98,13 @@ static int on_body(llhttp_t *h, const char *at, size_t len) {
   return 0;
 }
 
-static int on_message_complete(llhttp_t *h) {
-  hcli_req *r = h->data;
+static int on_message_complete(resp_head *h) {
+  hcli_req *r = h->owner;
   r->complete = true;
   return HPE_PAUSED; /* one response per connection: ignore anything after it */
 }
 
-static const llhttp_settings_t response_settings = {
-    .on_status = on_head_span,
-    .on_header_field = on_head_span,
-    .on_header_value = on_head_span,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
+static const resp_head_callbacks response_cb = {NULL, on_body, on_message_complete};
 
 /* Calls back once: with the status and body when complete, else the error. */
 static void finish(hcli_req *r, const char *err) {
@@ -137,7 +113,7 @@ static void finish(hcli_req *r, const char *err) {
   if (r->complete) {
     if (!r->body) r->body = calloc(1, 1);
     if (r->body) r->body[r->body_len] = 0;
-    r->cb(r->ud, r->status, r->body ? r->body : "", r->body_len, NULL);
+    r->cb(r->ud, r->head.status, r->body ? r->body : "", r->body_len, NULL);
   } else {
     r->cb(r->ud, 0, NULL, 0, r->err ? r->err : err);
   }
@@ -161,12 +137,12 @@ static void c_on_connect(tls_conn *c, int status) {
 static void c_on_read(tls_conn *c, const char *data, size_t len) {
   hcli_req *r = (hcli_req *)c;
   if (r->complete || r->done) return;
-  llhttp_errno_t e = llhttp_execute(&r->http, data, len);
+  llhttp_errno_t e = llhttp_execute(&r->head.parser, data, len);
   if (r->complete) {
     finish(r, NULL);
     tls_close(c, "done");
   } else if (e != HPE_OK) {
-    if (!r->err) r->err = "bad response";
+    if (!r->err) r->err = resp_head_too_large(&r->head) ? "response head too large" : "bad response";
     tls_close(c, r->err);
   }
 }
@@ -180,8 +156,8 @@ static void c_on_timeout(tls_conn *c) {
 static void c_on_close(tls_conn *c, const char *reason) {
   hcli_req *r = (hcli_req *)c;
   /* A response without a length ends at EOF. */
-  if (!r->done && !r->complete && !r->err && r->status > 0) llhttp_finish(&r->http);
-  finish(r, r->status > 0 ? "bad response" : "connection closed");
+  if (!r->done && !r->complete && !r->err && r->head.status > 0) llhttp_finish(&r->head.parser);
+  finish(r, r->head.status > 0 ? "bad response" : "connection closed");
   free(r->body);
   free(r->request);
   free(r);
@@ -216,8 +192,7 @@ int hcli_get(uv_loop_t *loop, tls_ctx *ctx, const char *url, const char *headers
   r->ud = ud;
   r->max_body = max_body ? max_body : HCLI_DEFAULT_MAX_BODY;
   r->deadline = uv_now(loop) + (uint64_t)timeout_ms;
-  llhttp_init(&r->http, HTTP_RESPONSE, &response_settings);
-  r->http.data = r;
+  resp_head_init(&r->head, HCLI_MAX_HEAD, NULL, &response_cb, r);
   tls_init(loop, &r->tls, ctx, &hcli_tls_cb);
   int rc = tls_connect(&r->tls, u.host, u.port, u.tls, timeout_ms);
   if (rc < 0) {

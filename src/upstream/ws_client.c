@@ -14,7 +14,6 @@
 #include "base/version.h"
 
 static const tls_callbacks wsc_tls_cb;
-static const llhttp_settings_t wsc_http_settings;
 
 void wsc_init(uv_loop_t *loop, wsc *w, tls_ctx *ctx, const wsc_callbacks *cb) {
   void *data = w->data;
@@ -128,71 +127,23 @@ static void feed_frames(wsc *w, const char *data, size_t len) {
 
 /* ---- the opening handshake ------------------------------------------------ */
 
-static int h_span(llhttp_t *h, size_t len) {
-  wsc *w = h->data;
-  w->head_bytes += len;
-  return w->head_bytes > WSC_MAX_HEAD ? HPE_USER : 0;
-}
+/* The handshake response's headers that check_upgrade reads, in this order. */
+enum { H_UPGRADE, H_CONNECTION, H_ACCEPT, H_EXTENSIONS };
+static const char *const handshake_headers[] = {"upgrade", "connection", "sec-websocket-accept",
+                                                "sec-websocket-extensions", NULL};
 
-static int h_on_status(llhttp_t *h, const char *at, size_t len) { return h_span(h, len); }
+static int h_on_head(resp_head *h) { return h->status == 101 ? 0 : -1; /* anything else: refused */ }
 
-static int h_on_field(llhttp_t *h, const char *at, size_t len) {
-  wsc *w = h->data;
-  size_t room = sizeof(w->hname) - 1 - w->hname_len;
-  size_t n = len < room ? len : room;
-  memcpy(w->hname + w->hname_len, at, n);
-  w->hname_len += n;
-  w->hname[w->hname_len] = 0;
-  return h_span(h, len);
-}
-
-static int h_on_value(llhttp_t *h, const char *at, size_t len) {
-  wsc *w = h->data;
-  size_t room = sizeof(w->hvalue) - 1 - w->hvalue_len;
-  if (len > room) w->hvalue_over = true;
-  size_t n = len < room ? len : room;
-  memcpy(w->hvalue + w->hvalue_len, at, n);
-  w->hvalue_len += n;
-  w->hvalue[w->hvalue_len] = 0;
-  return h_span(h, len);
-}
-
-static int h_on_value_complete(llhttp_t *h) {
-  wsc *w = h->data;
-  char *dst = NULL;
-  if (!strcasecmp(w->hname, "upgrade")) dst = w->h_upgrade;
-  else if (!strcasecmp(w->hname, "connection")) dst = w->h_connection;
-  else if (!strcasecmp(w->hname, "sec-websocket-accept")) dst = w->h_accept;
-  else if (!strcasecmp(w->hname, "sec-websocket-extensions")) w->h_extensions = true;
-  if (dst && !w->hvalue_over) memcpy(dst, w->hvalue, w->hvalue_len + 1);
-  w->hname_len = w->hvalue_len = 0;
-  w->hname[0] = w->hvalue[0] = 0;
-  w->hvalue_over = false;
-  return 0;
-}
-
-static int h_on_headers_complete(llhttp_t *h) {
-  wsc *w = h->data;
-  w->http_status = h->status_code;
-  w->head_done = true;
-  return h->status_code == 101 ? 0 : -1; /* anything else: refused */
-}
-
-static const llhttp_settings_t wsc_http_settings = {
-    .on_status = h_on_status,
-    .on_header_field = h_on_field,
-    .on_header_value = h_on_value,
-    .on_header_value_complete = h_on_value_complete,
-    .on_headers_complete = h_on_headers_complete,
-};
+static const resp_head_callbacks wsc_head_cb = {h_on_head, NULL, NULL};
 
 /* NULL when the 101 answers our key and offers nothing we did not ask for. */
 static const char *check_upgrade(const wsc *w) {
-  if (strcasecmp(w->h_upgrade, "websocket") != 0) return "handshake: no Upgrade: websocket";
-  if (!strcasestr(w->h_connection, "upgrade")) return "handshake: no Connection: upgrade";
-  if (!ws_accept_matches(w->key, WS_KEY_LEN, w->h_accept, strlen(w->h_accept)))
+  const resp_head *h = &w->head;
+  if (strcasecmp(h->values[H_UPGRADE], "websocket") != 0) return "handshake: no Upgrade: websocket";
+  if (!strcasestr(h->values[H_CONNECTION], "upgrade")) return "handshake: no Connection: upgrade";
+  if (!ws_accept_matches(w->key, WS_KEY_LEN, h->values[H_ACCEPT], strlen(h->values[H_ACCEPT])))
     return "handshake: wrong Sec-WebSocket-Accept";
-  if (w->h_extensions) return "handshake: unrequested extension";
+  if (h->seen[H_EXTENSIONS]) return "handshake: unrequested extension";
   return NULL;
 }
 
@@ -205,7 +156,7 @@ static void opened(wsc *w, const char *rest, size_t rest_len) {
 }
 
 static void read_handshake(wsc *w, const char *data, size_t len) {
-  llhttp_errno_t e = llhttp_execute(&w->http, data, len);
+  llhttp_errno_t e = llhttp_execute(&w->head.parser, data, len);
   if (e == HPE_OK) return; /* more to come */
   if (e == HPE_PAUSED_UPGRADE) {
     const char *why = check_upgrade(w);
@@ -213,18 +164,18 @@ static void read_handshake(wsc *w, const char *data, size_t len) {
       fail(w, WS_CLOSE_ABNORMAL, why);
       return;
     }
-    const char *pos = llhttp_get_error_pos(&w->http);
+    const char *pos = llhttp_get_error_pos(&w->head.parser);
     size_t used = pos && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
     opened(w, data + used, len - used);
     return;
   }
-  if (w->head_done && w->http_status != 101) {
-    snprintf(w->close_text, sizeof(w->close_text), "handshake refused: HTTP %d", w->http_status);
+  if (w->head.done && w->head.status != 101) {
+    snprintf(w->close_text, sizeof(w->close_text), "handshake refused: HTTP %d", w->head.status);
     fail(w, WS_CLOSE_ABNORMAL, NULL);
     return;
   }
   fail(w, WS_CLOSE_ABNORMAL,
-       w->head_bytes > WSC_MAX_HEAD ? "handshake: response head too large" : "handshake: bad response");
+       resp_head_too_large(&w->head) ? "handshake: response head too large" : "handshake: bad response");
 }
 
 /* ---- the connection ------------------------------------------------------- */
@@ -293,12 +244,7 @@ int wsc_connect(wsc *w, const char *url, size_t max_message, int timeout_ms) {
   if (w->state != WSC_IDLE) return UV_EBUSY;
   if (hcli_url_parse(url, &w->url) < 0 || !w->url.websocket) return UV_EINVAL;
   ws_client_key(w->key);
-  llhttp_init(&w->http, HTTP_RESPONSE, &wsc_http_settings);
-  w->http.data = w;
-  w->head_bytes = w->hname_len = w->hvalue_len = 0;
-  w->hvalue_over = w->h_extensions = w->head_done = false;
-  w->h_upgrade[0] = w->h_connection[0] = w->h_accept[0] = 0;
-  w->http_status = 0;
+  resp_head_init(&w->head, WSC_MAX_HEAD, handshake_headers, &wsc_head_cb, w);
   w->close_code = 0;
   w->close_why = NULL;
   w->close_text[0] = 0;

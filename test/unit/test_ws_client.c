@@ -206,7 +206,7 @@ static void test_upgrade_refused(void **state) {
   assert_int_equal(e.c.opens, 0);
   assert_int_equal(e.c.close_code, WS_CLOSE_ABNORMAL);
   assert_string_equal(e.c.close_reason, "handshake refused: HTTP 404");
-  assert_int_equal(e.c.w.http_status, 404);
+  assert_int_equal(e.c.w.head.status, 404);
   env_stop(&e);
 }
 
