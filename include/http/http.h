@@ -108,8 +108,8 @@ size_t conn_queued_bytes(const td_conn *c);
  * nothing per message otherwise). */
 void conn_notify_drain(td_conn *c);
 /* Drops queued (not yet written) messages that a later one with the same tag
- * supersedes. Returns how many were dropped. */
-size_t conn_conflate(td_conn *c);
+ * supersedes; tags are 1..max_tag. Returns how many were dropped. */
+size_t conn_conflate(td_conn *c, uint32_t max_tag);
 void conn_close(td_conn *c, const char *reason);
 /* Closes once everything queued has been written. */
 void conn_end(td_conn *c);

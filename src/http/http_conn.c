@@ -424,21 +424,29 @@ static uint32_t out_iov(td_conn *c, uv_buf_t *iov) {
   return n;
 }
 
-size_t conn_conflate(td_conn *c) {
+size_t conn_conflate(td_conn *c, uint32_t max_tag) {
   /* Entries in a write in flight, or partly written, stay. Among the rest,
    * walking from the newest, an entry whose tag was already seen is
-   * superseded. Tags are symbol ids + 1 (< TD_MAX_SYMBOLS + 1), so a bitmap
-   * makes this one pass. */
-  static uint64_t seen[(TD_MAX_SYMBOLS + 64) / 64 + 1];
+   * superseded. Tags are small integers (1..max_tag, whatever the owner
+   * means by them), so a bitmap, kept between calls, makes this one pass. */
+  static uint64_t *seen;
+  static size_t seen_words;
   uint32_t first = c->inflight, n = c->out_count;
   if (n <= first + 1) return 0;
-  memset(seen, 0, sizeof(seen));
+  size_t words = (size_t)max_tag / 64 + 1;
+  if (words > seen_words) {
+    uint64_t *grown = realloc(seen, words * sizeof(*seen));
+    if (!grown) return 0; /* nothing conflated: the hard limit still holds */
+    seen = grown;
+    seen_words = words;
+  }
+  memset(seen, 0, words * sizeof(*seen));
   size_t dropped = 0;
   uint32_t w = n; /* compact towards the tail, newest kept in place */
   for (uint32_t i = n; i-- > first;) {
     out_entry e = c->out[(c->out_head + i) & (c->out_cap - 1)];
     bool superseded = false;
-    if (e.tag != 0 && e.tag <= TD_MAX_SYMBOLS && e.off == 0) {
+    if (e.tag != 0 && e.tag <= max_tag && e.off == 0) {
       uint64_t bit = 1ULL << (e.tag % 64);
       superseded = seen[e.tag / 64] & bit;
       seen[e.tag / 64] |= bit;

@@ -295,7 +295,7 @@ static bool over_limit(td_hub *h, hub_client *c, size_t queued) {
       why = "slow consumer: output buffer over the soft limit for too long";
     }
     if (!why) {
-      size_t dropped = conn_conflate(c->conn);
+      size_t dropped = conn_conflate(c->conn, TD_MAX_SYMBOLS); /* tags: symbol id + 1 */
       c->conflated += dropped;
       h->stats.conflated += dropped;
     }
