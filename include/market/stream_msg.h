@@ -110,6 +110,17 @@ typedef struct smsg_stats {
   uint64_t skipped[SMSG_SKIP_COUNT];
 } smsg_stats;
 
+/* Which parser tier read the items, over the process (every caller: feeds,
+ * POST /quotes, the Alpaca client): the one-pass reader of compact Alpaca
+ * objects, the scanner (stream_msg_fast.c), and jansson for the rest. */
+typedef struct {
+  uint64_t compact_items;
+  uint64_t scanned_items;
+  uint64_t jansson_items;
+  uint64_t fast_abandoned;   /* buffers the fast tiers gave up on (then read by jansson) */
+} smsg_tier_stats;
+void smsg_get_tier_stats(smsg_tier_stats *out);
+
 /* Batch mode. Returns the number of items (all valid, all delivered), or
  * -EINVAL with `err` holding why, and no callback made. */
 int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,

@@ -137,6 +137,14 @@ static void quotes_section(jsonw *w, td_app *app) {
   JW_U64(w, "batches_rejected", p.batches_rejected);
   nonzero_counts(w, "skipped", p.stream.skipped, SMSG_SKIP_COUNT, skip_name);
   JW_U64(w, "bad_json", p.stream.bad_json);
+  smsg_tier_stats tiers;
+  smsg_get_tier_stats(&tiers);
+  JW_OBJECT(w, "parse_tiers"); /* items read by each parser tier (docs/stream_msg_fast.md) */
+  JW_U64(w, "compact", tiers.compact_items);
+  JW_U64(w, "scanned", tiers.scanned_items);
+  JW_U64(w, "jansson", tiers.jansson_items);
+  JW_U64(w, "fast_abandoned", tiers.fast_abandoned);
+  jw_end(w);
   JW_U64(w, "symbols", q.symbols);
   JW_U64(w, "history_entries", q.entries);
   ingest_pace_stats ps;

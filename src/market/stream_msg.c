@@ -435,6 +435,9 @@ static json_t *item_at(json_t *root, size_t i) {
 static int fast_parse(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
                       size_t *delivered);
 
+/* Items read by jansson (smsg_get_tier_stats). */
+static uint64_t jansson_items;
+
 int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
                      char err[SMSG_ERR_MAX]) {
   size_t delivered;
@@ -443,6 +446,7 @@ int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
   json_t *root = load(buf, len, err);
   if (!root) return -EINVAL;
   size_t n = item_count(root);
+  jansson_items += n;
   smsg_msg m;
   smsg_control c;
   item_err e = {0};
@@ -481,6 +485,7 @@ int smsg_parse_stream(const char *buf, size_t len, smsg_msg_cb on_msg, smsg_ctl_
     return -EINVAL;
   }
   size_t n = item_count(root);
+  jansson_items += n;
   smsg_msg m;
   smsg_control c;
   item_err e = {0};
@@ -718,7 +723,7 @@ typedef struct {
 /* Test hooks, for the tests that #include this file: fast_disabled runs the
  * jansson path alone; the counters say which path buffers took. */
 static bool fast_disabled;
-static uint64_t fast_buffers, fast_abandoned;
+static uint64_t fast_buffers, fast_abandoned, fast_scanned_items;
 
 static void fast_out_init(fast_out *o) {
   o->body = o->body_stack;
@@ -1307,6 +1312,7 @@ static int fast_parse(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
       r = SMSG_SCAN_GIVE_UP;
       break;
     }
+    fast_scanned_items++;
   }
   if (r != SMSG_SCAN_DONE || out.n > INT_MAX) {
     fast_out_free(&out);
@@ -1334,6 +1340,13 @@ static td_buf *fast_encode(const struct smsg_fast_msg *f, uint64_t seq, const ch
 /* ---- reading a published payload back ------------------------------------ */
 
 /* Epochs are written in lower case only, so one value has one spelling. */
+void smsg_get_tier_stats(smsg_tier_stats *out) {
+  *out = (smsg_tier_stats){.compact_items = fast_compact_items,
+                           .scanned_items = fast_scanned_items,
+                           .jansson_items = jansson_items,
+                           .fast_abandoned = fast_abandoned};
+}
+
 static int hexval_lower(char c) { return c >= 'A' && c <= 'F' ? -1 : hex_value(c); }
 
 int smsg_payload_position(const char *p, size_t n, uint64_t *seq, uint64_t *epoch) {
