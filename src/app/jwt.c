@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "market/stream_msg.h"
+#include "base/base64.h"
 
 #define JWT_SIG_LEN 32   /* SHA-256 */
 
@@ -22,14 +23,7 @@ static const char E_EXPIRED[] = "expired";
 static const char E_NBF[] = "not yet valid";
 static const char E_SECRET[] = "no secret";
 
-static int b64val(unsigned char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '-') return 62;
-  if (c == '_') return 63;
-  return -1;
-}
+static int b64val(unsigned char c) { return base64_value(c, true); }
 
 long jwt_b64url_decode(const char *in, size_t n, unsigned char *out) {
   if (n % 4 == 1) return -1;

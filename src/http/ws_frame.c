@@ -10,6 +10,7 @@
 
 #include "base/td_limits.h"
 #include "base/rng.h"
+#include "base/base64.h"
 
 /* RFC 6455 1.3: appended to the client's key before hashing. */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -423,14 +424,7 @@ td_buf *ws_frame_encode_close_masked(int code, const char *reason) {
 
 /* ---- Handshake ----------------------------------------------------------- */
 
-static int ws_b64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
+static int ws_b64_value(char c) { return base64_value((unsigned char)c, false); }
 
 /* 16 bytes are 22 base64 digits and "==": the last digit carries 2 bits,
  * its 4 low bits must be zero in the canonical form. */
