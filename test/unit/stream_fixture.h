@@ -94,6 +94,46 @@ static inline void sfx_publish(td_hub *h, qstore *qs, const char *sym, uint64_t 
   buf_unref(b);
 }
 
+/* ---- the environment: loop, store, hub, server ---------------------------- */
+
+typedef struct {
+  uv_loop_t loop;
+  qstore *store;
+  td_hub *hub;
+  td_server *server;
+} sfx_env;
+
+/* The hub runs on the environment's loop, whatever `o.loop` says. */
+static inline int sfx_start(sfx_env *e, td_hub_opts o, const td_route *routes, int n_routes) {
+  memset(&sfx_access_counts, 0, sizeof(sfx_access_counts));
+  uv_loop_init(&e->loop);
+  e->store = qstore_new(SFX_HISTORY, 300000, TD_MAX_SYMBOLS);
+  o.loop = &e->loop;
+  e->hub = hub_new(&o, e->store);
+  td_server_opts so = hfx_opts(routes, n_routes, e);
+  return server_start(&e->server, &e->loop, &so);
+}
+
+/* Shuts down; false when a client was still attached, a grant was not
+ * released, a handle or a buffer was left. */
+static inline bool sfx_stop(sfx_env *e) {
+  if (!hfx_stop(&e->loop, e->server, 1000)) return false;
+  hub_stats st;
+  hub_get_stats(e->hub, &st);
+  hub_free(e->hub);
+  qstore_free(e->store);
+  bool closed = rfx_loop_close(&e->loop);
+  return closed && st.clients == 0 && sfx_access_counts.admits == sfx_access_counts.releases &&
+         buf_live_count() == 0;
+}
+
+/* Stores a quote as the pipeline does (before anyone subscribed). */
+static inline void sfx_store(sfx_env *e, const char *sym, uint64_t seq, double bp) {
+  td_buf *b = sfx_quote(e->store, sym, seq, bp);
+  qstore_insert(e->store, SMSG_QUOTE, sym, strlen(sym), b, qstore_epoch(e->store), seq, uv_now(&e->loop));
+  buf_unref(b);
+}
+
 /* ---- a WebSocket client's reader ------------------------------------------ */
 
 typedef struct {
@@ -168,6 +208,18 @@ static inline bool sfx_ws_wait(uv_loop_t *loop, sfx_ws *w, int n) {
 static inline bool sfx_ws_wait_closed(uv_loop_t *loop, sfx_ws *w) {
   sfx_ws_want x = {w, 0};
   return rfx_run_until(loop, sfx_ws_closed, &x, HFX_WAIT_MS);
+}
+
+/* The handshake of RFC 6455 1.3, whose accept key is known. */
+#define SFX_WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define SFX_WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+static inline void sfx_ws_handshake(hcli *c, const char *extra_headers) {
+  char req[512];
+  snprintf(req, sizeof(req),
+           "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: " SFX_WS_KEY "\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+           extra_headers ? extra_headers : "");
+  hcli_send(c, req);
 }
 
 /* Sends a text message as a client must: masked. */

@@ -23,10 +23,7 @@ typedef struct {
 } towner;
 
 static struct {
-  uv_loop_t loop;
-  td_server *s;
-  qstore *store;
-  td_hub *hub;
+  sfx_env env;
   towner owners[MAX_OWNERS];
   int nowners;
 } T;
@@ -38,7 +35,7 @@ static void own_drain(void *o) {
 }
 static void own_close(void *o, const char *reason) {
   towner *w = o;
-  hub_detach(T.hub, &w->hc);
+  hub_detach(T.env.hub, &w->hc);
   w->conn = NULL;
 }
 static const td_stream_ops own_ops = {NULL, own_drain, own_close};
@@ -55,7 +52,7 @@ static void h_attach(td_request *req) {
   http_query_param(req, "t", t, sizeof(t));
   hub_transport tr = strcmp(t, "sse") ? HUB_WS : HUB_SSE;
   towner *w = &T.owners[T.nowners];
-  if (T.nowners == MAX_OWNERS || hub_attach(T.hub, &w->hc, req->conn, tr, w, on_hub_close) != 0) {
+  if (T.nowners == MAX_OWNERS || hub_attach(T.env.hub, &w->hc, req->conn, tr, w, on_hub_close) != 0) {
     http_error(req, 503, "too_many_clients", NULL, NULL);
     return;
   }
@@ -69,12 +66,7 @@ static const td_route routes[] = {{ROUTE_GET, "/attach", h_attach, "attach"}};
 
 static void start_with(td_hub_opts o) {
   memset(&T, 0, sizeof(T));
-  uv_loop_init(&T.loop);
-  T.store = qstore_new(SFX_HISTORY, 300000, TD_MAX_SYMBOLS);
-  o.loop = &T.loop;
-  T.hub = hub_new(&o, T.store);
-  td_server_opts so = hfx_opts(routes, 1, NULL);
-  assert_int_equal(server_start(&T.s, &T.loop, &so), 0);
+  assert_int_equal(sfx_start(&T.env, o, routes, 1), 0);
 }
 
 static void start(void) {
@@ -83,36 +75,27 @@ static void start(void) {
   start_with(o);
 }
 
-static void stop(void) {
-  assert_true(hfx_stop(&T.loop, T.s, 1000));
-  hub_stats st;
-  hub_get_stats(T.hub, &st);
-  assert_int_equal(st.clients, 0); /* every client detached when its connection closed */
-  hub_free(T.hub);
-  qstore_free(T.store);
-  assert_true(rfx_loop_close(&T.loop));
-  assert_int_equal(buf_live_count(), 0);
-}
+static void stop(void) { assert_true(sfx_stop(&T.env)); }
 
 /* Connects a client of transport `t` ("ws" or "sse"); returns its owner. */
 static towner *attach(hcli *c, const char *t) {
   int before = T.nowners;
-  assert_int_equal(hcli_open(c, server_port(T.s)), 0);
+  assert_int_equal(hcli_open(c, server_port(T.env.server)), 0);
   char req[128];
   snprintf(req, sizeof(req), "GET /attach?t=%s HTTP/1.1\r\nHost: t\r\n\r\n", t);
   hcli_send(c, req);
-  assert_true(hcli_wait_bytes(&T.loop, c, "\r\n\r\n"));
+  assert_true(hcli_wait_bytes(&T.env.loop, c, "\r\n\r\n"));
   assert_int_equal(T.nowners, before + 1);
   return &T.owners[before];
 }
 
-static void sub(towner *w, const char *sym) { assert_true(hub_subscribe(T.hub, &w->hc, sym, strlen(sym)) >= 0); }
+static void sub(towner *w, const char *sym) { assert_true(hub_subscribe(T.env.hub, &w->hc, sym, strlen(sym)) >= 0); }
 
 static uint64_t data_seq(json_t *o) { return (uint64_t)json_integer_value(json_object_get(json_object_get(o, "data"), "seq")); }
 
 /* The position a quote carries: "SYM:<epoch>:<seq>". */
 static void position(char *out, size_t n, const char *sym, uint64_t seq) {
-  snprintf(out, n, "%s:%s:%llu", sym, qstore_epoch_hex(T.store), (unsigned long long)seq);
+  snprintf(out, n, "%s:%s:%llu", sym, qstore_epoch_hex(T.env.store), (unsigned long long)seq);
 }
 
 /* One message is encoded once per transport and reaches exactly the
@@ -124,22 +107,22 @@ static void fan_out_to_ws_and_sse(void **state) {
   sub(wa, "AAPL");
   sub(wb, "AAPL");
   sub(wc, "MSFT");
-  sfx_publish(T.hub, T.store, "AAPL", 1, 100);
-  sfx_publish(T.hub, T.store, "MSFT", 1, 200);
-  sfx_publish(T.hub, T.store, "AAPL", 2, 101);
-  hub_on_message(T.hub, "quotes:ZZZ", 10, "{}", 2);            /* nobody's symbol: ignored */
-  hub_on_message(T.hub, "quotes:AAPL", 11, "{\"x\":1}", 7);   /* no position: counted, dropped */
+  sfx_publish(T.env.hub, T.env.store, "AAPL", 1, 100);
+  sfx_publish(T.env.hub, T.env.store, "MSFT", 1, 200);
+  sfx_publish(T.env.hub, T.env.store, "AAPL", 2, 101);
+  hub_on_message(T.env.hub, "quotes:ZZZ", 10, "{}", 2);            /* nobody's symbol: ignored */
+  hub_on_message(T.env.hub, "quotes:AAPL", 11, "{\"x\":1}", 7);   /* no position: counted, dropped */
 
   sfx_ws wsa, wsc;
   sfx_ws_init(&wsa, &a);
   sfx_ws_init(&wsc, &c);
-  assert_true(sfx_ws_wait(&T.loop, &wsa, 2));
-  assert_true(sfx_ws_wait(&T.loop, &wsc, 1));
-  assert_true(hcli_quiet(&T.loop, &c, 10));
+  assert_true(sfx_ws_wait(&T.env.loop, &wsa, 2));
+  assert_true(sfx_ws_wait(&T.env.loop, &wsc, 1));
+  assert_true(hcli_quiet(&T.env.loop, &c, 10));
   sfx_ws_pump(&wsc);
   assert_int_equal(wsc.nmsgs, 1);
 
-  td_buf *p2 = sfx_quote(T.store, "AAPL", 2, 101);
+  td_buf *p2 = sfx_quote(T.env.store, "AAPL", 2, 101);
   char pos[64], want[1024];
   position(pos, sizeof(pos), "AAPL", 2);
   snprintf(want, sizeof(want), "{\"type\":\"quote\",\"channel\":\"quotes:AAPL\",\"symbol\":\"AAPL\",\"id\":\"%s\",\"data\":%.*s}",
@@ -150,14 +133,14 @@ static void fan_out_to_ws_and_sse(void **state) {
   json_decref(m);
 
   snprintf(want, sizeof(want), "id: %s\nevent: quote\ndata: %.*s\n\n", pos, (int)p2->len, p2->data);
-  assert_true(hcli_wait_bytes(&T.loop, &b, want));
+  assert_true(hcli_wait_bytes(&T.env.loop, &b, want));
   position(pos, sizeof(pos), "AAPL", 1);
   assert_non_null(strstr(b.buf, pos));
   assert_null(strstr(b.buf, "MSFT"));
   buf_unref(p2);
 
   hub_stats st;
-  hub_get_stats(T.hub, &st);
+  hub_get_stats(T.env.hub, &st);
   assert_int_equal(st.messages, 4);
   assert_int_equal(st.bad_messages, 1);
   assert_int_equal(st.deliveries, 5);
@@ -165,16 +148,16 @@ static void fan_out_to_ws_and_sse(void **state) {
   assert_int_equal(st.ws_clients, 2);
   assert_int_equal(st.sse_clients, 1);
   qstore_entry e;
-  assert_true(qstore_latest(T.store, SMSG_QUOTE, "AAPL", 4, &e));
+  assert_true(qstore_latest(T.env.store, SMSG_QUOTE, "AAPL", 4, &e));
   assert_int_equal(e.seq, 2);
 
   /* after unsubscribing, AAPL reaches only the SSE client */
-  assert_int_equal(hub_unsubscribe(T.hub, &wa->hc, "AAPL", 4), 1);
-  assert_int_equal(hub_unsubscribe(T.hub, &wa->hc, "AAPL", 4), 0);
-  sfx_publish(T.hub, T.store, "AAPL", 3, 102);
+  assert_int_equal(hub_unsubscribe(T.env.hub, &wa->hc, "AAPL", 4), 1);
+  assert_int_equal(hub_unsubscribe(T.env.hub, &wa->hc, "AAPL", 4), 0);
+  sfx_publish(T.env.hub, T.env.store, "AAPL", 3, 102);
   position(pos, sizeof(pos), "AAPL", 3);
-  assert_true(hcli_wait_bytes(&T.loop, &b, pos));
-  assert_true(hcli_quiet(&T.loop, &a, 10));
+  assert_true(hcli_wait_bytes(&T.env.loop, &b, pos));
+  assert_true(hcli_quiet(&T.env.loop, &a, 10));
   sfx_ws_pump(&wsa);
   assert_int_equal(wsa.nmsgs, 2);
   sfx_ws_free(&wsa);
@@ -182,7 +165,7 @@ static void fan_out_to_ws_and_sse(void **state) {
   hcli_close(&a);
   hcli_close(&b);
   hcli_close(&c);
-  assert_true(hfx_wait_open(&T.loop, 0));
+  assert_true(hfx_wait_open(&T.env.loop, 0));
   stop();
 }
 
@@ -192,30 +175,30 @@ static void subscription_limits(void **state) {
   towner *wa = attach(&a, "ws");
   attach(&b, "ws");
   attach(&c, "sse");
-  assert_int_equal(hub_subscribe(T.hub, &wa->hc, "bad sym", 7), -EINVAL);
-  assert_int_equal(hub_subscribe(T.hub, &wa->hc, "AAPL", 4), 1);
-  assert_int_equal(hub_subscribe(T.hub, &wa->hc, "AAPL", 4), 0);
+  assert_int_equal(hub_subscribe(T.env.hub, &wa->hc, "bad sym", 7), -EINVAL);
+  assert_int_equal(hub_subscribe(T.env.hub, &wa->hc, "AAPL", 4), 1);
+  assert_int_equal(hub_subscribe(T.env.hub, &wa->hc, "AAPL", 4), 0);
   const char *more[] = {"MSFT", "BRK.B", "X"};
-  for (int i = 0; i < 3; i++) assert_int_equal(hub_subscribe(T.hub, &wa->hc, more[i], strlen(more[i])), 1);
-  assert_int_equal(hub_subscribe(T.hub, &wa->hc, "IBM", 3), -E2BIG);
-  json_t *syms = hub_client_symbols(T.hub, &wa->hc);
+  for (int i = 0; i < 3; i++) assert_int_equal(hub_subscribe(T.env.hub, &wa->hc, more[i], strlen(more[i])), 1);
+  assert_int_equal(hub_subscribe(T.env.hub, &wa->hc, "IBM", 3), -E2BIG);
+  json_t *syms = hub_client_symbols(T.env.hub, &wa->hc);
   assert_int_equal(json_array_size(syms), 4);
   json_decref(syms);
   /* a fourth client is over max_stream_clients (3) */
-  assert_int_equal(hcli_open(&d, server_port(T.s)), 0);
+  assert_int_equal(hcli_open(&d, server_port(T.env.server)), 0);
   hcli_send(&d, "GET /attach?t=ws HTTP/1.1\r\nHost: t\r\n\r\n");
   hresp r[HCLI_MAX_RESPONSES];
-  assert_true(hcli_wait(&T.loop, &d, 1, r));
+  assert_true(hcli_wait(&T.env.loop, &d, 1, r));
   assert_int_equal(r[0].status, 503);
   hub_stats st;
-  hub_get_stats(T.hub, &st);
+  hub_get_stats(T.env.hub, &st);
   assert_int_equal(st.rejected_clients, 1);
   assert_int_equal(st.client_subscriptions, 4);
   hcli_close(&a);
   hcli_close(&b);
   hcli_close(&c);
   hcli_close(&d);
-  assert_true(hfx_wait_open(&T.loop, 0));
+  assert_true(hfx_wait_open(&T.env.loop, 0));
   stop();
 }
 
@@ -226,17 +209,17 @@ static void snapshots(void **state) {
   hcli a, b, c;
   towner *wa = attach(&a, "ws");
   sub(wa, "AAPL");
-  for (uint64_t s = 1; s <= 5; s++) sfx_publish(T.hub, T.store, "AAPL", s, 100 + (double)s);
+  for (uint64_t s = 1; s <= 5; s++) sfx_publish(T.env.hub, T.env.store, "AAPL", s, 100 + (double)s);
   towner *wb = attach(&b, "ws"), *wc = attach(&c, "sse");
   sub(wb, "AAPL");
   sub(wc, "AAPL");
   const char *syms[] = {"AAPL", "NONE"};
-  hub_send_snapshot(T.hub, &wb->hc, syms, 2, 0);
-  hub_send_snapshot(T.hub, &wb->hc, syms, 2, 3);
-  hub_send_snapshot(T.hub, &wc->hc, syms, 2, 3);
+  hub_send_snapshot(T.env.hub, &wb->hc, syms, 2, 0);
+  hub_send_snapshot(T.env.hub, &wb->hc, syms, 2, 3);
+  hub_send_snapshot(T.env.hub, &wc->hc, syms, 2, 3);
   sfx_ws ws;
   sfx_ws_init(&ws, &b);
-  assert_true(sfx_ws_wait(&T.loop, &ws, 2));
+  assert_true(sfx_ws_wait(&T.env.loop, &ws, 2));
   json_t *latest = sfx_ws_json(&ws, 0), *hist = sfx_ws_json(&ws, 1);
   assert_string_equal(sfx_type(latest), "quote");
   assert_int_equal(data_seq(latest), 5);
@@ -249,19 +232,19 @@ static void snapshots(void **state) {
   json_decref(hist);
   char pos[64];
   position(pos, sizeof(pos), "AAPL", 5);
-  assert_true(hcli_wait_bytes(&T.loop, &c, pos));
+  assert_true(hcli_wait_bytes(&T.env.loop, &c, pos));
   position(pos, sizeof(pos), "AAPL", 3);
   assert_non_null(strstr(c.buf, pos));
   position(pos, sizeof(pos), "AAPL", 2);
   assert_null(strstr(c.buf, pos));
-  assert_true(hcli_quiet(&T.loop, &b, 10));
+  assert_true(hcli_quiet(&T.env.loop, &b, 10));
   sfx_ws_pump(&ws);
   assert_int_equal(ws.nmsgs, 2);
   sfx_ws_free(&ws);
   hcli_close(&a);
   hcli_close(&b);
   hcli_close(&c);
-  assert_true(hfx_wait_open(&T.loop, 0));
+  assert_true(hfx_wait_open(&T.env.loop, 0));
   stop();
 }
 
@@ -273,16 +256,16 @@ static void recovery_and_gaps(void **state) {
   hcli a, b;
   towner *wa = attach(&a, "ws");
   sub(wa, "AAPL");
-  for (uint64_t s = 1; s <= 5; s++) sfx_publish(T.hub, T.store, "AAPL", s, 100 + (double)s);
+  for (uint64_t s = 1; s <= 5; s++) sfx_publish(T.env.hub, T.env.store, "AAPL", s, 100 + (double)s);
   towner *wb = attach(&b, "ws");
   sub(wb, "AAPL");
   char pos[64];
   position(pos, sizeof(pos), "AAPL", 3);
-  hub_recover(T.hub, &wb->hc, pos, strlen(pos));
-  hub_recover(T.hub, &wb->hc, "AAPL:00000000000000ff:3", 23);
+  hub_recover(T.env.hub, &wb->hc, pos, strlen(pos));
+  hub_recover(T.env.hub, &wb->hc, "AAPL:00000000000000ff:3", 23);
   sfx_ws ws;
   sfx_ws_init(&ws, &b);
-  assert_true(sfx_ws_wait(&T.loop, &ws, 5));
+  assert_true(sfx_ws_wait(&T.env.loop, &ws, 5));
   json_t *m[5];
   for (int i = 0; i < 5; i++) m[i] = sfx_ws_json(&ws, i);
   assert_int_equal(data_seq(m[0]), 4);
@@ -295,8 +278,8 @@ static void recovery_and_gaps(void **state) {
   for (int i = 0; i < 5; i++) json_decref(m[i]);
 
   /* seq 6 and 7 never came: the clients hear of it before seq 8 */
-  sfx_publish(T.hub, T.store, "AAPL", 8, 108);
-  assert_true(sfx_ws_wait(&T.loop, &ws, 7));
+  sfx_publish(T.env.hub, T.env.store, "AAPL", 8, 108);
+  assert_true(sfx_ws_wait(&T.env.loop, &ws, 7));
   json_t *gap = sfx_ws_json(&ws, 5), *q8 = sfx_ws_json(&ws, 6);
   assert_string_equal(sfx_type(gap), "recovery");
   assert_true(json_is_false(json_object_get(gap, "recovered")));
@@ -306,13 +289,13 @@ static void recovery_and_gaps(void **state) {
   json_decref(gap);
   json_decref(q8);
   hub_stats st;
-  hub_get_stats(T.hub, &st);
+  hub_get_stats(T.env.hub, &st);
   assert_int_equal(st.gaps, 1);
   assert_int_equal(st.replayed, 2);
   sfx_ws_free(&ws);
   hcli_close(&a);
   hcli_close(&b);
-  assert_true(hfx_wait_open(&T.loop, 0));
+  assert_true(hfx_wait_open(&T.env.loop, 0));
   stop();
 }
 
@@ -320,45 +303,45 @@ static void topics(void **state) {
   start();
   hcli a, b;
   towner *wa = attach(&a, "ws"), *wb = attach(&b, "sse");
-  assert_int_equal(hub_topic_add(T.hub, "tasks"), 0);
-  assert_int_equal(hub_topic_add(T.hub, "news"), 1);
-  for (int i = 2; i < HUB_MAX_TOPICS; i++) assert_int_equal(hub_topic_add(T.hub, "more"), i);
-  assert_int_equal(hub_topic_add(T.hub, "one too many"), -ENOSPC);
-  assert_int_equal(hub_set_topic(T.hub, &wa->hc, "nope", true), -ENOENT);
-  assert_false(hub_topic_listened(T.hub, 0));
-  assert_int_equal(hub_set_topic(T.hub, &wa->hc, "tasks", true), 0);
-  assert_int_equal(hub_set_topic(T.hub, &wa->hc, "tasks", true), 0); /* twice is once */
-  assert_int_equal(hub_set_topic(T.hub, &wb->hc, "tasks", true), 0);
-  assert_true(hub_topic_listened(T.hub, 0));
-  assert_false(hub_topic_listened(T.hub, 1));
-  json_t *names = hub_client_topics(T.hub, &wa->hc);
+  assert_int_equal(hub_topic_add(T.env.hub, "tasks"), 0);
+  assert_int_equal(hub_topic_add(T.env.hub, "news"), 1);
+  for (int i = 2; i < HUB_MAX_TOPICS; i++) assert_int_equal(hub_topic_add(T.env.hub, "more"), i);
+  assert_int_equal(hub_topic_add(T.env.hub, "one too many"), -ENOSPC);
+  assert_int_equal(hub_set_topic(T.env.hub, &wa->hc, "nope", true), -ENOENT);
+  assert_false(hub_topic_listened(T.env.hub, 0));
+  assert_int_equal(hub_set_topic(T.env.hub, &wa->hc, "tasks", true), 0);
+  assert_int_equal(hub_set_topic(T.env.hub, &wa->hc, "tasks", true), 0); /* twice is once */
+  assert_int_equal(hub_set_topic(T.env.hub, &wb->hc, "tasks", true), 0);
+  assert_true(hub_topic_listened(T.env.hub, 0));
+  assert_false(hub_topic_listened(T.env.hub, 1));
+  json_t *names = hub_client_topics(T.env.hub, &wa->hc);
   assert_int_equal(json_array_size(names), 1);
   assert_string_equal(json_string_value(json_array_get(names, 0)), "tasks");
   json_decref(names);
   const char *ev = "{\"type\":\"task\",\"id\":\"t1\"}";
-  hub_topic_publish(T.hub, 0, ev, strlen(ev));
-  hub_topic_publish(T.hub, 1, "{\"type\":\"news\"}", 15);
+  hub_topic_publish(T.env.hub, 0, ev, strlen(ev));
+  hub_topic_publish(T.env.hub, 1, "{\"type\":\"news\"}", 15);
   sfx_ws ws;
   sfx_ws_init(&ws, &a);
-  assert_true(sfx_ws_wait(&T.loop, &ws, 1));
+  assert_true(sfx_ws_wait(&T.env.loop, &ws, 1));
   assert_string_equal(ws.msgs[0], ev);
-  assert_true(hcli_quiet(&T.loop, &b, 10));
+  assert_true(hcli_quiet(&T.env.loop, &b, 10));
   assert_null(strstr(b.buf, "task")); /* topics are for WebSocket clients */
-  assert_int_equal(hub_set_topic(T.hub, &wa->hc, "tasks", false), 0);
-  assert_int_equal(hub_set_topic(T.hub, &wb->hc, "tasks", false), 0);
-  assert_false(hub_topic_listened(T.hub, 0));
-  hub_topic_publish(T.hub, 0, ev, strlen(ev));
-  assert_true(hcli_quiet(&T.loop, &a, 10));
+  assert_int_equal(hub_set_topic(T.env.hub, &wa->hc, "tasks", false), 0);
+  assert_int_equal(hub_set_topic(T.env.hub, &wb->hc, "tasks", false), 0);
+  assert_false(hub_topic_listened(T.env.hub, 0));
+  hub_topic_publish(T.env.hub, 0, ev, strlen(ev));
+  assert_true(hcli_quiet(&T.env.loop, &a, 10));
   sfx_ws_pump(&ws);
   assert_int_equal(ws.nmsgs, 1);
   /* a client that leaves while listening no longer counts */
-  assert_int_equal(hub_set_topic(T.hub, &wa->hc, "news", true), 0);
+  assert_int_equal(hub_set_topic(T.env.hub, &wa->hc, "news", true), 0);
   hcli_close(&a);
-  assert_true(hfx_wait_open(&T.loop, 1));
-  assert_false(hub_topic_listened(T.hub, 1));
+  assert_true(hfx_wait_open(&T.env.loop, 1));
+  assert_false(hub_topic_listened(T.env.hub, 1));
   sfx_ws_free(&ws);
   hcli_close(&b);
-  assert_true(hfx_wait_open(&T.loop, 0));
+  assert_true(hfx_wait_open(&T.env.loop, 0));
   stop();
 }
 
@@ -381,14 +364,14 @@ static void soft_limit_conflates(void **state) {
   towner *wa = attach(&a, "ws");
   sub(wa, "AAPL");
   /* all in one loop iteration: nothing is written in between */
-  for (uint64_t s = 1; s <= 10; s++) sfx_publish(T.hub, T.store, "AAPL", s, 100 + (double)s);
+  for (uint64_t s = 1; s <= 10; s++) sfx_publish(T.env.hub, T.env.store, "AAPL", s, 100 + (double)s);
   sfx_ws ws;
   sfx_ws_init(&ws, &a);
   hfx_want last = {&a, 0, "\"seq\":10,"};
-  assert_true(rfx_run_until(&T.loop, hfx_has_bytes, &last, HFX_WAIT_MS));
+  assert_true(rfx_run_until(&T.env.loop, hfx_has_bytes, &last, HFX_WAIT_MS));
   sfx_ws_pump(&ws);
   hub_stats st;
-  hub_get_stats(T.hub, &st);
+  hub_get_stats(T.env.hub, &st);
   assert_true(ws.nmsgs < 10);
   assert_int_equal(st.conflated, 10 - (uint64_t)ws.nmsgs);
   assert_int_equal(st.deliveries, 10);
@@ -404,13 +387,13 @@ static void soft_limit_conflates(void **state) {
   assert_int_equal(st.slow_closes, 0);
   sfx_ws_free(&ws);
   hcli_close(&a);
-  assert_true(hfx_wait_open(&T.loop, 0));
+  assert_true(hfx_wait_open(&T.env.loop, 0));
   stop();
 }
 
 static void publish_round(int round) {
   const char *syms[] = {"AAPL", "MSFT", "IBM", "TSLA"};
-  for (int i = 0; i < 4; i++) sfx_publish(T.hub, T.store, syms[i], (uint64_t)round, 100);
+  for (int i = 0; i < 4; i++) sfx_publish(T.env.hub, T.env.store, syms[i], (uint64_t)round, 100);
 }
 
 /* Over the soft limit for longer than client_soft_ms without catching up:
@@ -427,24 +410,24 @@ static void soft_limit_too_long(void **state) {
   sfx_ws ws;
   sfx_ws_init(&ws, &a);
   publish_round(1); /* distinct symbols: nothing to conflate, over the soft limit */
-  assert_true(sfx_ws_wait(&T.loop, &ws, 4));
+  assert_true(sfx_ws_wait(&T.env.loop, &ws, 4));
   assert_int_equal(wa->drains, 1);
   rfx_sleep_ms(40);
-  uv_update_time(&T.loop);
+  uv_update_time(&T.env.loop);
   publish_round(2); /* caught up in between: a new period starts */
-  assert_true(sfx_ws_wait(&T.loop, &ws, 8));
+  assert_true(sfx_ws_wait(&T.env.loop, &ws, 8));
   hub_stats st;
-  hub_get_stats(T.hub, &st);
+  hub_get_stats(T.env.hub, &st);
   assert_int_equal(st.slow_closes, 0);
 
   publish_round(3);
   rfx_sleep_ms(40);
-  uv_update_time(&T.loop); /* the loop never ran: the queue is as it was */
+  uv_update_time(&T.env.loop); /* the loop never ran: the queue is as it was */
   publish_round(4);
   assert_int_equal(wa->hub_close_code, WS_CLOSE_POLICY);
-  hub_get_stats(T.hub, &st);
+  hub_get_stats(T.env.hub, &st);
   assert_int_equal(st.slow_closes, 1);
-  assert_true(hcli_wait_eof(&T.loop, &a));
+  assert_true(hcli_wait_eof(&T.env.loop, &a));
   sfx_ws_free(&ws);
   hcli_close(&a);
   stop();
@@ -464,14 +447,14 @@ static void hard_limit(void **state) {
   assert_int_equal(wa->hub_close_code, WS_CLOSE_POLICY);
   assert_int_equal(wb->hub_close_code, 0);
   hub_stats st;
-  hub_get_stats(T.hub, &st);
+  hub_get_stats(T.env.hub, &st);
   assert_int_equal(st.slow_closes, 1);
   assert_int_equal(st.clients, 1);
-  assert_true(hcli_wait_eof(&T.loop, &a));
-  assert_true(hcli_wait_bytes(&T.loop, &b, "event: quote"));
+  assert_true(hcli_wait_eof(&T.env.loop, &a));
+  assert_true(hcli_wait_bytes(&T.env.loop, &b, "event: quote"));
   hcli_close(&a);
   hcli_close(&b);
-  assert_true(hfx_wait_open(&T.loop, 0));
+  assert_true(hfx_wait_open(&T.env.loop, 0));
   stop();
 }
 
