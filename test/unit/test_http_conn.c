@@ -71,9 +71,11 @@ static void h_stream(td_request *req) {
   send_tagged(req->conn, "B1 ", 2);
   send_tagged(req->conn, "A2 ", 1);
   send_tagged(req->conn, "C ", 0);
+  send_tagged(req->conn, "D1 ", 3);
   send_tagged(req->conn, "A3 ", 1);
+  send_tagged(req->conn, "D2 ", 3);
   send_tagged(req->conn, "B2 ", 2);
-  T.conflated = conn_conflate(req->conn);
+  T.conflated = conn_conflate(req->conn, 2); /* tag 3 is past max_tag: left alone */
 }
 
 static const td_route routes[] = {
@@ -260,7 +262,8 @@ static void take_over(void **state) {
 }
 
 /* Among queued messages, a later one with the same tag replaces an earlier
- * one; untagged messages and the order of the survivors stay. */
+ * one; untagged messages, tags past max_tag and the order of the survivors
+ * stay. */
 static void conflate_by_tag(void **state) {
   start(5000, 5000);
   hcli c;
@@ -270,7 +273,7 @@ static void conflate_by_tag(void **state) {
   assert_int_equal(T.conflated, 3); /* A1, A2, B1 */
   const char *body = strstr(c.buf, "\r\n\r\n");
   assert_non_null(body);
-  assert_string_equal(body + 4, "C A3 B2 ");
+  assert_string_equal(body + 4, "C D1 A3 D2 B2 ");
   assert_true(strncmp(c.buf, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n", 50) == 0);
   hcli_close(&c);
   assert_true(rfx_run_until(&T.loop, owner_closed, &T.owner, HFX_WAIT_MS));
