@@ -56,6 +56,15 @@ static void h_upgrade(td_request *req) {
   http_respond_stream(req, 101, NULL, "Upgrade: test\r\nConnection: Upgrade\r\n", &own_ops, &T.owner);
 }
 
+/* The same by hand, as the header of conn_take_over describes: the caller
+ * writes its own head, then takes the connection. */
+static void h_raw(td_request *req) {
+  static const char head[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n";
+  T.owner.conn = req->conn;
+  assert_int_equal(conn_send_copy(req->conn, head, sizeof(head) - 1), 0);
+  conn_take_over(req->conn, &own_ops, &T.owner);
+}
+
 static void send_tagged(td_conn *c, const char *text, uint32_t tag) {
   td_buf *b = buf_from(text, strlen(text));
   assert_int_equal(conn_send(c, b, tag), 0);
@@ -83,6 +92,7 @@ static const td_route routes[] = {
     {ROUTE_POST, "/echo", h_echo, "echo"},
     {ROUTE_GET, "/defer", hfx_h_defer, "defer"},
     {ROUTE_GET, "/upgrade", h_upgrade, "upgrade"},
+    {ROUTE_GET, "/raw", h_raw, "raw"},
     {ROUTE_GET, "/stream", h_stream, "stream"},
 };
 
@@ -237,11 +247,13 @@ static bool owner_closed(void *a) { return ((owner_t *)a)->closes > 0; }
 /* After the 101 the connection's bytes go to the owner: those that came in
  * the same packet as the request first, then later ones; what the owner
  * sends goes out; the peer's close reaches the owner once. */
-static void take_over(void **state) {
+static void take_over_by(const char *request) {
   start(5000, 5000);
   hcli c;
   assert_int_equal(hcli_open(&c, server_port(T.s)), 0);
-  hcli_send(&c, GET("/upgrade") "early;");
+  char first[128];
+  snprintf(first, sizeof(first), "%searly;", request);
+  hcli_send(&c, first);
   owner_want w = {&T.owner, 6};
   assert_true(rfx_run_until(&T.loop, owner_has, &w, HFX_WAIT_MS));
   assert_true(hcli_wait_bytes(&T.loop, &c, "ack;"));
@@ -259,6 +271,11 @@ static void take_over(void **state) {
   assert_string_equal(T.owner.reason, "peer closed");
   assert_null(T.owner.conn);
   stop();
+}
+
+static void take_over(void **state) {
+  take_over_by(GET("/upgrade")); /* http_respond_stream */
+  take_over_by(GET("/raw"));     /* conn_send + conn_take_over */
 }
 
 /* Among queued messages, a later one with the same tag replaces an earlier
