@@ -81,6 +81,11 @@
 /* How often the latest quotes are written to the quotes:last hash. */
 #define TD_REDIS_LAST_FLUSH_MS        100
 #define TD_CHANNEL_PREFIX_MAX         64
+/* The upstream lease (redis/lease.h): a dead holder is replaced within the
+ * TTL; a holder renews five times per TTL so that one or two lost renews
+ * cost nothing. */
+#define TD_DEFAULT_LEASE_TTL_MS       5000
+#define TD_DEFAULT_LEASE_RENEW_MS     1000
 
 /* ---- Streaming ----------------------------------------------------------- */
 #define TD_DEFAULT_HISTORY_SIZE       1000

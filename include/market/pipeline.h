@@ -24,6 +24,8 @@ typedef struct {
   uint64_t received[SMSG_KIND_COUNT];   /* valid messages by kind */
   uint64_t queued;                      /* handed to the publisher */
   uint64_t refused;                     /* symbol table full */
+  uint64_t upstream;                    /* from the feed, published while holding the lease */
+  uint64_t fenced;                      /* from the feed, dropped: the lease was not ours */
   uint64_t batches, batches_rejected;   /* POST /quotes */
   smsg_stats stream;                    /* feeds: skipped items by reason */
 } pipeline_stats;
@@ -46,8 +48,14 @@ void pipeline_free(td_pipeline *p);
 int pipeline_feed(td_pipeline *p, const char *json, size_t len);
 /* POST /quotes (batch mode): all or nothing. 0, or -EINVAL with `err`. */
 int pipeline_batch(td_pipeline *p, const char *json, size_t len, pipeline_result *out, char err[SMSG_ERR_MAX]);
-/* Publishes one message that arrived parsed (the Alpaca client). */
+/* Publishes one upstream message that arrived parsed (the Alpaca client).
+ * Like pipeline_feed, only while the lease given to pipeline_set_lease is
+ * held (counted as fenced otherwise); POST /quotes is never fenced. */
 void pipeline_publish(td_pipeline *p, const smsg_msg *m);
+/* The upstream lease (redis/lease.h) checked for every feed message; NULL
+ * (the default): no check. It must outlive the pipeline or be unset. */
+struct td_lease;
+void pipeline_set_lease(td_pipeline *p, const struct td_lease *lease);
 void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out);
 struct qstore *pipeline_store(const td_pipeline *p);
 /* The publishing connections' counters added up; true when all are ready.

@@ -23,6 +23,7 @@ struct qstore;
 struct sim_feed;
 struct alpaca;
 struct arest;
+struct td_lease;
 
 typedef struct td_app {
   uv_loop_t *loop;
@@ -38,6 +39,8 @@ typedef struct td_app {
   struct sim_feed *sim;       /* --feed sim */
   struct alpaca *alpaca;      /* --feed alpaca */
   struct arest *rest;         /* latest-quote fallback, when Alpaca credentials are set */
+  struct td_lease *lease;     /* the upstream lease, with --feed sim or alpaca */
+  char instance_id[17];       /* random per process start (LEASE_ID_LEN hex digits) */
   uint64_t start_ms;          /* uv_now at start */
   bool shutting_down;
 } td_app;

@@ -12,6 +12,7 @@
 
 #include "base/td_limits.h"
 #include "base/version.h"
+#include "redis/lease.h"
 
 typedef enum { OPT_STR, OPT_INT, OPT_I64, OPT_U64, OPT_DOUBLE, OPT_BOOL, OPT_FEED, OPT_PHASES } opt_type;
 
@@ -63,6 +64,12 @@ static const opt_def options[] = {
   {"channel-prefix", "TICKERD_CHANNEL_PREFIX", OPT_STR, OFF(channel_prefix), 0, 0, "quotes",
    "quotes go to <prefix>:<SYMBOL>", 0},
   {"feed", "TICKERD_FEED", OPT_FEED, OFF(feed), 0, 0, "sim", "sim, none (POST /quotes only) or alpaca", 0},
+  {"lease-key", "TICKERD_LEASE_KEY", OPT_STR, OFF(lease_key), 0, 0, NULL,
+   "Redis key of the upstream lease (default tickerd:lease:<feed>)", 0},
+  {"lease-ttl-ms", "TICKERD_LEASE_TTL_MS", OPT_INT, OFF(lease_ttl_ms), LEASE_TTL_MIN_MS, LEASE_TTL_MAX_MS,
+   XSTR(TD_DEFAULT_LEASE_TTL_MS), "upstream lease TTL: a dead holder is replaced within it", 0},
+  {"lease-renew-ms", "TICKERD_LEASE_RENEW_MS", OPT_INT, OFF(lease_renew_ms), LEASE_RENEW_MIN_MS, LEASE_TTL_MAX_MS,
+   XSTR(TD_DEFAULT_LEASE_RENEW_MS), "how often the holder renews the lease (< 90% of the TTL)", 0},
   {"symbols", "TICKERD_SYMBOLS", OPT_STR, OFF(symbols), 0, 0, "AAPL,MSFT,GOOGL,AAL",
    "symbols of the feed, comma separated (alpaca: * for all)", 0},
   {"sim-rate", "TICKERD_SIM_RATE", OPT_DOUBLE, OFF(sim_rate), 0, 10000000, XSTR(TD_DEFAULT_SIM_RATE),
@@ -313,6 +320,13 @@ int cfg_load_env(td_config *cfg, int argc, char **argv, char *const *env) {
     fprintf(stderr, "tickerd: invalid value '%s' for --log-level: debug, info, warn or error\n", cfg->log_level);
     return -1;
   }
+  lease_options lo;
+  char key[LEASE_KEY_MAX + 1];
+  const char *bad = cfg_lease_opts(cfg, &lo, key, sizeof(key));
+  if (bad) {
+    fprintf(stderr, "tickerd: --lease-key/--lease-ttl-ms/--lease-renew-ms: %s\n", bad);
+    return -1;
+  }
   if (cfg->auth && !cfg->jwt_secret) {
     fprintf(stderr, "tickerd: --auth needs TICKERD_JWT_SECRET in the environment\n");
     return -1;
@@ -376,4 +390,12 @@ void cfg_hub_opts(const td_config *cfg, uv_loop_t *loop, const td_stream_access 
                        .ping_interval_ms = cfg->ping_interval_ms,
                        .stream_idle_ms = cfg->stream_idle_ms,
                        .access = access};
+}
+
+const char *cfg_lease_opts(const td_config *cfg, lease_options *out, char *key, size_t key_size) {
+  if (cfg->lease_key) snprintf(key, key_size, "%s", cfg->lease_key);
+  else snprintf(key, key_size, "tickerd:lease:%s", cfg_feed_name(cfg->feed));
+  *out = (lease_options){.key = key, .ttl_ms = (uint32_t)cfg->lease_ttl_ms, .renew_ms = (uint32_t)cfg->lease_renew_ms};
+  if (cfg->lease_key && strlen(cfg->lease_key) >= key_size) return "lease key too long";
+  return lease_check_options(out);
 }

@@ -6,6 +6,7 @@
 
 #include "http/server.h"
 #include "market/alpaca_rest.h"
+#include "redis/lease.h"
 #include "stream/hub.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -40,6 +41,9 @@ typedef struct td_config {
   char *redis_url;
   char *channel_prefix;      /* "quotes" -> quotes:AAPL */
   td_feed_kind feed;
+  char *lease_key;           /* NULL: tickerd:lease:<feed> */
+  int lease_ttl_ms;
+  int lease_renew_ms;
   char *symbols;             /* comma separated */
   double sim_rate;           /* quotes per second, all symbols together */
   char *ingest_token;        /* secret: never logged */
@@ -88,6 +92,9 @@ void cfg_alpaca_opts(const td_config *cfg, alpaca_opts *out);
 /* The server's options: the configured address, limits and timeouts, the
  * route table, and `user` for req->user. */
 void cfg_server_opts(const td_config *cfg, const td_route *routes, int n_routes, void *user, td_server_opts *out);
+/* The upstream lease's options; the key is written to key[0..key_size).
+ * NULL, or why they cannot work. */
+const char *cfg_lease_opts(const td_config *cfg, lease_options *out, char *key, size_t key_size);
 /* The stream layer's options, with the app's access control. */
 void cfg_hub_opts(const td_config *cfg, uv_loop_t *loop, const td_stream_access *access, td_hub_opts *out);
 

@@ -23,6 +23,7 @@
 #include "market/quote_store.h"
 #include "http/server.h"
 #include "market/subscriber.h"
+#include "redis/lease.h"
 #include "app/task.h"
 #include "base/td_limits.h"
 #include "base/version.h"
@@ -37,6 +38,7 @@ typedef struct {
   uv_timer_t expire_timer;
   int pending_closes;       /* publishers, subscriber, feed: each calls back once */
   int tasks_topic;          /* the hub's "tasks" topic */
+  bool alpaca_stopping;     /* a role change's alpaca_stop has not called back yet */
 } td_main;
 
 /* build/web next to the binary, so `make run` needs no flag. */
@@ -70,6 +72,9 @@ static void on_task_change(void *ud, const td_task *t) {
 static void on_sim_json(void *ud, const char *json, size_t len) { pipeline_feed(ud, json, len); }
 static void on_upstream_msg(void *ud, const smsg_msg *m) { pipeline_publish(ud, m); }
 
+/* Builds the feed without starting it: a bad configuration still stops
+ * the process at startup, while the feed itself runs only on the holder of
+ * the upstream lease (feed_run). */
 static int start_feed(td_main *m) {
   td_app *app = &m->app;
   td_config *cfg = app->cfg;
@@ -83,19 +88,80 @@ static int start_feed(td_main *m) {
       fprintf(stderr, "tickerd: --symbols/--sim-rate: %s\n", err ? err : "cannot start the simulated feed");
       return -1;
     }
-    sim_start(app->sim);
   } else if (cfg->feed == TD_FEED_ALPACA) {
     if (alpaca_new(app->loop, &aopts, on_upstream_msg, app->pipeline, &app->alpaca, &err) < 0) {
       fprintf(stderr, "tickerd: %s\n", err ? err : "cannot start the Alpaca feed");
       return -1;
     }
-    alpaca_start(app->alpaca);
   }
   /* the REST fallback of GET /quotes/{symbol} needs only the credentials */
   if (cfg->alpaca_key_id && cfg->alpaca_secret_key && arest_new(app->loop, &aopts, &app->rest, &err) < 0) {
     fprintf(stderr, "tickerd: --alpaca-rest-url: %s\n", err ? err : "invalid");
     return -1;
   }
+  return 0;
+}
+
+/* ---- the upstream lease: the feed runs on its holder only ---------------------- */
+
+static void feed_closed(td_main *m);
+static void feed_run(td_main *m, bool on);
+
+/* A role change stopped the Alpaca client (alpaca_stop frees it). */
+static void on_alpaca_role_stopped(void *data) {
+  td_main *m = data;
+  m->alpaca_stopping = false;
+  if (m->app.shutting_down) feed_closed(m);
+  else if (m->app.lease && lease_held(m->app.lease)) feed_run(m, true);
+}
+
+static void feed_run(td_main *m, bool on) {
+  td_app *app = &m->app;
+  if (app->shutting_down) return;
+  if (app->cfg->feed == TD_FEED_SIM) {
+    if (on) sim_start(app->sim);
+    else sim_stop(app->sim);
+    return;
+  }
+  if (app->cfg->feed != TD_FEED_ALPACA) return;
+  if (!on) {
+    /* a clean close: Alpaca frees the key's one session slot at once, for
+     * the instance that takes over */
+    if (!app->alpaca) return;
+    m->alpaca_stopping = true;
+    alpaca_stop(app->alpaca, on_alpaca_role_stopped, m);
+    app->alpaca = NULL;
+    return;
+  }
+  if (m->alpaca_stopping) return; /* on_alpaca_role_stopped starts it again */
+  if (!app->alpaca) {
+    alpaca_opts aopts;
+    cfg_alpaca_opts(app->cfg, &aopts);
+    const char *err = NULL;
+    if (alpaca_new(app->loop, &aopts, on_upstream_msg, app->pipeline, &app->alpaca, &err) < 0) {
+      td_logline *l = log_begin(TD_LOG_ERROR, "alpaca_start_failed");
+      if (l) { log_str(l, "error", err ? err : "?"); log_end(l); }
+      return;
+    }
+  }
+  alpaca_start(app->alpaca);
+}
+
+static void on_lease_role(td_lease *l, bool holder, void *ud) { feed_run(ud, holder); }
+
+static int start_lease(td_main *m) {
+  td_app *app = &m->app;
+  if (app->cfg->feed == TD_FEED_NONE) return 0; /* POST /quotes needs no lease */
+  lease_options lo;
+  char key[LEASE_KEY_MAX + 1];
+  const char *err = cfg_lease_opts(app->cfg, &lo, key, sizeof(key));
+  if (!err) app->lease = lease_new(app->loop, app->cfg->redis_url, app->instance_id, &lo, on_lease_role, m, &err);
+  if (!app->lease) {
+    fprintf(stderr, "tickerd: upstream lease: %s\n", err ? err : "cannot create");
+    return -1;
+  }
+  pipeline_set_lease(app->pipeline, app->lease);
+  lease_start(app->lease);
   return 0;
 }
 
@@ -112,23 +178,37 @@ static void closed_one(void *data) {
   log_close();
 }
 
-/* The feed calls back with its own user data (the pipeline). */
-static td_main *running;
-static void on_sim_closed(void *pipeline) { closed_one(running); }
-static void on_alpaca_stopped(void *data) {
-  td_main *m = data;
-  m->app.alpaca = NULL;
+/* The feed is stopped: now the lease may go (released, so that another
+ * instance takes over at once rather than after the TTL). */
+static void feed_closed(td_main *m) {
+  td_app *app = &m->app;
+  if (app->lease) {
+    pipeline_set_lease(app->pipeline, NULL);
+    lease_close(app->lease, closed_one, m);
+    app->lease = NULL;
+  }
   closed_one(m);
 }
 
-/* Connections are drained: now the feed, then Redis. */
+/* The feed calls back with its own user data (the pipeline). */
+static td_main *running;
+static void on_sim_closed(void *pipeline) { feed_closed(running); }
+static void on_alpaca_stopped(void *data) {
+  td_main *m = data;
+  m->app.alpaca = NULL;
+  feed_closed(m);
+}
+
+/* Connections are drained: now the feed, then the lease, then Redis. */
 static void on_drained(void *data) {
   td_main *m = data;
   td_app *app = &m->app;
-  m->pending_closes = 2 + TD_REDIS_PUBLISH_CONNS; /* feed, subscriber, publishers */
+  /* feed, subscriber, publishers, and the lease if any */
+  m->pending_closes = 2 + TD_REDIS_PUBLISH_CONNS + (app->lease ? 1 : 0);
   if (app->sim) sim_close(app->sim, on_sim_closed), app->sim = NULL;
   else if (app->alpaca) alpaca_stop(app->alpaca, on_alpaca_stopped, m);
-  else m->pending_closes--;
+  else if (!m->alpaca_stopping) feed_closed(m);
+  /* else on_alpaca_role_stopped calls feed_closed */
   if (app->rest) {
     arest_free(app->rest);
     app->rest = NULL;
@@ -215,7 +295,7 @@ static int start(td_main *m) {
     if (l) { log_str(l, "host", cfg->host); log_int(l, "port", cfg->port); log_str(l, "error", uv_strerror(rc)); log_end(l); }
     return -1;
   }
-  if (start_feed(m) != 0) return -1;
+  if (start_feed(m) != 0 || start_lease(m) != 0) return -1;
   uv_signal_init(app->loop, &m->sigint);
   uv_signal_init(app->loop, &m->sigterm);
   m->sigint.data = m->sigterm.data = m;
@@ -231,6 +311,7 @@ static int start(td_main *m) {
     log_int(l, "port", server_port(app->server));
     log_str(l, "feed", cfg_feed_name(cfg->feed));
     log_str(l, "epoch", qstore_epoch_hex(app->store));
+    log_str(l, "instance", app->instance_id);
     log_int(l, "pid", getpid());
     log_end(l);
   }
@@ -265,6 +346,7 @@ int main(int argc, char **argv) {
   m.app.loop = uv_default_loop();
   m.app.cfg = &cfg;
   m.app.start_ms = uv_now(m.app.loop);
+  lease_make_id(m.app.instance_id);
   log_attach(m.app.loop);
   if (start(&m) != 0) {
     /* a configuration the modules refused: exit without running the loop */

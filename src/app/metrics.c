@@ -18,6 +18,7 @@
 #include "http/server.h"
 #include "status.h"
 #include "market/subscriber.h"
+#include "redis/lease.h"
 #include "app/task.h"
 #include "stream/ws_session.h"
 
@@ -143,6 +144,29 @@ static void upstream_metrics(out_t *o, td_app *app) {
   one(o, "tickerd_upstream_slow_client_total", "counter", "Alpaca 407 slow-client warnings", (double)a.slow_client);
 }
 
+static void lease_metrics(out_t *o, td_app *app) {
+  pipeline_stats p;
+  pipeline_get_stats(app->pipeline, &p);
+  head(o, "tickerd_instance_info", "gauge", "this process's random instance id and its lease role");
+  emit(o, "tickerd_instance_info{instance_id=\"%s\",role=\"%s\"} 1\n", app->instance_id, status_role(app));
+  one(o, "tickerd_upstream_published_total", "counter", "feed messages published while holding the lease",
+      (double)p.upstream);
+  one(o, "tickerd_upstream_fenced_total", "counter", "feed messages dropped: the lease was not held", (double)p.fenced);
+  if (!app->lease) return;
+  lease_stats st;
+  lease_get_stats(app->lease, &st);
+  one(o, "tickerd_lease_holder", "gauge", "1 while this instance holds the upstream lease", st.holder);
+  head(o, "tickerd_lease_holder_info", "gauge", "the lease holder last seen");
+  emit(o, "tickerd_lease_holder_info{holder=\"%s\"} 1\n", st.holder_id);
+  one(o, "tickerd_lease_acquired_total", "counter", "times this instance became the lease holder", (double)st.acquired);
+  one(o, "tickerd_lease_takeovers_total", "counter", "acquisitions after another instance had held the lease",
+      (double)st.takeovers);
+  one(o, "tickerd_lease_lost_total", "counter", "times this instance stopped holding the lease (release excluded)",
+      (double)st.lost);
+  one(o, "tickerd_lease_renew_failures_total", "counter", "lease renewals that got no usable answer",
+      (double)st.renew_failures);
+}
+
 static void stream_metrics(out_t *o, td_app *app) {
   hub_stats h;
   hub_get_stats(app->hub, &h);
@@ -180,6 +204,7 @@ void api_metrics(td_request *req) {
   task_metrics(&o, app);
   quote_metrics(&o, app);
   upstream_metrics(&o, app);
+  lease_metrics(&o, app);
   stream_metrics(&o, app);
   one(&o, "tickerd_resident_memory_bytes", "gauge", "resident set size", (double)status_rss_bytes());
   one(&o, "tickerd_uptime_seconds", "gauge", "seconds since start", (double)(uv_now(app->loop) - app->start_ms) / 1000.0);

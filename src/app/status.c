@@ -18,6 +18,7 @@
 #include "market/quote_store.h"
 #include "http/server.h"
 #include "market/subscriber.h"
+#include "redis/lease.h"
 #include "app/task.h"
 #include "base/version.h"
 #include "stream/ws_session.h"
@@ -133,6 +134,8 @@ static void quotes_section(jsonw *w, td_app *app) {
   nonzero_counts(w, "received", p.received, SMSG_KIND_COUNT, kind_name);
   JW_U64(w, "queued", p.queued);
   JW_U64(w, "refused_symbols", p.refused);
+  JW_U64(w, "upstream", p.upstream);
+  JW_U64(w, "fenced", p.fenced);
   JW_U64(w, "batches", p.batches);
   JW_U64(w, "batches_rejected", p.batches_rejected);
   nonzero_counts(w, "skipped", p.stream.skipped, SMSG_SKIP_COUNT, skip_name);
@@ -191,6 +194,39 @@ static void upstream_section(jsonw *w, td_app *app) {
   jw_end(w);
 }
 
+const char *status_role(const td_app *app) {
+  if (!app->lease) return "none";
+  return lease_held(app->lease) ? "holder" : "standby";
+}
+
+/* The upstream lease: who holds it, and how this instance got or lost it. */
+static void lease_section(jsonw *w, td_app *app) {
+  if (!app->lease) {
+    jw_null(w, "lease");
+    return;
+  }
+  lease_stats st;
+  lease_get_stats(app->lease, &st);
+  lease_options lo;
+  char key[LEASE_KEY_MAX + 1];
+  cfg_lease_opts(app->cfg, &lo, key, sizeof(key));
+  JW_OBJECT(w, "lease");
+  JW_STR(w, "key", key);
+  JW_STR(w, "role", status_role(app));
+  JW_STR(w, "state", lease_state_name(st.state));
+  JW_STR(w, "holder", st.holder_id);
+  JW_I64(w, "holder_ttl_ms", st.holder_pttl_ms);
+  JW_U64(w, "ttl_ms", lo.ttl_ms);
+  JW_U64(w, "renew_ms", lo.renew_ms);
+  JW_U64(w, "rounds", st.rounds);
+  JW_U64(w, "acquired", st.acquired);
+  JW_U64(w, "takeovers", st.takeovers);
+  JW_U64(w, "lost", st.lost);
+  JW_U64(w, "renew_failures", st.renew_failures);
+  JW_U64(w, "expired_unrenewed", st.expired_unrenewed);
+  jw_end(w);
+}
+
 static void streaming_section(jsonw *w, td_app *app) {
   hub_stats h;
   hub_get_stats(app->hub, &h);
@@ -228,6 +264,9 @@ void status_write(td_app *app, jsonw *w) {
   JW_U64(w, "pooled", buf_pooled_count());
   jw_end(w);
   JW_STR(w, "feed", cfg_feed_name(app->cfg->feed));
+  JW_STR(w, "instance_id", app->instance_id);
+  JW_STR(w, "role", status_role(app));
+  lease_section(w, app);
   http_section(w);
   tasks_section(w, app);
   redis_section(w, app);
@@ -257,7 +296,8 @@ bool status_ready(td_app *app, const char **why) {
     *why = "redis subscriber not connected";
     return false;
   }
-  if (app->alpaca) {
+  /* a standby's feed is meant to be idle: it still serves */
+  if (app->alpaca && (!app->lease || lease_held(app->lease))) {
     alpaca_stats a;
     alpaca_get_stats(app->alpaca, ALPACA_STREAM_DATA, &a);
     if (a.state != ALPACA_STREAMING) {

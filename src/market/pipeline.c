@@ -11,6 +11,7 @@
 #include "market/publisher.h"
 #include "market/quote_store.h"
 #include "base/td_limits.h"
+#include "redis/lease.h"
 
 /* "<prefix or kind>:<SYMBOL>" */
 #define PIPE_CHANNEL_MAX (TD_CHANNEL_PREFIX_MAX + 1 + TD_SYMBOL_MAX + 1)
@@ -24,6 +25,7 @@ struct td_pipeline {
   size_t last_hash_len;
   pipeline_stats stats;
   pipeline_result *batch;                      /* while a batch is delivered */
+  const td_lease *lease;                       /* NULL: upstream messages always pass */
 };
 
 td_pipeline *pipeline_new(uv_loop_t *loop, td_publisher *const *pub, const char *channel_prefix, qstore *store) {
@@ -46,7 +48,9 @@ static unsigned channel_shard(const char *channel, size_t n) {
   return fnv1a(channel, n) % TD_REDIS_PUBLISH_CONNS;
 }
 
-void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
+void pipeline_set_lease(td_pipeline *p, const td_lease *lease) { p->lease = lease; }
+
+static void publish_msg(td_pipeline *p, const smsg_msg *m) {
   uint64_t seq = qstore_next_seq(p->store, m->kind, m->symbol, m->symbol_len);
   if (seq == 0) {
     p->stats.refused++;
@@ -76,17 +80,31 @@ void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
   }
 }
 
-static void on_msg(void *ud, const smsg_msg *m) { pipeline_publish(ud, m); }
+/* The fence of the upstream's messages: only the lease holder publishes
+ * them, checked here, message by message, against the lease's deadline (a
+ * feed stopped on the role change may still hand over what it had; a
+ * process paused past its deadline resumes here). */
+void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
+  if (p->lease && !lease_held(p->lease)) {
+    p->stats.fenced++;
+    return;
+  }
+  p->stats.upstream++;
+  publish_msg(p, m);
+}
+
+static void on_feed_msg(void *ud, const smsg_msg *m) { pipeline_publish(ud, m); }
+static void on_batch_msg(void *ud, const smsg_msg *m) { publish_msg(ud, m); }
 
 int pipeline_feed(td_pipeline *p, const char *json, size_t len) {
-  return smsg_parse_stream(json, len, on_msg, NULL, p, &p->stats.stream);
+  return smsg_parse_stream(json, len, on_feed_msg, NULL, p, &p->stats.stream);
 }
 
 int pipeline_batch(td_pipeline *p, const char *json, size_t len, pipeline_result *out, char err[SMSG_ERR_MAX]) {
   memset(out, 0, sizeof(*out));
   p->stats.batches++;
   p->batch = out;
-  int rc = smsg_parse_batch(json, len, on_msg, p, err);
+  int rc = smsg_parse_batch(json, len, on_batch_msg, p, err);
   p->batch = NULL;
   if (rc < 0) {
     p->stats.batches_rejected++;
