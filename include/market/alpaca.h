@@ -34,10 +34,28 @@
  * together do not reconnect in step. A confirmed subscription resets it. */
 #define ALPACA_BACKOFF_MIN_MS 500
 #define ALPACA_BACKOFF_MAX_MS 30000
-/* After 402 (auth failed), 406 (connection limit) or 409 (insufficient
- * subscription) retrying soon cannot help and may get the key throttled. */
+/* After 402 (auth failed) or 409 (insufficient subscription) retrying
+ * soon cannot help and may get the key throttled. */
 #define ALPACA_BACKOFF_LONG_MS 60000
 #define ALPACA_BACKOFF_LONG_MAX_MS 600000
+/* 406 (connection limit exceeded): another session holds the key's one
+ * slot, which frees ~0.4 s after a clean close (and up to ~90 s after an
+ * unclean drop). Like Alpaca's Go SDK, the auth is sent again on the same
+ * socket after n x ALPACA_AUTH_RETRY_STEP_MS (n: the retry's number),
+ * capped at ALPACA_AUTH_RETRY_MAX_MS: never more than two tries a second,
+ * and data flows again within the cap of the slot freeing. Alpaca closes a
+ * refused socket ~10 s later; past ALPACA_AUTH_RETRY_MAX_TRIES on one
+ * socket (a server that keeps it open) we close it ourselves. Either way
+ * the reconnect then waits the short limit backoff, not the long one. */
+#define ALPACA_AUTH_RETRY_STEP_MS 500
+#define ALPACA_AUTH_RETRY_MAX_MS 2000
+#define ALPACA_AUTH_RETRY_MAX_TRIES 20
+#define ALPACA_BACKOFF_LIMIT_MS 500
+#define ALPACA_BACKOFF_LIMIT_MAX_MS 4000
+/* HTTP 429 on the upgrade: we reconnected too fast for Alpaca's limiter.
+ * Much slower than a plain failure, yet quicker than the long backoff. */
+#define ALPACA_BACKOFF_THROTTLED_MS 5000
+#define ALPACA_BACKOFF_THROTTLED_MAX_MS 120000
 /* The largest frame accepted from Alpaca. Its batches are a few KiB; 8 MiB
  * is far above any real one and still bounds memory. */
 #define ALPACA_MAX_MESSAGE (8 * 1024 * 1024)
@@ -77,6 +95,9 @@ typedef struct alpaca_stats {
   uint64_t protocol_errors;           /* frames the WebSocket layer refused */
   uint64_t bad_frames;                /* frames that were not JSON array/object */
   uint64_t backoff_ms;                /* the last reconnect delay chosen */
+  uint64_t limit_refusals;            /* 406 connection limit exceeded (also in errors) */
+  uint64_t auth_retries;              /* auths sent again on a socket after a 406 */
+  uint64_t throttled;                 /* HTTP 429 answers to the upgrade */
   int last_close_code;                /* WebSocket close code of the last disconnect */
   smsg_stats parse;                   /* stream_msg counters, skipped items by reason */
 } alpaca_stats;

@@ -40,6 +40,9 @@ typedef struct td_app {
   struct alpaca *alpaca;      /* --feed alpaca */
   struct arest *rest;         /* latest-quote fallback, when Alpaca credentials are set */
   struct td_lease *lease;     /* the upstream lease, with --feed sim or alpaca */
+  /* Alpaca's refusals counted by clients that a role change stopped (each
+   * holder period has its own client): /status adds the live client's. */
+  struct { uint64_t limit_refusals, auth_retries, throttled; } upstream_past;
   char instance_id[17];       /* random per process start (LEASE_ID_LEN hex digits) */
   uint64_t start_ms;          /* uv_now at start */
   bool shutting_down;

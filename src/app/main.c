@@ -128,6 +128,11 @@ static void feed_run(td_main *m, bool on) {
     /* a clean close: Alpaca frees the key's one session slot at once, for
      * the instance that takes over */
     if (!app->alpaca) return;
+    alpaca_stats st;
+    alpaca_get_stats(app->alpaca, ALPACA_STREAM_DATA, &st);
+    app->upstream_past.limit_refusals += st.limit_refusals;
+    app->upstream_past.auth_retries += st.auth_retries;
+    app->upstream_past.throttled += st.throttled;
     m->alpaca_stopping = true;
     alpaca_stop(app->alpaca, on_alpaca_role_stopped, m);
     app->alpaca = NULL;

@@ -142,6 +142,13 @@ static void upstream_metrics(out_t *o, td_app *app) {
   one(o, "tickerd_upstream_reconnects_total", "counter", "Alpaca stream reconnects", (double)a.reconnects);
   one(o, "tickerd_upstream_messages_total", "counter", "data messages from the Alpaca stream", (double)a.messages_total);
   one(o, "tickerd_upstream_slow_client_total", "counter", "Alpaca 407 slow-client warnings", (double)a.slow_client);
+  head(o, "tickerd_upstream_refused_total", "counter",
+       "Alpaca refusals: 406 connection limit exceeded (auth), 429 too many requests (upgrade)");
+  emit(o, "tickerd_upstream_refused_total{code=\"406\"} %llu\ntickerd_upstream_refused_total{code=\"429\"} %llu\n",
+       (unsigned long long)(a.limit_refusals + app->upstream_past.limit_refusals),
+       (unsigned long long)(a.throttled + app->upstream_past.throttled));
+  one(o, "tickerd_upstream_auth_retries_total", "counter", "auths sent again on the same socket after a 406",
+      (double)(a.auth_retries + app->upstream_past.auth_retries));
 }
 
 static void lease_metrics(out_t *o, td_app *app) {

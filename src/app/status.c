@@ -186,6 +186,11 @@ static void upstream_section(jsonw *w, td_app *app) {
     jw_double(w, "msgs_per_sec", a.msgs_per_sec);
     JW_I64(w, "last_message_ms", a.last_message_ms);
     JW_U64(w, "reconnects", a.reconnects);
+    bool data = id == ALPACA_STREAM_DATA; /* role changes stop only the client, both streams */
+    JW_U64(w, "limit_refusals", a.limit_refusals + (data ? app->upstream_past.limit_refusals : 0));
+    JW_U64(w, "auth_retries", a.auth_retries + (data ? app->upstream_past.auth_retries : 0));
+    JW_U64(w, "throttled", a.throttled + (data ? app->upstream_past.throttled : 0));
+    JW_U64(w, "backoff_ms", a.backoff_ms);
     JW_U64(w, "slow_client_warnings", a.slow_client);
     JW_U64(w, "protocol_errors", a.protocol_errors);
     JW_U64(w, "bad_frames", a.bad_frames);

@@ -20,6 +20,21 @@
 #include "upstream/ws_client.h"
 #include "base/rng.h"
 
+/* Reconnect paces, by the last failure's kind (see alpaca.h). */
+typedef enum {
+  BACKOFF_NORMAL,    /* network errors, timeouts, 401/404/500 */
+  BACKOFF_LONG,      /* 402, 409: retrying cannot help soon */
+  BACKOFF_LIMIT,     /* 406: the slot frees when the other session goes */
+  BACKOFF_THROTTLED  /* HTTP 429 on the upgrade */
+} alpaca_backoff;
+
+static const struct { uint64_t lo, hi; } backoff_pace[] = {
+    [BACKOFF_NORMAL] = {ALPACA_BACKOFF_MIN_MS, ALPACA_BACKOFF_MAX_MS},
+    [BACKOFF_LONG] = {ALPACA_BACKOFF_LONG_MS, ALPACA_BACKOFF_LONG_MAX_MS},
+    [BACKOFF_LIMIT] = {ALPACA_BACKOFF_LIMIT_MS, ALPACA_BACKOFF_LIMIT_MAX_MS},
+    [BACKOFF_THROTTLED] = {ALPACA_BACKOFF_THROTTLED_MS, ALPACA_BACKOFF_THROTTLED_MAX_MS},
+};
+
 typedef struct astream {
   struct alpaca *a;
   alpaca_stream_id id;
@@ -30,7 +45,9 @@ typedef struct astream {
   uv_timer_t timer;
   alpaca_state state;
   int attempt;        /* failed attempts since the last confirmed subscription */
-  bool long_backoff;  /* the last error asks for the long delay */
+  alpaca_backoff backoff; /* the pace the last failure asks for */
+  int auth_tries;     /* auths refused with 406 on this socket */
+  bool auth_retry_due; /* the timer resends the auth instead of timing out */
   int64_t frame_ms;   /* wall clock of the frame being parsed */
   uint64_t rate_t0;   /* msgs/s window: start (uv_now) and count then */
   uint64_t rate_n0;
@@ -93,9 +110,7 @@ const char *alpaca_error_name(int64_t code) {
 /* ---- backoff -------------------------------------------------------------- */
 
 static uint64_t backoff_delay(astream *s) {
-  uint64_t lo = s->long_backoff ? ALPACA_BACKOFF_LONG_MS : ALPACA_BACKOFF_MIN_MS;
-  uint64_t hi = s->long_backoff ? ALPACA_BACKOFF_LONG_MAX_MS : ALPACA_BACKOFF_MAX_MS;
-  return backoff_ms(lo, hi, (unsigned)s->attempt, &s->a->rng);
+  return backoff_ms(backoff_pace[s->backoff].lo, backoff_pace[s->backoff].hi, (unsigned)s->attempt, &s->a->rng);
 }
 
 static void on_timer(uv_timer_t *t);
@@ -115,9 +130,10 @@ static void schedule_reconnect(astream *s) {
   }
 }
 
-/* Ends the connection; its on_close schedules the reconnect. */
-static void drop_connection(astream *s, bool long_backoff, const char *why) {
-  if (long_backoff) s->long_backoff = true;
+/* Ends the connection; its on_close schedules the reconnect at the pace
+ * `backoff` asks for (a slower pace already chosen stays). */
+static void drop_connection(astream *s, alpaca_backoff backoff, const char *why) {
+  if (backoff != BACKOFF_NORMAL) s->backoff = backoff;
   wsc_close(&s->ws, WS_CLOSE_NORMAL, why);
 }
 
@@ -163,7 +179,7 @@ static void on_subscription(astream *s, const smsg_control *c) {
   bool first = s->state != ALPACA_STREAMING;
   s->state = ALPACA_STREAMING;
   s->attempt = 0;
-  s->long_backoff = false;
+  s->backoff = BACKOFF_NORMAL;
   if (first) s->st.sessions++;
   uv_timer_stop(&s->timer); /* the setup deadline */
   td_logline *l = log_begin(TD_LOG_INFO, "alpaca_subscribed");
@@ -176,6 +192,20 @@ static void on_subscription(astream *s, const smsg_control *c) {
     }
     log_end(l);
   }
+}
+
+/* 406: another session holds the slot. Send the auth again on this socket
+ * after a short, growing pause (see ALPACA_AUTH_RETRY_STEP_MS). */
+static void retry_auth_later(astream *s) {
+  s->backoff = BACKOFF_LIMIT; /* if the socket goes, reconnect at the short pace */
+  if (s->state != ALPACA_AUTHENTICATING || ++s->auth_tries > ALPACA_AUTH_RETRY_MAX_TRIES) {
+    drop_connection(s, BACKOFF_LIMIT, "connection limit exceeded");
+    return;
+  }
+  uint64_t delay = (uint64_t)s->auth_tries * ALPACA_AUTH_RETRY_STEP_MS;
+  if (delay > ALPACA_AUTH_RETRY_MAX_MS) delay = ALPACA_AUTH_RETRY_MAX_MS;
+  s->auth_retry_due = true;
+  uv_timer_start(&s->timer, on_timer, delay, 0); /* replaces the setup deadline until then */
 }
 
 static void on_error(astream *s, int64_t code, const char *msg) {
@@ -196,13 +226,16 @@ static void on_error(astream *s, int64_t code, const char *msg) {
   case 407: /* slow client: counted; Alpaca drops the connection if it persists */
   case 400: /* invalid syntax: our message was wrong; the connection is still usable */
     break;
-  case 402: /* auth failed */
   case 406: /* connection limit exceeded */
+    s->st.limit_refusals++;
+    retry_auth_later(s);
+    break;
+  case 402: /* auth failed */
   case 409: /* insufficient subscription */
-    drop_connection(s, true, alpaca_error_name(code));
+    drop_connection(s, BACKOFF_LONG, alpaca_error_name(code));
     break;
   default: /* 401, 404, 500, unknown: start over */
-    drop_connection(s, false, alpaca_error_name(code));
+    drop_connection(s, BACKOFF_NORMAL, alpaca_error_name(code));
     break;
   }
 }
@@ -289,6 +322,18 @@ static void ws_on_close(wsc *w, int code, const char *reason) {
     maybe_stopped(s->a);
     return;
   }
+  s->auth_retry_due = false;
+  if (w->head.status == 429) {
+    s->st.throttled++;
+    s->backoff = BACKOFF_THROTTLED;
+    l = log_begin(TD_LOG_WARN, "alpaca_throttled");
+    if (l) {
+      log_str(l, "stream", s->name);
+      log_int(l, "status", 429);
+      log_int(l, "count", (int64_t)s->st.throttled);
+      log_end(l);
+    }
+  }
   schedule_reconnect(s);
 }
 
@@ -302,19 +347,28 @@ static void on_timer(uv_timer_t *t) {
     stream_connect(s);
     return;
   }
+  if (s->auth_retry_due && s->state == ALPACA_AUTHENTICATING) {
+    s->auth_retry_due = false;
+    s->st.auth_retries++;
+    send_text(s, s->a->auth, "auth");
+    uv_timer_start(&s->timer, on_timer, ALPACA_SETUP_TIMEOUT_MS, 0);
+    return;
+  }
   td_logline *l = log_begin(TD_LOG_WARN, "alpaca_setup_timeout");
   if (l) {
     log_str(l, "stream", s->name);
     log_str(l, "state", alpaca_state_name(s->state));
     log_end(l);
   }
-  drop_connection(s, false, "setup timeout");
+  drop_connection(s, BACKOFF_NORMAL, "setup timeout");
 }
 
 static void stream_connect(astream *s) {
   s->st.connects++;
   if (s->st.connects > 1) s->st.reconnects++;
   s->state = ALPACA_CONNECTING;
+  s->auth_tries = 0;
+  s->auth_retry_due = false;
   td_logline *l = log_begin(TD_LOG_INFO, "alpaca_connecting");
   if (l) {
     log_str(l, "stream", s->name);

@@ -23,6 +23,16 @@ Modes (--mode) say what happens after a connection subscribed:
 With --bad-once the fault (oversize, invalid, drop, badauth) happens on the
 first connection only; later connections behave as `happy`.
 
+Alpaca's connection rule (--one-session): one authenticated session per key
+at a time. Another auth with the right credentials meanwhile is answered
+with error 406 "connection limit exceeded"; the refused socket stays open
+(more auths may be sent on it, each refused while the slot is taken) and is
+closed by the server --refused-close-ms after its first 406. The slot frees
+--slot-free-ms after the session's connection closed with a WebSocket close,
+--slot-hold-ms after one that just vanished (Alpaca keeps a half-dead
+session's slot for up to ~90 s). --throttle-first N
+answers the first N WebSocket upgrades with HTTP 429.
+
 REST (--rest): GET /v2/stocks/{SYMBOL}/quotes/latest with the same
 credentials in APCA-API-KEY-ID / APCA-API-SECRET-KEY. Symbols:
 NOPE -> 404, EMPTY -> 200 with an all-zero quote, SLOW -> answered after
@@ -31,6 +41,7 @@ NOPE -> 404, EMPTY -> 200 with an all-zero quote, SLOW -> answered after
 """
 import argparse
 import asyncio
+import http
 import json
 import os
 import ssl
@@ -41,7 +52,10 @@ import time
 import websockets
 
 ARGS = None
-STATS = {"connections": 0, "rest": {}}
+STATS = {"connections": 0, "rest": {}, "upgrades": 0}
+# --one-session: the connection holding the key's one slot, and when a
+# slot released by a closed session becomes free again (monotonic seconds).
+SLOT = {"holder": None, "free_at": 0.0}
 
 
 def log(event, **kw):
@@ -118,6 +132,7 @@ async def handshake(ws, conn_no, bad):
     """connected -> auth -> subscribe. Returns the subscription, or None."""
     await send_json(ws, [{"T": "success", "msg": "connected"}])
     authed = False
+    refused_at = None
     while True:
         try:
             msg = json.loads(await ws.recv())
@@ -137,6 +152,16 @@ async def handshake(ws, conn_no, bad):
                 await send_json(ws, [{"T": "error", "code": 402, "msg": "auth failed"}])
                 await ws.close()
                 return None
+            if ARGS.one_session and (SLOT["holder"] is not None or time.monotonic() < SLOT["free_at"]):
+                log("limit", conn=conn_no, holder=SLOT["holder"])
+                await send_json(ws, [{"T": "error", "code": 406, "msg": "connection limit exceeded"}])
+                if refused_at is None:
+                    refused_at = time.monotonic()
+                    asyncio.get_running_loop().call_later(ARGS.refused_close_ms / 1000.0,
+                                                          lambda: asyncio.ensure_future(ws.close()))
+                continue
+            if ARGS.one_session:
+                SLOT["holder"] = conn_no
             authed = True
             await send_json(ws, [{"T": "success", "msg": "authenticated"}])
         elif action == "subscribe":
@@ -217,14 +242,32 @@ async def ws_handler(ws, path):
     bad = not ARGS.bad_once or conn_no == 1
     mode = ARGS.mode if bad else "happy"
     log("connect", conn=conn_no, path=path, mode=mode)
+    clean = True
     try:
         sub = await handshake(ws, conn_no, bad)
         if sub is not None:
             await run_mode(ws, mode, sub, conn_no)
     except websockets.ConnectionClosed as e:
         log("closed", conn=conn_no, code=e.code)
+        if e.code == 1006:
+            clean = False
     except asyncio.TimeoutError:
         log("timeout", conn=conn_no)
+    finally:
+        if SLOT["holder"] == conn_no:
+            SLOT["holder"] = None
+            hold_ms = ARGS.slot_free_ms if clean else ARGS.slot_hold_ms
+            SLOT["free_at"] = time.monotonic() + hold_ms / 1000.0
+            log("slot_released", conn=conn_no, clean=clean, free_in_ms=hold_ms)
+
+
+def process_request(path, headers):
+    """--throttle-first: refuse the first upgrades as Alpaca's limiter does."""
+    STATS["upgrades"] += 1
+    if STATS["upgrades"] <= ARGS.throttle_first:
+        log("throttled", upgrade=STATS["upgrades"])
+        return (http.HTTPStatus.TOO_MANY_REQUESTS, [("Content-Type", "text/plain")], b"too many requests\n")
+    return None
 
 
 # ---- REST ----------------------------------------------------------------
@@ -294,7 +337,7 @@ async def main():
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(ARGS.cert, ARGS.key)
     server = await websockets.serve(ws_handler, ARGS.host, ARGS.port, ssl=ctx, ping_interval=None,
-                                    max_size=1 << 20, compression=None)
+                                    max_size=1 << 20, compression=None, process_request=process_request)
     ws_port = server.sockets[0].getsockname()[1]
     rest_port = 0
     if ARGS.rest:
@@ -327,6 +370,14 @@ def parse_args():
                    choices=["happy", "badauth", "drop", "fragment", "ping", "oversize", "invalid", "flood",
                             "stall"])
     p.add_argument("--bad-once", action="store_true")
+    p.add_argument("--one-session", action="store_true", help="one authenticated session per key (406)")
+    p.add_argument("--refused-close-ms", type=int, default=10000,
+                   help="--one-session: a refused socket is closed this long after its first 406")
+    p.add_argument("--slot-free-ms", type=int, default=400,
+                   help="--one-session: the slot frees this long after its session closed")
+    p.add_argument("--slot-hold-ms", type=int, default=400,
+                   help="--one-session: the slot frees this long after its session vanished (no close frame)")
+    p.add_argument("--throttle-first", type=int, default=0, help="answer the first N upgrades with HTTP 429")
     p.add_argument("--exit-on-stdin-eof", action="store_true",
                    help="exit when stdin reaches EOF (the test that started us is gone)")
     p.add_argument("--batches", type=int, default=3, help="happy: batches to send, 0: forever")

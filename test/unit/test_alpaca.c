@@ -73,9 +73,16 @@ static void on_stopped(void *ud) { ((env *)ud)->stopped = true; }
 
 /* Stops the client, checks it freed itself, and that the log never held
  * the secret. Returns the log's text (caller frees). */
+static char *env_finish(env *e);
+
 static char *env_stop(env *e) {
   alpaca_stop(e->a, on_stopped, e);
   assert_true(run_until(&e->loop, &e->stopped, 10000));
+  return env_finish(e);
+}
+
+/* After the client stopped: the loop, the fake, the log's text. */
+static char *env_finish(env *e) {
   run_to_end(&e->loop);
   assert_int_equal(uv_loop_close(&e->loop), 0);
   fake_stop(&e->f);
@@ -362,20 +369,138 @@ static void test_backoff_growth(void **state) {
   s->a = &a;
   for (int i = 0; i < 200; i++) {
     s->attempt = i % 12;
-    s->long_backoff = false;
+    s->backoff = BACKOFF_NORMAL;
     uint64_t d = backoff_delay(s);
     uint64_t full = ALPACA_BACKOFF_MIN_MS;
     for (int k = 0; k < s->attempt && full < ALPACA_BACKOFF_MAX_MS; k++) full *= 2;
     if (full > ALPACA_BACKOFF_MAX_MS) full = ALPACA_BACKOFF_MAX_MS;
     assert_true(d >= full / 2 && d <= full);
-    s->long_backoff = true;
+    s->backoff = BACKOFF_LONG;
     d = backoff_delay(s);
     assert_true(d >= ALPACA_BACKOFF_LONG_MS / 2 && d <= ALPACA_BACKOFF_LONG_MAX_MS);
+    s->backoff = BACKOFF_LIMIT;
+    d = backoff_delay(s);
+    assert_true(d >= ALPACA_BACKOFF_LIMIT_MS / 2 && d <= ALPACA_BACKOFF_LIMIT_MAX_MS);
+    s->backoff = BACKOFF_THROTTLED;
+    d = backoff_delay(s);
+    assert_true(d >= ALPACA_BACKOFF_THROTTLED_MS / 2 && d <= ALPACA_BACKOFF_THROTTLED_MAX_MS);
   }
   assert_int_equal(alpaca_error_index(407), 7);
   assert_int_equal(alpaca_error_index(418), ALPACA_ERR_OTHER);
   assert_string_equal(alpaca_error_name(406), "connection limit exceeded");
   assert_string_equal(alpaca_state_name(ALPACA_STREAMING), "streaming");
+}
+
+/* ---- Alpaca's connection rule: 406 and 429 ---------------------------------- */
+
+/* A second client of the same key, on the env's loop and fake server. */
+typedef struct {
+  env sink;   /* on_msg's counters only */
+  alpaca *a;
+  bool stopped;
+} second;
+
+static second sec;
+
+static void on_second_stopped(void *ud) { ((second *)ud)->stopped = true; }
+
+static alpaca_stats second_stats(void) {
+  alpaca_stats st;
+  alpaca_get_stats(sec.a, ALPACA_STREAM_DATA, &st);
+  return st;
+}
+
+static bool streaming(env *e) { return stats(e).state == ALPACA_STREAMING; }
+static bool second_retried(env *e) {
+  alpaca_stats st = second_stats();
+  return st.auth_retries >= 2 && st.limit_refusals >= 3;
+}
+static bool second_streaming(env *e) {
+  alpaca_stats st = second_stats();
+  return st.state == ALPACA_STREAMING && st.messages_total > 0;
+}
+static bool first_stopped(env *e) { return e->stopped; }
+
+static void second_start(env *e) {
+  memset(&sec, 0, sizeof(sec));
+  const char *err = NULL;
+  assert_int_equal(alpaca_new(&e->loop, alpaca_opts_of(&e->cfg), on_msg, &sec.sink, &sec.a, &err), 0);
+  assert_int_equal(alpaca_start(sec.a), 0);
+}
+
+/* The slot is taken: the second client's auth is refused with 406 and
+ * sent again on the same socket at 0.5 s x n; once the first session
+ * closes cleanly, the second streams within the retry cap of the slot
+ * freeing, without a reconnect and without the long backoff. */
+static void test_406_retries_auth_on_the_same_socket(void **state) {
+  env e;
+  const char *args[] = {"--one-session", "--batches", "0", "--interval-ms", "50", NULL};
+  env_start(&e, "server", args, false);
+  assert_true(wait_for(&e, streaming, 10000));
+  second_start(&e);
+  assert_true(wait_for(&e, second_retried, 10000));
+  alpaca_stats st = second_stats();
+  assert_int_equal(st.state, ALPACA_AUTHENTICATING);
+  assert_int_equal(st.connects, 1);
+  assert_int_equal(st.errors[alpaca_error_index(406)], st.limit_refusals);
+  assert_int_equal(st.sessions, 0);
+  /* the first session closes cleanly: the slot frees 0.4 s later */
+  alpaca_stop(e.a, on_stopped, &e);
+  assert_true(wait_for(&e, first_stopped, 5000));
+  uint64_t t0 = uv_hrtime();
+  assert_true(wait_for(&e, second_streaming, 10000));
+  uint64_t waited_ms = (uv_hrtime() - t0) / 1000000;
+  st = second_stats();
+  assert_int_equal(st.connects, 1); /* the same socket all along */
+  assert_int_equal(st.sessions, 1);
+  /* a retry at most every ALPACA_AUTH_RETRY_MAX_MS: data within a few seconds */
+  assert_true(waited_ms < 400 + ALPACA_AUTH_RETRY_MAX_MS + 2000);
+  alpaca_stop(sec.a, on_second_stopped, &sec);
+  assert_true(run_until(&e.loop, &sec.stopped, 10000));
+  char *log = env_finish(&e); /* the first client stopped already */
+  assert_non_null(strstr(log, "\"code\":406"));
+}
+
+static bool second_reconnecting(env *e) {
+  alpaca_stats st = second_stats();
+  return st.connects >= 2 && st.limit_refusals >= 2;
+}
+
+/* A server that closes the refused socket (Alpaca does after ~10 s): the
+ * reconnect waits the short limit backoff, not the long one. */
+static void test_406_socket_closed_reconnects_soon(void **state) {
+  env e;
+  const char *args[] = {"--one-session", "--refused-close-ms", "700", "--batches", "0", "--interval-ms", "50", NULL};
+  env_start(&e, "server", args, false);
+  assert_true(wait_for(&e, streaming, 10000));
+  second_start(&e);
+  assert_true(wait_for(&e, second_reconnecting, 15000));
+  alpaca_stats st = second_stats();
+  assert_true(st.backoff_ms >= ALPACA_BACKOFF_LIMIT_MS / 2);
+  assert_true(st.backoff_ms <= ALPACA_BACKOFF_LIMIT_MAX_MS);
+  alpaca_stop(sec.a, on_second_stopped, &sec);
+  assert_true(run_until(&e.loop, &sec.stopped, 10000));
+  char *log = env_stop(&e);
+  assert_non_null(strstr(log, "\"name\":\"connection limit exceeded\""));
+}
+
+static bool throttled_once(env *e) {
+  alpaca_stats st = stats(e);
+  return st.throttled >= 1 && st.state == ALPACA_BACKOFF;
+}
+
+/* HTTP 429 on the upgrade: counted, logged, and a slower backoff. */
+static void test_429_backs_off_slower(void **state) {
+  env e;
+  const char *args[] = {"--throttle-first", "1", NULL};
+  env_start(&e, "server", args, false);
+  assert_true(wait_for(&e, throttled_once, 10000));
+  alpaca_stats st = stats(&e);
+  assert_int_equal(st.throttled, 1);
+  assert_true(st.backoff_ms >= ALPACA_BACKOFF_THROTTLED_MS / 2);
+  assert_true(st.backoff_ms <= ALPACA_BACKOFF_THROTTLED_MS);
+  char *log = env_stop(&e);
+  assert_non_null(strstr(log, "\"event\":\"alpaca_throttled\""));
 }
 
 int main(void) {
@@ -393,6 +518,9 @@ int main(void) {
       cmocka_unit_test(test_config_errors),
       cmocka_unit_test(test_config_defaults),
       cmocka_unit_test(test_backoff_growth),
+      cmocka_unit_test(test_406_retries_auth_on_the_same_socket),
+      cmocka_unit_test(test_406_socket_closed_reconnects_soon),
+      cmocka_unit_test(test_429_backs_off_slower),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
