@@ -45,6 +45,7 @@ class QuoteTape:
         self.pubsub = redis_server.client().pubsub()
         self.pubsub.subscribe(channel)
         self.tape = []
+        self.first_seen = {}  # epoch -> time.monotonic() of its first message
         self.lock = threading.Lock()
         self.stop_flag = False
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -56,6 +57,7 @@ class QuoteTape:
             if m and m["type"] == "message":
                 q = json.loads(m["data"])
                 with self.lock:
+                    self.first_seen.setdefault(q.get("epoch"), time.monotonic())
                     self.tape.append((q.get("epoch"), t_ns(q["t"]) if "t" in q else 0))
 
     def snapshot(self):
@@ -137,27 +139,37 @@ def test_one_holder_runs_the_feed(fleet, redis_server):
         tape.close()
 
 
+def kill9_holder(inst, tape, while_down=None):
+    """Kills the lease holder with SIGKILL and checks the takeover: within
+    the TTL, by an instance that counts it, and quotes of one instance at a
+    time before and after. Returns (old, new)."""
+    old = wait_for(lambda: one_holder(inst), what="one lease holder")
+    old_epoch, old_id = old.status()["quotes"]["epoch"], old.status()["instance_id"]
+    wait_for(lambda: tape.count_from(old_epoch) >= 10, what="quotes before the kill")
+    old.proc.send_signal(signal.SIGKILL)
+    old.proc.wait()
+    killed = time.monotonic()
+    if while_down:
+        while_down(old_id)
+    rest = [t for t in inst if t is not old]
+    new = wait_for(lambda: one_holder(rest), timeout=TTL_MS / 1000 + 5, interval=0.01, what="a new holder")
+    took = time.monotonic() - killed
+    assert took <= TTL_MS / 1000 + TAKEOVER_SLACK_S, "takeover took %.3f s" % took
+    new_s = new.status()
+    assert new_s["lease"]["takeovers"] == 1
+    new_epoch = new_s["quotes"]["epoch"]
+    wait_for(lambda: tape.count_from(new_epoch) >= 20, what="quotes after the takeover")
+    # one run per publisher: never two instances' quotes interleaved
+    assert runs(tape.snapshot()) == [old_epoch, new_epoch]
+    return old, new
+
+
 def test_kill9_holder_taken_over_within_ttl(fleet, redis_server):
     inst = fleet(3)
-    old = wait_for(lambda: one_holder(inst), what="one lease holder")
-    old_epoch = old.status()["quotes"]["epoch"]
     tape = QuoteTape(redis_server)
     try:
-        wait_for(lambda: tape.count_from(old_epoch) >= 10, what="quotes before the kill")
-        old.proc.send_signal(signal.SIGKILL)
-        old.proc.wait()
-        killed = time.monotonic()
-        rest = [t for t in inst if t is not old]
-        new = wait_for(lambda: one_holder(rest), timeout=TTL_MS / 1000 + 5, interval=0.01, what="a new holder")
-        took = time.monotonic() - killed
-        assert took <= TTL_MS / 1000 + TAKEOVER_SLACK_S, "takeover took %.3f s" % took
-        new_s = new.status()
-        assert new_s["lease"]["takeovers"] == 1
-        new_epoch = new_s["quotes"]["epoch"]
-        wait_for(lambda: tape.count_from(new_epoch) >= 20, what="quotes after the takeover")
-        # one run per publisher: never two instances' quotes interleaved
-        assert runs(tape.snapshot()) == [old_epoch, new_epoch]
-        other = next(t for t in rest if t is not new)
+        old, new = kill9_holder(inst, tape)
+        other = next(t for t in inst if t is not old and t is not new)
         assert other.status()["quotes"]["upstream"] == 0
     finally:
         tape.close()
@@ -216,3 +228,197 @@ def test_bad_lease_options_refused():
     r = subprocess.run([BIN, "--lease-ttl-ms", "1000", "--lease-renew-ms", "950", "--log-file", ""],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 2 and "lease" in r.stderr
+
+
+# ---- three instances behind a real load balancer ----------------------------
+
+NGINX_CONF = """
+worker_processes 1;
+error_log {dir}/error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 512; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/tmp/body;
+  proxy_temp_path {dir}/tmp/proxy;
+  fastcgi_temp_path {dir}/tmp/fastcgi;
+  uwsgi_temp_path {dir}/tmp/uwsgi;
+  scgi_temp_path {dir}/tmp/scgi;
+  upstream tickerd {{
+{servers}
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://tickerd;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_buffering off;
+      proxy_connect_timeout 1s;
+      proxy_next_upstream error timeout;
+    }}
+  }}
+}}
+"""
+
+
+class Nginx:
+    """Debian's nginx as the load balancer, on a free loopback port."""
+
+    def __init__(self, backends):
+        import subprocess
+        import tempfile
+        from conftest import free_port
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="tickerd-nginx-")
+        os.makedirs(os.path.join(self.dir, "tmp"))
+        os.chmod(self.dir, 0o755)
+        os.chmod(os.path.join(self.dir, "tmp"), 0o777)
+        servers = "\n".join("    server 127.0.0.1:%d max_fails=1 fail_timeout=5s;" % p for p in backends)
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=self.dir, servers=servers, port=self.port))
+        self.proc = subprocess.Popen(["nginx", "-p", self.dir, "-c", conf, "-g", "daemon off;"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._up, what="nginx to listen")
+
+    def _up(self):
+        import socket
+        assert self.proc.poll() is None, "nginx exited: " + open(os.path.join(self.dir, "error.log")).read()
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    def get(self, path):
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=5) as r:
+            return r.status, json.loads(r.read())
+
+    def cleanup(self):
+        import shutil
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def nginx_factory():
+    started = []
+
+    def make(backends):
+        n = Nginx(backends)
+        started.append(n)
+        return n
+
+    yield make
+    for n in started:
+        n.cleanup()
+
+
+def test_fleet_behind_load_balancer_survives_kill9_of_holder(fleet, redis_server, nginx_factory):
+    inst = fleet(3)
+    lb = nginx_factory([t.port for t in inst])
+    # the load balancer spreads requests over all three
+    seen = {lb.get("/status")[1]["instance_id"] for _ in range(12)}
+    assert len(seen) == 3
+
+    def lb_answers_without(old_id):
+        # the load balancer keeps answering from the others meanwhile
+        for _ in range(6):
+            status, body = lb.get("/status")
+            assert status == 200 and body["instance_id"] != old_id
+
+    tape = QuoteTape(redis_server)
+    try:
+        old, new = kill9_holder(inst, tape, while_down=lb_answers_without)
+        # the holder's id as every survivor and the balancer see it
+        new_id = new.status()["instance_id"]
+        for _ in range(6):
+            assert lb.get("/status")[1]["lease"]["holder"] == new_id
+    finally:
+        tape.close()
+
+
+# ---- the Alpaca feed: one session per key, 406 after an unclean takeover ----
+
+@pytest.fixture(scope="module")
+def ca_dir(tmp_path_factory):
+    import subprocess
+    d = tmp_path_factory.mktemp("ca")
+    subprocess.run([os.path.join(os.path.dirname(__file__), "..", "support", "testca.sh"), str(d)], check=True)
+    return d
+
+
+# The fake keeps a vanished session's slot this long (Alpaca: up to ~90 s).
+SLOT_HOLD_MS = 4000
+
+
+def test_alpaca_406_after_kill9_resumes_when_slot_frees(ca_dir, redis_server, tickerd_factory, tmp_path):
+    import re
+    import subprocess
+    fake_log = open(tmp_path / "fake.log", "w")
+    fake = subprocess.Popen(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "..", "support", "fake_alpaca.py"),
+                             "--cert", str(ca_dir / "server.pem"), "--key", str(ca_dir / "server.key"),
+                             "--key-id", "testkey", "--secret", "fleet-secret", "--exit-on-stdin-eof",
+                             "--one-session", "--slot-hold-ms", str(SLOT_HOLD_MS), "--batches", "0",
+                             "--interval-ms", "20"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=fake_log, text=True)
+    try:
+        m = re.match(r"READY (\d+) (\d+)", fake.stdout.readline())
+        assert m
+        env = {"APCA_API_KEY_ID": "testkey", "APCA_API_SECRET_KEY": "fleet-secret"}
+        args = ("--redis-url", redis_server.url, "--feed", "alpaca", "--symbols", "AAPL",
+                "--alpaca-url", "wss://127.0.0.1:%s/v2/test" % m.group(1), "--ca-file", str(ca_dir / "ca.pem"),
+                "--lease-ttl-ms", str(TTL_MS), "--lease-renew-ms", str(RENEW_MS))
+        inst = [tickerd_factory(*args, env=env) for _ in range(2)]
+        old = wait_for(lambda: one_holder(inst), timeout=10, what="one lease holder")
+        new = next(t for t in inst if t is not old)
+        tape = QuoteTape(redis_server)
+        try:
+            old_epoch = old.status()["quotes"]["epoch"]
+            wait_for(lambda: tape.count_from(old_epoch) >= 10, timeout=10, what="Alpaca quotes via the holder")
+            # one upstream session for the fleet: the standby never connected
+            assert new.status()["upstream"] is None or new.status()["upstream"]["data"]["state"] == "disconnected"
+            fake_events = lambda: [json.loads(l) for l in open(tmp_path / "fake.log") if l.startswith("{")]
+            assert sum(1 for e in fake_events() if e["event"] == "connect") == 1
+            old.proc.send_signal(signal.SIGKILL)
+            old.proc.wait()
+            killed = time.monotonic()  # the fake cannot see the session vanish before this
+            # the fake holds the vanished session's slot: the new holder is refused
+            wait_for(lambda: new.status()["role"] == "holder", timeout=TTL_MS / 1000 + 5, what="the takeover")
+            wait_for(lambda: (new.status()["upstream"] or {}).get("data", {}).get("limit_refusals", 0) >= 1,
+                     timeout=10, what="a 406 for the new holder")
+            released = [e for e in fake_events() if e["event"] == "slot_released"]
+            assert released and released[0]["clean"] is False
+            new_epoch = new.status()["quotes"]["epoch"]
+            assert tape.count_from(new_epoch) == 0
+            wait_for(lambda: tape.count_from(new_epoch) >= 5, timeout=SLOT_HOLD_MS / 1000 + 10,
+                     what="quotes once the slot frees")
+            # within seconds of the slot freeing (no earlier than killed + hold):
+            # the auth retries are at most 2 s apart, plus 2 s for the rest
+            assert tape.first_seen[new_epoch] - killed <= SLOT_HOLD_MS / 1000 + 2 + 2
+            up = new.status()["upstream"]["data"]
+            assert up["state"] == "streaming" and up["limit_refusals"] >= 1 and up["auth_retries"] >= 1
+            metrics = new.get("/metrics").body.decode()
+            assert re.search(r'tickerd_upstream_refused_total\{code="406"\} [1-9]', metrics)
+            assert any(e.get("event") == "alpaca_error" and e.get("code") == 406 for e in new.log_events())
+            assert "fleet-secret" not in open(new.log_path).read()
+            assert runs(tape.snapshot()) == [old_epoch, new_epoch]
+        finally:
+            tape.close()
+    finally:
+        fake.stdin.close()
+        try:
+            fake.wait(5)
+        except subprocess.TimeoutExpired:
+            fake.kill()
+            fake.wait()
+        fake_log.close()
