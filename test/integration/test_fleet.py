@@ -209,6 +209,33 @@ def test_paused_holder_stops_before_takeover(fleet, redis_server):
         tape.close()
 
 
+def test_redis_gone_holder_stops_then_a_holder_returns(fleet, redis_server):
+    """Redis killed: nobody can renew, so the holder steps down at its
+    deadline (within the TTL of its last renew) and its feed stops; every
+    instance keeps serving HTTP. Redis back: one holder again, quotes flow."""
+    inst = fleet(2)
+    old = wait_for(lambda: one_holder(inst), what="one lease holder")
+    redis_server.stop()
+    stopped = time.monotonic()
+    wait_for(lambda: old.status()["role"] == "standby", timeout=TTL_MS / 1000 + 2, what="the holder to step down")
+    assert time.monotonic() - stopped <= TTL_MS / 1000 + 0.5
+    s = old.status()
+    assert s["lease"]["expired_unrenewed"] == 1
+    upstream = s["quotes"]["upstream"]
+    time.sleep(3 * RENEW_MS / 1000)
+    assert old.status()["quotes"]["upstream"] == upstream  # its feed is stopped
+    assert all(t.get("/hello").status == 200 for t in inst)
+    redis_server.start()
+    new = wait_for(lambda: one_holder(inst), timeout=15, what="a holder after Redis came back")
+    tape = QuoteTape(redis_server)
+    try:
+        epoch = new.status()["quotes"]["epoch"]
+        wait_for(lambda: tape.count_from(epoch) >= 10, what="quotes after Redis came back")
+        assert {e for e, _ in tape.snapshot()} == {epoch}
+    finally:
+        tape.close()
+
+
 def test_clean_stop_hands_over_at_once(fleet, redis_server):
     inst = fleet(2)
     old = wait_for(lambda: one_holder(inst), what="one lease holder")
