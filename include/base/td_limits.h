@@ -20,7 +20,8 @@
 /* Above this many bytes queued for a peer we stop reading its requests until
  * the queue drains: a client that never reads cannot grow our memory. */
 #define TD_HTTP_WRITE_HIGH_WATER      (256 * 1024)
-/* A peer that does not drain a response within this time is closed. */
+/* Default of --write-timeout-ms: a peer with responses queued that reads
+ * none of them for this long is closed. */
 #define TD_HTTP_WRITE_TIMEOUT_MS      30000
 #define TD_DEFAULT_HEADER_TIMEOUT_MS  10000
 #define TD_DEFAULT_IDLE_TIMEOUT_MS    60000
