@@ -132,3 +132,166 @@ def test_pipelining_client_that_never_reads_hits_the_write_timeout(tickerd_facto
     assert st["header_timeouts"] == 0
     wait_for(lambda: any(e["event"] == "client_write_timeout" for e in t.log_events()) or None,
              what="a client_write_timeout line")
+
+
+# ---- the hub: resubscribed channels, misfiled messages, other epochs -------
+
+def quote(sym, bp=100.0, ap=100.5, t="2026-11-21T20:00:00.123456789Z"):
+    return {"T": "q", "S": sym, "bx": "V", "bp": bp, "bs": 3, "ax": "V", "ap": ap, "as": 1, "c": ["R"], "z": "C",
+            "t": t}
+
+
+def post(t, *quotes):
+    r = t.request("POST", "/quotes", body=list(quotes))
+    assert r.status == 202, r.body
+
+
+def stack(redis_server, tickerd_factory, *args):
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--ping-interval-ms", "60000", *args)
+    wait_for(lambda: t.get("/readyz").status == 200 or None, what="redis connection")
+    return t
+
+
+class Sse:
+    """A raw SSE client: every event as a dict, and whether more arrived."""
+
+    def __init__(self, t, query):
+        self.s = t.connect()
+        self.s.sendall(f"GET /stream?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += self.s.recv(4096)
+        head, _, self.buf = buf.partition(b"\r\n\r\n")
+        assert b" 200 " in head.split(b"\r\n")[0], head
+
+    def events(self, n):
+        out = []
+        self.s.settimeout(IO_TIMEOUT_S)
+        while len(out) < n:
+            while b"\n\n" not in self.buf:
+                self.buf += self.s.recv(65536)
+            block, _, self.buf = self.buf.partition(b"\n\n")
+            ev = dict(line.partition(": ")[::2] for line in block.decode().split("\n")
+                      if line and not line.startswith(":"))
+            if "event" in ev:
+                out.append(ev)
+        return out
+
+    def nothing_more(self, wait=0.5):
+        self.s.settimeout(wait)
+        try:
+            self.buf += self.s.recv(65536)
+        except socket.timeout:
+            pass
+        return b"event:" not in self.buf
+
+    def close(self):
+        self.s.close()
+
+
+def channel_count(t):
+    return t.status()["streaming"]["channels"]
+
+
+def test_resubscribed_channel_has_no_false_gap_or_duplicate(redis_server, tickerd_factory):
+    """The reproduction of issue 14. Fails on the previous code: the hub kept
+    the channel's last seq (1) across the unsubscribe, took seq 5 for a loss
+    of 2..4, "filled" it from history (4 a second time, out of order), sent a
+    recovery message and logged stream_gap."""
+    t = stack(redis_server, tickerd_factory)
+    c = Sse(t, "symbols=RESUB")
+    wait_for(lambda: channel_count(t) == 1 or None, what="RESUB subscribed")
+    post(t, quote("RESUB", bp=1))
+    assert json.loads(c.events(1)[0]["data"])["seq"] == 1
+    c.close()
+    wait_for(lambda: channel_count(t) == 0 or None, what="RESUB unsubscribed")
+    for bp in (2, 3, 4):
+        post(t, quote("RESUB", bp=bp))
+    c = Sse(t, "symbols=RESUB")
+    first = c.events(1)[0]
+    assert first["event"] == "quote" and json.loads(first["data"])["seq"] == 4   # the snapshot
+    wait_for(lambda: channel_count(t) == 1 or None, what="RESUB subscribed again")
+    post(t, quote("RESUB", bp=5))
+    live = c.events(1)[0]
+    assert live["event"] == "quote" and json.loads(live["data"])["seq"] == 5
+    assert c.nothing_more()
+    c.close()
+    st = t.status()["streaming"]
+    assert st["gaps"] == 0 and st["replayed"] == 0
+    time.sleep(0.2)  # the log is flushed every 100 ms
+    assert not [e for e in t.log_events() if e["event"] == "stream_gap"]
+
+
+def test_new_client_on_an_instance_that_did_not_publish_is_not_told_of_a_loss(redis_server, tickerd_factory):
+    """Fails on the previous code: instance B remembered the seq of its earlier
+    subscription and told the new client recovered:false at once."""
+    a = stack(redis_server, tickerd_factory)
+    b = stack(redis_server, tickerd_factory)
+    c = Sse(b, "symbols=OTHER")
+    wait_for(lambda: channel_count(b) == 1 or None, what="B subscribed")
+    post(a, quote("OTHER", bp=1))
+    c.events(1)
+    c.close()
+    wait_for(lambda: channel_count(b) == 0 or None, what="B unsubscribed")
+    for bp in range(2, 12):
+        post(a, quote("OTHER", bp=bp))
+    c = Sse(b, "symbols=OTHER")
+    wait_for(lambda: channel_count(b) == 1 or None, what="B subscribed again")
+    post(a, quote("OTHER", bp=12))
+    evs = c.events(2)   # B's stale snapshot (seq 1), then seq 12
+    assert [e["event"] for e in evs] == ["quote", "quote"]
+    assert json.loads(evs[1]["data"])["seq"] == 12
+    assert c.nothing_more()
+    c.close()
+    assert b.status()["streaming"]["gaps"] == 0
+
+
+def payload(sym, seq, epoch, t="2026-11-21T20:00:00.123456789Z", bp=1.5):
+    """A payload as a publishing tickerd encodes it (docs/messages.md)."""
+    return (f'{{"T":"q","S":"{sym}","bx":"V","bp":{bp},"bs":3,"ax":"V","ap":2.5,"as":1,"c":["R"],"z":"C",'
+            f'"t":"{t}","seq":{seq},"epoch":"{epoch}"}}')
+
+
+def test_message_whose_symbol_is_not_its_channels_is_refused(redis_server, tickerd_factory):
+    """Fails on the previous code: MSFT's quote on quotes:EXT2 was streamed to
+    EXT2's clients and answered by GET /quotes/EXT2."""
+    t = stack(redis_server, tickerd_factory)
+    c = Sse(t, "symbols=EXT2")
+    wait_for(lambda: channel_count(t) == 1 or None, what="EXT2 subscribed")
+    r = redis_server.client()
+    for seq in (1, 2, 3):
+        r.publish("quotes:EXT2", payload("MSFT", seq, "00000000000000aa"))
+    r.publish("quotes:EXT2", payload("EXT2", 4, "00000000000000aa", bp=4.25))
+    ev = c.events(1)[0]
+    assert json.loads(ev["data"])["S"] == "EXT2" and json.loads(ev["data"])["bp"] == 4.25
+    c.close()
+    assert t.get("/quotes/EXT2").json()["S"] == "EXT2"
+    assert t.get("/quotes/MSFT").status == 404
+    assert t.status()["streaming"]["misfiled"] == 3
+    refused = wait_for(lambda: [e for e in t.log_events() if e["event"] == "stream_message_refused"] or None,
+                       what="the refusal logged")
+    assert len(refused) == 1   # at most one line a second
+    assert refused[0]["channel"] == "quotes:EXT2"
+    metrics = t.get("/metrics").body.decode()
+    assert "tickerd_stream_refused_total 3" in metrics
+
+
+def test_older_quote_of_another_epoch_does_not_replace_the_latest(redis_server, tickerd_factory):
+    """Fails on the previous code: any message of an epoch not seen before
+    became the latest quote, however old."""
+    t = stack(redis_server, tickerd_factory)
+    c = Sse(t, "symbols=EPO")
+    wait_for(lambda: channel_count(t) == 1 or None, what="EPO subscribed")
+    post(t, quote("EPO", bp=10, t="2026-11-21T20:00:05Z"))
+    c.events(1)
+    r = redis_server.client()
+    # in flight from a publisher that stopped 5 s earlier: streamed, kept in history, not the latest
+    r.publish("quotes:EPO", payload("EPO", 900, "00000000000000bb", t="2026-11-21T20:00:00.5Z", bp=9))
+    assert json.loads(c.events(1)[0]["data"])["bp"] == 9
+    assert t.get("/quotes/EPO").json()["bp"] == 10
+    assert [q["bp"] for q in t.get("/quotes/EPO/history").json()["quotes"]] == [10, 9]
+    # a newer quote of another epoch (in another time zone) is the latest
+    r.publish("quotes:EPO", payload("EPO", 1, "00000000000000cc", t="2026-11-21T21:00:06+01:00", bp=11))
+    assert json.loads(c.events(1)[0]["data"])["bp"] == 11
+    assert t.get("/quotes/EPO").json()["bp"] == 11
+    c.close()
