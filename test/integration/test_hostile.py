@@ -295,3 +295,53 @@ def test_older_quote_of_another_epoch_does_not_replace_the_latest(redis_server, 
     assert json.loads(c.events(1)[0]["data"])["bp"] == 11
     assert t.get("/quotes/EPO").json()["bp"] == 11
     c.close()
+
+
+# ---- REST: symbols with '/', overflowing limits, one number format ---------
+
+def test_symbol_with_a_slash_is_reachable_percent_encoded(redis_server, tickerd_factory):
+    """Fails on the previous code: /quotes/BTC%2FUSD was 400 bad_symbol."""
+    t = stack(redis_server, tickerd_factory)
+    post(t, quote("BTC/USD", bp=42000.5), quote("BTC/USD", bp=42001.25))
+    r = t.get("/quotes/" + urllib.parse.quote("BTC/USD", safe=""))
+    assert r.status == 200 and r.json()["S"] == "BTC/USD" and r.json()["bp"] == 42001.25
+    h = t.get("/quotes/BTC%2fUSD/history?limit=5")
+    assert h.status == 200 and h.json()["symbol"] == "BTC/USD"
+    assert [q["bp"] for q in h.json()["quotes"]] == [42000.5, 42001.25]
+    # a raw '/' is a path separator, and an encoded invalid symbol is still refused
+    assert t.get("/quotes/BTC/USD").status == 404
+    bad = t.get("/quotes/BTC%2Fusd")
+    assert bad.status == 400 and bad.json()["error"] == "bad_symbol" and "%2F" in bad.json()["message"]
+    assert t.get("/quotes/%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F%2F").status == 400
+
+
+def test_overflowing_limit_is_refused_like_other_out_of_range_values(redis_server, tickerd_factory):
+    """Fails on the previous code: a limit longer than its 16-byte buffer was
+    taken for absent (200 with the default)."""
+    t = stack(redis_server, tickerd_factory)
+    post(t, quote("LIM"))
+    for path in ("/quotes/LIM/history", "/tasks"):
+        for bad in ("99999999999999999999", "1001000000000000000000000000", "-1", "0", "", "12x", "%31%00"):
+            r = t.get(f"{path}?limit={bad}")
+            assert r.status == 400 and r.json()["error"] == "bad_limit", (path, bad, r.status)
+        assert t.get(f"{path}?limit=1").status == 200
+
+
+def test_quotes_and_history_print_numbers_as_published(redis_server, tickerd_factory):
+    """Fails on the previous code: GET /quotes and /history printed jansson's
+    %.17g (275.22000000000003) where the published payload says 275.22."""
+    t = stack(redis_server, tickerd_factory)
+    ps = redis_server.client().pubsub(ignore_subscribe_messages=True)
+    ps.subscribe("quotes:NUM")
+    wait_for(lambda: ps.get_message(timeout=0.05) is None or True, what="subscription")
+    body = '[{"T":"q","S":"NUM","bx":"V","bp":275.22,"bs":3,"ax":"V","ap":0.1,"as":1,"c":["R"],"z":"C",' \
+           '"t":"2026-11-21T20:00:00Z"}]'
+    assert t.request("POST", "/quotes", body=body).status == 202
+    published = wait_for(lambda: ps.get_message(timeout=0.1), what="the published message")["data"].decode()
+    assert '"bp":275.22,' in published and '"ap":0.1,' in published
+    for path in ("/quotes", "/quotes/NUM", "/quotes/NUM/history"):
+        text = t.get(path).body.decode()
+        assert published in text, (path, text)
+        assert "275.22000000000003" not in text
+    assert t.get("/quotes").json()["count"] == 1
+
