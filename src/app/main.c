@@ -33,7 +33,7 @@
 
 typedef struct {
   td_app app;
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
   uv_timer_t expire_timer;
   int pending_closes;       /* publishers, subscriber, feed: each calls back once */
   int tasks_topic;          /* the hub's "tasks" topic */
@@ -107,6 +107,7 @@ static void closed_one(void *data) {
   log_msg(TD_LOG_INFO, "server_stopped", "all connections and upstreams closed");
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->sigterm, NULL);
+  uv_close((uv_handle_t *)&m->sighup, NULL);
   uv_close((uv_handle_t *)&m->expire_timer, NULL);
   tasks_close(m->app.tasks);
   log_close();
@@ -159,6 +160,17 @@ static void on_signal(uv_signal_t *h, int signum) {
   tasks_cancel_all(app->tasks, "server shutting down");
   pace_release_all(app->pace); /* in-flight answers are not held back for Redis */
   server_shutdown(app->server, app->cfg->shutdown_grace_ms, on_drained, m);
+}
+
+/* SIGHUP: logrotate has renamed the log file; write on at its path. Its
+ * default action would end the process without server_stopped. */
+static void on_sighup(uv_signal_t *h, int signum) {
+  int rc = log_reopen();
+  td_logline *l = rc == 0 ? log_begin(TD_LOG_INFO, "log_reopened") : log_begin(TD_LOG_ERROR, "log_reopen_failed");
+  if (l) {
+    if (rc != 0) log_str(l, "error", uv_strerror(rc));
+    log_end(l);
+  }
 }
 
 static void on_expire(uv_timer_t *t) {
@@ -221,6 +233,8 @@ static int start(td_main *m) {
   m->sigint.data = m->sigterm.data = m;
   uv_signal_start(&m->sigint, on_signal, SIGINT);
   uv_signal_start(&m->sigterm, on_signal, SIGTERM);
+  uv_signal_init(app->loop, &m->sighup);
+  uv_signal_start(&m->sighup, on_sighup, SIGHUP);
   uv_timer_init(app->loop, &m->expire_timer);
   m->expire_timer.data = m;
   uv_timer_start(&m->expire_timer, on_expire, MAIN_EXPIRE_INTERVAL_MS, MAIN_EXPIRE_INTERVAL_MS);

@@ -345,3 +345,27 @@ def test_quotes_and_history_print_numbers_as_published(redis_server, tickerd_fac
         assert "275.22000000000003" not in text
     assert t.get("/quotes").json()["count"] == 1
 
+
+# ---- SIGHUP ----------------------------------------------------------------
+
+def test_sighup_reopens_the_log_file_for_logrotate(tickerd_factory):
+    """Fails on the previous code: SIGHUP's default action ended the process
+    (rc 129) without server_stopped."""
+    t = tickerd_factory("--feed", "none", "--task-phases-ms", "10,10", "--task-error-rate", "0")
+    wait_for(lambda: any(e["event"] == "server_started" for e in t.log_events()) or None, what="server_started")
+    rotated = t.log_path + ".1"
+    os.rename(t.log_path, rotated)   # what logrotate does before signalling
+    t.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: os.path.exists(t.log_path) or None, what="a new file at the log path")
+    task = t.get("/hello").json()["task_id"]
+    wait_for(lambda: [e for e in t.log_events() if e.get("task_id") == task] or None,
+             what="the new task's lines in the new file")
+    assert t.proc.poll() is None
+    events = [e["event"] for e in t.log_events()]
+    assert events[0] == "log_reopened" and "server_started" not in events
+    with open(rotated) as f:
+        old = [json.loads(line) for line in f]
+    assert "server_started" in [e["event"] for e in old]
+    assert not [e for e in old if e.get("task_id") == task]
+    assert t.stop() == 0
+    assert "server_stopped" in [e["event"] for e in t.log_events()]
