@@ -369,3 +369,93 @@ def test_sighup_reopens_the_log_file_for_logrotate(tickerd_factory):
     assert not [e for e in old if e.get("task_id") == task]
     assert t.stop() == 0
     assert "server_stopped" in [e["event"] for e in t.log_events()]
+
+
+# ---- a Redis that accepts and never answers ---------------------------------
+
+class BlackHole:
+    """Accepts TCP connections on a free port, reads everything, answers nothing."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.conns, self.received, self.lock = [], b"", threading.Lock()
+        self.stopped, self.listening = False, True
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self.stopped:
+            watched = self.conns + ([self.listener] if self.listening else [])
+            ready, _, _ = select.select(watched, [], [], 0.05)
+            for s in ready:
+                if s is self.listener:
+                    try:
+                        self.conns.append(self.listener.accept()[0])
+                    except OSError:
+                        pass
+                    continue
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    data = b""
+                with self.lock:
+                    self.received += data
+                if not data:
+                    self.conns.remove(s)
+                    s.close()
+
+    def stop_listening(self):
+        """New connections are refused; the accepted ones stay open."""
+        self.listening = False
+        time.sleep(0.1)   # out of the accepting thread's select
+        self.listener.close()
+
+    def close(self):
+        self.stopped = True
+        time.sleep(0.1)
+        for s in self.conns:
+            s.close()
+
+
+def test_black_hole_redis_gets_no_publish_and_the_outbox_keeps_the_newest(tickerd_factory):
+    """Fails on the previous code: a TCP connect made the publisher READY, so
+    every PUBLISH was written to the black hole (in flight, then counted as
+    errors at the command timeout) instead of conflating in the outbox."""
+    hole = BlackHole()
+    redis = RedisServer(start=False)
+    redis.port = hole.port
+    t = tickerd_factory("--feed", "none", "--redis-url", f"redis://127.0.0.1:{hole.port}")
+    try:
+        # connected: "ready" on the previous code, waiting for the PING's answer now
+        wait_for(lambda: t.status()["redis"]["publisher"]["state"] in ("pinging", "ready") or None,
+                 what="the publisher connected to the black hole")
+        symbols = ["BH1", "BH2", "BH3", "BH4"]
+        for rnd in range(1, 6):
+            post(t, *[quote(s, bp=rnd) for s in symbols])
+        pub = t.status()["redis"]["publisher"]
+        assert pub["state"] != "ready"
+        assert pub["outbox"] == 4 and pub["conflated"] == 16 and pub["inflight"] == 0 and pub["errors"] == 0
+        with hole.lock:
+            assert b"PUBLISH" not in hole.received and b"PING" in hole.received
+        # a real Redis takes the port over; the held connections then go
+        hole.stop_listening()
+        redis.start()
+        ps = redis.client().pubsub(ignore_subscribe_messages=True)
+        ps.psubscribe("quotes:BH*")
+        wait_for(lambda: ps.get_message(timeout=0.05) is None or True, what="subscription")
+        hole.close()
+        got = {}
+        deadline = time.monotonic() + 20
+        while len(got) < 4 and time.monotonic() < deadline:
+            m = ps.get_message(timeout=0.2)
+            if m and m["type"] == "pmessage":
+                q = json.loads(m["data"])
+                got[q["S"]] = q["bp"]
+        assert got == {s: 5 for s in symbols}
+        pub = t.status()["redis"]["publisher"]
+        assert pub["published"] == 4 and pub["errors"] == 0 and pub["outbox"] == 0
+        assert pub["published"] + pub["conflated"] + pub["dropped"] + pub["errors"] == 20
+    finally:
+        hole.close()
+        redis.cleanup()
+
