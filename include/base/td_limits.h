@@ -53,8 +53,9 @@
  * quote rate. Allocation sizes of the classes, header included. */
 #define TD_BUF_POOL_SMALL_BYTES       256
 #define TD_BUF_POOL_LARGE_BYTES       512
-/* Buffers kept per class at most: 4,096 x (256 + 512) bytes = 3 MiB, about
- * four 1,000-quote batches' worth. Past it a freed buffer goes back to malloc. */
+/* Buffers kept at most, all classes together (what /status reports as
+ * "pooled"): at most 4,096 x 512 bytes = 2 MiB, about four 1,000-quote
+ * batches' worth. Past it a freed buffer goes back to malloc. */
 #define TD_BUF_POOL_MAX               4096
 
 /* ---- Quotes and Redis ---------------------------------------------------- */

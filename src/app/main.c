@@ -1,6 +1,7 @@
 /* tickerd entry point: load the configuration, bring the modules up on one
  * libuv loop, run it, and shut down gracefully on SIGINT/SIGTERM. */
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,10 @@
 
 /* How often history older than --history-ms is freed. */
 #define MAIN_EXPIRE_INTERVAL_MS 1000
+/* Connections that must have closed since the peak (and at least half of
+ * it) before freed memory is handed back to the kernel with malloc_trim:
+ * glibc keeps the freed heap of thousands of departed clients mapped. */
+#define MAIN_TRIM_AFTER_CLOSED 1000
 
 typedef struct {
   td_app app;
@@ -173,9 +178,23 @@ static void on_sighup(uv_signal_t *h, int signum) {
   }
 }
 
+/* After a large drop in connections: give their freed memory back. Their
+ * structures, queues and the buffers they held were freed, but glibc keeps
+ * freed heap pages mapped (RSS stayed ~40 MB above its start after 5,000
+ * clients left); malloc_trim returns the free pages anywhere in the heap. */
+static void maybe_trim(void) {
+  uint64_t open = http_stats.open, peak = http_stats.open_peak;
+  if (peak - open < MAIN_TRIM_AFTER_CLOSED || open > peak / 2) return;
+  http_stats.open_peak = open;
+  malloc_trim(0);
+  td_logline *l = log_begin(TD_LOG_DEBUG, "memory_trimmed");
+  if (l) { log_int(l, "open_connections", (int64_t)open); log_end(l); }
+}
+
 static void on_expire(uv_timer_t *t) {
   td_main *m = t->data;
   qstore_expire(m->app.store, uv_now(t->loop));
+  maybe_trim();
 }
 
 /* ---- start --------------------------------------------------------------------- */

@@ -47,6 +47,7 @@ void server_conn_opened(td_server *s, td_conn *c) {
   conn_list_link(c, &s->conns);
   s->open++;
   http_stats.open = s->open;
+  if (s->open > http_stats.open_peak) http_stats.open_peak = s->open;
 }
 
 void server_conn_closed(td_server *s, td_conn *c) {

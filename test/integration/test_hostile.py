@@ -459,3 +459,34 @@ def test_black_hole_redis_gets_no_publish_and_the_outbox_keeps_the_newest(ticker
         hole.close()
         redis.cleanup()
 
+
+# ---- memory after a crowd leaves --------------------------------------------
+
+def test_memory_is_given_back_after_many_clients_leave(redis_server, tickerd_factory):
+    """Fails on the previous code: glibc kept the departed clients' freed heap
+    mapped (RSS stayed at its peak). 2,000 clients: more than the 1,000
+    closed connections (MAIN_TRIM_AFTER_CLOSED) that trigger malloc_trim."""
+    if SANITIZED:
+        import pytest
+        pytest.skip("RSS means little under ASan (shadow memory, quarantine)")
+    t = stack(redis_server, tickerd_factory, "--log-level", "debug")
+    start = t.rss_bytes()
+    socks = []
+    try:
+        for i in range(2000):
+            s = t.connect()
+            s.sendall(f"GET /stream?symbols=M{i % 50},N{i % 7} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            socks.append(s)
+        wait_for(lambda: t.status()["streaming"]["clients"] == 2000 or None, timeout=30, what="2,000 clients")
+        for k in range(10):
+            post(t, *[quote(f"M{j}", bp=k) for j in range(50)])
+        wait_for(lambda: t.status()["streaming"]["deliveries"] >= 10 * 2000 or None, what="the deliveries")
+        peak = t.rss_bytes()
+    finally:
+        for s in socks:
+            s.close()
+    wait_for(lambda: t.status()["streaming"]["clients"] == 0 or None, timeout=30, what="the clients gone")
+    assert peak - start > 4 * 2**20, (start, peak)   # the crowd did cost memory
+    wait_for(lambda: t.rss_bytes() - start < (peak - start) / 2 or None,
+             what=f"RSS to fall back toward {start} from {peak}")
+    wait_for(lambda: any(e["event"] == "memory_trimmed" for e in t.log_events()) or None, what="the trim logged")
