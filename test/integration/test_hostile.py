@@ -64,7 +64,8 @@ def test_slowloris_trickling_under_the_timeout_is_closed_at_the_deadline(tickerd
         for s in socks:
             s.close()
     assert None not in closed, f"still open after {TRICKLE_FOR_S}s: {closed}"
-    assert all(c >= HEADER_TIMEOUT_MS / 1000 * 0.8 for c in closed), closed
+    # not closed early (the clock started at each accept, a little before `closed`'s)
+    assert all(c >= HEADER_TIMEOUT_MS / 1000 * 0.5 for c in closed), closed
     st = t.status()["http"]
     assert st["header_timeouts"] == 20
     assert st["idle_timeouts"] == 0
