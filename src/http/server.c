@@ -80,6 +80,8 @@ int server_start(td_server **out, uv_loop_t *loop, const td_server_opts *opts) {
   td_server *s = calloc(1, sizeof(*s));
   if (!s) return UV_ENOMEM;
   s->opts = *opts;
+  /* 0 would close every connection with a response not yet written at once */
+  if (!s->opts.write_timeout_ms) s->opts.write_timeout_ms = TD_HTTP_WRITE_TIMEOUT_MS;
   struct sockaddr_storage addr;
   int rc = uv_ip4_addr(opts->host, opts->port, (struct sockaddr_in *)&addr);
   if (rc != 0) rc = uv_ip6_addr(opts->host, opts->port, (struct sockaddr_in6 *)&addr);
