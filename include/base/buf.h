@@ -23,7 +23,7 @@ void buf_unref(td_buf *b);
 /* Live buffers and their bytes, for /status and the leak checks in tests. */
 uint64_t buf_live_count(void);
 uint64_t buf_live_bytes(void);
-/* Freed small buffers kept for reuse: at most TD_BUF_POOL_MAX per size class. */
+/* Freed small buffers kept for reuse: at most TD_BUF_POOL_MAX in all. */
 uint64_t buf_pooled_count(void);
 /* Frees the kept buffers: at exit, so that leak checkers see a clean heap. */
 void buf_pool_release(void);

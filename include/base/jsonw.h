@@ -41,6 +41,9 @@ void jw_double(jsonw *w, const char *key, double v);
 void jw_bool(jsonw *w, const char *key, bool v);
 void jw_null(jsonw *w, const char *key);
 void jw_str(jsonw *w, const char *key, const char *s);
+/* `json` (n bytes), already valid JSON, copied as it is: a stored payload
+ * keeps the number text it was published with. */
+void jw_raw(jsonw *w, const char *key, const char *json, size_t n);
 
 /* Literal keys: JW_U64(w, "requests", n) is jw_u64(w, "requests", n). */
 #define JW_LIT(key) "\"" key "\":"

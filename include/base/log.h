@@ -25,6 +25,9 @@ int log_open(const char *path, const char *level);
 /* Arms the periodic flush on `loop` (the timer does not keep the loop alive). */
 void log_attach(uv_loop_t *loop);
 void log_flush(void);
+/* Flushes, then opens the log file's path again (SIGHUP, after logrotate
+ * renamed it): 0, or a negative errno with the old file kept. */
+int log_reopen(void);
 void log_close(void);
 /* Lines written at each level since start (for /status and /metrics). */
 uint64_t log_lines(td_log_level level);

@@ -20,7 +20,8 @@
 /* Above this many bytes queued for a peer we stop reading its requests until
  * the queue drains: a client that never reads cannot grow our memory. */
 #define TD_HTTP_WRITE_HIGH_WATER      (256 * 1024)
-/* A peer that does not drain a response within this time is closed. */
+/* Default of --write-timeout-ms: a peer with responses queued that reads
+ * none of them for this long is closed. */
 #define TD_HTTP_WRITE_TIMEOUT_MS      30000
 #define TD_DEFAULT_HEADER_TIMEOUT_MS  10000
 #define TD_DEFAULT_IDLE_TIMEOUT_MS    60000
@@ -52,8 +53,9 @@
  * quote rate. Allocation sizes of the classes, header included. */
 #define TD_BUF_POOL_SMALL_BYTES       256
 #define TD_BUF_POOL_LARGE_BYTES       512
-/* Buffers kept per class at most: 4,096 x (256 + 512) bytes = 3 MiB, about
- * four 1,000-quote batches' worth. Past it a freed buffer goes back to malloc. */
+/* Buffers kept at most, all classes together (what /status reports as
+ * "pooled"): at most 4,096 x 512 bytes = 2 MiB, about four 1,000-quote
+ * batches' worth. Past it a freed buffer goes back to malloc. */
 #define TD_BUF_POOL_MAX               4096
 
 /* ---- Quotes and Redis ---------------------------------------------------- */

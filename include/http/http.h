@@ -75,6 +75,12 @@ const td_header *http_header(const td_request *req, const char *name);
 bool http_header_is(const td_request *req, const char *name, const char *value);
 /* Copies query parameter `name` (percent-decoded) into out; false if absent. */
 bool http_query_param(const td_request *req, const char *name, char *out, size_t out_size);
+/* Room for the text of a query integer: a sign and the digits of a long. */
+#define HTTP_QUERY_INT_MAX 24
+/* Query parameter `name` as a decimal integer in [min, max] into *out: 1,
+ * 0 when absent (out untouched), -1 when present but anything else (empty,
+ * not a number, percent-encoded, out of range however many digits). */
+int http_query_int(const td_request *req, const char *name, long min, long max, long *out);
 const char *http_method_name(const td_request *req);
 
 /* ---- responses ----------------------------------------------------------- */

@@ -11,6 +11,7 @@
 typedef struct {
   uint64_t accepted;
   uint64_t open;
+  uint64_t open_peak;         /* most open at once since the app last reset it (malloc_trim) */
   uint64_t rejected_full;     /* 503: too many connections */
   uint64_t requests;
   uint64_t responses[6];      /* by status class: [2] = 2xx ... */

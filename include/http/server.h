@@ -24,6 +24,7 @@ typedef struct {
   int64_t max_body_bytes;
   uint64_t header_timeout_ms;
   uint64_t idle_timeout_ms;
+  uint64_t write_timeout_ms;   /* responses queued and none read for this long: closed (0: TD_HTTP_WRITE_TIMEOUT_MS) */
   const td_route *routes;
   int n_routes;
   void *user;

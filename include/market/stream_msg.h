@@ -143,6 +143,15 @@ td_buf *smsg_encode(const smsg_msg *m, uint64_t seq, const char *epoch);
  * Returns 0, or -EINVAL when the tail is not `,"seq":N,"epoch":"<hex16>"}`. */
 int smsg_payload_position(const char *p, size_t n, uint64_t *seq, uint64_t *epoch);
 
+/* The "S" of a published payload (smsg_encode writes it right after "T"):
+ * *sym points into p. 0, or -EINVAL when the payload does not begin
+ * {"T":"..","S":"<valid symbol>". */
+int smsg_payload_symbol(const char *p, size_t n, const char **sym, size_t *sym_len);
+
+/* The quote time "t" of a published payload as seconds since 1970 (UTC)
+ * and nanoseconds. 0, or -EINVAL when there is no valid ,"t":"<RFC 3339>". */
+int smsg_payload_time(const char *p, size_t n, int64_t *sec, uint32_t *nsec);
+
 bool smsg_symbol_valid(const char *s, size_t n);
 /* "quotes", "trades", ... ; NULL for an out-of-range kind. */
 const char *smsg_kind_channel(smsg_kind k);

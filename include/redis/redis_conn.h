@@ -3,12 +3,16 @@
  * An explicit state machine drives one hiredis async context at a time:
  *
  *   IDLE -> [RESOLVING] -> CONNECTING -> [AUTHENTICATING] -> [SELECTING] -> READY
+ *                                     \-> PINGING (neither AUTH nor SELECT) -/
  *     any failure or loss -> BACKOFF -> (jittered delay) -> RESOLVING/CONNECTING
  *   rconn_close(): -> CLOSING -> CLOSED (on_closed)
  *
  * Host names are resolved with uv_getaddrinfo (hiredis would block), then
- * hiredis connects to the numeric address. One timer bounds the whole
- * handshake (resolve, connect, AUTH, SELECT); a watchdog drops a READY
+ * hiredis connects to the numeric address. The server must answer once
+ * (AUTH, SELECT or a PING) before the connection is READY: a peer that
+ * accepts TCP and never answers gets no command, and the owner keeps its
+ * messages meanwhile. One timer bounds the whole handshake (resolve,
+ * connect, AUTH, SELECT, PING); a watchdog drops a READY
  * connection whose oldest outstanding reply is older than the command
  * timeout (a stalled server), and reconnects. Retries never stop.
  *
@@ -46,6 +50,7 @@ typedef enum rconn_state {
   RCONN_CONNECTING,
   RCONN_AUTHENTICATING,
   RCONN_SELECTING,
+  RCONN_PINGING,
   RCONN_READY,
   RCONN_BACKOFF,
   RCONN_CLOSING,

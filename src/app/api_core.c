@@ -113,15 +113,11 @@ void api_readyz(td_request *req) {
 
 void api_tasks_list(td_request *req) {
   char buf[32];
-  int limit = TD_TASK_LIST_DEFAULT, state = -1;
-  if (http_query_param(req, "limit", buf, sizeof(buf))) {
-    char *end;
-    long v = strtol(buf, &end, 10);
-    if (*buf == '\0' || *end || v < 1 || v > TD_TASK_RECENT) {
-      http_error(req, 400, "bad_limit", "limit must be an integer from 1 to 1024", NULL);
-      return;
-    }
-    limit = (int)v;
+  int state = -1;
+  long limit = TD_TASK_LIST_DEFAULT;
+  if (http_query_int(req, "limit", 1, TD_TASK_RECENT, &limit) < 0) {
+    http_error(req, 400, "bad_limit", "limit must be an integer from 1 to 1024", NULL);
+    return;
   }
   if (http_query_param(req, "state", buf, sizeof(buf))) {
     state = task_state_parse(buf);
@@ -130,7 +126,7 @@ void api_tasks_list(td_request *req) {
       return;
     }
   }
-  json_t *tasks = tasks_recent_json(req_app(req)->tasks, limit, state);
+  json_t *tasks = tasks_recent_json(req_app(req)->tasks, (int)limit, state);
   http_respond_json(req, 200, json_pack("{s:i, s:o}", "count", (json_int_t)json_array_size(tasks), "tasks", tasks),
                     NULL);
 }

@@ -8,6 +8,8 @@
 #include "app/api.h"
 #include "app/app.h"
 #include "ingest_pace.h"
+#include "base/jsonw.h"
+#include "base/url.h"
 #include "market/pipeline.h"
 #include "market/quote_store.h"
 #include "market/stream_msg.h"
@@ -52,7 +54,14 @@ void api_quotes_post(td_request *req) {
   free(text);
 }
 
-static json_t *payload_json(const td_buf *b) { return json_loadb(b->data, b->len, 0, NULL); }
+/* GET /quotes and /history answer with the stored payloads byte for byte:
+ * parsing them back into jansson and dumping them again printed 275.22 as
+ * 275.22000000000003 (jansson's %.17g), unlike the published message. */
+static void respond_jsonw(td_request *req, jsonw *w) {
+  if (w->failed) http_error(req, 500, "internal", "out of memory", NULL);
+  else http_respond(req, 200, "application/json", w->p, w->len, NULL);
+  jw_free(w);
+}
 
 void api_quotes_list(td_request *req) {
   qstore *qs = pipeline_store(req_app(req)->pipeline);
@@ -63,27 +72,31 @@ void api_quotes_list(td_request *req) {
     return;
   }
   size_t n = qstore_symbols(qs, SMSG_QUOTE, syms, total);
-  json_t *quotes = json_object();
-  for (size_t i = 0; i < n && i < total; i++) {
+  if (n > total) n = total;
+  jsonw w;
+  jw_init(&w, 0);
+  jw_object(&w, NULL);
+  JW_U64(&w, "count", n);
+  jw_object(&w, "quotes");
+  for (size_t i = 0; i < n; i++) {
     qstore_entry e;
-    if (qstore_latest(qs, SMSG_QUOTE, syms[i], strlen(syms[i]), &e)) {
-      json_t *q = payload_json(e.payload);
-      if (q) json_object_set_new(quotes, syms[i], q);
-    }
+    if (qstore_latest(qs, SMSG_QUOTE, syms[i], strlen(syms[i]), &e)) jw_raw(&w, syms[i], e.payload->data, e.payload->len);
   }
+  jw_end(&w);
+  jw_end(&w);
   free(syms);
-  http_respond_json(req, 200, json_pack("{s:I, s:o}", "count", (json_int_t)json_object_size(quotes), "quotes", quotes),
-                    NULL);
+  respond_jsonw(req, &w);
 }
 
-/* The symbol path parameter, validated; answers 400 itself when invalid. */
+/* The symbol path parameter, percent-decoded ("BTC%2FUSD" is BTC/USD: a raw
+ * '/' would be a path separator) and validated; answers 400 itself when
+ * invalid. */
 static bool symbol_param(td_request *req, char out[TD_SYMBOL_MAX + 1]) {
-  if (!smsg_symbol_valid(req->params[0], req->param_lens[0])) {
-    http_error(req, 400, "bad_symbol", "a symbol is 1-16 of A-Z 0-9 . - /", NULL);
+  long n = url_decode(req->params[0], req->param_lens[0], out, TD_SYMBOL_MAX + 1, URL_DECODE_STRICT);
+  if (n < 0 || !smsg_symbol_valid(out, (size_t)n)) {
+    http_error(req, 400, "bad_symbol", "a symbol is 1-16 of A-Z 0-9 . - / (in a path, / is written %2F)", NULL);
     return false;
   }
-  memcpy(out, req->params[0], req->param_lens[0]);
-  out[req->param_lens[0]] = '\0';
   return true;
 }
 
@@ -100,17 +113,12 @@ void api_quote_get(td_request *req) {
 }
 
 void api_quote_history(td_request *req) {
-  char sym[TD_SYMBOL_MAX + 1], buf[16];
+  char sym[TD_SYMBOL_MAX + 1];
   if (!symbol_param(req, sym)) return;
-  int limit = QUOTES_HISTORY_DEFAULT;
-  if (http_query_param(req, "limit", buf, sizeof(buf))) {
-    char *end;
-    long v = strtol(buf, &end, 10);
-    if (!*buf || *end || v < 1 || v > req_app(req)->cfg->history_size) {
-      http_error(req, 400, "bad_limit", "limit must be from 1 to --history-size", NULL);
-      return;
-    }
-    limit = (int)v;
+  long limit = QUOTES_HISTORY_DEFAULT;
+  if (http_query_int(req, "limit", 1, req_app(req)->cfg->history_size, &limit) < 0) {
+    http_error(req, 400, "bad_limit", "limit must be from 1 to --history-size", NULL);
+    return;
   }
   if (limit > req_app(req)->cfg->history_size) limit = req_app(req)->cfg->history_size;
   qstore_entry *es = calloc((size_t)limit, sizeof(*es));
@@ -120,13 +128,15 @@ void api_quote_history(td_request *req) {
   }
   size_t n = qstore_history(pipeline_store(req_app(req)->pipeline), SMSG_QUOTE, sym, strlen(sym), (size_t)limit,
                             uv_now(req_app(req)->loop), es);
-  json_t *arr = json_array();
-  for (size_t i = 0; i < n; i++) {
-    json_t *q = payload_json(es[i].payload);
-    if (q) json_array_append_new(arr, q);
-  }
+  jsonw w;
+  jw_init(&w, 0);
+  jw_object(&w, NULL);
+  jw_str(&w, "symbol", sym);
+  JW_U64(&w, "count", n);
+  jw_array(&w, "quotes");
+  for (size_t i = 0; i < n; i++) jw_raw(&w, NULL, es[i].payload->data, es[i].payload->len);
+  jw_end(&w);
+  jw_end(&w);
   free(es);
-  http_respond_json(req, 200, json_pack("{s:s, s:I, s:o}", "symbol", sym, "count", (json_int_t)json_array_size(arr),
-                                        "quotes", arr),
-                    NULL);
+  respond_jsonw(req, &w);
 }

@@ -24,6 +24,7 @@ typedef struct td_config {
   int64_t max_body_bytes;
   int header_timeout_ms;
   int idle_timeout_ms;
+  int write_timeout_ms;
   int shutdown_grace_ms;
   /* logging */
   char *log_file;            /* "" or "-": no file */

@@ -1,6 +1,7 @@
 /* tickerd entry point: load the configuration, bring the modules up on one
  * libuv loop, run it, and shut down gracefully on SIGINT/SIGTERM. */
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,10 +32,14 @@
 
 /* How often history older than --history-ms is freed. */
 #define MAIN_EXPIRE_INTERVAL_MS 1000
+/* Connections that must have closed since the peak (and at least half of
+ * it) before freed memory is handed back to the kernel with malloc_trim:
+ * glibc keeps the freed heap of thousands of departed clients mapped. */
+#define MAIN_TRIM_AFTER_CLOSED 1000
 
 typedef struct {
   td_app app;
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
   uv_timer_t expire_timer;
   int pending_closes;       /* publishers, subscriber, feed: each calls back once */
   int tasks_topic;          /* the hub's "tasks" topic */
@@ -178,6 +183,7 @@ static void closed_one(void *data) {
   log_msg(TD_LOG_INFO, "server_stopped", "all connections and upstreams closed");
   uv_close((uv_handle_t *)&m->sigint, NULL);
   uv_close((uv_handle_t *)&m->sigterm, NULL);
+  uv_close((uv_handle_t *)&m->sighup, NULL);
   uv_close((uv_handle_t *)&m->expire_timer, NULL);
   tasks_close(m->app.tasks);
   log_close();
@@ -246,9 +252,34 @@ static void on_signal(uv_signal_t *h, int signum) {
   server_shutdown(app->server, app->cfg->shutdown_grace_ms, on_drained, m);
 }
 
+/* SIGHUP: logrotate has renamed the log file; write on at its path. Its
+ * default action would end the process without server_stopped. */
+static void on_sighup(uv_signal_t *h, int signum) {
+  int rc = log_reopen();
+  td_logline *l = rc == 0 ? log_begin(TD_LOG_INFO, "log_reopened") : log_begin(TD_LOG_ERROR, "log_reopen_failed");
+  if (l) {
+    if (rc != 0) log_str(l, "error", uv_strerror(rc));
+    log_end(l);
+  }
+}
+
+/* After a large drop in connections: give their freed memory back. Their
+ * structures, queues and the buffers they held were freed, but glibc keeps
+ * freed heap pages mapped (RSS stayed ~40 MB above its start after 5,000
+ * clients left); malloc_trim returns the free pages anywhere in the heap. */
+static void maybe_trim(void) {
+  uint64_t open = http_stats.open, peak = http_stats.open_peak;
+  if (peak - open < MAIN_TRIM_AFTER_CLOSED || open > peak / 2) return;
+  http_stats.open_peak = open;
+  malloc_trim(0);
+  td_logline *l = log_begin(TD_LOG_DEBUG, "memory_trimmed");
+  if (l) { log_int(l, "open_connections", (int64_t)open); log_end(l); }
+}
+
 static void on_expire(uv_timer_t *t) {
   td_main *m = t->data;
   qstore_expire(m->app.store, uv_now(t->loop));
+  maybe_trim();
 }
 
 /* ---- start --------------------------------------------------------------------- */
@@ -306,6 +337,8 @@ static int start(td_main *m) {
   m->sigint.data = m->sigterm.data = m;
   uv_signal_start(&m->sigint, on_signal, SIGINT);
   uv_signal_start(&m->sigterm, on_signal, SIGTERM);
+  uv_signal_init(app->loop, &m->sighup);
+  uv_signal_start(&m->sighup, on_sighup, SIGHUP);
   uv_timer_init(app->loop, &m->expire_timer);
   m->expire_timer.data = m;
   uv_timer_start(&m->expire_timer, on_expire, MAIN_EXPIRE_INTERVAL_MS, MAIN_EXPIRE_INTERVAL_MS);

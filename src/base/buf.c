@@ -40,6 +40,8 @@ static struct {
   td_buf *b[TD_BUF_POOL_MAX];
   uint32_t n;
 } pool[POOL_CLASSES];
+/* Buffers in all classes: TD_BUF_POOL_MAX bounds the pool, not each class. */
+static uint32_t pooled;
 
 /* The class a buffer of `cap` bytes is made in, or -1: malloc'd to size. */
 static int pool_class_for(size_t cap) {
@@ -57,7 +59,12 @@ td_buf *buf_new(size_t cap) {
   td_buf *b;
   if (k >= 0) {
     cap = pool_cap[k];
-    b = pool[k].n ? pool[k].b[--pool[k].n] : malloc(sizeof(*b) + cap);
+    if (pool[k].n) {
+      b = pool[k].b[--pool[k].n];
+      pooled--;
+    } else {
+      b = malloc(sizeof(*b) + cap);
+    }
   } else {
     b = malloc(sizeof(*b) + cap);
   }
@@ -84,8 +91,9 @@ void buf_unref(td_buf *b) {
   live_bytes -= b->cap;
   /* Class buffers are made with exactly the class's room (buf_new). */
   int k = pool_class_for(b->cap);
-  if (k >= 0 && b->cap == pool_cap[k] && pool[k].n < TD_BUF_POOL_MAX) {
+  if (k >= 0 && b->cap == pool_cap[k] && pooled < TD_BUF_POOL_MAX) {
     pool[k].b[pool[k].n++] = b;
+    pooled++;
     return;
   }
   free(b);
@@ -94,13 +102,10 @@ void buf_unref(td_buf *b) {
 uint64_t buf_live_count(void) { return live_count; }
 uint64_t buf_live_bytes(void) { return live_bytes; }
 
-uint64_t buf_pooled_count(void) {
-  uint64_t n = 0;
-  for (int k = 0; k < POOL_CLASSES; k++) n += pool[k].n;
-  return n;
-}
+uint64_t buf_pooled_count(void) { return pooled; }
 
 void buf_pool_release(void) {
   for (int k = 0; k < POOL_CLASSES; k++)
     while (pool[k].n) free(pool[k].b[--pool[k].n]);
+  pooled = 0;
 }

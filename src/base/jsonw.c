@@ -128,6 +128,11 @@ void jw_end(jsonw *w) {
   w->depth--;
 }
 
+void jw_raw(jsonw *w, const char *key, const char *json, size_t n) {
+  prefix(w, key);
+  put(w, json, n);
+}
+
 void jw_u64(jsonw *w, const char *key, uint64_t v) {
   prefix(w, key);
   char *o = jw_room(w, JW_NUMBER_MAX);

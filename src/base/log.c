@@ -4,6 +4,8 @@
 #include "base/log.h"
 #include "base/jsonw.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,16 +35,32 @@ static struct {
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 
+/* The log file's path, for log_reopen (NULL: stdout only). */
+static char *file_path;
+
+static int open_append(const char *path) {
+  return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+}
+
 int log_open(const char *path, const char *level) {
   for (int i = 0; i <= TD_LOG_ERROR; i++)
     if (level && !strcmp(level, level_names[i])) L.min_level = (td_log_level)i;
   if (path && *path && strcmp(path, "-")) {
-    FILE *f = fopen(path, "a");
-    if (!f) return -1;
-    L.file_fd = dup(fileno(f));
-    fclose(f);
+    L.file_fd = open_append(path);
     if (L.file_fd < 0) return -1;
+    free(file_path);
+    file_path = strdup(path);
   }
+  return 0;
+}
+
+int log_reopen(void) {
+  if (!file_path) return 0;
+  log_flush(); /* what was written before the rotation goes to the old file */
+  int fd = open_append(file_path);
+  if (fd < 0) return -errno; /* keep writing to the old file rather than nowhere */
+  close(L.file_fd);
+  L.file_fd = fd;
   return 0;
 }
 
@@ -82,6 +100,8 @@ void log_close(void) {
   }
   if (L.file_fd >= 0) close(L.file_fd);
   L.file_fd = -1;
+  free(file_path);
+  file_path = NULL;
 }
 
 uint64_t log_lines(td_log_level level) { return L.lines[level]; }

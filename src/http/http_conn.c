@@ -3,7 +3,7 @@
  * peers, and the outgoing queue.
  *
  * States:
- *   CONN_READING     waiting for / parsing a request (header timer, then idle timer)
+ *   CONN_READING     waiting for / parsing a request (idle, header or body deadline)
  *   CONN_HANDLING    a complete request is with its handler (maybe deferred)
  *   CONN_DRAINING    the last response is queued; close when it is written
  *   CONN_STREAMING   taken over by a WebSocket or SSE owner
@@ -91,6 +91,11 @@ struct td_conn {
   bool value_at_buf_end;
   const char *exec_start, *exec_end;
   bool headers_done;
+  /* When the current request's headers must be complete (uv_now ms; 0: no
+   * request is arriving). Set once per request and never moved by a read:
+   * a peer trickling bytes cannot stretch it (slowloris). */
+  uint64_t header_deadline;
+  uint64_t paused_at;          /* backpressure began (uv_now ms); 0: reading */
   char *body;
   size_t body_len, body_cap;
   int error_status;            /* set by a callback that rejects the request */
@@ -227,6 +232,10 @@ static int on_message_begin(llhttp_t *p) {
   td_conn *c = parser_conn(p);
   request_reset(c);
   c->in_request = true;
+  /* A connection's first request is timed from the accept (conn_accept set
+   * the deadline); a later one from its first byte, which for a pipelined
+   * request is the end of the previous one. */
+  if (!c->header_deadline) c->header_deadline = uv_now(c->tcp.loop) + conn_opts(c)->header_timeout_ms;
   return 0;
 }
 
@@ -313,6 +322,7 @@ static int on_headers_complete(llhttp_t *p) {
   td_conn *c = parser_conn(p);
   td_request *r = &c->req;
   c->headers_done = true;
+  c->header_deadline = 0;
   request_finish_head(c);
   r->method = (uint8_t)p->method;
   r->http_major = p->http_major;
@@ -392,6 +402,9 @@ static int out_push(td_conn *c, td_buf *b, uint32_t tag) {
     c->out_cap = cap;
     c->out_head = 0;
   }
+  /* An HTTP connection's write deadline counts from when something first
+   * waits to be written (a stream's owner keeps its own limits). */
+  if (c->queued_bytes == 0 && c->state != CONN_STREAMING) c->last_write_progress = uv_now(c->tcp.loop);
   c->out[(c->out_head + c->out_count) & (c->out_cap - 1)] = (out_entry){buf_ref(b), 0, tag};
   c->out_count++;
   c->queued_bytes += b->len;
@@ -616,37 +629,46 @@ int conn_send_copy(td_conn *c, const void *p, size_t n) {
 static void on_timer(uv_timer_t *t) {
   td_conn *c = t->data;
   uint64_t now = uv_now(t->loop);
-  if (c->queued_bytes > 0 && now - c->last_write_progress >= TD_HTTP_WRITE_TIMEOUT_MS) {
+  if (c->queued_bytes > 0 && now - c->last_write_progress >= conn_opts(c)->write_timeout_ms) {
     http_stats.write_timeouts++;
     td_logline *l = log_begin(TD_LOG_WARN, "client_write_timeout");
     if (l) { log_str(l, "client_ip", c->peer_ip); log_int(l, "queued_bytes", (int64_t)c->queued_bytes); log_end(l); }
     conn_close(c, "write timeout");
     return;
   }
-  if (c->state != CONN_READING) {
+  /* Not reading (handling, draining, or held back by a peer that does not
+   * read its responses: only the write timeout applies), or early. */
+  if (c->state != CONN_READING || c->paused_at || (c->header_deadline && now < c->header_deadline)) {
     conn_arm_timer(c);
     return;
   }
-  bool mid_request = c->in_request || c->pending_len > 0;
+  /* A connection that never sent a byte since its accept is a slowloris
+   * too, but a browser's speculative connection looks the same: counted,
+   * logged only at debug level. */
+  bool mid_request = c->in_request || c->header_deadline;
   if (mid_request) http_stats.header_timeouts++;
   else http_stats.idle_timeouts++;
-  td_logline *l = log_begin(mid_request ? TD_LOG_WARN : TD_LOG_DEBUG, mid_request ? "client_header_timeout" : "client_idle_timeout");
+  td_logline *l = log_begin(c->in_request ? TD_LOG_WARN : TD_LOG_DEBUG, mid_request ? "client_header_timeout" : "client_idle_timeout");
   if (l) { log_str(l, "client_ip", c->peer_ip); log_end(l); }
   conn_close(c, mid_request ? "header timeout" : "idle timeout");
 }
 
-/* One timer per connection: the header deadline while a request is arriving,
- * the idle deadline between requests, a write-progress check otherwise.
- * Streaming connections keep their own timers in their owner. */
+/* One timer per connection, armed for the earliest of: the write deadline
+ * (responses queued and none of them read for --write-timeout-ms), and while
+ * reading, the header deadline (fixed per request), a body that stops for
+ * --header-timeout-ms, or --idle-timeout-ms between requests. Streaming
+ * connections keep their own timers in their owner. */
 static void conn_arm_timer(td_conn *c) {
   if (c->state == CONN_CLOSING) return;
   const td_server_opts *opts = conn_opts(c);
-  uint64_t ms = TD_HTTP_WRITE_TIMEOUT_MS;
-  if (c->state == CONN_READING) {
-    uint64_t wait = (c->in_request || c->pending_len > 0) ? opts->header_timeout_ms : opts->idle_timeout_ms;
-    if (c->queued_bytes == 0 || wait < ms) ms = wait;
+  uint64_t now = uv_now(c->timer.loop), due = now + opts->write_timeout_ms;
+  if (c->queued_bytes > 0) due = c->last_write_progress + opts->write_timeout_ms;
+  if (c->state == CONN_READING && !c->paused_at) {
+    uint64_t d = c->header_deadline ? c->header_deadline
+                                    : now + (c->in_request ? opts->header_timeout_ms : opts->idle_timeout_ms);
+    if (c->queued_bytes == 0 || d < due) due = d;
   }
-  uv_timer_start(&c->timer, on_timer, ms, 0);
+  uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
 /* ---- reading and dispatch -------------------------------------------------- */
@@ -755,8 +777,14 @@ static void conn_process(td_conn *c, const char *data, size_t len) {
       http_stats.backpressure_pauses++;
       keep_pending(c, data, len);
       stop_reading(c);
+      if (!c->paused_at) c->paused_at = uv_now(c->tcp.loop) | 1; /* never 0, which means reading */
       conn_arm_timer(c);
       return;
+    }
+    if (c->paused_at) {
+      /* Headers we did not read cannot have been late: their clock stopped. */
+      if (c->header_deadline) c->header_deadline += uv_now(c->tcp.loop) - c->paused_at;
+      c->paused_at = 0;
     }
     if (len == 0) {
       c->pending_len = 0;
@@ -877,6 +905,7 @@ td_conn *conn_accept(td_server *s, uv_stream_t *listener) {
   request_reset(c);
   c->state = CONN_READING;
   c->last_write_progress = uv_now(listener->loop);
+  c->header_deadline = uv_now(listener->loop) + conn_opts(c)->header_timeout_ms;
   server_conn_opened(s, c);
   conn_process(c, NULL, 0);
   return c;

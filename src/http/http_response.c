@@ -2,6 +2,7 @@
  * Content-Type, Content-Length (except streams), Date and X-Request-Id, and
  * is one shared buffer queued on its connection. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,12 +39,37 @@ bool http_header_is(const td_request *req, const char *name, const char *value) 
   return h && h->value_len == n && strncasecmp(h->value, value, n) == 0;
 }
 
-bool http_query_param(const td_request *req, const char *name, char *out, size_t out_size) {
-  size_t nlen = strlen(name), klen, vlen;
-  const char *pos = req->query, *end = req->query + req->query_len, *key, *val;
-  while (url_query_next(&pos, end, &key, &klen, &val, &vlen))
-    if (klen == nlen && memcmp(key, name, nlen) == 0) return url_decode(val, vlen, out, out_size, URL_DECODE_FORM) >= 0;
+/* The raw (still encoded) value of query parameter `name`. */
+static bool query_value(const td_request *req, const char *name, const char **value, size_t *len) {
+  size_t nlen = strlen(name), klen;
+  const char *pos = req->query, *end = req->query + req->query_len, *key;
+  while (url_query_next(&pos, end, &key, &klen, value, len))
+    if (klen == nlen && memcmp(key, name, nlen) == 0) return true;
   return false;
+}
+
+bool http_query_param(const td_request *req, const char *name, char *out, size_t out_size) {
+  const char *v;
+  size_t n;
+  return query_value(req, name, &v, &n) && url_decode(v, n, out, out_size, URL_DECODE_FORM) >= 0;
+}
+
+int http_query_int(const td_request *req, const char *name, long min, long max, long *out) {
+  const char *v;
+  size_t n;
+  char buf[HTTP_QUERY_INT_MAX];
+  if (!query_value(req, name, &v, &n)) return 0;
+  /* Too long for any long is out of range too, not absent. Digits need no
+   * percent-encoding: the raw text is the number (no "%00" cutting it short). */
+  if (n == 0 || n >= sizeof(buf) || memchr(v, '%', n)) return -1;
+  memcpy(buf, v, n);
+  buf[n] = '\0';
+  char *end;
+  errno = 0;
+  long x = strtol(buf, &end, 10);
+  if (*end || errno == ERANGE || x < min || x > max) return -1;
+  *out = x;
+  return 1;
 }
 
 const char *http_method_name(const td_request *req) { return llhttp_method_name((llhttp_method_t)req->method); }

@@ -47,6 +47,7 @@ void server_conn_opened(td_server *s, td_conn *c) {
   conn_list_link(c, &s->conns);
   s->open++;
   http_stats.open = s->open;
+  if (s->open > http_stats.open_peak) http_stats.open_peak = s->open;
 }
 
 void server_conn_closed(td_server *s, td_conn *c) {
@@ -79,6 +80,8 @@ int server_start(td_server **out, uv_loop_t *loop, const td_server_opts *opts) {
   td_server *s = calloc(1, sizeof(*s));
   if (!s) return UV_ENOMEM;
   s->opts = *opts;
+  /* 0 would close every connection with a response not yet written at once */
+  if (!s->opts.write_timeout_ms) s->opts.write_timeout_ms = TD_HTTP_WRITE_TIMEOUT_MS;
   struct sockaddr_storage addr;
   int rc = uv_ip4_addr(opts->host, opts->port, (struct sockaddr_in *)&addr);
   if (rc != 0) rc = uv_ip6_addr(opts->host, opts->port, (struct sockaddr_in6 *)&addr);

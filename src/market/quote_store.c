@@ -277,6 +277,25 @@ static bool seen(qs_series *s, uint64_t epoch, uint64_t seq, uint64_t tick) {
   return false;
 }
 
+/* ---- the latest entry ------------------------------------------------------ */
+
+/* Within one epoch seq orders messages (and seen() drops older ones). Seqs
+ * of two epochs (two publishers of a symbol, or one restarted) cannot be
+ * compared: then the quote's own time "t" says which is the latest. A
+ * message of another epoch that is older than the latest (one in flight
+ * from a stopped publisher, or replayed by another producer) goes into the
+ * history, where recovery finds it, but is not the latest quote. Payloads
+ * without a readable "t" replace the latest as they arrive. */
+static bool older_than_latest(const qs_series *s, const td_buf *payload, uint64_t epoch) {
+  if (!s->latest.payload || s->latest.epoch == epoch) return false;
+  int64_t a, b;
+  uint32_t an, bn;
+  if (smsg_payload_time(payload->data, payload->len, &a, &an) != 0 ||
+      smsg_payload_time(s->latest.payload->data, s->latest.payload->len, &b, &bn) != 0)
+    return false;
+  return a < b || (a == b && an < bn);
+}
+
 /* ---- public operations ------------------------------------------------------ */
 
 uint64_t qstore_next_seq(qstore *qs, smsg_kind kind, const char *sym, size_t n) {
@@ -299,9 +318,11 @@ int qstore_insert(qstore *qs, smsg_kind kind, const char *sym, size_t n, td_buf 
   qs_slot e = {buf_ref(payload), epoch, seq, ++qs->ordinal, recv_ms};
   s->ring[(s->head + s->count) % s->cap] = e;
   s->count++;
-  buf_unref(s->latest.payload);
-  s->latest = e;
-  buf_ref(payload);
+  if (!older_than_latest(s, payload, epoch)) {
+    buf_unref(s->latest.payload);
+    s->latest = e;
+    buf_ref(payload);
+  }
   qs->st.inserts++;
   qs->st.entries++;
   /* A full ring pops its oldest entry when this series takes its next

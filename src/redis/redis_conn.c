@@ -26,13 +26,13 @@
 /* Tags are shifted left to carry these two flags through hiredis's privdata. */
 #define RCONN_TAG_TRACKED  1u
 #define RCONN_TAG_INTERNAL 2u
-enum { RCONN_INTERNAL_AUTH = 1, RCONN_INTERNAL_SELECT = 2 };
+enum { RCONN_INTERNAL_AUTH = 1, RCONN_INTERNAL_SELECT = 2, RCONN_INTERNAL_PING = 3 };
 
 /* ---- URL ----------------------------------------------------------------- */
 
 static const char *const state_names[] = {
     "idle", "resolving", "connecting", "authenticating", "selecting",
-    "ready", "backoff", "closing", "closed"};
+    "pinging", "ready", "backoff", "closing", "closed"};
 
 const char *rconn_state_name(rconn_state s) {
   return (unsigned)s < sizeof(state_names) / sizeof(*state_names) ? state_names[s] : "?";
@@ -263,6 +263,7 @@ static void on_timer(uv_timer_t *t) {
   case RCONN_CONNECTING:
   case RCONN_AUTHENTICATING:
   case RCONN_SELECTING:
+  case RCONN_PINGING:
   case RCONN_READY: /* a drop deferred out of the connect callback */
     rconn_reconnect(c, c->late_drop ? c->late_drop : "connect timeout");
     break;
@@ -303,7 +304,7 @@ static void became_ready(td_rconn *c) {
 
 static int send_raw(td_rconn *c, uintptr_t flags_tag, const char *cmd, size_t len);
 
-/* Builds AUTH [user] pass or SELECT db as RESP and sends it. */
+/* Builds AUTH [user] pass, SELECT db or PING as RESP and sends it. */
 static int send_internal(td_rconn *c, int which) {
   const char *argv[3];
   size_t argl[3];
@@ -313,10 +314,12 @@ static int send_internal(td_rconn *c, int which) {
     argv[argc++] = "AUTH";
     if (c->url.user) argv[argc++] = c->url.user;
     argv[argc++] = c->url.password;
-  } else {
+  } else if (which == RCONN_INTERNAL_SELECT) {
     argv[argc++] = "SELECT";
     snprintf(db, sizeof(db), "%d", c->url.db);
     argv[argc++] = db;
+  } else {
+    argv[argc++] = "PING";
   }
   for (int i = 0; i < argc; i++) argl[i] = strlen(argv[i]);
   char *cmd = NULL;
@@ -338,6 +341,11 @@ static void handshake_next(td_rconn *c) {
   } else if ((c->state == RCONN_CONNECTING || c->state == RCONN_AUTHENTICATING) && c->url.db) {
     next = RCONN_SELECTING;
     which = RCONN_INTERNAL_SELECT;
+  } else if (c->state == RCONN_CONNECTING) {
+    /* A TCP connect proves only that something accepted: a server that
+     * never answers would get every command written into a black hole. */
+    next = RCONN_PINGING;
+    which = RCONN_INTERNAL_PING;
   }
   if (next == RCONN_READY) {
     became_ready(c);
@@ -517,15 +525,17 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata) {
   }
   if (!reply || c->ac != ac) return; /* going away: on_disconnect handles it */
   if (reply->type == REDIS_REPLY_ERROR) {
-    bool auth = (v >> 2) == RCONN_INTERNAL_AUTH;
-    td_logline *l = log_begin(TD_LOG_ERROR, auth ? "redis_auth_failed" : "redis_select_failed");
+    static const char *const events[] = {"", "redis_auth_failed", "redis_select_failed", "redis_ping_failed"};
+    static const char *const reasons[] = {"", "auth failed", "select failed", "ping failed"};
+    uintptr_t which = v >> 2 <= RCONN_INTERNAL_PING ? v >> 2 : 0;
+    td_logline *l = log_begin(TD_LOG_ERROR, events[which]);
     if (l) {
       log_str(l, "conn", c->name);
       log_str(l, "url", c->url.masked);
       log_strn(l, "error", reply->str, reply->len);
       log_end(l);
     }
-    rconn_reconnect(c, auth ? "auth failed" : "select failed");
+    rconn_reconnect(c, reasons[which]);
     return;
   }
   handshake_next(c);

@@ -20,6 +20,10 @@
 #define HUB_CHANNEL_MAX (TD_CHANNEL_PREFIX_MAX + 1 + TD_SYMBOL_MAX + 1)
 /* "SYMBOL:<16 hex>:<20 digits>" */
 #define HUB_POSITION_MAX (TD_SYMBOL_MAX + 1 + SMSG_EPOCH_LEN + 1 + 20 + 1)
+/* Refused Redis messages are logged at most once per this many ms (the
+ * rest counted in the next line's "suppressed"): another producer's bad
+ * messages must not flood the log. */
+#define HUB_BAD_LOG_MS 1000
 /* The envelope around a payload in a WebSocket quote message. */
 #define HUB_ENVELOPE_MAX (64 + HUB_CHANNEL_MAX + TD_SYMBOL_MAX + HUB_POSITION_MAX)
 
@@ -54,6 +58,8 @@ struct td_hub {
   uint32_t topic_listeners[HUB_MAX_TOPICS];
   int ntopics;
   hub_stats stats;
+  uint64_t bad_logged_ms;           /* when a refused message was last logged */
+  uint64_t bad_suppressed;          /* refused since, not logged */
 };
 
 /* ---- symbols ---------------------------------------------------------------- */
@@ -149,7 +155,13 @@ static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
   }
   c->subs[k] = c->subs[--c->nsubs];
   h->stats.client_subscriptions--;
-  if (sym_clients(sym) == 0 && h->sub) sub_remove(h->sub, sym->channel);
+  if (sym_clients(sym) == 0) {
+    /* Unsubscribed, the channel's sequence goes on without us: what a later
+     * subscription first receives starts a new continuity, not a gap. */
+    sym->last_epoch = sym->last_seq = 0;
+    sym->check_continuity = false;
+    if (h->sub) sub_remove(h->sub, sym->channel);
+  }
 }
 
 void hub_detach(td_hub *h, hub_client *c) {
@@ -409,6 +421,25 @@ static void handle_gap(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq)
   notify_continuity(h, sym, found == want, found == want ? found : 0, from, to);
 }
 
+/* A message from Redis that is neither stored nor delivered: logged, at most
+ * once per HUB_BAD_LOG_MS. */
+static void refuse(td_hub *h, const hub_symbol *sym, const char *reason) {
+  uint64_t now = uv_now(h->opts.loop);
+  if (h->bad_logged_ms && now - h->bad_logged_ms < HUB_BAD_LOG_MS) {
+    h->bad_suppressed++;
+    return;
+  }
+  td_logline *l = log_begin(TD_LOG_WARN, "stream_message_refused");
+  if (l) {
+    log_str(l, "channel", sym->channel);
+    log_str(l, "reason", reason);
+    log_int(l, "suppressed", (int64_t)h->bad_suppressed);
+    log_end(l);
+  }
+  h->bad_logged_ms = now ? now : 1;
+  h->bad_suppressed = 0;
+}
+
 void hub_on_message(void *hub, const char *channel, size_t channel_len, const char *payload, size_t payload_len) {
   td_hub *h = hub;
   size_t plen = strlen(h->opts.channel_prefix);
@@ -419,15 +450,29 @@ void hub_on_message(void *hub, const char *channel, size_t channel_len, const ch
   uint64_t seq, epoch;
   if (smsg_payload_position(payload, payload_len, &seq, &epoch) != 0) {
     h->stats.bad_messages++;
+    refuse(h, sym, "no seq and epoch at the end of the payload");
     return;
   }
-  if (sym->last_epoch == epoch && seq > sym->last_seq + 1 && sym->last_seq != 0) {
+  /* Another producer may publish anything anywhere: a quote of MSFT on
+   * quotes:EXT2 would be streamed and stored as EXT2's. */
+  const char *ps;
+  size_t ps_len;
+  if (smsg_payload_symbol(payload, payload_len, &ps, &ps_len) != 0 || ps_len != strlen(sym->symbol) ||
+      memcmp(ps, sym->symbol, ps_len)) {
+    h->stats.misfiled++;
+    refuse(h, sym, "the payload's symbol \"S\" is not the channel's");
+    return;
+  }
+  /* Nobody listens (a message in flight when the last client left): it
+   * starts no continuity for a later subscription to check against. */
+  bool listened = sym_clients(sym) > 0;
+  if (listened && sym->last_epoch == epoch && seq > sym->last_seq + 1 && sym->last_seq != 0) {
     handle_gap(h, sym, epoch, seq);
-  } else if (sym->check_continuity && sym->last_seq != 0) {
+  } else if (listened && sym->check_continuity && sym->last_seq != 0) {
     notify_continuity(h, sym, true, 0, 0, 0);
   }
   sym->check_continuity = false;
-  if (sym->last_epoch != epoch || seq > sym->last_seq) {
+  if (listened && (sym->last_epoch != epoch || seq > sym->last_seq)) {
     sym->last_epoch = epoch;
     sym->last_seq = seq;
   }

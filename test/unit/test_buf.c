@@ -95,12 +95,39 @@ static void test_pool_is_bounded(void **state) {
   assert_int_equal(buf_pooled_count(), 0);
 }
 
+/* The bound is on the whole pool: both classes filled past it together
+ * keep TD_BUF_POOL_MAX buffers, not that many per class (7,342 pooled were
+ * seen against a documented 4,096). */
+static void test_pool_bound_covers_every_class(void **state) {
+  enum { N = TD_BUF_POOL_MAX };
+  static td_buf *small[N], *large[N];
+  buf_pool_release();
+  for (int i = 0; i < N; i++) {
+    small[i] = buf_new(16);
+    large[i] = buf_new(TD_BUF_POOL_SMALL_BYTES);
+    assert_true(small[i] && large[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    buf_unref(small[i]);
+    buf_unref(large[i]);
+  }
+  assert_int_equal(buf_pooled_count(), POOLED ? TD_BUF_POOL_MAX : 0);
+  /* taking from either class frees a place for the other */
+  td_buf *b = buf_new(TD_BUF_POOL_SMALL_BYTES);
+  assert_int_equal(buf_pooled_count(), POOLED ? TD_BUF_POOL_MAX - 1 : 0);
+  buf_unref(b);
+  assert_int_equal(buf_pooled_count(), POOLED ? TD_BUF_POOL_MAX : 0);
+  buf_pool_release();
+  assert_int_equal(buf_pooled_count(), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_refs_and_live_counters),
       cmocka_unit_test(test_size_classes),
       cmocka_unit_test(test_last_freed_is_reused),
       cmocka_unit_test(test_pool_is_bounded),
+      cmocka_unit_test(test_pool_bound_covers_every_class),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -241,6 +241,38 @@ static void test_payload_shared(void **state) {
   buf_unref(b);
 }
 
+/* Across epochs the quote time "t" decides the latest; within one, seq. */
+static int put_at(qstore *qs, uint64_t epoch, uint64_t seq, const char *t) {
+  char p[160];
+  int n = snprintf(p, sizeof(p), "{\"T\":\"q\",\"S\":\"EP\",\"bp\":1,\"t\":\"%s\",\"seq\":%llu,\"epoch\":\"x\"}", t,
+                   (unsigned long long)seq);
+  td_buf *b = buf_from(p, (size_t)n);
+  int rc = qstore_insert(qs, SMSG_QUOTE, "EP", 2, b, epoch, seq, 1);
+  buf_unref(b);
+  return rc;
+}
+
+static void test_latest_across_epochs(void **state) {
+  qstore *qs = qstore_new(8, 60000, 16);
+  qstore_entry e;
+  assert_int_equal(put_at(qs, E1, 5, "2026-11-21T20:00:05Z"), QSTORE_INSERTED);
+  /* older, from another epoch: stored in history, not the latest */
+  assert_int_equal(put_at(qs, E2, 900, "2026-11-21T20:00:04.999999999Z"), QSTORE_INSERTED);
+  assert_true(qstore_latest(qs, SMSG_QUOTE, "EP", 2, &e));
+  assert_true(e.epoch == E1 && e.seq == 5);
+  qstore_entry h[8];
+  assert_int_equal(qstore_history(qs, SMSG_QUOTE, "EP", 2, 8, 1, h), 2);
+  /* the same instant written with an offset is not older */
+  assert_int_equal(put_at(qs, E2, 901, "2026-11-21T21:00:05+01:00"), QSTORE_INSERTED);
+  assert_true(qstore_latest(qs, SMSG_QUOTE, "EP", 2, &e));
+  assert_true(e.epoch == E2 && e.seq == 901);
+  /* within the epoch, seq orders whatever the time says */
+  assert_int_equal(put_at(qs, E2, 902, "2020-01-01T00:00:00Z"), QSTORE_INSERTED);
+  assert_true(qstore_latest(qs, SMSG_QUOTE, "EP", 2, &e));
+  assert_int_equal(e.seq, 902);
+  qstore_free(qs);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_epoch, setup, teardown),
@@ -252,6 +284,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_many_symbols, setup, teardown),
     cmocka_unit_test_setup_teardown(test_recovery_across_symbols, setup, teardown),
     cmocka_unit_test_setup_teardown(test_payload_shared, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_latest_across_epochs, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -368,6 +368,44 @@ static void test_payload_position(void **state) {
   assert_int_equal(smsg_payload_position(over, strlen(over), &seq, &epoch), -EINVAL);
 }
 
+/* The symbol and time hub.c and quote_store.c read from a payload. */
+static void test_payload_symbol_and_time(void **state) {
+  capture c = {0};
+  char err[SMSG_ERR_MAX];
+  assert_int_equal(batch(QUOTE_IN, &c, err), 1);
+  const char *sym;
+  size_t n;
+  assert_int_equal(smsg_payload_symbol(c.payload[0]->data, c.payload[0]->len, &sym, &n), 0);
+  assert_int_equal(n, strlen(c.symbol[0]));
+  assert_memory_equal(sym, c.symbol[0], n);
+  int64_t sec;
+  uint32_t ns;
+  assert_int_equal(smsg_payload_time(c.payload[0]->data, c.payload[0]->len, &sec, &ns), 0);
+  capture_free(&c);
+  const char *bad[] = {"", "{\"S\":\"A\"}", "{\"T\":\"q\",\"S\":\"aapl\"}", "{\"T\":\"q\",\"x\":1,\"S\":\"A\"}",
+                       "{\"T\":\"q\",\"S\":\"A"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    assert_int_equal(smsg_payload_symbol(bad[i], strlen(bad[i]), &sym, &n), -EINVAL);
+  const char *btc = "{\"T\":\"q\",\"S\":\"BTC/USD\",\"bp\":1}";
+  assert_int_equal(smsg_payload_symbol(btc, strlen(btc), &sym, &n), 0);
+  assert_int_equal(n, 7);
+  /* 2021-02-22T19:15:00Z is 1614021300 s after 1970 (date -d ... +%s) */
+  const char *t1 = "{\"a\":1,\"t\":\"2021-02-22T19:15:00.25Z\",\"seq\":1}";
+  assert_int_equal(smsg_payload_time(t1, strlen(t1), &sec, &ns), 0);
+  assert_true(sec == 1614021300 && ns == 250000000);
+  const char *t2 = "{\"a\":1,\"t\":\"2021-02-22T14:15:00.000000001-05:00\"}";
+  assert_int_equal(smsg_payload_time(t2, strlen(t2), &sec, &ns), 0);
+  assert_true(sec == 1614021300 && ns == 1);
+  const char *leap = "{\"t\":\"2024-02-29T00:00:00Z\",\"x\":\"1970-01-01T00:00:00Z\"}";
+  assert_int_equal(smsg_payload_time(leap, strlen(leap), &sec, &ns), -EINVAL);  /* "t" must not come first */
+  const char *leap2 = "{\"a\":1,\"t\":\"2024-02-29T00:00:00Z\"}";
+  assert_int_equal(smsg_payload_time(leap2, strlen(leap2), &sec, &ns), 0);
+  assert_true(sec == 1709164800);
+  const char *none[] = {"{\"a\":1}", "{\"a\":1,\"t\":\"yesterday\"}", "{\"a\":1,\"t\":\"2021-02-22T19:15:00Z"};
+  for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+    assert_int_equal(smsg_payload_time(none[i], strlen(none[i]), &sec, &ns), -EINVAL);
+}
+
 static void test_big_news_encodes(void **state) {
   /* Larger than the stack scratch: encoded straight into a td_buf. */
   size_t n = 10000;
@@ -659,6 +697,7 @@ int main(void) {
     cmocka_unit_test(test_stream_skips),        cmocka_unit_test(test_control_messages),
     cmocka_unit_test(test_symbols_and_times),   cmocka_unit_test(test_number_format),
     cmocka_unit_test(test_string_escapes),      cmocka_unit_test(test_payload_position),
+    cmocka_unit_test(test_payload_symbol_and_time),
     cmocka_unit_test(test_big_news_encodes),    cmocka_unit_test(test_fast_path_taken),
     cmocka_unit_test(test_fast_path_gives_up),  cmocka_unit_test(test_fast_path_large_batch),
   };
