@@ -61,6 +61,10 @@ typedef struct qstore_stats {
 
 enum { QSTORE_DUPLICATE = 0, QSTORE_INSERTED = 1 };
 
+/* The seq of an entry without a position: a message another producer
+ * published without "seq"/"epoch". Positions start at 1. */
+#define QSTORE_NO_POSITION 0
+
 /* history_size >= 1 entries per series, kept at most history_ms; at most
  * max_symbols distinct symbols. Draws the process epoch from getrandom().
  * NULL on OOM or when no random bytes are available. */
@@ -79,6 +83,9 @@ int qstore_epoch_parse(const char *s, size_t n, uint64_t *epoch);
 uint64_t qstore_next_seq(qstore *qs, smsg_kind kind, const char *sym, size_t n);
 
 /* Stores `payload` (taking its own reference) at position (epoch, seq).
+ * seq QSTORE_NO_POSITION (with epoch 0) stores it without a position: never
+ * a duplicate, never found by qstore_find, latest by the same rule as the
+ * rest (epoch 0 is another epoch than every publisher's).
  * Returns QSTORE_INSERTED, QSTORE_DUPLICATE, -EINVAL (bad symbol or kind),
  * -ENOSPC (symbol limit) or -ENOMEM. */
 int qstore_insert(qstore *qs, smsg_kind kind, const char *sym, size_t n, td_buf *payload,
@@ -97,7 +104,7 @@ size_t qstore_history(const qstore *qs, smsg_kind kind, const char *sym, size_t 
 size_t qstore_symbols(const qstore *qs, smsg_kind kind, const char **out, size_t max);
 
 /* The ordinal of the entry at (epoch, seq) of (kind, symbol), or 0 when the
- * store no longer (or never) held it. */
+ * store no longer (or never) held it, or seq is QSTORE_NO_POSITION. */
 uint64_t qstore_find(const qstore *qs, smsg_kind kind, const char *sym, size_t n, uint64_t epoch,
                      uint64_t seq);
 

@@ -284,10 +284,13 @@ static bool seen(qs_series *s, uint64_t epoch, uint64_t seq, uint64_t tick) {
  * compared: then the quote's own time "t" says which is the latest. A
  * message of another epoch that is older than the latest (one in flight
  * from a stopped publisher, or replayed by another producer) goes into the
- * history, where recovery finds it, but is not the latest quote. Payloads
- * without a readable "t" replace the latest as they arrive. */
-static bool older_than_latest(const qs_series *s, const td_buf *payload, uint64_t epoch) {
-  if (!s->latest.payload || s->latest.epoch == epoch) return false;
+ * history, where recovery finds it, but is not the latest quote. A message
+ * without a position (another producer's) has no seq to compare: "t"
+ * decides for it too, even against another such message. Payloads without
+ * a readable "t" replace the latest as they arrive. */
+static bool older_than_latest(const qs_series *s, const td_buf *payload, uint64_t epoch, uint64_t seq) {
+  if (!s->latest.payload) return false;
+  if (s->latest.epoch == epoch && seq != QSTORE_NO_POSITION && s->latest.seq != QSTORE_NO_POSITION) return false;
   int64_t a, b;
   uint32_t an, bn;
   if (smsg_payload_time(payload->data, payload->len, &a, &an) != 0 ||
@@ -309,7 +312,9 @@ int qstore_insert(qstore *qs, smsg_kind kind, const char *sym, size_t n, td_buf 
   int err;
   qs_series *s = series_get(qs, kind, sym, n, &err);
   if (!s) return err;
-  if (seen(s, epoch, seq, qs->ordinal + 1)) {
+  /* seq 0 is no position (another producer's message): nothing to compare,
+   * so never a duplicate. */
+  if (seq != QSTORE_NO_POSITION && seen(s, epoch, seq, qs->ordinal + 1)) {
     qs->st.duplicates++;
     return QSTORE_DUPLICATE;
   }
@@ -318,7 +323,7 @@ int qstore_insert(qstore *qs, smsg_kind kind, const char *sym, size_t n, td_buf 
   qs_slot e = {buf_ref(payload), epoch, seq, ++qs->ordinal, recv_ms};
   s->ring[(s->head + s->count) % s->cap] = e;
   s->count++;
-  if (!older_than_latest(s, payload, epoch)) {
+  if (!older_than_latest(s, payload, epoch, seq)) {
     buf_unref(s->latest.payload);
     s->latest = e;
     buf_ref(payload);
@@ -382,7 +387,7 @@ size_t qstore_symbols(const qstore *qs, smsg_kind kind, const char **out, size_t
 uint64_t qstore_find(const qstore *qs, smsg_kind kind, const char *sym, size_t n, uint64_t epoch,
                      uint64_t seq) {
   const qs_series *s = series_find(qs, kind, sym, n);
-  if (!s) return 0;
+  if (!s || seq == QSTORE_NO_POSITION) return 0;   /* nobody resumes from a message without a position */
   /* Age does not matter here: a client that has the latest entry of a quiet
    * symbol has missed nothing of it. */
   if (s->latest.payload && s->latest.epoch == epoch && s->latest.seq == seq) return s->latest.ordinal;

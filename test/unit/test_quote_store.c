@@ -273,6 +273,33 @@ static void test_latest_across_epochs(void **state) {
   qstore_free(qs);
 }
 
+/* Messages without a position (another producer's): each is stored, none
+ * is a duplicate of another, none can be resumed from, and the latest is
+ * chosen by the rule across epochs (the time "t"). */
+static void test_without_position(void **state) {
+  qstore *qs = qstore_new(8, 60000, 16);
+  qstore_entry e;
+  assert_int_equal(put_at(qs, E1, 5, "2026-11-21T20:00:05Z"), QSTORE_INSERTED);
+  assert_int_equal(put_at(qs, 0, QSTORE_NO_POSITION, "2026-11-21T20:00:06Z"), QSTORE_INSERTED);
+  assert_int_equal(put_at(qs, 0, QSTORE_NO_POSITION, "2026-11-21T20:00:07Z"), QSTORE_INSERTED);
+  assert_true(qstore_latest(qs, SMSG_QUOTE, "EP", 2, &e));
+  assert_true(e.seq == QSTORE_NO_POSITION && e.ordinal == 3);
+  /* an older one without a position goes into history only */
+  assert_int_equal(put_at(qs, 0, QSTORE_NO_POSITION, "2026-11-21T20:00:01Z"), QSTORE_INSERTED);
+  assert_true(qstore_latest(qs, SMSG_QUOTE, "EP", 2, &e));
+  assert_int_equal(e.ordinal, 3);
+  qstore_entry h[8];
+  assert_int_equal(qstore_history(qs, SMSG_QUOTE, "EP", 2, 8, 1, h), 4);
+  assert_int_equal(qstore_find(qs, SMSG_QUOTE, "EP", 2, 0, QSTORE_NO_POSITION), 0);
+  assert_int_equal(qstore_find(qs, SMSG_QUOTE, "EP", 2, E1, 5), 1);
+  /* the publisher's sequence goes on as if they were not there */
+  assert_int_equal(put_at(qs, E1, 5, "2026-11-21T20:00:08Z"), QSTORE_DUPLICATE);
+  assert_int_equal(put_at(qs, E1, 6, "2026-11-21T20:00:08Z"), QSTORE_INSERTED);
+  assert_true(qstore_latest(qs, SMSG_QUOTE, "EP", 2, &e));
+  assert_true(e.epoch == E1 && e.seq == 6);
+  qstore_free(qs);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_epoch, setup, teardown),
@@ -285,6 +312,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_recovery_across_symbols, setup, teardown),
     cmocka_unit_test_setup_teardown(test_payload_shared, setup, teardown),
     cmocka_unit_test_setup_teardown(test_latest_across_epochs, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_without_position, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
