@@ -96,7 +96,8 @@ typedef struct {
   uint64_t conflated;          /* dropped for a newer quote of the same symbol */
   uint64_t slow_closes;
   uint64_t rejected_clients;   /* over --max-stream-clients */
-  uint64_t bad_messages;       /* Redis payloads without a position */
+  uint64_t bad_messages;       /* Redis payloads refused as malformed: not one JSON object, or too large */
+  uint64_t unpositioned;       /* Redis payloads without a position (another producer's), streamed and stored */
   uint64_t misfiled;           /* Redis payloads whose "S" is not their channel's symbol */
   uint64_t gaps;               /* sequence gaps seen on a channel */
   uint64_t replayed;           /* messages replayed to recovering clients */

@@ -187,8 +187,10 @@ static void stream_metrics(out_t *o, td_app *app) {
       (double)h.conflated);
   one(o, "tickerd_stream_slow_closes_total", "counter", "clients closed for exceeding output limits", (double)h.slow_closes);
   one(o, "tickerd_stream_gaps_total", "counter", "sequence gaps seen on channels", (double)h.gaps);
-  one(o, "tickerd_stream_refused_total", "counter", "Redis messages refused: no position, or another symbol's",
+  one(o, "tickerd_stream_refused_total", "counter", "Redis messages refused: malformed, or another symbol's",
       (double)(h.bad_messages + h.misfiled));
+  one(o, "tickerd_stream_unpositioned_total", "counter",
+      "Redis messages without a position (another producer's), streamed without an id", (double)h.unpositioned);
   one(o, "tickerd_stream_replayed_total", "counter", "messages replayed to recovering clients", (double)h.replayed);
   one(o, "tickerd_ws_protocol_errors_total", "counter", "WebSocket connections closed for protocol errors",
       (double)ws_counters.protocol_errors);

@@ -249,6 +249,7 @@ static void streaming_section(jsonw *w, td_app *app) {
   JW_U64(w, "gaps", h.gaps);
   JW_U64(w, "bad_messages", h.bad_messages);
   JW_U64(w, "misfiled", h.misfiled);
+  JW_U64(w, "unpositioned", h.unpositioned);
   JW_U64(w, "replayed", h.replayed);
   JW_U64(w, "ws_protocol_errors", ws_counters.protocol_errors);
   JW_U64(w, "ws_bad_messages", ws_counters.bad_messages);

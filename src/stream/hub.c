@@ -24,6 +24,14 @@
  * rest counted in the next line's "suppressed"): another producer's bad
  * messages must not flood the log. */
 #define HUB_BAD_LOG_MS 1000
+/* Malformed messages (not one JSON object) are logged at most once per
+ * channel per this many ms: a broken producer repeats its mistake with
+ * every message, and one line a minute per channel says so. */
+#define HUB_MALFORMED_LOG_MS 60000
+/* The largest message without a position that is streamed and stored: a
+ * quote is a few hundred bytes, and each symbol keeps --history-size of
+ * them. Larger ones are refused as malformed. */
+#define HUB_UNPOSITIONED_MAX (64 * 1024)
 /* The envelope around a payload in a WebSocket quote message. */
 #define HUB_ENVELOPE_MAX (64 + HUB_CHANNEL_MAX + TD_SYMBOL_MAX + HUB_POSITION_MAX)
 
@@ -33,6 +41,13 @@ typedef struct {
   hub_client *client;
   td_conn *conn;
 } hub_member;
+
+/* A log line allowed once per interval; what comes in between is counted
+ * and reported by the next line. */
+typedef struct {
+  uint64_t logged_ms;    /* loop ms of the last line; 0: never */
+  uint64_t suppressed;   /* since then, not logged */
+} hub_log_limit;
 
 typedef struct {
   char symbol[TD_SYMBOL_MAX + 1];
@@ -44,6 +59,7 @@ typedef struct {
   uint32_t n[HUB_TRANSPORTS], cap[HUB_TRANSPORTS];
   uint64_t last_epoch, last_seq;   /* the last position received from Redis */
   bool check_continuity;           /* after a resubscribe: tell clients whether anything was lost */
+  hub_log_limit malformed_log;     /* this channel's malformed messages */
 } hub_symbol;
 
 struct td_hub {
@@ -58,8 +74,7 @@ struct td_hub {
   uint32_t topic_listeners[HUB_MAX_TOPICS];
   int ntopics;
   hub_stats stats;
-  uint64_t bad_logged_ms;           /* when a refused message was last logged */
-  uint64_t bad_suppressed;          /* refused since, not logged */
+  hub_log_limit refused_log;        /* refused messages of every channel, but malformed ones */
 };
 
 /* ---- symbols ---------------------------------------------------------------- */
@@ -241,16 +256,31 @@ static int format_position(char *out, size_t size, const char *sym, uint64_t epo
   return snprintf(out, size, "%s:%s:%llu", sym, hex, (unsigned long long)seq);
 }
 
+/* The position of a quote as its id, or NULL (in `pos`) for a message
+ * without one. */
+static const char *quote_id(char pos[HUB_POSITION_MAX], const hub_symbol *sym, uint64_t epoch, uint64_t seq) {
+  if (seq == QSTORE_NO_POSITION) return NULL;
+  format_position(pos, HUB_POSITION_MAX, sym->symbol, epoch, seq);
+  return pos;
+}
+
+/* A message without a position (pos NULL) has no "id": nobody can resume
+ * from it. */
 static td_buf *encode_ws_quote(const hub_symbol *sym, const char *pos, const char *payload, size_t len) {
   char head[HUB_ENVELOPE_MAX];
-  int n = snprintf(head, sizeof(head), "{\"type\":\"quote\",\"channel\":\"%s\",\"symbol\":\"%s\",\"id\":\"%s\",\"data\":",
-                   sym->channel, sym->symbol, pos);
+  int n = pos ? snprintf(head, sizeof(head), "{\"type\":\"quote\",\"channel\":\"%s\",\"symbol\":\"%s\",\"id\":\"%s\",\"data\":",
+                         sym->channel, sym->symbol, pos)
+              : snprintf(head, sizeof(head), "{\"type\":\"quote\",\"channel\":\"%s\",\"symbol\":\"%s\",\"data\":",
+                         sym->channel, sym->symbol);
   return ws_frame_text_wrapped(head, (size_t)n, payload, len, "}", 1);
 }
 
+/* Without a position, no "id:" line: EventSource keeps the last id it had,
+ * so its Last-Event-ID still names the last message it can resume from. */
 static td_buf *encode_sse_quote(const char *pos, const char *payload, size_t len) {
   char head[HUB_POSITION_MAX + 32];
-  int n = snprintf(head, sizeof(head), "id: %s\nevent: quote\ndata: ", pos);
+  int n = pos ? snprintf(head, sizeof(head), "id: %s\nevent: quote\ndata: ", pos)
+              : snprintf(head, sizeof(head), "event: quote\ndata: ");
   td_buf *b = buf_new((size_t)n + len + 2);
   if (!b) return NULL;
   memcpy(b->data, head, (size_t)n);
@@ -341,8 +371,8 @@ static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, co
   const td_hub_opts *opts = &h->opts;
   size_t below = (size_t)(opts->client_soft_bytes < opts->client_hard_bytes ? opts->client_soft_bytes
                                                                           : opts->client_hard_bytes);
-  char pos[HUB_POSITION_MAX];
-  format_position(pos, sizeof(pos), sym->symbol, epoch, seq);
+  char posbuf[HUB_POSITION_MAX];
+  const char *pos = quote_id(posbuf, sym, epoch, seq);
   td_buf *bufs[HUB_TRANSPORTS];
   bufs[HUB_WS] = sym->n[HUB_WS] ? encode_ws_quote(sym, pos, payload, len) : NULL;
   bufs[HUB_SSE] = sym->n[HUB_SSE] ? encode_sse_quote(pos, payload, len) : NULL;
@@ -364,8 +394,8 @@ uint64_t hub_first_ping_ms(const hub_client *c, uint64_t interval) {
 
 /* Sends one stored message to one client (replay and snapshots). */
 static void send_entry(td_hub *h, hub_client *c, const hub_symbol *sym, const qstore_entry *e) {
-  char pos[HUB_POSITION_MAX];
-  format_position(pos, sizeof(pos), sym->symbol, e->epoch, e->seq);
+  char posbuf[HUB_POSITION_MAX];
+  const char *pos = quote_id(posbuf, sym, e->epoch, e->seq);
   td_buf *b = c->transport == HUB_WS ? encode_ws_quote(sym, pos, e->payload->data, e->payload->len)
                                      : encode_sse_quote(pos, e->payload->data, e->payload->len);
   if (!b) return;
@@ -422,22 +452,73 @@ static void handle_gap(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq)
 }
 
 /* A message from Redis that is neither stored nor delivered: logged, at most
- * once per HUB_BAD_LOG_MS. */
-static void refuse(td_hub *h, const hub_symbol *sym, const char *reason) {
+ * once per `every_ms` under `lim` (`detail`, when not NULL, says more). */
+static void refuse(td_hub *h, const hub_symbol *sym, hub_log_limit *lim, uint64_t every_ms, const char *reason,
+                   const char *detail) {
   uint64_t now = uv_now(h->opts.loop);
-  if (h->bad_logged_ms && now - h->bad_logged_ms < HUB_BAD_LOG_MS) {
-    h->bad_suppressed++;
+  if (lim->logged_ms && now - lim->logged_ms < every_ms) {
+    lim->suppressed++;
     return;
   }
   td_logline *l = log_begin(TD_LOG_WARN, "stream_message_refused");
   if (l) {
     log_str(l, "channel", sym->channel);
     log_str(l, "reason", reason);
-    log_int(l, "suppressed", (int64_t)h->bad_suppressed);
+    if (detail) log_str(l, "detail", detail);
+    log_int(l, "suppressed", (int64_t)lim->suppressed);
     log_end(l);
   }
-  h->bad_logged_ms = now ? now : 1;
-  h->bad_suppressed = 0;
+  lim->logged_ms = now ? now : 1;
+  lim->suppressed = 0;
+}
+
+static void refuse_misfiled(td_hub *h, const hub_symbol *sym) {
+  h->stats.misfiled++;
+  refuse(h, sym, &h->refused_log, HUB_BAD_LOG_MS, "the payload's symbol \"S\" is not the channel's", NULL);
+}
+
+static void refuse_malformed(td_hub *h, hub_symbol *sym, const char *reason, const char *detail) {
+  h->stats.bad_messages++;
+  refuse(h, sym, &sym->malformed_log, HUB_MALFORMED_LOG_MS, reason, detail);
+}
+
+/* A message another producer published without a position ("seq" and
+ * "epoch" at the end, as tickerd writes them). It must be one JSON object
+ * whose "S" is the channel's symbol; it is then streamed without an id and
+ * stored without a position, so that it neither moves the channel's
+ * sequence tracking nor looks like a gap, and can be the latest quote.
+ * This is the only path that parses a payload: tickerd's own messages are
+ * read from their tail and head alone. */
+static void on_unpositioned(td_hub *h, hub_symbol *sym, const char *payload, size_t len) {
+  if (len > HUB_UNPOSITIONED_MAX) {
+    refuse_malformed(h, sym, "larger than a message without a position may be", NULL);
+    return;
+  }
+  json_error_t err;
+  json_t *o = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &err);
+  if (!json_is_object(o)) {
+    refuse_malformed(h, sym, "not a JSON object", o ? "another JSON value" : err.text);
+    json_decref(o);
+    return;
+  }
+  const char *s = json_string_value(json_object_get(o, "S"));
+  bool ours = s && !strcmp(s, sym->symbol);
+  json_decref(o);
+  if (!ours) {
+    refuse_misfiled(h, sym);
+    return;
+  }
+  td_buf *data = buf_from(payload, len);
+  if (!data) return;
+  /* A raw line break can only be whitespace between JSON tokens (strings
+   * escape theirs), but it would end an SSE data: line early. */
+  for (uint32_t i = 0; i < data->len; i++)
+    if (data->data[i] == '\n' || data->data[i] == '\r') data->data[i] = ' ';
+  h->stats.unpositioned++;
+  qstore_insert(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), data, 0, QSTORE_NO_POSITION,
+                uv_now(h->opts.loop));
+  fan_out(h, sym, 0, QSTORE_NO_POSITION, data->data, data->len);
+  buf_unref(data);
 }
 
 void hub_on_message(void *hub, const char *channel, size_t channel_len, const char *payload, size_t payload_len) {
@@ -449,8 +530,7 @@ void hub_on_message(void *hub, const char *channel, size_t channel_len, const ch
   h->stats.messages++;
   uint64_t seq, epoch;
   if (smsg_payload_position(payload, payload_len, &seq, &epoch) != 0) {
-    h->stats.bad_messages++;
-    refuse(h, sym, "no seq and epoch at the end of the payload");
+    on_unpositioned(h, sym, payload, payload_len);
     return;
   }
   /* Another producer may publish anything anywhere: a quote of MSFT on
@@ -459,8 +539,7 @@ void hub_on_message(void *hub, const char *channel, size_t channel_len, const ch
   size_t ps_len;
   if (smsg_payload_symbol(payload, payload_len, &ps, &ps_len) != 0 || ps_len != strlen(sym->symbol) ||
       memcmp(ps, sym->symbol, ps_len)) {
-    h->stats.misfiled++;
-    refuse(h, sym, "the payload's symbol \"S\" is not the channel's");
+    refuse_misfiled(h, sym);
     return;
   }
   /* Nobody listens (a message in flight when the last client left): it

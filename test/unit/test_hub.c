@@ -111,7 +111,7 @@ static void fan_out_to_ws_and_sse(void **state) {
   sfx_publish(T.env.hub, T.env.store, "MSFT", 1, 200);
   sfx_publish(T.env.hub, T.env.store, "AAPL", 2, 101);
   hub_on_message(T.env.hub, "quotes:ZZZ", 10, "{}", 2);            /* nobody's symbol: ignored */
-  hub_on_message(T.env.hub, "quotes:AAPL", 11, "{\"x\":1}", 7);   /* no position: counted, dropped */
+  hub_on_message(T.env.hub, "quotes:AAPL", 11, "{\"x\":1}", 7);   /* no position and no "S": refused */
 
   sfx_ws wsa, wsc;
   sfx_ws_init(&wsa, &a);
@@ -142,7 +142,8 @@ static void fan_out_to_ws_and_sse(void **state) {
   hub_stats st;
   hub_get_stats(T.env.hub, &st);
   assert_int_equal(st.messages, 4);
-  assert_int_equal(st.bad_messages, 1);
+  assert_int_equal(st.misfiled, 1);
+  assert_int_equal(st.bad_messages, 0);
   assert_int_equal(st.deliveries, 5);
   assert_int_equal(st.channels, 2);
   assert_int_equal(st.ws_clients, 2);
@@ -161,6 +162,80 @@ static void fan_out_to_ws_and_sse(void **state) {
   sfx_ws_pump(&wsa);
   assert_int_equal(wsa.nmsgs, 2);
   sfx_ws_free(&wsa);
+  sfx_ws_free(&wsc);
+  hcli_close(&a);
+  hcli_close(&b);
+  hcli_close(&c);
+  assert_true(hfx_wait_open(&T.env.loop, 0));
+  stop();
+}
+
+static void other(const char *channel, const char *payload) {
+  hub_on_message(T.env.hub, channel, strlen(channel), payload, strlen(payload));
+}
+
+/* Another producer's message has no position: it reaches every client
+ * without an id, is the latest quote and part of history and replay,
+ * and the publisher's sequence goes on around it without a gap. Malformed
+ * and misfiled ones are refused and counted. */
+static void other_producers(void **state) {
+  start();
+  hcli a, b, c;
+  towner *wa = attach(&a, "ws"), *wb = attach(&b, "sse");
+  sub(wa, "AAPL");
+  sub(wb, "AAPL");
+  sfx_publish(T.env.hub, T.env.store, "AAPL", 1, 100);
+  /* a pretty-printed line break must not end the SSE data: line */
+  other("quotes:AAPL", "{\"T\":\"q\",\n\"S\":\"AAPL\",\"bp\":1,\"ap\":2,\"t\":\"2030-01-01T00:00:00Z\"}");
+  const char *flat = "{\"T\":\"q\", \"S\":\"AAPL\",\"bp\":1,\"ap\":2,\"t\":\"2030-01-01T00:00:00Z\"}";
+  other("quotes:AAPL", "[1,2]");
+  other("quotes:AAPL", "{\"S\":\"AAPL\"");
+  other("quotes:AAPL", "{\"S\":\"AAPL\",\"S\":\"MSFT\"}");   /* duplicate keys: malformed */
+  other("quotes:AAPL", "{\"T\":\"q\",\"S\":\"MSFT\",\"bp\":1}");   /* misfiled */
+  other("quotes:AAPL", "{\"T\":\"q\",\"bp\":1}");               /* no "S": misfiled */
+  sfx_publish(T.env.hub, T.env.store, "AAPL", 2, 102);
+
+  sfx_ws ws;
+  sfx_ws_init(&ws, &a);
+  assert_true(sfx_ws_wait(&T.env.loop, &ws, 3));
+  char want[512];
+  snprintf(want, sizeof(want), "{\"type\":\"quote\",\"channel\":\"quotes:AAPL\",\"symbol\":\"AAPL\",\"data\":%s}", flat);
+  assert_string_equal(ws.msgs[1], want);
+  json_t *m2 = sfx_ws_json(&ws, 2);
+  assert_int_equal(data_seq(m2), 2);   /* no recovery message in between */
+  json_decref(m2);
+  snprintf(want, sizeof(want), "\n\nevent: quote\ndata: %s\n\nid: ", flat);
+  char pos[64];
+  position(pos, sizeof(pos), "AAPL", 2);
+  assert_true(hcli_wait_bytes(&T.env.loop, &b, pos));
+  assert_non_null(strstr(b.buf, want));
+
+  hub_stats st;
+  hub_get_stats(T.env.hub, &st);
+  assert_int_equal(st.unpositioned, 1);
+  assert_int_equal(st.bad_messages, 3);
+  assert_int_equal(st.misfiled, 2);
+  assert_int_equal(st.gaps, 0);
+  assert_int_equal(st.deliveries, 6);
+
+  /* the latest: across epochs (and a message without a position is of
+   * none) the time "t" decides, and 2030 is later than seq 2's */
+  qstore_entry e;
+  assert_true(qstore_latest(T.env.store, SMSG_QUOTE, "AAPL", 4, &e));
+  assert_int_equal(e.seq, QSTORE_NO_POSITION);
+  /* a replay from seq 1 includes it, without an id */
+  towner *wc = attach(&c, "ws");
+  sub(wc, "AAPL");
+  position(pos, sizeof(pos), "AAPL", 1);
+  hub_recover(T.env.hub, &wc->hc, pos, strlen(pos));
+  sfx_ws wsc;
+  sfx_ws_init(&wsc, &c);
+  assert_true(sfx_ws_wait(&T.env.loop, &wsc, 3));
+  assert_string_equal(wsc.msgs[0], ws.msgs[1]);
+  json_t *rec = sfx_ws_json(&wsc, 2);
+  assert_int_equal(json_integer_value(json_object_get(rec, "replayed")), 2);
+  json_decref(rec);
+  sfx_ws_free(&ws);
   sfx_ws_free(&wsc);
   hcli_close(&a);
   hcli_close(&b);
@@ -462,7 +537,8 @@ int main(void) {
   signal(SIGPIPE, SIG_IGN);
   log_set_stdout(getenv("TD_TEST_LOG") != NULL);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(fan_out_to_ws_and_sse), cmocka_unit_test(subscription_limits),
+      cmocka_unit_test(fan_out_to_ws_and_sse), cmocka_unit_test(other_producers),
+      cmocka_unit_test(subscription_limits),
       cmocka_unit_test(snapshots),             cmocka_unit_test(recovery_and_gaps),
       cmocka_unit_test(topics),                cmocka_unit_test(soft_limit_conflates),
       cmocka_unit_test(soft_limit_too_long),   cmocka_unit_test(hard_limit),
