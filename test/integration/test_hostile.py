@@ -156,9 +156,10 @@ def stack(redis_server, tickerd_factory, *args):
 class Sse:
     """A raw SSE client: every event as a dict, and whether more arrived."""
 
-    def __init__(self, t, query):
+    def __init__(self, t, query, headers=None):
         self.s = t.connect()
-        self.s.sendall(f"GET /stream?{query} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.s.sendall(f"GET /stream?{query} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
         buf = b""
         while b"\r\n\r\n" not in buf:
             buf += self.s.recv(4096)
