@@ -266,8 +266,13 @@ function ingest(r, q, id) {
   trimFront(r);
   if (q.epoch != null) r.epoch = q.epoch;
   if (Number.isFinite(seq)) r.seq = seq;
-  r.lastId = id || (q.epoch != null && Number.isFinite(seq) ? r.sym + ':' + q.epoch + ':' + seq : r.lastId);
-  r.arrival = ++arrivals;
+  /* Another producer's quote has no position (no id, no seq/epoch): the
+   * last position stays the one a reconnect resumes from. */
+  const pos = id || (q.epoch != null && Number.isFinite(seq) ? r.sym + ':' + q.epoch + ':' + seq : null);
+  if (pos) {
+    r.lastId = pos;
+    r.arrival = ++arrivals;
+  }
   r.prev = r.quote;
   r.quote = q;
   r.dirty = true;
