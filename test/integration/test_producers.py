@@ -75,12 +75,15 @@ def test_positioned_quotes_around_positionless_ones_keep_their_sequence(redis_se
     wait_for(lambda: channel_count(t) == 1 or None, what="AAPL subscribed")
     r = redis_server.client()
     other = lambda bp: json.dumps(dict(json.loads(FOREIGN), bp=bp), separators=(",", ":"))
-    r.publish("quotes:AAPL", other(1))
-    post(t, quote("AAPL", bp=2, t="2026-12-03T10:00:01Z"))
-    r.publish("quotes:AAPL", other(3))
-    post(t, quote("AAPL", bp=4, t="2026-12-03T10:00:03Z"))
-
-    msgs = [ws.recv_json() for _ in range(4)]
+    # one at a time: a 202 means queued for Redis, so a PUBLISH right after
+    # it could reach Redis first
+    msgs = []
+    for send in (lambda: r.publish("quotes:AAPL", other(1)),
+                 lambda: post(t, quote("AAPL", bp=2, t="2026-12-03T10:00:01Z")),
+                 lambda: r.publish("quotes:AAPL", other(3)),
+                 lambda: post(t, quote("AAPL", bp=4, t="2026-12-03T10:00:03Z"))):
+        send()
+        msgs.append(ws.recv_json())
     assert [m["type"] for m in msgs] == ["quote"] * 4   # no recovery message in between
     assert [m["data"]["bp"] for m in msgs] == [1, 2, 3, 4]
     assert ["id" in m for m in msgs] == [False, True, False, True]
