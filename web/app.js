@@ -286,8 +286,10 @@ function ingest(r, q, id) {
 function mergeHistory(r, quotes) {
   const qs = quotes.filter((q) => q && typeof q === 'object');
   if (!qs.length) return;
-  /* A new epoch is a restarted server: its sequence starts over. */
-  const epoch = qs[qs.length - 1].epoch;
+  /* A new epoch is a restarted server: its sequence starts over. Another
+   * producer's quotes have no epoch and say nothing about it. */
+  const positioned = qs.filter((q) => q.epoch != null);
+  const epoch = positioned.length ? positioned[positioned.length - 1].epoch : r.epoch;
   if (r.epoch != null && epoch !== r.epoch) resetSeries(r);
   const first = r.seqs.length ? r.seqs[0] : Infinity;
   const older = r.t.length ? qs.filter((q) => q.epoch === r.epoch && Number(q.seq) < first) : [];

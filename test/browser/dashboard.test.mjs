@@ -98,6 +98,19 @@ function redisPing(port) {
   });
 }
 
+// PUBLISH as another producer would (redis-cli): resolves the receivers.
+function redisPublish(port, channel, message) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    const arg = (a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`;
+    let got = '';
+    s.setTimeout(2000, () => { s.destroy(); reject(new Error('PUBLISH got no answer')); });
+    s.on('error', reject);
+    s.on('connect', () => s.write(`*3\r\n${arg('PUBLISH')}${arg(channel)}${arg(message)}`));
+    s.on('data', (d) => { got += d; if (got.includes('\r\n')) { s.end(); resolve(Number(got.slice(1))); } });
+  });
+}
+
 async function startRedis(port, dir) {
   const r = start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
                                    '--appendonly', 'no', '--dir', dir], 'redis-server');
@@ -290,6 +303,35 @@ describe('dashboard in chromium', { skip }, () => {
   });
 
   // Last, because the outage makes chromium log failed connections.
+  test('another producer\'s quote is shown but does not move the resume point', async () => {
+    await page.fill('#symbol-input', 'EXTP');
+    await page.press('#symbol-input', 'Enter');
+    const card = '.chart-card[data-symbol="EXTP"]';
+    await page.waitForSelector(card, { timeout: WAIT_MS });
+    // MSFT, AAPL and now EXTP: its channel is subscribed in Redis
+    for (let t = Date.now(); Date.now() - t < WAIT_MS; await sleep(50))
+      if ((await (await fetch(`${base}/status`)).json()).streaming.channels === 3) break;
+    const now = Date.now();
+    const res = await fetch(`${base}/quotes`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ T: 'q', S: 'EXTP', bx: 'V', bp: 7.1, bs: 3, ax: 'V', ap: 7.3, as: 1, c: ['R'], z: 'C',
+                             t: new Date(now).toISOString() }),
+    });
+    assert.equal(res.status, 202);
+    await page.waitForFunction((sel) => /^EXTP:[0-9a-f]{16}:1$/.test(document.querySelector(sel).dataset.lastId || ''),
+                               card, { timeout: WAIT_MS });
+    const positioned = await page.getAttribute(card, 'data-last-id');
+    const foreign = JSON.stringify({ T: 'q', S: 'EXTP', bp: 7.25, ap: 7.5, t: new Date(now + 1000).toISOString() });
+    assert.equal(await redisPublish(redisPort, 'quotes:EXTP', foreign), 1);
+    const bid = '#quote-rows tr[data-symbol="EXTP"] [data-field="bid"]';
+    await page.waitForFunction((sel) => document.querySelector(sel).textContent === '7.25', bid, { timeout: WAIT_MS });
+    assert.equal(await page.getAttribute(card, 'data-last-id'), positioned);
+    await page.focus('button[aria-label="Remove EXTP"]');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector(card, { state: 'detached', timeout: WAIT_MS });
+    assert.match(new URL(page.url()).hash, /^#symbols=MSFT,AAPL$/);
+  });
+
   test('reconnects after a server restart and resumes with "since"', async () => {
     const card = '.chart-card[data-symbol="AAPL"]';
     const seen = await page.getAttribute(card, 'data-last-id');
