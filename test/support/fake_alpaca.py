@@ -236,7 +236,16 @@ async def run_mode(ws, mode, sub, conn_no):
             i += ARGS.flood_batch
 
 
-async def ws_handler(ws, path):
+def request_path(ws):
+    """The request path: websockets 14+ (its new asyncio API, trixie's 15)
+    has it on ws.request and calls the handler with the connection alone;
+    the legacy API of websockets 10 (bookworm) on ws.path."""
+    request = getattr(ws, "request", None)
+    return request.path if request is not None else ws.path
+
+
+async def ws_handler(ws):
+    path = request_path(ws)
     STATS["connections"] += 1
     conn_no = STATS["connections"]
     bad = not ARGS.bad_once or conn_no == 1
