@@ -106,6 +106,14 @@ bench:
 	@$(SUBMAKE) deps
 	@$(SUBMAKE) build bench-run
 
+# The README's quick start on bare Debian 12 and 13 roots (debootstrap, chroot):
+# `make run` serves quotes and the dashboard, then `make test` passes. Needs
+# root; caches in /var/cache/tickerd-fresh. FRESH_RELEASES narrows it.
+FRESH_RELEASES ?= bookworm trixie
+.PHONY: test-fresh
+test-fresh:
+	@scripts/test-fresh.sh $(FRESH_RELEASES)
+
 # ---- Build --------------------------------------------------------------------
 $(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
 	@mkdir -p $(@D)
