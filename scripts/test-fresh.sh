@@ -124,8 +124,13 @@ inside() {
   page=$(curl -fsS --max-time 5 "http://127.0.0.1:$port/dashboard") || die "[$release] /dashboard does not answer 200"
   scripts=$(echo "$page" | grep -o '<script src="[^"]*"' | sed 's/.*src="//; s/"$//')
   [ -n "$scripts" ] || die "[$release] /dashboard names no script"
+  # Relative script paths resolve against the page's <base href>, as a browser does.
+  local base url
+  base=$(echo "$page" | grep -o '<base href="[^"]*"' | sed 's/.*href="//; s/"$//' | head -n 1)
+  base=${base:-/dashboard}
   for s in $scripts; do
-    curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$port/$s" || die "[$release] the dashboard's script $s does not answer 200"
+    case "$s" in /*) url=$s ;; *) url=${base%/}/$s ;; esac
+    curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$port$url" || die "[$release] the dashboard's script $url does not answer 200"
   done
   echo "test-fresh: [$release] /dashboard 200 with $(echo $scripts)"
   phase_done "checks"
