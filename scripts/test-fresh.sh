@@ -58,6 +58,17 @@ in_root() {
   chroot "$root" /usr/bin/env -i "${envs[@]}" "$@"
 }
 
+# One line per test kind of a `make test` log: unit (cmocka), integration
+# (pytest), browser (node --test), fuzz (harnesses run).
+summarize() {
+  local unit integ browser fuzz
+  unit=$(awk '/^\[  PASSED  \] [0-9]+ test/ { n += $4; f++ } END { printf "%d tests in %d files passed", n, f }' "$1")
+  integ=$(grep -E '^[0-9]+ passed' "$1" | tail -n 1)
+  browser=$(awk '/^# pass/ { p = $3 } /^# fail/ { f = $3 } END { printf "%s passed, %s failed", p, f }' "$1")
+  fuzz=$(grep -c '^stat::number_of_executed_units' "$1" || true)
+  echo "test-fresh: [$release]   unit: $unit; integration: $integ; browser: $browser; fuzz: $fuzz harnesses ran clean"
+}
+
 # PIDs of processes whose root directory is this chroot.
 root_pids() {
   local p
@@ -70,7 +81,8 @@ root_pids() {
 # ---- inside the private mount namespace: one release ------------------------
 inside() {
   release=$1 root=$2
-  local run_pid="" t
+  run_pid="" # global: the EXIT trap reads it after this function returned
+  local t
   cleanup_inside() {
     # Everything left in the root was started by this test: stop it, then
     # unmount (the namespace would drop the mounts anyway).
@@ -154,7 +166,7 @@ inside() {
   phase "make test"
   in_root timeout "$TEST_TIMEOUT_S" sh -c 'cd /src && make test' >"$root/tmp/make-test.log" 2>&1 \
     || { tail -n 60 "$root/tmp/make-test.log" >&2; die "[$release] make test failed (log above)"; }
-  grep -E '[0-9]+ passed|^# (pass|fail)|PASSED' "$root/tmp/make-test.log" | sed "s/^/test-fresh: [$release]   /" || true
+  summarize "$root/tmp/make-test.log"
   phase_done "make test"
 }
 
