@@ -12,7 +12,9 @@
 # stopped or killed, before or after.
 set -u
 
-POLICY=/usr/sbin/policy-rc.d
+# Overridable for test/integration/test_deps.py only, which must not touch
+# the machine's own file.
+POLICY=${DEPS_POLICY_RC_D:-/usr/sbin/policy-rc.d}
 MARK="# tickerd scripts/deps-apt.sh: no service starts during make deps"
 
 missing=""
