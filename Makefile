@@ -151,7 +151,7 @@ test-integration: $(BIN)
 	TICKERD_BIN=$(abspath $(BIN)) TICKERD_SANITIZED=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider test/integration $(PYTEST_ARGS)
 
 test-browser: $(BIN) $(WEB_DIR)/.stamp
-	TICKERD_BIN=$(abspath $(BIN)) BUILD_DIR=$(abspath $(BUILD)) node --test test/browser/
+	TICKERD_BIN=$(abspath $(BIN)) BUILD_DIR=$(abspath $(BUILD)) $(NODE_FOR_TESTS) --test test/browser/
 
 # Every harness builds and runs clean for a few seconds; `make fuzz` runs longer.
 test-fuzz:

