@@ -106,8 +106,9 @@ inside() {
 
   # What a user does first: make, from the release's archive (README).
   phase "bare machine: apt-get install make"
-  in_root sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends make >/dev/null' \
-    || die "[$release] could not install make in the bare root"
+  in_root sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends make' \
+    >"$root/tmp/install-make.log" 2>&1 \
+    || { tail -n 20 "$root/tmp/install-make.log" >&2; die "[$release] could not install make in the bare root"; }
   phase_done "install make"
 
   # 1. make run, until it serves quotes and the dashboard.
@@ -204,6 +205,9 @@ for release in "${releases[@]}"; do
   root=$(mktemp -d "/var/tmp/tickerd-fresh-$release.XXXXXX")
   tar -C "$root" -xf "$tarball"
   cp /etc/resolv.conf "$root/etc/resolv.conf"
+  # debootstrap writes no /etc/hosts; every installed machine has one (the
+  # installer's, an image's), and without it "localhost" may not resolve.
+  [ -e "$root/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
   for f in /etc/apt/apt.conf.d/*; do
     [ -f "$f" ] && grep -qiE 'Proxy|Check-Valid-Until|Check-Date' "$f" && cp "$f" "$root/etc/apt/apt.conf.d/"
   done
