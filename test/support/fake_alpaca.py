@@ -236,7 +236,16 @@ async def run_mode(ws, mode, sub, conn_no):
             i += ARGS.flood_batch
 
 
-async def ws_handler(ws, path):
+def request_path(ws):
+    """The request path: websockets 14+ (its new asyncio API, trixie's 15)
+    has it on ws.request and calls the handler with the connection alone;
+    the legacy API of websockets 10 (bookworm) on ws.path."""
+    request = getattr(ws, "request", None)
+    return request.path if request is not None else ws.path
+
+
+async def ws_handler(ws):
+    path = request_path(ws)
     STATS["connections"] += 1
     conn_no = STATS["connections"]
     bad = not ARGS.bad_once or conn_no == 1
@@ -261,13 +270,18 @@ async def ws_handler(ws, path):
             log("slot_released", conn=conn_no, clean=clean, free_in_ms=hold_ms)
 
 
-def process_request(path, headers):
-    """--throttle-first: refuse the first upgrades as Alpaca's limiter does."""
+def process_request(conn_or_path, request_or_headers):
+    """--throttle-first: refuse the first upgrades as Alpaca's limiter does.
+    websockets 14+ (trixie's 15) calls it with (connection, request) and takes
+    connection.respond(); the legacy API of 10 (bookworm) with (path,
+    headers) and takes a (status, headers, body) tuple."""
     STATS["upgrades"] += 1
-    if STATS["upgrades"] <= ARGS.throttle_first:
-        log("throttled", upgrade=STATS["upgrades"])
-        return (http.HTTPStatus.TOO_MANY_REQUESTS, [("Content-Type", "text/plain")], b"too many requests\n")
-    return None
+    if STATS["upgrades"] > ARGS.throttle_first:
+        return None
+    log("throttled", upgrade=STATS["upgrades"])
+    if hasattr(conn_or_path, "respond"):
+        return conn_or_path.respond(http.HTTPStatus.TOO_MANY_REQUESTS, "too many requests\n")
+    return (http.HTTPStatus.TOO_MANY_REQUESTS, [("Content-Type", "text/plain")], b"too many requests\n")
 
 
 # ---- REST ----------------------------------------------------------------

@@ -248,9 +248,13 @@ static void test_reply_types_in_a_pipeline(void **state) {
   assert_int_equal(h.elems[4][1], 0);
   assert_int_equal(h.types[5], REDIS_REPLY_INTEGER);
   assert_int_equal(h.ints[5], 42);
-  /* Written out, the output buffer kept its allocation for the next batch. */
+  /* Written out, the output buffer kept its allocation for the next batch:
+   * redis_uv.c does the write itself with hiredis 0.14 only; 1.x writes and
+   * frees the buffer as it always does. */
   assert_int_equal(rconn_pending_bytes(&h.conn), 0);
+#if HIREDIS_MAJOR == 0 && HIREDIS_MINOR == 14
   assert_true(sdsalloc(h.conn.ac->c.obuf) >= RCONN_OBUF_MIN);
+#endif
   assert_int_equal(send_cmd(&h, "INCR n"), 0);
   assert_true(rfx_run_until(&h.loop, replies_7, &h, 2000));
   assert_int_equal(h.ints[6], 43);
