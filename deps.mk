@@ -58,3 +58,10 @@ deps-apt:
 deps-npm: node_modules/.package-lock.json
 node_modules/.package-lock.json: package.json package-lock.json | deps-apt
 	@echo "deps: npm ci"; npm ci --no-audit --no-fund --loglevel=error && mkdir -p node_modules && touch $@
+
+# make test-docker: compose, curl for the checks from the host, debootstrap for
+# base images when no registry answers. The engine (docker.io) is installed by
+# test/docker/run.sh only when no engine answers and there is no dockerd: a
+# machine with another Docker (docker-ce) keeps it.
+DEPS_DOCKER := docker-compose curl debootstrap
+DEPS_DOCKER_ENGINE := docker.io
