@@ -166,10 +166,11 @@ provide_redis() {
     || { tail -n 30 "$logdir/redis-standin.log" >&2; fail "image $img: the stand-in did not build"; }
 }
 
-for img in $(awk 'toupper($1) == "FROM" { print $2 }' "$DOCKERFILE" | sort -u); do
+# The Dockerfile's bases, and the stand-in Redis image's.
+for img in $( { awk 'toupper($1) == "FROM" { print $2 }' "$DOCKERFILE";
+                echo debian:bookworm-slim; } | sort -u); do
   provide_base "$img"
 done
-provide_base debian:bookworm-slim   # the stand-in Redis image's base
 redis_image=$(awk '$1 == "image:" && $2 ~ /^redis/ { print $2; exit }' "$COMPOSE_FILE")
 [ -n "$redis_image" ] || fail "no redis image named in $COMPOSE_FILE"
 provide_redis "$redis_image"
@@ -190,8 +191,10 @@ export TICKERD_IMAGE=$image
 
 say "building $image (log: $logdir/build.log)"
 t0=$SECONDS
+# Each line of the log prefixed with the seconds since the build started.
 TICKERD_EXTRA_CA_CERTS=$ca_file "${COMPOSE[@]}" --env-file "$work/empty.env" -p "$project" \
-  -f "$COMPOSE_FILE" build tickerd >"$logdir/build.log" 2>&1 \
+  -f "$COMPOSE_FILE" build tickerd 2>&1 \
+  | while IFS= read -r line; do printf '[%4ds] %s\n' $((SECONDS - t0)) "$line"; done >"$logdir/build.log" \
   || { tail -n 40 "$logdir/build.log" >&2; fail "the image did not build (log above)"; }
 size_mb=$(( $("$DOCKER" image inspect -f '{{.Size}}' "$image") / 1000000 ))
 say "built $image in $((SECONDS - t0))s: $size_mb MB"

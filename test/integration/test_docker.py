@@ -6,7 +6,7 @@ engine; this file runs inside `make test` and checks, without an engine:
     with no .env (the defaults), and with a docker/.env and the environment;
   * the Dockerfile has the structure the deployment relies on (two stages,
     non-root user, health check on /healthz, port 8000);
-  * the build stage's `RUN make ...` lines, run in a clean copy of the tracked
+  * the build stage's RUN lines that call make, run in a clean copy of the tracked
     files, build a binary that starts, and every path the runtime stage copies
     out of the build stage exists;
   * the runtime stage installs the Debian package of every shared library the
@@ -198,8 +198,9 @@ def test_extra_ca_certs_reach_the_build_stage_only(stages):
 # ---- the build stage, run without Docker --------------------------------------
 
 def make_lines(stage):
-    """The build stage's `RUN make ...` commands, as Docker's shell would run them."""
-    lines = [a for a in instructions(stage, "RUN") if re.match(r"make\b", a)]
+    """The build stage's RUN commands that call make (`make ...` or `&& make ...`),
+    whole, as Docker's shell would run them."""
+    lines = [a for a in instructions(stage, "RUN") if re.search(r"(^|&&\s*)make\s", a)]
     assert lines, "the build stage must build with make"
     return lines
 
