@@ -127,7 +127,9 @@ say "compose: $("${COMPOSE[@]}" version --short 2>/dev/null || echo "${COMPOSE[*
 
 # Values a user may have exported must not leak into the no-.env run: unset
 # every variable the compose file interpolates.
-for v in $(grep -o '\${[A-Z_][A-Z0-9_]*' "$COMPOSE_FILE" | cut -c3- | sort -u); do unset "$v"; done
+for v in $(grep -v '^ *#' "$COMPOSE_FILE" | grep -o '\${[A-Z_][A-Z0-9_]*' | cut -c3- | sort -u); do
+  unset "$v"
+done
 
 # ---- 2. the images the files name ----------------------------------------------
 

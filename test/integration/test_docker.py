@@ -118,7 +118,8 @@ def test_env_file_is_git_ignored_and_example_is_not():
 
 def compose_vars():
     """The variables the compose file interpolates, ${NAME:-default}."""
-    return set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE.read_text()))
+    lines = [l for l in COMPOSE.read_text().splitlines() if not l.lstrip().startswith("#")]
+    return set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", "\n".join(lines)))
 
 
 def run_compose_config(dotenv=None, env=None):
