@@ -37,7 +37,9 @@ mkdir -p "$logdir"
 work=$(mktemp -d /tmp/tickerd-test-docker.XXXXXX)
 project="tickerd-test-$$"
 image="tickerd:test-docker"
-ca_file="docker/extra-ca.test-docker-$$.crt"   # inside the build context, git-ignored
+# Inside the build context, git-ignored; a fixed name, so that an unchanged
+# tree rebuilds from the layer cache.
+ca_file="docker/extra-ca.test-docker.crt"
 t_start=$SECONDS
 dockerd_pid=""
 stack_up=0
