@@ -71,20 +71,19 @@ $(BUILD)/bench/loopback_floor: LDLIBS += -luring
 # pkg-config flags, the directories it caches for pattern rules) must never
 # come from a state before the install. The targets below the entry targets
 # (build, test-unit, ...) install nothing and assume the packages are there.
-SUBMAKE := $(MAKE) --no-print-directory
 
 .PHONY: all build run test test-layers test-unit test-integration test-browser test-fuzz fuzz fuzz-build fuzz-run bench bench-run clean
 all:
-	@$(SUBMAKE) deps-build
-	@$(SUBMAKE) build
+	@$(MAKE) --no-print-directory deps-build
+	@$(MAKE) --no-print-directory build
 
 build: $(BIN) $(WEB_DIR)/.stamp
 
 # The embedded default: a local redis-server when none answers at REDIS_URL,
 # stopped on exit, and the simulated feed; the dashboard at /dashboard.
 run:
-	@$(SUBMAKE) deps-run
-	@$(SUBMAKE) build
+	@$(MAKE) --no-print-directory deps-run
+	@$(MAKE) --no-print-directory build
 	@scripts/run-default.sh $(BIN) $(ARGS)
 
 # Sanitized runs skip the browser test (it checks the page, not memory) and
@@ -95,16 +94,16 @@ else
 TEST_GOALS := build test-layers test-unit test-integration test-browser test-fuzz
 endif
 test:
-	@$(SUBMAKE) deps
-	@$(SUBMAKE) $(TEST_GOALS)
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory $(TEST_GOALS)
 
 fuzz:
-	@$(SUBMAKE) deps
-	@$(SUBMAKE) fuzz-run
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory fuzz-run
 
 bench:
-	@$(SUBMAKE) deps
-	@$(SUBMAKE) build bench-run
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory build bench-run
 
 # The README's quick start on bare Debian 12 and 13 roots (debootstrap, chroot):
 # `make run` serves quotes and the dashboard, then `make test` passes. Needs
@@ -155,7 +154,7 @@ test-browser: $(BIN) $(WEB_DIR)/.stamp
 
 # Every harness builds and runs clean for a few seconds; `make fuzz` runs longer.
 test-fuzz:
-	@$(SUBMAKE) fuzz-run FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
 FUZZ_SMOKE_SECONDS ?= 10
 
 # libFuzzer harnesses: clang, ASan + UBSan. The modules are compiled once
