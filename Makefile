@@ -163,7 +163,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_DIR  := build-fuzz
 FUZZ_SRCS := $(sort $(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:test/fuzz/%.c=$(FUZZ_DIR)/%)
-FUZZ_SAN  := -fsanitize=address,undefined
+FUZZ_SAN  := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 $(FUZZ_SAN) -Iinclude -Isrc $(DEPS_CFLAGS)
 FUZZ_OBJS := $(LIB_SRCS:src/%.c=$(FUZZ_DIR)/obj/%.o) $(LLHTTP_SOURCES:%.c=$(FUZZ_DIR)/llhttp/%.o)
 $(FUZZ_DIR)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c

@@ -714,7 +714,8 @@ static void keep_pending(td_conn *c, const char *data, size_t len) {
     c->pending_len = 0;
     return;
   }
-  if (data >= c->pending && data < c->pending + c->pending_len) {
+  /* no pending buffer yet: NULL + 0 would be undefined behaviour */
+  if (c->pending && data >= c->pending && data < c->pending + c->pending_len) {
     memmove(c->pending, data, len);
   } else {
     char *p = realloc(c->pending, len);
