@@ -34,6 +34,11 @@ typedef struct {
 /* Binds and listens. Returns 0 or a negative libuv error. */
 int server_start(td_server **out, uv_loop_t *loop, const td_server_opts *opts);
 int server_port(const td_server *s);
+/* Serves a connected stream socket that did not come through the listener
+ * (the fuzz harness hands in one end of a socketpair): the same connection
+ * code, limits and counters as an accepted one. Returns the connection, or
+ * NULL when it could not be set up (then `fd` is still the caller's). */
+td_conn *server_adopt_fd(td_server *s, int fd);
 /* Stops accepting, lets in-flight requests finish, closes idle and streaming
  * connections, and after `grace_ms` closes whatever is left. `done` runs
  * once every connection is closed. */

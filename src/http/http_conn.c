@@ -879,23 +879,33 @@ static void peer_name(td_conn *c) {
   else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer_ip, sizeof(c->peer_ip));
 }
 
-td_conn *conn_accept(td_server *s, uv_stream_t *listener) {
+static td_conn *conn_alloc(td_server *s, uv_loop_t *loop) {
   settings_init();
   td_conn *c = aligned_alloc(CONN_CACHE_LINE, sizeof(*c));
   if (!c) return NULL;
   memset(c, 0, sizeof(*c));
-  conn_loop = listener->loop;
+  conn_loop = loop;
   c->server = s;
   c->id = next_conn_id++;
-  uv_tcp_init(listener->loop, &c->tcp);
-  uv_timer_init(listener->loop, &c->timer);
+  uv_tcp_init(loop, &c->tcp);
+  uv_timer_init(loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->handles_open = 2;
+  return c;
+}
+
+/* A connection that never opened: freed once its handles are closed. */
+static void conn_discard(td_conn *c) {
+  c->state = CONN_CLOSING;
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+/* The handle holds a connected socket: register the connection and read. */
+static td_conn *conn_begin(td_conn *c) {
   uv_os_fd_t fd = -1;
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) {
-    c->state = CONN_CLOSING;
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) {
+    conn_discard(c);
     return NULL;
   }
   c->fd = fd;
@@ -905,11 +915,31 @@ td_conn *conn_accept(td_server *s, uv_stream_t *listener) {
   c->parser.data = c;
   request_reset(c);
   c->state = CONN_READING;
-  c->last_write_progress = uv_now(listener->loop);
-  c->header_deadline = uv_now(listener->loop) + conn_opts(c)->header_timeout_ms;
-  server_conn_opened(s, c);
+  c->last_write_progress = uv_now(conn_loop);
+  c->header_deadline = uv_now(conn_loop) + conn_opts(c)->header_timeout_ms;
+  server_conn_opened(c->server, c);
   conn_process(c, NULL, 0);
   return c;
+}
+
+td_conn *conn_accept(td_server *s, uv_stream_t *listener) {
+  td_conn *c = conn_alloc(s, listener->loop);
+  if (!c) return NULL;
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    conn_discard(c);
+    return NULL;
+  }
+  return conn_begin(c);
+}
+
+td_conn *conn_adopt(td_server *s, uv_loop_t *loop, uv_os_sock_t fd) {
+  td_conn *c = conn_alloc(s, loop);
+  if (!c) return NULL;
+  if (uv_tcp_open(&c->tcp, fd) != 0) {
+    conn_discard(c);
+    return NULL;
+  }
+  return conn_begin(c);
 }
 
 /* A connection over the limit: answer 503 and close, reading nothing. */

@@ -57,15 +57,8 @@ void server_conn_closed(td_server *s, td_conn *c) {
   check_drained(s);
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  td_server *s = listener->data;
-  if (status < 0) {
-    td_logline *l = log_begin(TD_LOG_ERROR, "accept_failed");
-    if (l) { log_str(l, "error", uv_strerror(status)); log_end(l); }
-    return;
-  }
-  td_conn *c = conn_accept(s, listener);
-  if (!c) return;
+/* Counts a new connection and applies the connection limit to it. */
+static void admit(td_server *s, td_conn *c) {
   http_stats.accepted++;
   if (s->open > (uint64_t)s->opts.max_connections) {
     http_stats.rejected_full++;
@@ -74,6 +67,23 @@ static void on_connection(uv_stream_t *listener, int status) {
     if (s->open > (uint64_t)s->opts.max_connections + SERVER_REJECT_SLACK) conn_close(c, "over the limit");
     else conn_reject_full(c);
   }
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  td_server *s = listener->data;
+  if (status < 0) {
+    td_logline *l = log_begin(TD_LOG_ERROR, "accept_failed");
+    if (l) { log_str(l, "error", uv_strerror(status)); log_end(l); }
+    return;
+  }
+  td_conn *c = conn_accept(s, listener);
+  if (c) admit(s, c);
+}
+
+td_conn *server_adopt_fd(td_server *s, int fd) {
+  td_conn *c = conn_adopt(s, s->listener.loop, fd);
+  if (c) admit(s, c);
+  return c;
 }
 
 int server_start(td_server **out, uv_loop_t *loop, const td_server_opts *opts) {

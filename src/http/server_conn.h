@@ -11,6 +11,9 @@
 #include "http/server.h"
 
 td_conn *conn_accept(td_server *s, uv_stream_t *listener);
+/* A connected socket from elsewhere (server_adopt_fd). NULL if libuv refuses
+ * it; the descriptor is then still the caller's. */
+td_conn *conn_adopt(td_server *s, uv_loop_t *loop, uv_os_sock_t fd);
 /* A connection over the limit: answer 503 and close, reading nothing. */
 void conn_reject_full(td_conn *c);
 /* For shutdown: closes the connection if no request is under way. */
