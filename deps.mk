@@ -17,13 +17,16 @@ DEBIAN_CODENAME := $(shell . /etc/os-release 2>/dev/null && echo $$VERSION_CODEN
 # sources (node-llhttp); trixie and Ubuntu 24.04 ship llhttp 9 as a library.
 ifeq ($(DEBIAN_CODENAME),bookworm)
 CLANG_RT_PKG := libclang-rt-14-dev
+LLVM_VERSION := 14
 LLHTTP_PKG   := node-llhttp
 else ifeq ($(DEBIAN_CODENAME),noble)
 CLANG_RT_PKG := libclang-rt-18-dev
+LLVM_VERSION := 18
 LLHTTP_PKG   := libllhttp-dev
 else
 # trixie, and the guess for a release not named here (apt says if it is wrong)
 CLANG_RT_PKG := libclang-rt-19-dev
+LLVM_VERSION := 19
 LLHTTP_PKG   := libllhttp-dev
 endif
 
@@ -40,9 +43,18 @@ DEPS_RUN := redis-server redis-tools
 DEPS_TEST := libcmocka-dev python3 python3-pytest python3-redis python3-websockets \
              wrk nginx-light libnginx-mod-nchan chromium docker-compose procps liburing-dev
 
+# Fuzz coverage (make fuzz-coverage): llvm-profdata and llvm-cov of the same
+# LLVM as the release's clang (the profile format changes between versions).
+DEPS_FUZZ_COV := llvm-$(LLVM_VERSION)
+LLVM_PROFDATA := llvm-profdata-$(LLVM_VERSION)
+LLVM_COV := llvm-cov-$(LLVM_VERSION)
+
+# Soak test (make soak, not in CI): the plot of RSS and deliveries over time.
+DEPS_SOAK := gnuplot-nox
+
 # What `make deps` installs (a command-line override narrows it, as the
 # Dockerfile's build stage does with APT_PACKAGES='$(DEPS_BUILD)').
-APT_PACKAGES := $(DEPS_BUILD) $(DEPS_RUN) $(DEPS_TEST)
+APT_PACKAGES := $(DEPS_BUILD) $(DEPS_RUN) $(DEPS_TEST) $(DEPS_FUZZ_COV) $(DEPS_SOAK)
 # Node.js and npm (the dashboard's vendored scripts, the browser test): a
 # machine may carry them from another source; Debian's are installed only
 # when no `npm` is on the PATH, so the two never conflict.
