@@ -43,16 +43,26 @@ static unsigned method_bit(uint8_t method) {
   }
 }
 
-void router_dispatch(const td_route *routes, int n_routes, td_request *req) {
-  unsigned want = method_bit(req->method), allowed = 0;
+/* The index of the route that answers req's method and path (its params
+ * set), or -1 with *allowed the methods the path does accept (0: none). */
+static int route_find(const td_route *routes, int n_routes, td_request *req, unsigned *allowed) {
+  unsigned want = method_bit(req->method);
+  *allowed = 0;
   for (int i = 0; i < n_routes; i++) {
     if (!route_match(routes[i].pattern, req->path, req->path_len, req)) continue;
-    if (routes[i].methods & want) {
-      req->route_index = i;
-      routes[i].handler(req);
-      return;
-    }
-    allowed |= routes[i].methods;
+    if (routes[i].methods & want) return i;
+    *allowed |= routes[i].methods;
+  }
+  return -1;
+}
+
+void router_dispatch(const td_route *routes, int n_routes, td_request *req) {
+  unsigned allowed;
+  int i = route_find(routes, n_routes, req, &allowed);
+  if (i >= 0) {
+    req->route_index = i;
+    routes[i].handler(req);
+    return;
   }
   if (allowed) {
     char allow[64];
