@@ -5,7 +5,8 @@
 #   make run              install what building and running need, build, run on the embedded default
 #   make test             install everything (test tools too), build, every test (unit, integration, browser)
 #   make test SANITIZE=1  the same suite under ASan + UBSan (build-san/)
-#   make fuzz             every libFuzzer harness for FUZZ_SECONDS each
+#   make fuzz             every libFuzzer harness for FUZZ_SECONDS (600) each
+#   make fuzz-coverage    line coverage of each harness's target files (clang)
 #   make bench            benchmarks against reference servers (see bench/)
 
 .DEFAULT_GOAL := all
@@ -72,7 +73,7 @@ $(BUILD)/bench/loopback_floor: LDLIBS += -luring
 # come from a state before the install. The targets below the entry targets
 # (build, test-unit, ...) install nothing and assume the packages are there.
 
-.PHONY: all build run test test-layers test-unit test-integration test-browser test-fuzz fuzz fuzz-build fuzz-run bench bench-run clean
+.PHONY: all build run test test-layers test-unit test-integration test-browser test-fuzz fuzz fuzz-build fuzz-run fuzz-coverage fuzz-coverage-run bench bench-run clean
 all:
 	@$(MAKE) --no-print-directory deps-build
 	@$(MAKE) --no-print-directory build
@@ -100,6 +101,10 @@ test:
 fuzz:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory fuzz-run
+
+fuzz-coverage:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory fuzz-coverage-run
 
 bench:
 	@$(MAKE) --no-print-directory deps
@@ -159,7 +164,7 @@ FUZZ_SMOKE_SECONDS ?= 10
 
 # libFuzzer harnesses: clang, ASan + UBSan. The modules are compiled once
 # into an archive, so a harness may #include the .c it needs the statics of.
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 600
 FUZZ_DIR  := build-fuzz
 FUZZ_SRCS := $(sort $(wildcard test/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:test/fuzz/%.c=$(FUZZ_DIR)/%)
@@ -184,9 +189,42 @@ fuzz-build: $(FUZZ_BINS)
 fuzz-run: fuzz-build
 	@set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(FUZZ_DIR)/corpus/$$n test/fuzz/seeds/$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus/$$n test/fuzz/seeds/$$n > $(FUZZ_DIR)/$$n.log 2>&1 \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -close_fd_mask=3 -artifact_prefix=$(FUZZ_DIR)/ $(FUZZ_DIR)/corpus/$$n test/fuzz/seeds/$$n > $(FUZZ_DIR)/$$n.log 2>&1 \
 	    || { tail -n 60 $(FUZZ_DIR)/$$n.log; exit 1; }; \
 	  grep -E "^stat::number_of_executed_units|^Done" $(FUZZ_DIR)/$$n.log; done
+
+# Line coverage of the files each harness targets, over its seeds and the
+# corpus `make fuzz` grew (if any): every harness is rebuilt with clang's
+# source-based coverage (no sanitizers), replays each input once, bounded by
+# FUZZ_COV_SECONDS, and llvm-cov reports the target files. The targets are
+# named by file name and found under src/ wherever the layer puts them.
+FUZZ_COV_DIR := build-fuzz-cov
+FUZZ_COV_SECONDS ?= 300
+FUZZ_COV_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fprofile-instr-generate -fcoverage-mapping -Iinclude -Isrc $(DEPS_CFLAGS)
+FUZZ_COV_OBJS := $(LIB_SRCS:src/%.c=$(FUZZ_COV_DIR)/obj/%.o) $(LLHTTP_SOURCES:%.c=$(FUZZ_COV_DIR)/llhttp/%.o)
+FUZZ_COV_BINS := $(FUZZ_SRCS:test/fuzz/%.c=$(FUZZ_COV_DIR)/%)
+FUZZ_TARGETS_fuzz_http_request := http_conn.c http_response.c server.c router.c ws_session.c sse.c ws_frame.c hub.c api_core.c api_quotes.c
+FUZZ_TARGETS_fuzz_ws_frame     := ws_frame.c utf8.c
+FUZZ_TARGETS_fuzz_stream_msg   := stream_msg.c stream_msg_fast.c
+FUZZ_TARGETS_fuzz_hcli_url     := https_client.c url.c
+FUZZ_TARGETS_fuzz_jwt          := jwt.c
+FUZZ_TARGETS_fuzz_params       := redis_conn.c config.c http_response.c url.c uuid.c
+$(FUZZ_COV_DIR)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
+	@mkdir -p $(@D)
+	@clang -std=c11 -g -O1 -DLLHTTP_STRICT_MODE=1 -fsanitize=fuzzer-no-link -I$(LLHTTP_INC_DIR) -w -c $< -o $@
+$(FUZZ_COV_DIR)/obj/%.o: src/%.c $(HEADERS)
+	@mkdir -p $(@D)
+	@echo "CC $< (coverage)"
+	@clang $(FUZZ_COV_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(FUZZ_COV_DIR)/libtickerd.a: $(FUZZ_COV_OBJS)
+	@rm -f $@
+	@ar rcs $@ $^
+$(FUZZ_COV_DIR)/%: test/fuzz/%.c $(FUZZ_COV_DIR)/libtickerd.a
+	@echo "LD $@ (coverage)"
+	@clang $(FUZZ_COV_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_COV_DIR)/libtickerd.a $(LDLIBS)
+fuzz-coverage-run: $(FUZZ_COV_BINS)
+	@set -e; $(foreach f,$(FUZZ_COV_BINS),LLVM_PROFDATA=$(LLVM_PROFDATA) LLVM_COV=$(LLVM_COV) \
+	  test/fuzz/coverage.sh $(f) $(FUZZ_COV_SECONDS) $(FUZZ_DIR)/corpus/$(notdir $(f)) $(FUZZ_TARGETS_$(notdir $(f)));)
 
 bench-run: $(BENCH_BINS)
 	@bench/run.sh $(abspath $(BIN))
@@ -197,7 +235,7 @@ $(LLHTTP_SRC_DIR)/%.c:
 	@echo "llhttp: $@ is missing: run 'make deps' (package $(LLHTTP_PKG))" >&2; exit 1
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-fuzz-cov
 
 # The image built and the compose stack run on a real Docker engine, checked
 # from the host (test/docker/run.sh; starts dockerd when no engine answers).
