@@ -7,6 +7,7 @@
 #   make test SANITIZE=1  the same suite under ASan + UBSan (build-san/)
 #   make fuzz             every libFuzzer harness for FUZZ_SECONDS (600) each
 #   make fuzz-coverage    line coverage of each harness's target files (clang)
+#   make soak             SOAK_MINUTES (30) of mixed load while Redis is killed (not in CI)
 #   make bench            benchmarks against reference servers (see bench/)
 
 .DEFAULT_GOAL := all
@@ -73,7 +74,7 @@ $(BUILD)/bench/loopback_floor: LDLIBS += -luring
 # come from a state before the install. The targets below the entry targets
 # (build, test-unit, ...) install nothing and assume the packages are there.
 
-.PHONY: all build run test test-layers test-unit test-integration test-browser test-fuzz fuzz fuzz-build fuzz-run fuzz-coverage fuzz-coverage-run bench bench-run clean
+.PHONY: all build run test test-layers test-unit test-integration test-browser test-fuzz fuzz fuzz-build fuzz-run fuzz-coverage fuzz-coverage-run soak bench bench-run clean
 all:
 	@$(MAKE) --no-print-directory deps-build
 	@$(MAKE) --no-print-directory build
@@ -225,6 +226,15 @@ $(FUZZ_COV_DIR)/%: test/fuzz/%.c $(FUZZ_COV_DIR)/libtickerd.a
 fuzz-coverage-run: $(FUZZ_COV_BINS)
 	@set -e; $(foreach f,$(FUZZ_COV_BINS),LLVM_PROFDATA=$(LLVM_PROFDATA) LLVM_COV=$(LLVM_COV) \
 	  test/fuzz/coverage.sh $(f) $(FUZZ_COV_SECONDS) $(FUZZ_DIR)/corpus/$(notdir $(f)) $(FUZZ_TARGETS_$(notdir $(f)));)
+
+# Soak (not in CI): SOAK_MINUTES of /hello, 2,000 churning WS/SSE clients,
+# slow readers and 5,000 quotes/s while Redis is SIGKILLed every 2 minutes;
+# samples, checks and a plot in $(BUILD)/soak (bench/soak.py, README).
+SOAK_MINUTES ?= 30
+soak:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory build
+	$(PYTHON) bench/soak.py $(abspath $(BIN)) --minutes $(SOAK_MINUTES) --out $(BUILD)/soak
 
 bench-run: $(BENCH_BINS)
 	@bench/run.sh $(abspath $(BIN))
