@@ -9,7 +9,7 @@ whole run, keeps up:
   - STREAM_CLIENTS WebSocket and SSE clients: most churn (live a few seconds
     to a minute, then close cleanly or are dropped with a TCP reset), a
     sticky tenth stays connected from start to end, through every Redis kill;
-  - SLOW_READERS clients with tiny receive buffers that read a little, slowly;
+  - SLOW_READERS clients with tiny receive buffers that read 5 % of the time;
   - QUOTE_RATE quotes/s through POST /quotes, in batches, over SYMBOLS symbols.
 Every KILL_EVERY_S Redis is killed with SIGKILL and restarted on the same port
 after REDIS_DOWN_S. Every SAMPLE_S the RSS of tickerd and its /status counters
@@ -62,8 +62,8 @@ HELLO_CONNS = 4
 STREAM_CLIENTS = 2000       # WebSocket + SSE clients at any time, sticky included
 STICKY_SHARE = 0.10         # of STREAM_CLIENTS: connected for the whole run
 SLOW_READERS = 100          # on top of STREAM_CLIENTS
-SLOW_READ_BYTES = 512       # what a slow reader reads ...
-SLOW_READ_EVERY_S = 1.0     # ... this often
+SLOW_READ_EVERY_S = 1.0     # a slow reader pauses this long ...
+SLOW_READ_WINDOW_S = 0.05   # ... then reads for this long
 SLOW_SYMBOLS = 20           # symbols each slow reader subscribes to
 LIFETIME_S = (5, 60)        # a churning client's life
 DROP_SHARE = 0.5            # of churning clients' ends: a TCP reset, not a close
@@ -275,7 +275,8 @@ async def churner(port, stats, rng, stop):
 
 
 async def slow_reader(port, stats, rng, stop):
-    """Subscribes to many symbols and reads SLOW_READ_BYTES per second."""
+    """Subscribes to many symbols and reads for SLOW_READ_WINDOW_S a second;
+    when the server closes it (slow client), it comes back."""
     while not stop.is_set():
         c = StreamClient(port, stats, pick_symbols(rng, SLOW_SYMBOLS), rng.random() < 0.5, rcvbuf=4096)
         try:
@@ -290,9 +291,10 @@ async def slow_reader(port, stats, rng, stop):
             await asyncio.sleep(SLOW_READ_EVERY_S)
             if not c.alive():
                 break
-            # let about SLOW_READ_BYTES in: resume, yield once, pause again
+            # read for a moment, then pause again; long enough for the loop to
+            # see an EOF behind the data (a reader the server closed)
             t.resume_reading()
-            await asyncio.sleep(0)
+            await asyncio.sleep(SLOW_READ_WINDOW_S)
         if not c.alive():
             stats.slow_closed_by_server += 1
         else:
