@@ -709,6 +709,10 @@ def main():
     # a descriptor per client, and tickerd inherits the limit
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # stopped by a signal, still stop redis-server and tickerd (the finally
+    # below); a background job started by a shell ignores SIGINT, so TERM too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     procs = Procs(args)
     try:
         procs.start_redis()
