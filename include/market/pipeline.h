@@ -56,6 +56,10 @@ void pipeline_publish(td_pipeline *p, const smsg_msg *m);
  * (the default): no check. It must outlive the pipeline or be unset. */
 struct td_lease;
 void pipeline_set_lease(td_pipeline *p, const struct td_lease *lease);
+/* This instance lost the lease: the upstream's messages still waiting in
+ * the publishers' outboxes (Redis was away) are dropped, never sent late
+ * over the new holder's; counted as fenced. Returns how many. */
+size_t pipeline_drop_upstream(td_pipeline *p);
 void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out);
 struct qstore *pipeline_store(const td_pipeline *p);
 /* The publishing connections' counters added up; true when all are ready.

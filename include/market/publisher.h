@@ -79,6 +79,16 @@ td_publisher *pub_new(uv_loop_t *loop, const char *redis_url, const pub_options 
 /* PUB_SENT, PUB_QUEUED, PUB_CONFLATED, or UV_ENOBUFS (dropped: outbox
  * full), UV_EINVAL (empty/too long channel, payload too large),
  * UV_ECANCELED (closing). */
+/* pub_publish with flags: PUB_F_UPSTREAM marks a message of the upstream
+ * feed, which pub_drop_upstream removes from the outbox when this instance
+ * loses the fleet's lease (a stale quote must not reach Redis after another
+ * instance took the feed over). */
+#define PUB_F_UPSTREAM 1u
+int pub_publish_flags(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
+                      size_t payload_len, unsigned flags);
+/* Drops the outbox's messages whose newest is the upstream's (counted in
+ * `dropped`); returns how many. */
+size_t pub_drop_upstream(td_publisher *p);
 int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
                 size_t payload_len);
 /* A PUBLISH of the subscriber's health check: sent now or not at all

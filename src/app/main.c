@@ -157,7 +157,16 @@ static void feed_run(td_main *m, bool on) {
   alpaca_start(app->alpaca);
 }
 
-static void on_lease_role(td_lease *l, bool holder, void *ud) { feed_run(ud, holder); }
+static void on_lease_role(td_lease *l, bool holder, void *ud) {
+  td_main *m = ud;
+  feed_run(m, holder);
+  if (holder) return;
+  size_t dropped = pipeline_drop_upstream(m->app.pipeline);
+  if (dropped) {
+    td_logline *line = log_begin(TD_LOG_WARN, "upstream_outbox_dropped");
+    if (line) { log_int(line, "messages", (int64_t)dropped); log_end(line); }
+  }
+}
 
 static int start_lease(td_main *m) {
   td_app *app = &m->app;

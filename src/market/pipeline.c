@@ -50,7 +50,7 @@ static unsigned channel_shard(const char *channel, size_t n) {
 
 void pipeline_set_lease(td_pipeline *p, const td_lease *lease) { p->lease = lease; }
 
-static void publish_msg(td_pipeline *p, const smsg_msg *m) {
+static void publish_msg(td_pipeline *p, const smsg_msg *m, unsigned pub_flags) {
   uint64_t seq = qstore_next_seq(p->store, m->kind, m->symbol, m->symbol_len);
   if (seq == 0) {
     p->stats.refused++;
@@ -67,7 +67,7 @@ static void publish_msg(td_pipeline *p, const smsg_msg *m) {
   channel[plen] = ':';
   memcpy(channel + plen + 1, m->symbol, m->symbol_len);
   size_t n = plen + 1 + m->symbol_len;
-  pub_publish(p->pub[channel_shard(channel, n)], channel, n, payload->data, payload->len);
+  pub_publish_flags(p->pub[channel_shard(channel, n)], channel, n, payload->data, payload->len, pub_flags);
   qstore_insert(p->store, m->kind, m->symbol, m->symbol_len, payload, qstore_epoch(p->store), seq,
                 uv_now(p->loop));
   if (m->kind == SMSG_QUOTE) pub_set_last(p->pub[0], p->last_hash, p->last_hash_len, m->symbol, m->symbol_len, payload);
@@ -90,11 +90,11 @@ void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
     return;
   }
   p->stats.upstream++;
-  publish_msg(p, m);
+  publish_msg(p, m, PUB_F_UPSTREAM);
 }
 
 static void on_feed_msg(void *ud, const smsg_msg *m) { pipeline_publish(ud, m); }
-static void on_batch_msg(void *ud, const smsg_msg *m) { publish_msg(ud, m); }
+static void on_batch_msg(void *ud, const smsg_msg *m) { publish_msg(ud, m, 0); }
 
 int pipeline_feed(td_pipeline *p, const char *json, size_t len) {
   return smsg_parse_stream(json, len, on_feed_msg, NULL, p, &p->stats.stream);
@@ -111,6 +111,13 @@ int pipeline_batch(td_pipeline *p, const char *json, size_t len, pipeline_result
     return rc;
   }
   return 0;
+}
+
+size_t pipeline_drop_upstream(td_pipeline *p) {
+  size_t n = 0;
+  for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) n += pub_drop_upstream(p->pub[i]);
+  p->stats.fenced += n;
+  return n;
 }
 
 void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out) { *out = p->stats; }

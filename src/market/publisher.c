@@ -21,6 +21,7 @@ typedef struct pub_entry {
   uint32_t chain;          /* next entry in the bucket; free list link */
   uint32_t prev, next;     /* list links */
   bool listed;
+  bool upstream;           /* outbox: the newest message is the upstream feed's (pub_drop_upstream) */
   uint32_t key_len, val_len, cap;
   char *data;              /* key then value */
   td_buf *val;             /* the value instead, shared (latest values) */
@@ -233,16 +234,18 @@ static void flush_outbox(td_publisher *p) {
   }
 }
 
-static int outbox_put(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn) {
+static int outbox_put(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn, bool upstream) {
   pub_map *m = &p->outbox;
   uint32_t h = fnv1a(ch, chn);
   uint32_t i = map_find(m, ch, chn, h);
   if (i) {
     if (entry_set_value(&m->e[i], v, vn) < 0) goto drop;
+    m->e[i].upstream = upstream;
     p->conflated++;
     return PUB_CONFLATED;
   }
   if (!(i = map_insert(m, ch, chn, h, v, vn))) goto drop;
+  m->e[i].upstream = upstream;
   list_push(m, i);
   return PUB_QUEUED;
 drop:
@@ -250,8 +253,9 @@ drop:
   return UV_ENOBUFS;
 }
 
-int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
-                size_t payload_len) {
+int pub_publish_flags(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
+                      size_t payload_len, unsigned flags) {
+  bool upstream = flags & PUB_F_UPSTREAM;
   if (channel_len == 0 || channel_len > PUB_CHANNEL_MAX || payload_len > PUB_PAYLOAD_MAX) {
     p->dropped++;
     return UV_EINVAL;
@@ -265,11 +269,29 @@ int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const 
     /* A queued older message for this channel must not be overtaken. */
     if (p->outbox.count > 0 &&
         map_find(&p->outbox, channel, channel_len, fnv1a(channel, channel_len)))
-      return outbox_put(p, channel, channel_len, payload, payload_len);
+      return outbox_put(p, channel, channel_len, payload, payload_len, upstream);
   }
   if (pipeline_room(p) && send_publish(p, channel, channel_len, payload, payload_len) == 0)
     return PUB_SENT;
-  return outbox_put(p, channel, channel_len, payload, payload_len);
+  return outbox_put(p, channel, channel_len, payload, payload_len, upstream);
+}
+
+int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
+                size_t payload_len) {
+  return pub_publish_flags(p, channel, channel_len, payload, payload_len, 0);
+}
+
+size_t pub_drop_upstream(td_publisher *p) {
+  pub_map *m = &p->outbox;
+  size_t n = 0;
+  for (uint32_t i = m->head, next; i; i = next) {
+    next = m->e[i].next;
+    if (!m->e[i].upstream) continue;
+    map_remove(m, i);
+    n++;
+  }
+  p->dropped += n;
+  return n;
 }
 
 /* ---- latest values -------------------------------------------------------- */

@@ -216,6 +216,34 @@ static void test_outbox_across_restart(void **state) {
   ctx_finish(&c);
 }
 
+/* The upstream's messages in the outbox are dropped when the lease is lost;
+ * POSTed ones stay, and an upstream message superseded by a POSTed one for
+ * the same channel is no longer the upstream's. */
+static void test_drop_upstream_keeps_the_rest(void **state) {
+  ctx c;
+  ctx_start(&c, NULL);
+  rfx_kill(&c.redis);
+  assert_true(rfx_run_until(&c.loop, pub_not_ready, &c, 2000));
+  assert_true(pub_publish_flags(c.pub, "up1", 3, "u1", 2, PUB_F_UPSTREAM) >= 0);
+  assert_true(pub_publish_flags(c.pub, "up2", 3, "u2", 2, PUB_F_UPSTREAM) >= 0);
+  assert_true(publish_str(c.pub, "post", "p1") >= 0);
+  assert_true(pub_publish_flags(c.pub, "mixed", 5, "u3", 2, PUB_F_UPSTREAM) >= 0);
+  assert_true(publish_str(c.pub, "mixed", "p2") >= 0);
+  assert_true(publish_str(c.pub, "post2", "p3") >= 0);
+  assert_true(pub_publish_flags(c.pub, "post2", 5, "u4", 2, PUB_F_UPSTREAM) >= 0);
+  struct pub_stats st;
+  pub_stats(c.pub, &st);
+  assert_int_equal(st.outbox, 5);
+  assert_int_equal(pub_drop_upstream(c.pub), 3); /* up1, up2, and post2 whose newest is u4 */
+  pub_stats(c.pub, &st);
+  assert_int_equal(st.outbox, 2);
+  assert_int_equal(st.dropped, 3);
+  assert_true(map_find(&c.pub->outbox, "post", 4, fnv1a("post", 4)) != 0);
+  assert_true(map_find(&c.pub->outbox, "mixed", 5, fnv1a("mixed", 5)) != 0);
+  assert_int_equal(pub_drop_upstream(c.pub), 0);
+  ctx_finish(&c);
+}
+
 static bool last_written_3(void *a) {
   struct pub_stats st;
   pub_stats(((ctx *)a)->pub, &st);
@@ -344,6 +372,7 @@ int main(void) {
       cmocka_unit_test(test_publish_pipelined_in_order),
       cmocka_unit_test(test_inflight_limit_conflates),
       cmocka_unit_test(test_outbox_across_restart),
+      cmocka_unit_test(test_drop_upstream_keeps_the_rest),
       cmocka_unit_test(test_pending_bytes_bounded),
       cmocka_unit_test(test_set_last_batches),
       cmocka_unit_test(test_bad_input),
