@@ -82,7 +82,7 @@ typedef struct smsg_msg {
   size_t symbol_len;
   const char *channel;       /* smsg_kind_channel(kind) */
   size_t index;              /* item index in the buffer */
-  /* Private to stream_msg.c: the item and its fields in schema order, or,
+  /* Private to stream_msg (smsg_*.c): the item and its fields in schema order, or,
    * when obj is NULL, the fast path's encoded item (no jansson tree). */
   const struct json_t *obj;
   const struct json_t *fields[SMSG_MAX_FIELDS];
@@ -112,7 +112,7 @@ typedef struct smsg_stats {
 
 /* Which parser tier read the items, over the process (every caller: feeds,
  * POST /quotes, the Alpaca client): the one-pass reader of compact Alpaca
- * objects, the scanner (stream_msg_fast.c), and jansson for the rest. */
+ * objects, the scanner (smsg_scan.c), and jansson for the rest. */
 typedef struct {
   uint64_t compact_items;
   uint64_t scanned_items;

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "market/stream_msg.c"
+#include "market/smsg_fast.c"
 
 #define FUZZ_EPOCH "0123456789abcdef"
 

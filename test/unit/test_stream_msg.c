@@ -1,12 +1,15 @@
 /* stream_msg: every kind parsed and encoded, every batch error worded,
  * stream-mode skip counters, number formatting, payload positions. */
+#include <errno.h>
+#include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 
-#include "market/stream_msg.c"
+#include "market/smsg_fast.c"
 
 #define EPOCH "9f3a0c1d2e4b5a69"
 
@@ -116,7 +119,7 @@ static void check_round_trip(const char *in, const td_buf *out, smsg_kind k, uin
   json_t *b = json_loadb(out->data, out->len, 0, &je);
   assert_non_null(a);
   assert_non_null(b);
-  const kind_spec *ks = &kinds[k];
+  const kind_spec *ks = &smsg__kinds[k];
   const char *prev = out->data;
   for (int i = 0; i < ks->nfields; i++) {
     json_t *va = json_object_get(a, ks->fields[i].name), *vb = json_object_get(b, ks->fields[i].name);
@@ -318,7 +321,7 @@ static void test_number_format(void **state) {
   };
   for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
     char o[40];
-    *put_double(o, exact[i].v) = 0;
+    *smsg__put_double(o, exact[i].v) = 0;
     if (strcmp(o, exact[i].text)) fail_msg("%.17g: got %s want %s", exact[i].v, o, exact[i].text);
   }
   /* Pseudo-random prices and arbitrary doubles all read back exactly. */
@@ -327,7 +330,7 @@ static void test_number_format(void **state) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     double v = i % 2 ? (double)(x % 10000000) / 100.0 : (double)(x >> 11) * 0x1.0p-53 * 1e6;
     char o[40];
-    *put_double(o, v) = 0;
+    *smsg__put_double(o, v) = 0;
     if (strtod(o, NULL) != v) fail_msg("%.17g printed as %s", v, o);
   }
 }

@@ -1,18 +1,18 @@
-/* Private to stream_msg: the scanner of its fast path (src/stream_msg_fast.c).
+/* Private to stream_msg: the scanner of its fast path (smsg_scan.c).
  *
  * Why it exists: profiled with callgrind, jansson's json_loadb cost about
  * 37,000 instructions per quote of a POST /quotes batch, building a tree the
  * pipeline reads once. The scanner tokenizes each item of the buffer into a
  * fixed table of (key, value span, type) pairs instead, without allocating,
  * and gives up (returns SMSG_SCAN_GIVE_UP) on anything it does not handle, so
- * that stream_msg.c can run the jansson path on the whole buffer as before.
+ * that smsg_parse.c can run the jansson path on the whole buffer as before.
  *
  * What it accepts is a subset of what jansson accepts, read the same way: a
  * JSON array of objects, or one object, whose values are strings without
  * backslash escapes (valid UTF-8, no control characters), numbers without an
  * exponent, true, false, null, or arrays of such strings. */
-#ifndef TD_STREAM_MSG_INTERNAL_H
-#define TD_STREAM_MSG_INTERNAL_H
+#ifndef TD_SMSG_SCAN_H
+#define TD_SMSG_SCAN_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,10 +1,10 @@
-/* The scanner of stream_msg's fast path (see stream_msg_internal.h for why
+/* The scanner of stream_msg's fast path (see smsg_scan.h for why
  * it exists). A state machine over tokens: one state per position in the
  * grammar, each token read by a short loop, no recursion (the depth is fixed:
  * root array, item, value array). Whatever it does not recognise makes it
- * give up rather than guess; stream_msg.c then asks jansson, which words the
+ * give up rather than guess; smsg_parse.c then asks jansson, which words the
  * error. */
-#include "stream_msg_internal.h"
+#include "smsg_scan.h"
 
 #include <string.h>
 

@@ -1,0 +1,79 @@
+/* Private to stream_msg (include/market/stream_msg.h): what its files share.
+ *
+ *   smsg_schema.c   the field table of each kind and the small validators
+ *   smsg_parse.c    the entry points and the jansson tier (validation, errors)
+ *   smsg_encode.c   the payload encoder of jansson-read items
+ *   smsg_fast.c     the fast tiers: compact one-pass items and scanned items
+ *   smsg_scan.c     the scanner of the fast tiers (smsg_scan.h)
+ *   smsg_payload.c  reading "S", "t", "seq" and "epoch" back from a payload
+ *
+ * Each kind is described once by a table of fields (name, type, required)
+ * in the order tickerd publishes them; the same table drives validation,
+ * batch error messages and encoding, so the three cannot disagree. */
+#ifndef TD_SMSG_INTERNAL_H
+#define TD_SMSG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "market/stream_msg.h"
+
+typedef enum {
+  F_TYPE,     /* "T": written from the kind */
+  F_SYMBOL,   /* string, smsg_symbol_valid */
+  F_CODE,     /* string, at most SMSG_CODE_MAX bytes */
+  F_TEXT,     /* string */
+  F_PRICE,    /* number >= 0 */
+  F_UINT,     /* integer >= 0 */
+  F_TIME,     /* RFC-3339 string */
+  F_CODES,    /* array of F_CODE, at most SMSG_MAX_CONDITIONS */
+  F_SYMBOLS   /* array of F_SYMBOL, at most SMSG_MAX_NEWS_SYMBOLS (news) */
+} field_type;
+
+typedef struct {
+  const char *name;
+  field_type type;
+  bool required;
+} field_spec;
+
+typedef struct {
+  const char *type;        /* the "T" value */
+  const char *channel;
+  const field_spec *fields;
+  int nfields;
+} kind_spec;
+
+#define REQ true
+#define OPT false
+
+extern const kind_spec smsg__kinds[SMSG_KIND_COUNT];
+/* 1 for the bytes a symbol may have: A-Z 0-9 . / - */
+extern const unsigned char smsg__symbol_byte[256];
+
+/* The kind whose "T" is the one letter c, or -1. */
+int smsg__kind_of_char(char c);
+/* Two digits as a number, or a value above 99 when either is not a digit. */
+unsigned smsg__two_digits(const char *s);
+
+/* ---- the encoder's pieces the fast tiers reuse (smsg_encode.c) ---------- */
+
+/* The bytes ,"seq":<20 digits>,"epoch":"<16 hex>"} take at most. */
+#define SMSG_ENC_TAIL_MAX (7 + 20 + 10 + SMSG_EPOCH_LEN + 2)
+/* Shortest decimal that reads back as exactly v. */
+char *smsg__put_double(char *o, double v);
+/* ,"seq":N,"epoch":"<epoch>"} at o; returns the end. */
+char *smsg__put_tail(char *o, uint64_t seq, const char *epoch);
+
+/* ---- the fast tiers (smsg_fast.c) ---------------------------------------- */
+
+/* Checks and encodes every item, then delivers them all. Returns the number
+ * of items, or -1 having made no callback: the jansson tier's turn. */
+int smsg__fast_parse(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud, size_t *delivered);
+/* smsg_encode of a message the fast tiers delivered (m->obj NULL). */
+td_buf *smsg__fast_encode(const struct smsg_fast_msg *f, uint64_t seq, const char *epoch);
+
+/* Items read by the jansson tier (smsg_get_tier_stats). */
+extern uint64_t smsg__jansson_items;
+
+#endif

@@ -1,0 +1,90 @@
+/* Reading a published payload back (stream_msg.h): its symbol, its time
+ * and its position, without parsing the rest. */
+#include "smsg_internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "base/hex.h"
+
+/* Epochs are written in lower case only, so one value has one spelling. */
+static int hexval_lower(char c) { return c >= 'A' && c <= 'F' ? -1 : hex_value(c); }
+
+/* {"T":"<kind>","S":"<symbol>",... : smsg_encode writes "T" and "S" first. */
+int smsg_payload_symbol(const char *p, size_t n, const char **sym, size_t *sym_len) {
+  static const char head[] = "{\"T\":\"", s_key[] = "\",\"S\":\"";
+  const size_t hlen = sizeof(head) - 1, slen = sizeof(s_key) - 1;
+  if (n < hlen || memcmp(p, head, hlen)) return -EINVAL;
+  const char *t_end = memchr(p + hlen, '"', n - hlen);
+  if (!t_end || (size_t)(p + n - t_end) < slen || memcmp(t_end, s_key, slen)) return -EINVAL;
+  const char *s = t_end + slen, *end = p + n;
+  const char *q = memchr(s, '"', (size_t)(end - s));
+  if (!q || !smsg_symbol_valid(s, (size_t)(q - s))) return -EINVAL;
+  *sym = s;
+  *sym_len = (size_t)(q - s);
+  return 0;
+}
+
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar
+ * (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  unsigned yoe = (unsigned)(y - era * 400);
+  unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + (int64_t)doe - 719468;
+}
+
+int smsg_payload_time(const char *p, size_t n, int64_t *sec, uint32_t *nsec) {
+  static const char key[] = ",\"t\":\"";
+  const size_t klen = sizeof(key) - 1;
+  const char *k = memmem(p, n, key, klen);
+  if (!k) return -EINVAL;
+  const char *t = k + klen, *end = p + n;
+  const char *q = memchr(t, '"', (size_t)(end - t));
+  if (!q || smsg_time_valid(t, (size_t)(q - t)) != 0) return -EINVAL;
+  int64_t days = days_from_civil(smsg__two_digits(t) * 100 + smsg__two_digits(t + 2), smsg__two_digits(t + 5), smsg__two_digits(t + 8));
+  int64_t s = days * 86400 + smsg__two_digits(t + 11) * 3600 + smsg__two_digits(t + 14) * 60 + smsg__two_digits(t + 17);
+  uint32_t ns = 0, scale = 1000000000;
+  const char *c = t + 19;
+  if (*c == '.')
+    for (c++; *c >= '0' && *c <= '9'; c++) ns += (uint32_t)(*c - '0') * (scale /= 10);
+  if (*c == '+' || *c == '-') {   /* local time = UTC + offset */
+    int64_t off = smsg__two_digits(c + 1) * 3600 + smsg__two_digits(c + 4) * 60;
+    s += *c == '+' ? -off : off;
+  }
+  *sec = s;
+  *nsec = ns;
+  return 0;
+}
+
+int smsg_payload_position(const char *p, size_t n, uint64_t *seq, uint64_t *epoch) {
+  static const char ep[] = ",\"epoch\":\"";
+  const size_t eplen = sizeof(ep) - 1;
+  /* ...,"seq":N,"epoch":"<16 hex>"} */
+  if (n < eplen + SMSG_EPOCH_LEN + 2 + 8) return -EINVAL;
+  const char *e = p + n - 2 - SMSG_EPOCH_LEN - eplen;
+  if (memcmp(e, ep, eplen) || p[n - 2] != '"' || p[n - 1] != '}') return -EINVAL;
+  uint64_t ev = 0;
+  for (size_t i = 0; i < SMSG_EPOCH_LEN; i++) {
+    int h = hexval_lower(e[eplen + i]);
+    if (h < 0) return -EINVAL;
+    ev = ev << 4 | (uint64_t)h;
+  }
+  const char *d = e;
+  while (d > p && d[-1] >= '0' && d[-1] <= '9') d--;
+  size_t nd = (size_t)(e - d);
+  static const char sk[] = ",\"seq\":";
+  const size_t sklen = sizeof(sk) - 1;
+  if (nd == 0 || nd > 20 || (size_t)(d - p) < sklen || memcmp(d - sklen, sk, sklen)) return -EINVAL;
+  uint64_t sv = 0;
+  for (size_t i = 0; i < nd; i++) {
+    uint64_t dv = (uint64_t)(d[i] - '0');
+    if (sv > (UINT64_MAX - dv) / 10) return -EINVAL;
+    sv = sv * 10 + dv;
+  }
+  *seq = sv;
+  *epoch = ev;
+  return 0;
+}
