@@ -10,6 +10,12 @@
  * store-wide ordinal, increasing by insertion, which orders replay across
  * symbols.
  *
+ * Symbols: the store owns the process's symbol table (symtab.h); the other
+ * modules borrow it through qstore_symtab() and index their own per-symbol
+ * state by its ids. Each operation comes in two forms: by id (the message
+ * paths, which interned the symbol where it entered) and by name (requests
+ * and tests, which look the id up).
+ *
  * Payloads are td_bufs shared with the streaming code: the store holds one
  * reference per entry and never copies the bytes.
  *
@@ -25,6 +31,7 @@
 
 #include "base/buf.h"
 #include "stream_msg.h"
+#include "symtab.h"
 
 /* Epochs remembered per series for duplicate detection. Two publishers of
  * one symbol (two tickerd instances, or one restarted) is the common case;
@@ -47,12 +54,13 @@ typedef struct qstore_entry {
   uint64_t ordinal;
   uint64_t recv_ms;
   const char *symbol;
+  uint32_t id;               /* the symbol's id */
   smsg_kind kind;
 } qstore_entry;
 
 typedef struct qstore_stats {
-  uint64_t symbols;            /* distinct symbols known */
-  uint64_t rejected_symbols;   /* inserts/next_seq refused: TD_MAX_SYMBOLS reached */
+  uint64_t symbols;            /* distinct symbols stored (or given a seq) */
+  uint64_t rejected_symbols;   /* inserts/next_seq/qstore_intern refused: the symbol limit reached */
   uint64_t inserts;            /* entries stored */
   uint64_t duplicates;         /* inserts ignored as not newer */
   uint64_t entries;            /* entries held in rings now */
@@ -71,6 +79,11 @@ enum { QSTORE_DUPLICATE = 0, QSTORE_INSERTED = 1 };
 qstore *qstore_new(size_t history_size, uint64_t history_ms, size_t max_symbols);
 void qstore_free(qstore *qs);
 
+/* The symbol table, owned by the store (lives as long as it). */
+symtab *qstore_symtab(const qstore *qs);
+/* symtab_intern, with a refusal at the limit counted in rejected_symbols. */
+int qstore_intern(qstore *qs, const char *sym, size_t n, uint32_t *id);
+
 /* This process's epoch, as a number and as SMSG_EPOCH_LEN lowercase hex. */
 uint64_t qstore_epoch(const qstore *qs);
 const char *qstore_epoch_hex(const qstore *qs);
@@ -81,6 +94,8 @@ int qstore_epoch_parse(const char *s, size_t n, uint64_t *epoch);
 /* The next sequence number to publish for (kind, symbol): 1, 2, 3 ...
  * 0 when the symbol is invalid or the symbol limit is reached. */
 uint64_t qstore_next_seq(qstore *qs, smsg_kind kind, const char *sym, size_t n);
+/* The same for a symbol id; 0 for an id the table never gave. */
+uint64_t qstore_next_seq_id(qstore *qs, smsg_kind kind, uint32_t id);
 
 /* Stores `payload` (taking its own reference) at position (epoch, seq).
  * seq QSTORE_NO_POSITION (with epoch 0) stores it without a position: never
@@ -90,14 +105,20 @@ uint64_t qstore_next_seq(qstore *qs, smsg_kind kind, const char *sym, size_t n);
  * -ENOSPC (symbol limit) or -ENOMEM. */
 int qstore_insert(qstore *qs, smsg_kind kind, const char *sym, size_t n, td_buf *payload,
                   uint64_t epoch, uint64_t seq, uint64_t recv_ms);
+/* The same for a symbol id (-EINVAL for an id the table never gave). */
+int qstore_insert_id(qstore *qs, smsg_kind kind, uint32_t id, td_buf *payload, uint64_t epoch, uint64_t seq,
+                     uint64_t recv_ms);
 
 /* The latest payload of (kind, symbol), however old. false when none. */
 bool qstore_latest(const qstore *qs, smsg_kind kind, const char *sym, size_t n, qstore_entry *out);
+bool qstore_latest_id(const qstore *qs, smsg_kind kind, uint32_t id, qstore_entry *out);
 
 /* Up to `limit` most recent entries younger than history_ms, oldest first,
  * into out[0..limit). Returns how many. */
 size_t qstore_history(const qstore *qs, smsg_kind kind, const char *sym, size_t n, size_t limit,
                       uint64_t now_ms, qstore_entry *out);
+size_t qstore_history_id(const qstore *qs, smsg_kind kind, uint32_t id, size_t limit, uint64_t now_ms,
+                         qstore_entry *out);
 
 /* Symbols that have a latest entry of `kind`, in first-seen order, into
  * out[0..max). Returns how many there are in all (may exceed max). */
@@ -107,6 +128,7 @@ size_t qstore_symbols(const qstore *qs, smsg_kind kind, const char **out, size_t
  * store no longer (or never) held it, or seq is QSTORE_NO_POSITION. */
 uint64_t qstore_find(const qstore *qs, smsg_kind kind, const char *sym, size_t n, uint64_t epoch,
                      uint64_t seq);
+uint64_t qstore_find_id(const qstore *qs, smsg_kind kind, uint32_t id, uint64_t epoch, uint64_t seq);
 
 /* Frees entries older than history_ms (call from a timer). */
 void qstore_expire(qstore *qs, uint64_t now_ms);
@@ -128,6 +150,9 @@ typedef struct qstore_iter {
 /* 0 or -ENOMEM. Unknown symbols are ignored. */
 int qstore_iter_init(qstore_iter *it, const qstore *qs, smsg_kind kind, const char *const *syms,
                      size_t nsyms, uint64_t after, uint64_t now_ms);
+/* The same over symbol ids (ids the table never gave are ignored). */
+int qstore_iter_init_ids(qstore_iter *it, const qstore *qs, smsg_kind kind, const uint32_t *ids, size_t nsyms,
+                         uint64_t after, uint64_t now_ms);
 bool qstore_iter_next(qstore_iter *it, qstore_entry *out);
 void qstore_iter_free(qstore_iter *it);
 

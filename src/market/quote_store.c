@@ -1,5 +1,5 @@
-/* Quote store: a symbol table (open addressing, symbols never removed) whose
- * entries hold one series per kind, created on first use. A series is a ring
+/* Quote store: per symbol id (the store's symtab) one series per kind,
+ * created on first use. A series is a ring
  * of positions and payload references in insertion order, so ordinals grow
  * along each ring and replay can binary-search and merge rings. */
 #include "market/quote_store.h"
@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "base/fnv1a.h"
 #include "base/hex.h"
 
 typedef struct {
@@ -25,28 +24,25 @@ typedef struct qs_series {
   struct {
     uint64_t epoch, seq, used;
   } epochs[QSTORE_EPOCHS];
-  const char *symbol;
+  uint32_t id;               /* the symbol's, in the store's symtab */
   smsg_kind kind;
 } qs_series;
 
+/* A symbol's series, one per kind, made on first use. */
 typedef struct {
-  char name[TD_SYMBOL_MAX + 1];
-  uint8_t len;
   qs_series *series[SMSG_KIND_COUNT];
 } qs_symbol;
 
 struct qstore {
   size_t history_size;
   uint64_t history_ms;
-  size_t max_symbols;
   uint64_t epoch;
   char epoch_hex[SMSG_EPOCH_LEN + 1];
   uint64_t ordinal;
-  qs_symbol **syms;          /* first-seen order; each allocated once, never moved */
-  size_t nsyms, syms_cap;
-  uint32_t *slots;           /* index + 1 into syms; 0 is empty */
-  size_t nslots;             /* power of two, >= 2 * nsyms */
-  qs_symbol *recent;         /* the symbol sym_get found last */
+  symtab *syms;              /* the process's symbol table, owned here */
+  qs_symbol *by_id;          /* by_id[id], symtab_max of them */
+  uint32_t *order;           /* ids with a series, first-stored order */
+  uint32_t norder;
   qstore_stats st;
 };
 
@@ -89,9 +85,17 @@ qstore *qstore_new(size_t history_size, uint64_t history_ms, size_t max_symbols)
   qstore_epoch_format(qs->epoch, qs->epoch_hex);
   qs->history_size = history_size;
   qs->history_ms = history_ms;
-  qs->max_symbols = max_symbols;
+  qs->syms = symtab_new((uint32_t)max_symbols);
+  qs->by_id = calloc(max_symbols, sizeof(*qs->by_id));
+  qs->order = calloc(max_symbols, sizeof(*qs->order));
+  if (!qs->syms || !qs->by_id || !qs->order) {
+    qstore_free(qs);
+    return NULL;
+  }
   return qs;
 }
+
+symtab *qstore_symtab(const qstore *qs) { return qs->syms; }
 
 static void series_free(qs_series *s) {
   if (!s) return;
@@ -103,112 +107,48 @@ static void series_free(qs_series *s) {
 
 void qstore_free(qstore *qs) {
   if (!qs) return;
-  for (size_t i = 0; i < qs->nsyms; i++) {
-    for (int k = 0; k < SMSG_KIND_COUNT; k++) series_free(qs->syms[i]->series[k]);
-    free(qs->syms[i]);
-  }
-  free(qs->syms);
-  free(qs->slots);
+  for (uint32_t i = 0; i < qs->norder; i++)
+    for (int k = 0; k < SMSG_KIND_COUNT; k++) series_free(qs->by_id[qs->order[i]].series[k]);
+  free(qs->order);
+  free(qs->by_id);
+  symtab_free(qs->syms);
   free(qs);
 }
 
-/* ---- symbol table --------------------------------------------------------- */
+/* ---- series by symbol id -------------------------------------------------- */
 
-static qs_symbol *sym_lookup(const qstore *qs, const char *s, size_t n) {
-  if (!qs->nslots) return NULL;
-  size_t mask = qs->nslots - 1;
-  for (size_t i = fnv1a(s, n) & mask;; i = (i + 1) & mask) {
-    uint32_t v = qs->slots[i];
-    if (!v) return NULL;
-    qs_symbol *y = qs->syms[v - 1];
-    if (y->len == n && !memcmp(y->name, s, n)) return y;
-  }
+static bool id_valid(const qstore *qs, smsg_kind kind, uint32_t id) {
+  return (unsigned)kind < SMSG_KIND_COUNT && id < symtab_count(qs->syms);
 }
 
-static int sym_rehash(qstore *qs, size_t nslots) {
-  uint32_t *slots = calloc(nslots, sizeof(*slots));
-  if (!slots) return -ENOMEM;
-  for (size_t j = 0; j < qs->nsyms; j++) {
-    qs_symbol *y = qs->syms[j];
-    size_t i = fnv1a(y->name, y->len) & (nslots - 1);
-    while (slots[i]) i = (i + 1) & (nslots - 1);
-    slots[i] = (uint32_t)j + 1;
-  }
-  free(qs->slots);
-  qs->slots = slots;
-  qs->nslots = nslots;
-  return 0;
+static qs_series *series_get(qstore *qs, smsg_kind kind, uint32_t id) {
+  qs_symbol *y = &qs->by_id[id];
+  if (y->series[kind]) return y->series[kind];
+  qs_series *se = calloc(1, sizeof(*se));
+  if (!se) return NULL;
+  se->id = id;
+  se->kind = kind;
+  bool first = true;   /* the symbol's first series puts it in the order */
+  for (int k = 0; k < SMSG_KIND_COUNT; k++) first = first && !y->series[k];
+  if (first) qs->order[qs->norder++] = id;
+  qs->st.symbols = qs->norder;
+  y->series[kind] = se;
+  return se;
 }
 
-/* Finds or adds a symbol; returns NULL with *err set on failure. The
- * pipeline asks for the same symbol twice in a row (next seq, then insert):
- * the second time a comparison with the last one found answers, and a
- * stored name is valid by construction. */
-static qs_symbol *sym_get(qstore *qs, const char *s, size_t n, int *err) {
-  qs_symbol *r = qs->recent;
-  if (r && r->len == n) {
-    size_t i = 0;   /* at most TD_SYMBOL_MAX bytes: no call to memcmp */
-    while (i < n && r->name[i] == s[i]) i++;
-    if (i == n) return r;
-  }
-  if (!smsg_symbol_valid(s, n)) {
-    *err = -EINVAL;
-    return NULL;
-  }
-  qs_symbol *y = sym_lookup(qs, s, n);
-  if (y) return qs->recent = y;
-  if (qs->nsyms >= qs->max_symbols) {
-    qs->st.rejected_symbols++;
-    *err = -ENOSPC;
-    return NULL;
-  }
-  *err = -ENOMEM;
-  if ((qs->nsyms + 1) * 2 > qs->nslots && sym_rehash(qs, qs->nslots ? qs->nslots * 2 : 64) < 0)
-    return NULL;
-  if (qs->nsyms == qs->syms_cap) {
-    size_t cap = qs->syms_cap ? qs->syms_cap * 2 : 64;
-    qs_symbol **a = realloc(qs->syms, cap * sizeof(*a));
-    if (!a) return NULL;
-    qs->syms = a;
-    qs->syms_cap = cap;
-  }
-  y = calloc(1, sizeof(*y));
-  if (!y) return NULL;
-  memcpy(y->name, s, n);
-  y->len = (uint8_t)n;
-  qs->syms[qs->nsyms++] = y;
-  size_t mask = qs->nslots - 1, i = fnv1a(s, n) & mask;
-  while (qs->slots[i]) i = (i + 1) & mask;
-  qs->slots[i] = (uint32_t)qs->nsyms;
-  qs->st.symbols = qs->nsyms;
-  return qs->recent = y;
+static const qs_series *series_find(const qstore *qs, smsg_kind kind, uint32_t id) {
+  return id_valid(qs, kind, id) ? qs->by_id[id].series[kind] : NULL;
 }
 
-static qs_series *series_get(qstore *qs, smsg_kind kind, const char *s, size_t n, int *err) {
-  if ((unsigned)kind >= SMSG_KIND_COUNT) {
-    *err = -EINVAL;
-    return NULL;
-  }
-  qs_symbol *y = sym_get(qs, s, n, err);
-  if (!y) return NULL;
-  if (!y->series[kind]) {
-    qs_series *se = calloc(1, sizeof(*se));
-    if (!se) {
-      *err = -ENOMEM;
-      return NULL;
-    }
-    se->symbol = y->name;
-    se->kind = kind;
-    y->series[kind] = se;
-  }
-  return y->series[kind];
+/* The id of a symbol named by its bytes (the by-name calls below), added
+ * when new: -EINVAL or -ENOSPC (counted) as symtab_intern says. */
+static int name_id(qstore *qs, const char *s, size_t n, uint32_t *id) {
+  int rc = symtab_intern(qs->syms, s, n, id);
+  if (rc == -ENOSPC) qs->st.rejected_symbols++;
+  return rc;
 }
 
-static const qs_series *series_find(const qstore *qs, smsg_kind kind, const char *s, size_t n) {
-  if ((unsigned)kind >= SMSG_KIND_COUNT) return NULL;
-  const qs_symbol *y = sym_lookup(qs, s, n);
-  return y ? y->series[kind] : NULL;
-}
+static uint32_t name_find(const qstore *qs, const char *s, size_t n) { return symtab_find(qs->syms, s, n); }
 
 /* ---- rings ----------------------------------------------------------------- */
 
@@ -301,17 +241,24 @@ static bool older_than_latest(const qs_series *s, const td_buf *payload, uint64_
 
 /* ---- public operations ------------------------------------------------------ */
 
-uint64_t qstore_next_seq(qstore *qs, smsg_kind kind, const char *sym, size_t n) {
-  int err;
-  qs_series *s = series_get(qs, kind, sym, n, &err);
+int qstore_intern(qstore *qs, const char *sym, size_t n, uint32_t *id) { return name_id(qs, sym, n, id); }
+
+uint64_t qstore_next_seq_id(qstore *qs, smsg_kind kind, uint32_t id) {
+  qs_series *s = id_valid(qs, kind, id) ? series_get(qs, kind, id) : NULL;
   return s ? ++s->next_seq : 0;
 }
 
-int qstore_insert(qstore *qs, smsg_kind kind, const char *sym, size_t n, td_buf *payload,
-                  uint64_t epoch, uint64_t seq, uint64_t recv_ms) {
-  int err;
-  qs_series *s = series_get(qs, kind, sym, n, &err);
-  if (!s) return err;
+uint64_t qstore_next_seq(qstore *qs, smsg_kind kind, const char *sym, size_t n) {
+  uint32_t id;
+  if ((unsigned)kind >= SMSG_KIND_COUNT || name_id(qs, sym, n, &id) < 0) return 0;
+  return qstore_next_seq_id(qs, kind, id);
+}
+
+int qstore_insert_id(qstore *qs, smsg_kind kind, uint32_t id, td_buf *payload, uint64_t epoch, uint64_t seq,
+                     uint64_t recv_ms) {
+  if (!id_valid(qs, kind, id)) return -EINVAL;
+  qs_series *s = series_get(qs, kind, id);
+  if (!s) return -ENOMEM;
   /* seq 0 is no position (another producer's message): nothing to compare,
    * so never a duplicate. */
   if (seq != QSTORE_NO_POSITION && seen(s, epoch, seq, qs->ordinal + 1)) {
@@ -345,48 +292,65 @@ int qstore_insert(qstore *qs, smsg_kind kind, const char *sym, size_t n, td_buf 
   return QSTORE_INSERTED;
 }
 
-static void entry_out(const qs_series *s, const qs_slot *e, qstore_entry *out) {
+int qstore_insert(qstore *qs, smsg_kind kind, const char *sym, size_t n, td_buf *payload,
+                  uint64_t epoch, uint64_t seq, uint64_t recv_ms) {
+  uint32_t id;
+  if ((unsigned)kind >= SMSG_KIND_COUNT) return -EINVAL;
+  int rc = name_id(qs, sym, n, &id);
+  return rc < 0 ? rc : qstore_insert_id(qs, kind, id, payload, epoch, seq, recv_ms);
+}
+
+static void entry_out(const qstore *qs, const qs_series *s, const qs_slot *e, qstore_entry *out) {
   out->payload = e->payload;
   out->epoch = e->epoch;
   out->seq = e->seq;
   out->ordinal = e->ordinal;
   out->recv_ms = e->recv_ms;
-  out->symbol = s->symbol;
+  out->symbol = symtab_name(qs->syms, s->id);
+  out->id = s->id;
   out->kind = s->kind;
 }
 
-bool qstore_latest(const qstore *qs, smsg_kind kind, const char *sym, size_t n, qstore_entry *out) {
-  const qs_series *s = series_find(qs, kind, sym, n);
+bool qstore_latest_id(const qstore *qs, smsg_kind kind, uint32_t id, qstore_entry *out) {
+  const qs_series *s = series_find(qs, kind, id);
   if (!s || !s->latest.payload) return false;
-  entry_out(s, &s->latest, out);
+  entry_out(qs, s, &s->latest, out);
   return true;
+}
+
+bool qstore_latest(const qstore *qs, smsg_kind kind, const char *sym, size_t n, qstore_entry *out) {
+  return qstore_latest_id(qs, kind, name_find(qs, sym, n), out);
+}
+
+size_t qstore_history_id(const qstore *qs, smsg_kind kind, uint32_t id, size_t limit, uint64_t now_ms,
+                         qstore_entry *out) {
+  const qs_series *s = series_find(qs, kind, id);
+  if (!s || !limit) return 0;
+  uint32_t first = s->count;   /* walk back from the newest while young */
+  while (first > 0 && s->count - first < limit && !aged(qs, ring_at(s, first - 1), now_ms)) first--;
+  for (uint32_t i = first; i < s->count; i++) entry_out(qs, s, ring_at(s, i), &out[i - first]);
+  return s->count - first;
 }
 
 size_t qstore_history(const qstore *qs, smsg_kind kind, const char *sym, size_t n, size_t limit,
                       uint64_t now_ms, qstore_entry *out) {
-  const qs_series *s = series_find(qs, kind, sym, n);
-  if (!s || !limit) return 0;
-  uint32_t first = s->count;   /* walk back from the newest while young */
-  while (first > 0 && s->count - first < limit && !aged(qs, ring_at(s, first - 1), now_ms)) first--;
-  for (uint32_t i = first; i < s->count; i++) entry_out(s, ring_at(s, i), &out[i - first]);
-  return s->count - first;
+  return qstore_history_id(qs, kind, name_find(qs, sym, n), limit, now_ms, out);
 }
 
 size_t qstore_symbols(const qstore *qs, smsg_kind kind, const char **out, size_t max) {
   if ((unsigned)kind >= SMSG_KIND_COUNT) return 0;
   size_t total = 0;
-  for (size_t i = 0; i < qs->nsyms; i++) {
-    const qs_series *s = qs->syms[i]->series[kind];
+  for (uint32_t i = 0; i < qs->norder; i++) {
+    const qs_series *s = qs->by_id[qs->order[i]].series[kind];
     if (!s || !s->latest.payload) continue;
-    if (total < max) out[total] = qs->syms[i]->name;
+    if (total < max) out[total] = symtab_name(qs->syms, s->id);
     total++;
   }
   return total;
 }
 
-uint64_t qstore_find(const qstore *qs, smsg_kind kind, const char *sym, size_t n, uint64_t epoch,
-                     uint64_t seq) {
-  const qs_series *s = series_find(qs, kind, sym, n);
+uint64_t qstore_find_id(const qstore *qs, smsg_kind kind, uint32_t id, uint64_t epoch, uint64_t seq) {
+  const qs_series *s = series_find(qs, kind, id);
   if (!s || seq == QSTORE_NO_POSITION) return 0;   /* nobody resumes from a message without a position */
   /* Age does not matter here: a client that has the latest entry of a quiet
    * symbol has missed nothing of it. */
@@ -398,10 +362,15 @@ uint64_t qstore_find(const qstore *qs, smsg_kind kind, const char *sym, size_t n
   return 0;
 }
 
+uint64_t qstore_find(const qstore *qs, smsg_kind kind, const char *sym, size_t n, uint64_t epoch,
+                     uint64_t seq) {
+  return qstore_find_id(qs, kind, name_find(qs, sym, n), epoch, seq);
+}
+
 void qstore_expire(qstore *qs, uint64_t now_ms) {
-  for (size_t i = 0; i < qs->nsyms; i++)
+  for (uint32_t i = 0; i < qs->norder; i++)
     for (int k = 0; k < SMSG_KIND_COUNT; k++)
-      if (qs->syms[i]->series[k]) prune(qs, qs->syms[i]->series[k], now_ms);
+      if (qs->by_id[qs->order[i]].series[k]) prune(qs, qs->by_id[qs->order[i]].series[k], now_ms);
 }
 
 void qstore_get_stats(const qstore *qs, qstore_stats *out) { *out = qs->st; }
@@ -471,8 +440,8 @@ static void iter_seek(qstore_iter *it, const qs_series *s, uint64_t from) {
   }
 }
 
-int qstore_iter_init(qstore_iter *it, const qstore *qs, smsg_kind kind, const char *const *syms,
-                     size_t nsyms, uint64_t after, uint64_t now_ms) {
+int qstore_iter_init_ids(qstore_iter *it, const qstore *qs, smsg_kind kind, const uint32_t *ids, size_t nsyms,
+                         uint64_t after, uint64_t now_ms) {
   memset(it, 0, sizeof(*it));
   it->qs = qs;
   it->until = qs->ordinal;
@@ -481,12 +450,22 @@ int qstore_iter_init(qstore_iter *it, const qstore *qs, smsg_kind kind, const ch
   it->heap = malloc(nsyms * sizeof(*it->heap));
   if (!it->heap) return -ENOMEM;
   for (size_t i = 0; i < nsyms; i++) {
-    const qs_series *s = series_find(qs, kind, syms[i], strlen(syms[i]));
+    const qs_series *s = series_find(qs, kind, ids[i]);
     bool dup = false;   /* a symbol listed twice is replayed once */
     for (size_t j = 0; s && j < it->n && !dup; j++) dup = it->heap[j].s == s;
     if (s && !dup) iter_seek(it, s, after + 1);
   }
   return 0;
+}
+
+int qstore_iter_init(qstore_iter *it, const qstore *qs, smsg_kind kind, const char *const *syms,
+                     size_t nsyms, uint64_t after, uint64_t now_ms) {
+  uint32_t *ids = malloc((nsyms ? nsyms : 1) * sizeof(*ids));
+  if (!ids) return -ENOMEM;
+  for (size_t i = 0; i < nsyms; i++) ids[i] = name_find(qs, syms[i], strlen(syms[i]));
+  int rc = qstore_iter_init_ids(it, qs, kind, ids, nsyms, after, now_ms);
+  free(ids);
+  return rc;
 }
 
 bool qstore_iter_next(qstore_iter *it, qstore_entry *out) {
@@ -496,7 +475,7 @@ bool qstore_iter_next(qstore_iter *it, qstore_entry *out) {
     if (i == top.s->count) continue;   /* expired meanwhile */
     const qs_slot *e = ring_at(top.s, i);
     if (e->ordinal > it->until) continue;
-    entry_out(top.s, e, out);
+    entry_out(it->qs, top.s, e, out);
     iter_seek(it, top.s, e->ordinal + 1);
     return true;
   }
