@@ -8,9 +8,12 @@
  * dropped (counted). The outbox drains when the connection becomes READY
  * and as replies come back.
  *
- * pub_set_last() keeps the latest value per (hash, field) in memory and
- * writes the changed ones every TD_REDIS_LAST_FLUSH_MS with one HSET per
- * hash; after a reconnect every kept value is written again.
+ * Latest values (the quotes:last hash): the quote store keeps the latest
+ * payload per symbol, the one copy in the process. The publisher keeps only
+ * which symbols changed (pub_last_changed, by symbol id) and every
+ * TD_REDIS_LAST_FLUSH_MS writes their store values with one HSET per
+ * tracked hash; after a reconnect every value ever written is written
+ * again.
  *
  * Counting: every message offered ends as exactly one of published (a reply
  * came), errors (an error reply, or the connection went away first),
@@ -25,6 +28,7 @@
 
 #include "base/buf.h"
 #include "redis/redis_conn.h"
+#include "stream_msg.h"
 
 /* Longest channel name: prefix, ':' and a symbol, with room to spare. */
 #define PUB_CHANNEL_MAX 256
@@ -37,7 +41,7 @@
  * because hiredis 0.14 memmoves the rest of that buffer after every write():
  * 4 MiB is still ~40 ms of quotes at 1 M/s, plenty to keep the pipe full. */
 #define PUB_MAX_PENDING_BYTES (4 * 1024 * 1024)
-/* Outbox/last entries keep their buffer for reuse up to this size, so the
+/* Outbox entries keep their buffer for reuse up to this size, so the
  * steady state allocates nothing per message. */
 #define PUB_ENTRY_KEEP_BYTES 4096
 /* After the pipeline was full, the outbox drains once this many slots are
@@ -51,7 +55,6 @@ typedef struct pub_options {
   rconn_options conn;
   uint32_t max_inflight;   /* TD_REDIS_MAX_INFLIGHT */
   uint32_t max_outbox;     /* channels; TD_MAX_SYMBOLS */
-  uint32_t max_last;       /* (hash, field) pairs; TD_MAX_SYMBOLS */
   uint32_t last_flush_ms;  /* TD_REDIS_LAST_FLUSH_MS */
 } pub_options;
 
@@ -66,7 +69,7 @@ struct pub_stats {
   uint32_t inflight;
   uint32_t outbox;
   uint64_t last_written; /* fields written by HSET */
-  uint64_t last_dropped; /* pub_set_last fields refused: table full */
+  uint64_t last_dropped; /* pub_last_changed refused (closing, kind not tracked), or a value too large */
   uint64_t last_errors;  /* HSET of latest values failed or lost with a connection (not in
                             `errors`, which only PUBLISH adds to: see the sum above) */
 };
@@ -96,10 +99,14 @@ int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const 
  * tries again), never queued, and not in any counter above, so that
  * published + conflated + dropped + errors stays what the pipeline handed in. */
 int pub_heartbeat(td_publisher *p, const char *channel, size_t channel_len, const char *payload, size_t len);
-/* Remembers `payload` (taking a reference, no copy) as the latest value of
- * field[0..fn) in hash[0..hn). */
-void pub_set_last(td_publisher *p, const char *hash, size_t hn, const char *field, size_t fn,
-                  td_buf *payload);
+/* Writes the latest values of `kind` from `store` to `hash` (fields: the
+ * symbols). Every call names the same store, which must outlive the
+ * publisher. 0, UV_EINVAL (bad kind or hash, another store) or UV_ENOMEM. */
+struct qstore;
+int pub_last_track(td_publisher *p, const struct qstore *store, smsg_kind kind, const char *hash);
+/* The store's latest entry of (kind, symbol id) changed: written with the
+ * next flush. */
+void pub_last_changed(td_publisher *p, smsg_kind kind, uint32_t id);
 bool pub_ready(const td_publisher *p);
 void pub_stats(const td_publisher *p, struct pub_stats *out);
 const char *pub_state_name(const td_publisher *p);

@@ -21,8 +21,6 @@ struct td_pipeline {
   const char *channel_prefix;
   qstore *store;
   td_publisher *const *pub;                   /* TD_REDIS_PUBLISH_CONNS connections */
-  char last_hash[TD_CHANNEL_PREFIX_MAX + 8];   /* "quotes:last" */
-  size_t last_hash_len;
   pipeline_stats stats;
   pipeline_result *batch;                      /* while a batch is delivered */
   const td_lease *lease;                       /* NULL: upstream messages always pass */
@@ -35,8 +33,12 @@ td_pipeline *pipeline_new(uv_loop_t *loop, td_publisher *const *pub, const char 
   p->channel_prefix = channel_prefix;
   p->store = store;
   p->pub = pub;
-  snprintf(p->last_hash, sizeof(p->last_hash), "%s:last", channel_prefix);
-  p->last_hash_len = strlen(p->last_hash);
+  char last_hash[TD_CHANNEL_PREFIX_MAX + 8];   /* "quotes:last" */
+  snprintf(last_hash, sizeof(last_hash), "%s:last", channel_prefix);
+  if (pub_last_track(pub[0], store, SMSG_QUOTE, last_hash) < 0) {
+    free(p);
+    return NULL;
+  }
   return p;
 }
 
@@ -51,7 +53,12 @@ static unsigned channel_shard(const char *channel, size_t n) {
 void pipeline_set_lease(td_pipeline *p, const td_lease *lease) { p->lease = lease; }
 
 static void publish_msg(td_pipeline *p, const smsg_msg *m, unsigned pub_flags) {
-  uint64_t seq = qstore_next_seq(p->store, m->kind, m->symbol, m->symbol_len);
+  /* The symbol is interned here, once, where it enters: the store and the
+   * publisher index by the id from now on. */
+  uint32_t id;
+  uint64_t seq = qstore_intern(p->store, m->symbol, m->symbol_len, &id) == 0
+                     ? qstore_next_seq_id(p->store, m->kind, id)
+                     : 0;
   if (seq == 0) {
     p->stats.refused++;
     return;
@@ -68,9 +75,8 @@ static void publish_msg(td_pipeline *p, const smsg_msg *m, unsigned pub_flags) {
   memcpy(channel + plen + 1, m->symbol, m->symbol_len);
   size_t n = plen + 1 + m->symbol_len;
   pub_publish_flags(p->pub[channel_shard(channel, n)], channel, n, payload->data, payload->len, pub_flags);
-  qstore_insert(p->store, m->kind, m->symbol, m->symbol_len, payload, qstore_epoch(p->store), seq,
-                uv_now(p->loop));
-  if (m->kind == SMSG_QUOTE) pub_set_last(p->pub[0], p->last_hash, p->last_hash_len, m->symbol, m->symbol_len, payload);
+  qstore_insert_id(p->store, m->kind, id, payload, qstore_epoch(p->store), seq, uv_now(p->loop));
+  if (m->kind == SMSG_QUOTE) pub_last_changed(p->pub[0], SMSG_QUOTE, id);
   buf_unref(payload);
   p->stats.received[m->kind]++;
   p->stats.queued++;

@@ -1,5 +1,5 @@
-/* PUBLISH pipeline with a conflating outbox, and batched HSET of latest
- * values; see publisher.h for the counting rules. */
+/* PUBLISH pipeline with a conflating outbox, and batched HSET of the quote
+ * store's latest values; see publisher.h for the counting rules. */
 #include "market/publisher.h"
 
 #include <stdlib.h>
@@ -9,12 +9,13 @@
 #include "base/fnv1a.h"
 #include "base/log.h"
 #include "base/td_limits.h"
+#include "market/quote_store.h"
 
 enum { TAG_PUBLISH = 1, TAG_HSET = 2, TAG_HEARTBEAT = 3 };
 
 /* ---- a bounded string map with an intrusive list ------------------------
  * Entries live in one slab, indexed from 1 (0 is "none"). The list is the
- * outbox's FIFO, or the set of changed fields for the HSET flush. */
+ * outbox's FIFO. */
 
 typedef struct pub_entry {
   uint32_t hash;
@@ -24,7 +25,6 @@ typedef struct pub_entry {
   bool upstream;           /* outbox: the newest message is the upstream feed's (pub_drop_upstream) */
   uint32_t key_len, val_len, cap;
   char *data;              /* key then value */
-  td_buf *val;             /* the value instead, shared (latest values) */
 } pub_entry;
 
 typedef struct pub_map {
@@ -48,10 +48,7 @@ static int map_init(pub_map *m, uint32_t max) {
 
 static void map_free(pub_map *m) {
   if (m->e)
-    for (uint32_t i = 1; i <= m->max; i++) {
-      free(m->e[i].data);
-      buf_unref(m->e[i].val);
-    }
+    for (uint32_t i = 1; i <= m->max; i++) free(m->e[i].data);
   free(m->e);
   free(m->bucket);
   memset(m, 0, sizeof(*m));
@@ -138,8 +135,6 @@ static void map_remove(pub_map *m, uint32_t i) {
   uint32_t *pp = &m->bucket[e->hash & m->mask];
   while (*pp != i) pp = &m->e[*pp].chain;
   *pp = e->chain;
-  buf_unref(e->val);
-  e->val = NULL;
   if (e->cap > PUB_ENTRY_KEEP_BYTES) { /* a rare giant: give it back */
     free(e->data);
     e->data = NULL;
@@ -153,18 +148,28 @@ static void map_remove(pub_map *m, uint32_t i) {
 
 /* ---- the publisher -------------------------------------------------------- */
 
+/* The latest values: which (kind, symbol id) changed since written. The
+ * values themselves are the quote store's latest entries, read when the
+ * HSET is formatted; a key is id * SMSG_KIND_COUNT + kind. */
+enum { LAST_LISTED = 1, LAST_KEPT = 2 };   /* changed since written; ever changed */
+
+typedef struct {
+  const qstore *store;
+  char hash[SMSG_KIND_COUNT][PUB_CHANNEL_MAX + 1];   /* "" for a kind not tracked */
+  uint8_t *state;          /* state[key]: LAST_* bits */
+  uint32_t *list;          /* keys with LAST_LISTED, oldest change first */
+  uint32_t nlist, nkeys;
+} pub_last;
+
 struct td_publisher {
   uv_loop_t *loop;
   td_rconn conn;
   uv_timer_t last_timer;
-  uint32_t max_inflight, max_last;
+  uint32_t max_inflight;
   uint32_t drain_room; /* free pipeline slots that trigger an outbox drain */
   pub_map outbox;   /* channel -> latest payload, FIFO */
-  pub_map last;     /* "hash\0field" -> payload; list: changed since flush */
+  pub_last last;
   uint32_t inflight, hset_inflight;
-  char last_hash[PUB_CHANNEL_MAX + 1]; /* the hash of the latest pub_set_last */
-  size_t last_hn;
-  uint32_t last_hash_fnv;              /* FNV state after "hash\0" */
   bool closing;
   int closes_pending;
   void (*done)(void *);
@@ -296,99 +301,107 @@ size_t pub_drop_upstream(td_publisher *p) {
 
 /* ---- latest values -------------------------------------------------------- */
 
-void pub_set_last(td_publisher *p, const char *hash, size_t hn, const char *field, size_t fn,
-                  td_buf *payload) {
-  char key[2 * PUB_CHANNEL_MAX + 2];
-  if (p->closing || hn == 0 || fn == 0 || hn > PUB_CHANNEL_MAX || fn > PUB_CHANNEL_MAX ||
-      payload->len > PUB_PAYLOAD_MAX) {
+static void last_free(pub_last *l) {
+  free(l->state);
+  free(l->list);
+  memset(l, 0, sizeof(*l));
+}
+
+int pub_last_track(td_publisher *p, const qstore *store, smsg_kind kind, const char *hash) {
+  pub_last *l = &p->last;
+  size_t hn = strlen(hash);
+  if ((unsigned)kind >= SMSG_KIND_COUNT || hn == 0 || hn > PUB_CHANNEL_MAX || (l->store && l->store != store))
+    return UV_EINVAL;
+  if (!l->store) {
+    uint32_t nkeys = symtab_max(qstore_symtab(store)) * SMSG_KIND_COUNT;
+    l->state = calloc(nkeys, sizeof(*l->state));
+    l->list = calloc(nkeys, sizeof(*l->list));
+    if (!l->state || !l->list) {
+      last_free(l);
+      return UV_ENOMEM;
+    }
+    l->store = store;
+    l->nkeys = nkeys;
+  }
+  memcpy(l->hash[kind], hash, hn + 1);
+  return 0;
+}
+
+static void last_list(pub_last *l, uint32_t key) {
+  if (l->state[key] & LAST_LISTED) return;
+  l->state[key] |= LAST_LISTED | LAST_KEPT;
+  l->list[l->nlist++] = key;
+}
+
+void pub_last_changed(td_publisher *p, smsg_kind kind, uint32_t id) {
+  pub_last *l = &p->last;
+  uint32_t key = id * SMSG_KIND_COUNT + (uint32_t)kind;
+  if (p->closing || (unsigned)kind >= SMSG_KIND_COUNT || key >= l->nkeys || !l->hash[kind][0]) {
     p->last_dropped++;
     return;
   }
-  /* "hash\0field": one key, hash recoverable. The hash's part of the FNV
-   * state is kept: the same hash comes with every quote. */
-  if (hn != p->last_hn || memcmp(hash, p->last_hash, hn)) {
-    memcpy(p->last_hash, hash, hn);
-    p->last_hn = hn;
-    p->last_hash_fnv = fnv1a(hash, hn + 1);
-  }
-  memcpy(key, hash, hn);
-  key[hn] = '\0';
-  memcpy(key + hn + 1, field, fn);
-  size_t kn = hn + 1 + fn;
-  uint32_t h = fnv1a_more(p->last_hash_fnv, field, fn);
-  uint32_t i = map_find(&p->last, key, kn, h);
-  if (!i && !(i = map_insert(&p->last, key, kn, h, "", 0))) {
-    p->last_dropped++;
-    return;
-  }
-  pub_entry *e = &p->last.e[i];
-  buf_unref(e->val);
-  e->val = buf_ref(payload);
-  list_push(&p->last, i);
+  last_list(l, key);
 }
 
-/* The bytes of an entry's value. */
-static const char *entry_value(const pub_entry *e, size_t *n) {
-  if (e->val) {
-    *n = e->val->len;
-    return e->val->data;
-  }
-  *n = e->val_len;
-  return e->data + e->key_len;
+static smsg_kind key_kind(uint32_t key) { return (smsg_kind)(key % SMSG_KIND_COUNT); }
+static uint32_t key_id(uint32_t key) { return key / SMSG_KIND_COUNT; }
+
+/* The store's latest payload of a listed key; NULL when there is none to
+ * write (never stored, or too large to send). */
+static const td_buf *last_value(const pub_last *l, uint32_t key) {
+  qstore_entry e;
+  if (!qstore_latest_id(l->store, key_kind(key), key_id(key), &e) || e.payload->len > PUB_PAYLOAD_MAX) return NULL;
+  return e.payload;
 }
 
-/* One HSET per hash with every changed field of it. */
-static void flush_last_hash(td_publisher *p, const char *hash, size_t hn) {
-  pub_map *m = &p->last;
-  size_t bytes = 32 + hn + RESP_BULK_OVERHEAD, n = 0;
-  for (uint32_t i = m->head; i; i = m->e[i].next) {
-    pub_entry *e = &m->e[i];
-    if (e->key_len > hn && memcmp(e->data, hash, hn + 1) == 0) {
-      size_t vn;
-      entry_value(e, &vn);
-      bytes += e->key_len + vn + 2 * RESP_BULK_OVERHEAD;
-      n++;
+/* One HSET of every listed field of `kind`, in the order they changed;
+ * they leave the list once it is queued. false when not sent (next tick). */
+static bool flush_last_kind(td_publisher *p, smsg_kind kind) {
+  pub_last *l = &p->last;
+  const symtab *syms = qstore_symtab(l->store);
+  const char *hash = l->hash[kind];
+  size_t hn = strlen(hash), bytes = 32 + hn + RESP_BULK_OVERHEAD, n = 0;
+  for (uint32_t i = 0; i < l->nlist; i++) {
+    const td_buf *v = key_kind(l->list[i]) == kind ? last_value(l, l->list[i]) : NULL;
+    if (!v) continue;
+    bytes += symtab_len(syms, key_id(l->list[i])) + v->len + 2 * RESP_BULK_OVERHEAD;
+    n++;
+  }
+  if (n > 0) {
+    /* formatted straight into the connection's output buffer, like PUBLISH */
+    char *o = rconn_command_begin(&p->conn, bytes), *w = o;
+    if (!o) return false;
+    *w++ = '*';
+    w = fmt_u64(w, 2 + 2 * n);
+    memcpy(w, "\r\n$4\r\nHSET\r\n", 12);
+    w = put_bulk(w + 12, hash, hn);
+    for (uint32_t i = 0; i < l->nlist; i++) {
+      uint32_t key = l->list[i];
+      const td_buf *v = key_kind(key) == kind ? last_value(l, key) : NULL;
+      if (!v) continue;
+      w = put_bulk(w, symtab_name(syms, key_id(key)), symtab_len(syms, key_id(key)));
+      w = put_bulk(w, v->data, v->len);
     }
+    if (rconn_command_end(&p->conn, TAG_HSET, (size_t)(w - o)) < 0) return false;
+    p->hset_inflight++;
+    p->last_written += n;
   }
-  /* formatted straight into the connection's output buffer, like PUBLISH */
-  char *o = rconn_command_begin(&p->conn, bytes), *w = o;
-  if (!o) return;
-  *w++ = '*';
-  w = fmt_u64(w, 2 + 2 * n);
-  memcpy(w, "\r\n$4\r\nHSET\r\n", 12);
-  w = put_bulk(w + 12, hash, hn);
-  for (uint32_t i = m->head; i; i = m->e[i].next) {
-    pub_entry *e = &m->e[i];
-    if (e->key_len > hn && memcmp(e->data, hash, hn + 1) == 0) {
-      w = put_bulk(w, e->data + hn + 1, e->key_len - hn - 1);
-      size_t vn;
-      const char *v = entry_value(e, &vn);
-      w = put_bulk(w, v, vn);
-    }
+  uint32_t kept = 0;   /* the other kinds' keys stay listed, in order */
+  for (uint32_t i = 0; i < l->nlist; i++) {
+    uint32_t key = l->list[i];
+    if (key_kind(key) == kind) l->state[key] &= (uint8_t)~LAST_LISTED;
+    else l->list[kept++] = key;
   }
-  if (rconn_command_end(&p->conn, TAG_HSET, (size_t)(w - o)) < 0) return;
-  p->hset_inflight++;
-  p->last_written += n;
-  for (uint32_t i = m->head, next; i; i = next) {
-    next = m->e[i].next;
-    if (m->e[i].key_len > hn && memcmp(m->e[i].data, hash, hn + 1) == 0) list_unlink(m, i);
-  }
+  l->nlist = kept;
+  return true;
 }
 
 static void flush_last(td_publisher *p) {
   /* One round of batches at a time: a slow server conflates instead of
    * queueing HSETs behind each other. */
   if (p->hset_inflight > 0) return;
-  while (p->last.head && rconn_ready(&p->conn)) {
-    char hash[PUB_CHANNEL_MAX + 1];
-    pub_entry *e = &p->last.e[p->last.head];
-    size_t hn = strnlen(e->data, e->key_len);
-    memcpy(hash, e->data, hn);
-    hash[hn] = '\0';
-    uint32_t before = p->last.listed;
-    flush_last_hash(p, hash, hn);
-    if (p->last.listed == before) return; /* not sent: next tick */
-  }
+  while (p->last.nlist && rconn_ready(&p->conn))
+    if (!flush_last_kind(p, key_kind(p->last.list[0]))) return; /* not sent: next tick */
 }
 
 static void on_last_timer(uv_timer_t *t) {
@@ -402,8 +415,8 @@ static void on_last_timer(uv_timer_t *t) {
 static void on_ready(td_rconn *c, void *ud) {
   td_publisher *p = ud;
   /* A restarted server lost the hash: write every kept value again. */
-  for (uint32_t i = 1; i <= p->last.used; i++)
-    if (p->last.e[i].key_len) list_push(&p->last, i);
+  for (uint32_t key = 0; key < p->last.nkeys; key++)
+    if (p->last.state[key] & LAST_KEPT) last_list(&p->last, key);
   flush_outbox(p);
   flush_last(p);
 }
@@ -440,7 +453,7 @@ static void pub_maybe_done(td_publisher *p) {
   void (*done)(void *) = p->done;
   void *dud = p->done_ud;
   map_free(&p->outbox);
-  map_free(&p->last);
+  last_free(&p->last);
   free(p);
   if (done) done(dud);
 }
@@ -456,9 +469,7 @@ td_publisher *pub_new(uv_loop_t *loop, const char *redis_url, const pub_options 
   p->max_inflight = o.max_inflight ? o.max_inflight : TD_REDIS_MAX_INFLIGHT;
   p->drain_room = p->max_inflight / 2 < PUB_DRAIN_HYSTERESIS ? (p->max_inflight + 1) / 2
                                                              : PUB_DRAIN_HYSTERESIS;
-  if (map_init(&p->outbox, o.max_outbox ? o.max_outbox : TD_MAX_SYMBOLS) < 0 ||
-      map_init(&p->last, o.max_last ? o.max_last : TD_MAX_SYMBOLS) < 0)
-    goto fail;
+  if (map_init(&p->outbox, o.max_outbox ? o.max_outbox : TD_MAX_SYMBOLS) < 0) goto fail;
   if (!o.conn.name) o.conn.name = "publisher";
   static const rconn_callbacks cb = {on_ready, on_lost, on_reply, on_closed};
   const char *err = NULL;
@@ -471,7 +482,6 @@ td_publisher *pub_new(uv_loop_t *loop, const char *redis_url, const pub_options 
   return p;
 fail:
   map_free(&p->outbox);
-  map_free(&p->last);
   free(p);
   return NULL;
 }

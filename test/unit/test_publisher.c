@@ -297,21 +297,27 @@ static void test_pending_bytes_bounded(void **state) {
   ctx_finish(&c);
 }
 
-/* pub_set_last with a buffer of its own, released at once like the
- * pipeline's: the publisher's reference keeps the value. */
-static void set_last(td_publisher *p, const char *hash, const char *field, const char *v) {
+/* A latest value as the pipeline makes one: stored in the quote store (its
+ * one copy, with the next position of its series), then marked changed. */
+static void set_last(td_publisher *p, qstore *qs, smsg_kind kind, const char *field, const char *v) {
+  uint32_t id;
+  assert_int_equal(qstore_intern(qs, field, strlen(field), &id), 0);
   td_buf *b = buf_from(v, strlen(v));
-  pub_set_last(p, hash, strlen(hash), field, strlen(field), b);
+  assert_int_equal(qstore_insert_id(qs, kind, id, b, 1, qstore_next_seq_id(qs, kind, id), 0), QSTORE_INSERTED);
   buf_unref(b);
+  pub_last_changed(p, kind, id);
 }
 
 static void test_set_last_batches(void **state) {
   ctx c;
   ctx_start(&c, NULL);
-  set_last(c.pub, "quotes:last", "AAPL", "a1");
-  set_last(c.pub, "quotes:last", "AAPL", "a2"); /* replaces a1 before the flush */
-  set_last(c.pub, "quotes:last", "MSFT", "m1");
-  set_last(c.pub, "trades:last", "AAPL", "t1");
+  qstore *qs = qstore_new(4, 60000, 16);
+  assert_int_equal(pub_last_track(c.pub, qs, SMSG_QUOTE, "quotes:last"), 0);
+  assert_int_equal(pub_last_track(c.pub, qs, SMSG_TRADE, "trades:last"), 0);
+  set_last(c.pub, qs, SMSG_QUOTE, "AAPL", "a1");
+  set_last(c.pub, qs, SMSG_QUOTE, "AAPL", "a2"); /* replaces a1 before the flush */
+  set_last(c.pub, qs, SMSG_QUOTE, "MSFT", "m1");
+  set_last(c.pub, qs, SMSG_TRADE, "AAPL", "t1");
   assert_true(rfx_run_until(&c.loop, last_written_3, &c, 2000));
   struct pub_stats st;
   pub_stats(c.pub, &st);
@@ -327,6 +333,7 @@ static void test_set_last_batches(void **state) {
   assert_true(rfx_run_until(&c.loop, hash_rewritten, &c, 3000));
   assert_string_equal(hget(&c.redis, "trades:last", "AAPL"), "t1");
   ctx_finish(&c);
+  qstore_free(qs);
 }
 
 static void test_bad_input(void **state) {
