@@ -6,16 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/fnv1a.h"
 #include "base/log.h"
 #include "market/quote_store.h"
 #include "market/stream_msg.h"
 #include "market/subscriber.h"
+#include "market/symtab.h"
 #include "base/td_limits.h"
 #include "http/ws_frame.h"
 
-/* Symbol table: open addressing over ids, twice the symbol cap. */
-#define HUB_TABLE_SIZE (2 * TD_MAX_SYMBOLS)
 /* "quotes:" + symbol, with room for a long configured prefix. */
 #define HUB_CHANNEL_MAX (TD_CHANNEL_PREFIX_MAX + 1 + TD_SYMBOL_MAX + 1)
 /* "SYMBOL:<16 hex>:<20 digits>" */
@@ -50,9 +48,9 @@ typedef struct {
 } hub_log_limit;
 
 typedef struct {
-  char symbol[TD_SYMBOL_MAX + 1];
+  const char *symbol;              /* the symbol table's name */
   char channel[HUB_CHANNEL_MAX];
-  uint32_t id;
+  uint32_t id;                     /* the symbol's id: index and conflation tag (id + 1) */
   /* One array per transport (indexed by hub_transport): each is sent the
    * one encoding of a message that its transport needs. */
   hub_member *members[HUB_TRANSPORTS];
@@ -66,9 +64,10 @@ struct td_hub {
   td_hub_opts opts;
   qstore *store;
   td_subscriber *sub;
-  hub_symbol *symbols[TD_MAX_SYMBOLS];
-  uint32_t nsymbols;
-  uint32_t table[HUB_TABLE_SIZE];   /* id + 1; 0 = empty */
+  const symtab *syms;               /* the store's */
+  hub_symbol **by_id;               /* by symbol id, made when first subscribed; symtab_max of them */
+  uint32_t *made;                   /* ids with a hub_symbol, in the order made */
+  uint32_t nmade;
   hub_client *clients;              /* every attached client */
   const char *topic_names[HUB_MAX_TOPICS];
   uint32_t topic_listeners[HUB_MAX_TOPICS];
@@ -82,28 +81,27 @@ struct td_hub {
 static uint32_t sym_clients(const hub_symbol *sym) { return sym->n[HUB_WS] + sym->n[HUB_SSE]; }
 
 static hub_symbol *find_symbol(const td_hub *h, const char *s, size_t n) {
-  for (uint32_t i = fnv1a(s, n) % HUB_TABLE_SIZE;; i = (i + 1) % HUB_TABLE_SIZE) {
-    uint32_t slot = h->table[i];
-    if (!slot) return NULL;
-    hub_symbol *sym = h->symbols[slot - 1];
-    if (strlen(sym->symbol) == n && !memcmp(sym->symbol, s, n)) return sym;
-  }
+  uint32_t id = symtab_find(h->syms, s, n);
+  return id == SYMTAB_NONE ? NULL : h->by_id[id];
 }
 
-/* Symbols are never removed: at most TD_MAX_SYMBOLS exist, each small. */
-static hub_symbol *intern_symbol(td_hub *h, const char *s, size_t n) {
-  hub_symbol *sym = find_symbol(h, s, n);
-  if (sym) return sym;
-  if (h->nsymbols == TD_MAX_SYMBOLS) return NULL;
-  sym = calloc(1, sizeof(*sym));
-  if (!sym) return NULL;
-  memcpy(sym->symbol, s, n);
+/* The hub's state of a symbol, made on its first subscription. Symbols are
+ * never removed: at most the symbol table's limit exist, each small. NULL
+ * with *err -ENOSPC (the table is full) or -ENOMEM. */
+static hub_symbol *intern_symbol(td_hub *h, const char *s, size_t n, int *err) {
+  uint32_t id;
+  if ((*err = symtab_intern(qstore_symtab(h->store), s, n, &id)) < 0) return NULL;
+  if (h->by_id[id]) return h->by_id[id];
+  hub_symbol *sym = calloc(1, sizeof(*sym));
+  if (!sym) {
+    *err = -ENOMEM;
+    return NULL;
+  }
+  sym->symbol = symtab_name(h->syms, id);
   snprintf(sym->channel, sizeof(sym->channel), "%s:%s", h->opts.channel_prefix, sym->symbol);
-  sym->id = h->nsymbols;
-  h->symbols[h->nsymbols++] = sym;
-  uint32_t i = fnv1a(s, n) % HUB_TABLE_SIZE;
-  while (h->table[i]) i = (i + 1) % HUB_TABLE_SIZE;
-  h->table[i] = sym->id + 1;
+  sym->id = id;
+  h->by_id[id] = sym;
+  h->made[h->nmade++] = id;
   return sym;
 }
 
@@ -114,6 +112,13 @@ td_hub *hub_new(const td_hub_opts *opts, qstore *store) {
   if (!h) return NULL;
   h->opts = *opts;
   h->store = store;
+  h->syms = qstore_symtab(store);
+  h->by_id = calloc(symtab_max(h->syms), sizeof(*h->by_id));
+  h->made = calloc(symtab_max(h->syms), sizeof(*h->made));
+  if (!h->by_id || !h->made) {
+    hub_free(h);
+    return NULL;
+  }
   return h;
 }
 
@@ -123,18 +128,21 @@ const td_hub_opts *hub_opts(const td_hub *h) { return &h->opts; }
 
 void hub_free(td_hub *h) {
   if (!h) return;
-  for (uint32_t i = 0; i < h->nsymbols; i++) {
-    free(h->symbols[i]->members[HUB_WS]);
-    free(h->symbols[i]->members[HUB_SSE]);
-    free(h->symbols[i]);
+  for (uint32_t i = 0; i < h->nmade; i++) {
+    hub_symbol *sym = h->by_id[h->made[i]];
+    free(sym->members[HUB_WS]);
+    free(sym->members[HUB_SSE]);
+    free(sym);
   }
+  free(h->by_id);
+  free(h->made);
   free(h);
 }
 
 void hub_get_stats(const td_hub *h, hub_stats *out) {
   *out = h->stats;
   out->channels = 0;
-  for (uint32_t i = 0; i < h->nsymbols; i++) out->channels += sym_clients(h->symbols[i]) > 0;
+  for (uint32_t i = 0; i < h->nmade; i++) out->channels += sym_clients(h->by_id[h->made[i]]) > 0;
 }
 
 int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *owner, hub_close_cb close) {
@@ -160,7 +168,7 @@ int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *o
 /* Removes subscription k of client c (swap-remove on both sides). */
 static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
   hub_sub s = c->subs[k];
-  hub_symbol *sym = h->symbols[s.sym];
+  hub_symbol *sym = h->by_id[s.sym];
   hub_member *members = sym->members[c->transport];
   hub_client *moved = members[--sym->n[c->transport]].client;
   members[s.pos] = members[sym->n[c->transport]];
@@ -210,8 +218,9 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
   hub_symbol *existing = find_symbol(h, s, n);
   if (existing && client_sub_index(c, existing->id) >= 0) return 0;
   if (c->nsubs >= (uint32_t)h->opts.max_client_symbols) return -E2BIG;
-  hub_symbol *sym = existing ? existing : intern_symbol(h, s, n);
-  if (!sym) return -ENOSPC;
+  int err = 0;
+  hub_symbol *sym = existing ? existing : intern_symbol(h, s, n, &err);
+  if (!sym) return err;
   if (c->nsubs == c->subs_cap) {
     uint32_t cap = c->subs_cap ? c->subs_cap * 2 : 4;
     hub_sub *ns = realloc(c->subs, cap * sizeof(*ns));
@@ -244,7 +253,7 @@ int hub_unsubscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
 
 json_t *hub_client_symbols(const td_hub *h, const hub_client *c) {
   json_t *a = json_array();
-  for (uint32_t k = 0; k < c->nsubs; k++) json_array_append_new(a, json_string(h->symbols[c->subs[k].sym]->symbol));
+  for (uint32_t k = 0; k < c->nsubs; k++) json_array_append_new(a, json_string(h->by_id[c->subs[k].sym]->symbol));
   return a;
 }
 
@@ -337,7 +346,7 @@ static bool over_limit(td_hub *h, hub_client *c, size_t queued) {
       why = "slow consumer: output buffer over the soft limit for too long";
     }
     if (!why) {
-      size_t dropped = conn_conflate(c->conn, TD_MAX_SYMBOLS); /* tags: symbol id + 1 */
+      size_t dropped = conn_conflate(c->conn, symtab_max(h->syms)); /* tags: symbol id + 1 */
       c->conflated += dropped;
       h->stats.conflated += dropped;
     }
@@ -429,7 +438,7 @@ static void handle_gap(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq)
   size_t cap = (size_t)h->opts.history_size;
   qstore_entry *es = want <= cap ? calloc(cap, sizeof(*es)) : NULL;
   if (es) {
-    size_t n = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), cap, uv_now(h->opts.loop), es);
+    size_t n = qstore_history_id(h->store, SMSG_QUOTE, sym->id, cap, uv_now(h->opts.loop), es);
     for (size_t i = 0; i < n; i++) found += in_gap(&es[i], epoch, from, to);
     if (found == want) {
       for (size_t i = 0; i < n; i++)
@@ -515,8 +524,7 @@ static void on_unpositioned(td_hub *h, hub_symbol *sym, const char *payload, siz
   for (uint32_t i = 0; i < data->len; i++)
     if (data->data[i] == '\n' || data->data[i] == '\r') data->data[i] = ' ';
   h->stats.unpositioned++;
-  qstore_insert(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), data, 0, QSTORE_NO_POSITION,
-                uv_now(h->opts.loop));
+  qstore_insert_id(h->store, SMSG_QUOTE, sym->id, data, 0, QSTORE_NO_POSITION, uv_now(h->opts.loop));
   fan_out(h, sym, 0, QSTORE_NO_POSITION, data->data, data->len);
   buf_unref(data);
 }
@@ -537,7 +545,7 @@ void hub_on_message(void *hub, const char *channel, size_t channel_len, const ch
    * quotes:EXT2 would be streamed and stored as EXT2's. */
   const char *ps;
   size_t ps_len;
-  if (smsg_payload_symbol(payload, payload_len, &ps, &ps_len) != 0 || ps_len != strlen(sym->symbol) ||
+  if (smsg_payload_symbol(payload, payload_len, &ps, &ps_len) != 0 || ps_len != symtab_len(h->syms, sym->id) ||
       memcmp(ps, sym->symbol, ps_len)) {
     refuse_misfiled(h, sym);
     return;
@@ -555,18 +563,25 @@ void hub_on_message(void *hub, const char *channel, size_t channel_len, const ch
     sym->last_epoch = epoch;
     sym->last_seq = seq;
   }
-  td_buf *data = buf_from(payload, payload_len);
-  if (!data) return;
-  qstore_insert(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), data, epoch, seq, uv_now(h->opts.loop));
+  /* This process's own message (its epoch) was stored by the pipeline
+   * before it was published: only other instances' are stored here. */
+  if (epoch != qstore_epoch(h->store)) {
+    td_buf *data = buf_from(payload, payload_len);
+    if (!data) return;
+    qstore_insert_id(h->store, SMSG_QUOTE, sym->id, data, epoch, seq, uv_now(h->opts.loop));
+    buf_unref(data);
+  }
   fan_out(h, sym, epoch, seq, payload, payload_len);
-  buf_unref(data);
 }
 
 void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed) {
   td_hub *h = hub;
   if (!ready || !resubscribed) return;
   /* the next message of each channel tells whether anything was lost meanwhile */
-  for (uint32_t i = 0; i < h->nsymbols; i++) h->symbols[i]->check_continuity = sym_clients(h->symbols[i]) > 0;
+  for (uint32_t i = 0; i < h->nmade; i++) {
+    hub_symbol *sym = h->by_id[h->made[i]];
+    sym->check_continuity = sym_clients(sym) > 0;
+  }
 }
 
 /* ---- snapshots and recovery -------------------------------------------------------- */
@@ -574,8 +589,7 @@ void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed) {
 static void send_history(td_hub *h, hub_client *c, hub_symbol *sym, int limit) {
   qstore_entry *es = calloc((size_t)limit, sizeof(*es));
   if (!es) return;
-  size_t n = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), (size_t)limit,
-                            uv_now(h->opts.loop), es);
+  size_t n = qstore_history_id(h->store, SMSG_QUOTE, sym->id, (size_t)limit, uv_now(h->opts.loop), es);
   if (c->transport == HUB_SSE) {
     for (size_t i = 0; i < n; i++) send_entry(h, c, sym, &es[i]);
   } else {
@@ -598,16 +612,19 @@ static void send_history(td_hub *h, hub_client *c, hub_symbol *sym, int limit) {
   free(es);
 }
 
+static void send_snapshot_of(td_hub *h, hub_client *c, hub_symbol *sym, int history) {
+  if (history > 0) {
+    send_history(h, c, sym, history > h->opts.history_size ? h->opts.history_size : history);
+    return;
+  }
+  qstore_entry e;
+  if (qstore_latest_id(h->store, SMSG_QUOTE, sym->id, &e)) send_entry(h, c, sym, &e);
+}
+
 void hub_send_snapshot(td_hub *h, hub_client *c, const char *const *syms, size_t n, int history) {
   for (size_t i = 0; i < n; i++) {
     hub_symbol *sym = find_symbol(h, syms[i], strlen(syms[i]));
-    if (!sym) continue;
-    if (history > 0) {
-      send_history(h, c, sym, history > h->opts.history_size ? h->opts.history_size : history);
-      continue;
-    }
-    qstore_entry e;
-    if (qstore_latest(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), &e)) send_entry(h, c, sym, &e);
+    if (sym) send_snapshot_of(h, c, sym, history);
   }
 }
 
@@ -639,16 +656,15 @@ void hub_recover(td_hub *h, hub_client *c, const char *since, size_t n) {
   uint64_t epoch, seq, ordinal = 0, replayed = 0;
   bool parsed = parse_position(since, n, symbuf, &sym_len, &epoch, &seq);
   if (parsed) ordinal = qstore_find(h->store, SMSG_QUOTE, symbuf, sym_len, epoch, seq);
-  const char **syms = calloc(c->nsubs ? c->nsubs : 1, sizeof(*syms));
-  if (!syms) return;
-  for (uint32_t k = 0; k < c->nsubs; k++) syms[k] = h->symbols[c->subs[k].sym]->symbol;
+  uint32_t *ids = calloc(c->nsubs ? c->nsubs : 1, sizeof(*ids));
+  if (!ids) return;
+  for (uint32_t k = 0; k < c->nsubs; k++) ids[k] = c->subs[k].sym;
   if (ordinal) {
     qstore_iter it;
-    if (qstore_iter_init(&it, h->store, SMSG_QUOTE, syms, c->nsubs, ordinal, uv_now(h->opts.loop)) == 0) {
+    if (qstore_iter_init_ids(&it, h->store, SMSG_QUOTE, ids, c->nsubs, ordinal, uv_now(h->opts.loop)) == 0) {
       qstore_entry e;
       while (qstore_iter_next(&it, &e)) {
-        hub_symbol *sym = find_symbol(h, e.symbol, strlen(e.symbol));
-        if (sym) send_entry(h, c, sym, &e);
+        send_entry(h, c, h->by_id[e.id], &e);   /* one of the client's symbols: the hub has it */
         replayed++;
       }
       qstore_iter_free(&it);
@@ -656,8 +672,9 @@ void hub_recover(td_hub *h, hub_client *c, const char *since, size_t n) {
       ordinal = 0;
     }
   }
-  if (!ordinal) hub_send_snapshot(h, c, syms, c->nsubs, 0);
-  free(syms);
+  if (!ordinal)
+    for (uint32_t k = 0; k < c->nsubs; k++) send_snapshot_of(h, c, h->by_id[ids[k]], 0);
+  free(ids);
   h->stats.replayed += replayed;
   json_t *msg = json_pack("{s:b, s:s%, s:I}", "recovered", ordinal != 0, "since", since, n, "replayed",
                           (json_int_t)replayed);

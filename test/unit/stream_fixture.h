@@ -85,9 +85,11 @@ static inline td_buf *sfx_quote(qstore *qs, const char *sym, uint64_t seq, doubl
   return e.out;
 }
 
-/* Delivers a quote to the hub as the subscriber does, from "quotes:SYM". */
+/* Delivers a quote to the hub as the pipeline and then the subscriber do:
+ * stored (the pipeline stores what it publishes), then from "quotes:SYM". */
 static inline void sfx_publish(td_hub *h, qstore *qs, const char *sym, uint64_t seq, double bp) {
   td_buf *b = sfx_quote(qs, sym, seq, bp);
+  qstore_insert(qs, SMSG_QUOTE, sym, strlen(sym), b, qstore_epoch(qs), seq, uv_now(hub_opts(h)->loop));
   char ch[64];
   int n = snprintf(ch, sizeof(ch), "quotes:%s", sym);
   hub_on_message(h, ch, (size_t)n, b->data, b->len);
