@@ -61,7 +61,8 @@
 /* ---- Quotes and Redis ---------------------------------------------------- */
 #define TD_SYMBOL_MAX                 16
 #define TD_DEFAULT_SIM_RATE           20
-/* Symbols tickerd tracks at most (latest quote, history, outbox). */
+/* Symbols tickerd tracks at most: ids in the symbol table (market/symtab.h),
+ * which bound the store, the hub, the outbox and quotes:last. */
 #define TD_MAX_SYMBOLS                16384
 /* Publishing connections. Redis reads at most 16 KiB from one client per
  * turn of its event loop, so one pipelined connection stops near 0.7 M

@@ -2,11 +2,12 @@
  * of recent ones, for GET /quotes, WebSocket "history" and the recovery of a
  * reconnecting client ("since").
  *
- * It is fed from two places: the messages this process publishes and the
- * messages received back from Redis (its own and other instances'). Each
- * entry carries its stream position (epoch, seq); an insert that is not newer
- * than the last one stored for the same epoch is a duplicate and ignored, so
- * our own messages echoed by Redis are stored once. Every stored entry gets a
+ * It is fed from two places: the messages this process publishes (the
+ * pipeline) and the messages of other instances and producers received from
+ * Redis (the hub, which does not store this process's own messages again).
+ * Each entry carries its stream position (epoch, seq); an insert that is not
+ * newer than the last one stored for the same epoch is a duplicate and
+ * ignored, so a message delivered twice is stored once. Every stored entry gets a
  * store-wide ordinal, increasing by insertion, which orders replay across
  * symbols.
  *

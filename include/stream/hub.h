@@ -11,7 +11,11 @@
  * too long, the client is closed.
  *
  * Message path: Redis -> subscriber.c -> hub_on_message -> quote store (for
- * history and recovery) -> hub_deliver -> conn_send on each client. */
+ * history and recovery; another instance's messages only, this process's
+ * were stored by the pipeline) -> fan_out -> conn_send on each client.
+ *
+ * Symbols are the quote store's ids (market/symtab.h): the hub's state of a
+ * symbol is an array slot, and the conflation tag of its quotes is id + 1. */
 #ifndef TD_HUB_H
 #define TD_HUB_H
 
@@ -103,6 +107,7 @@ typedef struct {
   uint64_t replayed;           /* messages replayed to recovering clients */
 } hub_stats;
 
+/* The store (and its symbol table) must outlive the hub. NULL on OOM. */
 td_hub *hub_new(const td_hub_opts *opts, struct qstore *store);
 const td_hub_opts *hub_opts(const td_hub *h);
 void hub_set_subscriber(td_hub *h, struct td_subscriber *sub);
@@ -120,7 +125,7 @@ void hub_detach(td_hub *h, hub_client *c);
 void hub_client_drained(hub_client *c);
 
 /* 1: subscribed now, 0: was already, -EINVAL bad symbol, -E2BIG the client
- * has --max-client-symbols, -ENOSPC the hub has TD_MAX_SYMBOLS. */
+ * has --max-client-symbols, -ENOSPC the symbol table is full (TD_MAX_SYMBOLS). */
 int hub_subscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
 /* 1: unsubscribed, 0: was not subscribed. */
 int hub_unsubscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
