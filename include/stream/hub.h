@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "base/buf.h"
+#include "base/td_limits.h"
 #include "http/http.h"
 
 typedef struct td_hub td_hub;
@@ -36,6 +37,10 @@ struct qstore;
 /* Topics: named broadcasts (not quotes) that WebSocket clients opt into,
  * such as the app's "tasks". A client's topics are a bit mask. */
 #define HUB_MAX_TOPICS 8
+/* Symbols that subscriptions may add to the shared symbol table before any
+ * data named them. The rest of TD_MAX_SYMBOLS stays for the feeds, so
+ * clients subscribing to made-up names cannot stop real quotes being kept. */
+#define HUB_MAX_INTRODUCED_SYMBOLS (TD_MAX_SYMBOLS / 2)
 
 /* Access control belongs to the app (auth.c): sessions ask through this.
  * admit() checks a request and either answers it (401/403) and returns
@@ -105,6 +110,7 @@ typedef struct {
   uint64_t misfiled;           /* Redis payloads whose "S" is not their channel's symbol */
   uint64_t gaps;               /* sequence gaps seen on a channel */
   uint64_t replayed;           /* messages replayed to recovering clients */
+  uint64_t refused_unknown;    /* subscribes refused: clients already brought HUB_MAX_INTRODUCED_SYMBOLS new symbols */
 } hub_stats;
 
 /* The store (and its symbol table) must outlive the hub. NULL on OOM. */
@@ -125,7 +131,9 @@ void hub_detach(td_hub *h, hub_client *c);
 void hub_client_drained(hub_client *c);
 
 /* 1: subscribed now, 0: was already, -EINVAL bad symbol, -E2BIG the client
- * has --max-client-symbols, -ENOSPC the symbol table is full (TD_MAX_SYMBOLS). */
+ * has --max-client-symbols, -ENOSPC the symbol table is full (TD_MAX_SYMBOLS)
+ * or subscriptions already brought HUB_MAX_INTRODUCED_SYMBOLS symbols the
+ * data had not (counted in refused_unknown). */
 int hub_subscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
 /* 1: unsubscribed, 0: was not subscribed. */
 int hub_unsubscribe(td_hub *h, hub_client *c, const char *sym, size_t n);

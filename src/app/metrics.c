@@ -192,6 +192,8 @@ static void stream_metrics(out_t *o, td_app *app) {
   one(o, "tickerd_stream_unpositioned_total", "counter",
       "Redis messages without a position (another producer's), streamed without an id", (double)h.unpositioned);
   one(o, "tickerd_stream_replayed_total", "counter", "messages replayed to recovering clients", (double)h.replayed);
+  one(o, "tickerd_stream_refused_unknown_symbols_total", "counter",
+      "subscribes refused: clients already added their share of new symbols", (double)h.refused_unknown);
   one(o, "tickerd_ws_protocol_errors_total", "counter", "WebSocket connections closed for protocol errors",
       (double)ws_counters.protocol_errors);
   head(o, "tickerd_auth_denied_total", "counter", "subscribers refused, by reason");

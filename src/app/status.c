@@ -251,6 +251,7 @@ static void streaming_section(jsonw *w, td_app *app) {
   JW_U64(w, "misfiled", h.misfiled);
   JW_U64(w, "unpositioned", h.unpositioned);
   JW_U64(w, "replayed", h.replayed);
+  JW_U64(w, "refused_unknown_symbols", h.refused_unknown);
   JW_U64(w, "ws_protocol_errors", ws_counters.protocol_errors);
   JW_U64(w, "ws_bad_messages", ws_counters.bad_messages);
   JW_U64(w, "auth_denied", auth_counters.missing + auth_counters.invalid + auth_counters.expired +

@@ -68,6 +68,7 @@ struct td_hub {
   hub_symbol **by_id;               /* by symbol id, made when first subscribed; symtab_max of them */
   uint32_t *made;                   /* ids with a hub_symbol, in the order made */
   uint32_t nmade;
+  uint32_t introduced;               /* ids this hub added to the table (HUB_MAX_INTRODUCED_SYMBOLS) */
   hub_client *clients;              /* every attached client */
   const char *topic_names[HUB_MAX_TOPICS];
   uint32_t topic_listeners[HUB_MAX_TOPICS];
@@ -89,8 +90,9 @@ static hub_symbol *find_symbol(const td_hub *h, const char *s, size_t n) {
  * never removed: at most the symbol table's limit exist, each small. NULL
  * with *err -ENOSPC (the table is full) or -ENOMEM. */
 static hub_symbol *intern_symbol(td_hub *h, const char *s, size_t n, int *err) {
-  uint32_t id;
+  uint32_t id, before = symtab_count(h->syms);
   if ((*err = symtab_intern(qstore_symtab(h->store), s, n, &id)) < 0) return NULL;
+  if (symtab_count(h->syms) > before) h->introduced++;
   if (h->by_id[id]) return h->by_id[id];
   hub_symbol *sym = calloc(1, sizeof(*sym));
   if (!sym) {
@@ -219,6 +221,19 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
   if (existing && client_sub_index(c, existing->id) >= 0) return 0;
   if (c->nsubs >= (uint32_t)h->opts.max_client_symbols) return -E2BIG;
   int err = 0;
+  if (!existing && symtab_find(h->syms, s, n) == SYMTAB_NONE && h->introduced >= HUB_MAX_INTRODUCED_SYMBOLS) {
+    /* The symbol table is shared with the quote store: ids made up by
+     * clients must not crowd out the symbols data brings in. */
+    if (h->stats.refused_unknown++ == 0) { /* logged once: the count is in /status */
+      td_logline *l = log_begin(TD_LOG_WARN, "subscribe_symbol_limit_reached");
+      if (l) {
+        log_int(l, "max_introduced", HUB_MAX_INTRODUCED_SYMBOLS);
+        log_strn(l, "symbol", s, n);
+        log_end(l);
+      }
+    }
+    return -ENOSPC;
+  }
   hub_symbol *sym = existing ? existing : intern_symbol(h, s, n, &err);
   if (!sym) return err;
   if (c->nsubs == c->subs_cap) {

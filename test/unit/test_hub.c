@@ -277,6 +277,34 @@ static void subscription_limits(void **state) {
   stop();
 }
 
+/* Subscriptions share the symbol table with the store, but may add at most
+ * HUB_MAX_INTRODUCED_SYMBOLS names the data has not brought: after that a
+ * made-up name is refused and counted, a known one still subscribes, and
+ * the store can still take new symbols from the feed. */
+static void made_up_symbols_leave_room_for_data(void **state) {
+  td_hub_opts o = sfx_hub_opts(NULL);
+  o.max_client_symbols = HUB_MAX_INTRODUCED_SYMBOLS + 8;
+  start_with(o);
+  sfx_store(&T.env, "AAPL", 1, 100);
+  hcli a;
+  towner *wa = attach(&a, "ws");
+  char name[TD_SYMBOL_MAX + 1];
+  for (int i = 0; i < HUB_MAX_INTRODUCED_SYMBOLS; i++) {
+    snprintf(name, sizeof(name), "Z%X", i);
+    assert_int_equal(hub_subscribe(T.env.hub, &wa->hc, name, strlen(name)), 1);
+  }
+  assert_int_equal(hub_subscribe(T.env.hub, &wa->hc, "ONEMORE", 7), -ENOSPC);
+  assert_int_equal(hub_subscribe(T.env.hub, &wa->hc, "AAPL", 4), 1);
+  hub_stats st;
+  hub_get_stats(T.env.hub, &st);
+  assert_int_equal(st.refused_unknown, 1);
+  uint32_t id;
+  assert_int_equal(qstore_intern(T.env.store, "MSFT", 4, &id), 0);
+  hcli_close(&a);
+  assert_true(hfx_wait_open(&T.env.loop, 0));
+  stop();
+}
+
 /* A late subscriber gets the latest quote, or the last N as one "history"
  * message (WebSocket) or N events (SSE). */
 static void snapshots(void **state) {
@@ -538,7 +566,7 @@ int main(void) {
   log_set_stdout(getenv("TD_TEST_LOG") != NULL);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(fan_out_to_ws_and_sse), cmocka_unit_test(other_producers),
-      cmocka_unit_test(subscription_limits),
+      cmocka_unit_test(subscription_limits),   cmocka_unit_test(made_up_symbols_leave_room_for_data),
       cmocka_unit_test(snapshots),             cmocka_unit_test(recovery_and_gaps),
       cmocka_unit_test(topics),                cmocka_unit_test(soft_limit_conflates),
       cmocka_unit_test(soft_limit_too_long),   cmocka_unit_test(hard_limit),
