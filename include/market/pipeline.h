@@ -60,6 +60,11 @@ void pipeline_set_lease(td_pipeline *p, const struct td_lease *lease);
  * the publishers' outboxes (Redis was away) are dropped, never sent late
  * over the new holder's; counted as fenced. Returns how many. */
 size_t pipeline_drop_upstream(td_pipeline *p);
+/* Positions shared through Redis (market/history_redis.h): every message
+ * is published by the Lua script, which assigns its seq and epoch and keeps
+ * it in the channel's stream (MAXLEN ~ maxlen); the quote store gets it
+ * with that position when the script answers. 0 or UV_ENOMEM. */
+int pipeline_use_redis_positions(td_pipeline *p, unsigned maxlen);
 void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out);
 struct qstore *pipeline_store(const td_pipeline *p);
 /* The publishing connections' counters added up; true when all are ready.

@@ -70,6 +70,7 @@ struct pub_stats {
   uint32_t outbox;
   uint64_t last_written; /* fields written by HSET */
   uint64_t last_dropped; /* pub_last_changed refused (closing, kind not tracked), or a value too large */
+  uint64_t script_retries; /* EVALSHA answered NOSCRIPT, sent again after SCRIPT LOAD */
   uint64_t last_errors;  /* HSET of latest values failed or lost with a connection (not in
                             `errors`, which only PUBLISH adds to: see the sum above) */
 };
@@ -92,6 +93,19 @@ int pub_publish_flags(td_publisher *p, const char *channel, size_t channel_len, 
 /* Drops the outbox's messages whose newest is the upstream's (counted in
  * `dropped`); returns how many. */
 size_t pub_drop_upstream(td_publisher *p);
+/* Positions in Redis (market/history_redis.h): from now on every message is
+ * published by the Lua script (EVALSHA, pipelined the same way), and each
+ * script reply hands the message's position to cb with the `user` value it
+ * was offered with (pub_publish_body). `conf` must outlive `p`. */
+struct hr_conf;
+struct hr_position;
+typedef void (*pub_position_cb)(void *ud, uint32_t user, const char *channel, size_t channel_len, const char *body,
+                                size_t body_len, const struct hr_position *pos);
+void pub_use_script(td_publisher *p, const struct hr_conf *conf, pub_position_cb cb, void *ud);
+/* pub_publish_flags for the script: `body` is the payload without its
+ * position (hr_body_len). Same results and counting. */
+int pub_publish_body(td_publisher *p, const char *channel, size_t channel_len, const char *body, size_t body_len,
+                     unsigned flags, uint32_t user);
 int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
                 size_t payload_len);
 /* A PUBLISH of the subscriber's health check: sent now or not at all

@@ -93,6 +93,7 @@ typedef struct hub_client {
   bool attached;
   uint64_t over_soft_since;  /* loop ms the client went over the soft limit; 0 once it caught up */
   uint64_t conflated;          /* quotes dropped for a newer one, for the slow-client log */
+  uint32_t resuming;           /* resumes from Redis in flight (live quotes of their symbol held back) */
   struct hub_client *prev, *next;
 } hub_client;
 
@@ -111,6 +112,7 @@ typedef struct {
   uint64_t gaps;               /* sequence gaps seen on a channel */
   uint64_t replayed;           /* messages replayed to recovering clients */
   uint64_t refused_unknown;    /* subscribes refused: clients already brought HUB_MAX_INTRODUCED_SYMBOLS new symbols */
+  uint64_t resumed_from_redis; /* resumes the cache could not serve, completed from the Redis stream */
 } hub_stats;
 
 /* The store (and its symbol table) must outlive the hub. NULL on OOM. */
@@ -148,6 +150,12 @@ void hub_send_snapshot(td_hub *h, hub_client *c, const char *const *syms, size_t
  * the position is unknown (too old, or another epoch), sends the snapshot
  * instead with "recovered": false. */
 void hub_recover(td_hub *h, hub_client *c, const char *since, size_t n);
+/* Positions in Redis: a position the memory history cannot serve is read
+ * from the channel's Redis stream (market/history_redis.h), asynchronously;
+ * the replay, then `recovery`, follow the answer. The reader must outlive
+ * the hub's clients. NULL (the default): memory only. */
+struct hr_reader;
+void hub_set_history(td_hub *h, struct hr_reader *history);
 
 /* Callbacks for subscriber.c. */
 void hub_on_message(void *hub, const char *channel, size_t channel_len, const char *payload, size_t payload_len);

@@ -33,6 +33,7 @@ typedef struct td_app {
   struct qstore *store;
   struct td_publisher *pub[TD_REDIS_PUBLISH_CONNS];  /* pub[0] also writes quotes:last and heartbeats */
   struct td_subscriber *sub;
+  struct hr_reader *history;   /* resumes from the Redis streams; NULL with --memory-positions */
   struct td_pipeline *pipeline;
   struct ingest_pace *pace;   /* POST /quotes answers at Redis's pace */
   struct td_hub *hub;

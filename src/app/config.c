@@ -100,6 +100,8 @@ static const opt_def options[] = {
    XSTR(TD_DEFAULT_HISTORY_SIZE), "messages kept per symbol for recovery and charts", 0},
   {"history-ms", "TICKERD_HISTORY_MS", OPT_I64, OFF(history_ms), 1, 86400000,
    XSTR(TD_DEFAULT_HISTORY_MS), "age past which history is not replayed", 0},
+  {"memory-positions", "TICKERD_MEMORY_POSITIONS", OPT_BOOL, OFF(memory_positions), 0, 0, "false",
+   "single instance: seq/epoch and history in this process only, not in Redis streams", 0},
   {"alpaca-feed", "TICKERD_ALPACA_FEED", OPT_STR, OFF(alpaca_feed), 0, 0, "iex", "iex, sip, delayed_sip or test", 0},
   {"alpaca-url", "TICKERD_ALPACA_URL", OPT_STR, OFF(alpaca_url), 0, 0, NULL,
    "upstream stream URL (default wss://stream.data.alpaca.markets/v2/<feed>)", 0},

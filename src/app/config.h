@@ -72,6 +72,7 @@ typedef struct td_config {
   char *alpaca_secret_key;   /* APCA_API_SECRET_KEY: secret, never logged */
   /* access control */
   bool auth;
+  bool memory_positions;     /* positions and history of this process only (no Lua script, no streams) */
   char *jwt_secret;          /* TICKERD_JWT_SECRET: secret, never logged */
   char *allowed_origins;     /* comma separated; empty: same host only */
   char *web_root;            /* dashboard assets (build/web) */

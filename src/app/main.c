@@ -24,6 +24,7 @@
 #include "market/quote_store.h"
 #include "http/server.h"
 #include "market/subscriber.h"
+#include "market/history_redis.h"
 #include "redis/lease.h"
 #include "app/task.h"
 #include "base/td_limits.h"
@@ -224,7 +225,7 @@ static void on_drained(void *data) {
   td_main *m = data;
   td_app *app = &m->app;
   /* feed, subscriber, publishers, and the lease if any */
-  m->pending_closes = 2 + TD_REDIS_PUBLISH_CONNS + (app->lease ? 1 : 0);
+  m->pending_closes = 2 + TD_REDIS_PUBLISH_CONNS + (app->lease ? 1 : 0) + (app->history ? 1 : 0);
   if (app->sim) sim_close(app->sim, on_sim_closed), app->sim = NULL;
   else if (app->alpaca) alpaca_stop(app->alpaca, on_alpaca_stopped, m);
   else if (!m->alpaca_stopping) feed_closed(m);
@@ -237,6 +238,7 @@ static void on_drained(void *data) {
   /* the subscriber first: its heartbeat publishes through pub[0] */
   sub_close(app->sub, closed_one, m);
   for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) pub_close(app->pub[i], closed_one, m);
+  if (app->history) hr_reader_close(app->history, closed_one, m);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -318,6 +320,11 @@ static int start_redis(td_main *m) {
   app->sub = sub_new(app->loop, cfg->redis_url, &cb, app->hub, &opt);
   if (!app->pipeline || !app->pace || !app->hub || !app->sub) return -1;
   hub_set_subscriber(app->hub, app->sub);
+  if (!cfg->memory_positions) {
+    app->history = hr_reader_new(app->loop, cfg->redis_url);
+    if (!app->history || pipeline_use_redis_positions(app->pipeline, (unsigned)cfg->history_size) != 0) return -1;
+    hub_set_history(app->hub, app->history);
+  }
   return 0;
 }
 

@@ -102,6 +102,7 @@ static void redis_section(jsonw *w, td_app *app) {
   JW_U64(w, "reconnects", p.reconnects);
   JW_U64(w, "last_written", p.last_written);
   JW_U64(w, "last_errors", p.last_errors);
+  JW_U64(w, "script_retries", p.script_retries);
   jw_end(w);
   JW_OBJECT(w, "subscriber");
   JW_STR(w, "state", rconn_state_name(s.state));
@@ -252,6 +253,7 @@ static void streaming_section(jsonw *w, td_app *app) {
   JW_U64(w, "unpositioned", h.unpositioned);
   JW_U64(w, "replayed", h.replayed);
   JW_U64(w, "refused_unknown_symbols", h.refused_unknown);
+  JW_U64(w, "resumed_from_redis", h.resumed_from_redis);
   JW_U64(w, "ws_protocol_errors", ws_counters.protocol_errors);
   JW_U64(w, "ws_bad_messages", ws_counters.bad_messages);
   JW_U64(w, "auth_denied", auth_counters.missing + auth_counters.invalid + auth_counters.expired +

@@ -8,6 +8,7 @@
 
 #include "base/fnv1a.h"
 #include "base/log.h"
+#include "market/history_redis.h"
 #include "market/publisher.h"
 #include "market/quote_store.h"
 #include "base/td_limits.h"
@@ -24,6 +25,7 @@ struct td_pipeline {
   pipeline_stats stats;
   pipeline_result *batch;                      /* while a batch is delivered */
   const td_lease *lease;                       /* NULL: upstream messages always pass */
+  hr_conf *positions;                          /* NULL: positions of this process (memory only) */
 };
 
 td_pipeline *pipeline_new(uv_loop_t *loop, td_publisher *const *pub, const char *channel_prefix, qstore *store) {
@@ -42,7 +44,10 @@ td_pipeline *pipeline_new(uv_loop_t *loop, td_publisher *const *pub, const char 
   return p;
 }
 
-void pipeline_free(td_pipeline *p) { free(p); }
+void pipeline_free(td_pipeline *p) {
+  if (p) free(p->positions);
+  free(p);
+}
 qstore *pipeline_store(const td_pipeline *p) { return p->store; }
 
 /* The connection of a channel: always the same one, so its order holds. */
@@ -51,6 +56,51 @@ static unsigned channel_shard(const char *channel, size_t n) {
 }
 
 void pipeline_set_lease(td_pipeline *p, const td_lease *lease) { p->lease = lease; }
+
+/* `user` of a script message: its kind and its symbol's id. */
+#define PIPE_USER(kind, id) ((uint32_t)(kind) | (uint32_t)(id) << 8)
+_Static_assert(TD_MAX_SYMBOLS <= (1u << 24) && SMSG_KIND_COUNT <= 256, "kind and symbol id share 32 bits");
+
+/* The message is kept, with its position, once Redis has given it one. */
+static void on_position(void *ud, uint32_t user, const char *channel, size_t chn, const char *body, size_t bn,
+                        const hr_position *pos) {
+  td_pipeline *p = ud;
+  smsg_kind kind = (smsg_kind)(user & 0xff);
+  uint32_t id = user >> 8;
+  td_buf *payload = hr_payload(body, bn, pos);
+  if (!payload) return;
+  qstore_insert_id(p->store, kind, id, payload, pos->epoch, pos->seq, uv_now(p->loop));
+  if (kind == SMSG_QUOTE) pub_last_changed(p->pub[0], SMSG_QUOTE, id);
+  buf_unref(payload);
+}
+
+int pipeline_use_redis_positions(td_pipeline *p, unsigned maxlen) {
+  p->positions = calloc(1, sizeof(*p->positions));
+  if (!p->positions) return UV_ENOMEM;
+  hr_conf_init(p->positions, qstore_epoch_hex(p->store), maxlen);
+  for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) pub_use_script(p->pub[i], p->positions, on_position, p);
+  return 0;
+}
+
+/* Positions from Redis: the payload goes without one to the script, and
+ * comes back to on_position with it. */
+static void publish_body(td_pipeline *p, td_publisher *pub, const char *channel, size_t n, uint32_t id,
+                         const smsg_msg *m, unsigned pub_flags) {
+  td_buf *payload = smsg_encode(m, 0, qstore_epoch_hex(p->store));
+  if (!payload) return;
+  size_t bn = hr_body_len(payload->data, payload->len);
+  if (bn) pub_publish_body(pub, channel, n, payload->data, bn, pub_flags, PIPE_USER(m->kind, id));
+  buf_unref(payload);
+}
+
+static void count_msg(td_pipeline *p, const smsg_msg *m) {
+  p->stats.received[m->kind]++;
+  p->stats.queued++;
+  if (p->batch) {
+    p->batch->accepted++;
+    p->batch->by_kind[m->kind]++;
+  }
+}
 
 static void publish_msg(td_pipeline *p, const smsg_msg *m, unsigned pub_flags) {
   /* The symbol is interned here, once, where it enters: the store and the
@@ -63,8 +113,6 @@ static void publish_msg(td_pipeline *p, const smsg_msg *m, unsigned pub_flags) {
     p->stats.refused++;
     return;
   }
-  td_buf *payload = smsg_encode(m, seq, qstore_epoch_hex(p->store));
-  if (!payload) return;
   /* quotes go to the configured prefix; other kinds to their own channels */
   const char *prefix = m->kind == SMSG_QUOTE ? p->channel_prefix : m->channel;
   /* "<prefix>:<SYMBOL>" by hand: snprintf cost as much as the PUBLISH itself */
@@ -74,16 +122,18 @@ static void publish_msg(td_pipeline *p, const smsg_msg *m, unsigned pub_flags) {
   channel[plen] = ':';
   memcpy(channel + plen + 1, m->symbol, m->symbol_len);
   size_t n = plen + 1 + m->symbol_len;
+  if (p->positions) {
+    publish_body(p, p->pub[channel_shard(channel, n)], channel, n, id, m, pub_flags);
+    count_msg(p, m);
+    return;
+  }
+  td_buf *payload = smsg_encode(m, seq, qstore_epoch_hex(p->store));
+  if (!payload) return;
   pub_publish_flags(p->pub[channel_shard(channel, n)], channel, n, payload->data, payload->len, pub_flags);
   qstore_insert_id(p->store, m->kind, id, payload, qstore_epoch(p->store), seq, uv_now(p->loop));
   if (m->kind == SMSG_QUOTE) pub_last_changed(p->pub[0], SMSG_QUOTE, id);
   buf_unref(payload);
-  p->stats.received[m->kind]++;
-  p->stats.queued++;
-  if (p->batch) {
-    p->batch->accepted++;
-    p->batch->by_kind[m->kind]++;
-  }
+  count_msg(p, m);
 }
 
 /* The fence of the upstream's messages: only the lease holder publishes
@@ -146,6 +196,7 @@ bool pipeline_publisher_stats(const td_pipeline *p, struct pub_stats *sum) {
     sum->last_written += s.last_written;
     sum->last_dropped += s.last_dropped;
     sum->last_errors += s.last_errors;
+    sum->script_retries += s.script_retries;
   }
   return ready;
 }

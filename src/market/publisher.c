@@ -10,8 +10,9 @@
 #include "base/log.h"
 #include "base/td_limits.h"
 #include "market/quote_store.h"
+#include "market/history_redis.h"
 
-enum { TAG_PUBLISH = 1, TAG_HSET = 2, TAG_HEARTBEAT = 3 };
+enum { TAG_PUBLISH = 1, TAG_HSET = 2, TAG_HEARTBEAT = 3, TAG_SCRIPT = 4, TAG_LOAD = 5 };
 
 /* ---- a bounded string map with an intrusive list ------------------------
  * Entries live in one slab, indexed from 1 (0 is "none"). The list is the
@@ -23,6 +24,7 @@ typedef struct pub_entry {
   uint32_t prev, next;     /* list links */
   bool listed;
   bool upstream;           /* outbox: the newest message is the upstream feed's (pub_drop_upstream) */
+  uint32_t user;           /* outbox: the caller's value for pub_position_cb */
   uint32_t key_len, val_len, cap;
   char *data;              /* key then value */
 } pub_entry;
@@ -175,6 +177,14 @@ struct td_publisher {
   void (*done)(void *);
   void *done_ud;
   uint64_t published, conflated, dropped, errors, last_written, last_dropped, last_errors;
+  /* Positions in Redis (pub_use_script): EVALSHA instead of PUBLISH. */
+  const hr_conf *hr;
+  pub_position_cb on_position;
+  void *position_ud;
+  hr_fifo sent;            /* script commands in flight, oldest first */
+  bool loading;            /* a SCRIPT LOAD is in flight */
+  uint64_t script_retries; /* messages sent again after NOSCRIPT */
+  uint64_t script_errors_logged_ms;
 };
 
 /* "$<n>\r\n<bytes>\r\n". Channels and quotes have two or three digit
@@ -217,7 +227,56 @@ static int send_publish_tagged(td_publisher *p, uintptr_t tag, const char *ch, s
   return rconn_command_end(&p->conn, tag, (size_t)(end - o));
 }
 
-static int send_publish(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn) {
+static void load_script(td_publisher *p) {
+  const char *argv[] = {"SCRIPT", "LOAD", hr_publish_script()};
+  size_t argl[] = {6, 4, strlen(argv[2])};
+  char *cmd = NULL;
+  int len = redisFormatCommandArgv(&cmd, 3, argv, argl);
+  if (len < 0) return;
+  if (rconn_command(&p->conn, TAG_LOAD, cmd, (size_t)len) == 0) p->loading = true;
+  free(cmd);
+}
+
+/* EVALSHA <sha> 2 <pos key> <stream key> <channel> <body> <nonce> <maxlen>
+ * (history_redis.h), formatted in place like PUBLISH; the message is kept
+ * until its reply for the position and a NOSCRIPT retry. */
+static int send_script(td_publisher *p, const char *ch, size_t chn, const char *body, size_t bn, uint32_t user,
+                       bool retried) {
+  static const char head[] = "*9\r\n$7\r\nEVALSHA\r\n";
+  char pos[HR_KEY_MAX], hist[HR_KEY_MAX];
+  if (!rconn_ready(&p->conn)) return UV_ENOTCONN;
+  size_t pl = hr_key(pos, ch, chn, false), hl = hr_key(hist, ch, chn, true);
+  td_buf *msg = hr_fifo_reserve(&p->sent) == 0 ? buf_new(chn + bn) : NULL;
+  char *o = msg ? rconn_command_begin(&p->conn, sizeof(head) + 80 + pl + hl + chn + bn + 8 * RESP_BULK_OVERHEAD)
+                : NULL;
+  if (!o) {
+    buf_unref(msg);
+    return UV_ENOMEM;
+  }
+  memcpy(o, head, sizeof(head) - 1);
+  char *w = put_bulk(o + sizeof(head) - 1, p->hr->sha, 40);
+  w = put_bulk(w, "2", 1);
+  w = put_bulk(w, pos, pl);
+  w = put_bulk(w, hist, hl);
+  w = put_bulk(w, ch, chn);
+  w = put_bulk(w, body, bn);
+  w = put_bulk(w, p->hr->nonce, strlen(p->hr->nonce));
+  w = put_bulk(w, p->hr->maxlen, strlen(p->hr->maxlen));
+  int rc = rconn_command_end(&p->conn, TAG_SCRIPT, (size_t)(w - o));
+  if (rc < 0) {
+    buf_unref(msg);
+    return rc;
+  }
+  memcpy(msg->data, ch, chn);
+  memcpy(msg->data + chn, body, bn);
+  msg->len = (uint32_t)(chn + bn);
+  hr_fifo_push(&p->sent, &(hr_sent){msg, (uint32_t)chn, user, retried});
+  p->inflight++;
+  return 0;
+}
+
+static int send_publish(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn, uint32_t user) {
+  if (p->hr) return send_script(p, ch, chn, v, vn, user, false);
   int rc = send_publish_tagged(p, TAG_PUBLISH, ch, chn, v, vn);
   if (rc == 0) p->inflight++;
   return rc;
@@ -234,23 +293,26 @@ static void flush_outbox(td_publisher *p) {
   while (m->head && pipeline_room(p) && rconn_ready(&p->conn)) {
     uint32_t i = m->head;
     pub_entry *e = &m->e[i];
-    if (send_publish(p, e->data, e->key_len, e->data + e->key_len, e->val_len) < 0) return;
+    if (send_publish(p, e->data, e->key_len, e->data + e->key_len, e->val_len, e->user) < 0) return;
     map_remove(m, i);
   }
 }
 
-static int outbox_put(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn, bool upstream) {
+static int outbox_put(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn, bool upstream,
+                      uint32_t user) {
   pub_map *m = &p->outbox;
   uint32_t h = fnv1a(ch, chn);
   uint32_t i = map_find(m, ch, chn, h);
   if (i) {
     if (entry_set_value(&m->e[i], v, vn) < 0) goto drop;
     m->e[i].upstream = upstream;
+    m->e[i].user = user;
     p->conflated++;
     return PUB_CONFLATED;
   }
   if (!(i = map_insert(m, ch, chn, h, v, vn))) goto drop;
   m->e[i].upstream = upstream;
+  m->e[i].user = user;
   list_push(m, i);
   return PUB_QUEUED;
 drop:
@@ -258,8 +320,8 @@ drop:
   return UV_ENOBUFS;
 }
 
-int pub_publish_flags(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
-                      size_t payload_len, unsigned flags) {
+static int offer(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
+                 size_t payload_len, unsigned flags, uint32_t user) {
   bool upstream = flags & PUB_F_UPSTREAM;
   if (channel_len == 0 || channel_len > PUB_CHANNEL_MAX || payload_len > PUB_PAYLOAD_MAX) {
     p->dropped++;
@@ -274,11 +336,27 @@ int pub_publish_flags(td_publisher *p, const char *channel, size_t channel_len, 
     /* A queued older message for this channel must not be overtaken. */
     if (p->outbox.count > 0 &&
         map_find(&p->outbox, channel, channel_len, fnv1a(channel, channel_len)))
-      return outbox_put(p, channel, channel_len, payload, payload_len, upstream);
+      return outbox_put(p, channel, channel_len, payload, payload_len, upstream, user);
   }
-  if (pipeline_room(p) && send_publish(p, channel, channel_len, payload, payload_len) == 0)
+  if (pipeline_room(p) && send_publish(p, channel, channel_len, payload, payload_len, user) == 0)
     return PUB_SENT;
-  return outbox_put(p, channel, channel_len, payload, payload_len, upstream);
+  return outbox_put(p, channel, channel_len, payload, payload_len, upstream, user);
+}
+
+int pub_publish_flags(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
+                      size_t payload_len, unsigned flags) {
+  return offer(p, channel, channel_len, payload, payload_len, flags, 0);
+}
+
+void pub_use_script(td_publisher *p, const hr_conf *conf, pub_position_cb cb, void *ud) {
+  p->hr = conf;
+  p->on_position = cb;
+  p->position_ud = ud;
+}
+
+int pub_publish_body(td_publisher *p, const char *channel, size_t channel_len, const char *body, size_t body_len,
+                     unsigned flags, uint32_t user) {
+  return offer(p, channel, channel_len, body, body_len, flags, user);
 }
 
 int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
@@ -414,6 +492,7 @@ static void on_last_timer(uv_timer_t *t) {
 
 static void on_ready(td_rconn *c, void *ud) {
   td_publisher *p = ud;
+  if (p->hr) load_script(p); /* before any EVALSHA: a restarted server has no scripts */
   /* A restarted server lost the hash: write every kept value again. */
   for (uint32_t key = 0; key < p->last.nkeys; key++)
     if (p->last.state[key] & LAST_KEPT) last_list(&p->last, key);
@@ -424,15 +503,66 @@ static void on_ready(td_rconn *c, void *ud) {
 static void on_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {
   td_publisher *p = ud;
   p->hset_inflight = 0;
+  p->loading = false;
+}
+
+/* Script errors are logged at most once per this many ms: a script the
+ * server refuses fails for every message. */
+#define PUB_SCRIPT_LOG_MS 1000
+
+static void log_script_error(td_publisher *p, const char *err) {
+  uint64_t now = uv_now(p->loop);
+  if (p->script_errors_logged_ms && now - p->script_errors_logged_ms < PUB_SCRIPT_LOG_MS) return;
+  p->script_errors_logged_ms = now ? now : 1;
+  td_logline *l = log_begin(TD_LOG_WARN, "redis_publish_script_failed");
+  if (l) {
+    log_str(l, "error", err);
+    log_end(l);
+  }
+}
+
+/* The answer to an EVALSHA: the position goes to the owner; NOSCRIPT (the
+ * server's script cache was flushed) loads the script and sends the
+ * message once more, behind what is already in flight. */
+static void on_script_reply(td_publisher *p, redisReply *r) {
+  hr_sent s;
+  if (!hr_fifo_pop(&p->sent, &s)) return;
+  hr_position pos;
+  const char *err;
+  int rc = hr_publish_reply(r, &pos, &err);
+  const char *ch = s.msg->data, *body = s.msg->data + s.chn;
+  size_t bn = s.msg->len - s.chn;
+  if (rc == HR_NOSCRIPT && !s.retried) {
+    if (!p->loading) load_script(p);
+    if (send_script(p, ch, s.chn, body, bn, s.user, true) == 0) {
+      p->script_retries++;
+      buf_unref(s.msg);
+      return;
+    }
+  }
+  if (rc == 0) {
+    p->published++;
+    if (p->on_position) p->on_position(p->position_ud, s.user, ch, s.chn, body, bn, &pos);
+  } else {
+    p->errors++;
+    if (r) log_script_error(p, err);
+  }
+  buf_unref(s.msg);
 }
 
 static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
   td_publisher *p = ud;
   bool ok = r && r->type != REDIS_REPLY_ERROR;
   if (tag == TAG_HEARTBEAT) return; /* the subscriber times its echo, not this reply */
-  if (tag == TAG_PUBLISH) {
+  if (tag == TAG_LOAD) {
+    p->loading = false;
+    if (r && r->type == REDIS_REPLY_ERROR) log_script_error(p, r->str);
+    return;
+  }
+  if (tag == TAG_PUBLISH || tag == TAG_SCRIPT) {
     p->inflight--;
-    if (ok) p->published++;
+    if (tag == TAG_SCRIPT) on_script_reply(p, r); /* counts it */
+    else if (ok) p->published++;
     else p->errors++;
     if (p->outbox.head && p->max_inflight - p->inflight >= p->drain_room) flush_outbox(p);
     return;
@@ -454,6 +584,7 @@ static void pub_maybe_done(td_publisher *p) {
   void *dud = p->done_ud;
   map_free(&p->outbox);
   last_free(&p->last);
+  hr_fifo_free(&p->sent);
   free(p);
   if (done) done(dud);
 }
@@ -514,4 +645,5 @@ void pub_stats(const td_publisher *p, struct pub_stats *out) {
   out->last_written = p->last_written;
   out->last_dropped = p->last_dropped;
   out->last_errors = p->last_errors;
+  out->script_retries = p->script_retries;
 }

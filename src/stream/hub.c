@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "market/history_redis.h"
 #include "market/quote_store.h"
 #include "market/stream_msg.h"
 #include "market/subscriber.h"
@@ -58,7 +59,20 @@ typedef struct {
   uint64_t last_epoch, last_seq;   /* the last position received from Redis */
   bool check_continuity;           /* after a resubscribe: tell clients whether anything was lost */
   hub_log_limit malformed_log;     /* this channel's malformed messages */
+  uint32_t resuming;               /* clients waiting for a replay from Redis (hub_resume) */
 } hub_symbol;
+
+/* A resume from the Redis stream in flight: its client gets no live quote
+ * of `sym` until the replay went out (it would come before the replay). */
+typedef struct hub_resume {
+  td_hub *hub;
+  hub_client *client;              /* NULL once the client left */
+  uint32_t sym;
+  uint64_t epoch, seq;
+  struct hub_resume *next;
+  size_t since_len;
+  char since[];
+} hub_resume;
 
 struct td_hub {
   td_hub_opts opts;
@@ -75,6 +89,8 @@ struct td_hub {
   int ntopics;
   hub_stats stats;
   hub_log_limit refused_log;        /* refused messages of every channel, but malformed ones */
+  hr_reader *history;               /* NULL: memory only */
+  hub_resume *resumes;
 };
 
 /* ---- symbols ---------------------------------------------------------------- */
@@ -189,8 +205,11 @@ static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
   }
 }
 
+static void resume_forget_client(td_hub *h, hub_client *c);
+
 void hub_detach(td_hub *h, hub_client *c) {
   if (!c->attached) return;
+  if (c->resuming) resume_forget_client(h, c);
   while (c->nsubs > 0) drop_sub(h, c, c->nsubs - 1);
   free(c->subs);
   c->subs = NULL;
@@ -383,6 +402,7 @@ static bool over_limit(td_hub *h, hub_client *c, size_t queued) {
 /* Queues `b` for member `m` under the output limits (`below`: the lower of
  * the soft and hard limits, under which nothing needs checking). */
 static void deliver(td_hub *h, const hub_member *m, td_buf *b, uint32_t tag, size_t below) {
+  if (tag && h->by_id[tag - 1]->resuming && m->client->resuming) return; /* hub_resume */
   size_t queued = conn_queued_bytes(m->conn);
   if (queued >= below && !over_limit(h, m->client, queued)) return;
   conn_send(m->conn, b, tag);
@@ -416,15 +436,19 @@ uint64_t hub_first_ping_ms(const hub_client *c, uint64_t interval) {
   return half ? interval - (conn_id(c->conn) * 2654435761u) % half : interval;
 }
 
-/* Sends one stored message to one client (replay and snapshots). */
-static void send_entry(td_hub *h, hub_client *c, const hub_symbol *sym, const qstore_entry *e) {
+/* Sends one message to one client (replay and snapshots). */
+static void send_quote(hub_client *c, const hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *data,
+                       size_t len) {
   char posbuf[HUB_POSITION_MAX];
-  const char *pos = quote_id(posbuf, sym, e->epoch, e->seq);
-  td_buf *b = c->transport == HUB_WS ? encode_ws_quote(sym, pos, e->payload->data, e->payload->len)
-                                     : encode_sse_quote(pos, e->payload->data, e->payload->len);
+  const char *pos = quote_id(posbuf, sym, epoch, seq);
+  td_buf *b = c->transport == HUB_WS ? encode_ws_quote(sym, pos, data, len) : encode_sse_quote(pos, data, len);
   if (!b) return;
   conn_send(c->conn, b, sym->id + 1);
   buf_unref(b);
+}
+
+static void send_entry(td_hub *h, hub_client *c, const hub_symbol *sym, const qstore_entry *e) {
+  send_quote(c, sym, e->epoch, e->seq, e->payload->data, e->payload->len);
 }
 
 /* Tells the clients of `sym` about continuity: a gap that local history
@@ -665,12 +689,106 @@ static bool parse_position(const char *s, size_t n, char *sym, size_t *sym_len, 
   return smsg_symbol_valid(sym, *sym_len);
 }
 
+static void send_recovery(td_hub *h, hub_client *c, bool recovered, const char *since, size_t n, uint64_t replayed) {
+  h->stats.replayed += replayed;
+  json_t *msg = json_pack("{s:b, s:s%, s:I}", "recovered", recovered, "since", since, n, "replayed",
+                          (json_int_t)replayed);
+  hub_send_json(h, c, "recovery", msg);
+}
+
+/* ---- resume from the Redis stream ---------------------------------------------- */
+
+static void resume_forget_client(td_hub *h, hub_client *c) {
+  for (hub_resume *r = h->resumes; r; r = r->next)
+    if (r->client == c) {
+      r->client = NULL;
+      h->by_id[r->sym]->resuming--;
+    }
+  c->resuming = 0;
+}
+
+/* The entries of the cache after the stream's top, of the same epoch: what
+ * arrived live while the read was out, held back from this client. */
+static uint64_t send_cache_after(td_hub *h, hub_client *c, hub_symbol *sym, uint64_t epoch, uint64_t top) {
+  size_t cap = (size_t)h->opts.history_size, n, sent = 0;
+  qstore_entry *es = calloc(cap, sizeof(*es));
+  if (!es) return 0;
+  n = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), cap, uv_now(h->opts.loop), es);
+  for (size_t i = 0; i < n; i++)
+    if (es[i].epoch == epoch && es[i].seq > top) {
+      send_entry(h, c, sym, &es[i]);
+      sent++;
+    }
+  free(es);
+  return sent;
+}
+
+/* All or nothing: the stream holds every message after the position, of
+ * the position's epoch, or the client gets the latest quote and
+ * `recovered: false`. A position names one symbol: the client's other
+ * symbols get their latest quote, and the resume is complete only for a
+ * client of that symbol alone. */
+static void on_resume_read(void *ud, const hr_read_result *res) {
+  hub_resume *r = ud, **pp = &r->hub->resumes;
+  td_hub *h = r->hub;
+  while (*pp != r) pp = &(*pp)->next;
+  *pp = r->next;
+  hub_client *c = r->client;
+  if (c) {
+    hub_symbol *sym = h->by_id[r->sym];
+    sym->resuming--;
+    c->resuming--;
+    bool complete = res->ok && res->epoch == r->epoch && res->top >= r->seq && res->n == res->top - r->seq &&
+                    (res->n == 0 || res->e[0].seq == r->seq + 1);
+    uint64_t replayed = 0;
+    if (complete) {
+      for (size_t i = 0; i < res->n; i++) send_quote(c, sym, r->epoch, res->e[i].seq, res->e[i].payload, res->e[i].len);
+      replayed = res->n + send_cache_after(h, c, sym, r->epoch, res->top);
+      h->stats.resumed_from_redis++;
+    }
+    qstore_entry latest;
+    for (uint32_t k = 0; k < c->nsubs; k++) {
+      hub_symbol *other = h->by_id[c->subs[k].sym];
+      if (other == sym && complete) continue;
+      if (other == sym && res->last.payload && !qstore_latest(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), &latest))
+        send_quote(c, sym, res->epoch, res->last.seq, res->last.payload, res->last.len); /* a restarted instance */
+      else
+        hub_send_snapshot(h, c, (const char *const[]){other->symbol}, 1, 0);
+    }
+    send_recovery(h, c, complete && c->nsubs == 1, r->since, r->since_len, replayed);
+  }
+  free(r);
+}
+
+/* Asks the Redis stream for what the cache does not hold. false when no
+ * read could be sent (memory only, not subscribed, Redis away). */
+static bool resume_from_redis(td_hub *h, hub_client *c, const char *sym_name, size_t sym_len, uint64_t epoch,
+                              uint64_t seq, const char *since, size_t n) {
+  hub_symbol *sym = h->history ? find_symbol(h, sym_name, sym_len) : NULL;
+  if (!sym || client_sub_index(c, sym->id) < 0) return false;
+  hub_resume *r = malloc(sizeof(*r) + n);
+  if (!r) return false;
+  *r = (hub_resume){h, c, sym->id, epoch, seq, h->resumes, n};
+  memcpy(r->since, since, n);
+  if (hr_read(h->history, sym->channel, strlen(sym->channel), seq, on_resume_read, r) < 0) {
+    free(r);
+    return false;
+  }
+  h->resumes = r;
+  sym->resuming++;
+  c->resuming++;
+  return true;
+}
+
+void hub_set_history(td_hub *h, hr_reader *history) { h->history = history; }
+
 void hub_recover(td_hub *h, hub_client *c, const char *since, size_t n) {
   char symbuf[TD_SYMBOL_MAX + 1];
   size_t sym_len;
   uint64_t epoch, seq, ordinal = 0, replayed = 0;
   bool parsed = parse_position(since, n, symbuf, &sym_len, &epoch, &seq);
   if (parsed) ordinal = qstore_find(h->store, SMSG_QUOTE, symbuf, sym_len, epoch, seq);
+  if (parsed && !ordinal && resume_from_redis(h, c, symbuf, sym_len, epoch, seq, since, n)) return;
   uint32_t *ids = calloc(c->nsubs ? c->nsubs : 1, sizeof(*ids));
   if (!ids) return;
   for (uint32_t k = 0; k < c->nsubs; k++) ids[k] = c->subs[k].sym;
@@ -690,10 +808,7 @@ void hub_recover(td_hub *h, hub_client *c, const char *since, size_t n) {
   if (!ordinal)
     for (uint32_t k = 0; k < c->nsubs; k++) send_snapshot_of(h, c, h->by_id[ids[k]], 0);
   free(ids);
-  h->stats.replayed += replayed;
-  json_t *msg = json_pack("{s:b, s:s%, s:I}", "recovered", ordinal != 0, "since", since, n, "replayed",
-                          (json_int_t)replayed);
-  hub_send_json(h, c, "recovery", msg);
+  send_recovery(h, c, ordinal != 0, since, n, replayed);
 }
 
 /* ---- topics -------------------------------------------------------------------- */
