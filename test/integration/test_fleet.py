@@ -27,6 +27,15 @@ TAKEOVER_SLACK_S = 1.0
 
 
 def fleet_args(redis_url, *extra):
+    # The lease tests tell publishers apart by their process epochs, which
+    # only --memory-positions puts in the quotes (with positions in Redis
+    # the epoch is the channel's): the lease does not depend on the mode.
+    # The resume tests below run with the default, positions in Redis.
+    return ("--redis-url", redis_url, "--feed", "sim", "--symbols", "AAPL", "--sim-rate", "200",
+            "--lease-ttl-ms", str(TTL_MS), "--lease-renew-ms", str(RENEW_MS), "--memory-positions", "true") + tuple(extra)
+
+
+def fleet_args_redis_positions(redis_url, *extra):
     return ("--redis-url", redis_url, "--feed", "sim", "--symbols", "AAPL", "--sim-rate", "200",
             "--lease-ttl-ms", str(TTL_MS), "--lease-renew-ms", str(RENEW_MS)) + tuple(extra)
 
@@ -374,6 +383,143 @@ def test_fleet_behind_load_balancer_survives_kill9_of_holder(fleet, redis_server
         tape.close()
 
 
+# ---- resume anywhere: positions in the Redis streams ---------------------------
+
+class Via:
+    """Connections through the load balancer, for the stream helpers."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def connect(self):
+        import socket
+        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
+
+
+def seq_of(pos):
+    return int(pos.rsplit(":", 1)[1])
+
+
+def on_instance(t, kind, opener, tries=9):
+    """Opens stream clients through the balancer until one lands on `t`
+    (its /status counts it); the others are closed."""
+    for _ in range(tries):
+        before = t.status()["streaming"][kind]
+        c = opener()
+        time.sleep(0.1)
+        if t.status()["streaming"][kind] == before + 1:
+            return c
+        c[0].close() if isinstance(c, tuple) else c.close()
+    raise AssertionError("no client landed on the instance")
+
+
+def ws_drain(ws):
+    """Quote ids until the connection ends."""
+    ids = []
+    try:
+        while True:
+            m = ws.recv_json()
+            if m["type"] == "quote":
+                ids.append(m["id"])
+    except (ConnectionError, OSError):
+        return ids
+
+
+def sse_drain(s, buf):
+    ids = []
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    except OSError:
+        pass
+    for block in buf.decode(errors="replace").split("\n\n"):
+        for line in block.split("\n"):
+            if line.startswith("id: "):
+                ids.append(line[4:])
+    return ids
+
+
+def ws_resume(port, since, live):
+    """Subscribes to AAPL from `since`; the quote ids up to `live` quotes
+    past the recovery message, and that message."""
+    from wsclient import WS
+    ws = WS(port)
+    ws.send_json({"action": "subscribe", "symbols": ["AAPL"], "since": since})
+    assert ws.recv_json()["type"] == "subscribed"
+    ids, rec = [], None
+    while rec is None or len(ids) < rec["replayed"] + live:
+        m = ws.recv_json()
+        if m["type"] == "recovery":
+            rec = m
+        elif m["type"] == "quote":
+            ids.append(m["id"])
+    return ws, ids, rec
+
+
+def check_resumed(ids_after, last, rec):
+    """The replay and the live quotes after it continue the sequence from
+    the last position the client had, with nothing missing."""
+    assert rec["recovered"] is True, rec
+    seqs = [seq_of(i) for i in ids_after]
+    assert seqs[:1] == [seq_of(last) + 1], (last, seqs[:5])
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a hole in the resumed sequence"
+    assert {i.split(":")[1] for i in ids_after} == {last.split(":")[1]}  # the channel's one epoch
+
+
+def test_clients_of_killed_holder_resume_anywhere(redis_server, tickerd_factory, nginx_factory):
+    from test_streaming import sse_events, sse_open
+    from wsclient import WS
+    inst = [tickerd_factory(*fleet_args_redis_positions(redis_server.url)) for _ in range(3)]
+    lb = nginx_factory([t.port for t in inst])
+    via = Via(lb.port)
+    holder = wait_for(lambda: one_holder(inst), what="one lease holder")
+
+    def open_ws():
+        ws = WS(lb.port)
+        assert ws.open
+        ws.send_json({"action": "subscribe", "symbols": ["AAPL"]})
+        return ws
+
+    ws = on_instance(holder, "ws_clients", open_ws)
+    s, head, buf = on_instance(holder, "sse_clients", lambda: sse_open(via, "symbols=AAPL", http="1.0"))
+    evs, buf = sse_events(s, buf, 5)
+    ws.recv_until(lambda m: m["type"] == "quote")
+    holder.proc.send_signal(signal.SIGKILL)
+    holder.proc.wait()
+    ws_last = ws_drain(ws)[-1]
+    sse_ids = [e["id"] for e in evs if "id" in e] + sse_drain(s, buf)
+    sse_last = sse_ids[-1]
+    rest = [t for t in inst if t is not holder]
+    wait_for(lambda: one_holder(rest), timeout=TTL_MS / 1000 + 5, what="a new holder")
+
+    # WebSocket: through the balancer to a survivor, from its last position
+    ws, ids, rec = ws_resume(lb.port, ws_last, 20)
+    check_resumed(ids, ws_last, rec)
+    ws.close()
+
+    # SSE: the same with Last-Event-ID
+    s, head, buf = sse_open(via, "symbols=AAPL", {"Last-Event-ID": sse_last}, http="1.0")
+    ids, rec = [], None
+    while rec is None or len(ids) < rec["replayed"] + 20:
+        evs, buf = sse_events(s, buf, 1)
+        if evs[0].get("event") == "recovery":
+            rec = json.loads(evs[0]["data"])
+        elif "id" in evs[0]:
+            ids.append(evs[0]["id"])
+    check_resumed(ids, sse_last, rec)
+    s.close()
+
+    # A restarted instance (empty memory) resumes a client too.
+    again = tickerd_factory(*fleet_args_redis_positions(redis_server.url))
+    wait_for(lambda: again.get("/readyz").status == 200 or None, what="the restarted instance")
+    ws, ids, rec = ws_resume(again.port, ws_last, 5)
+    check_resumed(ids, ws_last, rec)
+    assert again.status()["streaming"]["resumed_from_redis"] == 1
+
+
 # ---- the Alpaca feed: one session per key, 406 after an unclean takeover ----
 
 @pytest.fixture(scope="module")
@@ -402,7 +548,8 @@ def test_alpaca_406_after_kill9_resumes_when_slot_frees(ca_dir, redis_server, ti
         m = re.match(r"READY (\d+) (\d+)", fake.stdout.readline())
         assert m
         env = {"APCA_API_KEY_ID": "testkey", "APCA_API_SECRET_KEY": "fleet-secret"}
-        args = ("--redis-url", redis_server.url, "--feed", "alpaca", "--symbols", "AAPL",
+        # publishers told apart by their process epochs (see fleet_args)
+        args = ("--redis-url", redis_server.url, "--memory-positions", "true", "--feed", "alpaca", "--symbols", "AAPL",
                 "--alpaca-url", "wss://127.0.0.1:%s/v2/test" % m.group(1), "--ca-file", str(ca_dir / "ca.pem"),
                 "--lease-ttl-ms", str(TTL_MS), "--lease-renew-ms", str(RENEW_MS))
         inst = [tickerd_factory(*args, env=env) for _ in range(2)]

@@ -12,6 +12,7 @@ import time
 import urllib.parse
 
 from conftest import IO_TIMEOUT_S, SANITIZED, RedisServer, free_port, is_closed, read_response, wait_for
+from test_streaming import post  # waits for the positions (Redis gives them)
 
 # The header timeout of the slowloris tests, and the pause between the bytes
 # the attacker trickles: well under the timeout, so that only a deadline
@@ -140,11 +141,6 @@ def test_pipelining_client_that_never_reads_hits_the_write_timeout(tickerd_facto
 def quote(sym, bp=100.0, ap=100.5, t="2026-11-21T20:00:00.123456789Z"):
     return {"T": "q", "S": sym, "bx": "V", "bp": bp, "bs": 3, "ax": "V", "ap": ap, "as": 1, "c": ["R"], "z": "C",
             "t": t}
-
-
-def post(t, *quotes):
-    r = t.request("POST", "/quotes", body=list(quotes))
-    assert r.status == 202, r.body
 
 
 def stack(redis_server, tickerd_factory, *args):
@@ -433,7 +429,7 @@ def test_black_hole_redis_gets_no_publish_and_the_outbox_keeps_the_newest(ticker
                  what="the publisher connected to the black hole")
         symbols = ["BH1", "BH2", "BH3", "BH4"]
         for rnd in range(1, 6):
-            post(t, *[quote(s, bp=rnd) for s in symbols])
+            post(t, *[quote(s, bp=rnd) for s in symbols], settle=False)
         pub = t.status()["redis"]["publisher"]
         assert pub["state"] != "ready"
         assert pub["outbox"] == 4 and pub["conflated"] == 16 and pub["inflight"] == 0 and pub["errors"] == 0
