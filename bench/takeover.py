@@ -100,7 +100,7 @@ def main():
             seq[0] += 1
             port = free_port()
             p = Proc([a.tickerd, "--port", str(port), "--redis-url", "redis://127.0.0.1:%d" % rport,
-                      "--feed", "sim", "--symbols", "AAPL", "--sim-rate", "100", "--lease-ttl-ms", str(a.ttl_ms),
+                      "--memory-positions", "true", "--feed", "sim", "--symbols", "AAPL", "--sim-rate", "100", "--lease-ttl-ms", str(a.ttl_ms),
                       "--lease-renew-ms", str(a.renew_ms), "--log-file", os.path.join(tmp, "t%d.log" % seq[0])],
                      os.path.join(tmp, "t%d.out" % seq[0]))
             p.port = port

@@ -65,6 +65,8 @@ size_t pipeline_drop_upstream(td_pipeline *p);
  * it in the channel's stream (MAXLEN ~ maxlen); the quote store gets it
  * with that position when the script answers. 0 or UV_ENOMEM. */
 int pipeline_use_redis_positions(td_pipeline *p, unsigned maxlen);
+/* The publish script's SHA1 (hex), or NULL in memory-only mode. */
+const char *pipeline_script_sha(const td_pipeline *p);
 void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out);
 struct qstore *pipeline_store(const td_pipeline *p);
 /* The publishing connections' counters added up; true when all are ready.

@@ -132,6 +132,8 @@ static void quotes_section(jsonw *w, td_app *app) {
   qstore_get_stats(app->store, &q);
   JW_OBJECT(w, "quotes");
   JW_STR(w, "epoch", qstore_epoch_hex(app->store));
+  JW_STR(w, "positions", pipeline_script_sha(app->pipeline) ? "redis" : "memory");
+  if (pipeline_script_sha(app->pipeline)) JW_STR(w, "script_sha", pipeline_script_sha(app->pipeline));
   nonzero_counts(w, "received", p.received, SMSG_KIND_COUNT, kind_name);
   JW_U64(w, "queued", p.queued);
   JW_U64(w, "refused_symbols", p.refused);

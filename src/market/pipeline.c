@@ -74,6 +74,8 @@ static void on_position(void *ud, uint32_t user, const char *channel, size_t chn
   buf_unref(payload);
 }
 
+const char *pipeline_script_sha(const td_pipeline *p) { return p->positions ? p->positions->sha : NULL; }
+
 int pipeline_use_redis_positions(td_pipeline *p, unsigned maxlen) {
   p->positions = calloc(1, sizeof(*p->positions));
   if (!p->positions) return UV_ENOMEM;
