@@ -399,10 +399,19 @@ static bool over_limit(td_hub *h, hub_client *c, size_t queued) {
   return false;
 }
 
+/* Whether `c` waits for a replay of symbol `sym` from Redis (hub_resume):
+ * its live quotes of that symbol would come before the replay. Walked only
+ * while both have a resume in flight; the list holds the resumes in flight. */
+static bool held_back(const td_hub *h, const hub_client *c, uint32_t sym) {
+  for (const hub_resume *r = h->resumes; r; r = r->next)
+    if (r->client == c && r->sym == sym) return true;
+  return false;
+}
+
 /* Queues `b` for member `m` under the output limits (`below`: the lower of
  * the soft and hard limits, under which nothing needs checking). */
 static void deliver(td_hub *h, const hub_member *m, td_buf *b, uint32_t tag, size_t below) {
-  if (tag && h->by_id[tag - 1]->resuming && m->client->resuming) return; /* hub_resume */
+  if (tag && h->by_id[tag - 1]->resuming && m->client->resuming && held_back(h, m->client, tag - 1)) return;
   size_t queued = conn_queued_bytes(m->conn);
   if (queued >= below && !over_limit(h, m->client, queued)) return;
   conn_send(m->conn, b, tag);

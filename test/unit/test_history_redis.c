@@ -67,12 +67,15 @@ static void test_reply_shapes(void **state) {
 /* The script on a real server: the SHA Redis gives it is ours, positions
  * start at 1 and go on, the stream has 0-<seq> ids and trims. */
 static void test_script_on_redis(void **state) {
-  rfx redis;
+  rfx redis = {0};
   assert_int_equal(rfx_spawn(&redis, NULL), 0);
   redisContext *c = rfx_client(&redis);
+  assert_non_null(c);
+  redisSetTimeout(c, (struct timeval){10, 0}); /* a loaded machine: no NULL reply for a slow one */
   hr_conf conf;
   hr_conf_init(&conf, "0123456789abcdef", 5);
   redisReply *r = redisCommand(c, "SCRIPT LOAD %s", hr_publish_script());
+  assert_non_null(r);
   assert_int_equal(r->type, REDIS_REPLY_STRING);
   assert_string_equal(r->str, conf.sha);
   freeReplyObject(r);
@@ -89,6 +92,7 @@ static void test_script_on_redis(void **state) {
     freeReplyObject(r);
   }
   r = redisCommand(c, "XREVRANGE tickerd:{quotes:AAPL}:hist + - COUNT 1");
+  assert_true(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1);
   assert_string_equal(r->element[0]->element[0]->str, "0-300");
   freeReplyObject(r);
   long long len = rfx_int_command(&redis, "XLEN tickerd:{quotes:AAPL}:hist");
