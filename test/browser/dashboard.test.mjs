@@ -355,10 +355,13 @@ describe('dashboard in chromium', { skip }, () => {
     assert.deepEqual([...resumed.symbols].sort(), ['AAPL', 'MSFT']);
     const [sym, e2, s2] = resumed.since.split(':');
     assert.ok(['AAPL', 'MSFT'].includes(sym), resumed.since);
-    assert.equal(e2, epoch);
-    if (sym === 'AAPL') assert.ok(Number(s2) >= Number(seq), `since ${resumed.since} is older than ${seen}`);
+    // Epochs are per channel (kept in Redis): only AAPL's compares.
+    if (sym === 'AAPL') {
+      assert.equal(e2, epoch);
+      assert.ok(Number(s2) >= Number(seq), `since ${resumed.since} is older than ${seen}`);
+    }
     assert.ok(subs.some((m) => m.topics && m.topics.includes('tasks')), 'tasks topic not resubscribed');
-    // Quotes flow again: a new run has a new epoch, so the position changes.
+    // Quotes flow again: the channel's sequence goes on, so the position changes.
     await page.waitForFunction(([sel, id]) => {
       const c = document.querySelector(sel);
       return c.dataset.lastId !== id && Number(c.dataset.points) > 0;
