@@ -717,19 +717,27 @@ static void resume_forget_client(td_hub *h, hub_client *c) {
 }
 
 /* The entries of the cache after the stream's top, of the same epoch: what
- * arrived live while the read was out, held back from this client. */
-static uint64_t send_cache_after(td_hub *h, hub_client *c, hub_symbol *sym, uint64_t epoch, uint64_t top) {
-  size_t cap = (size_t)h->opts.history_size, n, sent = 0;
+ * arrived live while the read was out, held back from this client. NULL
+ * with *n 0 when there are none; false when they do not follow the top
+ * without a hole (more arrived than the cache keeps, or memory ran out). */
+static bool cache_after(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t top, qstore_entry **out, size_t *n) {
+  size_t cap = (size_t)h->opts.history_size, got, k = 0;
   qstore_entry *es = calloc(cap, sizeof(*es));
-  if (!es) return 0;
-  n = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), cap, uv_now(h->opts.loop), es);
-  for (size_t i = 0; i < n; i++)
+  *out = NULL;
+  *n = 0;
+  if (!es) return false;
+  got = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), cap, uv_now(h->opts.loop), es);
+  for (size_t i = 0; i < got; i++)
     if (es[i].epoch == epoch && es[i].seq > top) {
-      send_entry(h, c, sym, &es[i]);
-      sent++;
+      if (es[i].seq != top + 1 + k) {
+        free(es);
+        return false;
+      }
+      es[k++] = es[i];
     }
-  free(es);
-  return sent;
+  *out = es;
+  *n = k;
+  return true;
 }
 
 /* All or nothing: the stream holds every message after the position, of
@@ -750,11 +758,23 @@ static void on_resume_read(void *ud, const hr_read_result *res) {
     bool complete = res->ok && res->epoch == r->epoch && res->top >= r->seq && res->n == res->top - r->seq &&
                     (res->n == 0 || res->e[0].seq == r->seq + 1);
     uint64_t replayed = 0;
+    qstore_entry *tail = NULL;
+    size_t ntail = 0;
+    complete = complete && cache_after(h, sym, r->epoch, res->top, &tail, &ntail);
     if (complete) {
       for (size_t i = 0; i < res->n; i++) send_quote(c, sym, r->epoch, res->e[i].seq, res->e[i].payload, res->e[i].len);
-      replayed = res->n + send_cache_after(h, c, sym, r->epoch, res->top);
+      for (size_t i = 0; i < ntail; i++) send_entry(h, c, sym, &tail[i]);
+      replayed = res->n + ntail;
       h->stats.resumed_from_redis++;
+      /* A channel just subscribed has no continuity yet: start it at what
+       * was replayed, so that a message published between the read and
+       * the SUBSCRIBE shows as a gap (hub_on_message) instead of vanishing. */
+      if (sym->last_seq == 0) {
+        sym->last_epoch = r->epoch;
+        sym->last_seq = res->top + ntail;
+      }
     }
+    free(tail);
     qstore_entry latest;
     for (uint32_t k = 0; k < c->nsubs; k++) {
       hub_symbol *other = h->by_id[c->subs[k].sym];
