@@ -726,7 +726,7 @@ static bool cache_after(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t top
   *out = NULL;
   *n = 0;
   if (!es) return false;
-  got = qstore_history(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), cap, uv_now(h->opts.loop), es);
+  got = qstore_history_id(h->store, SMSG_QUOTE, sym->id, cap, uv_now(h->opts.loop), es);
   for (size_t i = 0; i < got; i++)
     if (es[i].epoch == epoch && es[i].seq > top) {
       if (es[i].seq != top + 1 + k) {
@@ -779,10 +779,10 @@ static void on_resume_read(void *ud, const hr_read_result *res) {
     for (uint32_t k = 0; k < c->nsubs; k++) {
       hub_symbol *other = h->by_id[c->subs[k].sym];
       if (other == sym && complete) continue;
-      if (other == sym && res->last.payload && !qstore_latest(h->store, SMSG_QUOTE, sym->symbol, strlen(sym->symbol), &latest))
+      if (other == sym && res->last.payload && !qstore_latest_id(h->store, SMSG_QUOTE, sym->id, &latest))
         send_quote(c, sym, res->epoch, res->last.seq, res->last.payload, res->last.len); /* a restarted instance */
       else
-        hub_send_snapshot(h, c, (const char *const[]){other->symbol}, 1, 0);
+        send_snapshot_of(h, c, other, 0);
     }
     send_recovery(h, c, complete && c->nsubs == 1, r->since, r->since_len, replayed);
   }
