@@ -1,12 +1,15 @@
-/* HTTP/1.x connections: one llhttp parser per connection, requests handled
- * one at a time in arrival order (so pipelined responses leave in order),
- * and one outgoing queue of shared buffers per connection that responses,
- * WebSocket frames and SSE events all go through.
+/* HTTP/1.x requests and responses (http1.c): one llhttp parser per
+ * connection, requests handled one at a time in arrival order (so pipelined
+ * responses leave in order), each response one shared buffer on the
+ * connection's byte queue (http/conn.h), which WebSocket frames and SSE
+ * events go through too.
  *
- * Life of a request: on_read (http_conn.c) -> llhttp callbacks copy the head into the
- * connection's head buffer -> on_message_complete pauses the parser ->
- * router_dispatch(req) -> a handler calls http_respond*() (now, or later
- * after http_defer()) -> the response is queued -> parsing resumes. */
+ * Life of a request: the connection's bytes (conn.c) -> the reader's loop in
+ * http1.c feeds llhttp, whose callbacks copy the head into the connection's
+ * head buffer -> on_message_complete pauses the parser -> router_dispatch(req)
+ * -> a handler calls http_respond*() (now, or later after http_defer()) ->
+ * the response is queued and the request's state moves on -> the reader's
+ * loop resumes parsing. */
 #ifndef TD_HTTP_H
 #define TD_HTTP_H
 
@@ -18,8 +21,7 @@
 
 #include "base/buf.h"
 #include "base/td_limits.h"
-
-typedef struct td_conn td_conn;
+#include "http/conn.h"
 
 typedef struct {
   const char *name;
@@ -61,15 +63,6 @@ struct td_request {
   size_t param_lens[2];
 };
 
-/* Bytes from the peer after a connection has been taken over (WebSocket,
- * SSE), and its end. `on_close` is called once, when the connection starts
- * closing; the owner must drop its pointer to the connection then. */
-typedef struct {
-  void (*on_data)(void *owner, const char *data, size_t len);
-  void (*on_drain)(void *owner);       /* the queue became empty after conn_notify_drain */
-  void (*on_close)(void *owner, const char *reason);
-} td_stream_ops;
-
 /* ---- requests ------------------------------------------------------------ */
 const td_header *http_header(const td_request *req, const char *name);
 bool http_header_is(const td_request *req, const char *name, const char *value);
@@ -98,29 +91,5 @@ void http_defer(td_request *req, td_abort_cb on_abort, void *data);
 void http_respond_stream(td_request *req, int status, const char *content_type, const char *extra_headers,
                          const td_stream_ops *ops, void *owner);
 const char *http_status_text(int status);
-
-/* ---- connections --------------------------------------------------------- */
-/* Takes the connection over after the current request (101 upgrade already
- * written by the caller with conn_send). Bytes already read past the request
- * are handed to ops->on_data right away. */
-void conn_take_over(td_conn *c, const td_stream_ops *ops, void *owner);
-/* Queues a reference to `b` (the caller keeps its own). `tag` != 0 marks a
- * message that conn_conflate() may replace by a newer one with the same tag. */
-int conn_send(td_conn *c, td_buf *b, uint32_t tag);
-int conn_send_copy(td_conn *c, const void *p, size_t n);
-size_t conn_queued_bytes(const td_conn *c);
-/* Calls the owner's on_drain once, the next time the outgoing queue becomes
- * empty (the hub asks when a client goes over its soft limit; it costs
- * nothing per message otherwise). */
-void conn_notify_drain(td_conn *c);
-/* Drops queued (not yet written) messages that a later one with the same tag
- * supersedes; tags are 1..max_tag. Returns how many were dropped. */
-size_t conn_conflate(td_conn *c, uint32_t max_tag);
-void conn_close(td_conn *c, const char *reason);
-/* Closes once everything queued has been written. */
-void conn_end(td_conn *c);
-bool conn_is_closing(const td_conn *c);
-const char *conn_peer_ip(const td_conn *c);
-uint64_t conn_id(const td_conn *c);
 
 #endif

@@ -1,5 +1,5 @@
 /* The listening socket, the set of open connections, their limits, and a
- * graceful shutdown. Connections themselves are http_conn.c's. */
+ * graceful shutdown. Connections themselves are http1.c's (over conn.c). */
 #ifndef TD_SERVER_H
 #define TD_SERVER_H
 
@@ -45,7 +45,7 @@ td_conn *server_adopt_fd(td_server *s, int fd);
 void server_shutdown(td_server *s, int grace_ms, void (*done)(void *), void *data);
 bool server_is_draining(const td_server *s);
 
-/* For http_conn.c: registration of connections. */
+/* For http1.c: registration of connections. */
 /* Frees the server once server_shutdown has completed and the loop ran. */
 void server_free(td_server *s);
 

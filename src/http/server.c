@@ -44,14 +44,14 @@ static void check_drained(td_server *s) {
 }
 
 void server_conn_opened(td_server *s, td_conn *c) {
-  conn_list_link(c, &s->conns);
+  http1_list_link(c, &s->conns);
   s->open++;
   http_stats.open = s->open;
   if (s->open > http_stats.open_peak) http_stats.open_peak = s->open;
 }
 
 void server_conn_closed(td_server *s, td_conn *c) {
-  conn_list_unlink(c, &s->conns);
+  http1_list_unlink(c, &s->conns);
   s->open--;
   http_stats.open = s->open;
   check_drained(s);
@@ -65,7 +65,7 @@ static void admit(td_server *s, td_conn *c) {
     td_logline *l = log_begin(TD_LOG_WARN, "connection_rejected");
     if (l) { log_str(l, "reason", "too many connections"); log_int(l, "open", (int64_t)s->open); log_end(l); }
     if (s->open > (uint64_t)s->opts.max_connections + SERVER_REJECT_SLACK) conn_close(c, "over the limit");
-    else conn_reject_full(c);
+    else http1_reject_full(c);
   }
 }
 
@@ -76,12 +76,12 @@ static void on_connection(uv_stream_t *listener, int status) {
     if (l) { log_str(l, "error", uv_strerror(status)); log_end(l); }
     return;
   }
-  td_conn *c = conn_accept(s, listener);
+  td_conn *c = http1_accept(s, listener);
   if (c) admit(s, c);
 }
 
 td_conn *server_adopt_fd(td_server *s, int fd) {
-  td_conn *c = conn_adopt(s, s->listener.loop, fd);
+  td_conn *c = http1_adopt(s, s->listener.loop, fd);
   if (c) admit(s, c);
   return c;
 }
@@ -126,7 +126,7 @@ static void on_grace_expired(uv_timer_t *t) {
   td_logline *l = log_begin(TD_LOG_WARN, "shutdown_grace_expired");
   if (l) { log_int(l, "connections", (int64_t)s->open); log_end(l); }
   for (td_conn *c = s->conns, *next; c; c = next) {
-    next = conn_list_next(c);
+    next = http1_list_next(c);
     conn_close(c, "shutdown grace expired");
   }
 }
@@ -143,8 +143,8 @@ void server_shutdown(td_server *s, int grace_ms, void (*done)(void *), void *dat
   s->done_data = data;
   uv_close((uv_handle_t *)&s->listener, on_listener_closed);
   for (td_conn *c = s->conns, *next; c; c = next) {
-    next = conn_list_next(c);
-    conn_close_if_idle(c);
+    next = http1_list_next(c);
+    http1_close_if_idle(c);
   }
   uv_timer_start(&s->grace_timer, on_grace_expired, (uint64_t)grace_ms, 0);
 }
