@@ -1,4 +1,4 @@
-/* http_conn over real sockets: a server on 127.0.0.1 (port 0) with a table
+/* http1.c over real sockets: a server on 127.0.0.1 (port 0) with a table
  * of test handlers, driven by plain clients while the loop runs in steps.
  * Pipelined responses leave in request order (a deferred one included),
  * keep-alive and close for HTTP/1.1 and 1.0, the body limit (413), the

@@ -1,4 +1,4 @@
-/* http_response over a real connection: the head every response carries
+/* http1.c's response writer over a real connection: the head every response carries
  * (Content-Type, Content-Length, Date, X-Request-Id: the client's when
  * printable and short, else a generated one), JSON bodies and errors, and
  * the request accessors a handler uses (headers by any case, query
