@@ -65,10 +65,12 @@ def measure(tickerd, redis_port, path, requests, tmp):
         with socket.create_connection(("127.0.0.1", port)) as sock:
             for _ in range(WARMUP):
                 one_request(sock, request)
-            subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], stdout=subprocess.DEVNULL, check=True)
+            subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=True)
             for _ in range(requests):
                 one_request(sock, request)
-            subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], stdout=subprocess.DEVNULL, check=True)
+            subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=True)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
