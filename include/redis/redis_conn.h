@@ -38,6 +38,8 @@
  * which commands were sent. Past it the newest group absorbs new commands,
  * which only makes the watchdog later, never wrong about a stall. */
 #define RCONN_WATCH_SLOTS 256
+/* Arguments of one rconn_command_argv: the commands sent here are short. */
+#define RCONN_ARGV_MAX 8
 
 /* Smallest size hiredis's output buffer grows to once a command does not
  * fit: a loop iteration's worth of pipelined PUBLISH commands, so that a
@@ -155,6 +157,9 @@ int rconn_command(td_rconn *c, uintptr_t tag, const char *cmd, size_t len);
  * MONITOR. */
 char *rconn_command_begin(td_rconn *c, size_t max);
 int rconn_command_end(td_rconn *c, uintptr_t tag, size_t len);
+/* rconn_command with the arguments formatted by hiredis (binary safe;
+ * argl NULL: strlen of each). At most RCONN_ARGV_MAX arguments. */
+int rconn_command_argv(td_rconn *c, uintptr_t tag, int argc, const char **argv, const size_t *argl);
 /* The same without the watchdog: (UN)SUBSCRIBE, whose replies hiredis routes
  * per channel and interleaves with messages. */
 int rconn_command_untracked(td_rconn *c, uintptr_t tag, const char *cmd, size_t len);

@@ -127,23 +127,13 @@ static void schedule_round(td_lease *l, uint64_t delay_ms) {
   uv_timer_start(&l->round_timer, on_round_timer, delay_ms, 0);
 }
 
-static int send_argv(td_lease *l, uintptr_t tag, int argc, const char **argv) {
-  size_t argl[8];
-  for (int i = 0; i < argc; i++) argl[i] = strlen(argv[i]);
-  char *cmd = NULL;
-  int len = redisFormatCommandArgv(&cmd, argc, argv, argl);
-  if (len < 0) return UV_ENOMEM;
-  int rc = rconn_command(&l->conn, tag, cmd, (size_t)len);
-  free(cmd);
-  return rc;
-}
-
 static void send_round(td_lease *l) {
   if (l->round_out || !rconn_ready(&l->conn)) return;
   const char *set[] = {"SET", l->key, l->id, "NX", "PX", l->ttl_str};
   const char *probe[] = {"EVAL", probe_script, "1", l->key, l->id, l->ttl_str};
   l->round_sent_ms = now_ms();
-  if (send_argv(l, TAG_SET, 6, set) != 0 || send_argv(l, TAG_PROBE, 6, probe) != 0) {
+  if (rconn_command_argv(&l->conn, TAG_SET, 6, set, NULL) != 0 ||
+      rconn_command_argv(&l->conn, TAG_PROBE, 6, probe, NULL) != 0) {
     /* the connection refused the command: it is going away, on_ready restarts */
     if (l->holder) l->st.renew_failures++;
     return;
@@ -328,7 +318,7 @@ void lease_close(td_lease *l, void (*done)(void *ud), void *ud) {
   uv_timer_stop(&l->deadline_timer);
   if (rconn_ready(&l->conn)) {
     const char *rel[] = {"EVAL", release_script, "1", l->key, l->id};
-    if (send_argv(l, TAG_RELEASE, 5, rel) == 0) {
+    if (rconn_command_argv(&l->conn, TAG_RELEASE, 5, rel, NULL) == 0) {
       l->state = LEASE_RELEASING;
       if (was_holder) log_lease(TD_LOG_INFO, "lease_released", l, NULL);
       uv_timer_start(&l->round_timer, on_round_timer, LEASE_RELEASE_TIMEOUT_MS, 0);

@@ -729,6 +729,21 @@ int rconn_command(td_rconn *c, uintptr_t tag, const char *cmd, size_t len) {
   return rconn_command_end(c, tag, len);
 }
 
+int rconn_command_argv(td_rconn *c, uintptr_t tag, int argc, const char **argv, const size_t *argl) {
+  size_t lens[RCONN_ARGV_MAX];
+  if (argc < 1 || argc > RCONN_ARGV_MAX) return UV_EINVAL;
+  if (!argl) {
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    argl = lens;
+  }
+  char *cmd = NULL;
+  int len = redisFormatCommandArgv(&cmd, argc, argv, argl);
+  if (len < 0) return UV_ENOMEM;
+  int rc = rconn_command(c, tag, cmd, (size_t)len);
+  free(cmd);
+  return rc;
+}
+
 int rconn_command_untracked(td_rconn *c, uintptr_t tag, const char *cmd, size_t len) {
   if (c->state != RCONN_READY) return UV_ENOTCONN;
   return send_raw(c, tag << 2, cmd, len);

@@ -14,6 +14,11 @@
 #     environment; health, readiness, dashboard, quotes in the Redis container,
 #     Redis stopped and started, non-root, secrets only at run time, a clean
 #     stop within the grace period.
+#  5. The fleet (docker/docker-compose.fleet.yml): three tickerd, nginx as the
+#     load balancer, Redis. All three healthy behind the LB, exactly one lease
+#     holder, quotes in the Redis container; `docker kill` (SIGKILL) of the
+#     holder: another takes over within the lease TTL, quotes keep arriving,
+#     and no instance published while another held the lease (/status).
 # Whatever happens, the stack is taken down. Anything missing is a failure
 # that names it, never a skip.
 set -euo pipefail
@@ -25,9 +30,15 @@ HTTP_WAIT_S=120        # tickerd answering after `up` (Redis health check first)
 STATE_WAIT_S=30        # /readyz following a Redis stop or start
 SUBSCRIBE_S=5          # redis-cli SUBSCRIBE listening for quotes
 STOP_GRACE_S=10        # stop_grace_period of the compose file
+FLEET_LEASE_TTL_S=5    # TICKERD_LEASE_TTL_MS of the fleet file (its default)
+# A takeover is due within the TTL; this much more covers the new holder's
+# first round and the `docker exec` polls that see it on a loaded machine.
+TAKEOVER_SLACK_S=3
 
 ENGINE_PACKAGES=${DOCKER_ENGINE_PACKAGES:-docker.io}
 COMPOSE_FILE=docker/docker-compose.yml
+FLEET_FILE=docker/docker-compose.fleet.yml
+LB_CONTEXT=docker/lb
 DOCKERFILE=docker/Dockerfile
 HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 SECRET_VALUE="test-docker-key-$$"
@@ -37,12 +48,14 @@ mkdir -p "$logdir"
 work=$(mktemp -d /tmp/tickerd-test-docker.XXXXXX)
 project="tickerd-test-$$"
 image="tickerd:test-docker"
+lb_image="tickerd-lb:test-docker"
 # Inside the build context, git-ignored; a fixed name, so that an unchanged
 # tree rebuilds from the layer cache.
 ca_file="docker/extra-ca.test-docker.crt"
 t_start=$SECONDS
 dockerd_pid=""
 stack_up=0
+fleet_up=0
 DOCKER=""
 COMPOSE=()
 
@@ -53,6 +66,7 @@ fail() { echo "test-docker: FAIL: $*" >&2; exit 1; }
 # test decides whether a .env sits beside it (a user's docker/.env is never
 # read or touched). The image is built beforehand, from the repository.
 compose() { "${COMPOSE[@]}" -p "$project" -f "$work/docker/docker-compose.yml" "$@"; }
+fleet() { "${COMPOSE[@]}" -p "$project-fleet" -f "$work/docker/docker-compose.fleet.yml" "$@"; }
 
 cleanup() {
   local rc=$?
@@ -65,6 +79,15 @@ cleanup() {
     fi
     compose down --volumes --remove-orphans >"$logdir/down.log" 2>&1 \
       || { echo "test-docker: compose down failed:"; cat "$logdir/down.log"; rc=1; }
+  fi
+  if [ "$fleet_up" = 1 ]; then
+    if [ "$rc" != 0 ]; then
+      echo "---- fleet: compose ps / logs (last 40 lines each)"
+      fleet ps
+      fleet logs --no-color --tail 40
+    fi
+    fleet down --volumes --remove-orphans >"$logdir/fleet-down.log" 2>&1 \
+      || { echo "test-docker: fleet down failed:"; cat "$logdir/fleet-down.log"; rc=1; }
   fi
   rm -f "$ca_file"
   rm -rf "$work"
@@ -129,7 +152,7 @@ say "compose: $("${COMPOSE[@]}" version --short 2>/dev/null || echo "${COMPOSE[*
 
 # Values a user may have exported must not leak into the no-.env run: unset
 # every variable the compose file interpolates.
-for v in $(grep -v '^ *#' "$COMPOSE_FILE" | grep -o '\${[A-Z_][A-Z0-9_]*' | cut -c3- | sort -u); do
+for v in $(cat "$COMPOSE_FILE" "$FLEET_FILE" | grep -v '^ *#' | grep -o '\${[A-Z_][A-Z0-9_]*' | cut -c3- | sort -u); do
   unset "$v"
 done
 
@@ -171,7 +194,7 @@ provide_redis() {
 }
 
 # The Dockerfile's bases, and the stand-in Redis image's.
-for img in $( { awk 'toupper($1) == "FROM" { print $2 }' "$DOCKERFILE";
+for img in $( { awk 'toupper($1) == "FROM" { print $2 }' "$DOCKERFILE" "$LB_CONTEXT/Dockerfile";
                 echo debian:bookworm-slim; } | sort -u); do
   provide_base "$img"
 done
@@ -191,7 +214,8 @@ done
 : >"$work/empty.env"
 mkdir -p "$work/docker"
 cp "$COMPOSE_FILE" "$work/docker/docker-compose.yml"
-export TICKERD_IMAGE=$image
+cp "$FLEET_FILE" "$work/docker/docker-compose.fleet.yml"
+export TICKERD_IMAGE=$image TICKERD_LB_IMAGE=$lb_image
 
 say "building $image (log: $logdir/build.log)"
 t0=$SECONDS
@@ -215,6 +239,10 @@ copies=$(echo "$listing" | awk -v s="$ca_sum" '$1 == "/src" || $1 == s')
 "$DOCKER" image inspect -f '{{json .Config.Env}}' "$image" | grep -q APCA_ \
   && fail "the image carries an APCA_ variable"
 
+say "building $lb_image (log: $logdir/build-lb.log)"
+"$DOCKER" build -t "$lb_image" "$LB_CONTEXT" >"$logdir/build-lb.log" 2>&1 \
+  || { tail -n 30 "$logdir/build-lb.log" >&2; fail "the load balancer image did not build (log above)"; }
+
 # ---- 4. the stack --------------------------------------------------------------
 
 port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -236,9 +264,9 @@ wait_code() {  # PATH CODE SECONDS
 
 # Quotes on quotes:SYM as redis-cli inside the Redis container sees them: the
 # third line of a pushed message is its payload, a JSON quote naming SYM.
-expect_quotes() {  # SYM
-  local out
-  out=$(compose exec -T redis timeout "$SUBSCRIBE_S" redis-cli SUBSCRIBE "quotes:$1" 2>&1 || true)
+expect_quotes() {  # SYM [STACK]: STACK is compose (default) or fleet
+  local out stack=${2:-compose}
+  out=$("$stack" exec -T redis timeout "$SUBSCRIBE_S" redis-cli SUBSCRIBE "quotes:$1" 2>&1 || true)
   echo "$out" | awk -v ch="quotes:$1" -v sym="\"$1\"" '
     prev2 == "message" && prev1 == ch && index($0, sym) { n++ }
     { prev2 = prev1; prev1 = $0 } END { exit n > 0 ? 0 : 1 }' \
@@ -296,3 +324,78 @@ compose logs --no-color tickerd >"$logdir/tickerd.log" 2>&1
 grep -q server_stopped "$logdir/tickerd.log" || fail "no server_stopped in compose logs"
 grep -qF "$SECRET_VALUE" "$logdir/tickerd.log" && fail "the Alpaca key appears in the logs"
 say "stopped with exit code 0 in $((SECONDS - t0))s; server_stopped logged; image $image $size_mb MB"
+
+# ---- 5. the fleet --------------------------------------------------------------
+
+say "single stack down; the fleet: three tickerd, nginx, Redis"
+compose down --volumes --remove-orphans >"$logdir/down.log" 2>&1 || fail "compose down failed"
+stack_up=0
+rm -f "$work/docker/.env"
+port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export TICKERD_PUBLISH_PORT=$port
+base="http://127.0.0.1:$port"
+fleet_up=1
+fleet up -d --no-build >"$logdir/fleet-up.log" 2>&1 \
+  || { tail -n 30 "$logdir/fleet-up.log" >&2; fail "fleet up failed (log above)"; }
+wait_code /healthz 200 "$HTTP_WAIT_S"
+
+# One line per running instance: "<service> <container> <instance_id> <role>
+# <quotes.upstream> <lease.takeovers>", from its own /status (inside its
+# container: the instances are not published on the host).
+fleet_roles() {
+  local svc cid st
+  for svc in tickerd1 tickerd2 tickerd3; do
+    cid=$(fleet ps -q "$svc")
+    [ "$("$DOCKER" inspect -f '{{.State.Running}}' "$cid" 2>/dev/null)" = true ] || continue
+    st=$("$DOCKER" exec "$cid" curl -fsS --max-time 3 http://127.0.0.1:8000/status 2>/dev/null) || continue
+    echo "$st" | /usr/bin/python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print(sys.argv[1], sys.argv[2], s["instance_id"], s["role"], s["quotes"]["upstream"], s["lease"]["takeovers"])' "$svc" "$cid"
+  done
+}
+holders() { awk '$4 == "holder"' <<<"$1"; }
+
+deadline=$((SECONDS + STATE_WAIT_S))
+while roles=$(fleet_roles); [ "$(wc -l <<<"$roles")" != 3 ] || [ "$(holders "$roles" | wc -l)" != 1 ]; do
+  [ $SECONDS -lt $deadline ] || fail "no single lease holder among three within ${STATE_WAIT_S}s: $roles"
+  sleep 1
+done
+echo "$roles" >"$logdir/fleet-roles.txt"
+read -r holder_svc holder_cid holder_id _ _ _ <<<"$(holders "$roles")"
+# The standbys never ran the feed: they published no upstream quote.
+awk '$4 != "holder" && $5 != 0 { exit 1 }' <<<"$roles" \
+  || fail "a standby published upstream quotes: $roles"
+
+# Round robin through the LB reaches all three.
+ids=$(for _ in $(seq 9); do curl -fsS --max-time 5 "$base/status"; echo; done \
+  | /usr/bin/python3 -c 'import json, sys; print(len({json.loads(l)["instance_id"] for l in sys.stdin if l.strip()}))')
+[ "$ids" = 3 ] || fail "9 requests through the LB reached $ids instance(s), not 3"
+expect_quotes AAPL fleet
+say "fleet: 3 instances behind the LB, one holder ($holder_svc, $holder_id), quotes:AAPL flowing"
+
+say "docker kill (SIGKILL) the holder $holder_svc"
+"$DOCKER" kill --signal KILL "$holder_cid" >/dev/null || fail "docker kill $holder_cid failed"
+t0=$SECONDS
+before=$roles
+until roles=$(fleet_roles); new=$(holders "$roles"); [ -n "$new" ] && ! grep -q " $holder_id " <<<"$new"; do
+  [ $((SECONDS - t0)) -le $((FLEET_LEASE_TTL_S + TAKEOVER_SLACK_S)) ] \
+    || fail "no takeover within $((FLEET_LEASE_TTL_S + TAKEOVER_SLACK_S))s of killing the holder: $roles"
+  sleep 0.5
+done
+took=$((SECONDS - t0))
+echo "$roles" >>"$logdir/fleet-roles.txt"
+[ "$(wc -l <<<"$new")" = 1 ] || fail "two holders after the takeover: $new"
+read -r new_svc _ new_id _ new_upstream new_takeovers <<<"$new"
+# The new holder published nothing before the kill (its count was 0 then,
+# checked above), so no two instances published upstream quotes at once;
+# and it counts the change as a takeover.
+# (A container Docker restarted would be a new instance id, absent before.)
+awk -v id="$new_id" '$3 == id && $5 != 0 { exit 1 }' <<<"$before" \
+  || fail "$new_svc had published before the kill: $before"
+[ "$new_takeovers" -ge 1 ] || fail "$new_svc became holder without counting a takeover: $new"
+awk -v h="$new_svc" '$1 != h && $4 == "holder" { exit 1 }' <<<"$roles" || fail "more than one holder: $roles"
+expect_quotes AAPL fleet
+for _ in $(seq 6); do expect_code /healthz 200; done
+say "fleet: $new_svc ($new_id) took over in ~${took}s (lease TTL ${FLEET_LEASE_TTL_S}s), quotes:AAPL flowing, LB answers"
+fleet logs --no-color >"$logdir/fleet.log" 2>&1
