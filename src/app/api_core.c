@@ -12,6 +12,7 @@
 #include "http/server.h"
 #include "status.h"
 #include "app/task.h"
+#include "task_share.h"
 #include "base/td_limits.h"
 #include "base/uuid.h"
 #include "base/version.h"
@@ -138,6 +139,10 @@ void api_task_get(td_request *req) {
     return;
   }
   const td_task *t = tasks_find(req_app(req)->tasks, id);
+  if (!t && req_app(req)->share) {
+    tshare_answer(req_app(req)->share, req, id); /* another instance's, maybe */
+    return;
+  }
   if (!t) {
     http_error(req, 404, "unknown_task", "no such task (unknown, or expired after the retention time)", NULL);
     return;

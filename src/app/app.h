@@ -24,12 +24,14 @@ struct sim_feed;
 struct alpaca;
 struct arest;
 struct td_lease;
+struct task_share;
 
 typedef struct td_app {
   uv_loop_t *loop;
   td_config *cfg;
   struct td_server *server;
   struct td_tasks *tasks;
+  struct task_share *share;   /* finished tasks in Redis (--share-tasks), or NULL */
   struct qstore *store;
   struct td_publisher *pub[TD_REDIS_PUBLISH_CONNS];  /* pub[0] also writes quotes:last and heartbeats */
   struct td_subscriber *sub;

@@ -13,6 +13,7 @@
 #include "base/td_limits.h"
 #include "base/version.h"
 #include "redis/lease.h"
+#include "redis/rkv.h"
 
 typedef enum { OPT_STR, OPT_INT, OPT_I64, OPT_U64, OPT_DOUBLE, OPT_BOOL, OPT_FEED, OPT_PHASES } opt_type;
 
@@ -59,6 +60,10 @@ static const opt_def options[] = {
    "active tasks at most; past it 503 with Retry-After", 0},
   {"task-retention-ms", "TICKERD_TASK_RETENTION_MS", OPT_I64, OFF(task_retention_ms), 0, 86400000LL * 30,
    XSTR(TD_DEFAULT_TASK_RETENTION_MS), "how long finished tasks stay queryable", 0},
+  {"share-tasks", "TICKERD_SHARE_TASKS", OPT_BOOL, OFF(share_tasks), 0, 0, "true",
+   "write finished tasks to Redis, so /tasks/{id} answers on every instance", 0},
+  {"task-share-queue", "TICKERD_TASK_SHARE_QUEUE", OPT_INT, OFF(task_share_queue), 1, RKV_QUEUE_MAX,
+   XSTR(RKV_QUEUE_MAX), "finished tasks waiting for Redis at most (more are dropped, counted)", 0},
   {"max-finished-tasks", "TICKERD_MAX_FINISHED_TASKS", OPT_I64, OFF(max_finished_tasks), 0, 100000000,
    XSTR(TD_DEFAULT_MAX_FINISHED_TASKS), "finished tasks kept at most (oldest freed first)", 0},
   {"redis-url", "REDIS_URL", OPT_STR, OFF(redis_url), 0, 0, "redis://127.0.0.1:6379",

@@ -38,6 +38,8 @@ typedef struct td_config {
   int64_t max_tasks;
   int64_t task_retention_ms;
   int64_t max_finished_tasks;
+  bool share_tasks;          /* finished tasks copied to Redis (task_share.c) */
+  int task_share_queue;      /* records waiting for Redis at most */
   /* quote pipeline */
   char *redis_url;
   char *channel_prefix;      /* "quotes" -> quotes:AAPL */

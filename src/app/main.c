@@ -27,6 +27,7 @@
 #include "market/history_redis.h"
 #include "redis/lease.h"
 #include "app/task.h"
+#include "task_share.h"
 #include "base/td_limits.h"
 #include "base/version.h"
 #include "web.h"
@@ -61,9 +62,11 @@ static void default_web_root(char *out, size_t size) {
   snprintf(out, size, "%s/web", exe);
 }
 
-/* Task state changes go to the WebSocket clients of the "tasks" topic. */
+/* Task state changes go to the WebSocket clients of the "tasks" topic, and
+ * finished tasks to Redis for the fleet. */
 static void on_task_change(void *ud, const td_task *t) {
   td_main *m = ud;
+  if (m->app.share) tshare_task_changed(m->app.share, m->app.tasks, t);
   if (!hub_topic_listened(m->app.hub, m->tasks_topic)) return;
   json_t *msg = json_pack("{s:s, s:o}", "type", "task", "task", task_to_json(m->app.tasks, t));
   char *text = json_dumps(msg, JSON_COMPACT);
@@ -225,7 +228,8 @@ static void on_drained(void *data) {
   td_main *m = data;
   td_app *app = &m->app;
   /* feed, subscriber, publishers, and the lease if any */
-  m->pending_closes = 2 + TD_REDIS_PUBLISH_CONNS + (app->lease ? 1 : 0) + (app->history ? 1 : 0);
+  m->pending_closes = 2 + TD_REDIS_PUBLISH_CONNS + (app->lease ? 1 : 0) + (app->history ? 1 : 0) +
+                     (app->share ? 1 : 0);
   if (app->sim) sim_close(app->sim, on_sim_closed), app->sim = NULL;
   else if (app->alpaca) alpaca_stop(app->alpaca, on_alpaca_stopped, m);
   else if (!m->alpaca_stopping) feed_closed(m);
@@ -235,6 +239,7 @@ static void on_drained(void *data) {
     app->rest = NULL;
   }
   pace_close(app->pace);
+  if (app->share) tshare_close(app->share, closed_one, m), app->share = NULL;
   /* the subscriber first: its heartbeat publishes through pub[0] */
   sub_close(app->sub, closed_one, m);
   for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) pub_close(app->pub[i], closed_one, m);
@@ -336,6 +341,7 @@ static int start(td_main *m) {
   if (!app->tasks) return -1;
   m->tasks_topic = hub_topic_add(app->hub, "tasks");
   tasks_set_observer(app->tasks, on_task_change, m);
+  if (cfg->share_tasks && !(app->share = tshare_new(app->loop, cfg))) return -1;
   int n_routes;
   const td_route *routes = app_routes(&n_routes);
   td_server_opts sopts;

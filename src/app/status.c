@@ -20,6 +20,7 @@
 #include "market/subscriber.h"
 #include "redis/lease.h"
 #include "app/task.h"
+#include "task_share.h"
 #include "base/version.h"
 #include "stream/ws_session.h"
 
@@ -81,6 +82,7 @@ static void tasks_section(jsonw *w, td_app *app) {
   JW_U64(w, "retained", t.retained);
   JW_U64(w, "expired", t.expired);
   JW_U64(w, "evicted", t.evicted);
+  if (app->share) tshare_status(app->share, w);
   jw_end(w);
 }
 

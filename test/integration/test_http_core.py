@@ -99,10 +99,18 @@ def test_capacity_gives_503_with_retry_after(tickerd_factory):
     assert s["active"] == 2 and s["rejected"] == 1
 
 
-def test_task_lookup_errors(tickerd):
-    assert tickerd.get("/tasks/not-a-uuid").status == 400
-    r = tickerd.get("/tasks/00000000-0000-4000-8000-000000000000")
+def test_task_lookup_errors(tickerd_factory):
+    t = tickerd_factory("--feed", "none", "--share-tasks", "false")
+    assert t.get("/tasks/not-a-uuid").status == 400
+    r = t.get("/tasks/00000000-0000-4000-8000-000000000000")
     assert r.status == 404 and r.json()["error"] == "unknown_task"
+
+
+def test_task_lookup_without_redis(tickerd):
+    """Sharing on (the default) and no Redis: an id not held here cannot be
+    looked up in the fleet's records, which is not the same as unknown."""
+    r = tickerd.get("/tasks/00000000-0000-4000-8000-000000000000")
+    assert r.status == 503 and r.json()["error"] == "task_lookup_unavailable"
 
 
 def test_task_listing(tickerd):
@@ -115,7 +123,7 @@ def test_task_listing(tickerd):
 
 def test_finished_tasks_expire(tickerd_factory):
     t = tickerd_factory("--feed", "none", "--task-phases-ms", "10,10", "--task-error-rate", "0",
-                        "--task-retention-ms", "200")
+                        "--task-retention-ms", "200", "--share-tasks", "false")
     tid = t.get("/hello").json()["task_id"]
     wait_for(lambda: t.get(f"/tasks/{tid}").status == 404 or None, what="expiry")
     assert t.status()["tasks"]["expired"] == 1
