@@ -55,6 +55,13 @@ start_nginx() {
 # ---- 1. tickerd vs nginx ---------------------------------------------------------
 
 start_redis
+# The cost of sharing finished tasks through Redis (issue 15, part 5): the
+# same binary with --share-tasks false, its /hello measured in the same
+# interleaved loop as the default (shared) one.
+NS_OK=0
+if start_tickerd tickerd-noshare --feed none --share-tasks false; then
+  NS_OK=1; NS_PID=$TD_PID; NS_URL=$TD_URL
+fi
 TD_OK=0
 STATUS_LEN=$DEFAULT_STATUS_LEN
 HELLO_LEN=$DEFAULT_HELLO_LEN
@@ -89,6 +96,7 @@ TD_RSS_HELLO="" TD_TASKS_AFTER="" TD_RETAINED_AFTER=""
 for ((run = 1; run <= BENCH_RUNS; run++)); do
   if ((TD_OK)); then
     measure td_hello "$TD_URL/hello" "$run"
+    ((NS_OK)) && measure td_hello_noshare "$NS_URL/hello" "$run"
     # Right after the run: tasks live 8 s by default, gone by the next one.
     TD_RSS_HELLO=$(rss_kb "$TD_HTTP_PID")
     TD_TASKS_AFTER=$(status_field "$TD_URL" "$TD_FIELD_TASKS_ACTIVE")
@@ -105,6 +113,8 @@ TD_S_RPS=$(med "${RPS[td_status]:-}"); NG_S_RPS=$(med "${RPS[ng_status]:-}")
 TD_H_RPS=$(med "${RPS[td_hello]:-}"); NG_H_RPS=$(med "${RPS[ng_hello]:-}")
 R_STATUS=$(ratio "$TD_S_RPS" "$NG_S_RPS")
 R_HELLO=$(ratio "$TD_H_RPS" "$NG_H_RPS")
+NS_H_RPS=$(med "${RPS[td_hello_noshare]:-}")
+R_HELLO_NS=$(ratio "$NS_H_RPS" "$NG_H_RPS")
 
 report "## HTTP core: tickerd vs nginx (1 worker)"
 report ""
@@ -120,12 +130,21 @@ report "| nginx /status | $(fmt_int "$NG_S_RPS") | $(med "${P99[ng_status]}") ms
 if ((TD_OK)); then
   report "| tickerd /hello | $(fmt_int "$TD_H_RPS") | $(med "${P99[td_hello]}") ms | ${ERRS[td_hello]} | $(fmt_mb "$TD_RSS_HELLO") |"
 fi
+if ((NS_OK)); then
+  report "| tickerd /hello, --share-tasks false | $(fmt_int "$NS_H_RPS") | $(med "${P99[td_hello_noshare]}") ms | ${ERRS[td_hello_noshare]} | |"
+fi
 report "| nginx /hello | $(fmt_int "$NG_H_RPS") | $(med "${P99[ng_hello]}") ms | ${ERRS[ng_hello]} | $(fmt_mb "$NG_RSS_END") |"
 report ""
 report "| ratio tickerd/nginx | measured | goal | |"
 report "|---|---:|---:|---|"
 report "| /status req/s | $R_STATUS | ≥ $GOAL_STATUS | $(verdict "$R_STATUS" ">=" "$GOAL_STATUS") |"
 report "| /hello req/s | $R_HELLO | ≥ $GOAL_HELLO | $(verdict "$R_HELLO" ">=" "$GOAL_HELLO") |"
+if ((NS_OK)); then
+  # Sharing finished tasks may cost at most 10 % of the /hello ratio.
+  R_SHARE=$(ratio "$TD_H_RPS" "$NS_H_RPS")
+  report "| /hello req/s, --share-tasks false | $R_HELLO_NS | | |"
+  report "| /hello ratio shared / not shared | $R_SHARE | ≥ 0.9 | $(verdict "$R_SHARE" ">=" "0.9") |"
+fi
 report ""
 if ((TD_OK)); then
   report "tickerd RSS: $(fmt_mb "$TD_RSS_START") at start, $(fmt_mb "$TD_RSS_STATUS") after /status, $(fmt_mb "$TD_RSS_HELLO") right after the last /hello run, with ${TD_TASKS_AFTER:-n/a} tasks active and ${TD_RETAINED_AFTER:-n/a} finished ones retained (\`--task-retention-ms\`, \`--max-finished-tasks\`). nginx worker RSS: $(fmt_mb "$NG_RSS_START") at start."
@@ -136,6 +155,7 @@ report ""
 
 # Free the CPU and memory before the next measurement.
 ((TD_OK)) && stop_tickerd
+((NS_OK)) && { bench_stop "$NS_PID"; bench_forget "$NS_PID"; }
 bench_stop "$NGINX_PID"; bench_forget "$NGINX_PID"
 
 # ---- 2. memory per task ------------------------------------------------------------
