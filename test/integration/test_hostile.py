@@ -450,7 +450,12 @@ def test_black_hole_redis_gets_no_publish_and_the_outbox_keeps_the_newest(ticker
                 q = json.loads(m["data"])
                 got[q["S"]] = q["bp"]
         assert got == {s: 5 for s in symbols}
-        pub = t.status()["redis"]["publisher"]
+        # a subscriber can see the 4th message before the publisher has read
+        # Redis's reply to it: wait for the replies, then check the counts
+        def settled():
+            p = t.status()["redis"]["publisher"]
+            return p if p["inflight"] == 0 and p["outbox"] == 0 else None
+        pub = wait_for(settled, what="the publisher's replies")
         assert pub["published"] == 4 and pub["errors"] == 0 and pub["outbox"] == 0
         assert pub["published"] + pub["conflated"] + pub["dropped"] + pub["errors"] == 20
     finally:
