@@ -41,6 +41,8 @@ void jw_double(jsonw *w, const char *key, double v);
 void jw_bool(jsonw *w, const char *key, bool v);
 void jw_null(jsonw *w, const char *key);
 void jw_str(jsonw *w, const char *key, const char *s);
+/* s[0..n), NUL bytes included (as \u0000). */
+void jw_strn(jsonw *w, const char *key, const char *s, size_t n);
 /* `json` (n bytes), already valid JSON, copied as it is: a stored payload
  * keeps the number text it was published with. */
 void jw_raw(jsonw *w, const char *key, const char *json, size_t n);

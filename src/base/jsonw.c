@@ -42,11 +42,11 @@ static void put(jsonw *w, const char *s, size_t n) {
   jw_commit(w, o + n);
 }
 
-/* Bytes of s before the first one that needs escaping (or the NUL). */
-static size_t plain_run(const char *s) {
-  size_t n = 0;
-  for (unsigned char c; (c = (unsigned char)s[n]) >= 0x20 && c != '"' && c != '\\' && c != 0x7f;) n++;
-  return n;
+/* Bytes of s[0..n) before the first one that needs escaping. */
+static size_t plain_run(const char *s, size_t n) {
+  size_t i = 0;
+  for (unsigned char c; i < n && (c = (unsigned char)s[i]) >= 0x20 && c != '"' && c != '\\' && c != 0x7f;) i++;
+  return i;
 }
 
 char *json_escape(char *o, const char *s, size_t n) {
@@ -77,12 +77,10 @@ char *json_escape(char *o, const char *s, size_t n) {
   return o + (n - run);
 }
 
-/* s quoted; `colon` appends ':' (a key). Keys and most values need no escape:
- * they go out in one write. */
-static void put_string(jsonw *w, const char *s, bool colon) {
-  size_t n = plain_run(s);
-  bool plain = s[n] == '\0';
-  if (!plain) n += strlen(s + n);
+/* s[0..n) quoted; `colon` appends ':' (a key). Keys and most values need no
+ * escape: they go out in one write. */
+static void put_string(jsonw *w, const char *s, size_t n, bool colon) {
+  bool plain = plain_run(s, n) == n;
   char *o = jw_room(w, (plain ? n : JSON_ESCAPED_MAX(n)) + 3);
   if (!o) return;
   *o++ = '"';
@@ -102,7 +100,7 @@ static void prefix(jsonw *w, const char *key) {
   char *o = jw_room(w, 1);
   if (!o) return;
   jw_commit(w, jw_separate(w, o));
-  if (key) put_string(w, key, true);
+  if (key) put_string(w, key, strlen(key), true);
 }
 
 static void open_(jsonw *w, const char *key, char c) {
@@ -167,7 +165,8 @@ void jw_i64_lit(jsonw *w, const char *quoted_key, size_t n, int64_t v) {
 
 void jw_str_lit(jsonw *w, const char *quoted_key, size_t n, const char *s) {
   put_lit_key(w, quoted_key, n);
-  put_string(w, s ? s : "", false);
+  if (!s) s = "";
+  put_string(w, s, strlen(s), false);
 }
 
 void jw_double(jsonw *w, const char *key, double v) {
@@ -191,6 +190,11 @@ void jw_null(jsonw *w, const char *key) {
 }
 
 void jw_str(jsonw *w, const char *key, const char *s) {
+  if (!s) s = "";
+  jw_strn(w, key, s, strlen(s));
+}
+
+void jw_strn(jsonw *w, const char *key, const char *s, size_t n) {
   prefix(w, key);
-  put_string(w, s ? s : "", false);
+  put_string(w, s, n, false);
 }
