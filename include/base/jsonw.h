@@ -110,5 +110,7 @@ static inline void jw_open_lit(jsonw *w, const char *opener, size_t n, char clos
  * which has room for JSON_ESCAPED_MAX(n) bytes, and returns the end. */
 #define JSON_ESCAPED_MAX(n) ((n) * 6)
 char *json_escape(char *o, const char *s, size_t n);
+/* s[0..n) escaped between quotes: JSON_ESCAPED_MAX(n) + 2 bytes at most. */
+char *json_quote(char *o, const char *s, size_t n);
 
 #endif

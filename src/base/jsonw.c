@@ -77,20 +77,20 @@ char *json_escape(char *o, const char *s, size_t n) {
   return o + (n - run);
 }
 
+char *json_quote(char *o, const char *s, size_t n) {
+  *o++ = '"';
+  o = json_escape(o, s, n);
+  *o++ = '"';
+  return o;
+}
+
 /* s[0..n) quoted; `colon` appends ':' (a key). Keys and most values need no
- * escape: they go out in one write. */
+ * escape: they take only the room they need. */
 static void put_string(jsonw *w, const char *s, size_t n, bool colon) {
   bool plain = plain_run(s, n) == n;
   char *o = jw_room(w, (plain ? n : JSON_ESCAPED_MAX(n)) + 3);
   if (!o) return;
-  *o++ = '"';
-  if (plain) {
-    memcpy(o, s, n);
-    o += n;
-  } else {
-    o = json_escape(o, s, n);
-  }
-  *o++ = '"';
+  o = json_quote(o, s, n);
   *o = ':';
   jw_commit(w, o + colon);
 }
@@ -139,9 +139,7 @@ void jw_u64(jsonw *w, const char *key, uint64_t v) {
 
 static void put_i64(jsonw *w, int64_t v) {
   char *o = jw_room(w, JW_NUMBER_MAX);
-  if (!o) return;
-  if (v < 0) *o++ = '-';
-  jw_commit(w, fmt_u64(o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v));
+  if (o) jw_commit(w, fmt_i64(o, v));
 }
 
 void jw_i64(jsonw *w, const char *key, int64_t v) {
