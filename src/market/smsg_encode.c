@@ -98,7 +98,10 @@ static char *put_value(char *o, const json_t *v) {
   return o;
 }
 
-char *smsg__put_tail(char *o, uint64_t seq, const char *epoch) {
+/* The bytes ,"seq":<20 digits>,"epoch":"<16 hex>"} take at most. */
+#define ENC_TAIL_MAX (7 + 20 + 10 + SMSG_EPOCH_LEN + 2)
+
+static char *put_tail(char *o, uint64_t seq, const char *epoch) {
   memcpy(o, ",\"seq\":", 7);
   o = fmt_u64(o + 7, seq);
   memcpy(o, ",\"epoch\":\"", 10);
@@ -122,11 +125,23 @@ static char *encode_into(char *o, const smsg_msg *m, uint64_t seq, const char *e
       o = put_value(o, m->fields[i]);
     }
   }
-  return smsg__put_tail(o, seq, epoch);
+  return put_tail(o, seq, epoch);
+}
+
+/* A message of the fast tiers: its body, then the tail. */
+static td_buf *fast_encode(const struct smsg_fast_msg *f, uint64_t seq, const char *epoch) {
+  char tail[ENC_TAIL_MAX];
+  size_t tn = (size_t)(put_tail(tail, seq, epoch) - tail);
+  td_buf *b = buf_new(f->body_len + tn);
+  if (!b) return NULL;
+  memcpy(b->data, f->body, f->body_len);
+  memcpy(b->data + f->body_len, tail, tn);
+  b->len = (uint32_t)(f->body_len + tn);
+  return b;
 }
 
 td_buf *smsg_encode(const smsg_msg *m, uint64_t seq, const char *epoch) {
-  if (!m->obj) return smsg__fast_encode(m->fast, seq, epoch);
+  if (!m->obj) return fast_encode(m->fast, seq, epoch);
   const kind_spec *ks = &smsg__kinds[m->kind];
   size_t bound = 64 + SMSG_EPOCH_LEN;
   for (int i = 0; i < ks->nfields; i++)
