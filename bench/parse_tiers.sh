@@ -4,6 +4,8 @@
 #
 #   sim     --feed sim for SIM_SECONDS
 #   post    POST /quotes of the batch `make bench` sends (make_quote_body), POSTS times
+#   post-spaced  the same batch as Python's json.dumps writes it by default
+#           (", " and ": " separators: what requests.post(json=...) sends), POSTS times
 #   alpaca  --feed alpaca against test/support/fake_alpaca.py (mixed kinds), FAKE_SECONDS
 #
 # Prints one line per input with the /status quotes.parse_tiers counters:
@@ -37,6 +39,14 @@ for _ in $(seq "$POSTS"); do
   curl -fsS -o /dev/null -H 'Content-Type: application/json' --data-binary "@$BENCH_TMP/quotes.json" "$TD_URL/quotes"
 done
 echo "input=post $(tiers)"
+stop_tickerd
+
+start_tickerd post-spaced --feed none
+$PY -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$BENCH_TMP/quotes.json" >"$BENCH_TMP/quotes-spaced.json"
+for _ in $(seq "$POSTS"); do
+  curl -fsS -o /dev/null -H 'Content-Type: application/json' --data-binary "@$BENCH_TMP/quotes-spaced.json" "$TD_URL/quotes"
+done
+echo "input=post-spaced $(tiers)"
 stop_tickerd
 
 "$ROOT/test/support/testca.sh" "$BENCH_TMP/ca" >/dev/null

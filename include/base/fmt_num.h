@@ -25,4 +25,16 @@ static inline char *fmt_u64(char *o, uint64_t v) {
   return o + (e - d);
 }
 
+/* Room fmt_i64 needs at most: a sign and FMT_U64_MAX digits. */
+#define FMT_I64_MAX (1 + FMT_U64_MAX)
+
+/* Writes v in decimal at o (no NUL); returns the end. */
+static inline char *fmt_i64(char *o, int64_t v) {
+  if (v < 0) {
+    *o++ = '-';
+    return fmt_u64(o, (uint64_t)0 - (uint64_t)v);
+  }
+  return fmt_u64(o, (uint64_t)v);
+}
+
 #endif

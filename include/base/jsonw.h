@@ -41,6 +41,8 @@ void jw_double(jsonw *w, const char *key, double v);
 void jw_bool(jsonw *w, const char *key, bool v);
 void jw_null(jsonw *w, const char *key);
 void jw_str(jsonw *w, const char *key, const char *s);
+/* s[0..n), NUL bytes included (as \u0000). */
+void jw_strn(jsonw *w, const char *key, const char *s, size_t n);
 /* `json` (n bytes), already valid JSON, copied as it is: a stored payload
  * keeps the number text it was published with. */
 void jw_raw(jsonw *w, const char *key, const char *json, size_t n);
@@ -108,5 +110,7 @@ static inline void jw_open_lit(jsonw *w, const char *opener, size_t n, char clos
  * which has room for JSON_ESCAPED_MAX(n) bytes, and returns the end. */
 #define JSON_ESCAPED_MAX(n) ((n) * 6)
 char *json_escape(char *o, const char *s, size_t n);
+/* s[0..n) escaped between quotes: JSON_ESCAPED_MAX(n) + 2 bytes at most. */
+char *json_quote(char *o, const char *s, size_t n);
 
 #endif

@@ -7,7 +7,11 @@
 #ifndef TD_API_H
 #define TD_API_H
 
+#include "base/jsonw.h"
 #include "http/http.h"
+
+/* Answers with the document in w (500 if its writer failed) and frees w. */
+void api_respond_jsonw(td_request *req, int status, jsonw *w, const char *extra_headers);
 
 void api_root(td_request *req);
 void api_hello(td_request *req);

@@ -39,29 +39,24 @@ void api_quotes_post(td_request *req) {
     http_error(req, 400, "invalid_batch", err, NULL);
     return;
   }
-  json_t *kinds = json_object();
+  jsonw w;
+  jw_init(&w, 0);
+  jw_object(&w, NULL);
+  JW_U64(&w, "accepted", r.accepted);
+  JW_U64(&w, "quotes", r.by_kind[SMSG_QUOTE]);
+  jw_object(&w, "by_kind");
   for (int k = 0; k < SMSG_KIND_COUNT; k++)
-    if (r.by_kind[k]) json_object_set_new(kinds, smsg_kind_channel((smsg_kind)k), json_integer((json_int_t)r.by_kind[k]));
-  json_t *body = json_pack("{s:I, s:I, s:o}", "accepted", (json_int_t)r.accepted, "quotes",
-                           (json_int_t)r.by_kind[SMSG_QUOTE], "by_kind", kinds);
-  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-  json_decref(body);
-  if (!text) {
-    http_error(req, 500, "internal", "out of memory", NULL);
-    return;
-  }
-  pace_respond(app->pace, req, text, strlen(text));
-  free(text);
+    if (r.by_kind[k]) jw_u64(&w, smsg_kind_channel((smsg_kind)k), r.by_kind[k]);
+  jw_end(&w);
+  jw_end(&w);
+  if (w.failed) http_error(req, 500, "internal", "out of memory", NULL);
+  else pace_respond(app->pace, req, w.p, w.len);
+  jw_free(&w);
 }
 
 /* GET /quotes and /history answer with the stored payloads byte for byte:
  * parsing them back into jansson and dumping them again printed 275.22 as
  * 275.22000000000003 (jansson's %.17g), unlike the published message. */
-static void respond_jsonw(td_request *req, jsonw *w) {
-  if (w->failed) http_error(req, 500, "internal", "out of memory", NULL);
-  else http_respond(req, 200, "application/json", w->p, w->len, NULL);
-  jw_free(w);
-}
 
 void api_quotes_list(td_request *req) {
   qstore *qs = pipeline_store(req_app(req)->pipeline);
@@ -85,7 +80,7 @@ void api_quotes_list(td_request *req) {
   jw_end(&w);
   jw_end(&w);
   free(syms);
-  respond_jsonw(req, &w);
+  api_respond_jsonw(req, 200, &w, NULL);
 }
 
 /* The symbol path parameter, percent-decoded ("BTC%2FUSD" is BTC/USD: a raw
@@ -138,5 +133,5 @@ void api_quote_history(td_request *req) {
   jw_end(&w);
   jw_end(&w);
   free(es);
-  respond_jsonw(req, &w);
+  api_respond_jsonw(req, 200, &w, NULL);
 }

@@ -68,12 +68,14 @@ static void on_task_change(void *ud, const td_task *t) {
   td_main *m = ud;
   if (m->app.share) tshare_task_changed(m->app.share, m->app.tasks, t);
   if (!hub_topic_listened(m->app.hub, m->tasks_topic)) return;
-  json_t *msg = json_pack("{s:s, s:o}", "type", "task", "task", task_to_json(m->app.tasks, t));
-  char *text = json_dumps(msg, JSON_COMPACT);
-  json_decref(msg);
-  if (!text) return;
-  hub_topic_publish(m->app.hub, m->tasks_topic, text, strlen(text));
-  free(text);
+  jsonw w;
+  jw_init(&w, 0);
+  jw_object(&w, NULL);
+  JW_STR(&w, "type", "task");
+  task_write_json(&w, "task", m->app.tasks, t);
+  jw_end(&w);
+  if (!w.failed) hub_topic_publish(m->app.hub, m->tasks_topic, w.p, w.len);
+  jw_free(&w);
 }
 
 /* ---- feeds into the one message path ------------------------------------------ */

@@ -18,7 +18,9 @@
 #include "base/td_limits.h"
 #include "base/uuid.h"
 #include "base/rng.h"
+#include "base/fnv1a.h"
 #include "base/url.h"
+#include "base/utf8.h"
 
 /* The id table starts here and doubles at 75% load (task_table.h). */
 #define TASK_TABLE_INITIAL 1024
@@ -307,9 +309,10 @@ void tasks_set_observer(td_tasks *ts, task_observer cb, void *ud) {
   ts->observer_ud = ud;
 }
 
-static void put_iso(json_t *o, const char *key, uint64_t ms) {
+/* A time as ISO 8601 UTC with milliseconds, or null when it has not come. */
+static void put_iso(jsonw *w, const char *key, uint64_t ms) {
   if (!ms) {
-    json_object_set_new(o, key, json_null());
+    jw_null(w, key);
     return;
   }
   time_t s = (time_t)(ms / 1000);
@@ -318,61 +321,95 @@ static void put_iso(json_t *o, const char *key, uint64_t ms) {
   char buf[64]; /* room for any int the compiler imagines in tm */
   snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
            tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-  json_object_set_new(o, key, json_string(buf));
+  jw_str(w, key, buf);
 }
 
-/* Query parameters as an object, percent-decoded; repeated keys keep the
- * last value, and a key or value that is not UTF-8 is left out. */
-static json_t *query_json(const char *q, size_t n) {
-  json_t *o = json_object();
+/* A request string as sent, or null when it is not UTF-8. */
+static void put_utf8(jsonw *w, const char *key, const char *s, size_t n) {
+  if (utf8_valid(s, n)) jw_strn(w, key, s, n);
+  else jw_null(w, key);
+}
+
+/* Query parameters the task keeps at most: each takes at least "k=" or "&k". */
+#define TASK_QUERY_PAIRS_MAX (TD_TASK_MAX_QUERY / 2 + 1)
+/* Slots of the table that finds repeated keys: a power of two, at least
+ * twice TASK_QUERY_PAIRS_MAX so that probes stay short. */
+#define TASK_QUERY_SLOTS 1024
+
+/* Query parameters as an object, percent-decoded; a repeated key keeps the
+ * place of its first and the value of its last occurrence, and a key or
+ * value that is not UTF-8 is left out. A decoded NUL ends a key or value. */
+static void put_query(jsonw *w, const char *key, const char *q, size_t n) {
+  char dec[2 * (TD_TASK_MAX_QUERY + 1)];
+  struct {
+    size_t k, v;   /* offsets in dec */
+    size_t last;   /* a first occurrence: the value of its key's last one */
+    bool repeat;
+  } pairs[TASK_QUERY_PAIRS_MAX];
+  int16_t slot[TASK_QUERY_SLOTS];
+  memset(slot, 0xff, sizeof(slot));
+  size_t np = 0, used = 0;
   const char *pos = q, *end = q + n, *k, *v;
   size_t kn, vn;
-  char key[TD_TASK_MAX_QUERY + 1], val[TD_TASK_MAX_QUERY + 1];
-  while (url_query_next(&pos, end, &k, &kn, &v, &vn)) {
-    if (kn > 0 && url_decode(k, kn, key, sizeof(key), URL_DECODE_FORM) >= 0 &&
-        url_decode(v, vn, val, sizeof(val), URL_DECODE_FORM) >= 0) {
-      json_t *jv = json_string(val);
-      if (jv) json_object_set_new(o, key, jv); /* a key that is not UTF-8 is refused (and jv freed) */
-    }
+  while (np < TASK_QUERY_PAIRS_MAX && url_query_next(&pos, end, &k, &kn, &v, &vn)) {
+    char *kd = dec + used;
+    long kl = kn > 0 ? url_decode(k, kn, kd, sizeof(dec) - used, URL_DECODE_FORM) : -1;
+    if (kl < 0) continue;
+    char *vd = kd + kl + 1;
+    long vl = url_decode(v, vn, vd, sizeof(dec) - used - (size_t)kl - 1, URL_DECODE_FORM);
+    size_t klen = strlen(kd);
+    if (vl < 0 || !utf8_valid(kd, klen) || !utf8_valid(vd, strlen(vd))) continue;
+    size_t h = fnv1a(kd, klen) & (TASK_QUERY_SLOTS - 1);
+    while (slot[h] >= 0 && strcmp(dec + pairs[slot[h]].k, kd) != 0) h = (h + 1) & (TASK_QUERY_SLOTS - 1);
+    pairs[np].k = used;
+    pairs[np].v = used + (size_t)kl + 1;
+    pairs[np].last = pairs[np].v;
+    pairs[np].repeat = slot[h] >= 0;
+    if (slot[h] >= 0) pairs[slot[h]].last = pairs[np].v;
+    else slot[h] = (int16_t)np;
+    used += (size_t)kl + 1 + (size_t)vl + 1;
+    np++;
   }
-  return o;
+  jw_object(w, key);
+  for (size_t i = 0; i < np; i++)
+    if (!pairs[i].repeat) jw_str(w, dec + pairs[i].k, dec + pairs[i].last);
+  jw_end(w);
 }
 
-json_t *task_to_json(const td_tasks *ts, const td_task *t) {
+void task_write_json(jsonw *w, const char *key, const td_tasks *ts, const td_task *t) {
   char id[UUID_STR_LEN + 1];
   uuid_format(t->id, id);
-  json_t *o = json_object();
-  json_object_set_new(o, "id", json_string(id));
-  json_object_set_new(o, "state", json_string(state_names[t->state]));
-  json_object_set_new(o, "phase", t->phase ? json_integer(t->phase) : json_null());
-  json_object_set_new(o, "phases", json_integer(ts->cfg->task_phase_count));
-  put_iso(o, "created_at", t->created_ms);
-  put_iso(o, "started_at", t->started_ms);
-  put_iso(o, "finished_at", t->finished_ms);
-  json_object_set_new(o, "error", t->state == TASK_FAILED ? json_string(simulated_error)
-                                  : t->state == TASK_CANCELLED ? json_string("cancelled: server shutting down")
-                                                               : json_null());
+  jw_object(w, key);
+  jw_str(w, "id", id);
+  jw_str(w, "state", state_names[t->state]);
+  if (t->phase) jw_i64(w, "phase", t->phase);
+  else jw_null(w, "phase");
+  jw_i64(w, "phases", ts->cfg->task_phase_count);
+  put_iso(w, "created_at", t->created_ms);
+  put_iso(w, "started_at", t->started_ms);
+  put_iso(w, "finished_at", t->finished_ms);
+  if (t->state == TASK_FAILED) jw_str(w, "error", simulated_error);
+  else if (t->state == TASK_CANCELLED) jw_str(w, "error", "cancelled: server shutting down");
+  else jw_null(w, "error");
   const char *d = t->data;
-  json_t *req = json_object();
-  json_object_set_new(req, "client_ip", json_string(t->ip));
-  json_object_set_new(req, "method", json_stringn(d, t->method_len));
-  json_t *ua = json_stringn(d + t->method_len, t->ua_len);
-  json_object_set_new(req, "user_agent", ua ? ua : json_null());
-  json_t *path = json_stringn(d + t->method_len + t->ua_len, t->path_len);
-  json_object_set_new(req, "path", path ? path : json_null());
-  json_object_set_new(req, "query", query_json(d + t->method_len + t->ua_len + t->path_len, t->query_len));
-  json_object_set_new(o, "request", req);
-  return o;
+  jw_object(w, "request");
+  jw_str(w, "client_ip", t->ip);
+  jw_strn(w, "method", d, t->method_len);
+  put_utf8(w, "user_agent", d + t->method_len, t->ua_len);
+  put_utf8(w, "path", d + t->method_len + t->ua_len, t->path_len);
+  put_query(w, "query", d + t->method_len + t->ua_len + t->path_len, t->query_len);
+  jw_end(w);
+  jw_end(w);
 }
 
-json_t *tasks_recent_json(td_tasks *ts, int limit, int state) {
-  json_t *a = json_array();
-  for (size_t i = 0; i < ts->recent_count && (int)json_array_size(a) < limit; i++) {
+size_t tasks_recent(td_tasks *ts, int limit, int state, const td_task **out) {
+  size_t n = 0;
+  for (size_t i = 0; i < ts->recent_count && (int)n < limit; i++) {
     size_t idx = (ts->recent_next + TD_TASK_RECENT - 1 - i) % TD_TASK_RECENT;
     const td_task *t = tasks_find(ts, ts->recent[idx]);
-    if (t && (state < 0 || t->state == state)) json_array_append_new(a, task_to_json(ts, t));
+    if (t && (state < 0 || t->state == state)) out[n++] = t;
   }
-  return a;
+  return n;
 }
 
 void tasks_close(td_tasks *ts) {

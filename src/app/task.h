@@ -13,11 +13,11 @@
 #ifndef TD_TASK_H
 #define TD_TASK_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/jsonw.h"
 #include "config.h"
 
 typedef enum { TASK_PENDING, TASK_RUNNING, TASK_COMPLETED, TASK_FAILED, TASK_CANCELLED } task_state;
@@ -52,14 +52,15 @@ void tasks_cancel_all(td_tasks *ts, const char *reason);
 void tasks_stats(const td_tasks *ts, task_stats *out);
 /* Called on every state change (for the dashboard's tasks topic). */
 void tasks_set_observer(td_tasks *ts, task_observer cb, void *ud);
-/* The most recent tasks still known, newest first, at most `limit`;
- * `state` < 0 for any state. Returns a JSON array. */
-json_t *tasks_recent_json(td_tasks *ts, int limit, int state);
+/* The most recent tasks still known, newest first, at most `limit` into
+ * out[]; `state` < 0 for any state. Returns how many. */
+size_t tasks_recent(td_tasks *ts, int limit, int state, const td_task **out);
 /* Closes the timer; tasks_free after the loop ran the close callbacks. */
 void tasks_close(td_tasks *ts);
 void tasks_free(td_tasks *ts);
 
-json_t *task_to_json(const td_tasks *ts, const td_task *t);
+/* The task as a JSON object (GET /tasks/{id}, the tasks topic). */
+void task_write_json(jsonw *w, const char *key, const td_tasks *ts, const td_task *t);
 const uint8_t *task_id(const td_task *t);
 task_state task_get_state(const td_task *t);
 const char *task_state_name(task_state s);

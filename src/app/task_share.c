@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/jsonw.h"
 #include "base/log.h"
 #include "base/uuid.h"
 #include "redis/rkv.h"
@@ -49,13 +50,15 @@ void tshare_task_changed(task_share *sh, const td_tasks *ts, const td_task *t) {
   task_state s = task_get_state(t);
   if (s != TASK_COMPLETED && s != TASK_FAILED && s != TASK_CANCELLED) return;
   if (sh->ttl_ms == 0) return; /* not retained here either */
-  json_t *o = task_to_json(ts, t);
-  char *json = o ? json_dumps(o, JSON_COMPACT) : NULL;
-  json_decref(o);
-  if (!json) return;
-  char key[KEY_LEN + 1];
-  rkv_put(sh->kv, key, key_of(task_id(t), key), json, strlen(json), sh->ttl_ms);
-  free(json);
+  /* the same JSON GET /tasks/{id} answers here */
+  jsonw w;
+  jw_init(&w, 0);
+  task_write_json(&w, NULL, ts, t);
+  if (!w.failed) {
+    char key[KEY_LEN + 1];
+    rkv_put(sh->kv, key, key_of(task_id(t), key), w.p, w.len, sh->ttl_ms);
+  }
+  jw_free(&w);
 }
 
 static void respond(td_request *req, rkv_result res, const char *value, size_t len, const char *why) {

@@ -42,18 +42,47 @@ static void put(jsonw *w, const char *s, size_t n) {
   jw_commit(w, o + n);
 }
 
-/* Bytes of s before the first one that needs escaping (or the NUL). */
-static size_t plain_run(const char *s) {
-  size_t n = 0;
-  for (unsigned char c; (c = (unsigned char)s[n]) >= 0x20 && c != '"' && c != '\\' && c != 0x7f;) n++;
-  return n;
+/* 1 for the bytes a JSON string holds as they are: all but control bytes
+ * (the NUL among them), '"', '\\' and DEL. One load per byte: every key
+ * and string value of a document is scanned with it. */
+#define P0 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+#define P1 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+static const unsigned char plain_table[256] = {
+  P0, P0,                                          /* 0x00-0x1f: control */
+  1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x22 '"' */
+  P1, P1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,  /* 0x5c '\\' */
+  P1,
+  1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,  /* 0x7f DEL */
+  P1, P1, P1, P1, P1, P1, P1, P1,                  /* 0x80-0xff: UTF-8, copied */
+};
+
+static bool plain_byte(unsigned char c) { return plain_table[c]; }
+
+/* Bytes of s before the first one that needs escaping (or the NUL), four
+ * a step: each is tested in order, so nothing past the NUL is read. */
+static size_t plain_run_z(const char *s) {
+  const unsigned char *u = (const unsigned char *)s;
+  for (size_t n = 0;; n += 4) {
+    if (!plain_table[u[n]]) return n;
+    if (!plain_table[u[n + 1]]) return n + 1;
+    if (!plain_table[u[n + 2]]) return n + 2;
+    if (!plain_table[u[n + 3]]) return n + 3;
+  }
+}
+
+/* Bytes of s[0..n) before the first one that needs escaping. */
+static size_t plain_run(const char *s, size_t n) {
+  size_t i = 0;
+  while (i < n && plain_byte((unsigned char)s[i])) i++;
+  return i;
 }
 
 char *json_escape(char *o, const char *s, size_t n) {
   size_t run = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f) continue;
+    if (plain_byte(c)) continue;
     memcpy(o, s + run, i - run);
     o += i - run;
     run = i + 1;
@@ -77,24 +106,36 @@ char *json_escape(char *o, const char *s, size_t n) {
   return o + (n - run);
 }
 
-/* s quoted; `colon` appends ':' (a key). Keys and most values need no escape:
- * they go out in one write. */
-static void put_string(jsonw *w, const char *s, bool colon) {
-  size_t n = plain_run(s);
-  bool plain = s[n] == '\0';
-  if (!plain) n += strlen(s + n);
+char *json_quote(char *o, const char *s, size_t n) {
+  *o++ = '"';
+  o = json_escape(o, s, n);
+  *o++ = '"';
+  return o;
+}
+
+/* s[0..n) quoted, `plain` when no byte of it needs escaping; `colon`
+ * appends ':' (a key). Keys and most values are plain: one copy. */
+static void put_quoted(jsonw *w, const char *s, size_t n, bool plain, bool colon) {
   char *o = jw_room(w, (plain ? n : JSON_ESCAPED_MAX(n)) + 3);
   if (!o) return;
-  *o++ = '"';
   if (plain) {
+    *o++ = '"';
     memcpy(o, s, n);
     o += n;
+    *o++ = '"';
   } else {
-    o = json_escape(o, s, n);
+    o = json_quote(o, s, n);
   }
-  *o++ = '"';
   *o = ':';
   jw_commit(w, o + colon);
+}
+
+/* A NUL-terminated string: read once when it needs no escape. */
+static void put_cstring(jsonw *w, const char *s, bool colon) {
+  size_t n = plain_run_z(s);
+  bool plain = s[n] == '\0';
+  if (!plain) n += strlen(s + n);
+  put_quoted(w, s, n, plain, colon);
 }
 
 /* The comma and the key (escaped) before a value. */
@@ -102,7 +143,7 @@ static void prefix(jsonw *w, const char *key) {
   char *o = jw_room(w, 1);
   if (!o) return;
   jw_commit(w, jw_separate(w, o));
-  if (key) put_string(w, key, true);
+  if (key) put_cstring(w, key, true);
 }
 
 static void open_(jsonw *w, const char *key, char c) {
@@ -141,9 +182,7 @@ void jw_u64(jsonw *w, const char *key, uint64_t v) {
 
 static void put_i64(jsonw *w, int64_t v) {
   char *o = jw_room(w, JW_NUMBER_MAX);
-  if (!o) return;
-  if (v < 0) *o++ = '-';
-  jw_commit(w, fmt_u64(o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v));
+  if (o) jw_commit(w, fmt_i64(o, v));
 }
 
 void jw_i64(jsonw *w, const char *key, int64_t v) {
@@ -167,7 +206,7 @@ void jw_i64_lit(jsonw *w, const char *quoted_key, size_t n, int64_t v) {
 
 void jw_str_lit(jsonw *w, const char *quoted_key, size_t n, const char *s) {
   put_lit_key(w, quoted_key, n);
-  put_string(w, s ? s : "", false);
+  put_cstring(w, s ? s : "", false);
 }
 
 void jw_double(jsonw *w, const char *key, double v) {
@@ -192,5 +231,10 @@ void jw_null(jsonw *w, const char *key) {
 
 void jw_str(jsonw *w, const char *key, const char *s) {
   prefix(w, key);
-  put_string(w, s ? s : "", false);
+  put_cstring(w, s ? s : "", false);
+}
+
+void jw_strn(jsonw *w, const char *key, const char *s, size_t n) {
+  prefix(w, key);
+  put_quoted(w, s, n, plain_run(s, n) == n, false);
 }

@@ -117,11 +117,7 @@ static void putc_(char c) { put(&c, 1); }
 static void put_escaped(const char *s, size_t n) {
   char e[JSON_ESCAPED_MAX(LOG_VALUE_MAX) + 2];
   if (n > LOG_VALUE_MAX) n = LOG_VALUE_MAX;
-  char *o = e;
-  *o++ = '"';
-  o = json_escape(o, s, n);
-  *o++ = '"';
-  put(e, (size_t)(o - e));
+  put(e, (size_t)(json_quote(e, s, n) - e));
 }
 
 static void put_key(const char *key) {

@@ -15,10 +15,12 @@
 #include <string.h>
 
 #include "upstream/https_client.h"
+#include "base/jsonw.h"
 #include "base/log.h"
 #include "upstream/tls.h"
 #include "upstream/ws_client.h"
 #include "base/rng.h"
+#include "base/utf8.h"
 
 /* Reconnect paces, by the last failure's kind (see alpaca.h). */
 typedef enum {
@@ -464,61 +466,68 @@ static bool feed_known(const char *feed) {
   return false;
 }
 
-/* The symbols as a JSON array, or NULL when one is not valid. */
-static json_t *symbol_list(const char *csv) {
-  json_t *arr = json_array();
+/* Writes the symbols as a JSON array under `key`; false when one is not
+ * valid or there is none. */
+static bool put_symbols(jsonw *w, const char *key, const char *csv) {
+  jw_array(w, key);
   const char *p = csv ? csv : "";
-  while (arr && *p) {
+  int count = 0;
+  while (*p) {
     size_t n = strcspn(p, ",");
     while (n > 0 && p[0] == ' ') p++, n--;
     while (n > 0 && p[n - 1] == ' ') n--;
     bool star = n == 1 && p[0] == '*';
-    if (!star && !smsg_symbol_valid(p, n)) {
-      json_decref(arr);
-      return NULL;
-    }
-    json_array_append_new(arr, json_stringn(p, n));
+    if (!star && !smsg_symbol_valid(p, n)) return false;
+    jw_strn(w, NULL, p, n);
+    count++;
     p += n;
     while (*p == ',' || *p == ' ') p++;
   }
-  if (arr && json_array_size(arr) == 0) {
-    json_decref(arr);
-    return NULL;
-  }
-  return arr;
+  jw_end(w);
+  return count > 0;
 }
 
-/* {"action":"subscribe","<channel>":[symbols],...} for each configured channel. */
-static char *subscribe_message(const char *channels, json_t *symbols, const char **err) {
-  json_t *msg = json_pack("{s:s}", "action", "subscribe");
+/* A finished writer's text, handed over (free() it), or NULL when it failed
+ * or is longer than a request may be. */
+static char *request_text(jsonw *w) {
+  if (w->failed || w->len > ALPACA_MAX_REQUEST) {
+    jw_free(w);
+    return NULL;
+  }
+  return w->p;
+}
+
+/* {"action":"subscribe","<channel>":[symbols],...} for each configured
+ * channel, once each in the order first named. */
+static char *subscribe_message(const char *channels, const char *symbols, const char **err) {
+  jsonw w;
+  jw_init(&w, 0);
+  jw_object(&w, NULL);
+  JW_STR(&w, "action", "subscribe");
   const char *p = channels ? channels : "";
-  int count = 0;
+  unsigned named = 0;
   while (*p) {
     size_t n = strcspn(p, ",");
     int kind = smsg_kind_from_channel(p, n);
     if (kind < 0 || kind == SMSG_NEWS) {
-      json_decref(msg);
+      jw_free(&w);
       *err = "--alpaca-channels: unknown channel (quotes, trades, bars, updatedBars, dailyBars, "
              "statuses, lulds, corrections, cancelErrors)";
       return NULL;
     }
-    json_object_set(msg, smsg_kind_channel((smsg_kind)kind), symbols);
-    count++;
+    if (!(named & 1u << kind)) put_symbols(&w, smsg_kind_channel((smsg_kind)kind), symbols);
+    named |= 1u << kind;
     p += n;
     while (*p == ',') p++;
   }
-  if (count == 0) {
-    json_decref(msg);
+  if (!named) {
+    jw_free(&w);
     *err = "--alpaca-channels: no channel";
     return NULL;
   }
-  char *text = json_dumps(msg, JSON_COMPACT);
-  json_decref(msg);
-  if (!text || strlen(text) > ALPACA_MAX_REQUEST) {
-    free(text);
-    *err = "--symbols: the subscription is too long";
-    return NULL;
-  }
+  jw_end(&w);
+  char *text = request_text(&w);
+  if (!text) *err = "--symbols: the subscription is too long";
   return text;
 }
 
@@ -546,31 +555,32 @@ static int setup_streams(alpaca *a, const alpaca_opts *cfg, const char **err) {
     *err = "--alpaca-url must be a ws:// or wss:// URL";
     return -EINVAL;
   }
-  json_t *symbols = symbol_list(cfg->symbols);
-  if (!symbols) {
+  jsonw w;
+  jw_init(&w, 0);
+  bool valid = put_symbols(&w, NULL, cfg->symbols);
+  jw_free(&w);
+  if (!valid) {
     *err = "--symbols: a symbol is not valid ([A-Z0-9./-]{1,16}, or * for all)";
     return -EINVAL;
   }
-  data->subscribe = subscribe_message(cfg->channels, symbols, err);
+  data->subscribe = subscribe_message(cfg->channels, cfg->symbols, err);
   data->st.enabled = true;
   if (data->subscribe && cfg->news) {
     const char *nurl = cfg->news_url;
     if (!nurl || check_ws_url(nurl) < 0) {
-      json_decref(symbols);
       *err = "--alpaca-news-url must be a ws:// or wss:// URL";
       return -EINVAL;
     }
     news->url = strdup(nurl);
-    json_t *msg = json_pack("{s:s,s:O}", "action", "subscribe", "news", symbols);
-    news->subscribe = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-    json_decref(msg);
-    if (!news->url || !news->subscribe) {
-      json_decref(symbols);
-      return -ENOMEM;
-    }
+    jw_init(&w, 0);
+    jw_object(&w, NULL);
+    JW_STR(&w, "action", "subscribe");
+    put_symbols(&w, "news", cfg->symbols);
+    jw_end(&w);
+    news->subscribe = request_text(&w);
+    if (!news->url || !news->subscribe) return -ENOMEM;
     news->st.enabled = true;
   }
-  json_decref(symbols);
   return data->subscribe ? 0 : -EINVAL;
 }
 
@@ -592,11 +602,18 @@ int alpaca_new(uv_loop_t *loop, const alpaca_opts *cfg, alpaca_msg_cb on_msg, vo
   a->on_msg = on_msg;
   a->ud = ud;
   a->rng = rng_seed_random();
-  json_t *auth = json_pack("{s:s,s:s,s:s}", "action", "auth", "key", cfg->key_id, "secret",
-                           cfg->secret_key);
-  a->auth = auth ? json_dumps(auth, JSON_COMPACT) : NULL;
-  json_decref(auth);
-  if (!a->auth) *err = "APCA_API_KEY_ID and APCA_API_SECRET_KEY must be valid UTF-8";
+  if (utf8_valid(cfg->key_id, strlen(cfg->key_id)) && utf8_valid(cfg->secret_key, strlen(cfg->secret_key))) {
+    jsonw w;
+    jw_init(&w, 0);
+    jw_object(&w, NULL);
+    JW_STR(&w, "action", "auth");
+    JW_STR(&w, "key", cfg->key_id);
+    JW_STR(&w, "secret", cfg->secret_key);
+    jw_end(&w);
+    a->auth = request_text(&w);
+  } else {
+    *err = "APCA_API_KEY_ID and APCA_API_SECRET_KEY must be valid UTF-8";
+  }
   int r = a->auth ? setup_streams(a, cfg, err) : -EINVAL;
   if (r == 0) r = tls_ctx_new(&a->ctx, cfg->ca_file, err);
   if (r < 0) {

@@ -17,14 +17,6 @@
  * exactly sized td_buf; quotes are about 200 bytes. */
 #define ENC_STACK_BYTES 2048
 
-static char *put_i64(char *o, int64_t v) {
-  if (v < 0) {
-    *o++ = '-';
-    return fmt_u64(o, (uint64_t)0 - (uint64_t)v);
-  }
-  return fmt_u64(o, (uint64_t)v);
-}
-
 static const double pow10_tab[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
 
 /* Shortest decimal that reads back as exactly v. Prices have few decimals:
@@ -69,13 +61,6 @@ char *smsg__put_double(char *o, double v) {
   return o;
 }
 
-static char *put_str(char *o, const char *s, size_t n) {
-  *o++ = '"';
-  o = json_escape(o, s, n);
-  *o++ = '"';
-  return o;
-}
-
 static char *put_key(char *o, const char *k, bool first) {
   if (!first) *o++ = ',';
   *o++ = '"';
@@ -99,21 +84,24 @@ static size_t value_bound(const json_t *v) {
 }
 
 static char *put_value(char *o, const json_t *v) {
-  if (json_is_string(v)) return put_str(o, json_string_value(v), json_string_length(v));
-  if (json_is_integer(v)) return put_i64(o, json_integer_value(v));
+  if (json_is_string(v)) return json_quote(o, json_string_value(v), json_string_length(v));
+  if (json_is_integer(v)) return fmt_i64(o, json_integer_value(v));
   if (json_is_real(v)) return smsg__put_double(o, json_real_value(v));
   *o++ = '[';
   size_t n = json_array_size(v);
   for (size_t i = 0; i < n; i++) {
     if (i) *o++ = ',';
     const json_t *s = json_array_get(v, i);
-    o = put_str(o, json_string_value(s), json_string_length(s));
+    o = json_quote(o, json_string_value(s), json_string_length(s));
   }
   *o++ = ']';
   return o;
 }
 
-char *smsg__put_tail(char *o, uint64_t seq, const char *epoch) {
+/* The bytes ,"seq":<20 digits>,"epoch":"<16 hex>"} take at most. */
+#define ENC_TAIL_MAX (7 + 20 + 10 + SMSG_EPOCH_LEN + 2)
+
+static char *put_tail(char *o, uint64_t seq, const char *epoch) {
   memcpy(o, ",\"seq\":", 7);
   o = fmt_u64(o + 7, seq);
   memcpy(o, ",\"epoch\":\"", 10);
@@ -131,17 +119,29 @@ static char *encode_into(char *o, const smsg_msg *m, uint64_t seq, const char *e
     const field_spec *f = &ks->fields[i];
     if (f->type == F_TYPE) {
       o = put_key(o, "T", i == 0);
-      o = put_str(o, ks->type, 1);
+      o = json_quote(o, ks->type, 1);
     } else if (m->fields[i]) {
       o = put_key(o, f->name, i == 0);
       o = put_value(o, m->fields[i]);
     }
   }
-  return smsg__put_tail(o, seq, epoch);
+  return put_tail(o, seq, epoch);
+}
+
+/* A message of the fast tiers: its body, then the tail. */
+static td_buf *fast_encode(const struct smsg_fast_msg *f, uint64_t seq, const char *epoch) {
+  char tail[ENC_TAIL_MAX];
+  size_t tn = (size_t)(put_tail(tail, seq, epoch) - tail);
+  td_buf *b = buf_new(f->body_len + tn);
+  if (!b) return NULL;
+  memcpy(b->data, f->body, f->body_len);
+  memcpy(b->data + f->body_len, tail, tn);
+  b->len = (uint32_t)(f->body_len + tn);
+  return b;
 }
 
 td_buf *smsg_encode(const smsg_msg *m, uint64_t seq, const char *epoch) {
-  if (!m->obj) return smsg__fast_encode(m->fast, seq, epoch);
+  if (!m->obj) return fast_encode(m->fast, seq, epoch);
   const kind_spec *ks = &smsg__kinds[m->kind];
   size_t bound = 64 + SMSG_EPOCH_LEN;
   for (int i = 0; i < ks->nfields; i++)

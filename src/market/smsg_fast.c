@@ -23,13 +23,6 @@
 
 #include "smsg_scan.h"
 
-/* What smsg_encode needs of a fast-path message (smsg_msg.fast). */
-struct smsg_fast_msg {
-  const char *body;                 /* the payload up to ,"seq" */
-  size_t body_len;
-  char symbol[TD_SYMBOL_MAX + 1];   /* smsg_msg.symbol, NUL-terminated */
-};
-
 /* One checked item: its encoded body and where its symbols are. */
 typedef struct {
   size_t body_off, body_len;
@@ -666,17 +659,6 @@ int smsg__fast_parse(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud, 
   int n = (int)out.n;
   fast_out_free(&out);
   return n;
-}
-
-td_buf *smsg__fast_encode(const struct smsg_fast_msg *f, uint64_t seq, const char *epoch) {
-  char tail[SMSG_ENC_TAIL_MAX];
-  size_t tn = (size_t)(smsg__put_tail(tail, seq, epoch) - tail);
-  td_buf *b = buf_new(f->body_len + tn);
-  if (!b) return NULL;
-  memcpy(b->data, f->body, f->body_len);
-  memcpy(b->data + f->body_len, tail, tn);
-  b->len = (uint32_t)(f->body_len + tn);
-  return b;
 }
 
 /* Which tier read the items, for /status (quotes.parse_tiers). */

@@ -51,27 +51,35 @@ extern const kind_spec smsg__kinds[SMSG_KIND_COUNT];
 /* 1 for the bytes a symbol may have: A-Z 0-9 . / - */
 extern const unsigned char smsg__symbol_byte[256];
 
+/* 1 + the kind whose "T" is the letter, 0 for other bytes: every item is
+ * classified by one load rather than a walk of smsg__kinds. */
+extern const signed char smsg__kind_by_letter[256];
+
 /* The kind whose "T" is the one letter c, or -1. */
-int smsg__kind_of_char(char c);
+static inline int smsg__kind_of_char(char c) {
+  return smsg__kind_by_letter[(unsigned char)c] - 1;
+}
 /* Two digits as a number, or a value above 99 when either is not a digit. */
 unsigned smsg__two_digits(const char *s);
 
-/* ---- the encoder's pieces the fast tiers reuse (smsg_encode.c) ---------- */
+/* ---- the encoder (smsg_encode.c) ---------------------------------------- */
 
-/* The bytes ,"seq":<20 digits>,"epoch":"<16 hex>"} take at most. */
-#define SMSG_ENC_TAIL_MAX (7 + 20 + 10 + SMSG_EPOCH_LEN + 2)
 /* Shortest decimal that reads back as exactly v. */
 char *smsg__put_double(char *o, double v);
-/* ,"seq":N,"epoch":"<epoch>"} at o; returns the end. */
-char *smsg__put_tail(char *o, uint64_t seq, const char *epoch);
+
+/* What smsg_encode needs of a message of the fast tiers (smsg_msg.fast):
+ * its payload is encoded already, up to the seq and epoch. */
+struct smsg_fast_msg {
+  const char *body;                 /* the payload up to ,"seq" */
+  size_t body_len;
+  char symbol[TD_SYMBOL_MAX + 1];   /* smsg_msg.symbol, NUL-terminated */
+};
 
 /* ---- the fast tiers (smsg_fast.c) ---------------------------------------- */
 
 /* Checks and encodes every item, then delivers them all. Returns the number
  * of items, or -1 having made no callback: the jansson tier's turn. */
 int smsg__fast_parse(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud, size_t *delivered);
-/* smsg_encode of a message the fast tiers delivered (m->obj NULL). */
-td_buf *smsg__fast_encode(const struct smsg_fast_msg *f, uint64_t seq, const char *epoch);
 
 /* Items read by the jansson tier (smsg_get_tier_stats). */
 extern uint64_t smsg__jansson_items;

@@ -235,12 +235,16 @@ static void item_err_format(char *err, size_t idx, const item_err *e) {
   }
 }
 
-/* Parses the buffer once. Returns the root (an array or an object), or NULL
- * with a message in err (when err is not NULL). Batch mode (err set) rejects
+/* Items read by the jansson tier (smsg_get_tier_stats). */
+uint64_t smsg__jansson_items;
+
+/* Parses the buffer once. Returns the root (an array or an object) with its
+ * item count in *n (counted as the jansson tier's), or NULL with a message
+ * in err (when err is not NULL). Batch mode (err set) rejects
  * duplicate keys, which two JSON parsers could read differently; stream mode
  * skips that check, which costs about a third of jansson's parse time, for
  * feeds whose encoder we know. */
-static json_t *load(const char *buf, size_t len, char *err) {
+static json_t *load(const char *buf, size_t len, char *err, size_t *n) {
   json_error_t je;
   json_t *root = json_loadb(buf, len, err ? JSON_REJECT_DUPLICATES : 0, &je);
   if (!root) {
@@ -254,28 +258,23 @@ static json_t *load(const char *buf, size_t len, char *err) {
     json_decref(root);
     return NULL;
   }
+  *n = json_is_array(root) ? json_array_size(root) : 1;
+  smsg__jansson_items += *n;
   return root;
-}
-
-static size_t item_count(const json_t *root) {
-  return json_is_array(root) ? json_array_size(root) : 1;
 }
 
 static json_t *item_at(json_t *root, size_t i) {
   return json_is_array(root) ? json_array_get(root, i) : root;
 }
 
-uint64_t smsg__jansson_items;
-
 int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
                      char err[SMSG_ERR_MAX]) {
   size_t delivered;
   int fast = smsg__fast_parse(buf, len, on_msg, ud, &delivered);
   if (fast >= 0) return fast;
-  json_t *root = load(buf, len, err);
+  size_t n;
+  json_t *root = load(buf, len, err, &n);
   if (!root) return -EINVAL;
-  size_t n = item_count(root);
-  smsg__jansson_items += n;
   smsg_msg m;
   smsg_control c;
   item_err e = {0};
@@ -308,13 +307,12 @@ int smsg_parse_stream(const char *buf, size_t len, smsg_msg_cb on_msg, smsg_ctl_
     st->delivered += delivered;
     return (int)delivered;
   }
-  json_t *root = load(buf, len, NULL);
+  size_t n;
+  json_t *root = load(buf, len, NULL, &n);
   if (!root) {
     st->bad_json++;
     return -EINVAL;
   }
-  size_t n = item_count(root);
-  smsg__jansson_items += n;
   smsg_msg m;
   smsg_control c;
   item_err e = {0};

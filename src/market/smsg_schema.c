@@ -48,6 +48,15 @@ static const field_spec news_fields[] = {
   {"symbols", F_SYMBOLS, REQ}, {"source", F_TEXT, OPT},
 };
 
+const signed char smsg__kind_by_letter[256] = {
+  ['q'] = 1 + SMSG_QUOTE,       ['t'] = 1 + SMSG_TRADE,       ['b'] = 1 + SMSG_BAR,
+  ['u'] = 1 + SMSG_UPDATED_BAR, ['d'] = 1 + SMSG_DAILY_BAR,   ['s'] = 1 + SMSG_STATUS,
+  ['l'] = 1 + SMSG_LULD,        ['c'] = 1 + SMSG_CORRECTION,  ['x'] = 1 + SMSG_CANCEL_ERROR,
+  ['n'] = 1 + SMSG_NEWS,
+};
+
+/* The "T" letter of each kind is also in smsg__kind_by_letter above;
+ * test_every_kind checks that the two agree. */
 #define KIND(t, ch, f) {t, ch, f, (int)(sizeof(f) / sizeof(f[0]))}
 const kind_spec smsg__kinds[SMSG_KIND_COUNT] = {
   [SMSG_QUOTE] = KIND("q", "quotes", quote_fields),
@@ -121,10 +130,4 @@ int smsg_time_valid(const char *s, size_t n) {
   if (i < n && (s[i] == 'Z' || s[i] == 'z')) return i + 1 == n ? 0 : -EINVAL;
   if (i + 6 != n || (s[i] != '+' && s[i] != '-') || s[i + 3] != ':') return -EINVAL;
   return smsg__two_digits(s + i + 1) <= 23 && smsg__two_digits(s + i + 4) <= 59 ? 0 : -EINVAL;
-}
-
-int smsg__kind_of_char(char c) {
-  for (int k = 0; k < SMSG_KIND_COUNT; k++)
-    if (smsg__kinds[k].type[0] == c) return k;
-  return -1;
 }

@@ -361,6 +361,28 @@ static void test_config_defaults(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A channel named twice is subscribed once, in the place first named (as
+ * jansson's object did); credentials that are not UTF-8 are refused. */
+static void test_config_requests(void **state) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  td_config cfg;
+  const char *flags[] = {"--symbols", "AAPL, MSFT", "--alpaca-channels", "trades,quotes,trades", NULL};
+  assert_int_equal(load_cfg(&cfg, flags, "k\x01", "s"), 0);
+  alpaca *a;
+  const char *err;
+  assert_int_equal(alpaca_new(&loop, alpaca_opts_of(&cfg), on_msg, NULL, &a, &err), 0);
+  assert_string_equal(a->s[0].subscribe,
+                      "{\"action\":\"subscribe\",\"trades\":[\"AAPL\",\"MSFT\"],\"quotes\":[\"AAPL\",\"MSFT\"]}");
+  assert_string_equal(a->auth, "{\"action\":\"auth\",\"key\":\"k\\u0001\",\"secret\":\"s\"}");
+  alpaca_stop(a, NULL, NULL);
+  run_to_end(&loop);
+  cfg_free(&cfg);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  const char *none[] = {NULL};
+  assert_non_null(strstr(config_error(none, "k\xff", "s"), "valid UTF-8"));
+}
+
 static void test_backoff_growth(void **state) {
   alpaca a;
   memset(&a, 0, sizeof(a));
@@ -516,7 +538,7 @@ int main(void) {
       cmocka_unit_test(test_wrong_certificate_refused),
       cmocka_unit_test(test_news_stream),
       cmocka_unit_test(test_config_errors),
-      cmocka_unit_test(test_config_defaults),
+      cmocka_unit_test(test_config_defaults), cmocka_unit_test(test_config_requests),
       cmocka_unit_test(test_backoff_growth),
       cmocka_unit_test(test_406_retries_auth_on_the_same_socket),
       cmocka_unit_test(test_406_socket_closed_reconnects_soon),

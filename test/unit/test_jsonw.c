@@ -113,11 +113,24 @@ static void too_deep_fails(void **state) {
   jw_free(&w);
 }
 
+/* jw_strn writes exactly n bytes, a NUL among them, escaped like jw_str. */
+static void counted_strings(void **state) {
+  jsonw w;
+  jw_init(&w, 0);
+  jw_array(&w, NULL);
+  jw_strn(&w, NULL, "a\0b\"c", 5);
+  jw_strn(&w, NULL, "xyz", 2);
+  jw_end(&w);
+  assert_false(w.failed);
+  assert_string_equal(w.p, "[\"a\\u0000b\\\"c\",\"xy\"]");
+  jw_free(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(nested_document_round_trips), cmocka_unit_test(literal_keys_match_general_writer),
     cmocka_unit_test(unbalanced_end_fails),
-    cmocka_unit_test(too_deep_fails),
+    cmocka_unit_test(too_deep_fails), cmocka_unit_test(counted_strings),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -164,6 +164,18 @@ static void test_every_kind(void **state) {
   assert_int_equal(smsg_kind_from_channel("quote", 5), -1);
 }
 
+/* smsg__kind_by_letter and the "T" of each kind's table agree. */
+static void test_kind_letters(void **state) {
+  int kinds_seen = 0;
+  for (int c = 0; c < 256; c++) {
+    int k = smsg__kind_of_char((char)c);
+    if (k < 0) continue;
+    assert_int_equal(smsg__kinds[k].type[0], c);
+    kinds_seen++;
+  }
+  assert_int_equal(kinds_seen, SMSG_KIND_COUNT);
+}
+
 static void test_news_per_symbol(void **state) {
   const char *in = "[{\"T\":\"n\",\"id\":1,\"headline\":\"h\",\"created_at\":\"2022-01-05T22:00:37Z\","
                    "\"symbols\":[\"AAPL\",\"BRK.B\"],\"url\":null},"
@@ -695,7 +707,7 @@ static void test_fast_path_large_batch(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_quote_payload_exact), cmocka_unit_test(test_every_kind),
-    cmocka_unit_test(test_compact_form),        cmocka_unit_test(test_compact_key_with_nul),
+    cmocka_unit_test(test_kind_letters), cmocka_unit_test(test_compact_form),        cmocka_unit_test(test_compact_key_with_nul),
     cmocka_unit_test(test_news_per_symbol),     cmocka_unit_test(test_batch_errors),
     cmocka_unit_test(test_stream_skips),        cmocka_unit_test(test_control_messages),
     cmocka_unit_test(test_symbols_and_times),   cmocka_unit_test(test_number_format),
