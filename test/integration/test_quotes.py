@@ -103,7 +103,10 @@ def test_ingest_token(redis_server, tickerd_factory):
 
 def test_latest_quote_endpoints_and_hash(pipe, redis_server):
     pipe.request("POST", "/quotes", body=[quote("AAPL", bp=1), quote("AAPL", bp=2), quote("MSFT", bp=3)])
-    latest = pipe.get("/quotes/AAPL").json()
+    # 202 means accepted: with positions in Redis (the default) a quote is
+    # stored once the publish script's reply brings its position back
+    latest = wait_for(lambda: (q := pipe.get("/quotes/AAPL").json()).get("seq") == 2 and q or None,
+                      what="AAPL's position from the publish script")
     assert latest["bp"] == 2 and latest["seq"] == 2
     assert pipe.get("/quotes/ZZZZ").status == 404
     assert pipe.get("/quotes/bad!sym").status == 400
