@@ -457,9 +457,10 @@ void candle_tick(candle_engine *e, int64_t now_ns) {
       candle_series *s = &sym->tf[tf];
       if (now_ns - s->emitted_ns < CANDLE_LIVE_INTERVAL_NS) continue;
       bool any = false;
-      for (uint32_t j = s->n; j > 0; j--) {
-        candle_bar *b = bar_at(s, j - 1);
-        if (b->flags & CANDLE_F_CLOSED) break;
+      uint32_t j = s->n;
+      while (j > 0 && !(bar_at(s, j - 1)->flags & CANDLE_F_CLOSED)) j--;
+      for (; j < s->n; j++) {   /* the open bars, oldest first */
+        candle_bar *b = bar_at(s, j);
         if (b->flags & CANDLE_F_DIRTY) {
           emit(e, sym, tf, b);
           any = true;
