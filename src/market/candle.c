@@ -21,6 +21,7 @@ typedef struct {
   candle_bar *bars;
   uint32_t cap, head, n;
   int64_t horizon_ns;       /* bars with end + grace <= horizon are closed */
+  int64_t next_close_ns;    /* end + grace of the oldest open bar (INT64_MAX: none) */
   int64_t emitted_ns;       /* wall time of the last in-progress on_bar */
 } candle_series;
 
@@ -186,7 +187,12 @@ static candle_sym *sym_get(candle_engine *e, const char *sym, size_t n) {
 
 /* ---- series ---------------------------------------------------------------- */
 
-static candle_bar *bar_at(const candle_series *s, uint32_t i) { return &s->bars[(s->head + i) % s->cap]; }
+/* Bar i from the oldest; a subtraction, not a modulo: this runs several
+ * times per trade and timeframe. */
+static candle_bar *bar_at(const candle_series *s, uint32_t i) {
+  uint32_t k = s->head + i;
+  return &s->bars[k >= s->cap ? k - s->cap : k];
+}
 
 static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
 
@@ -214,6 +220,10 @@ static bool bar_closed_by(const candle_engine *e, int64_t start, int64_t tf_s, i
 /* The open bar that starts at `start`, inserted empty if absent; NULL when
  * that bar is closed or older than the history. */
 static candle_bar *series_bar(candle_engine *e, candle_series *s, int64_t tf_s, int64_t start) {
+  if (s->n > 0) {   /* the common case: the newest bar */
+    candle_bar *last = bar_at(s, s->n - 1);
+    if (last->start == start) return last->flags & CANDLE_F_CLOSED ? NULL : last;
+  }
   uint32_t i = s->n;
   while (i > 0 && bar_at(s, i - 1)->start > start) i--;
   if (i > 0 && bar_at(s, i - 1)->start == start) {
@@ -233,6 +243,8 @@ static candle_bar *series_bar(candle_engine *e, candle_series *s, int64_t tf_s, 
   candle_bar *b = bar_at(s, i);
   memset(b, 0, sizeof(*b));
   b->start = start;
+  int64_t close_ns = (start + tf_s) * NS_PER_S + e->grace_ns;
+  if (s->n == 1 || close_ns < s->next_close_ns) s->next_close_ns = close_ns;
   return b;
 }
 
@@ -247,11 +259,17 @@ static void series_advance(candle_engine *e, candle_sym *sym, int tf, int64_t ho
   candle_series *s = &sym->tf[tf];
   if (horizon_ns <= s->horizon_ns) return;
   s->horizon_ns = horizon_ns;
+  /* the common case, every trade: no open bar's time is up */
+  if (horizon_ns < s->next_close_ns) return;
   uint32_t first = s->n;
   while (first > 0 && !(bar_at(s, first - 1)->flags & CANDLE_F_CLOSED)) first--;
+  s->next_close_ns = INT64_MAX;
   for (uint32_t i = first; i < s->n; i++) {
     candle_bar *b = bar_at(s, i);
-    if (!bar_closed_by(e, b->start, e->tf_s[tf], horizon_ns)) break;
+    if (!bar_closed_by(e, b->start, e->tf_s[tf], horizon_ns)) {
+      s->next_close_ns = (b->start + e->tf_s[tf]) * NS_PER_S + e->grace_ns;
+      break;
+    }
     b->flags |= CANDLE_F_CLOSED;
     e->stats.closed++;
     emit(e, sym, tf, b);

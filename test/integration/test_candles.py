@@ -77,7 +77,8 @@ def test_bars_agree_on_redis_ws_sse_and_get(stack, redis_server):
     assert sorted(got) == [first, second]
     a = got[first]
     assert (a["o"], a["h"], a["l"], a["c"], a["v"], a["n"]) == (10.0, 12.0, 9.5, 12.0, 160, 3)
-    assert a["vw"] == pytest.approx((10.0 * 100 + 12.0 * 50 + 9.5 * 10) / 160)
+    # VWAP to a hundredth of a cent, like prices
+    assert a["vw"] == pytest.approx((10.0 * 100 + 12.0 * 50 + 9.5 * 10) / 160, abs=0.00005)
     assert a["src"] == "trades" and a["S"] == "AAPL" and a["tf"] == "1s"
     b = got[second]
     assert (b["o"], b["c"], b["v"], b["n"]) == (11.0, 11.5, 50, 2)
