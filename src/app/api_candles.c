@@ -100,12 +100,13 @@ void api_candles_status(jsonw *w, td_app *app) {
     }
     JW_U64(w, "memory_bytes", st.bytes);
   }
-  candle_fan_stats fs;
-  candle_fan_get_stats(app->candle_fan, &fs);
+  candle_fan_stats fs = {0};
+  if (app->candle_fan) candle_fan_get_stats(app->candle_fan, &fs);
   JW_U64(w, "stream_channels", fs.channels);
   JW_U64(w, "stream_subscriptions", fs.subscriptions);
   JW_U64(w, "stream_messages", fs.messages);
   JW_U64(w, "stream_deliveries", fs.deliveries);
   JW_U64(w, "stream_bad_messages", fs.bad_messages);
+  JW_U64(w, "stream_dropped", fs.dropped);
   jw_end(w);
 }

@@ -307,7 +307,7 @@ static void on_expire(uv_timer_t *t) {
 /* Redis messages: bars to the candle subscribers, everything else to the hub. */
 static void on_sub_message(void *ud, const char *channel, size_t channel_len, const char *payload, size_t len) {
   td_app *app = ud;
-  if (candle_fan_on_message(app->candle_fan, channel, channel_len, payload, len)) return;
+  if (app->candle_fan && candle_fan_on_message(app->candle_fan, channel, channel_len, payload, len)) return;
   hub_on_message(app->hub, channel, channel_len, payload, len);
 }
 
