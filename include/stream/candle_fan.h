@@ -38,6 +38,7 @@ typedef struct {
   uint64_t messages;        /* bars received from Redis */
   uint64_t deliveries;      /* bars queued to clients */
   uint64_t bad_messages;    /* payloads that are not one JSON object */
+  uint64_t dropped;         /* bars not queued to a client over its soft (in progress) or hard limit */
 } candle_fan_stats;
 
 /* `engine` answers history and names the timeframes; NULL: candles are

@@ -171,13 +171,24 @@ void candle_fan_send_history(candle_fan *f, hub_client *c, const char *sym, size
 }
 
 /* A payload from Redis must be one JSON object on one line: anything else
- * (another producer's) would break the envelope or the SSE framing. */
-static bool payload_ok(const char *p, size_t n) {
+ * (another producer's) would break the envelope or the SSE framing. Sets
+ * *closed from its "closed". */
+static bool payload_ok(const char *p, size_t n, bool *closed) {
   if (n == 0 || n > CANDLE_FAN_PAYLOAD_MAX || memchr(p, '\n', n) || memchr(p, '\r', n)) return false;
   json_t *o = json_loadb(p, n, JSON_REJECT_DUPLICATES, NULL);
   bool ok = o && json_is_object(o);
+  *closed = ok && json_is_true(json_object_get(o, "closed"));
   json_decref(o);
   return ok;
+}
+
+/* Bars skip the hub's per-client limits (they are sent per client), so
+ * they keep their own: past the soft limit a client gets only final bars,
+ * past the hard one none (the hub or the write timeout closes it). */
+static bool client_takes(const candle_fan *f, const hub_client *c, bool closed) {
+  size_t queued = conn_queued_bytes(c->conn);
+  const td_hub_opts *o = hub_opts(f->hub);
+  return queued < (size_t)o->client_hard_bytes && (closed || queued < (size_t)o->client_soft_bytes);
 }
 
 bool candle_fan_on_message(candle_fan *f, const char *channel, size_t channel_len, const char *payload,
@@ -187,7 +198,8 @@ bool candle_fan_on_message(candle_fan *f, const char *channel, size_t channel_le
   f->stats.messages++;
   int i = find_channel(f, channel, channel_len);
   if (i < 0) return true;   /* unsubscribed while in flight */
-  if (!payload_ok(payload, payload_len)) {
+  bool closed;
+  if (!payload_ok(payload, payload_len, &closed)) {
     f->stats.bad_messages++;
     return true;
   }
@@ -199,6 +211,10 @@ bool candle_fan_on_message(candle_fan *f, const char *channel, size_t channel_le
                    payload);
   for (uint32_t k = 0; k < ch->n; k++) {
     hub_client *c = ch->clients[k];
+    if (!client_takes(f, c, closed)) {
+      f->stats.dropped++;
+      continue;
+    }
     if (c->transport == HUB_WS) hub_send_text(f->hub, c, "candle", env, (size_t)n);
     else hub_send_text(f->hub, c, "candle", payload, payload_len);
     f->stats.deliveries++;
