@@ -49,17 +49,7 @@ const TASK_RANK = { pending: 0, running: 1, completed: 2, failed: 2, cancelled: 
 
 const $ = (id) => document.getElementById(id);
 
-function el(tag, attrs, text) {
-  const e = document.createElement(tag);
-  if (attrs) for (const k of Object.keys(attrs)) e.setAttribute(k, attrs[k]);
-  if (text != null) e.textContent = text;
-  return e;
-}
-
-function cssVar(name, fallback) {
-  const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
-  return v || fallback;
-}
+const { el, cssVar } = window.tickerdDom;   /* dom.js */
 
 /* ---- Watchlist: URL hash, then localStorage, then the default ---- */
 
@@ -191,12 +181,14 @@ function openSymbol(sym) {
   makeRow(r);
   makeChart(r);
   orderViews();
+  if (window.tickerdCandles) window.tickerdCandles.open(sym);
 }
 
 function closeSymbol(sym) {
   const r = state.bySymbol.get(sym);
   if (!r) return;
   state.bySymbol.delete(sym);
+  if (window.tickerdCandles) window.tickerdCandles.close(sym);
   if (r.chart) r.chart.destroy();
   if (r.plot) resizer.unobserve(r.plot);
   r.card.remove();
@@ -708,6 +700,7 @@ const conn = (function () {
       show('live', 'Live');
       resume();
       send({ action: 'subscribe', topics: ['tasks'] });
+      if (window.tickerdCandles) window.tickerdCandles.resubscribe();
       refreshKnownTasks();
     };
     sock.onmessage = (ev) => onMessage(ev.data);
@@ -742,6 +735,7 @@ function onMessage(data) {
   let m;
   try { m = JSON.parse(data); } catch (e) { return; }
   if (!m || typeof m !== 'object') return;
+  if (window.tickerdCandles && window.tickerdCandles.onMessage(m)) return;   /* candles.js */
   switch (m.type) {
     case 'quote': {
       const r = state.bySymbol.get(m.symbol);
@@ -781,6 +775,7 @@ function onMessage(data) {
 /* ---- Start ---- */
 
 function init() {
+  if (window.tickerdCandles) window.tickerdCandles.init(conn.send);
   state.symbols = loadSymbols();
   for (const sym of state.symbols) openSymbol(sym);
   renderChips();

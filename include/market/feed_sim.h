@@ -44,6 +44,7 @@ typedef struct sim_stats {
   uint64_t batches;          /* deliver calls */
   uint64_t bytes;            /* JSON bytes delivered */
   uint64_t shed;             /* quotes due past SIM_MAX_PER_TICK, not produced */
+  uint64_t trades;           /* trades produced (besides the quotes) */
 } sim_stats;
 
 /* symbols_csv: "AAPL,MSFT" (spaces around names ignored), at most
@@ -57,6 +58,10 @@ void sim_stop(sim_feed *s);
 /* Takes effect at the next tick; 0 pauses. Ignored when negative or NaN. */
 void sim_set_rate(sim_feed *s, double rate);
 double sim_rate(const sim_feed *s);
+/* Each quote is followed, with this probability (0 to 1; 0 by default), by
+ * a trade of its symbol at a price between its bid and ask, so that candles
+ * have trades to be built from. Ignored outside [0, 1]. */
+void sim_set_trades(sim_feed *s, double per_quote);
 /* Stops, closes the timer, frees the feed, then calls cb(ud) (cb may be NULL).
  * Safe from inside the deliver callback: no further buffer is delivered. */
 void sim_close(sim_feed *s, sim_close_cb cb);

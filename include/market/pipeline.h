@@ -67,6 +67,11 @@ size_t pipeline_drop_upstream(td_pipeline *p);
 int pipeline_use_redis_positions(td_pipeline *p, unsigned maxlen);
 /* The publish script's SHA1 (hex), or NULL in memory-only mode. */
 const char *pipeline_script_sha(const td_pipeline *p);
+/* Every message published while this instance holds the lease (or has
+ * none) also goes to the candles (NULL: none). Must outlive the pipeline
+ * or be unset. */
+struct candle_pub;
+void pipeline_set_candles(td_pipeline *p, struct candle_pub *c);
 void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out);
 struct qstore *pipeline_store(const td_pipeline *p);
 /* The publishing connections' counters added up; true when all are ready.

@@ -122,6 +122,12 @@ void hub_set_subscriber(td_hub *h, struct td_subscriber *sub);
 void hub_free(td_hub *h);
 void hub_get_stats(const td_hub *h, hub_stats *out);
 
+/* The candle subscriptions (stream/candle_fan.h), dropped with a client by
+ * hub_detach; sessions reach them through the hub. NULL: none. */
+struct candle_fan;
+void hub_set_candles(td_hub *h, struct candle_fan *f);
+struct candle_fan *hub_candles(const td_hub *h);
+
 /* -EBUSY when --max-stream-clients are connected. */
 int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *owner, hub_close_cb close);
 /* Unsubscribes everything; safe to call twice. */

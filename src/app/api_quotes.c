@@ -86,7 +86,7 @@ void api_quotes_list(td_request *req) {
 /* The symbol path parameter, percent-decoded ("BTC%2FUSD" is BTC/USD: a raw
  * '/' would be a path separator) and validated; answers 400 itself when
  * invalid. */
-static bool symbol_param(td_request *req, char out[TD_SYMBOL_MAX + 1]) {
+bool api_symbol_param(td_request *req, char out[TD_SYMBOL_MAX + 1]) {
   long n = url_decode(req->params[0], req->param_lens[0], out, TD_SYMBOL_MAX + 1, URL_DECODE_STRICT);
   if (n < 0 || !smsg_symbol_valid(out, (size_t)n)) {
     http_error(req, 400, "bad_symbol", "a symbol is 1-16 of A-Z 0-9 . - / (in a path, / is written %2F)", NULL);
@@ -97,7 +97,7 @@ static bool symbol_param(td_request *req, char out[TD_SYMBOL_MAX + 1]) {
 
 void api_quote_get(td_request *req) {
   char sym[TD_SYMBOL_MAX + 1];
-  if (!symbol_param(req, sym)) return;
+  if (!api_symbol_param(req, sym)) return;
   qstore_entry e;
   if (!qstore_latest(pipeline_store(req_app(req)->pipeline), SMSG_QUOTE, sym, strlen(sym), &e)) {
     if (api_quote_fallback(req, sym)) return;
@@ -109,7 +109,7 @@ void api_quote_get(td_request *req) {
 
 void api_quote_history(td_request *req) {
   char sym[TD_SYMBOL_MAX + 1];
-  if (!symbol_param(req, sym)) return;
+  if (!api_symbol_param(req, sym)) return;
   long limit = QUOTES_HISTORY_DEFAULT;
   if (http_query_int(req, "limit", 1, req_app(req)->cfg->history_size, &limit) < 0) {
     http_error(req, 400, "bad_limit", "limit must be from 1 to --history-size", NULL);

@@ -25,6 +25,8 @@ struct alpaca;
 struct arest;
 struct td_lease;
 struct task_share;
+struct candle_pub;
+struct candle_fan;
 
 typedef struct td_app {
   uv_loop_t *loop;
@@ -43,6 +45,8 @@ typedef struct td_app {
   struct alpaca *alpaca;      /* --feed alpaca */
   struct arest *rest;         /* latest-quote fallback, when Alpaca credentials are set */
   struct td_lease *lease;     /* the upstream lease, with --feed sim or alpaca */
+  struct candle_pub *candles; /* the bars built here (--candles); NULL when off */
+  struct candle_fan *candle_fan; /* bars from Redis to this instance's clients */
   /* Alpaca's refusals counted by clients that a role change stopped (each
    * holder period has its own client): /status adds the live client's. */
   struct { uint64_t limit_refusals, auth_retries, throttled; } upstream_past;

@@ -12,6 +12,7 @@
 
 #include "base/td_limits.h"
 #include "base/version.h"
+#include "market/candle.h"
 #include "redis/lease.h"
 #include "redis/rkv.h"
 
@@ -81,6 +82,14 @@ static const opt_def options[] = {
    "symbols of the feed, comma separated (alpaca: * for all)", 0},
   {"sim-rate", "TICKERD_SIM_RATE", OPT_DOUBLE, OFF(sim_rate), 0, 10000000, XSTR(TD_DEFAULT_SIM_RATE),
    "simulated quotes per second, all symbols together", 0},
+  {"sim-trades", "TICKERD_SIM_TRADES", OPT_DOUBLE, OFF(sim_trades), 0, 1, "0.25",
+   "chance that a simulated quote is followed by a trade of its symbol", 0},
+  {"candles", "TICKERD_CANDLES", OPT_BOOL, OFF(candles), 0, 0, "true",
+   "build OHLCV bars from trades (quote mids without trades) and publish them to candles:<tf>:<SYMBOL>", 0},
+  {"candle-timeframes", "TICKERD_CANDLE_TIMEFRAMES", OPT_STR, OFF(candle_timeframes), 0, 0, CANDLE_DEFAULT_TIMEFRAMES,
+   "bar timeframes, comma separated (a number and s, m, h or d; at most 8, up to 1d)", 0},
+  {"candle-grace-ms", "TICKERD_CANDLE_GRACE_MS", OPT_INT, OFF(candle_grace_ms), 0, 3600000,
+   XSTR(CANDLE_DEFAULT_GRACE_MS), "late trades within this time after a bar's end still update it", 0},
   {"ingest-token", "TICKERD_INGEST_TOKEN", OPT_STR, OFF(ingest_token), 0, 0, NULL,
    "bearer token required by POST /quotes (default: none)", 0},
   {"ingest-max-backlog", "TICKERD_INGEST_MAX_BACKLOG", OPT_INT, OFF(ingest_max_backlog), 0, 10000000,

@@ -49,6 +49,11 @@ typedef struct td_config {
   int lease_renew_ms;
   char *symbols;             /* comma separated */
   double sim_rate;           /* quotes per second, all symbols together */
+  double sim_trades;         /* chance that a simulated quote is followed by a trade */
+  /* candles */
+  bool candles;
+  char *candle_timeframes;   /* "1s,5s,1m,5m,15m,1h" */
+  int candle_grace_ms;
   char *ingest_token;        /* secret: never logged */
   int ingest_max_backlog;    /* unanswered PUBLISH before POST /quotes answers wait */
   /* streaming */

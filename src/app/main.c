@@ -15,7 +15,9 @@
 #include "routes.h"
 #include "base/buf.h"
 #include "app/config.h"
+#include "market/candle_pub.h"
 #include "market/feed_sim.h"
+#include "stream/candle_fan.h"
 #include "stream/hub.h"
 #include "ingest_pace.h"
 #include "base/log.h"
@@ -99,6 +101,7 @@ static int start_feed(td_main *m) {
       fprintf(stderr, "tickerd: --symbols/--sim-rate: %s\n", err ? err : "cannot start the simulated feed");
       return -1;
     }
+    sim_set_trades(app->sim, cfg->sim_trades);
   } else if (cfg->feed == TD_FEED_ALPACA) {
     if (alpaca_new(app->loop, &aopts, on_upstream_msg, app->pipeline, &app->alpaca, &err) < 0) {
       fprintf(stderr, "tickerd: %s\n", err ? err : "cannot start the Alpaca feed");
@@ -242,6 +245,12 @@ static void on_drained(void *data) {
   }
   pace_close(app->pace);
   if (app->share) tshare_close(app->share, closed_one, m), app->share = NULL;
+  if (app->candles) {
+    pipeline_set_candles(app->pipeline, NULL);
+    m->pending_closes++;
+    candle_pub_close(app->candles, closed_one, m);
+    app->candles = NULL;
+  }
   /* the subscriber first: its heartbeat publishes through pub[0] */
   sub_close(app->sub, closed_one, m);
   for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) pub_close(app->pub[i], closed_one, m);
@@ -302,6 +311,39 @@ static void on_expire(uv_timer_t *t) {
 
 /* ---- start --------------------------------------------------------------------- */
 
+/* Redis messages: bars to the candle subscribers, everything else to the hub. */
+static void on_sub_message(void *ud, const char *channel, size_t channel_len, const char *payload, size_t len) {
+  td_app *app = ud;
+  if (app->candle_fan && candle_fan_on_message(app->candle_fan, channel, channel_len, payload, len)) return;
+  hub_on_message(app->hub, channel, channel_len, payload, len);
+}
+
+static void on_sub_state(void *ud, bool ready, bool resubscribed) {
+  td_app *app = ud;
+  hub_on_subscriber_state(app->hub, ready, resubscribed);
+}
+
+/* The bars: built here when --candles (only while holding the lease, see
+ * pipeline.c), streamed from Redis to this instance's clients in any case. */
+static int start_candles(td_app *app) {
+  td_config *cfg = app->cfg;
+  if (cfg->candles) {
+    candle_opts co = {.timeframes = cfg->candle_timeframes, .grace_ms = cfg->candle_grace_ms,
+                      .history = CANDLE_DEFAULT_HISTORY, .max_symbols = TD_MAX_SYMBOLS};
+    char err[160];
+    app->candles = candle_pub_new(app->loop, cfg->redis_url, &co, err, sizeof(err));
+    if (!app->candles) {
+      fprintf(stderr, "tickerd: --candle-timeframes: %s\n", err);
+      return -1;
+    }
+    pipeline_set_candles(app->pipeline, app->candles);
+  }
+  app->candle_fan = candle_fan_new(app->hub, app->sub, app->candles ? candle_pub_engine(app->candles) : NULL);
+  if (!app->candle_fan) return -1;
+  hub_set_candles(app->hub, app->candle_fan);
+  return 0;
+}
+
 static int start_redis(td_main *m) {
   td_app *app = &m->app;
   td_config *cfg = app->cfg;
@@ -319,12 +361,12 @@ static int start_redis(td_main *m) {
   td_hub_opts hopts;
   cfg_hub_opts(cfg, app->loop, &auth_stream_access, &hopts);
   app->hub = hub_new(&hopts, app->store);
-  sub_callbacks cb = {hub_on_message, hub_on_subscriber_state};
+  sub_callbacks cb = {on_sub_message, on_sub_state};
   /* the subscriber's health check publishes heartbeats on the publisher's connection */
   sub_options opt = {.heartbeat_pub = app->pub[0],
                      .heartbeat_ms = TD_SUB_HEARTBEAT_MS,
                      .heartbeat_timeout_ms = TD_SUB_HEARTBEAT_TIMEOUT_MS};
-  app->sub = sub_new(app->loop, cfg->redis_url, &cb, app->hub, &opt);
+  app->sub = sub_new(app->loop, cfg->redis_url, &cb, app, &opt);
   if (!app->pipeline || !app->pace || !app->hub || !app->sub) return -1;
   hub_set_subscriber(app->hub, app->sub);
   if (!cfg->memory_positions) {
@@ -332,7 +374,7 @@ static int start_redis(td_main *m) {
     if (!app->history || pipeline_use_redis_positions(app->pipeline, (unsigned)cfg->history_size) != 0) return -1;
     hub_set_history(app->hub, app->history);
   }
-  return 0;
+  return start_candles(app);
 }
 
 static int start(td_main *m) {
@@ -420,6 +462,7 @@ int main(int argc, char **argv) {
   server_free(m.app.server);
   tasks_free(m.app.tasks);
   hub_free(m.app.hub);
+  candle_fan_free(m.app.candle_fan);   /* after the hub, whose clients it held */
   pipeline_free(m.app.pipeline);
   pace_free(m.app.pace);
   qstore_free(m.app.store);

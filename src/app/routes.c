@@ -19,6 +19,7 @@ static const td_route routes[] = {
   {ROUTE_POST, "/quotes", api_quotes_post, "quotes_ingest"},
   {ROUTE_GET, "/quotes/{symbol}", api_quote_get, "quote"},
   {ROUTE_GET, "/quotes/{symbol}/history", api_quote_history, "quote_history"},
+  {ROUTE_GET, "/candles/{symbol}", api_candles_get, "candles"},
   {ROUTE_GET, "/ws", api_ws, "ws"},
   {ROUTE_GET, "/stream", api_stream, "stream"},
 };

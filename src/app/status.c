@@ -6,6 +6,7 @@
 
 #include "market/alpaca.h"
 #include "market/alpaca_rest.h"
+#include "app/api.h"
 #include "app/auth.h"
 #include "base/buf.h"
 #include "market/feed_sim.h"
@@ -287,6 +288,7 @@ void status_write(td_app *app, jsonw *w) {
   redis_section(w, app);
   quotes_section(w, app);
   streaming_section(w, app);
+  api_candles_status(w, app);
   upstream_section(w, app);
   JW_OBJECT(w, "log");
   JW_U64(w, "warnings", log_lines(TD_LOG_WARN));

@@ -46,6 +46,8 @@ struct sim_feed {
   sim_deliver_cb deliver;
   void *ud;
   sim_close_cb close_cb;
+  double trades_per_quote;   /* chance that a quote is followed by a trade */
+  uint64_t trade_id;
   sim_stats st;
 };
 
@@ -123,7 +125,8 @@ sim_feed *sim_new(uv_loop_t *loop, const char *symbols_csv, double rate, uint64_
     *err = "out of memory";
     return NULL;
   }
-  s->buf = malloc(SIM_BATCH_MAX * (SIM_QUOTE_MAX_BYTES + 1) + 2);   /* quotes, commas, [ ] */
+  /* quotes, each maybe followed by a trade, commas, [ ] */
+  s->buf = malloc(2 * SIM_BATCH_MAX * (SIM_QUOTE_MAX_BYTES + 1) + 2);
   if (!s->buf || parse_symbols(s, symbols_csv ? symbols_csv : "", err) < 0 ||
       uv_timer_init(loop, &s->timer) < 0) {
     if (!s->buf) *err = "out of memory";
@@ -151,7 +154,23 @@ static int format_time(char *out, size_t cap, int64_t ns) {
                   (long)(ns % 1000000000));
 }
 
-/* Appends one quote for the next symbol, round-robin. */
+/* A trade of y between its bid and ask (cents), at the quote's time: sizes
+ * mostly round lots, sometimes odd lots, as on a real tape. */
+static size_t trade_json(sim_feed *s, char *out, const sim_symbol *y, int64_t bid, int64_t ask, const char *t) {
+  int64_t price = bid + (int64_t)(rng_next(&s->rng) % (uint64_t)(ask - bid + 1));
+  unsigned size = rng_next(&s->rng) % 4 ? 100 * (1 + (unsigned)(rng_next(&s->rng) % 5))
+                                        : 1 + (unsigned)(rng_next(&s->rng) % 99);
+  char x = exchanges[rng_next(&s->rng) % (sizeof(exchanges) - 1)];
+  int n = snprintf(out, SIM_QUOTE_MAX_BYTES,
+                   ",{\"T\":\"t\",\"S\":\"%s\",\"i\":%llu,\"x\":\"%c\",\"p\":%lld.%02lld,\"s\":%u,"
+                   "\"c\":[\"@\"],\"z\":\"%c\",\"t\":\"%s\"}",
+                   y->name, (unsigned long long)++s->trade_id, x, (long long)(price / 100),
+                   (long long)(price % 100), size, y->tape, t);
+  s->st.trades++;
+  return n > 0 && n < SIM_QUOTE_MAX_BYTES ? (size_t)n : 0;
+}
+
+/* Appends one quote for the next symbol, round-robin, and maybe a trade. */
 static size_t quote_json(sim_feed *s, char *out, int64_t ns) {
   sim_symbol *y = &s->syms[s->next_sym];
   s->next_sym = (s->next_sym + 1) % s->nsyms;
@@ -174,7 +193,11 @@ static size_t quote_json(sim_feed *s, char *out, int64_t ns) {
                    "\"t\":\"%s\"}",
                    y->name, bx, (long long)(bid / 100), (long long)(bid % 100), bs, ax,
                    (long long)(ask / 100), (long long)(ask % 100), as, y->tape, t);
-  return n > 0 && n < SIM_QUOTE_MAX_BYTES ? (size_t)n : 0;
+  if (n <= 0 || n >= SIM_QUOTE_MAX_BYTES) return 0;
+  /* drawn only when trades are on, so a seed without trades replays as before */
+  if (s->trades_per_quote > 0 && rng_unit(&s->rng) < s->trades_per_quote)
+    n += (int)trade_json(s, out + n, y, bid, ask, t);
+  return (size_t)n;
 }
 
 /* Produces n quotes in buffers of at most SIM_BATCH_MAX. Quote i of the call
@@ -239,6 +262,10 @@ void sim_set_rate(sim_feed *s, double rate) {
 }
 
 double sim_rate(const sim_feed *s) { return s->rate; }
+
+void sim_set_trades(sim_feed *s, double per_quote) {
+  if (per_quote >= 0 && per_quote <= 1) s->trades_per_quote = per_quote;
+}
 
 static void on_close(uv_handle_t *h) {
   sim_feed *s = h->data;

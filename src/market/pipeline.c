@@ -9,6 +9,7 @@
 #include "base/fnv1a.h"
 #include "base/log.h"
 #include "market/history_redis.h"
+#include "market/candle_pub.h"
 #include "market/publisher.h"
 #include "market/quote_store.h"
 #include "base/td_limits.h"
@@ -26,6 +27,7 @@ struct td_pipeline {
   pipeline_result *batch;                      /* while a batch is delivered */
   const td_lease *lease;                       /* NULL: upstream messages always pass */
   hr_conf *positions;                          /* NULL: positions of this process (memory only) */
+  candle_pub *candles;                         /* NULL: no candles */
 };
 
 td_pipeline *pipeline_new(uv_loop_t *loop, td_publisher *const *pub, const char *channel_prefix, qstore *store) {
@@ -56,6 +58,7 @@ static unsigned channel_shard(const char *channel, size_t n) {
 }
 
 void pipeline_set_lease(td_pipeline *p, const td_lease *lease) { p->lease = lease; }
+void pipeline_set_candles(td_pipeline *p, candle_pub *c) { p->candles = c; }
 
 /* `user` of a script message: its kind and its symbol's id. */
 #define PIPE_USER(kind, id) ((uint32_t)(kind) | (uint32_t)(id) << 8)
@@ -86,12 +89,20 @@ int pipeline_use_redis_positions(td_pipeline *p, unsigned maxlen) {
 
 /* Positions from Redis: the payload goes without one to the script, and
  * comes back to on_position with it. */
+/* Bars are built on the lease holder only (or without a lease), so each
+ * is published once; they read the encoded payload, not its position. */
+static void to_candles(td_pipeline *p, const smsg_msg *m, const td_buf *payload) {
+  if (p->candles && (!p->lease || lease_held(p->lease)))
+    candle_pub_msg(p->candles, m->kind, m->symbol, m->symbol_len, payload->data, payload->len);
+}
+
 static void publish_body(td_pipeline *p, td_publisher *pub, const char *channel, size_t n, uint32_t id,
                          const smsg_msg *m, unsigned pub_flags) {
   td_buf *payload = smsg_encode(m, 0, qstore_epoch_hex(p->store));
   if (!payload) return;
   size_t bn = hr_body_len(payload->data, payload->len);
   if (bn) pub_publish_body(pub, channel, n, payload->data, bn, pub_flags, PIPE_USER(m->kind, id));
+  to_candles(p, m, payload);
   buf_unref(payload);
 }
 
@@ -134,6 +145,7 @@ static void publish_msg(td_pipeline *p, const smsg_msg *m, unsigned pub_flags) {
   pub_publish_flags(p->pub[channel_shard(channel, n)], channel, n, payload->data, payload->len, pub_flags);
   qstore_insert_id(p->store, m->kind, id, payload, qstore_epoch(p->store), seq, uv_now(p->loop));
   if (m->kind == SMSG_QUOTE) pub_last_changed(p->pub[0], SMSG_QUOTE, id);
+  to_candles(p, m, payload);
   buf_unref(payload);
   count_msg(p, m);
 }

@@ -14,6 +14,7 @@
 #include "market/symtab.h"
 #include "base/td_limits.h"
 #include "http/ws_frame.h"
+#include "stream/candle_fan.h"
 
 /* "quotes:" + symbol, with room for a long configured prefix. */
 #define HUB_CHANNEL_MAX (TD_CHANNEL_PREFIX_MAX + 1 + TD_SYMBOL_MAX + 1)
@@ -91,6 +92,7 @@ struct td_hub {
   hub_log_limit refused_log;        /* refused messages of every channel, but malformed ones */
   hr_reader *history;               /* NULL: memory only */
   hub_resume *resumes;
+  struct candle_fan *candles;       /* bar subscriptions (NULL: none) */
 };
 
 /* ---- symbols ---------------------------------------------------------------- */
@@ -163,6 +165,9 @@ void hub_get_stats(const td_hub *h, hub_stats *out) {
   for (uint32_t i = 0; i < h->nmade; i++) out->channels += sym_clients(h->by_id[h->made[i]]) > 0;
 }
 
+void hub_set_candles(td_hub *h, struct candle_fan *f) { h->candles = f; }
+struct candle_fan *hub_candles(const td_hub *h) { return h->candles; }
+
 int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *owner, hub_close_cb close) {
   memset(c, 0, sizeof(*c));
   if (h->stats.clients >= (uint64_t)h->opts.max_stream_clients) {
@@ -210,6 +215,7 @@ static void resume_forget_client(td_hub *h, hub_client *c);
 void hub_detach(td_hub *h, hub_client *c) {
   if (!c->attached) return;
   if (c->resuming) resume_forget_client(h, c);
+  if (h->candles) candle_fan_detach(h->candles, c);
   while (c->nsubs > 0) drop_sub(h, c, c->nsubs - 1);
   free(c->subs);
   c->subs = NULL;

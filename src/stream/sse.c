@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stream/candle_fan.h"
 #include "stream/hub.h"
 #include "base/log.h"
 #include "base/td_limits.h"
@@ -83,6 +84,44 @@ static bool subscribe_all(td_request *req, td_hub *hub, sse_session *s, char *li
   return true;
 }
 
+/* ?candles=AAPL,MSFT&tf=1m: the bars of each symbol (stream/candle_fan.c);
+ * answers 400/403 itself and returns false on the first bad one. */
+static bool subscribe_candles(td_request *req, td_hub *hub, sse_session *s, char *list, const void *grant,
+                              const char *tf) {
+  candle_fan *fan = hub_candles(hub);
+  char *save = NULL;
+  for (char *sym = strtok_r(list, ",", &save); sym; sym = strtok_r(NULL, ",", &save)) {
+    if (!hub_opts(hub)->access->allows(grant, sym)) {
+      http_error(req, 403, "forbidden_symbol", "the token does not allow one of the symbols", NULL);
+      return false;
+    }
+    int rc = fan ? candle_fan_subscribe(fan, &s->client, sym, strlen(sym), tf, strlen(tf)) : -ENOENT;
+    if (rc < 0) {
+      http_error(req, rc == -ENOSPC ? 503 : 400,
+                 rc == -EINVAL ? "bad_symbol" : rc == -ENOENT ? "bad_timeframe" : rc == -E2BIG ? "too_many_symbols"
+                                                                                              : "unavailable",
+                 rc == -EINVAL ? "a symbol is 1-16 of A-Z 0-9 . - /"
+                 : rc == -ENOENT ? "tf must be one of --candle-timeframes (candles on)"
+                 : rc == -E2BIG  ? "more symbols than --max-client-symbols"
+                                 : "the server has too many candle channels",
+                 NULL);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* After the stream's head: `history` bars of each candle symbol. */
+static void send_candle_history(td_hub *hub, sse_session *s, const char *clist, const char *tf, int history) {
+  candle_fan *fan = hub_candles(hub);
+  for (const char *p = clist; fan && history > 0 && *p;) {
+    const char *c = strchr(p, ',');
+    size_t n = c ? (size_t)(c - p) : strlen(p);
+    candle_fan_send_history(fan, &s->client, p, n, tf, strlen(tf), (uint32_t)history);
+    p += n + (c != NULL);
+  }
+}
+
 void sse_session_open(td_request *req, td_hub *hub) {
   const td_hub_opts *opts = hub_opts(hub);
   char *list = malloc(SSE_SYMBOLS_PARAM_MAX + 1);
@@ -90,9 +129,17 @@ void sse_session_open(td_request *req, td_hub *hub) {
     http_error(req, 500, "internal", "out of memory", NULL);
     return;
   }
-  if (!http_query_param(req, "symbols", list, SSE_SYMBOLS_PARAM_MAX + 1) || !*list) {
+  /* candles=AAPL,MSFT&tf=1m, kept whole for the history after strtok cut the copy */
+  char clist[SSE_SYMBOLS_PARAM_MAX + 1], ccopy[SSE_SYMBOLS_PARAM_MAX + 1], tf[CANDLE_TF_NAME_MAX + 1] = "";
+  bool has_candles = http_query_param(req, "candles", clist, sizeof(clist)) && *clist;
+  if (has_candles) {
+    memcpy(ccopy, clist, sizeof(ccopy));
+    http_query_param(req, "tf", tf, sizeof(tf));
+  }
+  bool has_symbols = http_query_param(req, "symbols", list, SSE_SYMBOLS_PARAM_MAX + 1) && *list;
+  if (!has_symbols && !has_candles) {
     free(list);
-    http_error(req, 400, "missing_symbols", "GET /stream?symbols=AAPL,MSFT", NULL);
+    http_error(req, 400, "missing_symbols", "GET /stream?symbols=AAPL,MSFT or /stream?candles=AAPL&tf=1m", NULL);
     return;
   }
   char hist_buf[16];
@@ -125,7 +172,8 @@ void sse_session_open(td_request *req, td_hub *hub) {
     http_error(req, 503, "too_many_clients", "the server is at --max-stream-clients", "Retry-After: 5\r\n");
     return;
   }
-  bool ok = subscribe_all(req, hub, s, list, grant, syms, &nsyms);
+  bool ok = (!has_symbols || subscribe_all(req, hub, s, list, grant, syms, &nsyms)) &&
+            (!has_candles || subscribe_candles(req, hub, s, ccopy, grant, tf));
   opts->access->release(grant);
   if (!ok) {
     hub_detach(hub, &s->client);
@@ -150,9 +198,10 @@ void sse_session_open(td_request *req, td_hub *hub) {
     hub_recover(hub, &s->client, last->value, last->value_len);
   } else if (http_query_param(req, "last_event_id", last_param, sizeof(last_param)) && *last_param) {
     hub_recover(hub, &s->client, last_param, strlen(last_param));
-  } else {
+  } else if (has_symbols) {
     hub_send_snapshot(hub, &s->client, syms, nsyms, history);
   }
+  if (has_candles) send_candle_history(hub, s, clist, tf, history);
   free(syms);
   free(list);
 }

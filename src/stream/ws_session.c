@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "stream/candle_fan.h"
 #include "stream/hub.h"
 #include "base/log.h"
 #include "base/td_limits.h"
@@ -51,13 +52,51 @@ static void send_error(ws_session *s, const char *code, const char *message, con
 
 /* ---- actions -------------------------------------------------------------- */
 
+/* "candles": {"symbols": [..], "tf": "1m"}: each symbol's bars of that
+ * timeframe (stream/candle_fan.c), with `history` past bars first. */
+static void candles_action(ws_session *s, json_t *spec, bool on, int history) {
+  candle_fan *fan = hub_candles(s->hub);
+  json_t *symbols = json_object_get(spec, "symbols"), *tf = json_object_get(spec, "tf"), *v, *ok = json_array();
+  if (!fan || !json_is_array(symbols) || !json_is_string(tf)) {
+    json_decref(ok);
+    send_error(s, fan ? "bad_request" : "candles_off",
+               fan ? "\"candles\" takes {\"symbols\": [..], \"tf\": \"1m\"}" : "this server builds no candles", NULL);
+    return;
+  }
+  const char *tfs = json_string_value(tf);
+  size_t i, tfn = json_string_length(tf);
+  json_array_foreach(symbols, i, v) {
+    const char *sym = json_string_value(v);
+    size_t n = sym ? json_string_length(v) : 0;
+    if (on && sym && !hub_opts(s->hub)->access->allows(s->grant, sym)) {
+      send_error(s, "forbidden_symbol", "the token does not allow this symbol", sym);
+      continue;
+    }
+    int rc = !sym ? -EINVAL : on ? candle_fan_subscribe(fan, &s->client, sym, n, tfs, tfn)
+                                 : candle_fan_unsubscribe(fan, &s->client, sym, n, tfs, tfn);
+    if (rc == -EINVAL) send_error(s, "bad_symbol", "a symbol is 1-16 of A-Z 0-9 . - /", sym);
+    else if (rc == -ENOENT) send_error(s, "bad_timeframe", "no such timeframe (see --candle-timeframes)", tfs);
+    else if (rc == -E2BIG) send_error(s, "too_many_symbols", "this connection has --max-client-symbols already", sym);
+    else if (rc < 0) send_error(s, "unavailable", "the server has too many candle channels", sym);
+    else if (rc == 1 || on) json_array_append(ok, v);
+  }
+  hub_send_json(s->hub, &s->client, on ? "subscribed" : "unsubscribed",
+                json_pack("{s:{s:O, s:s}}", "candles", "symbols", ok, "tf", tfs));
+  json_array_foreach(ok, i, v) {
+    if (on && history > 0)
+      candle_fan_send_history(fan, &s->client, json_string_value(v), json_string_length(v), tfs, tfn, (uint32_t)history);
+  }
+  json_decref(ok);
+}
+
 static void do_subscribe(ws_session *s, json_t *msg) {
   td_hub *hub = s->hub;
   const td_stream_access *access = hub_opts(hub)->access;
   json_t *symbols = json_object_get(msg, "symbols"), *topics = json_object_get(msg, "topics");
   json_t *since = json_object_get(msg, "since"), *history = json_object_get(msg, "history");
+  json_t *candles = json_object_get(msg, "candles");
   if ((symbols && !json_is_array(symbols)) || (topics && !json_is_array(topics)) || (since && !json_is_string(since)) ||
-      (history && !json_is_integer(history)) || (!symbols && !topics)) {
+      (history && !json_is_integer(history)) || (!symbols && !topics && !candles)) {
     send_error(s, "bad_request",
                "subscribe takes \"symbols\": [..] and/or \"topics\": [..], optional \"since\": string, \"history\": int",
                NULL);
@@ -68,6 +107,8 @@ static void do_subscribe(ws_session *s, json_t *msg) {
     send_error(s, "bad_history", "history must be from 0 to --history-size", NULL);
     return;
   }
+  if (candles) candles_action(s, candles, true, hist);
+  if (!symbols && !topics) return;
   json_t *ok = json_array();
   const char **fresh = calloc(json_array_size(symbols) + 1, sizeof(*fresh));
   size_t nfresh = 0, i;
@@ -104,6 +145,9 @@ static void do_subscribe(ws_session *s, json_t *msg) {
 
 static void do_unsubscribe(ws_session *s, json_t *msg) {
   json_t *symbols = json_object_get(msg, "symbols"), *topics = json_object_get(msg, "topics"), *v;
+  json_t *candles = json_object_get(msg, "candles");
+  if (candles) candles_action(s, candles, false, 0);
+  if (candles && !symbols && !topics) return;
   if ((symbols && !json_is_array(symbols)) || (topics && !json_is_array(topics))) {
     send_error(s, "bad_request", "unsubscribe takes \"symbols\": [..] and/or \"topics\": [..]", NULL);
     return;

@@ -165,6 +165,61 @@ static void test_quotes_are_valid_alpaca(void **state) {
   free(a.text);
 }
 
+typedef struct {
+  int quotes, trades;
+  char sym[TD_SYMBOL_MAX + 1];
+  double bp, ap;
+} tape_check;
+
+/* Each trade follows a quote of its symbol and lies between its bid and ask. */
+static void check_tape(void *ud, const smsg_msg *m) {
+  tape_check *k = ud;
+  td_buf *b = smsg_encode(m, 1, "0000000000000000");
+  json_t *o = json_loadb(b->data, b->len, 0, NULL);
+  assert_non_null(o);
+  if (m->kind == SMSG_QUOTE) {
+    k->quotes++;
+    snprintf(k->sym, sizeof(k->sym), "%s", m->symbol);
+    k->bp = json_number_value(json_object_get(o, "bp"));
+    k->ap = json_number_value(json_object_get(o, "ap"));
+  } else {
+    assert_int_equal(m->kind, SMSG_TRADE);
+    k->trades++;
+    assert_string_equal(m->symbol, k->sym);
+    double p = json_number_value(json_object_get(o, "p"));
+    assert_true(p >= k->bp - 1e-9 && p <= k->ap + 1e-9);
+    json_int_t size = json_integer_value(json_object_get(o, "s"));
+    assert_true(size >= 1 && size <= 500);
+    assert_int_equal(json_integer_value(json_object_get(o, "i")), k->trades);
+  }
+  json_decref(o);
+  buf_unref(b);
+}
+
+static void test_trades_between_bid_and_ask(void **state) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  sink a = {0};
+  sim_feed *s = make(&loop, 7, &a);
+  sim_set_trades(s, 0.5);
+  sim_set_trades(s, 2);   /* out of range: ignored */
+  sim_generate(s, 4000, T0);
+  tape_check k = {0};
+  smsg_stats st = {0};
+  for (char *line = a.text, *nl; (nl = memchr(line, '\n', a.len - (size_t)(line - a.text))); line = nl + 1)
+    assert_true(smsg_parse_stream(line, (size_t)(nl - line), check_tape, NULL, &k, &st) > 0);
+  sim_stats ss;
+  sim_get_stats(s, &ss);
+  assert_int_equal(k.quotes, 4000);
+  assert_int_equal(k.trades, ss.trades);
+  assert_true(k.trades > 1500 && k.trades < 2500);
+  assert_int_equal(st.items, st.delivered);   /* nothing skipped */
+  sim_close(s, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  free(a.text);
+}
+
 /* A timer that fails the test instead of letting a broken feed hang it. */
 static void on_guard(uv_timer_t *t) { fail_msg("feed did not deliver"); }
 
@@ -230,6 +285,7 @@ int main(void) {
     cmocka_unit_test(test_quotes_due),     cmocka_unit_test(test_new_errors),
     cmocka_unit_test(test_deterministic),  cmocka_unit_test(test_quotes_are_valid_alpaca),
     cmocka_unit_test(test_timer_lifecycle), cmocka_unit_test(test_paused),
+    cmocka_unit_test(test_trades_between_bid_and_ask),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# bench/candles.sh <tickerd>: the cost of candles (issue 17), in one run.
+#
+# CPU per trade: tickerd --feed none, POST /quotes at BENCH_CANDLE_RATE
+# (100,000) trades/s over BENCH_CANDLE_SYMBOLS (1,000) symbols for
+# BENCH_DURATION seconds, once with --candles true (all six default
+# timeframes) and once with --candles false, alternating, BENCH_RUNS times;
+# tickerd's user+system CPU (/proc/<pid>/stat) over the trades accepted.
+# Goal: candles on costs at most 10 % more per trade.
+# Memory per symbol: build/bench/candle_mem (every default timeframe full
+# with 300 bars, 1,000 symbols).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
+TICKERD=${1:?usage: bench/candles.sh <tickerd>}
+RATE=${BENCH_CANDLE_RATE:-100000}
+SYMBOLS=${BENCH_CANDLE_SYMBOLS:-1000}
+GOAL_PCT=10
+bench_init candles
+start_redis
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# measure <on|off>: prints "<µs per trade> <trades/s achieved>"
+measure() {
+  start_tickerd "tickerd-candles-$1" --feed none --candles "$([ "$1" = on ] && echo true || echo false)" || exit 1
+  # a short warm-up: symbols interned, buffers pooled
+  /usr/bin/python3 "$HERE/candle_load.py" --port "$TD_PORT" --rate "$RATE" --symbols "$SYMBOLS" --seconds 1 >/dev/null
+  local c0 c1 out hz
+  hz=$(getconf CLK_TCK)
+  c0=$(cpu_ticks "$TD_PID")
+  out=$(/usr/bin/python3 "$HERE/candle_load.py" --port "$TD_PORT" --rate "$RATE" --symbols "$SYMBOLS" --seconds "$BENCH_DURATION")
+  c1=$(cpu_ticks "$TD_PID")
+  stop_tickerd
+  awk -v c=$((c1 - c0)) -v hz="$hz" -v n="${out% *}" -v s="${out#* }" \
+    'BEGIN { printf "%.3f %.0f\n", c / hz * 1e6 / n, n / s }'
+}
+
+ON=(); OFF=(); RATES=()
+for ((run = 1; run <= BENCH_RUNS; run++)); do
+  for mode in on off; do
+    bench_log "candles $mode, ${BENCH_DURATION}s at $RATE trades/s over $SYMBOLS symbols (run $run/$BENCH_RUNS)"
+    read -r us got < <(measure "$mode")
+    if [ "$mode" = on ]; then ON+=("$us"); else OFF+=("$us"); fi
+    RATES+=("$got")
+  done
+done
+MON=$(median "${ON[@]}"); MOFF=$(median "${OFF[@]}")
+PCT=$(awk -v a="$MON" -v b="$MOFF" 'BEGIN { printf "%.1f\n", (a / b - 1) * 100 }')
+MEM=$("$(dirname "$TICKERD")/bench/candle_mem" "$SYMBOLS")
+
+{
+  echo "## Candles (issue 17)"
+  echo ""
+  echo "tickerd \`--feed none\`, POST /quotes of trades at $RATE/s over $SYMBOLS symbols (bench/candle_load.py), ${BENCH_DURATION}s per run, candles on (all six default timeframes) and off alternating, median of $BENCH_RUNS; trades/s achieved: $(printf '%s ' "${RATES[@]}")."
+  echo ""
+  echo "| | tickerd CPU µs per trade |"
+  echo "|---|---|"
+  echo "| candles on | $MON (runs: ${ON[*]}) |"
+  echo "| candles off | $MOFF (runs: ${OFF[*]}) |"
+  echo ""
+  echo "**Candles cost ${PCT} % more CPU per trade** (goal ≤ ${GOAL_PCT} %: $(verdict "$PCT" "<=" "$GOAL_PCT"))."
+  echo ""
+  echo "Memory: $MEM"
+} >"$BENCH_SECTION"

@@ -1,0 +1,66 @@
+/* candle_fan: bars from the Redis channels candles:<tf>:<SYMBOL> to the
+ * WebSocket and SSE clients that asked for them.
+ *
+ * Like quotes, bars reach clients from Redis, not from the local engine:
+ * only the lease holder aggregates, and every instance (holder or not)
+ * SUBSCRIBEs to the candle channels its clients want, the first client of a
+ * channel subscribing and the last one leaving unsubscribing. A bar is
+ * published at most once a second per channel, so each client's message is
+ * encoded for it alone (hub_send_text) rather than shared.
+ *
+ * WebSocket:  {"type":"candle","channel":"candles:1m:AAPL","data":{bar}}
+ * SSE:        event: candle / data: {bar}
+ * History (from this instance's engine, oldest first):
+ *   WebSocket {"type":"candles","symbol":"AAPL","tf":"1m","bars":[..]}
+ *   SSE       event: candles / data: {"symbol":..,"tf":..,"bars":[..]} */
+#ifndef TD_CANDLE_FAN_H
+#define TD_CANDLE_FAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "market/candle.h"
+#include "stream/hub.h"
+
+/* Candle channels subscribed at most, over all clients: the six default
+ * timeframes of ~680 symbols, well inside the subscriber's own bound. */
+#define CANDLE_FAN_MAX_CHANNELS 4096
+/* A payload from Redis longer than this is not a bar (ours are < 512 B). */
+#define CANDLE_FAN_PAYLOAD_MAX 4096
+
+typedef struct candle_fan candle_fan;
+struct td_subscriber;
+
+typedef struct {
+  uint64_t channels;        /* subscribed now */
+  uint64_t subscriptions;   /* client x channel */
+  uint64_t messages;        /* bars received from Redis */
+  uint64_t deliveries;      /* bars queued to clients */
+  uint64_t bad_messages;    /* payloads that are not one JSON object */
+  uint64_t dropped;         /* bars not queued to a client over its soft (in progress) or hard limit */
+} candle_fan_stats;
+
+/* `engine` answers history and names the timeframes; NULL: candles are
+ * off and every subscription is refused. */
+candle_fan *candle_fan_new(td_hub *hub, struct td_subscriber *sub, const candle_engine *engine);
+void candle_fan_free(candle_fan *f);
+
+/* 1: subscribed now, 0: was already, -EINVAL bad symbol, -ENOENT no such
+ * timeframe (or candles off), -E2BIG the client has --max-client-symbols
+ * candle channels, -ENOSPC CANDLE_FAN_MAX_CHANNELS are subscribed. */
+int candle_fan_subscribe(candle_fan *f, hub_client *c, const char *sym, size_t n, const char *tf, size_t tf_len);
+/* 1: unsubscribed, 0: was not. */
+int candle_fan_unsubscribe(candle_fan *f, hub_client *c, const char *sym, size_t n, const char *tf, size_t tf_len);
+/* Every subscription of c goes (the hub calls this from hub_detach). */
+void candle_fan_detach(candle_fan *f, hub_client *c);
+/* Sends up to `limit` bars of sym/tf from the engine (see above). */
+void candle_fan_send_history(candle_fan *f, hub_client *c, const char *sym, size_t n, const char *tf, size_t tf_len,
+                             uint32_t limit);
+/* A message from the subscriber: true when it was on a candle channel
+ * (delivered or refused), false for any other channel. */
+bool candle_fan_on_message(candle_fan *f, const char *channel, size_t channel_len, const char *payload,
+                           size_t payload_len);
+void candle_fan_get_stats(const candle_fan *f, candle_fan_stats *out);
+
+#endif

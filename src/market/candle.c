@@ -1,0 +1,503 @@
+/* OHLCV bars from trades and quotes (see candle.h for the time rules). */
+#include "market/candle.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/fnv1a.h"
+#include "base/log.h"
+#include "base/td_limits.h"
+
+#define NS_PER_S 1000000000LL
+/* A series' array starts this small and doubles up to the history size: a
+ * 1 h series of a fresh symbol holds one bar, not 300 slots. */
+#define CANDLE_SERIES_INITIAL 4
+
+/* One timeframe of one symbol: a ring of bars, oldest at `head`. */
+typedef struct {
+  candle_bar *bars;
+  uint32_t cap, head, n;
+  int64_t horizon_ns;       /* bars with end + grace <= horizon are closed */
+  int64_t next_close_ns;    /* end + grace of the oldest open bar (INT64_MAX: none) */
+  int64_t emitted_ns;       /* wall time of the last in-progress on_bar */
+} candle_series;
+
+typedef struct {
+  char sym[TD_SYMBOL_MAX + 1];
+  uint8_t len;
+  bool traded;              /* a trade was seen: quotes make no more bars */
+  int64_t mark_ns;          /* latest exchange time seen */
+  int64_t mark_arrival_ns;  /* wall time when mark_ns arrived */
+  int64_t logged_ns;        /* last bad-input log line (0: none yet) */
+  uint64_t log_suppressed;  /* bad inputs not logged since */
+  candle_series tf[];
+} candle_sym;
+
+struct candle_engine {
+  int ntf;
+  int64_t tf_s[CANDLE_MAX_TF];
+  char tf_name[CANDLE_MAX_TF][CANDLE_TF_NAME_MAX];
+  int64_t grace_ns;
+  uint32_t history, max_symbols;
+  candle_bar_cb on_bar;
+  void *ud;
+  candle_sym **syms;        /* by arrival; index + 1 in `slots` */
+  uint32_t nsyms;
+  uint32_t *slots;          /* open addressing, power of two */
+  uint32_t slot_mask;
+  candle_stats stats;
+};
+
+/* ---- timeframes ------------------------------------------------------------ */
+
+int64_t candle_tf_parse(const char *s, size_t n) {
+  if (n < 2 || n > CANDLE_TF_NAME_MAX - 1) return -1;
+  int64_t v = 0;
+  for (size_t i = 0; i + 1 < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+    v = v * 10 + (s[i] - '0');
+  }
+  int64_t unit = s[n - 1] == 's' ? 1 : s[n - 1] == 'm' ? 60 : s[n - 1] == 'h' ? 3600 : s[n - 1] == 'd' ? 86400 : 0;
+  v *= unit;
+  return v > 0 && v <= CANDLE_TF_MAX_S && s[0] != '0' ? v : -1;
+}
+
+static int parse_timeframes(candle_engine *e, const char *list, char *err, size_t err_len) {
+  const char *p = list;
+  while (*p) {
+    const char *c = strchr(p, ',');
+    size_t n = c ? (size_t)(c - p) : strlen(p);
+    int64_t s = candle_tf_parse(p, n);
+    if (s < 0 || e->ntf == CANDLE_MAX_TF) {
+      snprintf(err, err_len, s < 0 ? "bad timeframe \"%.*s\" (1s..1d: a number and s, m, h or d)"
+                                   : "more than %d timeframes", s < 0 ? (int)n : CANDLE_MAX_TF, p);
+      return -EINVAL;
+    }
+    for (int i = 0; i < e->ntf; i++)
+      if (e->tf_s[i] == s) {
+        snprintf(err, err_len, "timeframe \"%.*s\" given twice", (int)n, p);
+        return -EINVAL;
+      }
+    e->tf_s[e->ntf] = s;
+    memcpy(e->tf_name[e->ntf], p, n);
+    e->tf_name[e->ntf][n] = '\0';
+    e->ntf++;
+    p = c ? c + 1 : p + n;
+  }
+  if (e->ntf == 0) {
+    snprintf(err, err_len, "no timeframe");
+    return -EINVAL;
+  }
+  return 0;
+}
+
+int candle_tf_count(const candle_engine *e) { return e->ntf; }
+int64_t candle_tf_seconds(const candle_engine *e, int tf) { return e->tf_s[tf]; }
+const char *candle_tf_name(const candle_engine *e, int tf) { return e->tf_name[tf]; }
+uint32_t candle_history_max(const candle_engine *e) { return e->history; }
+
+int candle_tf_find(const candle_engine *e, const char *s, size_t n) {
+  int64_t sec = candle_tf_parse(s, n);
+  for (int i = 0; sec > 0 && i < e->ntf; i++)
+    if (e->tf_s[i] == sec) return i;
+  return -1;
+}
+
+/* ---- the engine and its symbols ---------------------------------------------- */
+
+candle_engine *candle_new(const candle_opts *o, char *err, size_t err_len) {
+  candle_engine *e = calloc(1, sizeof(*e));
+  if (!e) {
+    snprintf(err, err_len, "out of memory");
+    return NULL;
+  }
+  if (parse_timeframes(e, o->timeframes ? o->timeframes : CANDLE_DEFAULT_TIMEFRAMES, err, err_len) != 0) {
+    free(e);
+    return NULL;
+  }
+  e->grace_ns = (o->grace_ms < 0 ? CANDLE_DEFAULT_GRACE_MS : o->grace_ms) * 1000000LL;
+  e->history = o->history ? o->history : CANDLE_DEFAULT_HISTORY;
+  e->max_symbols = o->max_symbols ? o->max_symbols : TD_MAX_SYMBOLS;
+  e->on_bar = o->on_bar;
+  e->ud = o->ud;
+  uint32_t slots = 2;
+  while (slots < 2 * e->max_symbols) slots *= 2;
+  e->slots = calloc(slots, sizeof(*e->slots));
+  e->syms = calloc(e->max_symbols, sizeof(*e->syms));
+  if (!e->slots || !e->syms) {
+    candle_free(e);
+    snprintf(err, err_len, "out of memory");
+    return NULL;
+  }
+  e->slot_mask = slots - 1;
+  e->stats.bytes = sizeof(*e) + slots * sizeof(*e->slots) + e->max_symbols * sizeof(*e->syms);
+  return e;
+}
+
+void candle_free(candle_engine *e) {
+  if (!e) return;
+  for (uint32_t i = 0; i < e->nsyms; i++) {
+    for (int t = 0; t < e->ntf; t++) free(e->syms[i]->tf[t].bars);
+    free(e->syms[i]);
+  }
+  free(e->syms);
+  free(e->slots);
+  free(e);
+}
+
+/* The slot of sym: its entry, or the empty slot where it would go. */
+static uint32_t *sym_slot(const candle_engine *e, const char *sym, size_t n) {
+  uint32_t i = fnv1a(sym, n) & e->slot_mask;
+  for (;; i = (i + 1) & e->slot_mask) {
+    uint32_t v = e->slots[i];
+    if (v == 0) return &e->slots[i];
+    const candle_sym *s = e->syms[v - 1];
+    if (s->len == n && memcmp(s->sym, sym, n) == 0) return &e->slots[i];
+  }
+}
+
+static candle_sym *sym_find(const candle_engine *e, const char *sym, size_t n) {
+  if (n == 0 || n > TD_SYMBOL_MAX) return NULL;
+  uint32_t v = *sym_slot(e, sym, n);
+  return v ? e->syms[v - 1] : NULL;
+}
+
+static candle_sym *sym_get(candle_engine *e, const char *sym, size_t n) {
+  if (n == 0 || n > TD_SYMBOL_MAX) return NULL;
+  uint32_t *slot = sym_slot(e, sym, n);
+  if (*slot) return e->syms[*slot - 1];
+  if (e->nsyms == e->max_symbols) {
+    e->stats.refused++;
+    return NULL;
+  }
+  size_t size = sizeof(candle_sym) + (size_t)e->ntf * sizeof(candle_series);
+  candle_sym *s = calloc(1, size);
+  if (!s) return NULL;
+  memcpy(s->sym, sym, n);
+  s->len = (uint8_t)n;
+  e->syms[e->nsyms++] = s;
+  *slot = e->nsyms;
+  e->stats.symbols++;
+  e->stats.bytes += size;
+  return s;
+}
+
+/* ---- series ---------------------------------------------------------------- */
+
+/* Bar i from the oldest; a subtraction, not a modulo: this runs several
+ * times per trade and timeframe. */
+static candle_bar *bar_at(const candle_series *s, uint32_t i) {
+  uint32_t k = s->head + i;
+  return &s->bars[k >= s->cap ? k - s->cap : k];
+}
+
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
+
+/* Room for one more bar: grows up to the history size. False when full. */
+static bool series_grow(candle_engine *e, candle_series *s) {
+  if (s->n < s->cap) return true;
+  if (s->cap >= e->history) return false;
+  uint32_t cap = s->cap ? s->cap * 2 : CANDLE_SERIES_INITIAL;
+  if (cap > e->history) cap = e->history;
+  candle_bar *b = malloc(cap * sizeof(*b));
+  if (!b) return false;
+  for (uint32_t i = 0; i < s->n; i++) b[i] = *bar_at(s, i);
+  free(s->bars);
+  e->stats.bytes += (cap - s->cap) * sizeof(*b);
+  s->bars = b;
+  s->cap = cap;
+  s->head = 0;
+  return true;
+}
+
+static bool bar_closed_by(const candle_engine *e, int64_t start, int64_t tf_s, int64_t horizon_ns) {
+  return (start + tf_s) * NS_PER_S + e->grace_ns <= horizon_ns;
+}
+
+/* The open bar that starts at `start`, inserted empty if absent; NULL when
+ * that bar is closed or older than the history. */
+static candle_bar *series_bar(candle_engine *e, candle_series *s, int64_t tf_s, int64_t start) {
+  if (s->n > 0) {   /* the common case: the newest bar */
+    candle_bar *last = bar_at(s, s->n - 1);
+    if (last->start == start) return last->flags & CANDLE_F_CLOSED ? NULL : last;
+  }
+  uint32_t i = s->n;
+  while (i > 0 && bar_at(s, i - 1)->start > start) i--;
+  if (i > 0 && bar_at(s, i - 1)->start == start) {
+    candle_bar *b = bar_at(s, i - 1);
+    return b->flags & CANDLE_F_CLOSED ? NULL : b;
+  }
+  if (bar_closed_by(e, start, tf_s, s->horizon_ns)) return NULL;
+  if (!series_grow(e, s)) {
+    if (i == 0) return NULL;    /* older than every bar kept */
+    s->head = (s->head + 1) % s->cap;  /* forget the oldest */
+    s->n--;
+    i--;
+  }
+  /* shift the newer bars (only open ones, a few) one slot up */
+  for (uint32_t j = s->n; j > i; j--) *bar_at(s, j) = *bar_at(s, j - 1);
+  s->n++;
+  candle_bar *b = bar_at(s, i);
+  memset(b, 0, sizeof(*b));
+  b->start = start;
+  int64_t close_ns = (start + tf_s) * NS_PER_S + e->grace_ns;
+  if (s->n == 1 || close_ns < s->next_close_ns) s->next_close_ns = close_ns;
+  return b;
+}
+
+static void emit(candle_engine *e, const candle_sym *sym, int tf, candle_bar *b) {
+  b->flags &= (uint8_t)~CANDLE_F_DIRTY;
+  e->stats.emitted++;
+  if (e->on_bar) e->on_bar(e->ud, sym->sym, sym->len, tf, b);
+}
+
+/* Moves a series' horizon on and closes, oldest first, the bars it passed. */
+static void series_advance(candle_engine *e, candle_sym *sym, int tf, int64_t horizon_ns) {
+  candle_series *s = &sym->tf[tf];
+  if (horizon_ns <= s->horizon_ns) return;
+  s->horizon_ns = horizon_ns;
+  /* the common case, every trade: no open bar's time is up */
+  if (horizon_ns < s->next_close_ns) return;
+  uint32_t first = s->n;
+  while (first > 0 && !(bar_at(s, first - 1)->flags & CANDLE_F_CLOSED)) first--;
+  s->next_close_ns = INT64_MAX;
+  for (uint32_t i = first; i < s->n; i++) {
+    candle_bar *b = bar_at(s, i);
+    if (!bar_closed_by(e, b->start, e->tf_s[tf], horizon_ns)) {
+      s->next_close_ns = (b->start + e->tf_s[tf]) * NS_PER_S + e->grace_ns;
+      break;
+    }
+    b->flags |= CANDLE_F_CLOSED;
+    e->stats.closed++;
+    emit(e, sym, tf, b);
+  }
+}
+
+static void sym_advance(candle_engine *e, candle_sym *sym, int64_t horizon_ns) {
+  for (int tf = 0; tf < e->ntf; tf++) series_advance(e, sym, tf, horizon_ns);
+}
+
+/* A message with exchange time t arrived at wall time now. */
+static void sym_mark(candle_engine *e, candle_sym *sym, int64_t t_ns, int64_t now_ns) {
+  if (t_ns <= sym->mark_ns) return;
+  sym->mark_ns = t_ns;
+  sym->mark_arrival_ns = now_ns;
+  sym_advance(e, sym, t_ns);
+}
+
+/* ---- bad input ---------------------------------------------------------------- */
+
+const char *candle_bad_name(candle_bad_reason r) {
+  static const char *const names[CANDLE_BAD_COUNT] = {"size", "price", "future"};
+  return r < CANDLE_BAD_COUNT ? names[r] : "?";
+}
+
+/* Counted always; logged at most once per symbol per CANDLE_LOG_INTERVAL_NS. */
+static void bad_input(candle_engine *e, candle_sym *sym, candle_bad_reason r, int64_t t_ns, double price, int64_t size,
+                      int64_t now_ns) {
+  e->stats.bad[r]++;
+  if (sym->logged_ns && now_ns - sym->logged_ns < CANDLE_LOG_INTERVAL_NS) {
+    sym->log_suppressed++;
+    return;
+  }
+  td_logline *l = log_begin(TD_LOG_WARN, "candle_bad_trade");
+  if (l) {
+    log_strn(l, "symbol", sym->sym, sym->len);
+    log_str(l, "reason", candle_bad_name(r));
+    log_double(l, "price", isfinite(price) ? price : -1);
+    log_int(l, "size", size);
+    log_int(l, "t_ns", t_ns);
+    log_int(l, "suppressed", (int64_t)sym->log_suppressed);
+    log_end(l);
+  }
+  sym->logged_ns = now_ns;
+  sym->log_suppressed = 0;
+}
+
+/* The symbol of a message whose price, size and time pass; NULL otherwise
+ * (counted). */
+static candle_sym *checked_sym(candle_engine *e, const char *s, size_t n, int64_t t_ns, double price, int64_t size,
+                               int64_t now_ns) {
+  candle_sym *sym = sym_get(e, s, n);
+  if (!sym) return NULL;
+  candle_bad_reason r = CANDLE_BAD_COUNT;
+  if (size <= 0) r = CANDLE_BAD_SIZE;
+  else if (!isfinite(price) || price <= 0) r = CANDLE_BAD_PRICE;
+  else if (t_ns > now_ns + CANDLE_FUTURE_MAX_NS) r = CANDLE_BAD_FUTURE;
+  if (r == CANDLE_BAD_COUNT) return sym;
+  bad_input(e, sym, r, t_ns, price, size, now_ns);
+  return NULL;
+}
+
+/* ---- trades, quotes, corrections, cancels ------------------------------------- */
+
+static void bar_first(candle_bar *b, double price, int64_t t_ns, uint8_t flags) {
+  b->open = b->high = b->low = b->close = price;
+  b->first_ns = b->last_ns = t_ns;
+  b->volume = 0;
+  b->pv = 0;
+  b->count = 0;
+  b->flags = flags;
+}
+
+/* One price at exchange time t into an open bar: the open is the earliest
+ * (the first arrival among equal times), the close the latest (the last). */
+static void bar_add(candle_bar *b, double price, int64_t t_ns) {
+  if (price > b->high) b->high = price;
+  if (price < b->low) b->low = price;
+  if (t_ns < b->first_ns) {
+    b->first_ns = t_ns;
+    b->open = price;
+  }
+  if (t_ns >= b->last_ns) {
+    b->last_ns = t_ns;
+    b->close = price;
+  }
+}
+
+static int64_t bar_start(int64_t t_ns, int64_t tf_s) { return floor_div(floor_div(t_ns, NS_PER_S), tf_s) * tf_s; }
+
+void candle_trade(candle_engine *e, const char *s, size_t n, int64_t t_ns, double price, int64_t size, int64_t now_ns) {
+  candle_sym *sym = checked_sym(e, s, n, t_ns, price, size, now_ns);
+  if (!sym) return;
+  sym->traded = true;
+  sym_mark(e, sym, t_ns, now_ns);
+  bool applied = false;
+  for (int tf = 0; tf < e->ntf; tf++) {
+    candle_bar *b = series_bar(e, &sym->tf[tf], e->tf_s[tf], bar_start(t_ns, e->tf_s[tf]));
+    if (!b) continue;
+    /* the first trade of a bar, or of a bar that quotes had begun: trades win */
+    if (b->count == 0 || (b->flags & CANDLE_F_MID)) bar_first(b, price, t_ns, 0);
+    else bar_add(b, price, t_ns);
+    b->volume += (uint64_t)size;
+    b->pv += price * (double)size;
+    b->count++;
+    b->flags |= CANDLE_F_DIRTY;
+    applied = true;
+  }
+  if (applied) e->stats.trades++;
+  else e->stats.late++;
+}
+
+void candle_quote(candle_engine *e, const char *s, size_t n, int64_t t_ns, double bid, double ask, int64_t now_ns) {
+  double mid = (bid + ask) / 2;
+  /* one-sided or crossed quotes have no meaningful mid: they only mark time */
+  bool usable = bid > 0 && ask >= bid && isfinite(mid);
+  candle_sym *sym = usable ? checked_sym(e, s, n, t_ns, mid, 1, now_ns) : sym_get(e, s, n);
+  if (!sym || (!usable && t_ns > now_ns + CANDLE_FUTURE_MAX_NS)) return;
+  sym_mark(e, sym, t_ns, now_ns);
+  if (sym->traded || !usable) return;
+  bool applied = false;
+  for (int tf = 0; tf < e->ntf; tf++) {
+    candle_bar *b = series_bar(e, &sym->tf[tf], e->tf_s[tf], bar_start(t_ns, e->tf_s[tf]));
+    if (!b) continue;
+    if (b->count == 0) bar_first(b, mid, t_ns, CANDLE_F_MID);
+    else bar_add(b, mid, t_ns);
+    b->count++;
+    b->flags |= CANDLE_F_DIRTY;
+    applied = true;
+  }
+  if (applied) e->stats.quotes++;
+  else e->stats.late++;
+}
+
+/* Replaces (op x os) by (cp x cs) in every open bar holding t; cs == 0 is a
+ * cancel. The bars keep no trades, so high and low only widen (a removed
+ * extreme stays); the open or close is replaced when the touched trade is the
+ * one that set it (same time, same price). Volume, count and VWAP are exact. */
+static void adjust(candle_engine *e, const char *s, size_t n, int64_t t_ns, double op, int64_t os, double cp, int64_t cs,
+                   int64_t now_ns) {
+  bool cancel = cs == 0;
+  candle_sym *sym = checked_sym(e, s, n, t_ns, cancel ? op : cp, cancel ? os : cs, now_ns);
+  if (!sym || os <= 0 || !isfinite(op)) {
+    if (sym) e->stats.adjust_unmatched++;
+    return;
+  }
+  bool applied = false, unmatched = false;
+  for (int tf = 0; tf < e->ntf; tf++) {
+    candle_series *ser = &sym->tf[tf];
+    int64_t start = bar_start(t_ns, e->tf_s[tf]);
+    uint32_t i = ser->n;
+    while (i > 0 && bar_at(ser, i - 1)->start > start) i--;
+    candle_bar *b = i > 0 ? bar_at(ser, i - 1) : NULL;
+    if (!b || b->start != start || (b->flags & (CANDLE_F_CLOSED | CANDLE_F_MID))) continue;
+    if ((uint64_t)os > b->volume || b->count == 0) {
+      unmatched = true;
+      continue;
+    }
+    b->volume = b->volume - (uint64_t)os + (uint64_t)cs;
+    b->pv += cp * (double)cs - op * (double)os;
+    if (cancel) {
+      b->count--;
+    } else {
+      if (cp > b->high) b->high = cp;
+      if (cp < b->low) b->low = cp;
+      if (t_ns == b->first_ns && b->open == op) b->open = cp;
+      if (t_ns == b->last_ns && b->close == op) b->close = cp;
+    }
+    if (b->volume == 0) b->pv = 0;   /* no rounding residue on an empty bar */
+    b->flags |= CANDLE_F_DIRTY | CANDLE_F_ADJUSTED;
+    applied = true;
+  }
+  if (applied) e->stats.adjusted++;
+  else if (unmatched) e->stats.adjust_unmatched++;
+  else e->stats.adjust_late++;
+}
+
+void candle_correct(candle_engine *e, const char *s, size_t n, int64_t t_ns, double op, int64_t os, double cp,
+                    int64_t cs, int64_t now_ns) {
+  if (cs <= 0) {  /* a correction to nothing is not a cancel: bad size */
+    candle_sym *sym = sym_get(e, s, n);
+    if (sym) bad_input(e, sym, CANDLE_BAD_SIZE, t_ns, cp, cs, now_ns);
+    return;
+  }
+  adjust(e, s, n, t_ns, op, os, cp, cs, now_ns);
+}
+
+void candle_cancel(candle_engine *e, const char *s, size_t n, int64_t t_ns, double price, int64_t size,
+                   int64_t now_ns) {
+  adjust(e, s, n, t_ns, price, size, 0, 0, now_ns);
+}
+
+/* ---- the timer ----------------------------------------------------------------- */
+
+void candle_tick(candle_engine *e, int64_t now_ns) {
+  for (uint32_t i = 0; i < e->nsyms; i++) {
+    candle_sym *sym = e->syms[i];
+    if (sym->mark_arrival_ns == 0) continue;
+    /* the symbol's exchange time goes on at the wall clock's pace */
+    int64_t elapsed = now_ns - sym->mark_arrival_ns;
+    if (elapsed > 0) sym_advance(e, sym, sym->mark_ns + elapsed);
+    for (int tf = 0; tf < e->ntf; tf++) {
+      candle_series *s = &sym->tf[tf];
+      if (now_ns - s->emitted_ns < CANDLE_LIVE_INTERVAL_NS) continue;
+      bool any = false;
+      uint32_t j = s->n;
+      while (j > 0 && !(bar_at(s, j - 1)->flags & CANDLE_F_CLOSED)) j--;
+      for (; j < s->n; j++) {   /* the open bars, oldest first */
+        candle_bar *b = bar_at(s, j);
+        if (b->flags & CANDLE_F_DIRTY) {
+          emit(e, sym, tf, b);
+          any = true;
+        }
+      }
+      if (any) s->emitted_ns = now_ns;
+    }
+  }
+}
+
+/* ---- reading ------------------------------------------------------------------- */
+
+int candle_history(const candle_engine *e, const char *s, size_t n, int tf, uint32_t limit, candle_bar *out) {
+  const candle_sym *sym = sym_find(e, s, n);
+  if (!sym || tf < 0 || tf >= e->ntf) return -1;
+  const candle_series *ser = &sym->tf[tf];
+  uint32_t k = ser->n < limit ? ser->n : limit;
+  for (uint32_t i = 0; i < k; i++) out[i] = *bar_at(ser, ser->n - k + i);
+  return (int)k;
+}
+
+void candle_get_stats(const candle_engine *e, candle_stats *out) { *out = e->stats; }

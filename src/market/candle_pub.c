@@ -1,0 +1,224 @@
+/* The candle engine on the loop, fed by the pipeline, publishing to Redis
+ * (see candle_pub.h). */
+#include "market/candle_pub.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/fmt_num.h"
+#include "market/publisher.h"
+
+struct candle_pub {
+  uv_timer_t timer;
+  candle_engine *engine;
+  td_publisher *pub;         /* NULL: bars are not published */
+  candle_pub_stats stats;
+  int closing;               /* handles (timer, publisher) not closed yet */
+  void (*done)(void *);
+  void *done_ud;
+};
+
+static int64_t realtime_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- the JSON of a bar ------------------------------------------------------- */
+
+/* Prices to a hundredth of a cent (Alpaca's finest tick), written with
+ * integer arithmetic: printf's %g cost more than the rest of a bar, and
+ * every series sends one a second. The same text on every path (Redis,
+ * WebSocket, SSE, GET). Values past CANDLE_PRICE_FAST_MAX or negative take
+ * %.10g. */
+#define CANDLE_PRICE_SCALE 10000
+#define CANDLE_PRICE_FAST_MAX 1e12
+
+static char *put_lit(char *o, const char *s) {
+  size_t n = strlen(s);
+  memcpy(o, s, n);
+  return o + n;
+}
+
+static char *put_num(char *o, const char *key, double v) {
+  o = put_lit(o, key);
+  if (!(v >= 0 && v < CANDLE_PRICE_FAST_MAX)) return o + sprintf(o, "%.10g", v);
+  uint64_t ticks = (uint64_t)llround(v * CANDLE_PRICE_SCALE);
+  o = fmt_u64(o, ticks / CANDLE_PRICE_SCALE);
+  uint64_t frac = ticks % CANDLE_PRICE_SCALE;
+  if (frac) {
+    char d[4];
+    for (int i = 3; i >= 0; i--, frac /= 10) d[i] = (char)('0' + frac % 10);
+    int n = 4;
+    while (d[n - 1] == '0') n--;
+    *o++ = '.';
+    memcpy(o, d, (size_t)n);
+    o += n;
+  }
+  return o;
+}
+
+static char *put_2(char *o, int v, char after) {
+  o[0] = (char)('0' + v / 10);
+  o[1] = (char)('0' + v % 10);
+  o[2] = after;
+  return o + 3;
+}
+
+size_t candle_pub_bar_json(char *out, const char *sym, size_t sym_len, const char *tf, const candle_bar *b) {
+  time_t sec = (time_t)b->start;
+  struct tm tm;
+  gmtime_r(&sec, &tm);
+  char *o = put_lit(out, "{\"S\":\"");
+  memcpy(o, sym, sym_len);
+  o = put_lit(o + sym_len, "\",\"tf\":\"");
+  o = put_lit(o, tf);
+  o = put_lit(o, "\",\"t\":\"");
+  o = put_2(put_2(o, (tm.tm_year + 1900) / 100, '\0') - 1, (tm.tm_year + 1900) % 100, '-');
+  o = put_2(put_2(o, tm.tm_mon + 1, '-'), tm.tm_mday, 'T');
+  o = put_2(put_2(put_2(o, tm.tm_hour, ':'), tm.tm_min, ':'), tm.tm_sec, 'Z');
+  *o++ = '"';
+  o = put_num(o, ",\"o\":", b->open);
+  o = put_num(o, ",\"h\":", b->high);
+  o = put_num(o, ",\"l\":", b->low);
+  o = put_num(o, ",\"c\":", b->close);
+  o = fmt_u64(put_lit(o, ",\"v\":"), b->volume);
+  o = fmt_u64(put_lit(o, ",\"n\":"), b->count);
+  /* VWAP to a hundredth of a cent, like the prices */
+  o = b->volume > 0 ? put_num(o, ",\"vw\":", b->pv / (double)b->volume) : put_lit(o, ",\"vw\":null");
+  o = put_lit(o, b->flags & CANDLE_F_MID ? ",\"src\":\"mid\"" : ",\"src\":\"trades\"");
+  o = put_lit(o, b->flags & CANDLE_F_CLOSED ? ",\"closed\":true}" : ",\"closed\":false}");
+  *o = '\0';
+  return (size_t)(o - out);
+}
+
+/* ---- publishing ---------------------------------------------------------------- */
+
+static void on_bar(void *ud, const char *sym, size_t sym_len, int tf, const candle_bar *b) {
+  candle_pub *c = ud;
+  if (!c->pub) return;
+  const char *tf_name = candle_tf_name(c->engine, tf);
+  char channel[CANDLE_CHANNEL_MAX], json[CANDLE_JSON_MAX];
+  int n = snprintf(channel, sizeof(channel), CANDLE_CHANNEL_PREFIX ":%s:%.*s", tf_name, (int)sym_len, sym);
+  size_t len = candle_pub_bar_json(json, sym, sym_len, tf_name, b);
+  if (pub_publish(c->pub, channel, (size_t)n, json, len) < 0) c->stats.refused++;
+  else c->stats.bars++;
+}
+
+static void on_tick(uv_timer_t *t) {
+  candle_pub *c = t->data;
+  candle_tick(c->engine, realtime_ns());
+}
+
+candle_pub *candle_pub_new(uv_loop_t *loop, const char *redis_url, const candle_opts *o, char *err, size_t err_len) {
+  candle_pub *c = calloc(1, sizeof(*c));
+  if (!c) {
+    snprintf(err, err_len, "out of memory");
+    return NULL;
+  }
+  candle_opts eo = *o;
+  eo.on_bar = on_bar;
+  eo.ud = c;
+  c->engine = candle_new(&eo, err, err_len);
+  if (!c->engine) {
+    free(c);
+    return NULL;
+  }
+  if (redis_url && !(c->pub = pub_new(loop, redis_url, NULL))) {
+    snprintf(err, err_len, "cannot create the candle publisher");
+    candle_free(c->engine);
+    free(c);
+    return NULL;
+  }
+  uv_timer_init(loop, &c->timer);
+  c->timer.data = c;
+  uv_timer_start(&c->timer, on_tick, CANDLE_TICK_MS, CANDLE_TICK_MS);
+  uv_unref((uv_handle_t *)&c->timer);   /* the timer alone does not keep the loop running */
+  return c;
+}
+
+static void closed_one(void *ud) {
+  candle_pub *c = ud;
+  if (--c->closing > 0) return;
+  void (*done)(void *) = c->done;
+  void *done_ud = c->done_ud;
+  candle_free(c->engine);
+  free(c);
+  if (done) done(done_ud);
+}
+
+static void on_timer_closed(uv_handle_t *h) { closed_one(h->data); }
+
+void candle_pub_close(candle_pub *c, void (*done)(void *), void *ud) {
+  c->done = done;
+  c->done_ud = ud;
+  c->closing = 1 + (c->pub != NULL);
+  uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+  if (c->pub) pub_close(c->pub, closed_one, c);
+  c->pub = NULL;
+}
+
+bool candle_pub_publisher_stats(const candle_pub *c, struct pub_stats *out) {
+  if (!c->pub) return false;
+  pub_stats(c->pub, out);
+  return true;
+}
+
+const candle_engine *candle_pub_engine(const candle_pub *c) { return c->engine; }
+void candle_pub_get_stats(const candle_pub *c, candle_pub_stats *out) { *out = c->stats; }
+
+/* ---- reading the published payload ------------------------------------------------ */
+
+/* The number after `pat` (,"<key>":) in a payload smsg_encode wrote
+ * (compact, keys in schema order; codes and conditions are escaped strings,
+ * so the pattern cannot occur inside one), searched from *from, which moves
+ * past it: keys are read in their order, each payload once. */
+static bool payload_num(const char **from, const char *end, const char *pat, size_t k, double *out) {
+  for (const char *q = *from; (q = memchr(q, ',', (size_t)(end - q))) && (size_t)(end - q) > k; q++) {
+    if (memcmp(q, pat, k) != 0) continue;
+    char *e;
+    *out = strtod(q + k, &e);
+    *from = e;
+    return e != q + k;
+  }
+  return false;
+}
+
+static bool payload_int(const char **from, const char *end, const char *pat, size_t k, int64_t *out) {
+  double v;
+  if (!payload_num(from, end, pat, k, &v)) return false;
+  *out = (int64_t)v;
+  return true;
+}
+
+#define NUM(key, out) payload_num(&at, end, ",\"" key "\":", sizeof(",\"" key "\":") - 1, out)
+#define INT(key, out) payload_int(&at, end, ",\"" key "\":", sizeof(",\"" key "\":") - 1, out)
+
+void candle_pub_msg(candle_pub *c, smsg_kind kind, const char *sym, size_t sym_len, const char *payload, size_t len) {
+  if (kind != SMSG_TRADE && kind != SMSG_QUOTE && kind != SMSG_CORRECTION && kind != SMSG_CANCEL_ERROR) return;
+  int64_t sec;
+  uint32_t nsec;
+  if (smsg_payload_time(payload, len, &sec, &nsec) != 0) return;
+  int64_t t = sec * 1000000000 + nsec, now = realtime_ns();
+  double a, b, cp;
+  int64_t s, cs;
+  const char *at = payload, *end = payload + len;
+  switch (kind) {
+    case SMSG_TRADE:
+      if (NUM("p", &a) && INT("s", &s)) candle_trade(c->engine, sym, sym_len, t, a, s, now);
+      break;
+    case SMSG_QUOTE:
+      if (NUM("bp", &a) && NUM("ap", &b)) candle_quote(c->engine, sym, sym_len, t, a, b, now);
+      break;
+    case SMSG_CORRECTION:
+      if (NUM("op", &a) && INT("os", &s) && NUM("cp", &cp) && INT("cs", &cs))
+        candle_correct(c->engine, sym, sym_len, t, a, s, cp, cs, now);
+      break;
+    default:   /* cancel or error: either way the trade is withdrawn */
+      if (NUM("p", &a) && INT("s", &s)) candle_cancel(c->engine, sym, sym_len, t, a, s, now);
+      break;
+  }
+}

@@ -1,0 +1,190 @@
+"""Candles (issue 17): bars built from POSTed trades (whose timestamps the
+test chooses) agree on the Redis channels, over WebSocket, over SSE and
+from GET /candles; bad trades are counted and logged once; with two
+instances only the lease holder publishes bars."""
+import datetime
+import json
+import time
+
+import pytest
+
+from conftest import wait_for
+from test_streaming import sse_events, sse_open
+from wsclient import WS
+
+
+def rfc3339(ns):
+    s, frac = divmod(ns, 1_000_000_000)
+    d = datetime.datetime.fromtimestamp(s, datetime.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+def trade(sym, ns, p, s, i=1):
+    return {"T": "t", "S": sym, "i": i, "x": "V", "p": p, "s": s, "c": ["@"], "z": "C", "t": rfc3339(ns)}
+
+
+def post(t, *items):
+    r = t.request("POST", "/quotes", body=list(items))
+    assert r.status == 202, r.body
+
+
+@pytest.fixture
+def stack(redis_server, tickerd_factory):
+    # no grace: a bar closes as soon as a later trade arrives
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--candle-grace-ms", "0",
+                        "--candle-timeframes", "1s,1m")
+    wait_for(lambda: t.get("/readyz").status == 200 or None, what="redis connection")
+    return t
+
+
+def redis_bars(ps, want, timeout=5):
+    """Closed bars from a Redis subscription, keyed by bar time."""
+    got = {}
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        m = ps.get_message(timeout=0.1)
+        if m and m["type"] == "message":
+            b = json.loads(m["data"])
+            if b["closed"]:
+                assert b["t"] not in got, "a closed bar was published twice"
+                got[b["t"]] = b
+    return got
+
+
+def test_bars_agree_on_redis_ws_sse_and_get(stack, redis_server):
+    ps = redis_server.client().pubsub(ignore_subscribe_messages=True)
+    ps.subscribe("candles:1s:AAPL")
+    ws = WS(stack.port)
+    ws.send_json({"action": "subscribe", "candles": {"symbols": ["AAPL"], "tf": "1s"}})
+    assert ws.recv_json() == {"type": "subscribed", "candles": {"symbols": ["AAPL"], "tf": "1s"}}
+    s, head, buf = sse_open(stack, "candles=AAPL&tf=1s")
+    assert " 200 " in head.split("\r\n")[0]
+    # one Redis subscription for both clients of the instance, besides the test's own
+    wait_for(lambda: redis_server.client().pubsub_numsub("candles:1s:AAPL")[0][1] == 2 or None,
+             what="tickerd's subscription to candles:1s:AAPL")
+
+    base = (time.time_ns() // 1_000_000_000 - 30) * 1_000_000_000
+    post(stack,
+         trade("AAPL", base + 100_000_000, 10.0, 100, 1),
+         trade("AAPL", base + 900_000_000, 12.0, 50, 2),
+         trade("AAPL", base + 400_000_000, 9.5, 10, 3),       # out of order, same bar
+         trade("AAPL", base + 1_000_000_000, 11.0, 30, 4),    # exactly on the next boundary
+         trade("AAPL", base + 1_500_000_000, 11.5, 20, 5))
+    post(stack, trade("AAPL", base + 3_000_000_000, 13.0, 1, 6))   # closes the first two bars
+
+    got = redis_bars(ps, 2)
+    first, second = rfc3339(base)[:19] + "Z", rfc3339(base + 1_000_000_000)[:19] + "Z"
+    assert sorted(got) == [first, second]
+    a = got[first]
+    assert (a["o"], a["h"], a["l"], a["c"], a["v"], a["n"]) == (10.0, 12.0, 9.5, 12.0, 160, 3)
+    # VWAP to a hundredth of a cent, like prices
+    assert a["vw"] == pytest.approx((10.0 * 100 + 12.0 * 50 + 9.5 * 10) / 160, abs=0.00005)
+    assert a["src"] == "trades" and a["S"] == "AAPL" and a["tf"] == "1s"
+    b = got[second]
+    assert (b["o"], b["c"], b["v"], b["n"]) == (11.0, 11.5, 50, 2)
+
+    # the same closed bars, byte for byte, over WebSocket and SSE
+    ws_closed = {}
+    while len(ws_closed) < 2:
+        m = ws.recv_json()
+        assert m["type"] == "candle" and m["channel"] == "candles:1s:AAPL"
+        if m["data"]["closed"]:
+            ws_closed[m["data"]["t"]] = m["data"]
+    sse_closed = {}
+    while len(sse_closed) < 2:
+        evs, buf = sse_events(s, buf, 1)
+        assert evs[0]["event"] == "candle"
+        d = json.loads(evs[0]["data"])
+        if d["closed"]:
+            sse_closed[d["t"]] = d
+    assert ws_closed == got and sse_closed == got
+
+    # GET /candles: the same bars, then the open one
+    r = stack.get("/candles/AAPL?tf=1s&limit=300")
+    assert r.status == 200
+    body = r.json()
+    assert body["symbol"] == "AAPL" and body["tf"] == "1s" and body["count"] == 3
+    assert body["bars"][:2] == [got[first], got[second]]
+    assert body["bars"][2]["closed"] is False and body["bars"][2]["c"] == 13.0
+    assert stack.get("/candles/AAPL?tf=1s&limit=1").json()["bars"][0]["c"] == 13.0
+    # the minute bar holds all six trades, still open
+    m = stack.get("/candles/AAPL?tf=1m").json()["bars"]
+    assert len(m) == 1 and m[0]["n"] == 6 and m[0]["v"] == 211 and m[0]["closed"] is False
+
+    # history on subscribe (WebSocket): the bars kept, oldest first
+    ws2 = WS(stack.port)
+    ws2.send_json({"action": "subscribe", "candles": {"symbols": ["AAPL"], "tf": "1s"}, "history": 2})
+    assert ws2.recv_json()["type"] == "subscribed"
+    h = ws2.recv_json()
+    assert h["type"] == "candles" and h["symbol"] == "AAPL" and h["tf"] == "1s"
+    assert h["bars"] == body["bars"][1:]
+
+
+def test_quiet_symbol_closed_by_timer(stack, redis_server):
+    ps = redis_server.client().pubsub(ignore_subscribe_messages=True)
+    ps.subscribe("candles:1s:MSFT")
+    wait_for(lambda: ps.get_message(timeout=0.05) is None or True, what="subscription")
+    base = time.time_ns() // 1_000_000_000 * 1_000_000_000
+    post(stack, trade("MSFT", base, 20.0, 5))
+    # no later trade: the timer closes it about a second after its end
+    got = redis_bars(ps, 1, timeout=5)
+    assert list(got.values())[0]["v"] == 5
+
+
+def test_mid_bars_without_trades(stack):
+    q = {"T": "q", "S": "GOOG", "bx": "V", "bp": 10.0, "bs": 1, "ax": "V", "ap": 12.0, "as": 1,
+         "t": rfc3339(time.time_ns())}
+    post(stack, q)
+    bars = wait_for(lambda: stack.get("/candles/GOOG?tf=1s").json().get("bars"), what="a mid bar")
+    assert bars[0]["src"] == "mid" and bars[0]["o"] == 11.0 and bars[0]["v"] == 0 and bars[0]["vw"] is None
+
+
+def test_bad_requests(stack):
+    post(stack, trade("AAPL", time.time_ns(), 10.0, 1))
+    for path, status, code in [("/candles/aapl", 400, "bad_symbol"),
+                               ("/candles/AAPL?tf=2m", 400, "bad_timeframe"),
+                               ("/candles/AAPL?tf=5m", 400, "bad_timeframe"),   # not configured here
+                               ("/candles/AAPL?limit=0", 400, "bad_limit"),
+                               ("/candles/AAPL?limit=301", 400, "bad_limit"),
+                               ("/candles/NOPE", 404, "unknown_symbol")]:
+        r = stack.get(path)
+        assert r.status == status, path
+        assert r.json()["error"] == code and r.json()["status"] == status
+    ws = WS(stack.port)
+    ws.send_json({"action": "subscribe", "candles": {"symbols": ["AAPL"], "tf": "9m"}})
+    assert ws.recv_json()["error"] == "bad_timeframe"
+    s, head, _ = sse_open(stack, "candles=AAPL&tf=9m")
+    assert " 400 " in head.split("\r\n")[0]
+
+
+def test_bad_trades_counted_and_logged_once(stack):
+    now = time.time_ns()
+    post(stack, trade("BAD", now, 10.0, 0), trade("BAD", now, 10.0, 0),
+         trade("BAD", now + 3600 * 1_000_000_000, 10.0, 5))
+    st = wait_for(lambda: (c := stack.status()["candles"])["bad"]["size"] == 2 and c or None, what="bad counted")
+    assert st["bad"]["future"] == 1 and st["trades"] == 0
+    lines = wait_for(lambda: [e for e in stack.log_events() if e.get("event") == "candle_bad_trade"],
+                     what="the log line")
+    time.sleep(0.3)   # past the log's flush interval: a second line would be there
+    lines = [e for e in stack.log_events() if e.get("event") == "candle_bad_trade"]
+    assert len(lines) == 1 and lines[0]["symbol"] == "BAD" and lines[0]["reason"] == "size"
+    assert stack.get("/candles/BAD?tf=1s").json()["count"] == 0
+
+
+def test_only_the_lease_holder_publishes_bars(redis_server, tickerd_factory):
+    args = ("--redis-url", redis_server.url, "--feed", "sim", "--symbols", "AAPL", "--sim-rate", "100",
+            "--sim-trades", "1", "--candle-timeframes", "1s", "--candle-grace-ms", "0")
+    a, b = tickerd_factory(*args), tickerd_factory(*args)
+    holder = wait_for(lambda: next((t for t in (a, b) if t.status()["role"] == "holder"), None), what="a holder")
+    standby = b if holder is a else a
+    ps = redis_server.client().pubsub(ignore_subscribe_messages=True)
+    ps.subscribe("candles:1s:AAPL")
+    got = redis_bars(ps, 3, timeout=8)   # asserts no closed bar twice
+    assert len(got) == 3
+    assert standby.status()["candles"]["trades"] == 0
+    assert holder.status()["candles"]["trades"] > 0
+    # the standby's clients get the holder's bars through Redis
+    ws = WS(standby.port)
+    ws.send_json({"action": "subscribe", "candles": {"symbols": ["AAPL"], "tf": "1s"}})
+    assert ws.recv_json()["type"] == "subscribed"
+    assert ws.recv_json()["type"] == "candle"
