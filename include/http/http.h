@@ -13,7 +13,6 @@
 #ifndef TD_HTTP_H
 #define TD_HTTP_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,8 +79,6 @@ const char *http_method_name(const td_request *req);
 /* `extra_headers` is NULL or complete header lines, each ending in "\r\n". */
 void http_respond(td_request *req, int status, const char *content_type, const char *body, size_t len,
                   const char *extra_headers);
-/* Serializes and frees `body` (steals the reference). */
-void http_respond_json(td_request *req, int status, json_t *body, const char *extra_headers);
 /* {"error":code,"message":message,"status":status} */
 void http_error(td_request *req, int status, const char *code, const char *message, const char *extra_headers);
 void http_defer(td_request *req, td_abort_cb on_abort, void *data);

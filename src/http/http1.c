@@ -34,6 +34,7 @@
 
 #include "base/fmt_num.h"
 #include "base/hex.h"
+#include "base/jsonw.h"
 #include "base/log.h"
 #include "base/url.h"
 #include "conn_internal.h"
@@ -868,21 +869,17 @@ void http_respond(td_request *req, int status, const char *content_type, const c
   h1_response_queued(h1_of(req->conn), req->keep_alive);
 }
 
-void http_respond_json(td_request *req, int status, json_t *body, const char *extra_headers) {
-  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-  json_decref(body);
-  if (!text) {
-    http_respond(req, 500, "application/json", "{\"error\":\"internal\",\"status\":500}", 34, NULL);
-    return;
-  }
-  http_respond(req, status, "application/json", text, strlen(text), extra_headers);
-  free(text);
-}
-
 void http_error(td_request *req, int status, const char *code, const char *message, const char *extra_headers) {
-  json_t *o = json_pack("{s:s, s:s, s:i}", "error", code, "message", message ? message : http_status_text(status),
-                        "status", status);
-  http_respond_json(req, status, o, extra_headers);
+  jsonw w;
+  jw_init(&w, 0);
+  jw_object(&w, NULL);
+  jw_str(&w, "error", code);
+  jw_str(&w, "message", message ? message : http_status_text(status));
+  jw_i64(&w, "status", status);
+  jw_end(&w);
+  if (w.failed) http_respond(req, 500, "application/json", "{\"error\":\"internal\",\"status\":500}", 34, NULL);
+  else http_respond(req, status, "application/json", w.p, w.len, extra_headers);
+  jw_free(&w);
 }
 
 void http_defer(td_request *req, td_abort_cb on_abort, void *data) {

@@ -7,8 +7,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "base/buf.h"
+#include "base/jsonw.h"
 #include "base/log.h"
 #include "http_fixture.h"
 
@@ -22,11 +24,20 @@ static void h_inspect(td_request *req) {
   bool has_note = http_query_param(req, "note", note, sizeof(note));
   bool has_missing = http_query_param(req, "missing", note + 40, 8);
   const td_header *agent = http_header(req, "USER-agent");
-  json_t *o = json_pack("{s:s, s:b, s:s, s:b, s:b, s:s#, s:b, s:s}", "sym", sym, "has_sym", has_sym, "note", note,
-                        "has_note", has_note, "has_missing", has_missing, "agent", agent ? agent->value : "",
-                        (int)(agent ? agent->value_len : 0), "json_ct", http_header_is(req, "accept", "APPLICATION/JSON"),
-                        "method", http_method_name(req));
-  http_respond_json(req, 200, o, "X-Extra: 1\r\n");
+  jsonw w;
+  jw_init(&w, 0);
+  jw_object(&w, NULL);
+  jw_str(&w, "sym", sym);
+  jw_bool(&w, "has_sym", has_sym);
+  jw_str(&w, "note", note);
+  jw_bool(&w, "has_note", has_note);
+  jw_bool(&w, "has_missing", has_missing);
+  jw_strn(&w, "agent", agent ? agent->value : "", agent ? agent->value_len : 0);
+  jw_bool(&w, "json_ct", http_header_is(req, "accept", "APPLICATION/JSON"));
+  jw_str(&w, "method", http_method_name(req));
+  jw_end(&w);
+  http_respond(req, 200, "application/json", w.p, w.len, "X-Extra: 1\r\n");
+  jw_free(&w);
 }
 
 static void h_fail(td_request *req) { http_error(req, 429, "slow_down", NULL, "Retry-After: 2\r\n"); }
