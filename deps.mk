@@ -32,7 +32,7 @@ endif
 
 # Build: the libraries the binary links, and llhttp.
 DEPS_BUILD := build-essential pkg-config clang $(CLANG_RT_PKG) \
-              libuv1-dev libhiredis-dev libjansson-dev libssl-dev \
+              libuv1-dev libhiredis-dev libjansson-dev libssl-dev zlib1g-dev \
               $(LLHTTP_PKG) ca-certificates openssl
 
 # Run: the embedded default of `make run` starts a local Redis.
@@ -71,11 +71,11 @@ LLHTTP_SRC_DIR := /usr/share/llhttp
 LLHTTP_INC_DIR := /usr/share/include/llhttp
 ifeq ($(LLHTTP_SYSTEM),1)
 LLHTTP_SOURCES :=
-PKG_MODULES    := libuv hiredis jansson openssl libllhttp
+PKG_MODULES    := libuv hiredis jansson openssl zlib libllhttp
 LLHTTP_CFLAGS_INC :=
 else
 LLHTTP_SOURCES := llhttp.c api.c http.c
-PKG_MODULES    := libuv hiredis jansson openssl
+PKG_MODULES    := libuv hiredis jansson openssl zlib
 LLHTTP_CFLAGS_INC := -I$(LLHTTP_INC_DIR)
 endif
 
