@@ -77,6 +77,7 @@ typedef enum {
 #define WS_ETOOBIG (-EMSGSIZE)    /* message above the parser's maximum: 1009 */
 #define WS_ENOMEM (-ENOMEM)       /* reassembly buffer allocation failed: 1011 */
 #define WS_ESTOPPED (-ECANCELED)  /* a callback returned non-zero */
+#define WS_EDEFLATE (-EBADMSG)    /* a compressed message is not DEFLATE: 1007 */
 
 /* Every callback may be NULL (the event is then dropped). `data` is valid only
  * during the call. A non-zero return stops parsing: ws_parser_feed returns
@@ -111,6 +112,7 @@ typedef struct ws_parser {
   uint8_t hdr_need;
   uint8_t opcode;
   bool fin;
+  bool rsv1;            /* permessage-deflate: the message this frame starts is compressed */
   bool masked;
   uint8_t mask[4];
   uint64_t frame_len;
@@ -120,6 +122,8 @@ typedef struct ws_parser {
   /* the data message being reassembled */
   bool in_message;      /* a data frame without FIN was received */
   uint8_t msg_opcode;   /* WS_OP_TEXT or WS_OP_BINARY */
+  bool msg_compressed;  /* RSV1 on its first frame: inflated when complete */
+  bool deflate;         /* permessage-deflate was negotiated: RSV1 is allowed */
   char *msg;
   size_t msg_len;
   size_t msg_cap;
@@ -133,6 +137,10 @@ typedef struct ws_parser {
 /* max_message: the largest reassembled data message accepted, in bytes
  * (0: TD_DEFAULT_WS_MAX_MESSAGE). */
 void ws_parser_init(ws_parser *p, ws_role role, size_t max_message);
+/* permessage-deflate was negotiated (ws_deflate.h): a data message whose
+ * first frame has RSV1 set is inflated, up to max_message bytes (1009
+ * beyond), before on_message sees it. */
+void ws_parser_allow_deflate(ws_parser *p);
 /* Releases the reassembly buffer. The parser may be initialised again. */
 void ws_parser_free(ws_parser *p);
 /* Parses `len` bytes. Returns 0, or a negative WS_E* value. After an error

@@ -11,6 +11,7 @@
 #include "base/td_limits.h"
 #include "base/rng.h"
 #include "base/base64.h"
+#include "http/ws_deflate.h"
 
 /* RFC 6455 1.3: appended to the client's key before hashing. */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -30,6 +31,8 @@ void ws_parser_init(ws_parser *p, ws_role role, size_t max_message) {
   p->hdr_need = 2;
   utf8_init(&p->utf8);
 }
+
+void ws_parser_allow_deflate(ws_parser *p) { p->deflate = true; }
 
 void ws_parser_free(ws_parser *p) {
   free(p->msg);
@@ -54,6 +57,7 @@ static void ws_fail(ws_parser *p, int err, const char *why) {
   case WS_EUTF8: p->close_code = WS_CLOSE_INVALID_DATA; break;
   case WS_ETOOBIG: p->close_code = WS_CLOSE_TOO_BIG; break;
   case WS_ENOMEM: p->close_code = WS_CLOSE_INTERNAL_ERROR; break;
+  case WS_EDEFLATE: p->close_code = WS_CLOSE_INVALID_DATA; break;
   default: p->close_code = WS_CLOSE_PROTOCOL_ERROR; break;
   }
 }
@@ -71,7 +75,16 @@ static void ws_header_start(ws_parser *p) {
   p->opcode = b0 & 0x0F;
   p->masked = b1 & 0x80;
 
-  if (b0 & 0x70) { ws_fail(p, WS_EPROTO, "reserved bits set without an extension"); return; }
+  p->rsv1 = b0 & 0x40;
+  if (b0 & 0x30 || (p->rsv1 && !p->deflate)) {
+    ws_fail(p, WS_EPROTO, "reserved bits set without an extension");
+    return;
+  }
+  /* RFC 7692 6.1: RSV1 marks the first frame of a compressed message only. */
+  if (p->rsv1 && (p->opcode == WS_OP_CONTINUATION || ws_is_control(p->opcode))) {
+    ws_fail(p, WS_EPROTO, p->opcode ? "RSV1 on a control frame" : "RSV1 on a continuation frame");
+    return;
+  }
   switch (p->opcode) {
   case WS_OP_CONTINUATION:
     if (!p->in_message) { ws_fail(p, WS_EPROTO, "continuation frame without a message"); return; }
@@ -125,6 +138,7 @@ static void ws_header_done(ws_parser *p, const ws_callbacks *cb, void *ud) {
     if (len > p->max_message - base) { ws_fail(p, WS_ETOOBIG, "message too big"); return; }
     if (p->opcode != WS_OP_CONTINUATION) {
       p->msg_opcode = p->opcode;
+      p->msg_compressed = p->rsv1;
       p->msg_len = 0;
       utf8_init(&p->utf8);
     }
@@ -163,14 +177,29 @@ static bool ws_reserve(ws_parser *p, size_t need) {
   return true;
 }
 
+/* A compressed message is validated once inflated: its UTF-8 was not
+ * checked as the compressed bytes came in. */
+static bool ws_inflate_message(ws_parser *p, const char **data, size_t *len) {
+  int rc = wsd_inflate(p->msg, p->msg_len, p->max_message, data, len);
+  if (rc == -EMSGSIZE) ws_fail(p, WS_ETOOBIG, "inflated message too big");
+  else if (rc == -ENOMEM) ws_fail(p, WS_ENOMEM, "out of memory");
+  else if (rc) ws_fail(p, WS_EDEFLATE, "compressed message is not valid DEFLATE");
+  else if (p->msg_opcode == WS_OP_TEXT && !utf8_valid(*data, *len))
+    ws_fail(p, WS_EUTF8, "invalid UTF-8 in text message");
+  return p->state != WS_PS_FAILED;
+}
+
 static void ws_message_end(ws_parser *p, const ws_callbacks *cb, void *ud) {
+  const char *data = p->msg ? p->msg : "";
+  size_t len = p->msg_len;
   p->in_message = false;
-  if (p->msg_opcode == WS_OP_TEXT && !utf8_complete(&p->utf8)) {
+  if (p->msg_compressed) {
+    if (!ws_inflate_message(p, &data, &len)) return;
+  } else if (p->msg_opcode == WS_OP_TEXT && !utf8_complete(&p->utf8)) {
     ws_fail(p, WS_EUTF8, "text message ends inside a UTF-8 sequence");
     return;
   }
-  if (cb->on_message)
-    ws_called(p, cb->on_message(ud, (ws_opcode)p->msg_opcode, p->msg ? p->msg : "", p->msg_len));
+  if (cb->on_message) ws_called(p, cb->on_message(ud, (ws_opcode)p->msg_opcode, data, len));
   p->msg_len = 0;
   if (p->msg_cap > WS_PARSER_KEEP_BYTES) ws_parser_free(p);
 }
@@ -188,7 +217,7 @@ static void ws_data_bytes(ws_parser *p, const uint8_t *src, size_t n) {
   else
     memcpy(dst, src, n);
   p->msg_len += n;
-  if (p->msg_opcode == WS_OP_TEXT && utf8_feed(&p->utf8, dst, n) < 0)
+  if (p->msg_opcode == WS_OP_TEXT && !p->msg_compressed && utf8_feed(&p->utf8, dst, n) < 0)
     ws_fail(p, WS_EUTF8, "invalid UTF-8 in text message");
 }
 
@@ -196,7 +225,7 @@ static void ws_data_bytes(ws_parser *p, const uint8_t *src, size_t n) {
  * the caller's buffer goes to the callback without a copy. */
 static bool ws_direct(ws_parser *p, const uint8_t *src, size_t avail, const ws_callbacks *cb,
                       void *ud) {
-  if (p->masked || !p->fin || p->opcode == WS_OP_CONTINUATION || ws_is_control(p->opcode) ||
+  if (p->masked || p->rsv1 || !p->fin || p->opcode == WS_OP_CONTINUATION || ws_is_control(p->opcode) ||
       p->frame_done != 0 || avail < p->frame_len)
     return false;
   size_t n = (size_t)p->frame_len;
