@@ -90,6 +90,7 @@ typedef struct hub_client {
   hub_sub *subs;
   uint32_t nsubs, subs_cap;
   uint32_t topics;           /* bit i: topic i of hub_topic_add */
+  uint8_t deflate_bits;      /* permessage-deflate: the client's server window (ws_deflate.h); 0: none */
   bool attached;
   uint64_t over_soft_since;  /* loop ms the client went over the soft limit; 0 once it caught up */
   uint64_t conflated;          /* quotes dropped for a newer one, for the slow-client log */

@@ -32,6 +32,7 @@
 #include "task_share.h"
 #include "base/td_limits.h"
 #include "base/version.h"
+#include "http/ws_deflate.h"
 #include "web.h"
 
 /* How often history older than --history-ms is freed. */
@@ -467,6 +468,7 @@ int main(int argc, char **argv) {
   pace_free(m.app.pace);
   qstore_free(m.app.store);
   buf_pool_release();
+  wsd_release();
   web_free();
   uv_loop_close(m.app.loop);
   cfg_free(&cfg);

@@ -21,6 +21,7 @@
 #include "redis/lease.h"
 #include "app/task.h"
 #include "stream/ws_session.h"
+#include "http/ws_deflate.h"
 
 /* Enough for every metric with every label. */
 #define METRICS_BUF_INITIAL (32 * 1024)
@@ -174,6 +175,25 @@ static void lease_metrics(out_t *o, td_app *app) {
       (double)st.renew_failures);
 }
 
+static void deflate_metrics(out_t *o) {
+  const wsd_stats *z = &wsd_counters;
+  one(o, "tickerd_ws_deflate_frames_compressed_total", "counter",
+      "permessage-deflate frames built (once per message, shared by clients)", (double)z->frames_compressed);
+  one(o, "tickerd_ws_deflate_sent_total", "counter", "compressed frames queued to clients", (double)z->sent_compressed);
+  one(o, "tickerd_ws_deflate_bytes_saved_total", "counter", "plain minus compressed bytes of the frames queued",
+      (double)z->bytes_saved);
+  one(o, "tickerd_ws_deflate_inflated_total", "counter", "compressed client messages inflated",
+      (double)z->messages_inflated);
+  head(o, "tickerd_ws_deflate_refused_total", "counter", "compressed client messages refused, by reason");
+  emit(o, "tickerd_ws_deflate_refused_total{reason=\"too_big\"} %llu\ntickerd_ws_deflate_refused_total{reason=\"bad_data\"} %llu\n",
+       (unsigned long long)z->inflate_too_big, (unsigned long long)z->inflate_bad_data);
+  head(o, "tickerd_ws_deflate_offers_total", "counter", "permessage-deflate offers in handshakes, by outcome");
+  emit(o, "tickerd_ws_deflate_offers_total{outcome=\"accepted\"} %llu\ntickerd_ws_deflate_offers_total{outcome=\"declined\"} %llu\n"
+          "tickerd_ws_deflate_offers_total{outcome=\"malformed\"} %llu\n",
+       (unsigned long long)z->offers_accepted, (unsigned long long)z->offers_declined,
+       (unsigned long long)z->offers_malformed);
+}
+
 static void stream_metrics(out_t *o, td_app *app) {
   hub_stats h;
   hub_get_stats(app->hub, &h);
@@ -196,6 +216,7 @@ static void stream_metrics(out_t *o, td_app *app) {
       "subscribes refused: clients already added their share of new symbols", (double)h.refused_unknown);
   one(o, "tickerd_ws_protocol_errors_total", "counter", "WebSocket connections closed for protocol errors",
       (double)ws_counters.protocol_errors);
+  deflate_metrics(o);
   head(o, "tickerd_auth_denied_total", "counter", "subscribers refused, by reason");
   emit(o, "tickerd_auth_denied_total{reason=\"missing\"} %llu\ntickerd_auth_denied_total{reason=\"invalid\"} %llu\n"
           "tickerd_auth_denied_total{reason=\"expired\"} %llu\ntickerd_auth_denied_total{reason=\"origin\"} %llu\n"

@@ -24,6 +24,7 @@
 #include "task_share.h"
 #include "base/version.h"
 #include "stream/ws_session.h"
+#include "http/ws_deflate.h"
 
 /* Reading /proc costs microseconds: /status and /metrics share a reading
  * taken at most once per STATUS_RSS_MAX_AGE_NS. */
@@ -238,6 +239,23 @@ static void lease_section(jsonw *w, td_app *app) {
   jw_end(w);
 }
 
+/* permessage-deflate (README "Compression"), inside "streaming". */
+static void deflate_section(jsonw *w) {
+  const wsd_stats *z = &wsd_counters;
+  JW_OBJECT(w, "ws_deflate");
+  JW_U64(w, "offers_accepted", z->offers_accepted);
+  JW_U64(w, "offers_declined", z->offers_declined);
+  JW_U64(w, "offers_malformed", z->offers_malformed);
+  JW_U64(w, "frames_compressed", z->frames_compressed);
+  JW_U64(w, "frames_not_smaller", z->frames_not_smaller);
+  JW_U64(w, "sent_compressed", z->sent_compressed);
+  JW_U64(w, "bytes_saved", z->bytes_saved);
+  JW_U64(w, "messages_inflated", z->messages_inflated);
+  JW_U64(w, "inflate_too_big", z->inflate_too_big);
+  JW_U64(w, "inflate_bad_data", z->inflate_bad_data);
+  jw_end(w);
+}
+
 static void streaming_section(jsonw *w, td_app *app) {
   hub_stats h;
   hub_get_stats(app->hub, &h);
@@ -263,6 +281,7 @@ static void streaming_section(jsonw *w, td_app *app) {
   JW_U64(w, "ws_bad_messages", ws_counters.bad_messages);
   JW_U64(w, "auth_denied", auth_counters.missing + auth_counters.invalid + auth_counters.expired +
                                 auth_counters.forbidden_origin + auth_counters.forbidden_symbol);
+  deflate_section(w);
   jw_end(w);
 }
 

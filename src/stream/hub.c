@@ -13,6 +13,7 @@
 #include "market/subscriber.h"
 #include "market/symtab.h"
 #include "base/td_limits.h"
+#include "http/ws_deflate.h"
 #include "http/ws_frame.h"
 #include "stream/candle_fan.h"
 
@@ -354,9 +355,10 @@ void hub_send_text(td_hub *h, hub_client *c, const char *type, const char *json,
       b->len = (uint32_t)((size_t)n + len + 2);
     }
   }
-  if (!b) return;
-  conn_send(c->conn, b, 0);
-  buf_unref(b);
+  /* per-client content: compressed for this client alone */
+  wsd_variant v = wsd_variant_of(b);
+  if (b) conn_send(c->conn, wsd_pick(&v, c->deflate_bits), 0);
+  wsd_variant_done(&v);
 }
 
 void hub_send_json(td_hub *h, hub_client *c, const char *type, json_t *msg) {
@@ -416,30 +418,31 @@ static bool held_back(const td_hub *h, const hub_client *c, uint32_t sym) {
 
 /* Queues `b` for member `m` under the output limits (`below`: the lower of
  * the soft and hard limits, under which nothing needs checking). */
-static void deliver(td_hub *h, const hub_member *m, td_buf *b, uint32_t tag, size_t below) {
+static void deliver(td_hub *h, const hub_member *m, wsd_variant *v, uint32_t tag, size_t below) {
   if (tag && h->by_id[tag - 1]->resuming && m->client->resuming && held_back(h, m->client, tag - 1)) return;
   size_t queued = conn_queued_bytes(m->conn);
   if (queued >= below && !over_limit(h, m->client, queued)) return;
-  conn_send(m->conn, b, tag);
+  conn_send(m->conn, wsd_pick(v, m->client->deflate_bits), tag);
   h->stats.deliveries++;
 }
 
 /* Sends one message to every client of `sym`: encoded once per transport,
- * the same bytes queued on each. */
+ * the same bytes queued on each (and compressed at most once, shared by the
+ * WebSocket clients that negotiated permessage-deflate). */
 static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
   const td_hub_opts *opts = &h->opts;
   size_t below = (size_t)(opts->client_soft_bytes < opts->client_hard_bytes ? opts->client_soft_bytes
                                                                           : opts->client_hard_bytes);
   char posbuf[HUB_POSITION_MAX];
   const char *pos = quote_id(posbuf, sym, epoch, seq);
-  td_buf *bufs[HUB_TRANSPORTS];
-  bufs[HUB_WS] = sym->n[HUB_WS] ? encode_ws_quote(sym, pos, payload, len) : NULL;
-  bufs[HUB_SSE] = sym->n[HUB_SSE] ? encode_sse_quote(pos, payload, len) : NULL;
+  wsd_variant bufs[HUB_TRANSPORTS];
+  bufs[HUB_WS] = wsd_variant_of(sym->n[HUB_WS] ? encode_ws_quote(sym, pos, payload, len) : NULL);
+  bufs[HUB_SSE] = wsd_variant_of(sym->n[HUB_SSE] ? encode_sse_quote(pos, payload, len) : NULL);
   for (int t = 0; t < HUB_TRANSPORTS; t++) {
-    if (!bufs[t]) continue;
+    if (!bufs[t].plain) continue;
     /* backwards: a client closed for being slow is swap-removed behind us */
-    for (uint32_t i = sym->n[t]; i-- > 0;) deliver(h, &sym->members[t][i], bufs[t], sym->id + 1, below);
-    buf_unref(bufs[t]);
+    for (uint32_t i = sym->n[t]; i-- > 0;) deliver(h, &sym->members[t][i], &bufs[t], sym->id + 1, below);
+    wsd_variant_done(&bufs[t]);
   }
 }
 
@@ -456,10 +459,11 @@ static void send_quote(hub_client *c, const hub_symbol *sym, uint64_t epoch, uin
                        size_t len) {
   char posbuf[HUB_POSITION_MAX];
   const char *pos = quote_id(posbuf, sym, epoch, seq);
-  td_buf *b = c->transport == HUB_WS ? encode_ws_quote(sym, pos, data, len) : encode_sse_quote(pos, data, len);
-  if (!b) return;
-  conn_send(c->conn, b, sym->id + 1);
-  buf_unref(b);
+  /* one client: a snapshot or replayed quote is compressed for it alone */
+  wsd_variant v = wsd_variant_of(c->transport == HUB_WS ? encode_ws_quote(sym, pos, data, len)
+                                                        : encode_sse_quote(pos, data, len));
+  if (v.plain) conn_send(c->conn, wsd_pick(&v, c->deflate_bits), sym->id + 1);
+  wsd_variant_done(&v);
 }
 
 static void send_entry(td_hub *h, hub_client *c, const hub_symbol *sym, const qstore_entry *e) {
@@ -882,12 +886,12 @@ bool hub_topic_listened(const td_hub *h, int id) { return id >= 0 && id < h->nto
 
 void hub_topic_publish(td_hub *h, int id, const char *json, size_t len) {
   if (!hub_topic_listened(h, id)) return;
-  td_buf *b = ws_frame_encode(WS_OP_TEXT, json, len);
-  if (!b) return;
+  wsd_variant v = wsd_variant_of(ws_frame_encode(WS_OP_TEXT, json, len));
+  if (!v.plain) return;
   uint32_t bit = 1u << id;
   for (hub_client *c = h->clients, *next; c; c = next) {
     next = c->next;
-    if ((c->topics & bit) && c->transport == HUB_WS) conn_send(c->conn, b, 0);
+    if ((c->topics & bit) && c->transport == HUB_WS) conn_send(c->conn, wsd_pick(&v, c->deflate_bits), 0);
   }
-  buf_unref(b);
+  wsd_variant_done(&v);
 }

@@ -15,6 +15,7 @@
 #include "stream/hub.h"
 #include "base/log.h"
 #include "base/td_limits.h"
+#include "http/ws_deflate.h"
 #include "http/ws_frame.h"
 #include "stream/ws_session.h"
 
@@ -317,6 +318,29 @@ static bool header_has_token(const td_request *req, const char *name, const char
   return false;
 }
 
+/* permessage-deflate: the first acceptable offer over every
+ * Sec-WebSocket-Extensions line. 1 accepted, 0 none, -EINVAL a line that
+ * does not parse (answered 400: no extension could be agreed from it). */
+static int negotiate_deflate(const td_request *req, wsd_agreement *z) {
+  int rc = 0, offered = 0;
+  for (int i = 0; i < req->header_count; i++) {
+    const td_header *h = &req->headers[i];
+    if (h->name_len != strlen("sec-websocket-extensions") ||
+        strncasecmp(h->name, "sec-websocket-extensions", h->name_len))
+      continue;
+    int r = rc ? rc : wsd_negotiate(h->value, h->value_len, z);
+    if (r < 0) {
+      wsd_counters.offers_malformed++;
+      return r;
+    }
+    rc = r;
+    offered |= memmem(h->value, h->value_len, "permessage-deflate", strlen("permessage-deflate")) != NULL;
+  }
+  if (rc) wsd_counters.offers_accepted++;
+  else if (offered) wsd_counters.offers_declined++;
+  return rc;
+}
+
 void ws_session_open(td_request *req, td_hub *hub) {
   const td_hub_opts *opts = hub_opts(hub);
   const td_header *key = http_header(req, "sec-websocket-key");
@@ -331,6 +355,11 @@ void ws_session_open(td_request *req, td_hub *hub) {
   char accept[WS_ACCEPT_LEN + 1];
   if (!key || ws_accept_key(key->value, key->value_len, accept) != 0) {
     http_error(req, 400, "bad_websocket_key", "Sec-WebSocket-Key must be base64 of 16 bytes", NULL);
+    return;
+  }
+  wsd_agreement z = {0};
+  if (negotiate_deflate(req, &z) < 0) {
+    http_error(req, 400, "bad_extensions", "Sec-WebSocket-Extensions does not follow RFC 6455 9.1", NULL);
     return;
   }
   void *grant;
@@ -353,13 +382,15 @@ void ws_session_open(td_request *req, td_hub *hub) {
   s->state = WSS_OPEN;
   s->last_heard = uv_now(opts->loop);
   ws_parser_init(&s->parser, WS_ROLE_SERVER, (size_t)opts->ws_max_message);
+  if (z.window_bits) ws_parser_allow_deflate(&s->parser);
+  s->client.deflate_bits = z.window_bits;
   uv_timer_init(opts->loop, &s->timer);
   s->timer.data = s;
   uint64_t interval = (uint64_t)opts->ping_interval_ms;
   uv_timer_start(&s->timer, on_timer, hub_first_ping_ms(&s->client, interval), interval);
   ws_counters.sessions++;
-  char headers[128];
-  snprintf(headers, sizeof(headers), "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
-           accept);
+  char headers[128 + WSD_RESPONSE_MAX];
+  snprintf(headers, sizeof(headers), "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s",
+           accept, z.window_bits ? z.response : "");
   http_respond_stream(req, 101, NULL, headers, &stream_ops, s);
 }
