@@ -56,6 +56,7 @@ class WS:
         """(opcode, payload); raises socket.timeout when nothing comes."""
         self._need(2)
         b0, b1 = self.buf[0], self.buf[1]
+        self.last_b0 = b0  # its RSV bits, for permessage-deflate (test_deflate.py)
         assert not (b1 & 0x80), "server frames are never masked"
         n, off = b1 & 0x7F, 2
         if n == 126:
