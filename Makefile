@@ -206,6 +206,7 @@ FUZZ_COV_OBJS := $(LIB_SRCS:src/%.c=$(FUZZ_COV_DIR)/obj/%.o) $(LLHTTP_SOURCES:%.
 FUZZ_COV_BINS := $(FUZZ_SRCS:test/fuzz/%.c=$(FUZZ_COV_DIR)/%)
 FUZZ_TARGETS_fuzz_http_request := conn.c http1.c server.c router.c ws_session.c sse.c ws_frame.c hub.c api_core.c api_quotes.c
 FUZZ_TARGETS_fuzz_ws_frame     := ws_frame.c utf8.c
+FUZZ_TARGETS_fuzz_ws_deflate   := ws_deflate.c ws_frame.c
 FUZZ_TARGETS_fuzz_stream_msg   := smsg_schema.c smsg_parse.c smsg_encode.c smsg_fast.c smsg_scan.c smsg_payload.c
 FUZZ_TARGETS_fuzz_hcli_url     := https_client.c url.c
 FUZZ_TARGETS_fuzz_jwt          := jwt.c

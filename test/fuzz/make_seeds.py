@@ -252,9 +252,39 @@ def params_seeds():
         put(h, name, bytes([mode]) + s.encode())
 
 
+# ---- permessage-deflate (fuzz_ws_deflate.c: mode byte, limit byte, data) ----------
+
+def deflate_seeds():
+    import zlib
+    h = "fuzz_ws_deflate"
+
+    def z(data):
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+    offers = {
+        "offer_plain": "permessage-deflate",
+        "offer_params": "permessage-deflate; server_no_context_takeover; client_max_window_bits; server_max_window_bits=10",
+        "offer_quoted": 'x-foo; a="b\\"c", permessage-deflate; server_max_window_bits="12"',
+        "offer_bad": "permessage-deflate; =1",
+    }
+    for name, v in offers.items():
+        put(h, name, bytes([0, 0]) + v.encode())
+    msg = json.dumps({"action": "subscribe", "symbols": ["AAPL", "MSFT"] * 10}).encode()
+    put(h, "inflate_msg", bytes([1, 255]) + z(msg))
+    put(h, "inflate_bomb", bytes([1, 3]) + z(b" " * 100000))
+    key = b"\x01\x02\x03\x04"
+    zm = z(msg)
+    put(h, "parse_compressed", bytes([2, 255]) + frame(1, zm, mask=key, rsv=4))
+    put(h, "parse_fragmented", bytes([2, 255]) + frame(1, zm[:5], fin=False, mask=key, rsv=4)
+        + frame(9, b"p", mask=key) + frame(0, zm[5:], mask=key))
+    put(h, "round_trip", bytes([3, 0]) + json.dumps({"type": "history", "quotes": [{"S": "AAPL", "bp": i} for i in range(30)]}).encode())
+
+
 if __name__ == "__main__":
     ws_frame_seeds()
     http_seeds()
     stream_msg_seeds()
     jwt_seeds()
     params_seeds()
+    deflate_seeds()
