@@ -36,6 +36,7 @@
 #include <uv.h>
 
 #include "base/buf.h"
+#include "http/ws_deflate.h"
 #include "http/ws_frame.h"
 
 /* Bytes a client may hold of an unfinished SSE event, and the largest
@@ -114,6 +115,7 @@ typedef struct fb_client {
 
 typedef struct fb_window {
   uint64_t deliveries, lost, dup, errors, published, skipped, parse_errors;
+  uint64_t bytes_in;        /* subscribers' bytes read after their handshake */
   fb_hist hist;
 } fb_window;
 
@@ -132,7 +134,7 @@ typedef struct fb_pub {
 } fb_pub;
 
 typedef struct fb_result {
-  double dps, p50, p99, max, pub_rate, server_cpu, aux_cpu, client_cpu, idle_cpu;
+  double dps, p50, p99, max, pub_rate, server_cpu, aux_cpu, client_cpu, idle_cpu, bytes_per_delivery;
   uint64_t deliveries, lost, dup, errors, skipped, rss_kb;
 } fb_result;
 
@@ -153,6 +155,7 @@ static struct {
   int gap_every;
   int nap_us;
   int retries;
+  bool deflate;               /* ws-tickerd: offer permessage-deflate */
   const char *label;
 } opt;
 
@@ -578,7 +581,11 @@ static void fb_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) 
   if (nread < 0) { fb_client_fail(c, uv_strerror((int)nread)); return; }
   st.now_ns = 0; /* stamped lazily at the first message of this read */
   st.iter_reads++;
-  if (c->ws) { fb_ws_feed(c, b->base, (size_t)nread); return; }
+  if (c->ws) {
+    if (st.measuring) st.win.bytes_in += (uint64_t)nread;
+    fb_ws_feed(c, b->base, (size_t)nread);
+    return;
+  }
   llhttp_errno_t e = llhttp_execute(&c->http, b->base, (size_t)nread);
   if (c->state == FB_CL_CLOSED) return;
   if (e == HPE_PAUSED_UPGRADE) {
@@ -586,6 +593,8 @@ static void fb_on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) 
     c->wsp = malloc(sizeof *c->wsp);
     if (!c->wsp) { fb_client_fail(c, "out of memory"); return; }
     ws_parser_init(c->wsp, WS_ROLE_CLIENT, FB_PEND_MAX);
+    /* the server inflates nothing we did not offer; RSV1 is an error otherwise */
+    if (opt.deflate) ws_parser_allow_deflate(c->wsp);
     c->ws = true;
     fb_client_subscribed(c);
     if (c->state == FB_CL_STREAMING && off < (size_t)nread) fb_ws_feed(c, b->base + off, (size_t)nread - off);
@@ -616,9 +625,9 @@ static void fb_on_client_connect(uv_connect_t *req, int status) {
     ws_client_key(c->ws_key);
     n = snprintf(head, sizeof head,
                  "GET %s%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
                  opt.mode == FB_WS_NCHAN ? "/sub/" : "/ws", opt.mode == FB_WS_NCHAN ? syms : "", opt.host, opt.port,
-                 c->ws_key);
+                 c->ws_key, opt.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "");
     break;
   }
   if (fb_write_copy((uv_stream_t *)&c->tcp, head, (size_t)n)) { fb_client_fail(c, "write failed"); return; }
@@ -880,15 +889,17 @@ static fb_result fb_window_end(void) {
   if (opt.aux_pid) r.aux_cpu = (double)(fb_proc_ticks(opt.aux_pid) - st.w_aux_ticks) / hz / secs;
   r.idle_cpu = (double)(fb_machine_idle_ticks() - st.w_idle_ticks) / hz / secs;
   r.rss_kb = fb_proc_rss_kb(opt.server_pid);
+  r.bytes_per_delivery = st.win.deliveries ? (double)st.win.bytes_in / (double)st.win.deliveries : 0;
   printf("{\"label\":\"%s\",\"mode\":\"%s\",\"clients\":%d,\"connected\":%d,\"symbols\":%d,\"per_client\":%d,"
          "\"rate\":%.0f,\"run\":%d,\"duration_s\":%.3f,\"pub_rate\":%.0f,\"offered_dps\":%.0f,"
          "\"deliveries\":%" PRIu64 ",\"deliveries_per_s\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"max_us\":%.0f,"
          "\"lost\":%" PRIu64 ",\"dup\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"skipped\":%" PRIu64 ","
-         "\"client_cpu\":%.2f,\"server_cpu\":%.2f,\"aux_cpu\":%.2f,\"idle_cpu\":%.2f,\"server_rss_kb\":%" PRIu64 "}\n",
+         "\"client_cpu\":%.2f,\"server_cpu\":%.2f,\"aux_cpu\":%.2f,\"idle_cpu\":%.2f,\"server_rss_kb\":%" PRIu64
+         ",\"bytes_per_delivery\":%.1f}\n",
          opt.label, fb_mode_name(opt.mode), opt.clients, st.ready - (st.closed - st.failed), opt.symbols,
          opt.per_client, opt.rates[st.rate_idx], st.run_idx, secs, r.pub_rate,
          r.pub_rate * opt.clients * opt.per_client / opt.symbols, r.deliveries, r.dps, r.p50, r.p99, r.max, r.lost,
-         r.dup, r.errors, r.skipped, r.client_cpu, r.server_cpu, r.aux_cpu, r.idle_cpu, r.rss_kb);
+         r.dup, r.errors, r.skipped, r.client_cpu, r.server_cpu, r.aux_cpu, r.idle_cpu, r.rss_kb, r.bytes_per_delivery);
   fflush(stdout);
   return r;
 }
@@ -925,12 +936,13 @@ static bool fb_summary(void) {
          "\"per_client\":%d,\"rate\":%.0f,\"runs\":%d,\"pub_rate\":%.0f,\"offered_dps\":%.0f,"
          "\"deliveries_per_s\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"max_us\":%.0f,\"lost\":%" PRIu64
          ",\"errors\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"client_cpu\":%.2f,\"server_cpu\":%.2f,"
-         "\"aux_cpu\":%.2f,\"idle_cpu\":%.2f,\"server_rss_kb\":%" PRIu64 "}\n",
+         "\"aux_cpu\":%.2f,\"idle_cpu\":%.2f,\"server_rss_kb\":%" PRIu64 ",\"bytes_per_delivery\":%.1f}\n",
          st.attempt, opt.label, fb_mode_name(opt.mode), opt.clients, st.ready - (st.closed - st.failed),
          opt.symbols, opt.per_client, opt.rates[st.rate_idx], opt.runs, pub_rate, offered, dps,
          fb_median(offsetof(fb_result, p50)), p99, max, lost, errors, skipped,
          fb_median(offsetof(fb_result, client_cpu)), fb_median(offsetof(fb_result, server_cpu)),
-         fb_median(offsetof(fb_result, aux_cpu)), fb_median(offsetof(fb_result, idle_cpu)), rss);
+         fb_median(offsetof(fb_result, aux_cpu)), fb_median(offsetof(fb_result, idle_cpu)), rss,
+         fb_median(offsetof(fb_result, bytes_per_delivery)));
   fflush(stdout);
   bool all_connected = st.ready - (st.closed - st.failed) == opt.clients;
   /* The same rule as the report's "sustained": a server that falls behind
@@ -1024,7 +1036,8 @@ static void fb_usage(void) {
           "  --server-pid PID --aux-pid PID   sample CPU (and the server's RSS) per window\n"
           "  --label TEXT            copied into every JSON line\n"
           "  --gap-every K           nchan publisher skips every K-th seq (checks the loss count)\n"
-          "  --nap-us 500            sleep after a poll that read < 128 messages (0: never)\n");
+          "  --nap-us 500            sleep after a poll that read < 128 messages (0: never)\n"
+          "  --deflate               ws-tickerd: offer permessage-deflate (RFC 7692) and inflate\n");
 }
 
 static int fb_parse_args(int argc, char **argv) {
@@ -1048,6 +1061,7 @@ static int fb_parse_args(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fb_usage(); exit(0); }
+    if (!strcmp(a, "--deflate")) { opt.deflate = true; continue; } /* the one flag without a value */
     if (!v) { fprintf(stderr, "fanout_client: %s needs a value\n", a); return -1; }
     i++;
     if (!strcmp(a, "--mode")) {
