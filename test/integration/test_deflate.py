@@ -12,7 +12,7 @@ import zlib
 
 import pytest
 
-from conftest import is_closed, wait_for
+from conftest import SANITIZED, is_closed, wait_for
 from test_quotes import quote
 from test_streaming import post
 from wsclient import OP_CONT, OP_PING, OP_TEXT, WS, frame
@@ -448,3 +448,38 @@ def test_autobahn13_parameter_offers(zstack, offer, wbits):
         ws.send_json({"action": "unsubscribe", "symbols": ["TSLA"]})
         assert ws.recv_json()["type"] == "unsubscribed"
     ws.close()
+
+
+# ---- memory ------------------------------------------------------------------------------
+
+@pytest.mark.skipif(SANITIZED, reason="RSS is not a bound under ASan")
+def test_memory_per_connection_is_that_of_a_plain_one(zstack):
+    """No zlib stream per connection: a client that negotiated deflate, sent
+    a compressed message and received compressed ones costs the server what
+    a plain client costs (a zlib deflate context would be ~300 KiB each)."""
+    n = 300
+    post(zstack, *[quote("META", bp=i) for i in range(1, 21)])
+
+    def crowd(offer):
+        before = zstack.rss_bytes()
+        socks = []
+        for _ in range(n):
+            ws = ZWS(zstack.port, offer)
+            if offer:
+                ws.send_compressed(json.dumps({"action": "subscribe", "symbols": ["META"], "history": 20}))
+            else:
+                ws.send_json({"action": "subscribe", "symbols": ["META"], "history": 20})
+            ws.recv_json()
+            assert ws.recv_json()["type"] == "history"
+            socks.append(ws)
+        return socks, zstack.rss_bytes() - before
+
+    warm_socks, _ = crowd(None)  # the first crowd also grows the server's pools and arenas
+    plain_socks, plain_delta = crowd(None)
+    deflate_socks, deflate_delta = crowd("permessage-deflate")
+    assert deflate_socks[0].compressed[-1] is True
+    per_plain, per_deflate = plain_delta / n, deflate_delta / n
+    print(f"RSS per connection: plain {per_plain:.0f} B, deflate {per_deflate:.0f} B")
+    assert per_deflate < per_plain + 1024, (per_plain, per_deflate)
+    for ws in warm_socks + plain_socks + deflate_socks:
+        ws.close()
