@@ -38,7 +38,7 @@ DPS=${BENCH_DEFLATE_DPS:-100000}
 # Every message reaches CLIENTS * PER_CLIENT / SYMBOLS clients.
 RATE=$(( DPS * SYMBOLS / (CLIENTS * PER_CLIENT) )); [ "$RATE" -ge 1 ] || RATE=1
 
-[ -x "$CLIENT" ] || bench_die "$CLIENT is missing (make build/bench/fanout_client)"
+for f in "$CLIENT" "$BUILD/bench/deflate_cost"; do [ -x "$f" ] || bench_die "$f is missing (make $f)"; done
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 bench_init deflate
 
@@ -115,4 +115,11 @@ for label in ("plain", "deflate"):
 print("\nCompressed frames built: %s; compressed frames sent: %s (one compression shared by %.1f clients on"
       " average).\n" % (built, sent, int(sent) / max(int(built), 1)))
 PY
+{
+  echo "What one compression costs (bench/deflate_cost.c: CPU time per message, zlib settings compared;"
+  echo "the last two rows are tickerd's own path, frame encoding included):"
+  echo ""
+  "$BUILD/bench/deflate_cost"
+  echo ""
+} >>"$REPORT"
 bench_log "deflate: section appended to $REPORT"

@@ -13,12 +13,14 @@
 /* Messages shorter than this go out plain: DEFLATE's block header and the
  * lost 4-byte tail eat what so little text could save. */
 #define WSD_MIN_BYTES 64
-/* zlib's default level: quotes are short, so the level changes little in
- * size, and the work is done once per message, not per client. */
+/* zlib's default level: a live quote costs about the same at level 1 (the
+ * fixed cost of a block dominates 300 bytes), and is compressed once per
+ * message, not per client (bench/deflate_cost.c, README "Compression"). */
 #define WSD_LEVEL 6
 /* The hash table is cleared on every reset, which is per message: 2^(4+7)
- * entries (4 KiB) instead of zlib's default 64 KiB keep that clearing cheap,
- * and a message of a few KiB still finds its matches (see README). */
+ * entries (4 KiB) instead of zlib's default 64 KiB make that clearing and
+ * a quote a little cheaper; a 17 KB history message compresses as well but
+ * takes longer (more collisions), and it is the rarer one. */
 #define WSD_MEM_LEVEL 4
 /* The inflate buffer starts here and doubles up to the caller's limit; a
  * larger one is freed at the next call, so that one big message does not
