@@ -328,12 +328,13 @@ static int negotiate_deflate(const td_request *req, wsd_agreement *z) {
     if (h->name_len != strlen("sec-websocket-extensions") ||
         strncasecmp(h->name, "sec-websocket-extensions", h->name_len))
       continue;
-    int r = rc ? rc : wsd_negotiate(h->value, h->value_len, z);
+    wsd_agreement later; /* every line is parsed: a malformed one is refused even after an accepted one */
+    int r = wsd_negotiate(h->value, h->value_len, rc ? &later : z);
     if (r < 0) {
       wsd_counters.offers_malformed++;
       return r;
     }
-    rc = r;
+    rc |= r;
     offered |= memmem(h->value, h->value_len, "permessage-deflate", strlen("permessage-deflate")) != NULL;
   }
   if (rc) wsd_counters.offers_accepted++;

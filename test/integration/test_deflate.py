@@ -183,6 +183,11 @@ def test_extension_on_a_second_header_line(plain):
                       f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
                       f"Sec-WebSocket-Extensions: x-foo\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n").encode())
     assert resp.status == 101 and resp.header("sec-websocket-extensions") == ACCEPTED
+    # every line is read: a malformed one after an accepted one is still refused
+    resp = plain.raw((f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                      f"Sec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Extensions: ;\r\n\r\n").encode())
+    assert resp.status == 400
 
 
 def test_no_offer_no_extension(plain):
