@@ -41,6 +41,7 @@
 typedef struct {
   hub_client *client;
   td_conn *conn;
+  uint8_t deflate_bits;  /* the client's, copied: deliver() must not touch the session */
 } hub_member;
 
 /* A log line allowed once per interval; what comes in between is counted
@@ -278,7 +279,7 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
     sym->cap[t] = cap;
   }
   c->subs[c->nsubs++] = (hub_sub){sym->id, sym->n[t]};
-  sym->members[t][sym->n[t]++] = (hub_member){c, c->conn};
+  sym->members[t][sym->n[t]++] = (hub_member){c, c->conn, c->deflate_bits};
   h->stats.client_subscriptions++;
   if (sym_clients(sym) == 1 && h->sub) sub_add(h->sub, sym->channel);
   return 1;
@@ -422,7 +423,7 @@ static void deliver(td_hub *h, const hub_member *m, wsd_variant *v, uint32_t tag
   if (tag && h->by_id[tag - 1]->resuming && m->client->resuming && held_back(h, m->client, tag - 1)) return;
   size_t queued = conn_queued_bytes(m->conn);
   if (queued >= below && !over_limit(h, m->client, queued)) return;
-  conn_send(m->conn, wsd_pick(v, m->client->deflate_bits), tag);
+  conn_send(m->conn, wsd_pick(v, m->deflate_bits), tag);
   h->stats.deliveries++;
 }
 
