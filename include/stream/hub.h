@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "base/buf.h"
+#include "base/jsonw.h"
 #include "base/td_limits.h"
 #include "http/http.h"
 
@@ -146,8 +147,9 @@ void hub_client_drained(hub_client *c);
 int hub_subscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
 /* 1: unsubscribed, 0: was not subscribed. */
 int hub_unsubscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
-/* The client's symbols as a JSON array. */
-json_t *hub_client_symbols(const td_hub *h, const hub_client *c);
+/* The client's symbols as a JSON array (member `key` of the open object, or
+ * a value when key is NULL). */
+void hub_write_client_symbols(const td_hub *h, const hub_client *c, jsonw *w, const char *key);
 
 /* After subscribing: the latest quote of each of `syms` (or up to `history`
  * recent ones, as a "history" message for WebSocket), then live quotes. */
@@ -179,8 +181,8 @@ int hub_topic_add(td_hub *h, const char *name);
 /* Turns topic `name` on or off for a WebSocket client: 0, or -ENOENT for
  * a name that was never registered. */
 int hub_set_topic(td_hub *h, hub_client *c, const char *name, bool on);
-/* The client's topics as a JSON array of names. */
-json_t *hub_client_topics(const td_hub *h, const hub_client *c);
+/* The client's topics as a JSON array of names, written like the symbols. */
+void hub_write_client_topics(const td_hub *h, const hub_client *c, jsonw *w, const char *key);
 /* Whether any client listens to topic `id`: the caller skips encoding
  * messages nobody would get. */
 bool hub_topic_listened(const td_hub *h, int id);
@@ -191,6 +193,8 @@ void hub_topic_publish(td_hub *h, int id, const char *json, size_t len);
 /* Sends a per-client message (an event, not a quote): a text frame for
  * WebSocket, `event: <type>` + data for SSE. */
 void hub_send_text(td_hub *h, hub_client *c, const char *type, const char *json, size_t len);
-void hub_send_json(td_hub *h, hub_client *c, const char *type, json_t *msg);
+/* `w` holds an open object with the message's members: adds "type" (WebSocket),
+ * closes it, sends it and frees `w`. */
+void hub_send_json(td_hub *h, hub_client *c, const char *type, jsonw *w);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/jsonw.h"
 #include "base/log.h"
 #include "market/history_redis.h"
 #include "market/quote_store.h"
@@ -293,10 +294,10 @@ int hub_unsubscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
   return 1;
 }
 
-json_t *hub_client_symbols(const td_hub *h, const hub_client *c) {
-  json_t *a = json_array();
-  for (uint32_t k = 0; k < c->nsubs; k++) json_array_append_new(a, json_string(h->by_id[c->subs[k].sym]->symbol));
-  return a;
+void hub_write_client_symbols(const td_hub *h, const hub_client *c, jsonw *w, const char *key) {
+  jw_array(w, key);
+  for (uint32_t k = 0; k < c->nsubs; k++) jw_str(w, NULL, h->by_id[c->subs[k].sym]->symbol);
+  jw_end(w);
 }
 
 /* ---- encoding ------------------------------------------------------------------ */
@@ -362,13 +363,11 @@ void hub_send_text(td_hub *h, hub_client *c, const char *type, const char *json,
   wsd_variant_done(&v);
 }
 
-void hub_send_json(td_hub *h, hub_client *c, const char *type, json_t *msg) {
-  if (c->transport == HUB_WS) json_object_set_new(msg, "type", json_string(type));
-  char *text = json_dumps(msg, JSON_COMPACT);
-  json_decref(msg);
-  if (!text) return;
-  hub_send_text(h, c, type, text, strlen(text));
-  free(text);
+void hub_send_json(td_hub *h, hub_client *c, const char *type, jsonw *w) {
+  if (c->transport == HUB_WS) jw_str(w, "type", type); /* SSE names it in `event:` */
+  jw_end(w);
+  if (!w->failed) hub_send_text(h, c, type, w->p, w->len);
+  jw_free(w);
 }
 
 /* ---- delivery ------------------------------------------------------------------ */
@@ -475,15 +474,20 @@ static void send_entry(td_hub *h, hub_client *c, const hub_symbol *sym, const qs
  * could not fill, or (after a resubscribe) that nothing was lost. */
 static void notify_continuity(td_hub *h, hub_symbol *sym, bool recovered, uint64_t replayed, uint64_t from,
                               uint64_t to) {
-  json_t *proto = json_pack("{s:s, s:b, s:I}", "symbol", sym->symbol, "recovered", recovered, "replayed",
-                            (json_int_t)replayed);
-  if (!recovered) {
-    json_object_set_new(proto, "missed_from", json_integer((json_int_t)from));
-    json_object_set_new(proto, "missed_to", json_integer((json_int_t)to));
-  }
   for (int t = 0; t < HUB_TRANSPORTS; t++)
-    for (uint32_t i = sym->n[t]; i-- > 0;) hub_send_json(h, sym->members[t][i].client, "recovery", json_deep_copy(proto));
-  json_decref(proto);
+    for (uint32_t i = sym->n[t]; i-- > 0;) {
+      jsonw w;
+      jw_init(&w, 0);
+      jw_object(&w, NULL);
+      jw_str(&w, "symbol", sym->symbol);
+      jw_bool(&w, "recovered", recovered);
+      jw_u64(&w, "replayed", replayed);
+      if (!recovered) {
+        jw_u64(&w, "missed_from", from);
+        jw_u64(&w, "missed_to", to);
+      }
+      hub_send_json(h, sym->members[t][i].client, "recovery", &w);
+    }
 }
 
 /* A sequence gap on a channel: fill it from local history when this
@@ -711,9 +715,13 @@ static bool parse_position(const char *s, size_t n, char *sym, size_t *sym_len, 
 
 static void send_recovery(td_hub *h, hub_client *c, bool recovered, const char *since, size_t n, uint64_t replayed) {
   h->stats.replayed += replayed;
-  json_t *msg = json_pack("{s:b, s:s%, s:I}", "recovered", recovered, "since", since, n, "replayed",
-                          (json_int_t)replayed);
-  hub_send_json(h, c, "recovery", msg);
+  jsonw w;
+  jw_init(&w, 0);
+  jw_object(&w, NULL);
+  jw_bool(&w, "recovered", recovered);
+  jw_strn(&w, "since", since, n);
+  jw_u64(&w, "replayed", replayed);
+  hub_send_json(h, c, "recovery", &w);
 }
 
 /* ---- resume from the Redis stream ---------------------------------------------- */
@@ -876,11 +884,11 @@ int hub_set_topic(td_hub *h, hub_client *c, const char *name, bool on) {
   return 0;
 }
 
-json_t *hub_client_topics(const td_hub *h, const hub_client *c) {
-  json_t *a = json_array();
+void hub_write_client_topics(const td_hub *h, const hub_client *c, jsonw *w, const char *key) {
+  jw_array(w, key);
   for (int i = 0; i < h->ntopics; i++)
-    if (c->topics & (1u << i)) json_array_append_new(a, json_string(h->topic_names[i]));
-  return a;
+    if (c->topics & (1u << i)) jw_str(w, NULL, h->topic_names[i]);
+  jw_end(w);
 }
 
 bool hub_topic_listened(const td_hub *h, int id) { return id >= 0 && id < h->ntopics && h->topic_listeners[id] > 0; }

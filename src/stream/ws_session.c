@@ -13,6 +13,7 @@
 
 #include "stream/candle_fan.h"
 #include "stream/hub.h"
+#include "base/jsonw.h"
 #include "base/log.h"
 #include "base/td_limits.h"
 #include "http/ws_deflate.h"
@@ -45,10 +46,28 @@ static void send_frame(ws_session *s, td_buf *b) {
   buf_unref(b);
 }
 
+/* A new message for hub_send_json: an open object. */
+static void msg_begin(jsonw *w) {
+  jw_init(w, 0);
+  jw_object(w, NULL);
+}
+
+/* The strings of a client's JSON array (the symbols it named) as member `key`. */
+static void write_names(jsonw *w, const char *key, const json_t *names) {
+  size_t i;
+  json_t *v;
+  jw_array(w, key);
+  json_array_foreach(names, i, v) jw_strn(w, NULL, json_string_value(v), json_string_length(v));
+  jw_end(w);
+}
+
 static void send_error(ws_session *s, const char *code, const char *message, const char *symbol) {
-  json_t *o = json_pack("{s:s, s:s}", "error", code, "message", message);
-  if (symbol) json_object_set_new(o, "symbol", json_string(symbol));
-  hub_send_json(s->hub, &s->client, "error", o);
+  jsonw w;
+  msg_begin(&w);
+  jw_str(&w, "error", code);
+  jw_str(&w, "message", message);
+  if (symbol) jw_str(&w, "symbol", symbol);
+  hub_send_json(s->hub, &s->client, "error", &w);
 }
 
 /* ---- actions -------------------------------------------------------------- */
@@ -81,8 +100,13 @@ static void candles_action(ws_session *s, json_t *spec, bool on, int history) {
     else if (rc < 0) send_error(s, "unavailable", "the server has too many candle channels", sym);
     else if (rc == 1 || on) json_array_append(ok, v);
   }
-  hub_send_json(s->hub, &s->client, on ? "subscribed" : "unsubscribed",
-                json_pack("{s:{s:O, s:s}}", "candles", "symbols", ok, "tf", tfs));
+  jsonw w;
+  msg_begin(&w);
+  jw_object(&w, "candles");
+  write_names(&w, "symbols", ok);
+  jw_strn(&w, "tf", tfs, tfn);
+  jw_end(&w);
+  hub_send_json(s->hub, &s->client, on ? "subscribed" : "unsubscribed", &w);
   json_array_foreach(ok, i, v) {
     if (on && history > 0)
       candle_fan_send_history(fan, &s->client, json_string_value(v), json_string_length(v), tfs, tfn, (uint32_t)history);
@@ -138,7 +162,11 @@ static void do_subscribe(ws_session *s, json_t *msg) {
     const char *t = json_string_value(v);
     if (!t || hub_set_topic(hub, &s->client, t, true) != 0) send_error(s, "bad_topic", "no such topic", t);
   }
-  hub_send_json(hub, &s->client, "subscribed", json_pack("{s:o}", "symbols", ok));
+  jsonw w;
+  msg_begin(&w);
+  write_names(&w, "symbols", ok);
+  json_decref(ok);
+  hub_send_json(hub, &s->client, "subscribed", &w);
   if (since) hub_recover(hub, &s->client, json_string_value(since), json_string_length(since));
   else hub_send_snapshot(hub, &s->client, fresh, nfresh, hist);
   free(fresh);
@@ -163,13 +191,19 @@ static void do_unsubscribe(ws_session *s, json_t *msg) {
     const char *t = json_string_value(v);
     if (t) hub_set_topic(s->hub, &s->client, t, false);
   }
-  hub_send_json(s->hub, &s->client, "unsubscribed", json_pack("{s:o}", "symbols", done));
+  jsonw w;
+  msg_begin(&w);
+  write_names(&w, "symbols", done);
+  json_decref(done);
+  hub_send_json(s->hub, &s->client, "unsubscribed", &w);
 }
 
 static void do_list(ws_session *s) {
-  hub_send_json(s->hub, &s->client, "list",
-                json_pack("{s:o, s:o}", "symbols", hub_client_symbols(s->hub, &s->client), "topics",
-                          hub_client_topics(s->hub, &s->client)));
+  jsonw w;
+  msg_begin(&w);
+  hub_write_client_symbols(s->hub, &s->client, &w, "symbols");
+  hub_write_client_topics(s->hub, &s->client, &w, "topics");
+  hub_send_json(s->hub, &s->client, "list", &w);
 }
 
 /* ---- frame callbacks ------------------------------------------------------- */
