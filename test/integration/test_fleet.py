@@ -459,6 +459,20 @@ def ws_resume(port, since, live):
     return ws, ids, rec
 
 
+def sse_resume(via, last, live):
+    """ws_resume for SSE: AAPL from Last-Event-ID `last`."""
+    from test_streaming import sse_events, sse_open
+    s, head, buf = sse_open(via, "symbols=AAPL", {"Last-Event-ID": last}, http="1.0")
+    ids, rec = [], None
+    while rec is None or len(ids) < rec["replayed"] + live:
+        evs, buf = sse_events(s, buf, 1)
+        if evs[0].get("event") == "recovery":
+            rec = json.loads(evs[0]["data"])
+        elif "id" in evs[0]:
+            ids.append(evs[0]["id"])
+    return s, ids, rec
+
+
 def check_resumed(ids_after, last, rec):
     """The replay and the live quotes after it continue the sequence from
     the last position the client had, with nothing missing."""
@@ -501,14 +515,7 @@ def test_clients_of_killed_holder_resume_anywhere(redis_server, tickerd_factory,
     ws.close()
 
     # SSE: the same with Last-Event-ID
-    s, head, buf = sse_open(via, "symbols=AAPL", {"Last-Event-ID": sse_last}, http="1.0")
-    ids, rec = [], None
-    while rec is None or len(ids) < rec["replayed"] + 20:
-        evs, buf = sse_events(s, buf, 1)
-        if evs[0].get("event") == "recovery":
-            rec = json.loads(evs[0]["data"])
-        elif "id" in evs[0]:
-            ids.append(evs[0]["id"])
+    s, ids, rec = sse_resume(via, sse_last, 20)
     check_resumed(ids, sse_last, rec)
     s.close()
 
