@@ -67,12 +67,17 @@ typedef struct {
 } hub_symbol;
 
 /* A resume from the Redis stream in flight: its client gets no live quote
- * of `sym` until the replay went out (it would come before the replay). */
+ * of `sym` until the replay went out (it would come before the replay).
+ * After the replay it stays held until the live messages pass `until`, the
+ * last position replayed: the stream read can answer before the
+ * subscriber connection delivers a message the read already held, which
+ * the client must not get twice. */
 typedef struct hub_resume {
   td_hub *hub;
   hub_client *client;              /* NULL once the client left */
   uint32_t sym;
   uint64_t epoch, seq;
+  uint64_t until;                  /* 0: the read is in flight */
   struct hub_resume *next;
   size_t since_len;
   char since[];
@@ -157,6 +162,11 @@ void hub_free(td_hub *h) {
     free(sym->members[HUB_SSE]);
     free(sym);
   }
+  /* Holds after a replay; a read in flight is its reader's to answer. */
+  for (hub_resume *r = h->resumes, *next; r; r = next) {
+    next = r->next;
+    if (r->until) free(r);
+  }
   free(h->by_id);
   free(h->made);
   free(h);
@@ -214,6 +224,7 @@ static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
 }
 
 static void resume_forget_client(td_hub *h, hub_client *c);
+static void resume_release(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, bool after);
 
 void hub_detach(td_hub *h, hub_client *c) {
   if (!c->attached) return;
@@ -634,7 +645,9 @@ void hub_on_message(void *hub, const char *channel, size_t channel_len, const ch
     qstore_insert_id(h->store, SMSG_QUOTE, sym->id, data, epoch, seq, uv_now(h->opts.loop));
     buf_unref(data);
   }
+  if (sym->resuming) resume_release(h, sym, epoch, seq, false);
   fan_out(h, sym, epoch, seq, payload, payload_len);
+  if (sym->resuming) resume_release(h, sym, epoch, seq, true);
 }
 
 void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed) {
@@ -726,13 +739,39 @@ static void send_recovery(td_hub *h, hub_client *c, bool recovered, const char *
 
 /* ---- resume from the Redis stream ---------------------------------------------- */
 
+/* Unlinks `r` and frees it: its read has answered. */
+static void resume_unlink(td_hub *h, hub_resume *r) {
+  hub_resume **pp = &h->resumes;
+  while (*pp != r) pp = &(*pp)->next;
+  *pp = r->next;
+  free(r);
+}
+
 static void resume_forget_client(td_hub *h, hub_client *c) {
-  for (hub_resume *r = h->resumes; r; r = r->next)
-    if (r->client == c) {
-      r->client = NULL;
-      h->by_id[r->sym]->resuming--;
-    }
+  for (hub_resume *r = h->resumes, *next; r; r = next) {
+    next = r->next;
+    if (r->client != c) continue;
+    r->client = NULL;
+    h->by_id[r->sym]->resuming--;
+    if (r->until) resume_unlink(h, r);   /* held after its replay: no read will free it */
+  }
   c->resuming = 0;
+}
+
+/* Ends the holds of `sym` that live message (epoch, seq) passes: before
+ * it is fanned out, those it follows (`seq > until`, or another epoch);
+ * after it, also the one it ends on (`seq == until`). */
+static void resume_release(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, bool after) {
+  for (hub_resume *r = h->resumes, *next; r; r = next) {
+    next = r->next;
+    if (!r->until || r->sym != sym->id) continue;
+    if (r->epoch == epoch && (seq < r->until || (seq == r->until && !after))) continue;
+    if (r->client) {
+      sym->resuming--;
+      r->client->resuming--;
+    }
+    resume_unlink(h, r);
+  }
 }
 
 /* The entries of the cache after the stream's top, of the same epoch: what
@@ -765,15 +804,11 @@ static bool cache_after(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t top
  * symbols get their latest quote, and the resume is complete only for a
  * client of that symbol alone. */
 static void on_resume_read(void *ud, const hr_read_result *res) {
-  hub_resume *r = ud, **pp = &r->hub->resumes;
+  hub_resume *r = ud;
   td_hub *h = r->hub;
-  while (*pp != r) pp = &(*pp)->next;
-  *pp = r->next;
   hub_client *c = r->client;
   if (c) {
     hub_symbol *sym = h->by_id[r->sym];
-    sym->resuming--;
-    c->resuming--;
     bool complete = res->ok && res->epoch == r->epoch && res->top >= r->seq && res->n == res->top - r->seq &&
                     (res->n == 0 || res->e[0].seq == r->seq + 1);
     uint64_t replayed = 0;
@@ -792,6 +827,11 @@ static void on_resume_read(void *ud, const hr_read_result *res) {
         sym->last_epoch = r->epoch;
         sym->last_seq = res->top + ntail;
       }
+      r->until = res->top + ntail;
+    }
+    if (!r->until) {
+      sym->resuming--;
+      c->resuming--;
     }
     free(tail);
     qstore_entry latest;
@@ -805,7 +845,7 @@ static void on_resume_read(void *ud, const hr_read_result *res) {
     }
     send_recovery(h, c, complete && c->nsubs == 1, r->since, r->since_len, replayed);
   }
-  free(r);
+  if (!r->until) resume_unlink(h, r);
 }
 
 /* Asks the Redis stream for what the cache does not hold. false when no
@@ -816,7 +856,7 @@ static bool resume_from_redis(td_hub *h, hub_client *c, const char *sym_name, si
   if (!sym || client_sub_index(c, sym->id) < 0) return false;
   hub_resume *r = malloc(sizeof(*r) + n);
   if (!r) return false;
-  *r = (hub_resume){h, c, sym->id, epoch, seq, h->resumes, n};
+  *r = (hub_resume){h, c, sym->id, epoch, seq, 0, h->resumes, n};
   memcpy(r->since, since, n);
   if (hr_read(h->history, sym->channel, strlen(sym->channel), seq, on_resume_read, r) < 0) {
     free(r);

@@ -175,3 +175,31 @@ def test_memory_positions_mode_uses_no_stream(redis_server, tickerd_factory):
     q = tape.take(1)[0]
     assert q["seq"] == 1 and q["epoch"] == t.status()["quotes"]["epoch"]
     assert not redis_server.client().exists(HIST, POS)
+
+
+def test_replayed_message_published_late_is_not_sent_twice(redis_server, tickerd_factory):
+    """The script XADDs, then PUBLISHes; an instance reads the stream and
+    receives the PUBLISH on two connections, so a resume's read can answer
+    before the subscriber delivers a message the read already held. Made
+    certain here: an entry written as the script writes it, but published
+    only after the replay. The resumed client gets it once, then the next."""
+    a = start(tickerd_factory, redis_server)
+    b = start(tickerd_factory, redis_server)
+    tape = Tape(redis_server)
+    post(a, *[quote("AAPL", bp=i) for i in range(1, 6)])
+    got = tape.take(5)
+    r = redis_server.client()
+    late = r.xrange(HIST, min="0-5", max="0-5")[0][1][b"d"].replace(b'"seq":5,', b'"seq":6,')
+    r.hincrby(POS, "s", 1)
+    r.xadd(HIST, {"d": late}, id="0-6")
+    listeners = r.pubsub_numsub("quotes:AAPL")[0][1]
+    epoch = got[0]["epoch"]
+    ws, msgs = ws_resume(b, f"AAPL:{epoch}:5")
+    assert [m["id"] for m in msgs[:-1]] == [f"AAPL:{epoch}:6"]
+    assert msgs[-1]["recovered"] is True and msgs[-1]["replayed"] == 1
+    wait_for(lambda: r.pubsub_numsub("quotes:AAPL")[0][1] == listeners + 1 or None, what="b's SUBSCRIBE")
+    r.publish("quotes:AAPL", late)
+    post(a, quote("AAPL", bp=7))
+    m = ws.recv_until(lambda m: m["type"] == "quote")
+    assert m["id"] == f"AAPL:{epoch}:7", "the replayed message came again live"
+    ws.close()
