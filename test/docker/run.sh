@@ -18,7 +18,10 @@
 #     load balancer, Redis. All three healthy behind the LB, exactly one lease
 #     holder, quotes in the Redis container; `docker kill` (SIGKILL) of the
 #     holder: another takes over within the lease TTL, quotes keep arriving,
-#     and no instance published while another held the lease (/status).
+#     and no instance published while another held the lease (/status); a
+#     WebSocket and an SSE client of the holder reconnect through the LB and
+#     resume from their last positions, recovered and gapless
+#     (test/docker/fleet_resume.py).
 # Whatever happens, the stack is taken down. Anything missing is a failure
 # that names it, never a skip.
 set -euo pipefail
@@ -394,9 +397,14 @@ until task_everywhere; do
 done
 say "fleet: task $tid answered by all three through the LB"
 
-say "docker kill (SIGKILL) the holder $holder_svc"
-killed_at=$(date +%s.%N)
-"$DOCKER" kill --signal KILL "$holder_cid" >/dev/null || fail "docker kill $holder_cid failed"
+# fleet_resume.py kills the holder with a WebSocket and an SSE client on it,
+# and checks that both resume through the LB; it prints the kill time.
+say "docker kill (SIGKILL) the holder $holder_svc, a WebSocket and an SSE client on it"
+resumed=$(/usr/bin/python3 test/docker/fleet_resume.py "$DOCKER" "$port" "$holder_cid" "$holder_id" \
+          2>"$logdir/fleet-resume.log") \
+  || { echo "$resumed" >&2; cat "$logdir/fleet-resume.log" >&2;
+       fail "the clients of the killed holder did not resume through the LB (above)"; }
+killed_at=$(head -n 1 <<<"$resumed")
 before=$roles
 # Polling (docker exec into each) only observes; the time is measured below.
 deadline=$((SECONDS + STATE_WAIT_S))
@@ -428,4 +436,5 @@ awk -v h="$new_svc" '$1 != h && ($4 == "holder" || $5 != 0) { exit 1 }' <<<"$rol
 expect_quotes AAPL fleet
 for _ in $(seq 6); do expect_code /healthz 200; done
 say "fleet: $new_svc ($new_id) took the lease ${took}s after the kill (TTL ${FLEET_LEASE_TTL_S}s), quotes:AAPL flowing, LB answers"
+say "fleet: its clients resumed through the LB: $(tail -n 1 <<<"$resumed")"
 fleet logs --no-color >"$logdir/fleet.log" 2>&1
