@@ -419,18 +419,22 @@ static bool over_limit(td_hub *h, hub_client *c, size_t queued) {
 }
 
 /* Whether `c` waits for a replay of symbol `sym` from Redis (hub_resume):
- * its live quotes of that symbol would come before the replay. Walked only
- * while both have a resume in flight; the list holds the resumes in flight. */
-static bool held_back(const td_hub *h, const hub_client *c, uint32_t sym) {
+ * its live quotes of that symbol would come before the replay. After the
+ * replay only positioned messages stay held (one the read already replayed
+ * may still arrive live); a message without a position (another
+ * producer's) cannot be a repeat, so it goes through. Walked only while
+ * both have a resume in flight; the list holds the resumes in flight. */
+static bool held_back(const td_hub *h, const hub_client *c, uint32_t sym, bool positioned) {
   for (const hub_resume *r = h->resumes; r; r = r->next)
-    if (r->client == c && r->sym == sym) return true;
+    if (r->client == c && r->sym == sym && (positioned || !r->until)) return true;
   return false;
 }
 
 /* Queues `b` for member `m` under the output limits (`below`: the lower of
  * the soft and hard limits, under which nothing needs checking). */
-static void deliver(td_hub *h, const hub_member *m, wsd_variant *v, uint32_t tag, size_t below) {
-  if (tag && h->by_id[tag - 1]->resuming && m->client->resuming && held_back(h, m->client, tag - 1)) return;
+static void deliver(td_hub *h, const hub_member *m, wsd_variant *v, uint32_t tag, bool positioned, size_t below) {
+  if (tag && h->by_id[tag - 1]->resuming && m->client->resuming && held_back(h, m->client, tag - 1, positioned))
+    return;
   size_t queued = conn_queued_bytes(m->conn);
   if (queued >= below && !over_limit(h, m->client, queued)) return;
   conn_send(m->conn, wsd_pick(v, m->deflate_bits), tag);
@@ -452,7 +456,7 @@ static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, co
   for (int t = 0; t < HUB_TRANSPORTS; t++) {
     if (!bufs[t].plain) continue;
     /* backwards: a client closed for being slow is swap-removed behind us */
-    for (uint32_t i = sym->n[t]; i-- > 0;) deliver(h, &sym->members[t][i], &bufs[t], sym->id + 1, below);
+    for (uint32_t i = sym->n[t]; i-- > 0;) deliver(h, &sym->members[t][i], &bufs[t], sym->id + 1, seq != QSTORE_NO_POSITION, below);
     wsd_variant_done(&bufs[t]);
   }
 }

@@ -203,3 +203,25 @@ def test_replayed_message_published_late_is_not_sent_twice(redis_server, tickerd
     m = ws.recv_until(lambda m: m["type"] == "quote")
     assert m["id"] == f"AAPL:{epoch}:7", "the replayed message came again live"
     ws.close()
+
+
+def test_other_producer_passes_a_resumed_clients_hold(redis_server, tickerd_factory):
+    """After a replay from Redis the client stays held for positioned
+    messages up to the last replayed one (the test above); a message without
+    a position, from another producer, cannot be a repeat and is delivered
+    at once, not held until the next positioned quote."""
+    a = start(tickerd_factory, redis_server)
+    b = start(tickerd_factory, redis_server)
+    tape = Tape(redis_server)
+    post(a, *[quote("AAPL", bp=i) for i in range(1, 6)])
+    got = tape.take(5)
+    r = redis_server.client()
+    listeners = r.pubsub_numsub("quotes:AAPL")[0][1]
+    epoch = got[0]["epoch"]
+    ws, msgs = ws_resume(b, f"AAPL:{epoch}:3")
+    assert msgs[-1]["recovered"] is True and msgs[-1]["replayed"] == 2
+    wait_for(lambda: r.pubsub_numsub("quotes:AAPL")[0][1] == listeners + 1 or None, what="b's SUBSCRIBE")
+    r.publish("quotes:AAPL", json.dumps(quote("AAPL", bp=42)))
+    m = ws.recv_until(lambda m: m["type"] == "quote")
+    assert "id" not in m and m["data"]["bp"] == 42
+    ws.close()
