@@ -24,6 +24,7 @@
 
 #include "publisher.h"
 #include "redis/redis_conn.h"
+#include "symtab.h"
 
 /* How often a heartbeat is published: well under the timeout, cheap. */
 #define TD_SUB_HEARTBEAT_MS 1000
@@ -39,8 +40,10 @@
 typedef struct td_subscriber td_subscriber;
 
 typedef struct sub_callbacks {
-  /* A message on a channel with a count > 0. Pointers valid during the call. */
-  void (*on_message)(void *ud, const char *channel, size_t channel_len, const char *payload,
+  /* A message on a channel with a count > 0. Pointers valid during the call.
+   * id: the symbol id of a quote channel (sub_options.syms), found with the
+   * channel's one hash; SYMTAB_NONE for any other channel. */
+  void (*on_message)(void *ud, uint32_t id, const char *channel, size_t channel_len, const char *payload,
                      size_t payload_len);
   /* ready: subscribed and healthy, or not. resubscribed: this READY follows a
    * lost connection, messages published meanwhile were missed. */
@@ -53,6 +56,10 @@ typedef struct sub_options {
   rconn_options conn;
   uint32_t heartbeat_ms;         /* TD_SUB_HEARTBEAT_MS */
   uint32_t heartbeat_timeout_ms; /* TD_SUB_HEARTBEAT_TIMEOUT_MS */
+  /* Quote channels, <quote_prefix>:<symbol of syms>, are found by symbol id
+   * (both NULL: every channel by name). syms must outlive the subscriber. */
+  const symtab *syms;
+  const char *quote_prefix;
 } sub_options;
 
 struct sub_stats {

@@ -166,7 +166,13 @@ void hub_recover(td_hub *h, hub_client *c, const char *since, size_t n);
 struct hr_reader;
 void hub_set_history(td_hub *h, struct hr_reader *history);
 
-/* Callbacks for subscriber.c. */
+/* Callbacks for subscriber.c. hub_on_message_id takes the symbol id the
+ * subscriber found for a quote channel <channel_prefix>:<symbol> (the
+ * subscriber's quote_prefix must be the hub's channel_prefix), so the
+ * symbol is not looked up again; SYMTAB_NONE: looked up by name, as
+ * hub_on_message does. */
+void hub_on_message_id(void *hub, uint32_t id, const char *channel, size_t channel_len, const char *payload,
+                       size_t payload_len);
 void hub_on_message(void *hub, const char *channel, size_t channel_len, const char *payload, size_t payload_len);
 void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed);
 

@@ -313,10 +313,11 @@ static void on_expire(uv_timer_t *t) {
 /* ---- start --------------------------------------------------------------------- */
 
 /* Redis messages: bars to the candle subscribers, everything else to the hub. */
-static void on_sub_message(void *ud, const char *channel, size_t channel_len, const char *payload, size_t len) {
+static void on_sub_message(void *ud, uint32_t id, const char *channel, size_t channel_len, const char *payload,
+                           size_t len) {
   td_app *app = ud;
   if (app->candle_fan && candle_fan_on_message(app->candle_fan, channel, channel_len, payload, len)) return;
-  hub_on_message(app->hub, channel, channel_len, payload, len);
+  hub_on_message_id(app->hub, id, channel, channel_len, payload, len);
 }
 
 static void on_sub_state(void *ud, bool ready, bool resubscribed) {
@@ -366,7 +367,9 @@ static int start_redis(td_main *m) {
   /* the subscriber's health check publishes heartbeats on the publisher's connection */
   sub_options opt = {.heartbeat_pub = app->pub[0],
                      .heartbeat_ms = TD_SUB_HEARTBEAT_MS,
-                     .heartbeat_timeout_ms = TD_SUB_HEARTBEAT_TIMEOUT_MS};
+                     .heartbeat_timeout_ms = TD_SUB_HEARTBEAT_TIMEOUT_MS,
+                     .syms = qstore_symtab(app->store),
+                     .quote_prefix = cfg->channel_prefix};
   app->sub = sub_new(app->loop, cfg->redis_url, &cb, app, &opt);
   if (!app->pipeline || !app->pace || !app->hub || !app->sub) return -1;
   hub_set_subscriber(app->hub, app->sub);

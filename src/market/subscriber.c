@@ -18,6 +18,7 @@ typedef enum { SRV_NONE, SRV_SUBSCRIBING, SRV_SUBSCRIBED, SRV_UNSUBSCRIBING } su
 typedef struct sub_chan {
   struct sub_chan *next;
   uint32_t hash;
+  uint32_t id;          /* symbol id of a quote channel, indexed in by_id; else SYMTAB_NONE */
   uint32_t refs;
   sub_srv srv;
   bool hb;
@@ -35,8 +36,15 @@ struct td_subscriber {
   uint32_t hb_ms, hb_timeout_ms;
   char hb_channel[sizeof(SUB_HB_PREFIX) + 16];
   sub_chan *hb;
+  /* Every channel is in the by-name table (subscribing, resubscribing and
+   * teardown walk it); a quote channel is also in by_id, where a message
+   * finds it with the one hash of its symbol (symtab_find). */
   sub_chan **bucket;
   uint32_t nbuckets, nentries, nchannels;
+  const symtab *syms;   /* NULL: no quote channels, everything by name */
+  char quote_prefix[TD_CHANNEL_PREFIX_MAX + 2];   /* "<prefix>:" */
+  size_t quote_prefix_len;
+  sub_chan **by_id;     /* symtab_max(syms) of them */
   bool subscribed;      /* READY and the heartbeat channel confirmed */
   bool was_subscribed;  /* for on_state's resubscribed flag */
   uint64_t last_hb;     /* uv_now of the last sign of life */
@@ -52,11 +60,27 @@ struct td_subscriber {
 
 /* ---- channel table -------------------------------------------------------- */
 
-static sub_chan *chan_find(const td_subscriber *s, const char *name, size_t n) {
+/* The symbol id of a quote channel's name, or SYMTAB_NONE. */
+static uint32_t quote_id(const td_subscriber *s, const char *name, size_t n) {
+  size_t pl = s->quote_prefix_len;
+  if (!s->syms || n <= pl || memcmp(name, s->quote_prefix, pl)) return SYMTAB_NONE;
+  return symtab_find(s->syms, name + pl, n - pl);
+}
+
+static sub_chan *chan_find_name(const td_subscriber *s, const char *name, size_t n) {
   uint32_t h = fnv1a(name, n);
   for (sub_chan *e = s->bucket[h & (s->nbuckets - 1)]; e; e = e->next)
     if (e->hash == h && e->len == n && memcmp(e->name, name, n) == 0) return e;
   return NULL;
+}
+
+/* A quote channel by its symbol's id; anything else (the heartbeat channel,
+ * candles:*, a quote channel subscribed before its symbol had an id) by
+ * name. */
+static sub_chan *chan_find(const td_subscriber *s, const char *name, size_t n) {
+  uint32_t id = quote_id(s, name, n);
+  if (id != SYMTAB_NONE && s->by_id[id]) return s->by_id[id];
+  return chan_find_name(s, name, n);
 }
 
 static int chan_grow(td_subscriber *s) {
@@ -85,6 +109,8 @@ static sub_chan *chan_insert(td_subscriber *s, const char *name, size_t n) {
   e->next = s->bucket[e->hash & (s->nbuckets - 1)];
   s->bucket[e->hash & (s->nbuckets - 1)] = e;
   s->nentries++;
+  e->id = quote_id(s, name, n);
+  if (e->id != SYMTAB_NONE) s->by_id[e->id] = e;
   return e;
 }
 
@@ -93,6 +119,7 @@ static void chan_remove(td_subscriber *s, sub_chan *e) {
   while (*pp != e) pp = &(*pp)->next;
   *pp = e->next;
   s->nentries--;
+  if (e->id != SYMTAB_NONE) s->by_id[e->id] = NULL;
   free(e);
 }
 
@@ -202,7 +229,7 @@ static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
       s->last_hb = uv_now(s->loop);
     } else if (e->refs > 0 && m->type == REDIS_REPLY_STRING) {
       s->messages++;
-      if (s->cb.on_message) s->cb.on_message(s->ud, e->name, e->len, m->str, m->len);
+      if (s->cb.on_message) s->cb.on_message(s->ud, e->id, e->name, e->len, m->str, m->len);
     }
   } else if (!strcmp(kind, "subscribe")) {
     e->srv = SRV_SUBSCRIBED;
@@ -279,6 +306,7 @@ static void sub_free(td_subscriber *s) {
         free(e);
       }
   free(s->bucket);
+  free(s->by_id);
   free(s->scratch);
   free(s);
 }
@@ -315,6 +343,15 @@ td_subscriber *sub_new(uv_loop_t *loop, const char *redis_url, const sub_callbac
   s->hb_timeout_ms = o.heartbeat_timeout_ms ? o.heartbeat_timeout_ms : TD_SUB_HEARTBEAT_TIMEOUT_MS;
   s->nbuckets = 64;
   if (!(s->bucket = calloc(s->nbuckets, sizeof(*s->bucket)))) goto fail;
+  if (o.syms && o.quote_prefix) {
+    size_t pl = strlen(o.quote_prefix);
+    if (pl == 0 || pl > TD_CHANNEL_PREFIX_MAX) goto fail;
+    memcpy(s->quote_prefix, o.quote_prefix, pl);
+    s->quote_prefix[pl] = ':';
+    s->quote_prefix_len = pl + 1;
+    s->syms = o.syms;
+    if (!(s->by_id = calloc(symtab_max(o.syms), sizeof(*s->by_id)))) goto fail;
+  }
   make_hb_channel(s);
   if (!(s->hb = chan_insert(s, s->hb_channel, strlen(s->hb_channel)))) goto fail;
   s->hb->hb = true;

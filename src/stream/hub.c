@@ -607,12 +607,8 @@ static void on_unpositioned(td_hub *h, hub_symbol *sym, const char *payload, siz
   buf_unref(data);
 }
 
-void hub_on_message(void *hub, const char *channel, size_t channel_len, const char *payload, size_t payload_len) {
-  td_hub *h = hub;
-  size_t plen = strlen(h->opts.channel_prefix);
-  if (channel_len <= plen + 1 || memcmp(channel, h->opts.channel_prefix, plen) || channel[plen] != ':') return;
-  hub_symbol *sym = find_symbol(h, channel + plen + 1, channel_len - plen - 1);
-  if (!sym) return;
+/* A message of a symbol the hub has (some client subscribed to it once). */
+static void on_quote(td_hub *h, hub_symbol *sym, const char *payload, size_t payload_len) {
   h->stats.messages++;
   uint64_t seq, epoch;
   if (smsg_payload_position(payload, payload_len, &seq, &epoch) != 0) {
@@ -652,6 +648,25 @@ void hub_on_message(void *hub, const char *channel, size_t channel_len, const ch
   if (sym->resuming) resume_release(h, sym, epoch, seq, false);
   fan_out(h, sym, epoch, seq, payload, payload_len);
   if (sym->resuming) resume_release(h, sym, epoch, seq, true);
+}
+
+void hub_on_message(void *hub, const char *channel, size_t channel_len, const char *payload, size_t payload_len) {
+  td_hub *h = hub;
+  size_t plen = strlen(h->opts.channel_prefix);
+  if (channel_len <= plen + 1 || memcmp(channel, h->opts.channel_prefix, plen) || channel[plen] != ':') return;
+  hub_symbol *sym = find_symbol(h, channel + plen + 1, channel_len - plen - 1);
+  if (sym) on_quote(h, sym, payload, payload_len);
+}
+
+void hub_on_message_id(void *hub, uint32_t id, const char *channel, size_t channel_len, const char *payload,
+                       size_t payload_len) {
+  td_hub *h = hub;
+  if (id == SYMTAB_NONE) {
+    hub_on_message(hub, channel, channel_len, payload, payload_len);
+    return;
+  }
+  hub_symbol *sym = id < symtab_max(h->syms) ? h->by_id[id] : NULL;
+  if (sym) on_quote(h, sym, payload, payload_len);
 }
 
 void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed) {

@@ -71,10 +71,12 @@ static void setup(void) {
   td_hub_opts hopts;
   cfg_hub_opts(&cfg, app.loop, &auth_stream_access, &hopts);
   app.hub = hub_new(&hopts, app.store);
-  sub_callbacks cb = {hub_on_message, hub_on_subscriber_state};
+  sub_callbacks cb = {hub_on_message_id, hub_on_subscriber_state};
   sub_options opt = {.heartbeat_pub = app.pub[0],
                      .heartbeat_ms = TD_SUB_HEARTBEAT_MS,
-                     .heartbeat_timeout_ms = TD_SUB_HEARTBEAT_TIMEOUT_MS};
+                     .heartbeat_timeout_ms = TD_SUB_HEARTBEAT_TIMEOUT_MS,
+                     .syms = app.store ? qstore_symtab(app.store) : NULL,
+                     .quote_prefix = cfg.channel_prefix};
   app.sub = sub_new(app.loop, cfg.redis_url, &cb, app.hub, &opt);
   if (!app.store || !app.pipeline || !app.pace || !app.hub || !app.sub) abort();
   hub_set_subscriber(app.hub, app.sub);

@@ -18,6 +18,7 @@ typedef struct ctx {
   int ready_events, unready_events, resubscribed_events;
   bool ready;
   int messages;
+  uint32_t last_id;
   char last_channel[64], last_payload[64];
   int done;
   const char *check_channel;
@@ -27,9 +28,10 @@ typedef struct ctx {
 static const rconn_options fast_conn = {.connect_timeout_ms = 1000, .command_timeout_ms = 500,
                                         .backoff_min_ms = 20, .backoff_max_ms = 80};
 
-static void on_message(void *ud, const char *ch, size_t chn, const char *p, size_t n) {
+static void on_message(void *ud, uint32_t id, const char *ch, size_t chn, const char *p, size_t n) {
   ctx *c = ud;
   c->messages++;
+  c->last_id = id;
   snprintf(c->last_channel, sizeof(c->last_channel), "%.*s", (int)chn, ch);
   snprintf(c->last_payload, sizeof(c->last_payload), "%.*s", (int)n, p);
 }
@@ -270,6 +272,48 @@ static void test_heartbeat_timeout_reconnects(void **state) {
   ctx_finish(&c);
 }
 
+/* Quote channels of known symbols are found by id and handed over with it;
+ * others (unknown symbol, another prefix) by name, with SYMTAB_NONE. */
+static void test_quote_channels_by_id(void **state) {
+  symtab *syms = symtab_new(16);
+  uint32_t msft, aapl;
+  assert_int_equal(symtab_intern(syms, "MSFT", 4, &msft), 0);
+  assert_int_equal(symtab_intern(syms, "AAPL", 4, &aapl), 0);
+  ctx c;
+  sub_options o = {.conn = fast_conn, .syms = syms, .quote_prefix = "quotes"};
+  ctx_start(&c, &o);
+  assert_int_equal(sub_add(c.sub, "quotes:AAPL"), 0);
+  assert_int_equal(sub_add(c.sub, "quotes:ZZZ"), 0);
+  assert_int_equal(sub_add(c.sub, "candles:AAPL"), 0);
+  sub_chan *e = chan_find(c.sub, "quotes:AAPL", 11);
+  assert_non_null(e);
+  assert_int_equal(e->id, aapl);
+  assert_ptr_equal(c.sub->by_id[aapl], e);
+  assert_null(c.sub->by_id[msft]);
+  assert_int_equal(chan_find(c.sub, "quotes:ZZZ", 10)->id, SYMTAB_NONE);
+  assert_int_equal(chan_find(c.sub, "candles:AAPL", 12)->id, SYMTAB_NONE);
+  assert_true(rfx_run_until(&c.loop, is_ready, &c, 2000));
+
+  publish_raw(&c.redis, "quotes:AAPL", "a");
+  assert_true(rfx_run_until(&c.loop, got_message, &c, 2000));
+  assert_string_equal(c.last_channel, "quotes:AAPL");
+  assert_int_equal(c.last_id, aapl);
+  c.messages = 0;
+  publish_raw(&c.redis, "candles:AAPL", "b");
+  assert_true(rfx_run_until(&c.loop, got_message, &c, 2000));
+  assert_string_equal(c.last_channel, "candles:AAPL");
+  assert_int_equal(c.last_id, SYMTAB_NONE);
+
+  sub_remove(c.sub, "quotes:AAPL");
+  c.check_channel = "quotes:AAPL";
+  c.want_numsub = 0;
+  assert_true(rfx_run_until(&c.loop, numsub_is, &c, 2000));
+  assert_null(c.sub->by_id[aapl]);
+  assert_null(chan_find(c.sub, "quotes:AAPL", 11));
+  ctx_finish(&c);
+  symtab_free(syms);
+}
+
 static void test_bad_url(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -286,6 +330,7 @@ int main(void) {
       cmocka_unit_test(test_resubscribe_after_restart),
       cmocka_unit_test(test_heartbeat_healthy),
       cmocka_unit_test(test_heartbeat_timeout_reconnects),
+      cmocka_unit_test(test_quote_channels_by_id),
       cmocka_unit_test(test_bad_url),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
