@@ -56,6 +56,9 @@ typedef struct pub_options {
   uint32_t max_inflight;   /* TD_REDIS_MAX_INFLIGHT */
   uint32_t max_outbox;     /* channels; TD_MAX_SYMBOLS */
   uint32_t last_flush_ms;  /* TD_REDIS_LAST_FLUSH_MS */
+  /* Keys of pub_offer_key, 0 .. outbox_keys - 1 (0: none, every channel by
+   * name). */
+  uint32_t outbox_keys;
 } pub_options;
 
 /* A struct tag, not a typedef: pub_stats() is the function that fills it. */
@@ -108,6 +111,14 @@ int pub_publish_body(td_publisher *p, const char *channel, size_t channel_len, c
                      unsigned flags, uint32_t user);
 int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
                 size_t payload_len);
+/* What pub_publish_flags (no script) or pub_publish_body (script) does, for
+ * a channel the caller names by a small integer key as well: the outbox
+ * finds it at by_key[key], without hashing the name. The caller keeps one
+ * key per channel and one channel per key; a key past outbox_keys goes by
+ * name. */
+#define PUB_KEY_NONE UINT32_MAX
+int pub_offer_key(td_publisher *p, uint32_t key, const char *channel, size_t channel_len, const char *data,
+                  size_t len, unsigned flags, uint32_t user);
 /* A PUBLISH of the subscriber's health check: sent now or not at all
  * (UV_EAGAIN while not connected or the pipeline is full; the next tick
  * tries again), never queued, and not in any counter above, so that

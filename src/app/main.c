@@ -351,8 +351,10 @@ static int start_redis(td_main *m) {
   td_config *cfg = app->cfg;
   app->store = qstore_new((size_t)cfg->history_size, (uint64_t)cfg->history_ms, TD_MAX_SYMBOLS);
   if (!app->store) return -1;
+  /* the pipeline's outbox keys: symbol id and channel slot (pipeline.c) */
+  pub_options popts = {.outbox_keys = TD_MAX_SYMBOLS * SMSG_KIND_COUNT};
   for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) {
-    app->pub[i] = pub_new(app->loop, cfg->redis_url, NULL);
+    app->pub[i] = pub_new(app->loop, cfg->redis_url, &popts);
     if (!app->pub[i]) {
       fprintf(stderr, "tickerd: invalid --redis-url / REDIS_URL (redis://[user:password@]host:port[/db] or unix:///path)\n");
       return -1;

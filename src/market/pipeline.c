@@ -28,7 +28,14 @@ struct td_pipeline {
   const td_lease *lease;                       /* NULL: upstream messages always pass */
   hr_conf *positions;                          /* NULL: positions of this process (memory only) */
   candle_pub *candles;                         /* NULL: no candles */
+  /* The channel of (kind, symbol id) is <prefix of kind>:<symbol>; kinds
+   * whose prefix is the same (the quote prefix set to "trades") share a
+   * slot, so that one channel has one outbox key (PIPE_KEY). */
+  uint8_t slot[SMSG_KIND_COUNT];
 };
+
+/* The publisher's outbox key of a channel: its symbol id and slot. */
+#define PIPE_KEY(p, kind, id) ((uint32_t)(id) * SMSG_KIND_COUNT + (p)->slot[kind])
 
 td_pipeline *pipeline_new(uv_loop_t *loop, td_publisher *const *pub, const char *channel_prefix, qstore *store) {
   td_pipeline *p = calloc(1, sizeof(*p));
@@ -36,6 +43,15 @@ td_pipeline *pipeline_new(uv_loop_t *loop, td_publisher *const *pub, const char 
   p->loop = loop;
   p->channel_prefix = channel_prefix;
   p->store = store;
+  for (int k = 0; k < SMSG_KIND_COUNT; k++) {
+    const char *prefix = k == SMSG_QUOTE ? channel_prefix : smsg_kind_channel((smsg_kind)k);
+    p->slot[k] = (uint8_t)k;
+    for (int j = 0; j < k; j++)
+      if (!strcmp(prefix, j == SMSG_QUOTE ? channel_prefix : smsg_kind_channel((smsg_kind)j))) {
+        p->slot[k] = p->slot[j];
+        break;
+      }
+  }
   p->pub = pub;
   char last_hash[TD_CHANNEL_PREFIX_MAX + 8];   /* "quotes:last" */
   snprintf(last_hash, sizeof(last_hash), "%s:last", channel_prefix);
@@ -101,7 +117,7 @@ static void publish_body(td_pipeline *p, td_publisher *pub, const char *channel,
   td_buf *payload = smsg_encode(m, 0, qstore_epoch_hex(p->store));
   if (!payload) return;
   size_t bn = hr_body_len(payload->data, payload->len);
-  if (bn) pub_publish_body(pub, channel, n, payload->data, bn, pub_flags, PIPE_USER(m->kind, id));
+  if (bn) pub_offer_key(pub, PIPE_KEY(p, m->kind, id), channel, n, payload->data, bn, pub_flags, PIPE_USER(m->kind, id));
   to_candles(p, m, payload);
   buf_unref(payload);
 }
@@ -142,7 +158,8 @@ static void publish_msg(td_pipeline *p, const smsg_msg *m, unsigned pub_flags) {
   }
   td_buf *payload = smsg_encode(m, seq, qstore_epoch_hex(p->store));
   if (!payload) return;
-  pub_publish_flags(p->pub[channel_shard(channel, n)], channel, n, payload->data, payload->len, pub_flags);
+  pub_offer_key(p->pub[channel_shard(channel, n)], PIPE_KEY(p, m->kind, id), channel, n, payload->data, payload->len,
+                pub_flags, 0);
   qstore_insert_id(p->store, m->kind, id, payload, qstore_epoch(p->store), seq, uv_now(p->loop));
   if (m->kind == SMSG_QUOTE) pub_last_changed(p->pub[0], SMSG_QUOTE, id);
   to_candles(p, m, payload);

@@ -14,12 +14,15 @@
 
 enum { TAG_PUBLISH = 1, TAG_HSET = 2, TAG_HEARTBEAT = 3, TAG_SCRIPT = 4, TAG_LOAD = 5 };
 
-/* ---- a bounded string map with an intrusive list ------------------------
+/* ---- the outbox: a bounded map with an intrusive list ---------------------
  * Entries live in one slab, indexed from 1 (0 is "none"). The list is the
- * outbox's FIFO. */
+ * outbox's FIFO. A channel offered with a key (pub_offer_key: the pipeline's
+ * symbol id and channel slot) is found in by_key[key], an array; any other
+ * channel by name, in a hash map over the same slab. */
 
 typedef struct pub_entry {
   uint32_t hash;
+  uint32_t key;            /* by_key index, or PUB_KEY_NONE: in the hash map */
   uint32_t chain;          /* next entry in the bucket; free list link */
   uint32_t prev, next;     /* list links */
   bool listed;
@@ -32,19 +35,24 @@ typedef struct pub_entry {
 typedef struct pub_map {
   pub_entry *e;            /* e[1..max] */
   uint32_t *bucket;
+  uint32_t *by_key;        /* by_key[key]: entry index, 0 none; nkeys of them */
+  uint32_t nkeys;
   uint32_t mask, max, count, free_head, used;
   uint32_t head, tail, listed;
 } pub_map;
 
-static int map_init(pub_map *m, uint32_t max) {
+static int map_init(pub_map *m, uint32_t max, uint32_t nkeys) {
   uint32_t nb = 16;
   while (nb < max) nb <<= 1;
   memset(m, 0, sizeof(*m));
   m->e = calloc((size_t)max + 1, sizeof(*m->e));
   m->bucket = calloc(nb, sizeof(*m->bucket));
-  if (!m->e || !m->bucket) return UV_ENOMEM;
+  /* calloc of a large array maps zero pages: only keys used cost memory */
+  m->by_key = nkeys ? calloc(nkeys, sizeof(*m->by_key)) : NULL;
+  if (!m->e || !m->bucket || (nkeys && !m->by_key)) return UV_ENOMEM;
   m->mask = nb - 1;
   m->max = max;
+  m->nkeys = nkeys;
   return 0;
 }
 
@@ -53,6 +61,7 @@ static void map_free(pub_map *m) {
     for (uint32_t i = 1; i <= m->max; i++) free(m->e[i].data);
   free(m->e);
   free(m->bucket);
+  free(m->by_key);
   memset(m, 0, sizeof(*m));
 }
 
@@ -101,8 +110,9 @@ static int entry_set_value(pub_entry *e, const char *v, size_t n) {
   return 0;
 }
 
-/* Inserts key (not present) with value; returns its index, 0 when full. */
-static uint32_t map_insert(pub_map *m, const char *k, size_t kn, uint32_t h, const char *v,
+/* Inserts channel k (not present) with value, found by `key` when it is
+ * not PUB_KEY_NONE, else by its hash h; returns its index, 0 when full. */
+static uint32_t map_insert(pub_map *m, uint32_t key, const char *k, size_t kn, uint32_t h, const char *v,
                            size_t vn) {
   uint32_t i;
   if (m->free_head) {
@@ -119,9 +129,14 @@ static uint32_t map_insert(pub_map *m, const char *k, size_t kn, uint32_t h, con
   e->key_len = (uint32_t)kn;
   e->val_len = 0;
   if (entry_set_value(e, v, vn) < 0) goto undo;
-  e->hash = h;
-  e->chain = m->bucket[h & m->mask];
-  m->bucket[h & m->mask] = i;
+  e->key = key;
+  if (key != PUB_KEY_NONE) {
+    m->by_key[key] = i;
+  } else {
+    e->hash = h;
+    e->chain = m->bucket[h & m->mask];
+    m->bucket[h & m->mask] = i;
+  }
   m->count++;
   return i;
 undo:
@@ -134,9 +149,13 @@ undo:
 static void map_remove(pub_map *m, uint32_t i) {
   pub_entry *e = &m->e[i];
   list_unlink(m, i);
-  uint32_t *pp = &m->bucket[e->hash & m->mask];
-  while (*pp != i) pp = &m->e[*pp].chain;
-  *pp = e->chain;
+  if (e->key != PUB_KEY_NONE) {
+    m->by_key[e->key] = 0;
+  } else {
+    uint32_t *pp = &m->bucket[e->hash & m->mask];
+    while (*pp != i) pp = &m->e[*pp].chain;
+    *pp = e->chain;
+  }
   if (e->cap > PUB_ENTRY_KEEP_BYTES) { /* a rare giant: give it back */
     free(e->data);
     e->data = NULL;
@@ -298,11 +317,19 @@ static void flush_outbox(td_publisher *p) {
   }
 }
 
-static int outbox_put(td_publisher *p, const char *ch, size_t chn, const char *v, size_t vn, bool upstream,
-                      uint32_t user) {
+/* The outbox entry of a channel, 0 when it has none; *h: its hash when
+ * it goes by name. */
+static uint32_t outbox_find(const pub_map *m, uint32_t key, const char *ch, size_t chn, uint32_t *h) {
+  if (key != PUB_KEY_NONE) return m->by_key[key];
+  *h = fnv1a(ch, chn);
+  return map_find(m, ch, chn, *h);
+}
+
+static int outbox_put(td_publisher *p, uint32_t key, const char *ch, size_t chn, const char *v, size_t vn,
+                      bool upstream, uint32_t user) {
   pub_map *m = &p->outbox;
-  uint32_t h = fnv1a(ch, chn);
-  uint32_t i = map_find(m, ch, chn, h);
+  uint32_t h = 0;
+  uint32_t i = outbox_find(m, key, ch, chn, &h);
   if (i) {
     if (entry_set_value(&m->e[i], v, vn) < 0) goto drop;
     m->e[i].upstream = upstream;
@@ -310,7 +337,7 @@ static int outbox_put(td_publisher *p, const char *ch, size_t chn, const char *v
     p->conflated++;
     return PUB_CONFLATED;
   }
-  if (!(i = map_insert(m, ch, chn, h, v, vn))) goto drop;
+  if (!(i = map_insert(m, key, ch, chn, h, v, vn))) goto drop;
   m->e[i].upstream = upstream;
   m->e[i].user = user;
   list_push(m, i);
@@ -320,9 +347,11 @@ drop:
   return UV_ENOBUFS;
 }
 
-static int offer(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
+static int offer(td_publisher *p, uint32_t key, const char *channel, size_t channel_len, const char *payload,
                  size_t payload_len, unsigned flags, uint32_t user) {
   bool upstream = flags & PUB_F_UPSTREAM;
+  uint32_t h;
+  if (key >= p->outbox.nkeys) key = PUB_KEY_NONE;   /* outside the key space: by name */
   if (channel_len == 0 || channel_len > PUB_CHANNEL_MAX || payload_len > PUB_PAYLOAD_MAX) {
     p->dropped++;
     return UV_EINVAL;
@@ -334,18 +363,22 @@ static int offer(td_publisher *p, const char *channel, size_t channel_len, const
   if (p->outbox.count > 0) {
     flush_outbox(p);
     /* A queued older message for this channel must not be overtaken. */
-    if (p->outbox.count > 0 &&
-        map_find(&p->outbox, channel, channel_len, fnv1a(channel, channel_len)))
-      return outbox_put(p, channel, channel_len, payload, payload_len, upstream, user);
+    if (p->outbox.count > 0 && outbox_find(&p->outbox, key, channel, channel_len, &h))
+      return outbox_put(p, key, channel, channel_len, payload, payload_len, upstream, user);
   }
   if (pipeline_room(p) && send_publish(p, channel, channel_len, payload, payload_len, user) == 0)
     return PUB_SENT;
-  return outbox_put(p, channel, channel_len, payload, payload_len, upstream, user);
+  return outbox_put(p, key, channel, channel_len, payload, payload_len, upstream, user);
+}
+
+int pub_offer_key(td_publisher *p, uint32_t key, const char *channel, size_t channel_len, const char *data,
+                  size_t len, unsigned flags, uint32_t user) {
+  return offer(p, key, channel, channel_len, data, len, flags, user);
 }
 
 int pub_publish_flags(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
                       size_t payload_len, unsigned flags) {
-  return offer(p, channel, channel_len, payload, payload_len, flags, 0);
+  return offer(p, PUB_KEY_NONE, channel, channel_len, payload, payload_len, flags, 0);
 }
 
 void pub_use_script(td_publisher *p, const hr_conf *conf, pub_position_cb cb, void *ud) {
@@ -356,7 +389,7 @@ void pub_use_script(td_publisher *p, const hr_conf *conf, pub_position_cb cb, vo
 
 int pub_publish_body(td_publisher *p, const char *channel, size_t channel_len, const char *body, size_t body_len,
                      unsigned flags, uint32_t user) {
-  return offer(p, channel, channel_len, body, body_len, flags, user);
+  return offer(p, PUB_KEY_NONE, channel, channel_len, body, body_len, flags, user);
 }
 
 int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const char *payload,
@@ -600,7 +633,7 @@ td_publisher *pub_new(uv_loop_t *loop, const char *redis_url, const pub_options 
   p->max_inflight = o.max_inflight ? o.max_inflight : TD_REDIS_MAX_INFLIGHT;
   p->drain_room = p->max_inflight / 2 < PUB_DRAIN_HYSTERESIS ? (p->max_inflight + 1) / 2
                                                              : PUB_DRAIN_HYSTERESIS;
-  if (map_init(&p->outbox, o.max_outbox ? o.max_outbox : TD_MAX_SYMBOLS) < 0) goto fail;
+  if (map_init(&p->outbox, o.max_outbox ? o.max_outbox : TD_MAX_SYMBOLS, o.outbox_keys) < 0) goto fail;
   if (!o.conn.name) o.conn.name = "publisher";
   static const rconn_callbacks cb = {on_ready, on_lost, on_reply, on_closed};
   const char *err = NULL;

@@ -216,6 +216,59 @@ static void test_outbox_across_restart(void **state) {
   ctx_finish(&c);
 }
 
+/* Channels offered with a key wait in the outbox by key (no hash), beside
+ * channels by name and keys past the key space (by name too), in one FIFO
+ * with the same conflation and counting. */
+static void test_outbox_by_key(void **state) {
+  pub_options o = fast;
+  o.max_outbox = 8;
+  o.outbox_keys = 16;
+  ctx c;
+  ctx_start(&c, &o);
+  rfx_kill(&c.redis);
+  assert_true(rfx_run_until(&c.loop, pub_not_ready, &c, 2000));
+  uint64_t offered = 0;
+  for (int round = 0; round < 20; round++)
+    for (uint32_t k = 0; k < 4; k++, offered++) {
+      char name[16], msg[32];
+      snprintf(name, sizeof(name), "ch%u", k);
+      snprintf(msg, sizeof(msg), "ch%u-%d", k, round);
+      assert_true(pub_offer_key(c.pub, k, name, strlen(name), msg, strlen(msg), 0, 0) >= 0);
+    }
+  assert_int_equal(publish_str(c.pub, "ch4", "by-name"), PUB_QUEUED);
+  assert_int_equal(pub_offer_key(c.pub, 99, "ch5", 3, "u", 1, PUB_F_UPSTREAM, 0), PUB_QUEUED);   /* past 16 */
+  assert_int_equal(pub_offer_key(c.pub, 3, "ch3", 3, "up", 2, PUB_F_UPSTREAM, 0), PUB_CONFLATED);
+  offered += 3;
+  struct pub_stats st;
+  pub_stats(c.pub, &st);
+  assert_int_equal(st.outbox, 6);
+  assert_int_equal(st.conflated, 77);
+  uint32_t i1 = c.pub->outbox.by_key[1];
+  assert_true(i1 != 0);
+  assert_memory_equal(c.pub->outbox.e[i1].data + 3, "ch1-19", 6);
+  assert_int_equal(map_find(&c.pub->outbox, "ch1", 3, fnv1a("ch1", 3)), 0);   /* not hashed */
+  assert_true(map_find(&c.pub->outbox, "ch5", 3, fnv1a("ch5", 3)) != 0);
+  assert_int_equal(pub_drop_upstream(c.pub), 2);   /* ch3 (newest upstream) and ch5 */
+  assert_int_equal(c.pub->outbox.by_key[3], 0);
+
+  assert_int_equal(rfx_spawn(&c.redis, NULL), 0);
+  redisContext *s = raw_subscriber(&c.redis, 6);
+  c.want_published = 4;
+  assert_true(rfx_run_until(&c.loop, settled, &c, 3000));
+  pub_stats(c.pub, &st);
+  assert_int_equal(st.published + st.conflated + st.dropped + st.errors, offered);
+  static const char *const want[][2] = {{"ch0", "ch0-19"}, {"ch1", "ch1-19"}, {"ch2", "ch2-19"}, {"ch4", "by-name"}};
+  for (int i = 0; i < 4; i++) {   /* oldest channel first */
+    char ch[16], msg[32];
+    next_message(s, ch, sizeof(ch), msg, sizeof(msg));
+    assert_string_equal(ch, want[i][0]);
+    assert_string_equal(msg, want[i][1]);
+  }
+  assert_int_equal(c.pub->outbox.by_key[0], 0);
+  redisFree(s);
+  ctx_finish(&c);
+}
+
 /* The upstream's messages in the outbox are dropped when the lease is lost;
  * POSTed ones stay, and an upstream message superseded by a POSTed one for
  * the same channel is no longer the upstream's. */
@@ -379,6 +432,7 @@ int main(void) {
       cmocka_unit_test(test_publish_pipelined_in_order),
       cmocka_unit_test(test_inflight_limit_conflates),
       cmocka_unit_test(test_outbox_across_restart),
+      cmocka_unit_test(test_outbox_by_key),
       cmocka_unit_test(test_drop_upstream_keeps_the_rest),
       cmocka_unit_test(test_pending_bytes_bounded),
       cmocka_unit_test(test_set_last_batches),
