@@ -17,6 +17,11 @@
  *     is counted as late and not applied.
  *   - Corrections and cancels adjust the open bar that holds their `t`.
  *
+ * Symbols are known by their id in a symbol table (symtab.h): tickerd
+ * gives the engine the process's table and the ids the pipeline interned,
+ * so a symbol is not hashed again here; per-symbol state sits in an array
+ * by id. The by-name calls (tests, tools) intern in that table first.
+ *
  * Memory is bounded: at most `max_symbols` symbols, `history` bars per
  * symbol and timeframe (older ones are forgotten). */
 #ifndef TD_CANDLE_H
@@ -95,7 +100,8 @@ typedef struct {
   const char *timeframes;   /* "1s,5s,1m": NULL for CANDLE_DEFAULT_TIMEFRAMES */
   int64_t grace_ms;         /* < 0: CANDLE_DEFAULT_GRACE_MS */
   uint32_t history;         /* 0: CANDLE_DEFAULT_HISTORY */
-  uint32_t max_symbols;     /* 0: TD_MAX_SYMBOLS */
+  uint32_t max_symbols;     /* 0: TD_MAX_SYMBOLS; at most symtab_max(syms) */
+  struct symtab *syms;      /* borrowed, outlives the engine; NULL: the engine makes its own */
   candle_bar_cb on_bar;     /* may be NULL */
   void *ud;
 } candle_opts;
@@ -114,6 +120,15 @@ const char *candle_tf_name(const candle_engine *e, int tf);
 /* The index of timeframe "1m" in this engine, or -1. */
 int candle_tf_find(const candle_engine *e, const char *s, size_t n);
 
+/* By symbol id (in the engine's table: candle_opts.syms). */
+void candle_trade_id(candle_engine *e, uint32_t id, int64_t t_ns, double price, int64_t size, int64_t now_ns);
+void candle_quote_id(candle_engine *e, uint32_t id, int64_t t_ns, double bid, double ask, int64_t now_ns);
+void candle_correct_id(candle_engine *e, uint32_t id, int64_t t_ns, double op, int64_t os, double cp, int64_t cs,
+                       int64_t now_ns);
+void candle_cancel_id(candle_engine *e, uint32_t id, int64_t t_ns, double price, int64_t size, int64_t now_ns);
+
+/* The same by name: the symbol is interned in the engine's table (refused,
+ * and counted, past its limit). */
 void candle_trade(candle_engine *e, const char *sym, size_t n, int64_t t_ns, double price, int64_t size, int64_t now_ns);
 void candle_quote(candle_engine *e, const char *sym, size_t n, int64_t t_ns, double bid, double ask, int64_t now_ns);
 /* Alpaca "T":"c": the trade at t was op x os and is cp x cs. */

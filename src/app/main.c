@@ -331,7 +331,8 @@ static int start_candles(td_app *app) {
   td_config *cfg = app->cfg;
   if (cfg->candles) {
     candle_opts co = {.timeframes = cfg->candle_timeframes, .grace_ms = cfg->candle_grace_ms,
-                      .history = CANDLE_DEFAULT_HISTORY, .max_symbols = TD_MAX_SYMBOLS};
+                      .history = CANDLE_DEFAULT_HISTORY, .max_symbols = TD_MAX_SYMBOLS,
+                      .syms = qstore_symtab(app->store)};
     char err[160];
     app->candles = candle_pub_new(app->loop, cfg->redis_url, &co, err, sizeof(err));
     if (!app->candles) {

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/fnv1a.h"
 #include "base/log.h"
 #include "base/td_limits.h"
+#include "market/symtab.h"
 
 #define NS_PER_S 1000000000LL
 /* A series' array starts this small and doubles up to the history size: a
@@ -26,8 +26,7 @@ typedef struct {
 } candle_series;
 
 typedef struct {
-  char sym[TD_SYMBOL_MAX + 1];
-  uint8_t len;
+  uint32_t id;              /* in the engine's symtab */
   bool traded;              /* a trade was seen: quotes make no more bars */
   int64_t mark_ns;          /* latest exchange time seen */
   int64_t mark_arrival_ns;  /* wall time when mark_ns arrived */
@@ -44,10 +43,11 @@ struct candle_engine {
   uint32_t history, max_symbols;
   candle_bar_cb on_bar;
   void *ud;
-  candle_sym **syms;        /* by arrival; index + 1 in `slots` */
+  symtab *syms;             /* the process's (borrowed) or the engine's own */
+  bool own_syms;
+  candle_sym **by_id;       /* max_symbols of them, NULL until the id's first message */
+  uint32_t *ids;            /* ids with a candle_sym, in arrival order (the timer's walk) */
   uint32_t nsyms;
-  uint32_t *slots;          /* open addressing, power of two */
-  uint32_t slot_mask;
   candle_stats stats;
 };
 
@@ -123,67 +123,62 @@ candle_engine *candle_new(const candle_opts *o, char *err, size_t err_len) {
   e->max_symbols = o->max_symbols ? o->max_symbols : TD_MAX_SYMBOLS;
   e->on_bar = o->on_bar;
   e->ud = o->ud;
-  uint32_t slots = 2;
-  while (slots < 2 * e->max_symbols) slots *= 2;
-  e->slots = calloc(slots, sizeof(*e->slots));
-  e->syms = calloc(e->max_symbols, sizeof(*e->syms));
-  if (!e->slots || !e->syms) {
+  e->own_syms = o->syms == NULL;
+  e->syms = o->syms ? o->syms : symtab_new(e->max_symbols);
+  if (e->syms && e->max_symbols > symtab_max(e->syms)) e->max_symbols = symtab_max(e->syms);
+  e->by_id = calloc(e->max_symbols, sizeof(*e->by_id));
+  e->ids = calloc(e->max_symbols, sizeof(*e->ids));
+  if (!e->syms || !e->by_id || !e->ids) {
     candle_free(e);
     snprintf(err, err_len, "out of memory");
     return NULL;
   }
-  e->slot_mask = slots - 1;
-  e->stats.bytes = sizeof(*e) + slots * sizeof(*e->slots) + e->max_symbols * sizeof(*e->syms);
+  e->stats.bytes = sizeof(*e) + e->max_symbols * (sizeof(*e->by_id) + sizeof(*e->ids));
   return e;
 }
 
 void candle_free(candle_engine *e) {
   if (!e) return;
   for (uint32_t i = 0; i < e->nsyms; i++) {
-    for (int t = 0; t < e->ntf; t++) free(e->syms[i]->tf[t].bars);
-    free(e->syms[i]);
+    candle_sym *sym = e->by_id[e->ids[i]];
+    for (int t = 0; t < e->ntf; t++) free(sym->tf[t].bars);
+    free(sym);
   }
-  free(e->syms);
-  free(e->slots);
+  free(e->by_id);
+  free(e->ids);
+  if (e->own_syms) symtab_free(e->syms);
   free(e);
 }
 
-/* The slot of sym: its entry, or the empty slot where it would go. */
-static uint32_t *sym_slot(const candle_engine *e, const char *sym, size_t n) {
-  uint32_t i = fnv1a(sym, n) & e->slot_mask;
-  for (;; i = (i + 1) & e->slot_mask) {
-    uint32_t v = e->slots[i];
-    if (v == 0) return &e->slots[i];
-    const candle_sym *s = e->syms[v - 1];
-    if (s->len == n && memcmp(s->sym, sym, n) == 0) return &e->slots[i];
-  }
-}
-
-static candle_sym *sym_find(const candle_engine *e, const char *sym, size_t n) {
-  if (n == 0 || n > TD_SYMBOL_MAX) return NULL;
-  uint32_t v = *sym_slot(e, sym, n);
-  return v ? e->syms[v - 1] : NULL;
-}
-
-static candle_sym *sym_get(candle_engine *e, const char *sym, size_t n) {
-  if (n == 0 || n > TD_SYMBOL_MAX) return NULL;
-  uint32_t *slot = sym_slot(e, sym, n);
-  if (*slot) return e->syms[*slot - 1];
-  if (e->nsyms == e->max_symbols) {
+/* The state of symbol id, made on its first message; NULL past max_symbols
+ * (counted) or on OOM. */
+static candle_sym *sym_get(candle_engine *e, uint32_t id) {
+  if (id >= e->max_symbols) {
     e->stats.refused++;
     return NULL;
   }
+  if (e->by_id[id]) return e->by_id[id];
   size_t size = sizeof(candle_sym) + (size_t)e->ntf * sizeof(candle_series);
   candle_sym *s = calloc(1, size);
   if (!s) return NULL;
-  memcpy(s->sym, sym, n);
-  s->len = (uint8_t)n;
-  e->syms[e->nsyms++] = s;
-  *slot = e->nsyms;
+  s->id = id;
+  e->by_id[id] = s;
+  e->ids[e->nsyms++] = id;
   e->stats.symbols++;
   e->stats.bytes += size;
   return s;
 }
+
+/* The id of a symbol named by its bytes (the by-name entry points: tests,
+ * tools): interned in the engine's table. False when refused (counted). */
+static bool name_id(candle_engine *e, const char *s, size_t n, uint32_t *id) {
+  int rc = symtab_intern(e->syms, s, n, id);
+  if (rc == -ENOSPC) e->stats.refused++;
+  return rc == 0;
+}
+
+static const char *sym_name(const candle_engine *e, const candle_sym *sym) { return symtab_name(e->syms, sym->id); }
+static size_t sym_len(const candle_engine *e, const candle_sym *sym) { return symtab_len(e->syms, sym->id); }
 
 /* ---- series ---------------------------------------------------------------- */
 
@@ -251,7 +246,7 @@ static candle_bar *series_bar(candle_engine *e, candle_series *s, int64_t tf_s, 
 static void emit(candle_engine *e, const candle_sym *sym, int tf, candle_bar *b) {
   b->flags &= (uint8_t)~CANDLE_F_DIRTY;
   e->stats.emitted++;
-  if (e->on_bar) e->on_bar(e->ud, sym->sym, sym->len, tf, b);
+  if (e->on_bar) e->on_bar(e->ud, sym_name(e, sym), sym_len(e, sym), tf, b);
 }
 
 /* Moves a series' horizon on and closes, oldest first, the bars it passed. */
@@ -305,7 +300,7 @@ static void bad_input(candle_engine *e, candle_sym *sym, candle_bad_reason r, in
   }
   td_logline *l = log_begin(TD_LOG_WARN, "candle_bad_trade");
   if (l) {
-    log_strn(l, "symbol", sym->sym, sym->len);
+    log_strn(l, "symbol", sym_name(e, sym), sym_len(e, sym));
     log_str(l, "reason", candle_bad_name(r));
     log_double(l, "price", isfinite(price) ? price : -1);
     log_int(l, "size", size);
@@ -319,9 +314,8 @@ static void bad_input(candle_engine *e, candle_sym *sym, candle_bad_reason r, in
 
 /* The symbol of a message whose price, size and time pass; NULL otherwise
  * (counted). */
-static candle_sym *checked_sym(candle_engine *e, const char *s, size_t n, int64_t t_ns, double price, int64_t size,
-                               int64_t now_ns) {
-  candle_sym *sym = sym_get(e, s, n);
+static candle_sym *checked_sym(candle_engine *e, uint32_t id, int64_t t_ns, double price, int64_t size, int64_t now_ns) {
+  candle_sym *sym = sym_get(e, id);
   if (!sym) return NULL;
   candle_bad_reason r = CANDLE_BAD_COUNT;
   if (size <= 0) r = CANDLE_BAD_SIZE;
@@ -360,8 +354,8 @@ static void bar_add(candle_bar *b, double price, int64_t t_ns) {
 
 static int64_t bar_start(int64_t t_ns, int64_t tf_s) { return floor_div(floor_div(t_ns, NS_PER_S), tf_s) * tf_s; }
 
-void candle_trade(candle_engine *e, const char *s, size_t n, int64_t t_ns, double price, int64_t size, int64_t now_ns) {
-  candle_sym *sym = checked_sym(e, s, n, t_ns, price, size, now_ns);
+void candle_trade_id(candle_engine *e, uint32_t id, int64_t t_ns, double price, int64_t size, int64_t now_ns) {
+  candle_sym *sym = checked_sym(e, id, t_ns, price, size, now_ns);
   if (!sym) return;
   sym->traded = true;
   sym_mark(e, sym, t_ns, now_ns);
@@ -382,11 +376,11 @@ void candle_trade(candle_engine *e, const char *s, size_t n, int64_t t_ns, doubl
   else e->stats.late++;
 }
 
-void candle_quote(candle_engine *e, const char *s, size_t n, int64_t t_ns, double bid, double ask, int64_t now_ns) {
+void candle_quote_id(candle_engine *e, uint32_t id, int64_t t_ns, double bid, double ask, int64_t now_ns) {
   double mid = (bid + ask) / 2;
   /* one-sided or crossed quotes have no meaningful mid: they only mark time */
   bool usable = bid > 0 && ask >= bid && isfinite(mid);
-  candle_sym *sym = usable ? checked_sym(e, s, n, t_ns, mid, 1, now_ns) : sym_get(e, s, n);
+  candle_sym *sym = usable ? checked_sym(e, id, t_ns, mid, 1, now_ns) : sym_get(e, id);
   if (!sym || (!usable && t_ns > now_ns + CANDLE_FUTURE_MAX_NS)) return;
   sym_mark(e, sym, t_ns, now_ns);
   if (sym->traded || !usable) return;
@@ -408,10 +402,10 @@ void candle_quote(candle_engine *e, const char *s, size_t n, int64_t t_ns, doubl
  * cancel. The bars keep no trades, so high and low only widen (a removed
  * extreme stays); the open or close is replaced when the touched trade is the
  * one that set it (same time, same price). Volume, count and VWAP are exact. */
-static void adjust(candle_engine *e, const char *s, size_t n, int64_t t_ns, double op, int64_t os, double cp, int64_t cs,
+static void adjust(candle_engine *e, uint32_t id, int64_t t_ns, double op, int64_t os, double cp, int64_t cs,
                    int64_t now_ns) {
   bool cancel = cs == 0;
-  candle_sym *sym = checked_sym(e, s, n, t_ns, cancel ? op : cp, cancel ? os : cs, now_ns);
+  candle_sym *sym = checked_sym(e, id, t_ns, cancel ? op : cp, cancel ? os : cs, now_ns);
   if (!sym || os <= 0 || !isfinite(op)) {
     if (sym) e->stats.adjust_unmatched++;
     return;
@@ -447,26 +441,49 @@ static void adjust(candle_engine *e, const char *s, size_t n, int64_t t_ns, doub
   else e->stats.adjust_late++;
 }
 
-void candle_correct(candle_engine *e, const char *s, size_t n, int64_t t_ns, double op, int64_t os, double cp,
-                    int64_t cs, int64_t now_ns) {
+void candle_correct_id(candle_engine *e, uint32_t id, int64_t t_ns, double op, int64_t os, double cp, int64_t cs,
+                       int64_t now_ns) {
   if (cs <= 0) {  /* a correction to nothing is not a cancel: bad size */
-    candle_sym *sym = sym_get(e, s, n);
+    candle_sym *sym = sym_get(e, id);
     if (sym) bad_input(e, sym, CANDLE_BAD_SIZE, t_ns, cp, cs, now_ns);
     return;
   }
-  adjust(e, s, n, t_ns, op, os, cp, cs, now_ns);
+  adjust(e, id, t_ns, op, os, cp, cs, now_ns);
+}
+
+void candle_cancel_id(candle_engine *e, uint32_t id, int64_t t_ns, double price, int64_t size, int64_t now_ns) {
+  adjust(e, id, t_ns, price, size, 0, 0, now_ns);
+}
+
+/* ---- by name ------------------------------------------------------------------- */
+
+void candle_trade(candle_engine *e, const char *s, size_t n, int64_t t_ns, double price, int64_t size, int64_t now_ns) {
+  uint32_t id;
+  if (name_id(e, s, n, &id)) candle_trade_id(e, id, t_ns, price, size, now_ns);
+}
+
+void candle_quote(candle_engine *e, const char *s, size_t n, int64_t t_ns, double bid, double ask, int64_t now_ns) {
+  uint32_t id;
+  if (name_id(e, s, n, &id)) candle_quote_id(e, id, t_ns, bid, ask, now_ns);
+}
+
+void candle_correct(candle_engine *e, const char *s, size_t n, int64_t t_ns, double op, int64_t os, double cp,
+                    int64_t cs, int64_t now_ns) {
+  uint32_t id;
+  if (name_id(e, s, n, &id)) candle_correct_id(e, id, t_ns, op, os, cp, cs, now_ns);
 }
 
 void candle_cancel(candle_engine *e, const char *s, size_t n, int64_t t_ns, double price, int64_t size,
                    int64_t now_ns) {
-  adjust(e, s, n, t_ns, price, size, 0, 0, now_ns);
+  uint32_t id;
+  if (name_id(e, s, n, &id)) candle_cancel_id(e, id, t_ns, price, size, now_ns);
 }
 
 /* ---- the timer ----------------------------------------------------------------- */
 
 void candle_tick(candle_engine *e, int64_t now_ns) {
   for (uint32_t i = 0; i < e->nsyms; i++) {
-    candle_sym *sym = e->syms[i];
+    candle_sym *sym = e->by_id[e->ids[i]];
     if (sym->mark_arrival_ns == 0) continue;
     /* the symbol's exchange time goes on at the wall clock's pace */
     int64_t elapsed = now_ns - sym->mark_arrival_ns;
@@ -492,7 +509,8 @@ void candle_tick(candle_engine *e, int64_t now_ns) {
 /* ---- reading ------------------------------------------------------------------- */
 
 int candle_history(const candle_engine *e, const char *s, size_t n, int tf, uint32_t limit, candle_bar *out) {
-  const candle_sym *sym = sym_find(e, s, n);
+  uint32_t id = symtab_find(e->syms, s, n);
+  const candle_sym *sym = id < e->max_symbols ? e->by_id[id] : NULL;
   if (!sym || tf < 0 || tf >= e->ntf) return -1;
   const candle_series *ser = &sym->tf[tf];
   uint32_t k = ser->n < limit ? ser->n : limit;

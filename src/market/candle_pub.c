@@ -197,7 +197,7 @@ static bool payload_int(const char **from, const char *end, const char *pat, siz
 #define NUM(key, out) payload_num(&at, end, ",\"" key "\":", sizeof(",\"" key "\":") - 1, out)
 #define INT(key, out) payload_int(&at, end, ",\"" key "\":", sizeof(",\"" key "\":") - 1, out)
 
-void candle_pub_msg(candle_pub *c, smsg_kind kind, const char *sym, size_t sym_len, const char *payload, size_t len) {
+void candle_pub_msg(candle_pub *c, smsg_kind kind, uint32_t id, const char *payload, size_t len) {
   if (kind != SMSG_TRADE && kind != SMSG_QUOTE && kind != SMSG_CORRECTION && kind != SMSG_CANCEL_ERROR) return;
   int64_t sec;
   uint32_t nsec;
@@ -208,17 +208,17 @@ void candle_pub_msg(candle_pub *c, smsg_kind kind, const char *sym, size_t sym_l
   const char *at = payload, *end = payload + len;
   switch (kind) {
     case SMSG_TRADE:
-      if (NUM("p", &a) && INT("s", &s)) candle_trade(c->engine, sym, sym_len, t, a, s, now);
+      if (NUM("p", &a) && INT("s", &s)) candle_trade_id(c->engine, id, t, a, s, now);
       break;
     case SMSG_QUOTE:
-      if (NUM("bp", &a) && NUM("ap", &b)) candle_quote(c->engine, sym, sym_len, t, a, b, now);
+      if (NUM("bp", &a) && NUM("ap", &b)) candle_quote_id(c->engine, id, t, a, b, now);
       break;
     case SMSG_CORRECTION:
       if (NUM("op", &a) && INT("os", &s) && NUM("cp", &cp) && INT("cs", &cs))
-        candle_correct(c->engine, sym, sym_len, t, a, s, cp, cs, now);
+        candle_correct_id(c->engine, id, t, a, s, cp, cs, now);
       break;
     default:   /* cancel or error: either way the trade is withdrawn */
-      if (NUM("p", &a) && INT("s", &s)) candle_cancel(c->engine, sym, sym_len, t, a, s, now);
+      if (NUM("p", &a) && INT("s", &s)) candle_cancel_id(c->engine, id, t, a, s, now);
       break;
   }
 }
