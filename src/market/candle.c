@@ -12,28 +12,37 @@
 #include "market/symtab.h"
 
 #define NS_PER_S 1000000000LL
-/* A series' array starts this small and doubles up to the history size: a
+/* A series' ring starts this small and doubles up to the history size: a
  * 1 h series of a fresh symbol holds one bar, not 300 slots. */
 #define CANDLE_SERIES_INITIAL 4
 
-/* One timeframe of one symbol: a ring of bars, oldest at `head`. */
+/* One timeframe of one symbol: its bars but the newest, in a ring, oldest
+ * at `head` (at most history - 1: the newest is the symbol's live[tf]). */
 typedef struct {
   candle_bar *bars;
   uint32_t cap, head, n;
-  int64_t horizon_ns;       /* bars with end + grace <= horizon are closed */
   int64_t next_close_ns;    /* end + grace of the oldest open bar (INT64_MAX: none) */
   int64_t emitted_ns;       /* wall time of the last in-progress on_bar */
 } candle_series;
 
+/* What a trade touches sits together: the times, then the newest bar of
+ * every timeframe side by side (six bars: 480 contiguous bytes, not six
+ * rings apart on the heap). The rings of older bars are separate; a trade
+ * reaches them only when it starts a bar or arrives out of order. */
 typedef struct {
-  uint32_t id;              /* in the engine's symtab */
-  bool traded;              /* a trade was seen: quotes make no more bars */
   int64_t mark_ns;          /* latest exchange time seen */
   int64_t mark_arrival_ns;  /* wall time when mark_ns arrived */
+  int64_t horizon_ns;       /* bars with end + grace <= horizon are closed (every timeframe) */
+  int64_t next_close_ns;    /* the least of the series' next_close_ns */
+  uint32_t id;              /* in the engine's symtab */
+  uint8_t live_mask;        /* bit tf: live[tf] holds the series' newest bar */
+  bool traded;              /* a trade was seen: quotes make no more bars */
+  candle_bar live[CANDLE_MAX_TF];
   int64_t logged_ns;        /* last bad-input log line (0: none yet) */
   uint64_t log_suppressed;  /* bad inputs not logged since */
   candle_series tf[];
 } candle_sym;
+_Static_assert(CANDLE_MAX_TF <= 8, "live_mask has a bit per timeframe");
 
 struct candle_engine {
   int ntf;
@@ -182,24 +191,34 @@ static size_t sym_len(const candle_engine *e, const candle_sym *sym) { return sy
 
 /* ---- series ---------------------------------------------------------------- */
 
-/* Bar i from the oldest; a subtraction, not a modulo: this runs several
- * times per trade and timeframe. */
-static candle_bar *bar_at(const candle_series *s, uint32_t i) {
+/* Ring bar i from the oldest; a subtraction, not a modulo. */
+static candle_bar *ring_at(const candle_series *s, uint32_t i) {
   uint32_t k = s->head + i;
   return &s->bars[k >= s->cap ? k - s->cap : k];
 }
 
+static bool has_live(const candle_sym *sym, int tf) { return sym->live_mask >> tf & 1; }
+
+/* Bars of a series: the ring and the live one. */
+static uint32_t series_n(const candle_sym *sym, int tf) { return sym->tf[tf].n + has_live(sym, tf); }
+
+/* Bar i of a series from the oldest. */
+static candle_bar *bar_at(candle_sym *sym, int tf, uint32_t i) {
+  const candle_series *s = &sym->tf[tf];
+  return i < s->n ? ring_at(s, i) : &sym->live[tf];
+}
+
 static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
 
-/* Room for one more bar: grows up to the history size. False when full. */
-static bool series_grow(candle_engine *e, candle_series *s) {
+/* Room for one more ring bar: grows up to history - 1. False when full. */
+static bool ring_room(candle_engine *e, candle_series *s) {
   if (s->n < s->cap) return true;
-  if (s->cap >= e->history) return false;
+  if (s->cap >= e->history - 1) return false;
   uint32_t cap = s->cap ? s->cap * 2 : CANDLE_SERIES_INITIAL;
-  if (cap > e->history) cap = e->history;
+  if (cap > e->history - 1) cap = e->history - 1;
   candle_bar *b = malloc(cap * sizeof(*b));
   if (!b) return false;
-  for (uint32_t i = 0; i < s->n; i++) b[i] = *bar_at(s, i);
+  for (uint32_t i = 0; i < s->n; i++) b[i] = *ring_at(s, i);
   free(s->bars);
   e->stats.bytes += (cap - s->cap) * sizeof(*b);
   s->bars = b;
@@ -208,39 +227,78 @@ static bool series_grow(candle_engine *e, candle_series *s) {
   return true;
 }
 
+static void ring_forget_oldest(candle_series *s) {
+  s->head = (s->head + 1) % s->cap;
+  s->n--;
+}
+
 static bool bar_closed_by(const candle_engine *e, int64_t start, int64_t tf_s, int64_t horizon_ns) {
   return (start + tf_s) * NS_PER_S + e->grace_ns <= horizon_ns;
 }
 
-/* The open bar that starts at `start`, inserted empty if absent; NULL when
- * that bar is closed or older than the history. */
-static candle_bar *series_bar(candle_engine *e, candle_series *s, int64_t tf_s, int64_t start) {
-  if (s->n > 0) {   /* the common case: the newest bar */
-    candle_bar *last = bar_at(s, s->n - 1);
-    if (last->start == start) return last->flags & CANDLE_F_CLOSED ? NULL : last;
-  }
-  uint32_t i = s->n;
-  while (i > 0 && bar_at(s, i - 1)->start > start) i--;
-  if (i > 0 && bar_at(s, i - 1)->start == start) {
-    candle_bar *b = bar_at(s, i - 1);
-    return b->flags & CANDLE_F_CLOSED ? NULL : b;
-  }
-  if (bar_closed_by(e, start, tf_s, s->horizon_ns)) return NULL;
-  if (!series_grow(e, s)) {
-    if (i == 0) return NULL;    /* older than every bar kept */
-    s->head = (s->head + 1) % s->cap;  /* forget the oldest */
-    s->n--;
-    i--;
-  }
-  /* shift the newer bars (only open ones, a few) one slot up */
-  for (uint32_t j = s->n; j > i; j--) *bar_at(s, j) = *bar_at(s, j - 1);
-  s->n++;
-  candle_bar *b = bar_at(s, i);
+static bool open_bar(const candle_bar *b) { return !(b->flags & CANDLE_F_CLOSED); }
+
+/* A new, empty bar at `start`, whose end + grace may be the series' next
+ * close. */
+static candle_bar *bar_init(candle_engine *e, candle_sym *sym, int tf, candle_bar *b, int64_t start) {
   memset(b, 0, sizeof(*b));
   b->start = start;
-  int64_t close_ns = (start + tf_s) * NS_PER_S + e->grace_ns;
-  if (s->n == 1 || close_ns < s->next_close_ns) s->next_close_ns = close_ns;
+  candle_series *s = &sym->tf[tf];
+  int64_t close_ns = (start + e->tf_s[tf]) * NS_PER_S + e->grace_ns;
+  if (series_n(sym, tf) == 1 || close_ns < s->next_close_ns) s->next_close_ns = close_ns;
+  if (s->next_close_ns < sym->next_close_ns) sym->next_close_ns = s->next_close_ns;
   return b;
+}
+
+/* A bar newer than every bar of the series becomes the live one; the live
+ * one moves to the ring (forgetting the ring's oldest when it is full). */
+static candle_bar *series_newest(candle_engine *e, candle_sym *sym, int tf, int64_t start) {
+  candle_series *s = &sym->tf[tf];
+  if (has_live(sym, tf)) {
+    if (ring_room(e, s)) {
+      s->n++;
+      *ring_at(s, s->n - 1) = sym->live[tf];
+    } else if (s->n > 0) {
+      ring_forget_oldest(s);
+      s->n++;
+      *ring_at(s, s->n - 1) = sym->live[tf];
+    }   /* else a history of one bar: the live one is forgotten */
+  }
+  sym->live_mask |= (uint8_t)(1u << tf);
+  return bar_init(e, sym, tf, &sym->live[tf], start);
+}
+
+/* A bar older than the live one goes into the ring, in order. */
+static candle_bar *series_older(candle_engine *e, candle_sym *sym, int tf, int64_t start) {
+  candle_series *s = &sym->tf[tf];
+  uint32_t i = s->n;
+  while (i > 0 && ring_at(s, i - 1)->start > start) i--;
+  if (i > 0 && ring_at(s, i - 1)->start == start) {
+    candle_bar *b = ring_at(s, i - 1);
+    return open_bar(b) ? b : NULL;
+  }
+  if (bar_closed_by(e, start, e->tf_s[tf], sym->horizon_ns)) return NULL;
+  if (!ring_room(e, s)) {
+    if (i == 0) return NULL;    /* older than every bar kept */
+    ring_forget_oldest(s);
+    i--;
+  }
+  /* shift the newer ring bars (only open ones, a few) one slot up */
+  for (uint32_t j = s->n; j > i; j--) *ring_at(s, j) = *ring_at(s, j - 1);
+  s->n++;
+  return bar_init(e, sym, tf, ring_at(s, i), start);
+}
+
+/* The open bar that starts at `start`, inserted empty if absent; NULL when
+ * that bar is closed or older than the history. */
+static candle_bar *series_bar(candle_engine *e, candle_sym *sym, int tf, int64_t start) {
+  candle_bar *live = &sym->live[tf];
+  if (has_live(sym, tf)) {
+    if (live->start == start) return open_bar(live) ? live : NULL;   /* the common case */
+    if (start < live->start) return series_older(e, sym, tf, start);
+  }
+  if (bar_closed_by(e, start, e->tf_s[tf], sym->horizon_ns)) return NULL;
+  return series_newest(e, sym, tf, start);
 }
 
 static void emit(candle_engine *e, const candle_sym *sym, int tf, candle_bar *b) {
@@ -249,19 +307,16 @@ static void emit(candle_engine *e, const candle_sym *sym, int tf, candle_bar *b)
   if (e->on_bar) e->on_bar(e->ud, sym_name(e, sym), sym_len(e, sym), tf, b);
 }
 
-/* Moves a series' horizon on and closes, oldest first, the bars it passed. */
-static void series_advance(candle_engine *e, candle_sym *sym, int tf, int64_t horizon_ns) {
+/* Closes, oldest first, the bars of a series that the horizon passed. */
+static void series_close(candle_engine *e, candle_sym *sym, int tf) {
   candle_series *s = &sym->tf[tf];
-  if (horizon_ns <= s->horizon_ns) return;
-  s->horizon_ns = horizon_ns;
-  /* the common case, every trade: no open bar's time is up */
-  if (horizon_ns < s->next_close_ns) return;
-  uint32_t first = s->n;
-  while (first > 0 && !(bar_at(s, first - 1)->flags & CANDLE_F_CLOSED)) first--;
+  if (sym->horizon_ns < s->next_close_ns) return;
+  uint32_t n = series_n(sym, tf), first = n;
+  while (first > 0 && open_bar(bar_at(sym, tf, first - 1))) first--;
   s->next_close_ns = INT64_MAX;
-  for (uint32_t i = first; i < s->n; i++) {
-    candle_bar *b = bar_at(s, i);
-    if (!bar_closed_by(e, b->start, e->tf_s[tf], horizon_ns)) {
+  for (uint32_t i = first; i < n; i++) {
+    candle_bar *b = bar_at(sym, tf, i);
+    if (!bar_closed_by(e, b->start, e->tf_s[tf], sym->horizon_ns)) {
       s->next_close_ns = (b->start + e->tf_s[tf]) * NS_PER_S + e->grace_ns;
       break;
     }
@@ -271,8 +326,17 @@ static void series_advance(candle_engine *e, candle_sym *sym, int tf, int64_t ho
   }
 }
 
+/* Moves the symbol's horizon on and closes the bars it passed. */
 static void sym_advance(candle_engine *e, candle_sym *sym, int64_t horizon_ns) {
-  for (int tf = 0; tf < e->ntf; tf++) series_advance(e, sym, tf, horizon_ns);
+  if (horizon_ns <= sym->horizon_ns) return;
+  sym->horizon_ns = horizon_ns;
+  /* the common case, every trade: no open bar's time is up */
+  if (horizon_ns < sym->next_close_ns) return;
+  sym->next_close_ns = INT64_MAX;
+  for (int tf = 0; tf < e->ntf; tf++) {
+    series_close(e, sym, tf);
+    if (sym->tf[tf].next_close_ns < sym->next_close_ns) sym->next_close_ns = sym->tf[tf].next_close_ns;
+  }
 }
 
 /* A message with exchange time t arrived at wall time now. */
@@ -361,7 +425,7 @@ void candle_trade_id(candle_engine *e, uint32_t id, int64_t t_ns, double price, 
   sym_mark(e, sym, t_ns, now_ns);
   bool applied = false;
   for (int tf = 0; tf < e->ntf; tf++) {
-    candle_bar *b = series_bar(e, &sym->tf[tf], e->tf_s[tf], bar_start(t_ns, e->tf_s[tf]));
+    candle_bar *b = series_bar(e, sym, tf, bar_start(t_ns, e->tf_s[tf]));
     if (!b) continue;
     /* the first trade of a bar, or of a bar that quotes had begun: trades win */
     if (b->count == 0 || (b->flags & CANDLE_F_MID)) bar_first(b, price, t_ns, 0);
@@ -386,7 +450,7 @@ void candle_quote_id(candle_engine *e, uint32_t id, int64_t t_ns, double bid, do
   if (sym->traded || !usable) return;
   bool applied = false;
   for (int tf = 0; tf < e->ntf; tf++) {
-    candle_bar *b = series_bar(e, &sym->tf[tf], e->tf_s[tf], bar_start(t_ns, e->tf_s[tf]));
+    candle_bar *b = series_bar(e, sym, tf, bar_start(t_ns, e->tf_s[tf]));
     if (!b) continue;
     if (b->count == 0) bar_first(b, mid, t_ns, CANDLE_F_MID);
     else bar_add(b, mid, t_ns);
@@ -412,11 +476,10 @@ static void adjust(candle_engine *e, uint32_t id, int64_t t_ns, double op, int64
   }
   bool applied = false, unmatched = false;
   for (int tf = 0; tf < e->ntf; tf++) {
-    candle_series *ser = &sym->tf[tf];
     int64_t start = bar_start(t_ns, e->tf_s[tf]);
-    uint32_t i = ser->n;
-    while (i > 0 && bar_at(ser, i - 1)->start > start) i--;
-    candle_bar *b = i > 0 ? bar_at(ser, i - 1) : NULL;
+    uint32_t i = series_n(sym, tf);
+    while (i > 0 && bar_at(sym, tf, i - 1)->start > start) i--;
+    candle_bar *b = i > 0 ? bar_at(sym, tf, i - 1) : NULL;
     if (!b || b->start != start || (b->flags & (CANDLE_F_CLOSED | CANDLE_F_MID))) continue;
     if ((uint64_t)os > b->volume || b->count == 0) {
       unmatched = true;
@@ -492,10 +555,10 @@ void candle_tick(candle_engine *e, int64_t now_ns) {
       candle_series *s = &sym->tf[tf];
       if (now_ns - s->emitted_ns < CANDLE_LIVE_INTERVAL_NS) continue;
       bool any = false;
-      uint32_t j = s->n;
-      while (j > 0 && !(bar_at(s, j - 1)->flags & CANDLE_F_CLOSED)) j--;
-      for (; j < s->n; j++) {   /* the open bars, oldest first */
-        candle_bar *b = bar_at(s, j);
+      uint32_t n = series_n(sym, tf), j = n;
+      while (j > 0 && open_bar(bar_at(sym, tf, j - 1))) j--;
+      for (; j < n; j++) {   /* the open bars, oldest first */
+        candle_bar *b = bar_at(sym, tf, j);
         if (b->flags & CANDLE_F_DIRTY) {
           emit(e, sym, tf, b);
           any = true;
@@ -510,11 +573,10 @@ void candle_tick(candle_engine *e, int64_t now_ns) {
 
 int candle_history(const candle_engine *e, const char *s, size_t n, int tf, uint32_t limit, candle_bar *out) {
   uint32_t id = symtab_find(e->syms, s, n);
-  const candle_sym *sym = id < e->max_symbols ? e->by_id[id] : NULL;
+  candle_sym *sym = id < e->max_symbols ? e->by_id[id] : NULL;
   if (!sym || tf < 0 || tf >= e->ntf) return -1;
-  const candle_series *ser = &sym->tf[tf];
-  uint32_t k = ser->n < limit ? ser->n : limit;
-  for (uint32_t i = 0; i < k; i++) out[i] = *bar_at(ser, ser->n - k + i);
+  uint32_t total = series_n(sym, tf), k = total < limit ? total : limit;
+  for (uint32_t i = 0; i < k; i++) out[i] = *bar_at(sym, tf, total - k + i);
   return (int)k;
 }
 
