@@ -49,10 +49,11 @@ candle_pub *candle_pub_new(uv_loop_t *loop, const char *redis_url, const candle_
 /* Stops the timer and closes the publisher; frees, then done(ud) once. */
 void candle_pub_close(candle_pub *c, void (*done)(void *), void *ud);
 
-/* A message the pipeline published: `id` is its symbol's in the table
- * given as candle_opts.syms, `payload` its encoded JSON (see smsg_encode).
- * Kinds other than quote, trade, correction and cancel are ignored. */
-void candle_pub_msg(candle_pub *c, smsg_kind kind, uint32_t id, const char *payload, size_t len);
+/* A message the pipeline published, during its parser callback (its
+ * numbers are read from the parsed message, smsg_msg_number); `id` is its
+ * symbol's in the table given as candle_opts.syms. Kinds other than quote,
+ * trade, correction and cancel are ignored. */
+void candle_pub_msg(candle_pub *c, const smsg_msg *m, uint32_t id);
 
 const candle_engine *candle_pub_engine(const candle_pub *c);
 void candle_pub_get_stats(const candle_pub *c, candle_pub_stats *out);

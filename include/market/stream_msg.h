@@ -152,6 +152,13 @@ int smsg_payload_symbol(const char *p, size_t n, const char **sym, size_t *sym_l
  * and nanoseconds. 0, or -EINVAL when there is no valid ,"t":"<RFC 3339>". */
 int smsg_payload_time(const char *p, size_t n, int64_t *sec, uint32_t *nsec);
 
+/* A number of a message during its callback ("p", "s", "bp" ...), as the
+ * parser read it (no payload is searched): 0, or -ENOENT when the kind has
+ * no such number or the message left it out. */
+int smsg_msg_number(const smsg_msg *m, const char *key, double *out);
+/* Its time "t" in nanoseconds since 1970 (UTC): 0 or -ENOENT. */
+int smsg_msg_time(const smsg_msg *m, int64_t *ns);
+
 bool smsg_symbol_valid(const char *s, size_t n);
 /* "quotes", "trades", ... ; NULL for an out-of-range kind. */
 const char *smsg_kind_channel(smsg_kind k);

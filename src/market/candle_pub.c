@@ -170,55 +170,40 @@ bool candle_pub_publisher_stats(const candle_pub *c, struct pub_stats *out) {
 const candle_engine *candle_pub_engine(const candle_pub *c) { return c->engine; }
 void candle_pub_get_stats(const candle_pub *c, candle_pub_stats *out) { *out = c->stats; }
 
-/* ---- reading the published payload ------------------------------------------------ */
+/* ---- the pipeline's messages ------------------------------------------------------ */
 
-/* The number after `pat` (,"<key>":) in a payload smsg_encode wrote
- * (compact, keys in schema order; codes and conditions are escaped strings,
- * so the pattern cannot occur inside one), searched from *from, which moves
- * past it: keys are read in their order, each payload once. */
-static bool payload_num(const char **from, const char *end, const char *pat, size_t k, double *out) {
-  for (const char *q = *from; (q = memchr(q, ',', (size_t)(end - q))) && (size_t)(end - q) > k; q++) {
-    if (memcmp(q, pat, k) != 0) continue;
-    char *e;
-    *out = strtod(q + k, &e);
-    *from = e;
-    return e != q + k;
-  }
-  return false;
-}
+/* The numbers of the message as the parser read them (smsg_msg_number):
+ * the encoded payload is not searched, the time is converted once. */
+static bool num(const smsg_msg *m, const char *key, double *out) { return smsg_msg_number(m, key, out) == 0; }
 
-static bool payload_int(const char **from, const char *end, const char *pat, size_t k, int64_t *out) {
+static bool int_num(const smsg_msg *m, const char *key, int64_t *out) {
   double v;
-  if (!payload_num(from, end, pat, k, &v)) return false;
+  if (!num(m, key, &v)) return false;
   *out = (int64_t)v;
   return true;
 }
 
-#define NUM(key, out) payload_num(&at, end, ",\"" key "\":", sizeof(",\"" key "\":") - 1, out)
-#define INT(key, out) payload_int(&at, end, ",\"" key "\":", sizeof(",\"" key "\":") - 1, out)
-
-void candle_pub_msg(candle_pub *c, smsg_kind kind, uint32_t id, const char *payload, size_t len) {
-  if (kind != SMSG_TRADE && kind != SMSG_QUOTE && kind != SMSG_CORRECTION && kind != SMSG_CANCEL_ERROR) return;
-  int64_t sec;
-  uint32_t nsec;
-  if (smsg_payload_time(payload, len, &sec, &nsec) != 0) return;
-  int64_t t = sec * 1000000000 + nsec, now = realtime_ns();
+void candle_pub_msg(candle_pub *c, const smsg_msg *m, uint32_t id) {
+  if (m->kind != SMSG_TRADE && m->kind != SMSG_QUOTE && m->kind != SMSG_CORRECTION && m->kind != SMSG_CANCEL_ERROR)
+    return;
+  int64_t t;
+  if (smsg_msg_time(m, &t) != 0) return;
+  int64_t now = realtime_ns();
   double a, b, cp;
   int64_t s, cs;
-  const char *at = payload, *end = payload + len;
-  switch (kind) {
+  switch (m->kind) {
     case SMSG_TRADE:
-      if (NUM("p", &a) && INT("s", &s)) candle_trade_id(c->engine, id, t, a, s, now);
+      if (num(m, "p", &a) && int_num(m, "s", &s)) candle_trade_id(c->engine, id, t, a, s, now);
       break;
     case SMSG_QUOTE:
-      if (NUM("bp", &a) && NUM("ap", &b)) candle_quote_id(c->engine, id, t, a, b, now);
+      if (num(m, "bp", &a) && num(m, "ap", &b)) candle_quote_id(c->engine, id, t, a, b, now);
       break;
     case SMSG_CORRECTION:
-      if (NUM("op", &a) && INT("os", &s) && NUM("cp", &cp) && INT("cs", &cs))
+      if (num(m, "op", &a) && int_num(m, "os", &s) && num(m, "cp", &cp) && int_num(m, "cs", &cs))
         candle_correct_id(c->engine, id, t, a, s, cp, cs, now);
       break;
     default:   /* cancel or error: either way the trade is withdrawn */
-      if (NUM("p", &a) && INT("s", &s)) candle_cancel_id(c->engine, id, t, a, s, now);
+      if (num(m, "p", &a) && int_num(m, "s", &s)) candle_cancel_id(c->engine, id, t, a, s, now);
       break;
   }
 }

@@ -106,10 +106,10 @@ int pipeline_use_redis_positions(td_pipeline *p, unsigned maxlen) {
 /* Positions from Redis: the payload goes without one to the script, and
  * comes back to on_position with it. */
 /* Bars are built on the lease holder only (or without a lease), so each
- * is published once; they read the encoded payload, not its position, and
- * know the symbol by the id interned in publish_msg. */
-static void to_candles(td_pipeline *p, const smsg_msg *m, uint32_t id, const td_buf *payload) {
-  if (p->candles && (!p->lease || lease_held(p->lease))) candle_pub_msg(p->candles, m->kind, id, payload->data, payload->len);
+ * is published once; they read the parsed message, and know the symbol by
+ * the id interned in publish_msg. */
+static void to_candles(td_pipeline *p, const smsg_msg *m, uint32_t id) {
+  if (p->candles && (!p->lease || lease_held(p->lease))) candle_pub_msg(p->candles, m, id);
 }
 
 static void publish_body(td_pipeline *p, td_publisher *pub, const char *channel, size_t n, uint32_t id,
@@ -118,7 +118,7 @@ static void publish_body(td_pipeline *p, td_publisher *pub, const char *channel,
   if (!payload) return;
   size_t bn = hr_body_len(payload->data, payload->len);
   if (bn) pub_offer_key(pub, PIPE_KEY(p, m->kind, id), channel, n, payload->data, bn, pub_flags, PIPE_USER(m->kind, id));
-  to_candles(p, m, id, payload);
+  to_candles(p, m, id);
   buf_unref(payload);
 }
 
@@ -162,7 +162,7 @@ static void publish_msg(td_pipeline *p, const smsg_msg *m, unsigned pub_flags) {
                 pub_flags, 0);
   qstore_insert_id(p->store, m->kind, id, payload, qstore_epoch(p->store), seq, uv_now(p->loop));
   if (m->kind == SMSG_QUOTE) pub_last_changed(p->pub[0], SMSG_QUOTE, id);
-  to_candles(p, m, id, payload);
+  to_candles(p, m, id);
   buf_unref(payload);
   count_msg(p, m);
 }

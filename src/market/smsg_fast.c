@@ -30,6 +30,7 @@ typedef struct {
   size_t syms_len;
   size_t nsyms;       /* 1, or the number of news symbols */
   smsg_kind kind;
+  uint32_t num_off[SMSG_MAX_FIELDS];   /* see smsg_fast_msg.num_off */
 } fast_item;
 
 /* Bodies and items of a buffer of up to a few dozen quotes (a feed's usual
@@ -48,6 +49,7 @@ typedef struct {
 #define FAST_VALUE_SLACK 40
 
 typedef struct {
+  const char *src;    /* the buffer parsed */
   char *body;
   size_t len, cap;
   fast_item *items;
@@ -55,6 +57,13 @@ typedef struct {
   char body_stack[FAST_STACK_BYTES];
   fast_item items_stack[FAST_STACK_ITEMS];
 } fast_out;
+
+/* Where the value of field i (a number, or a time's first digit) is in the
+ * buffer, for smsg_msg_number and smsg_msg_time; other fields are not
+ * read back. */
+static void fast_note_value(const fast_out *out, fast_item *fi, int i, const field_spec *f, const char *v) {
+  if (f->type == F_PRICE || f->type == F_UINT || f->type == F_TIME) fi->num_off[i] = (uint32_t)(v - out->src);
+}
 
 /* Test hooks, for the tests that #include this file: fast_disabled runs the
  * jansson path alone; the counters say which path buffers took. */
@@ -341,6 +350,7 @@ static int fast_item_add(fast_out *out, const smsg_item *it) {
   fast_item *fi = &out->items[out->n];
   fi->kind = (smsg_kind)k;
   fi->nsyms = 1;
+  memset(fi->num_off, 0, sizeof(fi->num_off));
   char *start = out->body + out->len, *o = start;
   *o++ = '{';
   for (int i = 0; i < ks->nfields; i++) {
@@ -352,6 +362,7 @@ static int fast_item_add(fast_out *out, const smsg_item *it) {
       continue;
     }
     if (!fast_check(v, f)) return -1;
+    fast_note_value(out, fi, i, f, v->val);
     /* put_key(o, f->name, i == 0) from the sender's key, which equals the
      * name, without strlen. */
     if (i) *o++ = ',';
@@ -545,6 +556,7 @@ static const char *fast_compact_item(fast_out *out, const char *p, const char *e
        fast_grow((void **)&out->items, out->items_stack, &out->items_cap, out->n, 1, sizeof(fast_item)) < 0))
     return NULL;
   fast_item *fi = &out->items[out->n];
+  memset(fi->num_off, 0, sizeof(fi->num_off));
   char *start = out->body + out->len, *o = start, *lim = start + FAST_COMPACT_ROOM;
   o = put_bytes(o, p, 8);   /* {"T":"q" */
   p += 8;
@@ -563,6 +575,7 @@ static const char *fast_compact_item(fast_out *out, const char *p, const char *e
       fi->syms = v + 1;
       fi->syms_len = (size_t)(end - v - 2);
     }
+    fast_note_value(out, fi, i - 1, f, f->type == F_TIME ? v + 1 : v);
     if (real) {
       o = put_bytes(o, p, (size_t)(v - p));   /* ,"key": */
       o = fast_put_real(o, v, (size_t)(end - v));
@@ -605,6 +618,8 @@ static size_t fast_deliver(const fast_out *out, smsg_msg_cb on_msg, void *ud) {
     m.index = i;
     fm.body = out->body + fi->body_off;
     fm.body_len = fi->body_len;
+    fm.src = out->src;
+    fm.num_off = fi->num_off;
     if (fi->kind != SMSG_NEWS) {
       fast_set_symbol(&m, &fm, fi->syms, fi->syms_len);
       on_msg(ud, &m);
@@ -627,8 +642,10 @@ static size_t fast_deliver(const fast_out *out, smsg_msg_cb on_msg, void *ud) {
  * of items, or -1 having made no callback: the jansson path's turn. */
 int smsg__fast_parse(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud, size_t *delivered) {
   if (fast_disabled) return -1;
+  if (len > UINT32_MAX) return -1;   /* value offsets are 32 bits */
   fast_out out;
   fast_out_init(&out);
+  out.src = buf;
   /* Bodies are about as long as their items: a large buffer gets its room
    * at once rather than by doubling (and copying) from the stack's. */
   if (len > FAST_STACK_BYTES) fast_out_reserve(&out, len);

@@ -73,6 +73,11 @@ struct smsg_fast_msg {
   const char *body;                 /* the payload up to ,"seq" */
   size_t body_len;
   char symbol[TD_SYMBOL_MAX + 1];   /* smsg_msg.symbol, NUL-terminated */
+  /* The numbers and times of the item, where they are in the parsed buffer
+   * `src` (0: absent or not a number or time), by field index: read back by
+   * smsg_msg_number and smsg_msg_time without a search. */
+  const char *src;
+  const uint32_t *num_off;
 };
 
 /* ---- the fast tiers (smsg_fast.c) ---------------------------------------- */

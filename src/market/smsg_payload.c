@@ -1,8 +1,11 @@
 /* Reading a published payload back (stream_msg.h): its symbol, its time
- * and its position, without parsing the rest. */
+ * and its position, without parsing the rest; and a parsed message's
+ * numbers and time, from what the parser kept. */
 #include "smsg_internal.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/hex.h"
@@ -36,14 +39,8 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
   return era * 146097 + (int64_t)doe - 719468;
 }
 
-int smsg_payload_time(const char *p, size_t n, int64_t *sec, uint32_t *nsec) {
-  static const char key[] = ",\"t\":\"";
-  const size_t klen = sizeof(key) - 1;
-  const char *k = memmem(p, n, key, klen);
-  if (!k) return -EINVAL;
-  const char *t = k + klen, *end = p + n;
-  const char *q = memchr(t, '"', (size_t)(end - t));
-  if (!q || smsg_time_valid(t, (size_t)(q - t)) != 0) return -EINVAL;
+/* A time smsg_time_valid accepted, from its first digit. */
+static void time_parts(const char *t, int64_t *sec, uint32_t *nsec) {
   int64_t days = days_from_civil(smsg__two_digits(t) * 100 + smsg__two_digits(t + 2), smsg__two_digits(t + 5), smsg__two_digits(t + 8));
   int64_t s = days * 86400 + smsg__two_digits(t + 11) * 3600 + smsg__two_digits(t + 14) * 60 + smsg__two_digits(t + 17);
   uint32_t ns = 0, scale = 1000000000;
@@ -56,6 +53,61 @@ int smsg_payload_time(const char *p, size_t n, int64_t *sec, uint32_t *nsec) {
   }
   *sec = s;
   *nsec = ns;
+}
+
+int smsg_payload_time(const char *p, size_t n, int64_t *sec, uint32_t *nsec) {
+  static const char key[] = ",\"t\":\"";
+  const size_t klen = sizeof(key) - 1;
+  const char *k = memmem(p, n, key, klen);
+  if (!k) return -EINVAL;
+  const char *t = k + klen, *end = p + n;
+  const char *q = memchr(t, '"', (size_t)(end - t));
+  if (!q || smsg_time_valid(t, (size_t)(q - t)) != 0) return -EINVAL;
+  time_parts(t, sec, nsec);
+  return 0;
+}
+
+/* ---- a parsed message's numbers ----------------------------------------------- */
+
+/* The index of field `key` of the message's kind, or -1. */
+static int field_index(const smsg_msg *m, const char *key) {
+  const kind_spec *ks = &smsg__kinds[m->kind];
+  for (int i = 0; i < ks->nfields; i++)
+    if (strcmp(ks->fields[i].name, key) == 0) return i;
+  return -1;
+}
+
+/* Where field i's value starts in the parsed buffer (fast tiers), or NULL. */
+static const char *fast_value(const smsg_msg *m, int i) {
+  uint32_t off = m->fast->num_off[i];
+  return off ? m->fast->src + off : NULL;
+}
+
+int smsg_msg_number(const smsg_msg *m, const char *key, double *out) {
+  int i = field_index(m, key);
+  if (i < 0 || (smsg__kinds[m->kind].fields[i].type != F_PRICE && smsg__kinds[m->kind].fields[i].type != F_UINT))
+    return -ENOENT;
+  if (m->obj) {   /* the jansson tier: the value it read */
+    if (!m->fields[i]) return -ENOENT;
+    *out = json_number_value(m->fields[i]);
+    return 0;
+  }
+  /* The fast tiers checked the literal; a ',' or '}' ends it in the buffer. */
+  const char *v = fast_value(m, i);
+  if (!v) return -ENOENT;
+  *out = strtod(v, NULL);
+  return 0;
+}
+
+int smsg_msg_time(const smsg_msg *m, int64_t *ns) {
+  int i = field_index(m, "t");
+  if (i < 0 || smsg__kinds[m->kind].fields[i].type != F_TIME) return -ENOENT;
+  const char *t = m->obj ? (m->fields[i] ? json_string_value(m->fields[i]) : NULL) : fast_value(m, i);
+  if (!t) return -ENOENT;
+  int64_t sec;
+  uint32_t nsec;
+  time_parts(t, &sec, &nsec);
+  *ns = sec * 1000000000 + nsec;
   return 0;
 }
 

@@ -704,6 +704,57 @@ static void test_fast_path_large_batch(void **state) {
   free(in);
 }
 
+/* smsg_msg_number and smsg_msg_time read back what each tier parsed: the
+ * compact form, the scanner (keys out of order) and jansson (fast path off)
+ * agree with the encoded payload's time and with the literals sent. */
+typedef struct {
+  int n;
+  double p, s;
+  int64_t t_ns, payload_t_ns;
+  int no_such;
+} numbers_seen;
+
+static void on_numbers(void *ud, const smsg_msg *m) {
+  numbers_seen *r = ud;
+  r->n++;
+  double v;
+  assert_int_equal(smsg_msg_number(m, "p", &r->p), 0);
+  assert_int_equal(smsg_msg_number(m, "s", &r->s), 0);
+  assert_int_equal(smsg_msg_time(m, &r->t_ns), 0);
+  r->no_such = (smsg_msg_number(m, "bp", &v) == -ENOENT) + (smsg_msg_number(m, "x", &v) == -ENOENT);
+  td_buf *b = smsg_encode(m, 1, "0123456789abcdef");
+  int64_t sec;
+  uint32_t ns;
+  assert_int_equal(smsg_payload_time(b->data, b->len, &sec, &ns), 0);
+  r->payload_t_ns = sec * 1000000000 + ns;
+  buf_unref(b);
+}
+
+static void test_msg_numbers(void **state) {
+  const char *in[] = {
+    "[{\"T\":\"t\",\"S\":\"AAPL\",\"i\":7,\"x\":\"V\",\"p\":189.125,\"s\":300,\"t\":\"2021-02-22T14:15:00.000000001-05:00\"}]",
+    "[{\"S\":\"AAPL\",\"T\":\"t\",\"t\":\"2021-02-22T14:15:00.000000001-05:00\",\"s\":300,\"p\":189.125,\"i\":7,\"x\":\"V\"}]",
+  };
+  for (size_t k = 0; k < 2; k++)
+    for (int fast = 1; fast >= 0; fast--) {
+      numbers_seen r = {0};
+      char err[SMSG_ERR_MAX];
+      uint64_t compact = fast_compact_items, scanned = fast_scanned_items, jansson = smsg__jansson_items;
+      fast_disabled = !fast;
+      assert_int_equal(smsg_parse_batch(in[k], strlen(in[k]), on_numbers, &r, err), 1);
+      fast_disabled = false;
+      /* the tier meant: compact, scanned, or jansson */
+      assert_int_equal(fast_compact_items - compact, fast && k == 0);
+      assert_int_equal(fast_scanned_items - scanned, fast && k == 1);
+      assert_int_equal(smsg__jansson_items - jansson, !fast);
+      assert_int_equal(r.n, 1);
+      assert_true(r.p == 189.125 && r.s == 300);
+      assert_true(r.t_ns == 1614021300LL * 1000000000 + 1);
+      assert_true(r.t_ns == r.payload_t_ns);
+      assert_int_equal(r.no_such, 2);   /* a trade has no "bp"; "x" is not a number */
+    }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_quote_payload_exact), cmocka_unit_test(test_every_kind),
@@ -715,6 +766,7 @@ int main(void) {
     cmocka_unit_test(test_payload_symbol_and_time),
     cmocka_unit_test(test_big_news_encodes),    cmocka_unit_test(test_fast_path_taken),
     cmocka_unit_test(test_fast_path_gives_up),  cmocka_unit_test(test_fast_path_large_batch),
+    cmocka_unit_test(test_msg_numbers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
