@@ -416,7 +416,8 @@ static void bar_add(candle_bar *b, double price, int64_t t_ns) {
   }
 }
 
-static int64_t bar_start(int64_t t_ns, int64_t tf_s) { return floor_div(floor_div(t_ns, NS_PER_S), tf_s) * tf_s; }
+/* The start of the bar of timeframe tf_s holding second `sec`. */
+static int64_t bar_start(int64_t sec, int64_t tf_s) { return floor_div(sec, tf_s) * tf_s; }
 
 void candle_trade_id(candle_engine *e, uint32_t id, int64_t t_ns, double price, int64_t size, int64_t now_ns) {
   candle_sym *sym = checked_sym(e, id, t_ns, price, size, now_ns);
@@ -424,8 +425,9 @@ void candle_trade_id(candle_engine *e, uint32_t id, int64_t t_ns, double price, 
   sym->traded = true;
   sym_mark(e, sym, t_ns, now_ns);
   bool applied = false;
+  int64_t sec = floor_div(t_ns, NS_PER_S);   /* once, not per timeframe */
   for (int tf = 0; tf < e->ntf; tf++) {
-    candle_bar *b = series_bar(e, sym, tf, bar_start(t_ns, e->tf_s[tf]));
+    candle_bar *b = series_bar(e, sym, tf, bar_start(sec, e->tf_s[tf]));
     if (!b) continue;
     /* the first trade of a bar, or of a bar that quotes had begun: trades win */
     if (b->count == 0 || (b->flags & CANDLE_F_MID)) bar_first(b, price, t_ns, 0);
@@ -449,8 +451,9 @@ void candle_quote_id(candle_engine *e, uint32_t id, int64_t t_ns, double bid, do
   sym_mark(e, sym, t_ns, now_ns);
   if (sym->traded || !usable) return;
   bool applied = false;
+  int64_t sec = floor_div(t_ns, NS_PER_S);   /* once, not per timeframe */
   for (int tf = 0; tf < e->ntf; tf++) {
-    candle_bar *b = series_bar(e, sym, tf, bar_start(t_ns, e->tf_s[tf]));
+    candle_bar *b = series_bar(e, sym, tf, bar_start(sec, e->tf_s[tf]));
     if (!b) continue;
     if (b->count == 0) bar_first(b, mid, t_ns, CANDLE_F_MID);
     else bar_add(b, mid, t_ns);
@@ -475,8 +478,9 @@ static void adjust(candle_engine *e, uint32_t id, int64_t t_ns, double op, int64
     return;
   }
   bool applied = false, unmatched = false;
+  int64_t sec = floor_div(t_ns, NS_PER_S);   /* once, not per timeframe */
   for (int tf = 0; tf < e->ntf; tf++) {
-    int64_t start = bar_start(t_ns, e->tf_s[tf]);
+    int64_t start = bar_start(sec, e->tf_s[tf]);
     uint32_t i = series_n(sym, tf);
     while (i > 0 && bar_at(sym, tf, i - 1)->start > start) i--;
     candle_bar *b = i > 0 ? bar_at(sym, tf, i - 1) : NULL;

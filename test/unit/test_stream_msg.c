@@ -753,6 +753,23 @@ static void test_msg_numbers(void **state) {
       assert_true(r.t_ns == r.payload_t_ns);
       assert_int_equal(r.no_such, 2);   /* a trade has no "bp"; "x" is not a number */
     }
+  /* the literal's value is strtod's, in the fast case (<= 15 digits) and past it */
+  const char *lits[] = {"0", "0.1", "7", "189.125", "0.000000001", "123456789012.345", "999999999999999",
+                        "1234567890123456.5", "0.30000000000000004", "100.10", "-0.0", "12.5e2"};
+  for (size_t k = 0; k < sizeof(lits) / sizeof(lits[0]); k++)
+    for (int fast = 1; fast >= 0; fast--) {
+      char buf[256];
+      snprintf(buf, sizeof(buf), "[{\"T\":\"t\",\"S\":\"A\",\"i\":1,\"x\":\"V\",\"p\":%s,\"s\":1,"
+               "\"t\":\"2021-02-22T19:15:00Z\"}]", lits[k]);
+      numbers_seen r = {0};
+      char err[SMSG_ERR_MAX];
+      fast_disabled = !fast;
+      int rc = smsg_parse_batch(buf, strlen(buf), on_numbers, &r, err);
+      fast_disabled = false;
+      assert_int_equal(rc, 1);
+      double want = strtod(lits[k], NULL);
+      assert_memory_equal(&r.p, &want, sizeof(want));
+    }
 }
 
 int main(void) {
