@@ -177,23 +177,27 @@ def test_memory_positions_mode_uses_no_stream(redis_server, tickerd_factory):
     assert not redis_server.client().exists(HIST, POS)
 
 
+def two_instances_after_five_quotes(redis_server, tickerd_factory):
+    """Instances a and b on one Redis, AAPL seq 1-5 posted to a and seen on
+    Redis: (a, b, a Redis client, the channel's epoch)."""
+    a = start(tickerd_factory, redis_server)
+    b = start(tickerd_factory, redis_server)
+    tape = Tape(redis_server)
+    post(a, *[quote("AAPL", bp=i) for i in range(1, 6)])
+    return a, b, redis_server.client(), tape.take(5)[0]["epoch"]
+
+
 def test_replayed_message_published_late_is_not_sent_twice(redis_server, tickerd_factory):
     """The script XADDs, then PUBLISHes; an instance reads the stream and
     receives the PUBLISH on two connections, so a resume's read can answer
     before the subscriber delivers a message the read already held. Made
     certain here: an entry written as the script writes it, but published
     only after the replay. The resumed client gets it once, then the next."""
-    a = start(tickerd_factory, redis_server)
-    b = start(tickerd_factory, redis_server)
-    tape = Tape(redis_server)
-    post(a, *[quote("AAPL", bp=i) for i in range(1, 6)])
-    got = tape.take(5)
-    r = redis_server.client()
+    a, b, r, epoch = two_instances_after_five_quotes(redis_server, tickerd_factory)
     late = r.xrange(HIST, min="0-5", max="0-5")[0][1][b"d"].replace(b'"seq":5,', b'"seq":6,')
     r.hincrby(POS, "s", 1)
     r.xadd(HIST, {"d": late}, id="0-6")
     listeners = r.pubsub_numsub("quotes:AAPL")[0][1]
-    epoch = got[0]["epoch"]
     ws, msgs = ws_resume(b, f"AAPL:{epoch}:5")
     assert [m["id"] for m in msgs[:-1]] == [f"AAPL:{epoch}:6"]
     assert msgs[-1]["recovered"] is True and msgs[-1]["replayed"] == 1
@@ -210,14 +214,8 @@ def test_other_producer_passes_a_resumed_clients_hold(redis_server, tickerd_fact
     messages up to the last replayed one (the test above); a message without
     a position, from another producer, cannot be a repeat and is delivered
     at once, not held until the next positioned quote."""
-    a = start(tickerd_factory, redis_server)
-    b = start(tickerd_factory, redis_server)
-    tape = Tape(redis_server)
-    post(a, *[quote("AAPL", bp=i) for i in range(1, 6)])
-    got = tape.take(5)
-    r = redis_server.client()
+    a, b, r, epoch = two_instances_after_five_quotes(redis_server, tickerd_factory)
     listeners = r.pubsub_numsub("quotes:AAPL")[0][1]
-    epoch = got[0]["epoch"]
     ws, msgs = ws_resume(b, f"AAPL:{epoch}:3")
     assert msgs[-1]["recovered"] is True and msgs[-1]["replayed"] == 2
     wait_for(lambda: r.pubsub_numsub("quotes:AAPL")[0][1] == listeners + 1 or None, what="b's SUBSCRIBE")
