@@ -71,6 +71,7 @@ typedef struct rconn_url {
 } rconn_url;
 
 typedef struct td_rconn td_rconn;
+typedef struct td_sentinel td_sentinel;
 
 typedef struct rconn_callbacks {
   /* The connection is READY: commands may be sent. */
@@ -126,6 +127,8 @@ struct td_rconn {
   struct { uint64_t sent_ms; uint32_t n; } watch[RCONN_WATCH_SLOTS];
   uint32_t watch_head, watch_len;
 
+  td_sentinel *sentinel; /* redis+sentinel://: asked for the address before each attempt */
+
   uint64_t reconnects; /* attempts made after a failure or a loss */
   uint64_t errors;     /* failed attempts and lost connections */
 };
@@ -136,7 +139,10 @@ struct td_rconn {
 int rconn_url_parse(const char *url, rconn_url *out, const char **err);
 void rconn_url_free(rconn_url *u);
 
-/* Initializes `c` (IDLE). Returns 0 or the rconn_url_parse error. */
+/* Initializes `c` (IDLE). Returns 0 or the rconn_url_parse error. A
+ * redis+sentinel:// URL attaches `c` to the process's Sentinel target
+ * (redis/sentinel.h): the address is asked for before each attempt, and
+ * ROLE must say master before the connection is READY. */
 int rconn_init(td_rconn *c, uv_loop_t *loop, const char *url, const rconn_callbacks *cb,
                void *ud, const rconn_options *opt, const char **err);
 /* IDLE -> first connection attempt. */
@@ -167,6 +173,9 @@ int rconn_command_untracked(td_rconn *c, uintptr_t tag, const char *cmd, size_t 
 size_t rconn_pending_bytes(const td_rconn *c);
 /* Drops the current connection (if any) and reconnects after the backoff. */
 void rconn_reconnect(td_rconn *c, const char *reason);
+/* The primary moved to host:port (redis/sentinel.c): a connection that is
+ * not there reconnects, one waiting in its backoff tries at once. */
+void rconn_retarget(td_rconn *c, const char *host, int port);
 /* Closes everything; on_closed fires once done. Safe from any callback. */
 void rconn_close(td_rconn *c);
 const char *rconn_state_name(rconn_state s);

@@ -20,6 +20,7 @@
 #include "http/server.h"
 #include "market/subscriber.h"
 #include "redis/lease.h"
+#include "redis/sentinel.h"
 #include "app/task.h"
 #include "task_share.h"
 #include "base/version.h"
@@ -88,6 +89,26 @@ static void tasks_section(jsonw *w, td_app *app) {
   jw_end(w);
 }
 
+/* redis+sentinel://: where the primary is and how it was found. */
+static void sentinel_section(jsonw *w, td_app *app) {
+  td_sentinel *t = sentinel_find(app->loop, app->cfg->redis_url);
+  if (!t) return;
+  sentinel_stats st;
+  sentinel_get_stats(t, &st);
+  JW_OBJECT(w, "sentinel");
+  JW_STR(w, "master", st.master);
+  JW_STR(w, "primary", st.primary);
+  JW_U64(w, "switches", st.switches);
+  JW_U64(w, "switch_events", st.switch_events);
+  JW_U64(w, "queries", st.queries);
+  JW_U64(w, "query_failures", st.query_failures);
+  JW_U64(w, "stale_answers", st.stale_answers);
+  JW_U64(w, "sentinels", (uint64_t)st.nhosts);
+  JW_U64(w, "sentinels_ready", (uint64_t)st.ready);
+  JW_U64(w, "sentinels_subscribed", (uint64_t)st.subscribed);
+  jw_end(w);
+}
+
 static void redis_section(jsonw *w, td_app *app) {
   struct pub_stats p;
   pipeline_publisher_stats(app->pipeline, &p);
@@ -115,6 +136,7 @@ static void redis_section(jsonw *w, td_app *app) {
   JW_U64(w, "reconnects", s.reconnects);
   JW_U64(w, "heartbeat_timeouts", s.hb_timeouts);
   jw_end(w);
+  sentinel_section(w, app);
   jw_end(w);
 }
 

@@ -22,11 +22,12 @@
 #include "base/td_limits.h"
 #include "base/rng.h"
 #include "base/url.h"
+#include "redis/sentinel.h"
 
 /* Tags are shifted left to carry these two flags through hiredis's privdata. */
 #define RCONN_TAG_TRACKED  1u
 #define RCONN_TAG_INTERNAL 2u
-enum { RCONN_INTERNAL_AUTH = 1, RCONN_INTERNAL_SELECT = 2, RCONN_INTERNAL_PING = 3 };
+enum { RCONN_INTERNAL_AUTH = 1, RCONN_INTERNAL_SELECT = 2, RCONN_INTERNAL_PING = 3, RCONN_INTERNAL_ROLE = 4 };
 
 /* ---- URL ----------------------------------------------------------------- */
 
@@ -329,7 +330,7 @@ static void became_ready(td_rconn *c) {
 
 static int send_raw(td_rconn *c, uintptr_t flags_tag, const char *cmd, size_t len);
 
-/* Builds AUTH [user] pass, SELECT db or PING as RESP and sends it. */
+/* Builds AUTH [user] pass, SELECT db, PING or ROLE as RESP and sends it. */
 static int send_internal(td_rconn *c, int which) {
   const char *argv[3];
   size_t argl[3];
@@ -344,7 +345,7 @@ static int send_internal(td_rconn *c, int which) {
     snprintf(db, sizeof(db), "%d", c->url.db);
     argv[argc++] = db;
   } else {
-    argv[argc++] = "PING";
+    argv[argc++] = which == RCONN_INTERNAL_ROLE ? "ROLE" : "PING";
   }
   for (int i = 0; i < argc; i++) argl[i] = strlen(argv[i]);
   char *cmd = NULL;
@@ -366,6 +367,11 @@ static void handshake_next(td_rconn *c) {
   } else if ((c->state == RCONN_CONNECTING || c->state == RCONN_AUTHENTICATING) && c->url.db) {
     next = RCONN_SELECTING;
     which = RCONN_INTERNAL_SELECT;
+  } else if (c->sentinel && c->state != RCONN_PINGING) {
+    /* A Sentinel's answer can be stale (a failover under way, a demoted
+     * node): only a node that says it is a master is used. */
+    next = RCONN_PINGING;
+    which = RCONN_INTERNAL_ROLE;
   } else if (c->state == RCONN_CONNECTING) {
     /* A TCP connect proves only that something accepted: a server that
      * never answers would get every command written into a black hole. */
@@ -472,7 +478,32 @@ static bool is_numeric_host(const char *h) {
   return inet_pton(AF_INET, h, tmp) == 1 || inet_pton(AF_INET6, h, tmp) == 1;
 }
 
+/* redis+sentinel://: the primary's address, asked before each attempt.
+ * False when none is known yet: the Sentinel's first answer retargets
+ * this connection (rconn_retarget) long before this wait runs out. */
+static bool sentinel_target(td_rconn *c) {
+  const char *host;
+  int port;
+  if (!sentinel_primary(c->sentinel, &host, &port)) {
+    set_state(c, RCONN_BACKOFF, "no primary known yet");
+    uv_timer_start(&c->timer, on_timer, c->backoff_max_ms, 0);
+    return false;
+  }
+  if (!c->url.host || strcmp(c->url.host, host)) {
+    char *h = strdup(host);
+    if (!h) {
+      context_gone(c, "out of memory", NULL);
+      return false;
+    }
+    free(c->url.host);
+    c->url.host = h;
+  }
+  c->url.port = port;
+  return true;
+}
+
 static void connect_attempt(td_rconn *c) {
+  if (c->sentinel && !sentinel_target(c)) return;
   uv_timer_start(&c->timer, on_timer, c->connect_timeout_ms, 0);
   if (c->url.is_unix || is_numeric_host(c->url.host)) {
     do_connect(c, c->url.is_unix ? NULL : c->url.host);
@@ -503,6 +534,7 @@ static void context_gone(td_rconn *c, const char *reason, const char *detail) {
   }
   c->errors++;
   if (!was_ready) c->attempt++;
+  if (c->sentinel) sentinel_recheck(c->sentinel); /* a failover may be why */
   uint64_t delay = backoff_ms(c->backoff_min_ms, c->backoff_max_ms, c->attempt, &c->rng);
   set_state(c, RCONN_BACKOFF, reason);
   td_logline *l = log_begin(TD_LOG_WARN, was_ready ? "redis_lost" : "redis_connect_failed");
@@ -511,11 +543,20 @@ static void context_gone(td_rconn *c, const char *reason, const char *detail) {
     log_str(l, "url", c->url.masked);
     log_str(l, "reason", reason);
     if (detail && *detail) log_str(l, "detail", detail);
+    if (c->sentinel && c->url.host) log_str(l, "addr", c->url.host), log_int(l, "port", c->url.port);
     log_int(l, "retry_in_ms", (int64_t)delay);
     log_end(l);
   }
   uv_timer_start(&c->timer, on_timer, delay, 0);
   if (c->cb.on_lost) c->cb.on_lost(c, c->ud, reason, was_ready);
+}
+
+void rconn_retarget(td_rconn *c, const char *host, int port) {
+  bool there = c->url.host && !strcmp(c->url.host, host) && c->url.port == port;
+  if (c->state == RCONN_IDLE || c->state == RCONN_RESOLVING || c->state >= RCONN_CLOSING) return;
+  if (there && c->state != RCONN_BACKOFF) return; /* already on its way there */
+  if (c->ac) rconn_reconnect(c, "primary moved (sentinel)");
+  if (c->state == RCONN_BACKOFF) uv_timer_start(&c->timer, on_timer, 0, 0);
 }
 
 void rconn_reconnect(td_rconn *c, const char *reason) {
@@ -539,6 +580,25 @@ void rconn_reconnect(td_rconn *c, const char *reason) {
 
 /* ---- commands ------------------------------------------------------------ */
 
+/* ROLE's first element is "master" on a primary; anything else is dropped
+ * and the Sentinels asked again. */
+static bool role_is_master(td_rconn *c, const redisReply *r) {
+  const redisReply *e = r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? r->element[0] : NULL;
+  if (e && e->type == REDIS_REPLY_STRING && e->len == 6 && !memcmp(e->str, "master", 6)) return true;
+  td_logline *l = log_begin(TD_LOG_WARN, "redis_not_primary");
+  if (l) {
+    log_str(l, "conn", c->name);
+    log_str(l, "url", c->url.masked);
+    log_str(l, "addr", c->url.host);
+    log_int(l, "port", c->url.port);
+    if (e && e->type == REDIS_REPLY_STRING) log_strn(l, "role", e->str, e->len);
+    log_end(l);
+  }
+  sentinel_stale_answer(c->sentinel);
+  rconn_reconnect(c, "not a primary (stale Sentinel answer)");
+  return false;
+}
+
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata) {
   td_rconn *c = ac->data;
   uintptr_t v = (uintptr_t)privdata;
@@ -550,9 +610,10 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata) {
   }
   if (!reply || c->ac != ac) return; /* going away: on_disconnect handles it */
   if (reply->type == REDIS_REPLY_ERROR) {
-    static const char *const events[] = {"", "redis_auth_failed", "redis_select_failed", "redis_ping_failed"};
-    static const char *const reasons[] = {"", "auth failed", "select failed", "ping failed"};
-    uintptr_t which = v >> 2 <= RCONN_INTERNAL_PING ? v >> 2 : 0;
+    static const char *const events[] = {"", "redis_auth_failed", "redis_select_failed", "redis_ping_failed",
+                                         "redis_role_failed"};
+    static const char *const reasons[] = {"", "auth failed", "select failed", "ping failed", "role failed"};
+    uintptr_t which = v >> 2 <= RCONN_INTERNAL_ROLE ? v >> 2 : 0;
     td_logline *l = log_begin(TD_LOG_ERROR, events[which]);
     if (l) {
       log_str(l, "conn", c->name);
@@ -563,6 +624,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata) {
     rconn_reconnect(c, reasons[which]);
     return;
   }
+  if (v >> 2 == RCONN_INTERNAL_ROLE && !role_is_master(c, reply)) return;
   handshake_next(c);
 }
 
@@ -754,7 +816,12 @@ int rconn_command_untracked(td_rconn *c, uintptr_t tag, const char *cmd, size_t 
 int rconn_init(td_rconn *c, uv_loop_t *loop, const char *url, const rconn_callbacks *cb,
                void *ud, const rconn_options *opt, const char **err) {
   memset(c, 0, sizeof(*c));
-  int rc = rconn_url_parse(url, &c->url, err);
+  int rc = 0;
+  if (sentinel_url_is(url)) {
+    if (!(c->sentinel = sentinel_attach(loop, url, c, &c->url, err))) rc = UV_EINVAL;
+  } else {
+    rc = rconn_url_parse(url, &c->url, err);
+  }
   if (rc < 0) {
     /* the URL itself is never logged: it may hold a password */
     td_logline *l = log_begin(TD_LOG_ERROR, "redis_bad_url");
@@ -792,6 +859,7 @@ static void on_handle_closed(uv_handle_t *h) {
   td_rconn *c = h->data;
   if (--c->closes_pending > 0) return;
   set_state(c, RCONN_CLOSED, NULL);
+  if (c->sentinel) sentinel_detach(c->sentinel, c);
   rconn_url_free(&c->url);
   free(c->scratch);
   c->scratch = NULL;
