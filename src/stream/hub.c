@@ -538,6 +538,34 @@ static void handle_gap(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq)
   notify_continuity(h, sym, found == want, found == want ? found : 0, from, to);
 }
 
+/* After a resubscribe the channel's line changed under its clients.
+ * Another epoch: Redis lost the channel's position (a restart without
+ * persistence, a failover to a replica that never had it); messages 1 ..
+ * seq - 1 of the new epoch came while this instance was not subscribed,
+ * and are a gap like any other. A sequence that went back: a failover to
+ * a replica that had not received the last messages, whose positions
+ * (seq .. last_seq) the clients hold but that now name other messages:
+ * recovered:false with that range, so that they refetch. */
+static void handle_new_line(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq) {
+  if (sym->last_epoch == epoch) {
+    h->stats.gaps++;
+    td_logline *l = log_begin(TD_LOG_WARN, "stream_rewound");
+    if (l) {
+      log_str(l, "channel", sym->channel);
+      log_int(l, "from", (int64_t)seq);
+      log_int(l, "to", (int64_t)sym->last_seq);
+      log_end(l);
+    }
+    notify_continuity(h, sym, false, 0, seq, sym->last_seq);
+    sym->last_seq = seq - 1;
+    return;
+  }
+  sym->last_epoch = epoch;
+  sym->last_seq = 0;
+  if (seq > 1) handle_gap(h, sym, epoch, seq);
+  else notify_continuity(h, sym, true, 0, 0, 0);
+}
+
 /* A message from Redis that is neither stored nor delivered: logged, at most
  * once per `every_ms` under `lim` (`detail`, when not NULL, says more). */
 static void refuse(td_hub *h, const hub_symbol *sym, hub_log_limit *lim, uint64_t every_ms, const char *reason,
@@ -627,7 +655,9 @@ static void on_quote(td_hub *h, hub_symbol *sym, const char *payload, size_t pay
   /* Nobody listens (a message in flight when the last client left): it
    * starts no continuity for a later subscription to check against. */
   bool listened = sym_clients(sym) > 0;
-  if (listened && sym->last_epoch == epoch && seq > sym->last_seq + 1 && sym->last_seq != 0) {
+  if (listened && sym->check_continuity && sym->last_seq != 0 && (sym->last_epoch != epoch || seq <= sym->last_seq)) {
+    handle_new_line(h, sym, epoch, seq);
+  } else if (listened && sym->last_epoch == epoch && seq > sym->last_seq + 1 && sym->last_seq != 0) {
     handle_gap(h, sym, epoch, seq);
   } else if (listened && sym->check_continuity && sym->last_seq != 0) {
     notify_continuity(h, sym, true, 0, 0, 0);
