@@ -1,0 +1,167 @@
+"""A Redis primary, replicas and Sentinels on free loopback ports, from
+Debian's redis-server (Sentinel is `redis-server <conf> --sentinel`, the
+binary Debian's redis-sentinel package links to). Used by
+test_sentinel.py and bench/failover.py; no pytest here.
+
+Timeouts are short so that a failover takes a few seconds: a primary is
+down for Sentinel after DOWN_AFTER_MS, and failovers of one master must be
+2 x FAILOVER_TIMEOUT_MS apart (Sentinel's own rule)."""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+MASTER = "mymaster"
+DOWN_AFTER_MS = 1000
+FAILOVER_TIMEOUT_MS = 2000
+QUORUM = 2
+# Bounds of the helpers: a broken setup fails, never hangs.
+START_TIMEOUT_S = 10
+CONVERGE_TIMEOUT_S = 30
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, what, interval=0.05):
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        try:
+            last = pred()
+        except Exception as e:  # a server still starting
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def client(port):
+    import redis
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2)
+
+
+class Topology:
+    """Primary + `replicas` replicas + `sentinels` Sentinels; stop() ends them all."""
+
+    def __init__(self, replicas=1, sentinels=3):
+        self.dir = tempfile.mkdtemp(prefix="tickerd-sentinel-")
+        self.procs = {}  # port -> Popen
+        self.data_ports = [free_port() for _ in range(1 + replicas)]
+        self.sentinel_ports = [free_port() for _ in range(sentinels)]
+        self.primary_port = self.data_ports[0]
+        try:
+            self.start_data(self.primary_port, None)
+            for p in self.data_ports[1:]:
+                self.start_data(p, self.primary_port)
+            for p in self.sentinel_ports:
+                self.start_sentinel(p)
+            self.wait_converged()
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self):
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{MASTER}"
+
+    def _spawn(self, port, args):
+        log = open(os.path.join(self.dir, f"{port}.out"), "wb")
+        self.procs[port] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_until(lambda: client(port).ping(), START_TIMEOUT_S, f"redis on {port}")
+
+    def start_data(self, port, replica_of):
+        d = os.path.join(self.dir, str(port))
+        os.makedirs(d, exist_ok=True)
+        # A full sync waits repl-diskless-sync-delay (5 s) for more replicas
+        # by default: 0 here, so that a replica is in sync at once.
+        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--repl-diskless-sync-delay", "0", "--dir", d, "--logfile", os.path.join(d, "redis.log")]
+        if replica_of:
+            args += ["--replicaof", "127.0.0.1", str(replica_of)]
+        self._spawn(port, args)
+
+    def start_sentinel(self, port, monitor=None, down_after_ms=DOWN_AFTER_MS):
+        d = os.path.join(self.dir, f"s{port}")
+        os.makedirs(d, exist_ok=True)
+        conf = os.path.join(d, "sentinel.conf")  # Sentinel rewrites it: one each
+        with open(conf, "w") as f:
+            f.write(f"port {port}\nbind 127.0.0.1\ndir {d}\nlogfile {d}/sentinel.log\n"
+                    f"sentinel monitor {MASTER} 127.0.0.1 {monitor or self.primary_port} {QUORUM}\n"
+                    f"sentinel down-after-milliseconds {MASTER} {down_after_ms}\n"
+                    f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n"
+                    f"sentinel parallel-syncs {MASTER} 1\n")
+        self._spawn(port, ["redis-server", conf, "--sentinel"])
+
+    def sentinel_primary(self, port=None):
+        """(host, port) a Sentinel reports, or None."""
+        r = client(port or self.sentinel_ports[0]).execute_command("SENTINEL", "get-master-addr-by-name", MASTER)
+        return (r[0].decode(), int(r[1])) if r else None
+
+    def _healthy_replicas(self, sport):
+        reps = client(sport).execute_command("SENTINEL", "replicas", MASTER)
+        ok = 0
+        for r in reps:  # each a flat [field, value, ...] list
+            flags = dict(zip(r[::2], r[1::2]))[b"flags"].decode()
+            if "s_down" not in flags and "disconnected" not in flags:
+                ok += 1
+        return ok
+
+    def wait_converged(self, timeout=CONVERGE_TIMEOUT_S):
+        """Every Sentinel agrees on the primary, knows the other Sentinels and
+        every replica, healthy: a failover is possible from here."""
+        want = (("127.0.0.1", self.primary_port), len(self.sentinel_ports) - 1, len(self.data_ports) - 1)
+
+        def ok():
+            for p in self.data_ports:
+                if p != self.primary_port and p in self.procs and \
+                        client(p).info("replication").get("master_link_status") != "up":
+                    return False
+            for sp in self.sentinel_ports:
+                c = client(sp)
+                others = len(c.execute_command("SENTINEL", "sentinels", MASTER))
+                if (self.sentinel_primary(sp), others, self._healthy_replicas(sp)) != want:
+                    return False
+            return True
+        wait_until(ok, timeout, "the Sentinels to converge", interval=0.2)
+
+    def kill_primary(self):
+        """kill -9 of the primary; returns its port."""
+        port = self.primary_port
+        p = self.procs.pop(port)
+        p.kill()
+        p.wait()
+        return port
+
+    def wait_promoted(self, old_port, timeout=CONVERGE_TIMEOUT_S):
+        """Waits until a Sentinel names another node and that node says
+        master; returns its port."""
+        def promoted():
+            a = self.sentinel_primary()
+            if not a or a[1] == old_port:
+                return None
+            role = client(a[1]).execute_command("ROLE")
+            return a[1] if role[0] in (b"master", "master") else None
+        self.primary_port = wait_until(promoted, timeout, "a replica to be promoted")
+        return self.primary_port
+
+    def restart_as_replica(self, port):
+        """The killed node back, as a replica of the current primary."""
+        self.start_data(port, self.primary_port)
+        self.wait_converged()
+
+    def stop(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.procs.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,315 @@
+"""Redis Sentinel (issue 18, part 1): redis+sentinel:// discovery, the ROLE
+check against a stale answer, and a kill -9 of the primary with quotes and
+WebSocket/SSE clients running: promotion, tickerd following with every
+connection, quotes flowing again, and each client's recovery signal per
+symbol. Real redis-server processes (a primary, a replica, three
+Sentinels) on free loopback ports."""
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BIN, wait_for
+from sentinel_topology import MASTER, Topology, client, free_port
+from test_quotes import quote
+from test_streaming import post, settled, sse_open
+from wsclient import OP_PING, OP_TEXT, WS
+
+SYMS = ["AAPL", "MSFT"]
+# A quote POSTed this long before the kill may still be on its way to the
+# old primary when it dies: it belongs to the failover window.
+IN_FLIGHT_SLACK_S = 0.3
+POST_EVERY_S = 0.02
+FAILOVER_TIMEOUT_S = 30
+
+
+@pytest.fixture
+def topology():
+    t = Topology()
+    yield t
+    t.stop()
+
+
+def sentinel_status(t):
+    return t.status()["redis"].get("sentinel")
+
+
+def ours(port):
+    """tickerd's connections on a node: not the Sentinels' (named), the
+    replication links (flag S) or this test's own."""
+    return [c for c in client(port).client_list()
+            if not c["name"] and "S" not in c["flags"] and c["cmd"] != "client|list"]
+
+
+def ready(t):
+    return t.get("/readyz").status == 200 or None
+
+
+class Collector(threading.Thread):
+    """Reads a client's messages into `msgs` as (monotonic time, dict)."""
+
+    def __init__(self, read):
+        super().__init__(daemon=True)
+        self.read, self.msgs, self.stop, self.error = read, [], False, None
+        self.start()
+
+    def run(self):
+        try:
+            while not self.stop:
+                try:
+                    for m in self.read():
+                        self.msgs.append((time.monotonic(), m))
+                except socket.timeout:
+                    continue
+        except Exception as e:  # reported by the test, not lost in a thread
+            if not self.stop:
+                self.error = e
+
+    def quotes(self, sym):
+        return [(ts, m) for ts, m in self.msgs if m.get("type") == "quote" and m["symbol"] == sym]
+
+    def recoveries(self, sym):
+        return [(ts, m) for ts, m in self.msgs if m.get("type") == "recovery" and m.get("symbol") == sym]
+
+    def max_bp(self, sym):
+        q = self.quotes(sym)
+        return q[-1][1]["data"]["bp"] if q else 0
+
+
+def ws_reader(ws):
+    ws.sock.settimeout(0.2)
+
+    def read():
+        op, payload = ws.recv_frame()
+        return [] if op == OP_PING else [json.loads(payload)] if op == OP_TEXT else []
+    return read
+
+
+def sse_reader(sock, buf):
+    """SSE events as the WebSocket's dicts: quotes carry symbol and data."""
+    sock.settimeout(0.2)
+    state = {"buf": buf}
+
+    def read():
+        out = []
+        while b"\n\n" not in state["buf"]:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("SSE stream closed")
+            state["buf"] += chunk
+        while b"\n\n" in state["buf"]:
+            block, _, state["buf"] = state["buf"].partition(b"\n\n")
+            ev = {}
+            for line in block.decode().split("\n"):
+                if line and not line.startswith(":"):
+                    k, _, v = line.partition(": ")
+                    ev[k] = v
+            if ev.get("event") == "quote":
+                data = json.loads(ev["data"])
+                out.append({"type": "quote", "symbol": data["S"], "id": ev.get("id"), "data": data})
+            elif ev.get("event") == "recovery":
+                out.append(dict(json.loads(ev["data"]), type="recovery"))
+        return out
+    return read
+
+
+class Poster(threading.Thread):
+    """POSTs one quote per symbol every POST_EVERY_S, bp = a counter;
+    `posted[n]` is (monotonic time sent, HTTP status)."""
+
+    def __init__(self, t):
+        super().__init__(daemon=True)
+        self.t, self.posted, self.stop, self.error = t, {}, False, None
+        self.start()
+
+    def run(self):
+        n = 0
+        try:
+            while not self.stop:
+                n += 1
+                sent = time.monotonic()
+                r = self.t.request("POST", "/quotes", body=[quote(s, bp=n) for s in SYMS])
+                self.posted[n] = (sent, r.status)
+                time.sleep(POST_EVERY_S)
+        except Exception as e:
+            self.error = e
+
+
+def seq_of(m):
+    return int(m["id"].rsplit(":", 1)[1])
+
+
+def check_client(name, col, poster, t_kill, t_resume):
+    """What a client must have seen across the failover, per symbol."""
+    for sym in SYMS:
+        quotes = col.quotes(sym)
+        recs = [m for ts, m in col.recoveries(sym) if ts >= t_kill]
+        assert len(recs) == 1, f"{name} {sym}: one recovery signal after the failover, got {recs}"
+        rec = recs[0]
+        seqs = [seq_of(m) for _, m in quotes]
+        bps = [m["data"]["bp"] for _, m in quotes]
+        assert bps == sorted(set(bps)), f"{name} {sym}: quotes out of order or twice"
+        gaps = [(a + 1, b - 1) for a, b in zip(seqs, seqs[1:]) if b != a + 1]
+        if rec["recovered"]:
+            assert gaps == [], f"{name} {sym}: recovered:true but positions skipped {gaps}"
+        else:
+            assert gaps == [(rec["missed_from"], rec["missed_to"])], (name, sym, rec, gaps)
+        # Only quotes of the failover window may be missing, and every
+        # quote accepted outside it arrived.
+        got = set(bps)
+        for n, (sent, status) in poster.posted.items():
+            if status != 202 or n in got:
+                continue
+            assert t_kill - IN_FLIGHT_SLACK_S <= sent <= t_resume, \
+                f"{name} {sym}: quote {n} sent {sent - t_kill:+.3f}s from the kill is missing"
+
+
+def test_failover_moves_every_connection_and_clients_recover(topology, tickerd_factory):
+    t = tickerd_factory("--feed", "none", "--redis-url", topology.url, "--ping-interval-ms", "60000")
+    wait_for(lambda: ready(t), timeout=10, what="ready through the Sentinels")
+    old = topology.primary_port
+    st = sentinel_status(t)
+    assert st["primary"] == f"127.0.0.1:{old}" and st["master"] == MASTER
+    assert st["sentinels"] == 3 and st["sentinels_ready"] == 3
+    wait_for(lambda: sentinel_status(t)["sentinels_subscribed"] == 3 or None, what="+switch-master subscriptions")
+    # Every connection of the process is on the primary (publishers,
+    # subscriber, history reader, task records, lease-less: --feed none).
+    n_before = len(ours(old))
+    assert n_before >= 6, client(old).client_list()
+
+    ws = WS(t.port)
+    ws.send_json({"action": "subscribe", "symbols": SYMS})
+    assert ws.recv_json()["type"] == "subscribed"
+    sock, head, buf = sse_open(t, "symbols=" + ",".join(SYMS))
+    assert " 200 " in head.split("\r\n")[0]
+    cols = {"ws": Collector(ws_reader(ws)), "sse": Collector(sse_reader(sock, buf))}
+    poster = Poster(t)
+    try:
+        wait_for(lambda: all(c.max_bp(s) >= 20 for c in cols.values() for s in SYMS) or None,
+                 timeout=10, what="quotes before the kill")
+        t_kill = time.monotonic()
+        topology.kill_primary()
+        new = topology.wait_promoted(old, timeout=FAILOVER_TIMEOUT_S)
+        assert new != old
+        wait_for(lambda: sentinel_status(t)["primary"] == f"127.0.0.1:{new}" or None, timeout=FAILOVER_TIMEOUT_S,
+                 what="tickerd to follow")
+        # Quotes flow again: a quote POSTed after tickerd followed reaches both clients.
+        n_after = max(poster.posted)
+        wait_for(lambda: all(c.max_bp(s) > n_after for c in cols.values() for s in SYMS) or None,
+                 timeout=FAILOVER_TIMEOUT_S, what="quotes after the failover")
+        t_resume = time.monotonic()
+        time.sleep(0.5)
+    finally:
+        poster.stop = True
+        poster.join(5)
+    assert poster.error is None, poster.error
+    settled(t)
+    last = max(poster.posted)
+    wait_for(lambda: all(c.max_bp(s) == last for c in cols.values() for s in SYMS) or None,
+             what="the last quote on every client")
+    for c in cols.values():
+        c.stop = True
+        c.join(2)
+        assert c.error is None, c.error
+    for name, c in cols.items():
+        check_client(name, c, poster, t_kill, t_resume)
+
+    st = sentinel_status(t)
+    assert st["switches"] == 1 and st["switch_events"] >= 1 and st["stale_answers"] == 0
+    moved = wait_for(lambda: [e for e in t.log_events() if e["event"] == "sentinel_primary_changed"],
+                     what="the sentinel_primary_changed line")
+    assert moved[0]["from"] == f"127.0.0.1:{old}" and moved[0]["to"] == f"127.0.0.1:{new}"
+    # Every connection moved: the new primary has as many of ours as the old one had.
+    wait_for(lambda: len(ours(new)) == n_before or None, what="every connection on the new primary")
+    assert t.status()["redis"]["subscriber"]["state"] == "ready" and ready(t)
+    ws.close()
+    sock.close()
+
+
+def test_stale_answer_is_refused_by_role(tickerd_factory):
+    """A Sentinel that names a replica (here: one told to monitor it, which
+    it keeps reporting: its down-after is far beyond the test): tickerd
+    connects, ROLE says slave, nothing is sent there, and it asks again."""
+    topo = Topology(replicas=1, sentinels=0)
+    try:
+        primary, replica = topo.data_ports
+        sport = free_port()
+        topo.start_sentinel(sport, monitor=replica, down_after_ms=600000)
+        t = tickerd_factory("--feed", "none", "--redis-url", f"redis+sentinel://127.0.0.1:{sport}/{MASTER}")
+        wait_for(lambda: (sentinel_status(t) or {}).get("stale_answers", 0) >= 2 or None, timeout=10,
+                 what="ROLE to refuse the replica")
+        assert sentinel_status(t)["primary"] == f"127.0.0.1:{replica}"
+        assert t.get("/readyz").status == 503
+        assert t.status()["redis"]["publisher"]["state"] != "ready"
+        refused = wait_for(lambda: [e for e in t.log_events() if e["event"] == "redis_not_primary"],
+                           what="the redis_not_primary line")
+        assert refused and refused[0]["role"] == "slave" and refused[0]["port"] == replica
+        assert t.request("POST", "/quotes", body=[quote("AAPL", bp=1)]).status == 202  # waits in the outbox
+        time.sleep(0.3)
+        assert client(replica).keys("*") == [] and client(primary).keys("*") == []
+    finally:
+        topo.stop()
+
+
+@pytest.mark.parametrize("url, why", [
+    ("redis+sentinel://127.0.0.1:26379", "master name"),
+    ("redis+sentinel://127.0.0.1:26379/", "master name"),
+    ("redis+sentinel://127.0.0.1:26379,/m", "empty Sentinel address"),
+    ("redis+sentinel://127.0.0.1:0/m", "bad port"),
+    ("redis+sentinel://h/m/x", "db number"),
+    ("redis+sentinel://h/m b", "master name"),
+    ("redis+sentinel://user@h/m", "userinfo"),
+])
+def test_bad_sentinel_urls_are_refused_at_start(url, why):
+    r = subprocess.run([BIN, "--port", str(free_port()), "--feed", "none", "--redis-url", url],
+                       capture_output=True, timeout=10, text=True)
+    assert r.returncode == 2 and "redis_bad_url" in r.stdout + r.stderr and why in r.stdout + r.stderr, r
+
+
+def test_new_epoch_while_resubscribing_is_a_gap_filled_from_history(redis_server, tickerd_factory):
+    """What a failover to a replica without the channel's position looks
+    like, on one redis-server: the position hash is gone (a new epoch
+    starts at 1) and the subscriber is away while two messages go out.
+    The first message after the resubscribe is seq 3 of a new epoch: the
+    hub fills 1-2 from this instance's history and says recovered:true
+    (before, it said recovered:true and the client never got them)."""
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--ping-interval-ms", "60000")
+    wait_for(lambda: ready(t), what="ready")
+    ws = WS(t.port)
+    ws.send_json({"action": "subscribe", "symbols": ["AAPL"]})
+    assert ws.recv_json()["type"] == "subscribed"
+    r = redis_server.client()
+    numsub = lambda: r.pubsub_numsub("quotes:AAPL")[0][1]  # noqa: E731
+    wait_for(lambda: numsub() == 1 or None, what="SUBSCRIBE")
+    post(t, quote("AAPL", bp=1))
+    assert ws.recv_json()["data"]["bp"] == 1
+    # The subscriber comes back after its backoff (>= 50 ms); the two
+    # POSTs must land before. On a loaded machine they may not: then the
+    # client got them live, and the round is tried again.
+    for attempt in range(1, 6):
+        base = attempt * 10
+        r.delete("tickerd:{quotes:AAPL}:pos", "tickerd:{quotes:AAPL}:hist")
+        r.client_kill_filter(_type="pubsub")
+        post(t, quote("AAPL", bp=base + 2), quote("AAPL", bp=base + 3))
+        if numsub() == 0:
+            break
+        ws.sock.settimeout(0.5)
+        try:
+            while True:
+                ws.recv_json()
+        except socket.timeout:
+            ws.sock.settimeout(5)
+    else:
+        raise AssertionError("the subscriber always came back before the POSTs")
+    wait_for(lambda: numsub() == 1 or None, timeout=10, what="re-SUBSCRIBE")
+    post(t, quote("AAPL", bp=base + 4))
+    msgs = [ws.recv_json() for _ in range(4)]
+    assert [m["type"] for m in msgs] == ["quote", "quote", "recovery", "quote"], msgs
+    assert [msgs[i]["data"]["bp"] for i in (0, 1, 3)] == [base + 2, base + 3, base + 4]
+    assert [seq_of(msgs[i]) for i in (0, 1, 3)] == [1, 2, 3]
+    assert msgs[2]["recovered"] is True and msgs[2]["replayed"] == 2
+    ws.close()
