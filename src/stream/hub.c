@@ -543,20 +543,22 @@ static void handle_gap(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq)
  * persistence, a failover to a replica that never had it); messages 1 ..
  * seq - 1 of the new epoch came while this instance was not subscribed,
  * and are a gap like any other. A sequence that went back: a failover to
- * a replica that had not received the last messages, whose positions
- * (seq .. last_seq) the clients hold but that now name other messages:
- * recovered:false with that range, so that they refetch. */
+ * a replica that had not received the last messages. Positions up to
+ * last_seq that the clients saw may now name other messages, and the new
+ * line's messages before seq came while this instance was away; where the
+ * two lines part is not known here, so the range reported is 1 ..
+ * max(last_seq, seq - 1), recovered:false: the clients refetch. */
 static void handle_new_line(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq) {
   if (sym->last_epoch == epoch) {
     h->stats.gaps++;
     td_logline *l = log_begin(TD_LOG_WARN, "stream_rewound");
     if (l) {
       log_str(l, "channel", sym->channel);
-      log_int(l, "from", (int64_t)seq);
-      log_int(l, "to", (int64_t)sym->last_seq);
+      log_int(l, "seq", (int64_t)seq);
+      log_int(l, "last_seq", (int64_t)sym->last_seq);
       log_end(l);
     }
-    notify_continuity(h, sym, false, 0, seq, sym->last_seq);
+    notify_continuity(h, sym, false, 0, 1, seq - 1 > sym->last_seq ? seq - 1 : sym->last_seq);
     sym->last_seq = seq - 1;
     return;
   }

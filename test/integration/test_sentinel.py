@@ -270,6 +270,46 @@ def test_bad_sentinel_urls_are_refused_at_start(url, why):
     assert r.returncode == 2 and "redis_bad_url" in r.stdout + r.stderr and why in r.stdout + r.stderr, r
 
 
+def away_while_posting(t, r, ws, prepare, bps):
+    """Kills the subscriber's connection and POSTs `bps` (AAPL) before it
+    is back, after prepare(): the subscriber returns after its backoff
+    (>= 50 ms), and on a loaded machine the POSTs may be too late; then the
+    client got them live, and the round is tried again with new prices.
+    Returns the offset added to `bps` in the round that worked."""
+    numsub = lambda: r.pubsub_numsub("quotes:AAPL")[0][1]  # noqa: E731
+    for attempt in range(1, 6):
+        base = attempt * 10
+        prepare()
+        r.client_kill_filter(_type="pubsub")
+        post(t, *[quote("AAPL", bp=base + b) for b in bps])
+        if numsub() == 0:
+            wait_for(lambda: numsub() == 1 or None, timeout=10, what="re-SUBSCRIBE")
+            return base
+        ws.sock.settimeout(0.5)
+        try:
+            while True:
+                ws.recv_json()
+        except socket.timeout:
+            ws.sock.settimeout(5)
+    raise AssertionError("the subscriber always came back before the POSTs")
+
+
+def aapl_client(redis_server, tickerd_factory):
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--ping-interval-ms", "60000")
+    wait_for(lambda: ready(t), what="ready")
+    ws = WS(t.port)
+    ws.send_json({"action": "subscribe", "symbols": ["AAPL"]})
+    assert ws.recv_json()["type"] == "subscribed"
+    r = redis_server.client()
+    wait_for(lambda: r.pubsub_numsub("quotes:AAPL")[0][1] == 1 or None, what="SUBSCRIBE")
+    post(t, quote("AAPL", bp=1), quote("AAPL", bp=2))
+    assert [ws.recv_json()["data"]["bp"] for _ in range(2)] == [1, 2]
+    return t, ws, r
+
+
+POS, HIST = "tickerd:{quotes:AAPL}:pos", "tickerd:{quotes:AAPL}:hist"
+
+
 def test_new_epoch_while_resubscribing_is_a_gap_filled_from_history(redis_server, tickerd_factory):
     """What a failover to a replica without the channel's position looks
     like, on one redis-server: the position hash is gone (a new epoch
@@ -277,39 +317,30 @@ def test_new_epoch_while_resubscribing_is_a_gap_filled_from_history(redis_server
     The first message after the resubscribe is seq 3 of a new epoch: the
     hub fills 1-2 from this instance's history and says recovered:true
     (before, it said recovered:true and the client never got them)."""
-    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--ping-interval-ms", "60000")
-    wait_for(lambda: ready(t), what="ready")
-    ws = WS(t.port)
-    ws.send_json({"action": "subscribe", "symbols": ["AAPL"]})
-    assert ws.recv_json()["type"] == "subscribed"
-    r = redis_server.client()
-    numsub = lambda: r.pubsub_numsub("quotes:AAPL")[0][1]  # noqa: E731
-    wait_for(lambda: numsub() == 1 or None, what="SUBSCRIBE")
-    post(t, quote("AAPL", bp=1))
-    assert ws.recv_json()["data"]["bp"] == 1
-    # The subscriber comes back after its backoff (>= 50 ms); the two
-    # POSTs must land before. On a loaded machine they may not: then the
-    # client got them live, and the round is tried again.
-    for attempt in range(1, 6):
-        base = attempt * 10
-        r.delete("tickerd:{quotes:AAPL}:pos", "tickerd:{quotes:AAPL}:hist")
-        r.client_kill_filter(_type="pubsub")
-        post(t, quote("AAPL", bp=base + 2), quote("AAPL", bp=base + 3))
-        if numsub() == 0:
-            break
-        ws.sock.settimeout(0.5)
-        try:
-            while True:
-                ws.recv_json()
-        except socket.timeout:
-            ws.sock.settimeout(5)
-    else:
-        raise AssertionError("the subscriber always came back before the POSTs")
-    wait_for(lambda: numsub() == 1 or None, timeout=10, what="re-SUBSCRIBE")
+    t, ws, r = aapl_client(redis_server, tickerd_factory)
+    base = away_while_posting(t, r, ws, lambda: r.delete(POS, HIST), [2, 3])
     post(t, quote("AAPL", bp=base + 4))
     msgs = [ws.recv_json() for _ in range(4)]
     assert [m["type"] for m in msgs] == ["quote", "quote", "recovery", "quote"], msgs
     assert [msgs[i]["data"]["bp"] for i in (0, 1, 3)] == [base + 2, base + 3, base + 4]
     assert [seq_of(msgs[i]) for i in (0, 1, 3)] == [1, 2, 3]
     assert msgs[2]["recovered"] is True and msgs[2]["replayed"] == 2
+    ws.close()
+
+
+def test_sequence_that_went_back_is_not_recovered(redis_server, tickerd_factory):
+    """A failover to a replica that missed the last writes, on one
+    redis-server: the channel's sequence goes back (the client saw 1-2; the
+    new line publishes 1 while the subscriber is away, then 2). The client
+    gets recovered:false covering positions 1-2, then the new line."""
+    t, ws, r = aapl_client(redis_server, tickerd_factory)
+    epoch = r.hget(POS, "e")
+    base = away_while_posting(t, r, ws, lambda: (r.delete(HIST), r.hset(POS, "s", 0)), [3])
+    post(t, quote("AAPL", bp=base + 4))
+    rec, q = ws.recv_json(), ws.recv_json()
+    assert r.hget(POS, "e") == epoch  # the same epoch: a rewind, not a new line
+    assert rec["type"] == "recovery" and rec["recovered"] is False, rec
+    assert (rec["missed_from"], rec["missed_to"]) == (1, 2)
+    assert q["data"]["bp"] == base + 4 and seq_of(q) == 2
+    wait_for(lambda: [e for e in t.log_events() if e["event"] == "stream_rewound"], what="stream_rewound")
     ws.close()
