@@ -210,7 +210,7 @@ FUZZ_TARGETS_fuzz_ws_deflate   := ws_deflate.c ws_frame.c
 FUZZ_TARGETS_fuzz_stream_msg   := smsg_schema.c smsg_parse.c smsg_encode.c smsg_fast.c smsg_scan.c smsg_payload.c
 FUZZ_TARGETS_fuzz_hcli_url     := https_client.c url.c
 FUZZ_TARGETS_fuzz_jwt          := jwt.c
-FUZZ_TARGETS_fuzz_params       := redis_conn.c config.c http1.c url.c uuid.c
+FUZZ_TARGETS_fuzz_params       := redis_conn.c sentinel.c config.c http1.c url.c uuid.c
 $(FUZZ_COV_DIR)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
 	@mkdir -p $(@D)
 	@clang -std=c11 -g -O1 -DLLHTTP_STRICT_MODE=1 -fsanitize=fuzzer-no-link -I$(LLHTTP_INC_DIR) -w -c $< -o $@

@@ -7,6 +7,7 @@
  *   4  uuid_parse        /tasks/{id}
  *   5  qstore_epoch_parse  Last-Event-ID's epoch
  *   6  task_state_parse  /tasks?state=
+ *   7  sentinel_url_parse  REDIS_URL / --redis-url as redis+sentinel://
  * Each result is checked against what the parser promises. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "http/http.h"
 #include "market/quote_store.h"
 #include "redis/redis_conn.h"
+#include "redis/sentinel.h"
 
 /* Options or variables one input may carry. */
 #define FUZZ_MAX_ARGS 32
@@ -51,6 +53,30 @@ static void redis_url(const char *s) {
     abort();
   }
   rconn_url_free(&u);
+}
+
+static bool master_char_ok(char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || strchr("-_.", ch);
+}
+
+static void sentinel_url_case(const char *s) {
+  sentinel_url u;
+  const char *err = NULL;
+  if (sentinel_url_parse(s, &u, &err) == 0) {
+    if (!sentinel_url_is(s) || u.nhosts < 1 || u.nhosts > SENTINEL_HOSTS_MAX || !u.master || !u.masked) abort();
+    for (int i = 0; i < u.nhosts; i++)
+      if (!u.hosts[i].host || !*u.hosts[i].host || u.hosts[i].port < 1 || u.hosts[i].port > 65535) abort();
+    size_t n = strlen(u.master);
+    if (n < 1 || n > SENTINEL_NAME_MAX) abort();
+    for (size_t i = 0; i < n; i++)
+      if (!master_char_ok(u.master[i])) abort();
+    if (u.db < 0 || u.db > RCONN_DB_MAX) abort();
+    /* The logged form hides the password whenever there is one. */
+    if (u.password && !strstr(u.masked, ":***@")) abort();
+    sentinel_url_free(&u);
+  } else if (!err || u.nhosts || u.master || u.password) {
+    abort();
+  }
 }
 
 /* Splits s at NULs into at most FUZZ_MAX_ARGS strings after `first`. */
@@ -97,7 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  uint8_t mode = data[0] % 7;
+  uint8_t mode = data[0] % 8;
   size--;
   char *s = malloc(size + 1);
   if (!s) abort();
@@ -131,6 +157,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (st >= 0 && strcmp(task_state_name((task_state)st), s)) abort();
       break;
     }
+    case 7: sentinel_url_case(s); break;
   }
   free(s);
   return 0;

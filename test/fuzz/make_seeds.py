@@ -247,6 +247,8 @@ def params_seeds():
         "uuid": (4, "0b9e3a52-7c1d-4d2e-9f00-1234567890ab"),
         "epoch": (5, "0123456789abcdef"),
         "task_state": (6, "running"),
+        "sentinel_url": (7, "redis+sentinel://u:p%40ss@127.0.0.1:26379,[::1],h-2:26380/mymaster/2"),
+        "sentinel_url_bad": (7, "redis+sentinel://h,,h:0/m b/x"),
     }
     for name, (mode, s) in cases.items():
         put(h, name, bytes([mode]) + s.encode())
