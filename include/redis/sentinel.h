@@ -30,8 +30,7 @@
 
 #include <uv.h>
 
-typedef struct td_rconn td_rconn;
-typedef struct rconn_url rconn_url;
+#include "redis/redis_conn.h"
 
 #define SENTINEL_SCHEME "redis+sentinel://"
 #define SENTINEL_DEFAULT_PORT 26379
@@ -59,10 +58,9 @@ typedef struct sentinel_url {
   sentinel_host hosts[SENTINEL_HOSTS_MAX];
   int nhosts;
   char *master;
-  char *user;     /* the primary's, as in redis:// */
-  char *password; /* the primary's. Secret: never logged. */
-  int db;
-  char *masked;   /* the URL with the password replaced by "***" */
+  /* The primary's user, password and db as a redis:// URL has them (host
+   * NULL); `masked` is this whole URL with the password as "***". */
+  rconn_url primary;
 } sentinel_url;
 
 /* True when `url` starts with redis+sentinel:// (any case). */

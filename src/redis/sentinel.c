@@ -11,7 +11,6 @@
 
 #include "base/log.h"
 #include "base/url.h"
-#include "redis/redis_conn.h"
 
 /* ---- URL ----------------------------------------------------------------- */
 
@@ -59,15 +58,12 @@ static int parse_primary_part(sentinel_url *u, const char *userinfo, size_t ui_l
   char tmp[RCONN_URL_MAX + 16];
   snprintf(tmp, sizeof(tmp), "redis://%.*s%sx%s%s", (int)ui_len, userinfo ? userinfo : "", userinfo ? "@" : "",
            db ? "/" : "", db ? db : "");
-  rconn_url r;
-  int rc = rconn_url_parse(tmp, &r, why);
+  int rc = rconn_url_parse(tmp, &u->primary, why);
   memset(tmp, 0, sizeof(tmp)); /* it held the password */
   if (rc < 0) return rc;
-  u->user = r.user;
-  u->password = r.password;
-  u->db = r.db;
-  r.user = r.password = NULL;
-  rconn_url_free(&r);
+  free(u->primary.host);
+  free(u->primary.masked);
+  u->primary.host = u->primary.masked = NULL;
   return 0;
 }
 
@@ -113,7 +109,7 @@ int sentinel_url_parse(const char *url, sentinel_url *u, const char **err) {
   const char *db = *name_end ? name_end + 1 : NULL;
   int rc = parse_primary_part(u, at ? auth : NULL, at ? (size_t)(at - auth) : 0, db, &why);
   if (rc < 0) return url_fail(u, err, why, rc);
-  if (!(u->masked = mask(url, at ? auth : NULL, at ? (size_t)(at - auth) : 0)))
+  if (!(u->primary.masked = mask(url, at ? auth : NULL, at ? (size_t)(at - auth) : 0)))
     return url_fail(u, err, "out of memory", UV_ENOMEM);
   return 0;
 }
@@ -121,12 +117,7 @@ int sentinel_url_parse(const char *url, sentinel_url *u, const char **err) {
 void sentinel_url_free(sentinel_url *u) {
   for (int i = 0; i < u->nhosts; i++) free(u->hosts[i].host);
   free(u->master);
-  free(u->user);
-  if (u->password) {
-    memset(u->password, 0, strlen(u->password));
-    free(u->password);
-  }
-  free(u->masked);
+  rconn_url_free(&u->primary);
   memset(u, 0, sizeof(*u));
 }
 
@@ -443,7 +434,7 @@ static td_sentinel *target_new(uv_loop_t *loop, const char *url, const char **er
   }
   s->loop = loop;
   s->st.master = s->url.master;
-  s->st.url = s->url.masked;
+  s->st.url = s->url.primary.masked;
   uv_timer_init(loop, &s->qtimer);
   uv_timer_init(loop, &s->rtimer);
   s->qtimer.data = s->rtimer.data = s;
@@ -467,10 +458,10 @@ td_sentinel *sentinel_attach(uv_loop_t *loop, const char *url, td_rconn *c, rcon
     s->conns = a;
     s->cap = cap;
   }
-  out->db = s->url.db;
-  out->port = 0;
-  if (!(out->masked = strdup(s->url.masked)) || (s->url.user && !(out->user = strdup(s->url.user))) ||
-      (s->url.password && !(out->password = strdup(s->url.password))))
+  const rconn_url *p = &s->url.primary;
+  out->db = p->db;
+  if (!(out->masked = strdup(p->masked)) || (p->user && !(out->user = strdup(p->user))) ||
+      (p->password && !(out->password = strdup(p->password))))
     goto oom;
   s->conns[s->nconns++] = c;
   return s;

@@ -63,18 +63,18 @@ static void sentinel_url_case(const char *s) {
   sentinel_url u;
   const char *err = NULL;
   if (sentinel_url_parse(s, &u, &err) == 0) {
-    if (!sentinel_url_is(s) || u.nhosts < 1 || u.nhosts > SENTINEL_HOSTS_MAX || !u.master || !u.masked) abort();
+    if (!sentinel_url_is(s) || u.nhosts < 1 || u.nhosts > SENTINEL_HOSTS_MAX || !u.master || !u.primary.masked) abort();
     for (int i = 0; i < u.nhosts; i++)
       if (!u.hosts[i].host || !*u.hosts[i].host || u.hosts[i].port < 1 || u.hosts[i].port > 65535) abort();
     size_t n = strlen(u.master);
     if (n < 1 || n > SENTINEL_NAME_MAX) abort();
     for (size_t i = 0; i < n; i++)
       if (!master_char_ok(u.master[i])) abort();
-    if (u.db < 0 || u.db > RCONN_DB_MAX) abort();
+    if (u.primary.db < 0 || u.primary.db > RCONN_DB_MAX) abort();
     /* The logged form hides the password whenever there is one. */
-    if (u.password && !strstr(u.masked, ":***@")) abort();
+    if (u.primary.password && !strstr(u.primary.masked, ":***@")) abort();
     sentinel_url_free(&u);
-  } else if (!err || u.nhosts || u.master || u.password) {
+  } else if (!err || u.nhosts || u.master || u.primary.password) {
     abort();
   }
 }

@@ -25,24 +25,24 @@ static void test_url_good(void **state) {
   assert_string_equal(u.hosts[2].host, "::1");
   assert_int_equal(u.hosts[2].port, 7);
   assert_string_equal(u.master, "mymaster");
-  assert_int_equal(u.db, 0);
-  assert_null(u.password);
-  assert_string_equal(u.masked, "redis+sentinel://10.0.0.1,h-2:26380,[::1]:7/mymaster");
+  assert_int_equal(u.primary.db, 0);
+  assert_null(u.primary.password);
+  assert_string_equal(u.primary.masked, "redis+sentinel://10.0.0.1,h-2:26380,[::1]:7/mymaster");
   sentinel_url_free(&u);
 
   assert_int_equal(sentinel_url_parse("REDIS+SENTINEL://alice:s%40c:r@t@h:1,h:2/m.1/3", &u, &err), 0);
   assert_int_equal(u.nhosts, 2);
-  assert_string_equal(u.user, "alice");
-  assert_string_equal(u.password, "s@c:r@t");
+  assert_string_equal(u.primary.user, "alice");
+  assert_string_equal(u.primary.password, "s@c:r@t");
   assert_string_equal(u.master, "m.1");
-  assert_int_equal(u.db, 3);
-  assert_string_equal(u.masked, "REDIS+SENTINEL://alice:***@h:1,h:2/m.1/3");
+  assert_int_equal(u.primary.db, 3);
+  assert_string_equal(u.primary.masked, "REDIS+SENTINEL://alice:***@h:1,h:2/m.1/3");
   sentinel_url_free(&u);
 
   assert_int_equal(sentinel_url_parse("redis+sentinel://:pw@h/m/", &u, &err), 0);
-  assert_null(u.user);
-  assert_string_equal(u.password, "pw");
-  assert_string_equal(u.masked, "redis+sentinel://:***@h/m/");
+  assert_null(u.primary.user);
+  assert_string_equal(u.primary.password, "pw");
+  assert_string_equal(u.primary.masked, "redis+sentinel://:***@h/m/");
   sentinel_url_free(&u);
 }
 
@@ -63,7 +63,7 @@ static void test_url_bad(void **state) {
     assert_int_equal(rc, UV_EINVAL);
     assert_non_null(err);
     assert_int_equal(u.nhosts, 0);
-    assert_null(u.password);
+    assert_null(u.primary.password);
   }
   char name[SENTINEL_NAME_MAX + 40] = "redis+sentinel://h/";
   memset(name + strlen(name), 'm', SENTINEL_NAME_MAX + 1);
