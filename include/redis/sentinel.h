@@ -38,6 +38,8 @@
 #define SENTINEL_HOSTS_MAX 8
 /* Longest master name; Sentinel's own names are short identifiers. */
 #define SENTINEL_NAME_MAX 128
+/* Longest primary address a Sentinel may announce (an IPv6 literal is 45). */
+#define SENTINEL_ADDR_MAX 63
 /* How long one Sentinel has to connect and answer before the next is asked. */
 #define SENTINEL_QUERY_TIMEOUT_MS 1000
 /* After a round in which no Sentinel answered, the next round. */

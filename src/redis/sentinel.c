@@ -288,23 +288,18 @@ static void set_primary(td_sentinel *s, const char *host, size_t host_len, int p
 
 static bool str_reply(const redisReply *r) { return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS); }
 
-static bool parse_port(const char *p, size_t n, int *port) {
-  long v = 0;
-  if (n == 0 || n > URL_PORT_DIGITS) return false;
-  for (size_t i = 0; i < n; i++) {
-    if (p[i] < '0' || p[i] > '9') return false;
-    v = v * 10 + (p[i] - '0');
-  }
-  if (v < 1 || v > 65535) return false;
-  *port = (int)v;
-  return true;
-}
-
-/* A host as Sentinel announces it: an address or a name, short. */
-static bool host_ok(const char *h, size_t n) {
-  if (n == 0 || n >= 64) return false;
-  for (size_t i = 0; i < n; i++)
-    if (!name_char_ok(h[i]) && h[i] != ':') return false;
+/* An address as a Sentinel announces it (an IP, or a name with
+ * resolve-hostnames), checked by the one URL splitter: "[" "]" around an
+ * IPv6 literal, which Sentinel sends bare. */
+static bool announced_addr(const char *h, size_t hl, const char *p, size_t pl, int *port) {
+  char tmp[SENTINEL_ADDR_MAX + 16];
+  url_parts parts;
+  const char *why;
+  bool v6 = memchr(h, ':', hl) != NULL;
+  if (hl == 0 || hl > SENTINEL_ADDR_MAX || pl > URL_PORT_DIGITS) return false;
+  snprintf(tmp, sizeof(tmp), v6 ? "x://[%.*s]:%.*s" : "x://%.*s:%.*s", (int)hl, h, (int)pl, p);
+  if (url_split(tmp, &parts, &why) < 0 || parts.userinfo || parts.rest[0] || !parts.port) return false;
+  *port = parts.port;
   return true;
 }
 
@@ -320,8 +315,8 @@ static void on_q_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
   } else if (r->type == REDIS_REPLY_NIL) {
     query_failed(s, "master name unknown to this Sentinel");
   } else if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !str_reply(r->element[0]) ||
-             !str_reply(r->element[1]) || !host_ok(r->element[0]->str, r->element[0]->len) ||
-             !parse_port(r->element[1]->str, r->element[1]->len, &port)) {
+             !str_reply(r->element[1]) ||
+             !announced_addr(r->element[0]->str, r->element[0]->len, r->element[1]->str, r->element[1]->len, &port)) {
     query_failed(s, r->type == REDIS_REPLY_ERROR ? "error reply" : "unexpected reply");
   } else {
     set_primary(s, r->element[0]->str, r->element[0]->len, port, "query");
@@ -363,7 +358,7 @@ static void on_switch(td_sentinel *s, const char *p, size_t n) {
   }
   int port;
   if (k != 5 || fl[0] != strlen(s->url.master) || memcmp(f[0], s->url.master, fl[0])) return;
-  if (!host_ok(f[3], fl[3]) || !parse_port(f[4], fl[4], &port)) return;
+  if (!announced_addr(f[3], fl[3], f[4], fl[4], &port)) return;
   s->st.switch_events++;
   set_primary(s, f[3], fl[3], port, "+switch-master");
 }
