@@ -17,6 +17,16 @@
  * the primary moves, every attached connection that is not on the new
  * address reconnects at once, without waiting for its backoff.
  *
+ * Right after a failover the Sentinels that were not its leader still
+ * name the old primary until they hear of the new configuration. Each
+ * answer is therefore read with its configuration epoch (`SENTINEL MASTER`,
+ * pipelined behind the address query), and one older than the newest
+ * seen is passed over for the next Sentinel; a +switch-master that moved
+ * the primary raises that floor by one (a failover always makes a newer
+ * epoch). If whole rounds bring only older configurations
+ * (SENTINEL_STALE_ROUNDS_MAX of them: the Sentinels were reset), the
+ * newest of those answers is taken.
+ *
  * The shared object is found by URL in a small per-process registry
  * rather than passed down: every module that talks to Redis makes its
  * connection from the `--redis-url` string, and one target per URL keeps
@@ -48,6 +58,10 @@
  * interval, so that a primary that refuses every connect (it is down and
  * not yet replaced) costs a query per interval, not one per attempt. */
 #define SENTINEL_RECHECK_MIN_MS 250
+/* Rounds in a row whose only answers carry an older configuration epoch
+ * than the newest seen before the floor is given up (Sentinels redeployed
+ * or reset): ~10 s at SENTINEL_RETRY_MS plus the timeouts. */
+#define SENTINEL_STALE_ROUNDS_MAX 10
 /* Backoff of the connections to the Sentinels themselves. */
 #define SENTINEL_BACKOFF_MAX_MS 1000
 
@@ -94,10 +108,12 @@ typedef struct sentinel_stats {
   const char *url;        /* masked */
   char primary[80];       /* "host:port", "" while unknown */
   uint64_t switches;      /* times the primary changed after the first answer */
-  uint64_t queries;       /* get-master-addr-by-name sent */
+  uint64_t queries;       /* get-master-addr-by-name (+ SENTINEL MASTER) sent */
   uint64_t query_failures;/* a Sentinel that timed out, failed or did not know the master */
   uint64_t switch_events; /* +switch-master messages for our master */
   uint64_t stale_answers; /* a node the Sentinels named answered ROLE with something else */
+  uint64_t stale_configs; /* a Sentinel's answer with an older configuration epoch, passed over */
+  uint64_t config_epoch;  /* the newest configuration epoch seen (floor for answers) */
   int nhosts;
   int ready;              /* Sentinels with a READY query connection */
   int subscribed;         /* Sentinels whose +switch-master subscription is confirmed */

@@ -103,6 +103,8 @@ static void sentinel_section(jsonw *w, td_app *app) {
   JW_U64(w, "queries", st.queries);
   JW_U64(w, "query_failures", st.query_failures);
   JW_U64(w, "stale_answers", st.stale_answers);
+  JW_U64(w, "stale_configs", st.stale_configs);
+  JW_U64(w, "config_epoch", st.config_epoch);
   JW_U64(w, "sentinels", (uint64_t)st.nhosts);
   JW_U64(w, "sentinels_ready", (uint64_t)st.ready);
   JW_U64(w, "sentinels_subscribed", (uint64_t)st.subscribed);

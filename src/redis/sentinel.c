@@ -144,7 +144,17 @@ struct td_sentinel {
   int primary_port;
   bool querying, again, moving, closing, failing;
   int qi;            /* the Sentinel asked in this round */
-  uintptr_t qid;     /* tag of the query in flight; older answers are ignored */
+  uintptr_t qid;     /* the query in flight (tags qid * 2 and + 1); older answers are ignored */
+  uint64_t floor;    /* the newest configuration epoch seen */
+  /* This Sentinel's address answer, waiting for its SENTINEL MASTER. */
+  char ans_host[SENTINEL_ADDR_MAX + 1];
+  int ans_port;
+  /* The newest answer of this round passed over as older than `floor`. */
+  bool have_stale;
+  char stale_host[SENTINEL_ADDR_MAX + 1];
+  int stale_port;
+  uint64_t stale_epoch;
+  int stale_rounds;  /* rounds in a row that had only such answers */
   uint64_t last_round_ms;
   uv_timer_t qtimer; /* this Sentinel's time to answer */
   uv_timer_t rtimer; /* the next round */
@@ -193,9 +203,30 @@ static void want_round(td_sentinel *s) {
   start_round(s);
 }
 
+static bool set_primary(td_sentinel *s, const char *host, size_t host_len, int port, const char *source);
+
+/* A whole round brought only older configurations: after
+ * SENTINEL_STALE_ROUNDS_MAX of them the floor goes (the Sentinels were
+ * reset or replaced) and the newest of those answers is taken. */
+static bool give_up_floor(td_sentinel *s) {
+  if (!s->have_stale || ++s->stale_rounds < SENTINEL_STALE_ROUNDS_MAX) return false;
+  td_logline *l = log_begin(TD_LOG_WARN, "sentinel_epoch_reset");
+  if (l) {
+    log_str(l, "master", s->url.master);
+    log_int(l, "from", (int64_t)s->floor);
+    log_int(l, "to", (int64_t)s->stale_epoch);
+    log_end(l);
+  }
+  s->floor = s->stale_epoch;
+  set_primary(s, s->stale_host, strlen(s->stale_host), s->stale_port, "query");
+  return true;
+}
+
 static void round_done(td_sentinel *s, bool answered) {
   uv_timer_stop(&s->qtimer);
   s->querying = false;
+  if (!answered) answered = give_up_floor(s);
+  else s->stale_rounds = 0;
   if (answered) {
     s->failing = false;
     if (s->again) want_round(s);
@@ -221,6 +252,7 @@ static void start_round(td_sentinel *s) {
   s->again = false;
   s->last_round_ms = uv_now(s->loop);
   s->qi = 0;
+  s->have_stale = false;
   ask_next(s);
 }
 
@@ -243,9 +275,13 @@ static void ask_next(td_sentinel *s) {
   for (; s->qi < s->url.nhosts; s->qi++) {
     sentinel_node *n = &s->nodes[s->qi];
     if (!n->q_open || !rconn_ready(&n->q)) continue;
-    const char *argv[] = {"SENTINEL", "get-master-addr-by-name", s->url.master};
+    const char *addr[] = {"SENTINEL", "get-master-addr-by-name", s->url.master};
+    const char *master[] = {"SENTINEL", "MASTER", s->url.master};
     s->qid++;
-    if (rconn_command_argv(&n->q, s->qid, 3, argv, NULL) != 0) continue;
+    s->ans_host[0] = 0;
+    if (rconn_command_argv(&n->q, s->qid * 2, 3, addr, NULL) != 0 ||
+        rconn_command_argv(&n->q, s->qid * 2 + 1, 3, master, NULL) != 0)
+      continue; /* a lone first answer carries an old qid: ignored */
     s->st.queries++;
     uv_timer_start(&s->qtimer, on_qtimer, SENTINEL_QUERY_TIMEOUT_MS, 0);
     return;
@@ -258,13 +294,14 @@ static void on_qtimer(uv_timer_t *t) {
   if (s->querying) query_failed(s, "no answer in time");
 }
 
-/* Every attached connection not on the new address goes there now. */
-static void set_primary(td_sentinel *s, const char *host, size_t host_len, int port, const char *source) {
+/* Every attached connection not on the new address goes there now. True
+ * when the primary changed. */
+static bool set_primary(td_sentinel *s, const char *host, size_t host_len, int port, const char *source) {
   if (s->primary_host && strlen(s->primary_host) == host_len && !memcmp(s->primary_host, host, host_len) &&
       s->primary_port == port)
-    return;
+    return false;
   char *h = strndup(host, host_len);
-  if (!h) return;
+  if (!h) return false;
   char from[80] = "", to[80];
   if (s->primary_host) addr_label(from, sizeof(from), s->primary_host, s->primary_port);
   addr_label(to, sizeof(to), h, port);
@@ -284,6 +321,7 @@ static void set_primary(td_sentinel *s, const char *host, size_t host_len, int p
   s->moving = true;
   for (size_t i = 0; i < s->nconns; i++) rconn_retarget(s->conns[i], h, port);
   s->moving = false;
+  return true;
 }
 
 static bool str_reply(const redisReply *r) { return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS); }
@@ -303,12 +341,23 @@ static bool announced_addr(const char *h, size_t hl, const char *p, size_t pl, i
   return true;
 }
 
-static void on_q_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
-  (void)c;
-  sentinel_node *n = ud;
-  td_sentinel *s = n->s;
-  if (s->closing || !s->querying || tag != s->qid || &s->nodes[s->qi] != n) return;
-  uv_timer_stop(&s->qtimer);
+/* "config-epoch" of a SENTINEL MASTER reply (field, value pairs). */
+static bool config_epoch(const redisReply *r, uint64_t *epoch) {
+  if (r->type != REDIS_REPLY_ARRAY) return false;
+  for (size_t i = 0; i + 1 < r->elements; i += 2) {
+    const redisReply *k = r->element[i], *v = r->element[i + 1];
+    if (!str_reply(k) || strcmp(k->str, "config-epoch") || !str_reply(v)) continue;
+    char *end;
+    unsigned long long e = strtoull(v->str, &end, 10);
+    if (end == v->str || *end) return false;
+    *epoch = e;
+    return true;
+  }
+  return false;
+}
+
+/* The address answer, kept until the same Sentinel's epoch comes. */
+static void on_addr_reply(td_sentinel *s, const redisReply *r) {
   int port;
   if (!r) {
     query_failed(s, "connection lost");
@@ -319,9 +368,48 @@ static void on_q_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
              !announced_addr(r->element[0]->str, r->element[0]->len, r->element[1]->str, r->element[1]->len, &port)) {
     query_failed(s, r->type == REDIS_REPLY_ERROR ? "error reply" : "unexpected reply");
   } else {
-    set_primary(s, r->element[0]->str, r->element[0]->len, port, "query");
-    round_done(s, true);
+    memcpy(s->ans_host, r->element[0]->str, r->element[0]->len);
+    s->ans_host[r->element[0]->len] = 0;
+    s->ans_port = port;
   }
+}
+
+/* The configuration epoch: the answer is taken, or passed over as older
+ * than one already seen (a Sentinel that has not heard of a failover). */
+static void on_epoch_reply(td_sentinel *s, const redisReply *r) {
+  uint64_t epoch;
+  if (!s->ans_host[0]) return; /* the address answer failed: already handled */
+  if (!r || !config_epoch(r, &epoch)) {
+    query_failed(s, !r ? "connection lost" : "no config-epoch in SENTINEL MASTER");
+    return;
+  }
+  if (epoch < s->floor) {
+    s->st.stale_configs++;
+    if (!s->have_stale || epoch > s->stale_epoch) {
+      s->have_stale = true;
+      memcpy(s->stale_host, s->ans_host, sizeof(s->stale_host));
+      s->stale_port = s->ans_port;
+      s->stale_epoch = epoch;
+    }
+    query_failed(s, "older configuration epoch than one already seen");
+    return;
+  }
+  s->floor = epoch;
+  set_primary(s, s->ans_host, strlen(s->ans_host), s->ans_port, "query");
+  round_done(s, true);
+}
+
+static void on_q_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
+  (void)c;
+  sentinel_node *n = ud;
+  td_sentinel *s = n->s;
+  if (s->closing || !s->querying || tag / 2 != s->qid || &s->nodes[s->qi] != n) return;
+  if (tag % 2 == 0) {
+    on_addr_reply(s, r);
+    return;
+  }
+  uv_timer_stop(&s->qtimer);
+  on_epoch_reply(s, r);
 }
 
 static void on_q_ready(td_rconn *c, void *ud) {
@@ -360,7 +448,9 @@ static void on_switch(td_sentinel *s, const char *p, size_t n) {
   if (k != 5 || fl[0] != strlen(s->url.master) || memcmp(f[0], s->url.master, fl[0])) return;
   if (!announced_addr(f[3], fl[3], f[4], fl[4], &port)) return;
   s->st.switch_events++;
-  set_primary(s, f[3], fl[3], port, "+switch-master");
+  /* The new configuration's epoch is above every one seen: answers of
+   * Sentinels that have not heard of it yet are passed over. */
+  if (set_primary(s, f[3], fl[3], port, "+switch-master")) s->floor++;
 }
 
 static void on_ev_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
@@ -505,6 +595,7 @@ void sentinel_stale_answer(td_sentinel *s) {
 
 void sentinel_get_stats(const td_sentinel *s, sentinel_stats *out) {
   *out = s->st;
+  out->config_epoch = s->floor;
   out->primary[0] = 0;
   if (s->primary_host) addr_label(out->primary, sizeof(out->primary), s->primary_host, s->primary_port);
   out->nhosts = s->url.nhosts;

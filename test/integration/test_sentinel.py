@@ -6,6 +6,7 @@ symbol. Real redis-server processes (a primary, a replica, three
 Sentinels) on free loopback ports."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -344,3 +345,41 @@ def test_sequence_that_went_back_is_not_recovered(redis_server, tickerd_factory)
     assert q["data"]["bp"] == base + 4 and seq_of(q) == 2
     wait_for(lambda: [e for e in t.log_events() if e["event"] == "stream_rewound"], what="stream_rewound")
     ws.close()
+
+
+def test_older_configuration_is_passed_over(tickerd_factory):
+    """Right after a failover, Sentinels that have not heard of it name the
+    old primary. Here: Sentinel A made a failover (configuration epoch 1,
+    the replica promoted); Sentinel B, listed second, monitors another
+    server that says master, at epoch 0. With A stopped, a re-check asks B:
+    its answer is older than what tickerd saw, so tickerd stays on the
+    promoted node and never connects to B's."""
+    topo = Topology(replicas=1, sentinels=0)
+    a_port, b_port = free_port(), free_port()
+    try:
+        primary, replica = topo.data_ports
+        topo.start_sentinel(a_port, down_after_ms=600000)
+        wait_for(lambda: topo._healthy_replicas(a_port) == 1 or None, timeout=15, what="A to see the replica")
+        client(a_port).execute_command("SENTINEL", "FAILOVER", MASTER)
+        wait_for(lambda: topo.sentinel_primary(a_port) == ("127.0.0.1", replica) or None, timeout=15,
+                 what="A's failover")
+        other = free_port()
+        topo.start_data(other, None)
+        topo.start_sentinel(b_port, monitor=other, down_after_ms=600000)
+        t = tickerd_factory("--feed", "none", "--redis-url",
+                            f"redis+sentinel://127.0.0.1:{a_port},127.0.0.1:{b_port}/{MASTER}")
+        wait_for(lambda: ready(t), timeout=10, what="ready")
+        st = sentinel_status(t)
+        assert st["primary"] == f"127.0.0.1:{replica}" and st["config_epoch"] >= 1
+        topo.procs[a_port].send_signal(signal.SIGSTOP)
+        client(replica).client_kill_filter(_type="normal")
+        client(replica).client_kill_filter(_type="pubsub")
+        wait_for(lambda: sentinel_status(t)["stale_configs"] >= 1 or None, timeout=10,
+                 what="B's older answer to be passed over")
+        wait_for(lambda: ready(t), timeout=10, what="ready again on the promoted node")
+        assert sentinel_status(t)["primary"] == f"127.0.0.1:{replica}"
+        assert ours(other) == []
+    finally:
+        if a_port in topo.procs:
+            topo.procs[a_port].send_signal(signal.SIGCONT)
+        topo.stop()
