@@ -120,18 +120,27 @@ class Topology:
         every replica, healthy: a failover is possible from here."""
         want = (("127.0.0.1", self.primary_port), len(self.sentinel_ports) - 1, len(self.data_ports) - 1)
 
+        state = {}
+
         def ok():
             for p in self.data_ports:
-                if p != self.primary_port and p in self.procs and \
-                        client(p).info("replication").get("master_link_status") != "up":
-                    return False
+                if p != self.primary_port and p in self.procs:
+                    link = client(p).info("replication").get("master_link_status")
+                    if link != "up":
+                        state["why"] = f"replica {p} link {link}"
+                        return False
             for sp in self.sentinel_ports:
                 c = client(sp)
-                others = len(c.execute_command("SENTINEL", "sentinels", MASTER))
-                if (self.sentinel_primary(sp), others, self._healthy_replicas(sp)) != want:
+                got = (self.sentinel_primary(sp), len(c.execute_command("SENTINEL", "sentinels", MASTER)),
+                       self._healthy_replicas(sp))
+                if got != want:
+                    state["why"] = f"Sentinel {sp}: {got}, want {want}"
                     return False
             return True
-        wait_until(ok, timeout, "the Sentinels to converge", interval=0.2)
+        try:
+            wait_until(ok, timeout, "the Sentinels to converge", interval=0.2)
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {state.get('why')}") from None
 
     def kill_primary(self):
         """kill -9 of the primary; returns its port."""
