@@ -30,6 +30,7 @@
 #include "base/jsonw.h"
 #include "base/td_limits.h"
 #include "http/http.h"
+#include "http/ws_deflate.h"
 
 typedef struct td_hub td_hub;
 struct td_subscriber;
@@ -195,6 +196,16 @@ bool hub_topic_listened(const td_hub *h, int id);
 /* Sends the JSON text `json` as a text frame to every WebSocket client of
  * topic `id`. */
 void hub_topic_publish(td_hub *h, int id, const char *json, size_t len);
+
+/* A message of a channel the hub does not own (candle_fan's bars and
+ * trades), encoded once by the caller for every client of one transport
+ * (`v`: the WebSocket frame or the SSE event), queued on `c` under the
+ * quotes' output limits: past the hard limit, or over the soft one for
+ * --client-soft-ms, the client is closed; while over the soft limit its
+ * quotes are conflated and, when `droppable` (a trade, an in-progress
+ * bar: a newer one follows), this message is not queued. Not conflated
+ * once queued. true when queued. */
+bool hub_deliver(td_hub *h, hub_client *c, wsd_variant *v, bool droppable);
 
 /* Sends a per-client message (an event, not a quote): a text frame for
  * WebSocket, `event: <type>` + data for SSE. */

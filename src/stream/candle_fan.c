@@ -1,4 +1,4 @@
-/* Bars from Redis to WebSocket and SSE clients (see candle_fan.h). */
+/* Bars and trades from Redis to WebSocket and SSE clients (see candle_fan.h). */
 #include "stream/candle_fan.h"
 
 #include <errno.h>
@@ -8,14 +8,20 @@
 #include <string.h>
 
 #include "base/fnv1a.h"
+#include "http/ws_frame.h"
 #include "market/candle_pub.h"
 #include "market/stream_msg.h"
 #include "market/subscriber.h"
 
+/* What a channel carries: a symbol's bars of one timeframe, or its trades. */
+typedef enum { FAN_BARS, FAN_TRADES } fan_kind;
+
 typedef struct {
-  char name[CANDLE_CHANNEL_MAX];
+  char name[FAN_CHANNEL_MAX];
   size_t len;
   uint32_t hash;
+  fan_kind kind;
+  uint8_t sym_off;          /* the symbol's offset in name */
   hub_client **clients;
   uint32_t n, cap;
 } fan_channel;
@@ -53,8 +59,15 @@ static int channel_name(const candle_fan *f, const char *sym, size_t n, const ch
   if (!smsg_symbol_valid(sym, n)) return -EINVAL;
   int k = f->engine ? candle_tf_find(f->engine, tf, tf_len) : -1;
   if (k < 0) return -ENOENT;
-  *len = (size_t)snprintf(out, CANDLE_CHANNEL_MAX, CANDLE_CHANNEL_PREFIX ":%s:%.*s", candle_tf_name(f->engine, k),
+  *len = (size_t)snprintf(out, FAN_CHANNEL_MAX, CANDLE_CHANNEL_PREFIX ":%s:%.*s", candle_tf_name(f->engine, k),
                           (int)n, sym);
+  return 0;
+}
+
+/* The trade channel the pipeline publishes to: "trades:<SYM>". */
+static int trade_channel_name(const char *sym, size_t n, char *out, size_t *len) {
+  if (!smsg_symbol_valid(sym, n)) return -EINVAL;
+  *len = (size_t)snprintf(out, FAN_CHANNEL_MAX, "%s:%.*s", smsg_kind_channel(SMSG_TRADE), (int)n, sym);
   return 0;
 }
 
@@ -77,11 +90,9 @@ static uint32_t client_channels(const candle_fan *f, const hub_client *c) {
   return n;
 }
 
-int candle_fan_subscribe(candle_fan *f, hub_client *c, const char *sym, size_t n, const char *tf, size_t tf_len) {
-  char name[CANDLE_CHANNEL_MAX];
-  size_t len;
-  int rc = channel_name(f, sym, n, tf, tf_len, name, &len);
-  if (rc < 0) return rc;
+/* Adds c to the channel `name` of `kind` (made, and SUBSCRIBEd, by its
+ * first client); candle_fan_subscribe's results. */
+static int add_client(candle_fan *f, hub_client *c, const char *name, size_t len, fan_kind kind, size_t sym_len) {
   int i = find_channel(f, name, len);
   if (i >= 0 && client_pos(f->ch[i], c) >= 0) return 0;
   if (client_channels(f, c) >= (uint32_t)hub_opts(f->hub)->max_client_symbols) return -E2BIG;
@@ -92,6 +103,8 @@ int candle_fan_subscribe(candle_fan *f, hub_client *c, const char *sym, size_t n
     memcpy(ch->name, name, len + 1);
     ch->len = len;
     ch->hash = fnv1a(name, len);
+    ch->kind = kind;
+    ch->sym_off = (uint8_t)(len - sym_len);
     i = (int)f->nch;
     f->ch[f->nch++] = ch;
     f->stats.channels++;
@@ -110,6 +123,20 @@ int candle_fan_subscribe(candle_fan *f, hub_client *c, const char *sym, size_t n
   return 1;
 }
 
+int candle_fan_subscribe(candle_fan *f, hub_client *c, const char *sym, size_t n, const char *tf, size_t tf_len) {
+  char name[FAN_CHANNEL_MAX];
+  size_t len;
+  int rc = channel_name(f, sym, n, tf, tf_len, name, &len);
+  return rc < 0 ? rc : add_client(f, c, name, len, FAN_BARS, n);
+}
+
+int candle_fan_subscribe_trades(candle_fan *f, hub_client *c, const char *sym, size_t n) {
+  char name[FAN_CHANNEL_MAX];
+  size_t len;
+  int rc = trade_channel_name(sym, n, name, &len);
+  return rc < 0 ? rc : add_client(f, c, name, len, FAN_TRADES, n);
+}
+
 /* Removes client k of channel i; the channel goes with its last client. */
 static void drop(candle_fan *f, uint32_t i, uint32_t k) {
   fan_channel *ch = f->ch[i];
@@ -123,15 +150,24 @@ static void drop(candle_fan *f, uint32_t i, uint32_t k) {
   f->stats.channels--;
 }
 
-int candle_fan_unsubscribe(candle_fan *f, hub_client *c, const char *sym, size_t n, const char *tf, size_t tf_len) {
-  char name[CANDLE_CHANNEL_MAX];
-  size_t len;
-  if (channel_name(f, sym, n, tf, tf_len, name, &len) < 0) return 0;
+static int remove_client(candle_fan *f, hub_client *c, const char *name, size_t len) {
   int i = find_channel(f, name, len);
   int k = i >= 0 ? client_pos(f->ch[i], c) : -1;
   if (k < 0) return 0;
   drop(f, (uint32_t)i, (uint32_t)k);
   return 1;
+}
+
+int candle_fan_unsubscribe(candle_fan *f, hub_client *c, const char *sym, size_t n, const char *tf, size_t tf_len) {
+  char name[FAN_CHANNEL_MAX];
+  size_t len;
+  return channel_name(f, sym, n, tf, tf_len, name, &len) < 0 ? 0 : remove_client(f, c, name, len);
+}
+
+int candle_fan_unsubscribe_trades(candle_fan *f, hub_client *c, const char *sym, size_t n) {
+  char name[FAN_CHANNEL_MAX];
+  size_t len;
+  return trade_channel_name(sym, n, name, &len) < 0 ? 0 : remove_client(f, c, name, len);
 }
 
 void candle_fan_detach(candle_fan *f, hub_client *c) {
@@ -171,56 +207,85 @@ void candle_fan_send_history(candle_fan *f, hub_client *c, const char *sym, size
 }
 
 /* A payload from Redis must be one JSON object on one line: anything else
- * (another producer's) would break the envelope or the SSE framing. Sets
- * *closed from its "closed". */
-static bool payload_ok(const char *p, size_t n, bool *closed) {
+ * (another producer's) would break the envelope or the SSE framing. A
+ * trade with a position at its tail is the pipeline's own (smsg_encode)
+ * and is not parsed again, as the hub does with quotes; bars are parsed
+ * for their "closed". */
+static bool payload_ok(fan_kind kind, const char *p, size_t n, bool *closed) {
+  *closed = false;
   if (n == 0 || n > CANDLE_FAN_PAYLOAD_MAX || memchr(p, '\n', n) || memchr(p, '\r', n)) return false;
+  uint64_t seq, epoch;
+  if (kind == FAN_TRADES && smsg_payload_position(p, n, &seq, &epoch) == 0) return true;
   json_t *o = json_loadb(p, n, JSON_REJECT_DUPLICATES, NULL);
   bool ok = o && json_is_object(o);
-  *closed = ok && json_is_true(json_object_get(o, "closed"));
+  *closed = ok && kind == FAN_BARS && json_is_true(json_object_get(o, "closed"));
   json_decref(o);
   return ok;
 }
 
-/* Bars skip the hub's per-client limits (they are sent per client), so
- * they keep their own: past the soft limit a client gets only final bars,
- * past the hard one none (the hub or the write timeout closes it). */
-static bool client_takes(const candle_fan *f, const hub_client *c, bool closed) {
-  size_t queued = conn_queued_bytes(c->conn);
-  const td_hub_opts *o = hub_opts(f->hub);
-  return queued < (size_t)o->client_hard_bytes && (closed || queued < (size_t)o->client_soft_bytes);
+/* The message of a channel as each transport sends it, encoded once:
+ *   WebSocket  {"type":"candle","channel":..,"data":{bar}}
+ *              {"type":"trade","channel":"trades:AAPL","symbol":"AAPL","data":{trade}}
+ *   SSE        event: candle / event: trade, data: the payload */
+static void encode(const fan_channel *ch, const char *payload, size_t len, wsd_variant out[HUB_TRANSPORTS]) {
+  const char *type = ch->kind == FAN_TRADES ? "trade" : "candle";
+  char head[64 + 2 * FAN_CHANNEL_MAX];
+  int n = ch->kind == FAN_TRADES
+              ? snprintf(head, sizeof(head), "{\"type\":\"trade\",\"channel\":\"%s\",\"symbol\":\"%s\",\"data\":", ch->name,
+                         ch->name + ch->sym_off)
+              : snprintf(head, sizeof(head), "{\"type\":\"candle\",\"channel\":\"%s\",\"data\":", ch->name);
+  out[HUB_WS] = wsd_variant_of(ws_frame_text_wrapped(head, (size_t)n, payload, len, "}", 1));
+  n = snprintf(head, sizeof(head), "event: %s\ndata: ", type);
+  td_buf *b = buf_new((size_t)n + len + 2);
+  if (b) {
+    memcpy(b->data, head, (size_t)n);
+    memcpy(b->data + n, payload, len);
+    memcpy(b->data + n + len, "\n\n", 2);
+    b->len = (uint32_t)((size_t)n + len + 2);
+  }
+  out[HUB_SSE] = wsd_variant_of(b);
+}
+
+/* The channel's kind by its name's prefix; false for another channel. */
+static bool fan_channel_kind(const char *channel, size_t len, fan_kind *kind) {
+  static const char bars[] = CANDLE_CHANNEL_PREFIX ":";
+  const char *trades = smsg_kind_channel(SMSG_TRADE);
+  size_t tn = strlen(trades);
+  if (len >= sizeof(bars) && !memcmp(channel, bars, sizeof(bars) - 1)) *kind = FAN_BARS;
+  else if (len > tn + 1 && !memcmp(channel, trades, tn) && channel[tn] == ':') *kind = FAN_TRADES;
+  else return false;
+  return true;
 }
 
 bool candle_fan_on_message(candle_fan *f, const char *channel, size_t channel_len, const char *payload,
                            size_t payload_len) {
-  static const char prefix[] = CANDLE_CHANNEL_PREFIX ":";
-  if (channel_len < sizeof(prefix) || memcmp(channel, prefix, sizeof(prefix) - 1)) return false;
+  fan_kind kind;
+  if (!fan_channel_kind(channel, channel_len, &kind)) return false;
+  /* With --channel-prefix trades the quotes' channels are these too: the
+   * hub gets every message of them as well. */
+  bool theirs = kind == FAN_TRADES && !strcmp(hub_opts(f->hub)->channel_prefix, smsg_kind_channel(SMSG_TRADE));
   f->stats.messages++;
   int i = find_channel(f, channel, channel_len);
-  if (i < 0) return true;   /* unsubscribed while in flight */
+  if (i < 0) return !theirs;   /* unsubscribed while in flight */
   bool closed;
-  if (!payload_ok(payload, payload_len, &closed)) {
+  if (!payload_ok(kind, payload, payload_len, &closed)) {
     f->stats.bad_messages++;
-    return true;
+    return !theirs;
   }
   fan_channel *ch = f->ch[i];
-  size_t cap = 48 + ch->len + payload_len;
-  char *env = malloc(cap);
-  if (!env) return true;
-  int n = snprintf(env, cap, "{\"type\":\"candle\",\"channel\":\"%s\",\"data\":%.*s}", ch->name, (int)payload_len,
-                   payload);
-  for (uint32_t k = 0; k < ch->n; k++) {
+  wsd_variant v[HUB_TRANSPORTS];
+  encode(ch, payload, payload_len, v);
+  /* backwards: a client closed for being slow is swap-removed behind us */
+  for (uint32_t k = ch->n; k-- > 0;) {
     hub_client *c = ch->clients[k];
-    if (!client_takes(f, c, closed)) {
-      f->stats.dropped++;
-      continue;
-    }
-    if (c->transport == HUB_WS) hub_send_text(f->hub, c, "candle", env, (size_t)n);
-    else hub_send_text(f->hub, c, "candle", payload, payload_len);
-    f->stats.deliveries++;
+    if (!v[c->transport].plain) continue;
+    /* a trade or an in-progress bar is followed by a newer one; a closed bar is not */
+    if (hub_deliver(f->hub, c, &v[c->transport], !closed)) f->stats.deliveries++;
+    else f->stats.dropped++;
   }
-  free(env);
-  return true;
+  wsd_variant_done(&v[HUB_WS]);
+  wsd_variant_done(&v[HUB_SSE]);
+  return !theirs;
 }
 
 void candle_fan_get_stats(const candle_fan *f, candle_fan_stats *out) { *out = f->stats; }

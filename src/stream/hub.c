@@ -441,6 +441,18 @@ static void deliver(td_hub *h, const hub_member *m, wsd_variant *v, uint32_t tag
   h->stats.deliveries++;
 }
 
+bool hub_deliver(td_hub *h, hub_client *c, wsd_variant *v, bool droppable) {
+  const td_hub_opts *opts = &h->opts;
+  size_t queued = conn_queued_bytes(c->conn);
+  if (queued >= (size_t)opts->client_soft_bytes || queued >= (size_t)opts->client_hard_bytes) {
+    if (!over_limit(h, c, queued)) return false;
+    if (droppable) return false;
+  }
+  conn_send(c->conn, wsd_pick(v, c->deflate_bits), 0);
+  h->stats.deliveries++;
+  return true;
+}
+
 /* Sends one message to every client of `sym`: encoded once per transport,
  * the same bytes queued on each (and compressed at most once, shared by the
  * WebSocket clients that negotiated permessage-deflate). */

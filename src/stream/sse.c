@@ -1,4 +1,4 @@
-/* GET /stream?symbols=AAPL,MSFT: Server-Sent Events. Each quote is an
+/* GET /stream?symbols=AAPL,MSFT (&candles=..&tf=.., &trades=..): Server-Sent Events. Each quote is an
  * `event: quote` whose `id:` is its stream position, so a browser's
  * EventSource resumes with Last-Event-ID after a reconnect. A comment line
  * every --ping-interval-ms keeps proxies from closing an idle stream. */
@@ -84,10 +84,11 @@ static bool subscribe_all(td_request *req, td_hub *hub, sse_session *s, char *li
   return true;
 }
 
-/* ?candles=AAPL,MSFT&tf=1m: the bars of each symbol (stream/candle_fan.c);
- * answers 400/403 itself and returns false on the first bad one. */
-static bool subscribe_candles(td_request *req, td_hub *hub, sse_session *s, char *list, const void *grant,
-                              const char *tf) {
+/* ?candles=AAPL,MSFT&tf=1m: the bars of each symbol, or, tf NULL
+ * (?trades=AAPL,MSFT), its trades (stream/candle_fan.c); answers 400/403/503
+ * itself and returns false on the first bad one. */
+static bool subscribe_fan(td_request *req, td_hub *hub, sse_session *s, char *list, const void *grant,
+                          const char *tf) {
   candle_fan *fan = hub_candles(hub);
   char *save = NULL;
   for (char *sym = strtok_r(list, ",", &save); sym; sym = strtok_r(NULL, ",", &save)) {
@@ -95,7 +96,9 @@ static bool subscribe_candles(td_request *req, td_hub *hub, sse_session *s, char
       http_error(req, 403, "forbidden_symbol", "the token does not allow one of the symbols", NULL);
       return false;
     }
-    int rc = fan ? candle_fan_subscribe(fan, &s->client, sym, strlen(sym), tf, strlen(tf)) : -ENOENT;
+    int rc = !fan ? -ENOENT
+             : tf ? candle_fan_subscribe(fan, &s->client, sym, strlen(sym), tf, strlen(tf))
+                  : candle_fan_subscribe_trades(fan, &s->client, sym, strlen(sym));
     if (rc < 0) {
       http_error(req, rc == -ENOSPC ? 503 : 400,
                  rc == -EINVAL ? "bad_symbol" : rc == -ENOENT ? "bad_timeframe" : rc == -E2BIG ? "too_many_symbols"
@@ -103,7 +106,7 @@ static bool subscribe_candles(td_request *req, td_hub *hub, sse_session *s, char
                  rc == -EINVAL ? "a symbol is 1-16 of A-Z 0-9 . - /"
                  : rc == -ENOENT ? "tf must be one of --candle-timeframes (candles on)"
                  : rc == -E2BIG  ? "more symbols than --max-client-symbols"
-                                 : "the server has too many candle channels",
+                                 : "the server has too many candle and trade channels",
                  NULL);
       return false;
     }
@@ -136,10 +139,13 @@ void sse_session_open(td_request *req, td_hub *hub) {
     memcpy(ccopy, clist, sizeof(ccopy));
     http_query_param(req, "tf", tf, sizeof(tf));
   }
+  char tlist[SSE_SYMBOLS_PARAM_MAX + 1];
+  bool has_trades = hub_candles(hub) && http_query_param(req, "trades", tlist, sizeof(tlist)) && *tlist;
   bool has_symbols = http_query_param(req, "symbols", list, SSE_SYMBOLS_PARAM_MAX + 1) && *list;
-  if (!has_symbols && !has_candles) {
+  if (!has_symbols && !has_candles && !has_trades) {
     free(list);
-    http_error(req, 400, "missing_symbols", "GET /stream?symbols=AAPL,MSFT or /stream?candles=AAPL&tf=1m", NULL);
+    http_error(req, 400, "missing_symbols",
+               "GET /stream?symbols=AAPL,MSFT, /stream?candles=AAPL&tf=1m or /stream?trades=AAPL", NULL);
     return;
   }
   char hist_buf[16];
@@ -173,7 +179,8 @@ void sse_session_open(td_request *req, td_hub *hub) {
     return;
   }
   bool ok = (!has_symbols || subscribe_all(req, hub, s, list, grant, syms, &nsyms)) &&
-            (!has_candles || subscribe_candles(req, hub, s, ccopy, grant, tf));
+            (!has_candles || subscribe_fan(req, hub, s, ccopy, grant, tf)) &&
+            (!has_trades || subscribe_fan(req, hub, s, tlist, grant, NULL));
   opts->access->release(grant);
   if (!ok) {
     hub_detach(hub, &s->client);

@@ -72,19 +72,12 @@ static void send_error(ws_session *s, const char *code, const char *message, con
 
 /* ---- actions -------------------------------------------------------------- */
 
-/* "candles": {"symbols": [..], "tf": "1m"}: each symbol's bars of that
- * timeframe (stream/candle_fan.c), with `history` past bars first. */
-static void candles_action(ws_session *s, json_t *spec, bool on, int history) {
-  candle_fan *fan = hub_candles(s->hub);
-  json_t *symbols = json_object_get(spec, "symbols"), *tf = json_object_get(spec, "tf"), *v, *ok = json_array();
-  if (!fan || !json_is_array(symbols) || !json_is_string(tf)) {
-    json_decref(ok);
-    send_error(s, fan ? "bad_request" : "candles_off",
-               fan ? "\"candles\" takes {\"symbols\": [..], \"tf\": \"1m\"}" : "this server builds no candles", NULL);
-    return;
-  }
-  const char *tfs = json_string_value(tf);
-  size_t i, tfn = json_string_length(tf);
+/* Subscribes (on) or unsubscribes the client for each of `symbols`: their
+ * bars of timeframe `tf`, or, tf NULL, their trades (stream/candle_fan.c).
+ * Errors are answered per symbol; returns the symbols done. */
+static json_t *fan_each(ws_session *s, candle_fan *fan, json_t *symbols, const char *tf, size_t tfn, bool on) {
+  json_t *v, *ok = json_array();
+  size_t i;
   json_array_foreach(symbols, i, v) {
     const char *sym = json_string_value(v);
     size_t n = sym ? json_string_length(v) : 0;
@@ -92,14 +85,33 @@ static void candles_action(ws_session *s, json_t *spec, bool on, int history) {
       send_error(s, "forbidden_symbol", "the token does not allow this symbol", sym);
       continue;
     }
-    int rc = !sym ? -EINVAL : on ? candle_fan_subscribe(fan, &s->client, sym, n, tfs, tfn)
-                                 : candle_fan_unsubscribe(fan, &s->client, sym, n, tfs, tfn);
+    int rc = !sym ? -EINVAL
+             : tf ? (on ? candle_fan_subscribe(fan, &s->client, sym, n, tf, tfn)
+                        : candle_fan_unsubscribe(fan, &s->client, sym, n, tf, tfn))
+                  : (on ? candle_fan_subscribe_trades(fan, &s->client, sym, n)
+                        : candle_fan_unsubscribe_trades(fan, &s->client, sym, n));
     if (rc == -EINVAL) send_error(s, "bad_symbol", "a symbol is 1-16 of A-Z 0-9 . - /", sym);
-    else if (rc == -ENOENT) send_error(s, "bad_timeframe", "no such timeframe (see --candle-timeframes)", tfs);
+    else if (rc == -ENOENT) send_error(s, "bad_timeframe", "no such timeframe (see --candle-timeframes)", tf);
     else if (rc == -E2BIG) send_error(s, "too_many_symbols", "this connection has --max-client-symbols already", sym);
-    else if (rc < 0) send_error(s, "unavailable", "the server has too many candle channels", sym);
+    else if (rc < 0) send_error(s, "unavailable", "the server has too many candle and trade channels", sym);
     else if (rc == 1 || on) json_array_append(ok, v);
   }
+  return ok;
+}
+
+/* "candles": {"symbols": [..], "tf": "1m"}: each symbol's bars of that
+ * timeframe, with `history` past bars first. */
+static void candles_action(ws_session *s, json_t *spec, bool on, int history) {
+  candle_fan *fan = hub_candles(s->hub);
+  json_t *symbols = json_object_get(spec, "symbols"), *tf = json_object_get(spec, "tf"), *v;
+  if (!fan || !json_is_array(symbols) || !json_is_string(tf)) {
+    send_error(s, fan ? "bad_request" : "candles_off",
+               fan ? "\"candles\" takes {\"symbols\": [..], \"tf\": \"1m\"}" : "this server builds no candles", NULL);
+    return;
+  }
+  const char *tfs = json_string_value(tf);
+  size_t i, tfn = json_string_length(tf);
+  json_t *ok = fan_each(s, fan, symbols, tfs, tfn, on);
   jsonw w;
   msg_begin(&w);
   jw_object(&w, "candles");
@@ -114,14 +126,31 @@ static void candles_action(ws_session *s, json_t *spec, bool on, int history) {
   json_decref(ok);
 }
 
+/* "trades": ["AAPL"]: each symbol's trades as they are published (the
+ * dashboard's tape), live only. */
+static void trades_action(ws_session *s, json_t *symbols, bool on) {
+  candle_fan *fan = hub_candles(s->hub);
+  if (!fan || !json_is_array(symbols)) {
+    send_error(s, fan ? "bad_request" : "unavailable", fan ? "\"trades\" takes [\"AAPL\", ..]" : "no trade streams here",
+               NULL);
+    return;
+  }
+  json_t *ok = fan_each(s, fan, symbols, NULL, 0, on);
+  jsonw w;
+  msg_begin(&w);
+  write_names(&w, "trades", ok);
+  json_decref(ok);
+  hub_send_json(s->hub, &s->client, on ? "subscribed" : "unsubscribed", &w);
+}
+
 static void do_subscribe(ws_session *s, json_t *msg) {
   td_hub *hub = s->hub;
   const td_stream_access *access = hub_opts(hub)->access;
   json_t *symbols = json_object_get(msg, "symbols"), *topics = json_object_get(msg, "topics");
   json_t *since = json_object_get(msg, "since"), *history = json_object_get(msg, "history");
-  json_t *candles = json_object_get(msg, "candles");
+  json_t *candles = json_object_get(msg, "candles"), *trades = json_object_get(msg, "trades");
   if ((symbols && !json_is_array(symbols)) || (topics && !json_is_array(topics)) || (since && !json_is_string(since)) ||
-      (history && !json_is_integer(history)) || (!symbols && !topics && !candles)) {
+      (history && !json_is_integer(history)) || (!symbols && !topics && !candles && !trades)) {
     send_error(s, "bad_request",
                "subscribe takes \"symbols\": [..] and/or \"topics\": [..], optional \"since\": string, \"history\": int",
                NULL);
@@ -133,6 +162,7 @@ static void do_subscribe(ws_session *s, json_t *msg) {
     return;
   }
   if (candles) candles_action(s, candles, true, hist);
+  if (trades) trades_action(s, trades, true);
   if (!symbols && !topics) return;
   json_t *ok = json_array();
   const char **fresh = calloc(json_array_size(symbols) + 1, sizeof(*fresh));
@@ -174,9 +204,10 @@ static void do_subscribe(ws_session *s, json_t *msg) {
 
 static void do_unsubscribe(ws_session *s, json_t *msg) {
   json_t *symbols = json_object_get(msg, "symbols"), *topics = json_object_get(msg, "topics"), *v;
-  json_t *candles = json_object_get(msg, "candles");
+  json_t *candles = json_object_get(msg, "candles"), *trades = json_object_get(msg, "trades");
   if (candles) candles_action(s, candles, false, 0);
-  if (candles && !symbols && !topics) return;
+  if (trades) trades_action(s, trades, false);
+  if ((candles || trades) && !symbols && !topics) return;
   if ((symbols && !json_is_array(symbols)) || (topics && !json_is_array(topics))) {
     send_error(s, "bad_request", "unsubscribe takes \"symbols\": [..] and/or \"topics\": [..]", NULL);
     return;

@@ -188,3 +188,51 @@ def test_only_the_lease_holder_publishes_bars(redis_server, tickerd_factory):
     ws.send_json({"action": "subscribe", "candles": {"symbols": ["AAPL"], "tf": "1s"}})
     assert ws.recv_json()["type"] == "subscribed"
     assert ws.recv_json()["type"] == "candle"
+
+
+def test_trades_streamed_to_clients_that_asked(stack, redis_server):
+    """The tape: {"trades": [..]} over WebSocket and ?trades= over SSE get
+    each published trade of their symbols, nothing of others; a quote
+    subscriber of the same symbol gets no trade."""
+    ws = WS(stack.port)
+    ws.send_json({"action": "subscribe", "trades": ["AAPL"]})
+    assert ws.recv_json() == {"type": "subscribed", "trades": ["AAPL"]}
+    quotes_only = WS(stack.port)
+    quotes_only.send_json({"action": "subscribe", "symbols": ["AAPL"]})
+    assert quotes_only.recv_json()["type"] == "subscribed"
+    s, head, buf = sse_open(stack, "trades=AAPL,MSFT")
+    assert " 200 " in head.split("\r\n")[0]
+    # one Redis subscription for the instance's two trade clients
+    wait_for(lambda: redis_server.client().pubsub_numsub("trades:AAPL")[0][1] == 1 or None,
+             what="tickerd's subscription to trades:AAPL")
+    wait_for(lambda: redis_server.client().pubsub_numsub("trades:MSFT")[0][1] == 1 or None,
+             what="tickerd's subscription to trades:MSFT")
+    now = time.time_ns()
+    post(stack, trade("AAPL", now, 10.25, 100, 7), trade("GOOG", now, 5.0, 1, 8), trade("MSFT", now, 20.5, 3, 9))
+    m = ws.recv_json()
+    assert m["type"] == "trade" and m["channel"] == "trades:AAPL" and m["symbol"] == "AAPL"
+    assert (m["data"]["S"], m["data"]["p"], m["data"]["s"], m["data"]["i"]) == ("AAPL", 10.25, 100, 7)
+    evs, buf = sse_events(s, buf, 2)
+    assert [e["event"] for e in evs] == ["trade", "trade"]
+    assert sorted((json.loads(e["data"])["S"], json.loads(e["data"])["i"]) for e in evs) == [("AAPL", 7), ("MSFT", 9)]
+    # the same payload on both transports, as published
+    aapl = next(json.loads(e["data"]) for e in evs if json.loads(e["data"])["S"] == "AAPL")
+    assert aapl == m["data"]
+    # unsubscribing stops them; the quotes-only client never gets a trade
+    ws.send_json({"action": "unsubscribe", "trades": ["AAPL"]})
+    assert ws.recv_json() == {"type": "unsubscribed", "trades": ["AAPL"]}
+    post(stack, trade("AAPL", now + 1, 10.5, 1, 10),
+         {"T": "q", "S": "AAPL", "bx": "V", "bp": 10.0, "bs": 1, "ax": "V", "ap": 11.0, "as": 1, "t": rfc3339(now + 2)})
+    evs, buf = sse_events(s, buf, 1)
+    assert evs[0]["event"] == "trade" and json.loads(evs[0]["data"])["i"] == 10
+    # the SSE client got trade 10 from the same Redis message: the WebSocket
+    # client would have had it queued before the answer to "list"
+    ws.send_json({"action": "list"})
+    assert ws.recv_json()["type"] == "list"
+    while (q := quotes_only.recv_json())["type"] != "quote":
+        assert q["type"] != "trade"
+    st = stack.status()["candles"]
+    assert st["stream_deliveries"] >= 4 and st["stream_bad_messages"] == 0
+    # a bad symbol is refused like a quote subscription's
+    ws.send_json({"action": "subscribe", "trades": ["bad sym"]})
+    assert ws.recv_json()["error"] == "bad_symbol"
