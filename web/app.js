@@ -182,6 +182,7 @@ function openSymbol(sym) {
   makeChart(r);
   orderViews();
   if (window.tickerdCandles) window.tickerdCandles.open(sym);
+  if (window.tickerdTape) window.tickerdTape.open(sym);
 }
 
 function closeSymbol(sym) {
@@ -189,6 +190,7 @@ function closeSymbol(sym) {
   if (!r) return;
   state.bySymbol.delete(sym);
   if (window.tickerdCandles) window.tickerdCandles.close(sym);
+  if (window.tickerdTape) window.tickerdTape.close(sym);
   if (r.chart) r.chart.destroy();
   if (r.plot) resizer.unobserve(r.plot);
   r.card.remove();
@@ -701,6 +703,7 @@ const conn = (function () {
       resume();
       send({ action: 'subscribe', topics: ['tasks'] });
       if (window.tickerdCandles) window.tickerdCandles.resubscribe();
+      if (window.tickerdTape) window.tickerdTape.resubscribe();
       refreshKnownTasks();
     };
     sock.onmessage = (ev) => onMessage(ev.data);
@@ -736,6 +739,7 @@ function onMessage(data) {
   try { m = JSON.parse(data); } catch (e) { return; }
   if (!m || typeof m !== 'object') return;
   if (window.tickerdCandles && window.tickerdCandles.onMessage(m)) return;   /* candles.js */
+  if (window.tickerdTape && window.tickerdTape.onMessage(m)) return;         /* tape.js */
   switch (m.type) {
     case 'quote': {
       const r = state.bySymbol.get(m.symbol);
@@ -776,6 +780,7 @@ function onMessage(data) {
 
 function init() {
   if (window.tickerdCandles) window.tickerdCandles.init(conn.send);
+  if (window.tickerdTape) window.tickerdTape.init(conn.send);
   state.symbols = loadSymbols();
   for (const sym of state.symbols) openSymbol(sym);
   renderChips();

@@ -1,7 +1,7 @@
 #!/bin/sh
 # web/build.sh OUTDIR: assemble the dashboard that tickerd serves at /dashboard.
 #
-# Copies the page (index.html, dom.js, app.js, candles.js, style.css, favicon.svg) and the chart library
+# Copies the page (index.html, dom.js, app.js, candles.js, tape.js, style.css, favicon.svg) and the chart library
 # vendored from npm (pinned in package-lock.json) into OUTDIR; nothing is
 # fetched at run time, so the page works with no internet. Idempotent: each
 # run replaces OUTDIR's files with fresh copies.
@@ -31,7 +31,7 @@ install_file() {
 	chmod 0644 "$2.tmp.$$"
 	mv -f "$2.tmp.$$" "$2"
 }
-for f in index.html dom.js app.js candles.js style.css favicon.svg; do
+for f in index.html dom.js app.js candles.js tape.js style.css favicon.svg; do
 	install_file "$here/$f" "$out/$f"
 done
 install_file "$uplot/uPlot.iife.min.js" "$out/vendor/uPlot.iife.min.js"

@@ -138,6 +138,7 @@ describe('dashboard in chromium', { skip }, () => {
   const consoleErrors = [];
   const outside = [];
   const sentFrames = [];
+  const tradesReceived = [];   // "trade" messages the server sent the page, in order
 
   before(async () => {
     assert.ok(fs.existsSync(TICKERD_BIN), `TICKERD_BIN ${TICKERD_BIN} does not exist: run make first`);
@@ -172,6 +173,12 @@ describe('dashboard in chromium', { skip }, () => {
     page.on('websocket', (ws) => {
       if (!isLocal(ws.url())) outside.push(ws.url());
       ws.on('framesent', (f) => sentFrames.push(typeof f.payload === 'string' ? f.payload : String(f.payload)));
+      ws.on('framereceived', (f) => {
+        try {
+          const m = JSON.parse(typeof f.payload === 'string' ? f.payload : String(f.payload));
+          if (m.type === 'trade') tradesReceived.push(m);
+        } catch { /* not ours to judge here */ }
+      });
     });
   });
 
@@ -318,6 +325,53 @@ describe('dashboard in chromium', { skip }, () => {
     }, last, { timeout: WAIT_MS });
   });
 
+  test('the trade tape shows the trades the server streamed, newest first, with the spread', async () => {
+    // keyboard: the tape's symbol is a native <select>
+    await page.focus('#tape-symbol');
+    await page.selectOption('#tape-symbol', 'AAPL');
+    for (let t = Date.now(); Date.now() - t < WAIT_MS; await sleep(50))
+      if (sentFrames.some((f) => { try { const m = JSON.parse(f); return m.action === 'subscribe' && m.trades && m.trades.includes('AAPL'); } catch { return false; } })) break;
+    // a trade whose size the simulator never makes (1-99, or round lots to 500)
+    const bid = Number(await page.textContent('#quote-rows tr[data-symbol="AAPL"] [data-field="bid"]'));
+    for (let t = Date.now(); Date.now() - t < WAIT_MS; await sleep(50))
+      if ((await (await fetch(`${base}/status`)).json()).candles.stream_channels >= 2) break;
+    const res = await fetch(`${base}/quotes`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ T: 't', S: 'AAPL', i: 4321, x: 'V', p: bid, s: 4321, c: ['@'], z: 'C',
+                             t: new Date().toISOString() }),
+    });
+    assert.equal(res.status, 202);
+    const rowsOf = () => page.evaluate(() => [...document.querySelectorAll('#tape-rows tr')]
+      .map((tr) => [...tr.cells].map((c) => c.textContent)));
+    await page.waitForFunction(() => [...document.querySelectorAll('#tape-rows tr')].some((tr) => tr.cells[2].textContent === '4321'),
+                               null, { timeout: WAIT_MS });
+    const rows = await rowsOf();
+    const max = await page.evaluate(() => window.tickerdTape.state().max);
+    assert.ok(rows.length <= max, `${rows.length} rows on a tape of ${max}`);
+    // From the posted trade down, the rows are the AAPL trades the server
+    // streamed before it, newest first, with their prices and sizes.
+    const k = rows.findIndex((r) => r[2] === '4321');
+    const streamed = tradesReceived.filter((m) => m.symbol === 'AAPL').map((m) => m.data);
+    const j = streamed.findIndex((d) => d.s === 4321 && d.i === 4321);
+    assert.ok(j >= 0, 'the posted trade never came over the WebSocket');
+    const older = rows.slice(k);
+    assert.ok(older.length >= 1);
+    for (let n = 0; n < older.length && j - n >= 0; n++) {
+      const d = streamed[j - n];
+      assert.deepEqual([older[n][1], older[n][2]], [d.p.toFixed(2), String(d.s)], `row ${k + n}`);
+      // the tick is written, not only coloured
+      if (n + 1 < older.length && j - n - 1 >= 0) {
+        const prev = streamed[j - n - 1].p;
+        assert.equal(older[n][3], d.p > prev ? '▲ up' : d.p < prev ? '▼ down' : '= same', `tick of row ${k + n}`);
+      }
+    }
+    // the spread of the symbol on the tape, from its quotes
+    await page.waitForFunction(() => /^\d+\.\d+$/.test(document.getElementById('tape-spread').textContent), null,
+                               { timeout: WAIT_MS });
+    const [b, a, sp] = await Promise.all(['#tape-bid', '#tape-ask', '#tape-spread'].map((sel) => page.textContent(sel)));
+    assert.ok(Math.abs(Number(a) - Number(b) - Number(sp)) < 0.011, `bid ${b} ask ${a} spread ${sp}`);
+  });
+
   test('the lookup panel shows GET /quotes/{symbol} and its latency', async () => {
     await page.focus('#lookup-input');
     await page.keyboard.type('msft');
@@ -347,7 +401,7 @@ describe('dashboard in chromium', { skip }, () => {
     }));
     assert.ok(overflow.scroll <= overflow.client, `page is ${overflow.scroll} px wide in a ${overflow.client} px viewport`);
     for (const sel of ['#symbol-input', '#add-form button[type="submit"]', '#start-task', 'button[aria-label="Remove AAPL"]',
-                       '#candle-tf', '#lookup-input']) {
+                       '#candle-tf', '#tape-symbol', '#lookup-input']) {
       const box = await page.locator(sel).boundingBox();
       assert.ok(box && box.x >= 0 && box.x + box.width <= 375, `${sel} is off screen: ${JSON.stringify(box)}`);
     }
