@@ -11,10 +11,10 @@
  * (the pipeline checks before handing a message over), so each bar is
  * published once; every instance's clients get the bars from Redis.
  *
- * Bars go through a publishing connection of their own: the quote
- * publishers' counters (published + conflated + dropped + errors = what the
- * pipeline queued) stay about quotes, and one connection keeps every bar's
- * updates in order. */
+ * Bars go through a connection of their own (candle_store.h), whose one
+ * script per bar PUBLISHes it and keeps it in Redis for other instances'
+ * history; closed bars wait in order while Redis is away. The quote
+ * publishers' counters stay about quotes. */
 #ifndef TD_CANDLE_PUB_H
 #define TD_CANDLE_PUB_H
 
@@ -39,8 +39,8 @@
 typedef struct candle_pub candle_pub;
 
 typedef struct {
-  uint64_t bars;             /* bars handed to the publisher */
-  uint64_t refused;          /* refused by it (outbox full, closing) */
+  uint64_t bars;             /* bars handed to the store (sent or queued) */
+  uint64_t refused;          /* not sent: in progress while Redis is away, or the queue full */
 } candle_pub_stats;
 
 /* Connects its own publisher to `redis_url` (NULL: no publishing, for
@@ -57,9 +57,10 @@ void candle_pub_msg(candle_pub *c, const smsg_msg *m, uint32_t id);
 
 const candle_engine *candle_pub_engine(const candle_pub *c);
 void candle_pub_get_stats(const candle_pub *c, candle_pub_stats *out);
-/* The publisher's counters (publisher.h); false without one. */
-struct pub_stats;
-bool candle_pub_publisher_stats(const candle_pub *c, struct pub_stats *out);
+/* Where the bars are published and kept (candle_store.h): the holder
+ * writes there, any instance reads a series back. NULL without Redis. */
+struct cstore;
+struct cstore *candle_pub_store(const candle_pub *c);
 
 /* The JSON of a bar, at most CANDLE_JSON_MAX bytes into out (NUL ended);
  * returns its length:

@@ -72,6 +72,9 @@ const char *pipeline_script_sha(const td_pipeline *p);
  * or be unset. */
 struct candle_pub;
 void pipeline_set_candles(td_pipeline *p, struct candle_pub *c);
+/* Whether this instance builds bars now: candles on, and the upstream
+ * lease held (or no lease). The others answer history from Redis. */
+bool pipeline_aggregating(const td_pipeline *p);
 void pipeline_get_stats(const td_pipeline *p, pipeline_stats *out);
 struct qstore *pipeline_store(const td_pipeline *p);
 /* The publishing connections' counters added up; true when all are ready.

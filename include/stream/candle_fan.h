@@ -14,7 +14,8 @@
  * WebSocket:  {"type":"candle","channel":"candles:1m:AAPL","data":{bar}}
  *             {"type":"trade","channel":"trades:AAPL","symbol":"AAPL","data":{trade}}
  * SSE:        event: candle / data: {bar};  event: trade / data: {trade}
- * History (from this instance's engine, oldest first):
+ * History (oldest first, from this instance's engine, or from Redis where
+ * the bars were built elsewhere, candle_store.h):
  *   WebSocket {"type":"candles","symbol":"AAPL","tf":"1m","bars":[..]}
  *   SSE       event: candles / data: {"symbol":..,"tf":..,"bars":[..]} */
 #ifndef TD_CANDLE_FAN_H
@@ -53,6 +54,11 @@ typedef struct {
  * off and every subscription is refused. */
 candle_fan *candle_fan_new(td_hub *hub, struct td_subscriber *sub, const candle_engine *engine);
 void candle_fan_free(candle_fan *f);
+/* History of bars this instance does not build (local(ud) false, or the
+ * engine never saw the symbol) is read from `store` (candle_store.h), which
+ * must outlive the clients. Without a store: the engine's only. */
+struct cstore;
+void candle_fan_set_store(candle_fan *f, struct cstore *store, bool (*local)(void *ud), void *ud);
 
 /* 1: subscribed now, 0: was already, -EINVAL bad symbol, -ENOENT no such
  * timeframe (or candles off), -E2BIG the client has --max-client-symbols
@@ -67,7 +73,9 @@ int candle_fan_unsubscribe_trades(candle_fan *f, hub_client *c, const char *sym,
 int candle_fan_unsubscribe(candle_fan *f, hub_client *c, const char *sym, size_t n, const char *tf, size_t tf_len);
 /* Every subscription of c goes (the hub calls this from hub_detach). */
 void candle_fan_detach(candle_fan *f, hub_client *c);
-/* Sends up to `limit` bars of sym/tf from the engine (see above). */
+/* Sends up to `limit` bars of sym/tf (see above): from the engine, or,
+ * later, from the store (then "unavailable": true with no bars when Redis
+ * did not answer). Live bars may come before a history read from the store. */
 void candle_fan_send_history(candle_fan *f, hub_client *c, const char *sym, size_t n, const char *tf, size_t tf_len,
                              uint32_t limit);
 /* A message from the subscriber: true when it was on a candle or trade

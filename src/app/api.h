@@ -35,6 +35,9 @@ bool api_quote_fallback(td_request *req, const char *symbol);
  * itself and returns false when it is not a symbol. */
 bool api_symbol_param(td_request *req, char out[TD_SYMBOL_MAX + 1]);
 void api_candles_get(td_request *req);
+/* Whether this instance builds bars now (it holds the upstream lease, or
+ * has none): `app` is the td_app. */
+bool api_candles_local(void *app);
 /* The "candles" block of /status. */
 struct td_app;
 void api_candles_status(jsonw *w, struct td_app *app);

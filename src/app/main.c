@@ -10,6 +10,7 @@
 
 #include "market/alpaca.h"
 #include "market/alpaca_rest.h"
+#include "app/api.h"
 #include "app/app.h"
 #include "app/auth.h"
 #include "routes.h"
@@ -344,6 +345,8 @@ static int start_candles(td_app *app) {
   app->candle_fan = candle_fan_new(app->hub, app->sub, app->candles ? candle_pub_engine(app->candles) : NULL);
   if (!app->candle_fan) return -1;
   hub_set_candles(app->hub, app->candle_fan);
+  /* history of bars built by another instance (the lease holder) from Redis */
+  if (app->candles) candle_fan_set_store(app->candle_fan, candle_pub_store(app->candles), api_candles_local, app);
   return 0;
 }
 

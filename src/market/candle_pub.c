@@ -9,12 +9,12 @@
 #include <time.h>
 
 #include "base/fmt_num.h"
-#include "market/publisher.h"
+#include "market/candle_store.h"
 
 struct candle_pub {
   uv_timer_t timer;
   candle_engine *engine;
-  td_publisher *pub;         /* NULL: bars are not published */
+  cstore *store;             /* publishes and keeps the bars; NULL: not published */
   candle_pub_stats stats;
   int closing;               /* handles (timer, publisher) not closed yet */
   void (*done)(void *);
@@ -99,13 +99,16 @@ size_t candle_pub_bar_json(char *out, const char *sym, size_t sym_len, const cha
 
 static void on_bar(void *ud, const char *sym, size_t sym_len, int tf, const candle_bar *b) {
   candle_pub *c = ud;
-  if (!c->pub) return;
+  if (!c->store) return;
   const char *tf_name = candle_tf_name(c->engine, tf);
   char channel[CANDLE_CHANNEL_MAX], json[CANDLE_JSON_MAX];
   int n = snprintf(channel, sizeof(channel), CANDLE_CHANNEL_PREFIX ":%s:%.*s", tf_name, (int)sym_len, sym);
   size_t len = candle_pub_bar_json(json, sym, sym_len, tf_name, b);
-  if (pub_publish(c->pub, channel, (size_t)n, json, len) < 0) c->stats.refused++;
-  else c->stats.bars++;
+  if (cstore_put(c->store, channel, (size_t)n, json, len, b->start, candle_tf_seconds(c->engine, tf),
+                 b->flags & CANDLE_F_CLOSED) < 0)
+    c->stats.refused++;
+  else
+    c->stats.bars++;
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -127,8 +130,8 @@ candle_pub *candle_pub_new(uv_loop_t *loop, const char *redis_url, const candle_
     free(c);
     return NULL;
   }
-  if (redis_url && !(c->pub = pub_new(loop, redis_url, NULL))) {
-    snprintf(err, err_len, "cannot create the candle publisher");
+  if (redis_url && !(c->store = cstore_new(loop, redis_url, candle_history_max(c->engine)))) {
+    snprintf(err, err_len, "cannot create the candle store's Redis connection");
     candle_free(c->engine);
     free(c);
     return NULL;
@@ -155,17 +158,13 @@ static void on_timer_closed(uv_handle_t *h) { closed_one(h->data); }
 void candle_pub_close(candle_pub *c, void (*done)(void *), void *ud) {
   c->done = done;
   c->done_ud = ud;
-  c->closing = 1 + (c->pub != NULL);
+  c->closing = 1 + (c->store != NULL);
   uv_close((uv_handle_t *)&c->timer, on_timer_closed);
-  if (c->pub) pub_close(c->pub, closed_one, c);
-  c->pub = NULL;
+  if (c->store) cstore_close(c->store, closed_one, c);
+  c->store = NULL;
 }
 
-bool candle_pub_publisher_stats(const candle_pub *c, struct pub_stats *out) {
-  if (!c->pub) return false;
-  pub_stats(c->pub, out);
-  return true;
-}
+cstore *candle_pub_store(const candle_pub *c) { return c->store; }
 
 const candle_engine *candle_pub_engine(const candle_pub *c) { return c->engine; }
 void candle_pub_get_stats(const candle_pub *c, candle_pub_stats *out) { *out = c->stats; }

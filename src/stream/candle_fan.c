@@ -10,6 +10,7 @@
 #include "base/fnv1a.h"
 #include "http/ws_frame.h"
 #include "market/candle_pub.h"
+#include "market/candle_store.h"
 #include "market/stream_msg.h"
 #include "market/subscriber.h"
 
@@ -26,10 +27,25 @@ typedef struct {
   uint32_t n, cap;
 } fan_channel;
 
+/* A history read from the store in flight, for client c. */
+typedef struct fan_read {
+  candle_fan *f;
+  hub_client *c;
+  cstore_read *r;
+  struct fan_read *next;
+  char tf[CANDLE_TF_NAME_MAX];
+  size_t n;
+  char sym[TD_SYMBOL_MAX + 1];
+} fan_read;
+
 struct candle_fan {
   td_hub *hub;
   td_subscriber *sub;
   const candle_engine *engine;
+  cstore *store;                  /* history of bars built elsewhere; NULL: the engine's only */
+  bool (*local)(void *ud);        /* whether this instance builds bars now */
+  void *local_ud;
+  fan_read *reads;
   fan_channel *ch[CANDLE_FAN_MAX_CHANNELS];
   uint32_t nch;
   candle_fan_stats stats;
@@ -44,8 +60,17 @@ candle_fan *candle_fan_new(td_hub *hub, td_subscriber *sub, const candle_engine 
   return f;
 }
 
+static void reads_forget(candle_fan *f, const hub_client *c);
+
+void candle_fan_set_store(candle_fan *f, cstore *store, bool (*local)(void *ud), void *ud) {
+  f->store = store;
+  f->local = local;
+  f->local_ud = ud;
+}
+
 void candle_fan_free(candle_fan *f) {
   if (!f) return;
+  reads_forget(f, NULL);
   for (uint32_t i = 0; i < f->nch; i++) {
     free(f->ch[i]->clients);
     free(f->ch[i]);
@@ -171,18 +196,22 @@ int candle_fan_unsubscribe_trades(candle_fan *f, hub_client *c, const char *sym,
 }
 
 void candle_fan_detach(candle_fan *f, hub_client *c) {
+  reads_forget(f, c);
   for (uint32_t i = f->nch; i > 0; i--) {
     int k = client_pos(f->ch[i - 1], c);
     if (k >= 0) drop(f, i - 1, (uint32_t)k);
   }
 }
 
-void candle_fan_send_history(candle_fan *f, hub_client *c, const char *sym, size_t n, const char *tf, size_t tf_len,
-                             uint32_t limit) {
-  int k = f->engine ? candle_tf_find(f->engine, tf, tf_len) : -1;
-  if (k < 0) return;
-  uint32_t max = candle_history_max(f->engine);
-  if (limit > max) limit = max;
+/* The opening of a history message: {"type":"candles", (WebSocket) then
+ * "symbol":..,"tf":..,"bars":[ */
+static int history_head(char *o, const hub_client *c, const char *sym, size_t n, const char *tf) {
+  return sprintf(o, "%s\"symbol\":\"%.*s\",\"tf\":\"%s\",\"bars\":[", c->transport == HUB_WS ? "{\"type\":\"candles\"," : "{",
+                 (int)n, sym, tf);
+}
+
+/* History from this instance's engine. */
+static void history_local(candle_fan *f, hub_client *c, const char *sym, size_t n, int k, uint32_t limit) {
   candle_bar *bars = malloc((limit ? limit : 1) * sizeof(*bars));
   char *text = malloc((size_t)limit * (CANDLE_JSON_MAX + 1) + CANDLE_JSON_MAX);
   if (!bars || !text) {
@@ -192,10 +221,7 @@ void candle_fan_send_history(candle_fan *f, hub_client *c, const char *sym, size
   }
   int got = candle_history(f->engine, sym, n, k, limit, bars);
   const char *tf_name = candle_tf_name(f->engine, k);
-  char *o = text;
-  if (c->transport == HUB_WS) o += sprintf(o, "{\"type\":\"candles\",");
-  else *o++ = '{';
-  o += sprintf(o, "\"symbol\":\"%.*s\",\"tf\":\"%s\",\"bars\":[", (int)n, sym, tf_name);
+  char *o = text + history_head(text, c, sym, n, tf_name);
   for (int i = 0; i < got; i++) {
     if (i) *o++ = ',';
     o += candle_pub_bar_json(o, sym, n, tf_name, &bars[i]);
@@ -204,6 +230,82 @@ void candle_fan_send_history(candle_fan *f, hub_client *c, const char *sym, size
   hub_send_text(f->hub, c, "candles", text, (size_t)(o - text));
   free(bars);
   free(text);
+}
+
+/* The store's answer (or its absence: "unavailable": true, no bars). */
+static void send_stored(candle_fan *f, hub_client *c, const char *sym, size_t n, const char *tf, bool ok,
+                        const char *const *bars, const size_t *lens, size_t nbars) {
+  size_t total = CANDLE_JSON_MAX;
+  for (size_t i = 0; i < nbars; i++) total += lens[i] + 1;
+  char *text = malloc(total);
+  if (!text) return;
+  char *o = text + history_head(text, c, sym, n, tf);
+  for (size_t i = 0; i < nbars; i++) {
+    if (i) *o++ = ',';
+    memcpy(o, bars[i], lens[i]);
+    o += lens[i];
+  }
+  o += sprintf(o, ok ? "]}" : "],\"unavailable\":true}");
+  hub_send_text(f->hub, c, "candles", text, (size_t)(o - text));
+  free(text);
+}
+
+static void unlink_read(candle_fan *f, fan_read *r) {
+  fan_read **pp = &f->reads;
+  while (*pp != r) pp = &(*pp)->next;
+  *pp = r->next;
+}
+
+static void on_stored(void *ud, bool ok, const char *const *bars, const size_t *lens, size_t n) {
+  fan_read *r = ud;
+  unlink_read(r->f, r);
+  send_stored(r->f, r->c, r->sym, r->n, r->tf, ok, bars, lens, n);
+  free(r);
+}
+
+/* Reads of client c (NULL: all) will not be answered: it left. */
+static void reads_forget(candle_fan *f, const hub_client *c) {
+  for (fan_read *r = f->reads, *next; r; r = next) {
+    next = r->next;
+    if (c && r->c != c) continue;
+    cstore_read_cancel(r->r);
+    unlink_read(f, r);
+    free(r);
+  }
+}
+
+/* History from the store: on an instance that does not build bars (a
+ * standby of the lease), or does but never saw the symbol (it took the
+ * lease over), the holder's bars as it stored them. */
+static void history_stored(candle_fan *f, hub_client *c, const char *sym, size_t n, int k, uint32_t limit) {
+  const char *tf_name = candle_tf_name(f->engine, k);
+  char channel[FAN_CHANNEL_MAX];
+  size_t len;
+  fan_read *r = calloc(1, sizeof(*r));
+  if (!r || channel_name(f, sym, n, tf_name, strlen(tf_name), channel, &len) < 0) {
+    free(r);
+    return;
+  }
+  *r = (fan_read){.f = f, .c = c, .n = n, .next = f->reads};
+  memcpy(r->sym, sym, n);
+  snprintf(r->tf, sizeof(r->tf), "%s", tf_name);
+  if (!(r->r = cstore_read_start(f->store, channel, len, limit, on_stored, r))) {
+    send_stored(f, c, sym, n, tf_name, false, NULL, NULL, 0);
+    free(r);
+    return;
+  }
+  f->reads = r;
+}
+
+void candle_fan_send_history(candle_fan *f, hub_client *c, const char *sym, size_t n, const char *tf, size_t tf_len,
+                             uint32_t limit) {
+  int k = f->engine ? candle_tf_find(f->engine, tf, tf_len) : -1;
+  if (k < 0 || n > TD_SYMBOL_MAX) return;
+  uint32_t max = candle_history_max(f->engine);
+  if (limit > max) limit = max;
+  bool local = !f->store || (f->local(f->local_ud) && candle_history(f->engine, sym, n, k, 0, NULL) >= 0);
+  if (local) history_local(f, c, sym, n, k, limit);
+  else history_stored(f, c, sym, n, k, limit);
 }
 
 /* A payload from Redis must be one JSON object on one line: anything else

@@ -236,3 +236,75 @@ def test_trades_streamed_to_clients_that_asked(stack, redis_server):
     # a bad symbol is refused like a quote subscription's
     ws.send_json({"action": "subscribe", "trades": ["bad sym"]})
     assert ws.recv_json()["error"] == "bad_symbol"
+
+
+def closed_bars(t, path):
+    return [b for b in t.get(path).json().get("bars", []) if b["closed"]]
+
+
+def test_a_standby_started_late_answers_history_from_redis(redis_server, tickerd_factory):
+    """Only the lease holder builds bars; a standby started after they were
+    made answers GET /candles and the subscribe's "history" with the
+    holder's bars, which it never saw live, read back from Redis."""
+    args = ("--redis-url", redis_server.url, "--feed", "sim", "--symbols", "AAPL", "--sim-rate", "100",
+            "--sim-trades", "1", "--candle-timeframes", "1s,1m", "--candle-grace-ms", "0")
+    holder = tickerd_factory(*args)
+    wait_for(lambda: holder.status()["role"] == "holder" or None, what="the holder")
+    wait_for(lambda: len(closed_bars(holder, "/candles/AAPL?tf=1s")) >= 3 or None, timeout=10,
+             what="three closed bars on the holder")
+    standby = tickerd_factory(*args)
+    wait_for(lambda: standby.get("/readyz").status == 200 or None, what="the standby's redis connections")
+    wait_for(lambda: standby.status()["candles"]["store"]["connected"] or None, what="the standby's candle store")
+    assert standby.status()["role"] == "standby"
+    r = standby.get("/candles/AAPL?tf=1s&limit=300")
+    assert r.status == 200, r.body
+    s = r.json()
+    h = holder.get("/candles/AAPL?tf=1s&limit=300").json()
+    assert s["symbol"] == "AAPL" and s["tf"] == "1s" and s["count"] == len(s["bars"])
+    closed_s = [b for b in s["bars"] if b["closed"]]
+    assert len(closed_s) >= 3
+    # the same window on the holder: the same closed bars, value for value
+    lo, hi = closed_s[0]["t"], closed_s[-1]["t"]
+    assert [b for b in h["bars"] if b["closed"] and lo <= b["t"] <= hi] == closed_s
+    # the standby builds none itself
+    assert standby.status()["candles"]["trades"] == 0
+    assert standby.status()["candles"]["store"]["reads"] >= 1
+    # limit: the newest ones
+    two = standby.get("/candles/AAPL?tf=1s&limit=2").json()["bars"]
+    assert len(two) == 2 and two[0]["t"] < two[1]["t"]
+    # the minute series too (its one bar is open: the standby has the holder's last update of it)
+    m = standby.get("/candles/AAPL?tf=1m").json()["bars"]
+    assert m and m[-1]["S"] == "AAPL" and m[-1]["tf"] == "1m"
+    # a symbol nobody built bars for
+    assert standby.get("/candles/ZZZZ?tf=1s").status == 404
+    # history on subscribe, on the standby's WebSocket
+    ws = WS(standby.port)
+    ws.send_json({"action": "subscribe", "candles": {"symbols": ["AAPL"], "tf": "1s"}, "history": 300})
+    assert ws.recv_json()["type"] == "subscribed"
+    while (msg := ws.recv_json())["type"] != "candles":
+        assert msg["type"] == "candle"   # live bars may come before the read from Redis
+    assert msg["symbol"] == "AAPL" and msg["tf"] == "1s" and "unavailable" not in msg
+    by_t = {b["t"]: b for b in holder.get("/candles/AAPL?tf=1s&limit=300").json()["bars"]}
+    hist_closed = [b for b in msg["bars"] if b["closed"]]
+    assert len(hist_closed) >= 3 and all(by_t[b["t"]] == b for b in hist_closed)
+
+
+def test_closed_bars_wait_for_redis_in_order(redis_server, tickerd_factory):
+    """While Redis is away, a closed bar waits for it and is not replaced by
+    the next bar's first update (the publishers' outbox, which keeps the
+    newest message per channel, used to do that)."""
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--candle-grace-ms", "0",
+                        "--candle-timeframes", "1s")
+    wait_for(lambda: t.status()["candles"]["store"]["connected"] or None, what="the candle store")
+    redis_server.stop()
+    wait_for(lambda: not t.status()["candles"]["store"]["connected"] or None, what="the store to see Redis gone")
+    base = (time.time_ns() // 1_000_000_000 - 20) * 1_000_000_000
+    for k in range(4):   # four bars: the first three close while Redis is away
+        post(t, trade("CLSD", base + k * 1_000_000_000, 10.0 + k, 10 + k, k + 1))
+    st = t.status()["candles"]["store"]
+    assert st["waiting"] == 3 and st["queued"] == 3
+    redis_server.start()
+    wait_for(lambda: t.status()["candles"]["store"]["waiting"] == 0 or None, timeout=10, what="the queue to drain")
+    stored = [json.loads(b) for b in redis_server.client().zrange("tickerd:{candles:1s:CLSD}:bars", 0, -1)]
+    assert [(b["c"], b["v"], b["closed"]) for b in stored] == [(10.0, 10, True), (11.0, 11, True), (12.0, 12, True)]
+    assert t.status()["candles"]["store"]["dropped"] == 0
