@@ -49,6 +49,11 @@
 #define CANDLE_LIVE_INTERVAL_NS (1000 * 1000000LL)
 /* One bad-input log line per symbol per this long; the rest are counted. */
 #define CANDLE_LOG_INTERVAL_NS (60 * 1000000000LL)
+/* Trades remembered per symbol by id, for corrections and cancels that
+ * name the trade they touch (Alpaca's "oi", "i"): the last 256, ~6 KiB per
+ * traded symbol. A correction comes seconds after its trade, when it comes;
+ * one for an older trade finds it forgotten (counted, adjust_unknown). */
+#define CANDLE_TRADE_IDS 256
 /* "15m" and the like; "86400s" at most. */
 #define CANDLE_TF_NAME_MAX 8
 
@@ -84,6 +89,7 @@ typedef struct {
   uint64_t adjusted;        /* corrections and cancels applied */
   uint64_t adjust_late;     /* corrections and cancels whose bar was closed or absent */
   uint64_t adjust_unmatched; /* cancels or corrections larger than their bar */
+  uint64_t adjust_unknown;  /* by id: the trade is not among the symbol's last CANDLE_TRADE_IDS */
   uint64_t closed;          /* bars closed */
   uint64_t emitted;         /* on_bar calls */
   uint64_t refused;         /* messages of symbols past max_symbols */
@@ -126,6 +132,17 @@ void candle_quote_id(candle_engine *e, uint32_t id, int64_t t_ns, double bid, do
 void candle_correct_id(candle_engine *e, uint32_t id, int64_t t_ns, double op, int64_t os, double cp, int64_t cs,
                        int64_t now_ns);
 void candle_cancel_id(candle_engine *e, uint32_t id, int64_t t_ns, double price, int64_t size, int64_t now_ns);
+
+/* By trade id (Alpaca's "i" of a trade, "oi" of a correction, "i" of a
+ * cancel), what the feed does: the engine remembers each applied trade's
+ * time, price and size (the last CANDLE_TRADE_IDS of its symbol), and a
+ * correction or cancel adjusts the bars of that time with those values
+ * (their own "t", "op", "os", "p", "s" are not needed). An id not
+ * remembered is counted (adjust_unknown) and changes nothing. */
+void candle_trade_ref_id(candle_engine *e, uint32_t id, uint64_t tid, int64_t t_ns, double price, int64_t size,
+                         int64_t now_ns);
+void candle_correct_ref_id(candle_engine *e, uint32_t id, uint64_t tid, double cp, int64_t cs, int64_t now_ns);
+void candle_cancel_ref_id(candle_engine *e, uint32_t id, uint64_t tid, int64_t now_ns);
 
 /* The same by name: the symbol is interned in the engine's table (refused,
  * and counted, past its limit). */

@@ -158,6 +158,7 @@ void api_candles_status(jsonw *w, td_app *app) {
     JW_U64(w, "adjusted", st.adjusted);
     JW_U64(w, "adjust_late", st.adjust_late);
     JW_U64(w, "adjust_unmatched", st.adjust_unmatched);
+    JW_U64(w, "adjust_unknown", st.adjust_unknown);
     JW_U64(w, "refused", st.refused);
     JW_U64(w, "closed", st.closed);
     JW_U64(w, "bars_sent", ps.bars);

@@ -40,8 +40,19 @@ typedef struct {
   candle_bar live[CANDLE_MAX_TF];
   int64_t logged_ns;        /* last bad-input log line (0: none yet) */
   uint64_t log_suppressed;  /* bad inputs not logged since */
+  struct trade_ref *refs;   /* the last CANDLE_TRADE_IDS trades by id (NULL until one) */
+  uint32_t refs_next;       /* the ring's next slot */
   candle_series tf[];
 } candle_sym;
+
+/* A trade as its bars hold it, for the corrections and cancels that name
+ * it by id; size 0 once cancelled. */
+typedef struct trade_ref {
+  uint64_t id;
+  int64_t t_ns;
+  double price;
+  int64_t size;
+} trade_ref;
 _Static_assert(CANDLE_MAX_TF <= 8, "live_mask has a bit per timeframe");
 
 struct candle_engine {
@@ -151,6 +162,7 @@ void candle_free(candle_engine *e) {
   for (uint32_t i = 0; i < e->nsyms; i++) {
     candle_sym *sym = e->by_id[e->ids[i]];
     for (int t = 0; t < e->ntf; t++) free(sym->tf[t].bars);
+    free(sym->refs);
     free(sym);
   }
   free(e->by_id);
@@ -520,6 +532,57 @@ void candle_correct_id(candle_engine *e, uint32_t id, int64_t t_ns, double op, i
 
 void candle_cancel_id(candle_engine *e, uint32_t id, int64_t t_ns, double price, int64_t size, int64_t now_ns) {
   adjust(e, id, t_ns, price, size, 0, 0, now_ns);
+}
+
+/* ---- by trade id ---------------------------------------------------------------- */
+
+/* The ref of trade `tid` among the symbol's last CANDLE_TRADE_IDS, newest
+ * first (corrections are rare: a walk; a trade costs one slot write). */
+static trade_ref *ref_find(candle_sym *sym, uint64_t tid) {
+  for (uint32_t k = 1; sym->refs && k <= CANDLE_TRADE_IDS; k++) {
+    trade_ref *r = &sym->refs[(sym->refs_next + CANDLE_TRADE_IDS - k) % CANDLE_TRADE_IDS];
+    if (r->id == tid && r->size > 0) return r;
+  }
+  return NULL;
+}
+
+void candle_trade_ref_id(candle_engine *e, uint32_t id, uint64_t tid, int64_t t_ns, double price, int64_t size,
+                         int64_t now_ns) {
+  uint64_t applied = e->stats.trades;
+  candle_trade_id(e, id, t_ns, price, size, now_ns);
+  candle_sym *sym = id < e->max_symbols ? e->by_id[id] : NULL;
+  if (e->stats.trades == applied || !sym) return;   /* bad or late: no bar holds it */
+  if (!sym->refs) {
+    if (!(sym->refs = calloc(CANDLE_TRADE_IDS, sizeof(*sym->refs)))) return;
+    e->stats.bytes += CANDLE_TRADE_IDS * sizeof(*sym->refs);
+  }
+  sym->refs[sym->refs_next] = (trade_ref){tid, t_ns, price, size};
+  sym->refs_next = (sym->refs_next + 1) % CANDLE_TRADE_IDS;
+}
+
+/* The trade `tid` of symbol id, or NULL (counted: unknown, not applied). */
+static trade_ref *ref_of(candle_engine *e, uint32_t id, uint64_t tid) {
+  candle_sym *sym = id < e->max_symbols ? e->by_id[id] : NULL;
+  trade_ref *r = sym ? ref_find(sym, tid) : NULL;
+  if (!r) e->stats.adjust_unknown++;
+  return r;
+}
+
+void candle_correct_ref_id(candle_engine *e, uint32_t id, uint64_t tid, double cp, int64_t cs, int64_t now_ns) {
+  trade_ref *r = ref_of(e, id, tid);
+  if (!r) return;
+  candle_correct_id(e, id, r->t_ns, r->price, r->size, cp, cs, now_ns);
+  if (cs > 0 && isfinite(cp) && cp > 0) {   /* a later cancel or correction undoes the corrected trade */
+    r->price = cp;
+    r->size = cs;
+  }
+}
+
+void candle_cancel_ref_id(candle_engine *e, uint32_t id, uint64_t tid, int64_t now_ns) {
+  trade_ref *r = ref_of(e, id, tid);
+  if (!r) return;
+  candle_cancel_id(e, id, r->t_ns, r->price, r->size, now_ns);
+  r->size = 0;
 }
 
 /* ---- by name ------------------------------------------------------------------- */

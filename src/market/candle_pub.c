@@ -188,21 +188,24 @@ void candle_pub_msg(candle_pub *c, const smsg_msg *m, uint32_t id) {
   int64_t t;
   if (smsg_msg_time(m, &t) != 0) return;
   int64_t now = realtime_ns();
-  double a, b, cp;
+  double a, b, cp, tid;
   int64_t s, cs;
+  /* trades are remembered by id, and corrections and cancels placed by the
+   * id of the trade they name ("oi", "i"), not by their own time */
   switch (m->kind) {
     case SMSG_TRADE:
-      if (num(m, "p", &a) && int_num(m, "s", &s)) candle_trade_id(c->engine, id, t, a, s, now);
+      if (num(m, "p", &a) && int_num(m, "s", &s) && num(m, "i", &tid))
+        candle_trade_ref_id(c->engine, id, (uint64_t)tid, t, a, s, now);
       break;
     case SMSG_QUOTE:
       if (num(m, "bp", &a) && num(m, "ap", &b)) candle_quote_id(c->engine, id, t, a, b, now);
       break;
     case SMSG_CORRECTION:
-      if (num(m, "op", &a) && int_num(m, "os", &s) && num(m, "cp", &cp) && int_num(m, "cs", &cs))
-        candle_correct_id(c->engine, id, t, a, s, cp, cs, now);
+      if (num(m, "oi", &tid) && num(m, "cp", &cp) && int_num(m, "cs", &cs))
+        candle_correct_ref_id(c->engine, id, (uint64_t)tid, cp, cs, now);
       break;
     default:   /* cancel or error: either way the trade is withdrawn */
-      if (num(m, "p", &a) && int_num(m, "s", &s)) candle_cancel_id(c->engine, id, t, a, s, now);
+      if (num(m, "i", &tid)) candle_cancel_ref_id(c->engine, id, (uint64_t)tid, now);
       break;
   }
 }

@@ -308,3 +308,26 @@ def test_closed_bars_wait_for_redis_in_order(redis_server, tickerd_factory):
     stored = [json.loads(b) for b in redis_server.client().zrange("tickerd:{candles:1s:CLSD}:bars", 0, -1)]
     assert [(b["c"], b["v"], b["closed"]) for b in stored] == [(10.0, 10, True), (11.0, 11, True), (12.0, 12, True)]
     assert t.status()["candles"]["store"]["dropped"] == 0
+
+
+def test_a_correction_is_placed_by_the_trade_it_names(redis_server, tickerd_factory):
+    """Alpaca's correction names its trade ("oi"): the bar of that trade is
+    corrected, not the bar of the correction's own time; an unknown id is
+    counted."""
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--candle-grace-ms", "10000",
+                        "--candle-timeframes", "1s")
+    wait_for(lambda: t.get("/readyz").status == 200 or None, what="redis connection")
+    base = (time.time_ns() // 1_000_000_000 - 3) * 1_000_000_000
+    post(t, trade("CORR", base + 100_000_000, 10.0, 100, 501), trade("CORR", base + 1_100_000_000, 12.0, 50, 502))
+
+    def correction(oi, ns):
+        return {"T": "c", "S": "CORR", "x": "V", "oi": oi, "op": 10.0, "os": 100, "oc": ["@"], "ci": 900 + oi,
+                "cp": 10.5, "cs": 80, "cc": ["@"], "z": "C", "t": rfc3339(ns)}
+    # stamped in the second bar's second; names the first bar's trade
+    post(t, correction(501, base + 1_500_000_000), correction(777, base + 1_600_000_000))
+    bars = wait_for(lambda: (b := t.get("/candles/CORR?tf=1s").json()["bars"]) and b[0]["v"] == 80 and b or None,
+                    what="the first bar corrected")
+    assert (bars[0]["o"], bars[0]["c"], bars[0]["v"], bars[0]["n"]) == (10.5, 10.5, 80, 1)
+    assert (bars[1]["c"], bars[1]["v"]) == (12.0, 50)
+    st = t.status()["candles"]
+    assert st["adjusted"] == 1 and st["adjust_unknown"] == 1

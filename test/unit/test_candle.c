@@ -234,6 +234,57 @@ static void test_corrections_and_cancels(void **state) {
   candle_free(e);
 }
 
+/* By trade id: a correction or cancel adjusts the bar of the trade it
+ * names, with the values that trade was aggregated with, whatever its own
+ * time; an id not remembered is counted and changes nothing. */
+static void test_corrections_and_cancels_by_trade_id(void **state) {
+  candle_engine *e = engine("1s,1m", 2000, 10, 10);
+  uint32_t id = 0;
+  candle_bar b[8];
+  candle_stats st;
+  candle_trade(e, "AAPL", 4, T0, 1, 1, T0);   /* interns AAPL (id 0), no id remembered */
+  candle_trade_ref_id(e, id, 101, T0 + 1 * S + 100 * MS, 10, 100, T0 + 1 * S);
+  candle_trade_ref_id(e, id, 102, T0 + 2 * S + 100 * MS, 12, 50, T0 + 2 * S);
+  /* the correction of 101 comes during the next second: placed in 101's bar (1 s) */
+  candle_correct_ref_id(e, id, 101, 10.5, 80, T0 + 2 * S + 500 * MS);
+  assert_int_equal(bars(e, 0, b), 3);
+  assert_int_equal(b[1].start, T0 / S + 1);
+  assert_int_equal(b[1].volume, 80);
+  assert_true(b[1].close == 10.5 && b[1].open == 10.5);
+  assert_true(fabs(b[1].pv - 840) < 1e-9);
+  assert_true(b[1].flags & CANDLE_F_ADJUSTED);
+  assert_int_equal(b[2].volume, 50);   /* the bar of the correction's own time: untouched */
+  assert_false(b[2].flags & CANDLE_F_ADJUSTED);
+  /* the minute bar holds all three; corrected too */
+  assert_int_equal(bars(e, 1, b), 1);
+  assert_int_equal(b[0].volume, 1 + 80 + 50);
+  /* cancelling 101 now takes the corrected trade out (10.5 x 80) */
+  candle_cancel_ref_id(e, id, 101, T0 + 2 * S + 600 * MS);
+  assert_int_equal(bars(e, 0, b), 3);
+  assert_int_equal(b[1].volume, 0);
+  assert_int_equal(b[1].count, 0);
+  assert_int_equal(b[2].volume, 50);
+  assert_int_equal(bars(e, 1, b), 1);
+  assert_int_equal(b[0].volume, 51);
+  assert_int_equal(b[0].count, 2);
+  /* unknown: never seen, already cancelled, and forgotten (older than the last CANDLE_TRADE_IDS) */
+  candle_cancel_ref_id(e, id, 999, T0 + 2 * S + 700 * MS);
+  candle_cancel_ref_id(e, id, 101, T0 + 2 * S + 700 * MS);
+  for (uint64_t k = 0; k < CANDLE_TRADE_IDS; k++)
+    candle_trade_ref_id(e, id, 1000 + k, T0 + 2 * S + 800 * MS, 12, 1, T0 + 2 * S + 800 * MS);
+  candle_correct_ref_id(e, id, 102, 13, 50, T0 + 2 * S + 900 * MS);
+  candle_get_stats(e, &st);
+  assert_int_equal(st.adjust_unknown, 3);
+  assert_int_equal(st.adjusted, 2);
+  /* the newest ids are still known */
+  candle_cancel_ref_id(e, id, 1000 + CANDLE_TRADE_IDS - 1, T0 + 2 * S + 900 * MS);
+  candle_get_stats(e, &st);
+  assert_int_equal(st.adjusted, 3);
+  assert_int_equal(bars(e, 0, b), 3);
+  assert_int_equal(b[2].volume, 50 + CANDLE_TRADE_IDS - 1);
+  candle_free(e);
+}
+
 /* ---- quotes ------------------------------------------------------------------------ */
 
 static void test_mid_bars_until_trades(void **state) {
@@ -500,6 +551,7 @@ int main(void) {
     cmocka_unit_test_setup(test_delayed_feed, setup),
     cmocka_unit_test_setup(test_live_bar_rate, setup),
     cmocka_unit_test_setup(test_corrections_and_cancels, setup),
+    cmocka_unit_test_setup(test_corrections_and_cancels_by_trade_id, setup),
     cmocka_unit_test_setup(test_mid_bars_until_trades, setup),
     cmocka_unit_test_setup(test_bad_input, setup),
     cmocka_unit_test_setup(test_bounds, setup),
