@@ -368,7 +368,9 @@ describe('dashboard in chromium', { skip }, () => {
     // the spread of the symbol on the tape, from its quotes
     await page.waitForFunction(() => /^\d+\.\d+$/.test(document.getElementById('tape-spread').textContent), null,
                                { timeout: WAIT_MS });
-    const [b, a, sp] = await Promise.all(['#tape-bid', '#tape-ask', '#tape-spread'].map((sel) => page.textContent(sel)));
+    // read together: a quote may land between separate reads
+    const [b, a, sp] = await page.evaluate(() => ['tape-bid', 'tape-ask', 'tape-spread']
+      .map((id) => document.getElementById(id).textContent));
     assert.ok(Math.abs(Number(a) - Number(b) - Number(sp)) < 0.011, `bid ${b} ask ${a} spread ${sp}`);
   });
 
