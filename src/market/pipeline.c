@@ -105,11 +105,11 @@ int pipeline_use_redis_positions(td_pipeline *p, unsigned maxlen) {
 
 /* Positions from Redis: the payload goes without one to the script, and
  * comes back to on_position with it. */
+bool pipeline_aggregating(const td_pipeline *p) { return p->candles && (!p->lease || lease_held(p->lease)); }
+
 /* Bars are built on the lease holder only (or without a lease), so each
  * is published once; they read the parsed message, and know the symbol by
  * the id interned in publish_msg. */
-bool pipeline_aggregating(const td_pipeline *p) { return p->candles && (!p->lease || lease_held(p->lease)); }
-
 static void to_candles(td_pipeline *p, const smsg_msg *m, uint32_t id) {
   if (pipeline_aggregating(p)) candle_pub_msg(p->candles, m, id);
 }
