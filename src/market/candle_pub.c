@@ -16,7 +16,7 @@ struct candle_pub {
   candle_engine *engine;
   cstore *store;             /* publishes and keeps the bars; NULL: not published */
   candle_pub_stats stats;
-  int closing;               /* handles (timer, publisher) not closed yet */
+  int closing;               /* handles (timer, store) not closed yet */
   void (*done)(void *);
   void *done_ud;
 };
