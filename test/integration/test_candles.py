@@ -63,7 +63,10 @@ def test_bars_agree_on_redis_ws_sse_and_get(stack, redis_server):
     wait_for(lambda: redis_server.client().pubsub_numsub("candles:1s:AAPL")[0][1] == 2 or None,
              what="tickerd's subscription to candles:1s:AAPL")
 
-    base = (time.time_ns() // 1_000_000_000 - 30) * 1_000_000_000
+    base_s = time.time_ns() // 1_000_000_000 - 30
+    if base_s % 60 >= 56:   # the trades span 3 s: keep them in one minute bar
+        base_s -= 10
+    base = base_s * 1_000_000_000
     post(stack,
          trade("AAPL", base + 100_000_000, 10.0, 100, 1),
          trade("AAPL", base + 900_000_000, 12.0, 50, 2),
@@ -299,8 +302,11 @@ def test_closed_bars_wait_for_redis_in_order(redis_server, tickerd_factory):
     redis_server.stop()
     wait_for(lambda: not t.status()["candles"]["store"]["connected"] or None, what="the store to see Redis gone")
     base = (time.time_ns() // 1_000_000_000 - 20) * 1_000_000_000
-    for k in range(4):   # four bars: the first three close while Redis is away
+    for k in range(3):
         post(t, trade("CLSD", base + k * 1_000_000_000, 10.0 + k, 10 + k, k + 1))
+    # a fourth bar 30 s ahead closes the three while Redis is away, and
+    # stays open itself for the rest of the test
+    post(t, trade("CLSD", time.time_ns() + 30 * 1_000_000_000, 20.0, 1, 4))
     st = t.status()["candles"]["store"]
     assert st["waiting"] == 3 and st["queued"] == 3
     redis_server.start()
