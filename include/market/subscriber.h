@@ -8,6 +8,12 @@
  * depends on how hiredis 0.14 matches overlapping subscribe/unsubscribe
  * replies to its per-channel callback table (which it edits on each reply).
  *
+ * Patterns: sub_padd()/sub_premove() do the same with PSUBSCRIBE for a
+ * literal prefix followed by '*' ("quotes:BRK.*"). One PUBLISH can reach
+ * this connection by several routes (its channel's `message`, and a
+ * `pmessage` per matching pattern); on_message hears it once (route_of in
+ * subscriber.c says which route carries it).
+ *
  * Health: a subscribed connection cannot PING in 0.14.1. The subscriber
  * always subscribes to a private channel tickerd:hb:<random id> (which also
  * keeps hiredis in subscribe mode while no other channel is subscribed);
@@ -36,6 +42,9 @@
 /* Channels subscribed at most: every kind of channel for every symbol. */
 #define SUB_MAX_CHANNELS (4 * TD_MAX_SYMBOLS)
 #define SUB_CHANNEL_MAX PUB_CHANNEL_MAX
+/* Patterns (PSUBSCRIBE) held at most. Each message is matched against all
+ * of them, so they stay few; the hub allows fewer (HUB_MAX_PATTERNS). */
+#define SUB_MAX_PATTERNS 64
 
 typedef struct td_subscriber td_subscriber;
 
@@ -69,6 +78,9 @@ struct sub_stats {
   uint64_t reconnects;
   uint64_t heartbeats;   /* heartbeats received */
   uint64_t hb_timeouts;  /* reconnects forced by a missing heartbeat */
+  uint32_t patterns;     /* patterns with a count > 0 (one PSUBSCRIBE each) */
+  uint64_t pmessages;    /* of messages, those delivered by a pattern */
+  uint64_t pdups;        /* pmessages dropped: another route of the same PUBLISH delivered it */
 };
 
 /* Starts connecting at once. NULL on a bad URL (logged) or OOM. */
@@ -78,6 +90,11 @@ td_subscriber *sub_new(uv_loop_t *loop, const char *redis_url, const sub_callbac
 int sub_add(td_subscriber *s, const char *channel);
 void sub_remove(td_subscriber *s, const char *channel);
 uint32_t sub_channel_count(const td_subscriber *s, const char *channel);
+/* Patterns: a literal prefix then '*' (the only '*'). 0, UV_EINVAL (any
+ * other form), UV_ENOBUFS (SUB_MAX_PATTERNS held). */
+int sub_padd(td_subscriber *s, const char *pattern);
+void sub_premove(td_subscriber *s, const char *pattern);
+uint32_t sub_pattern_count(td_subscriber *s, const char *pattern);
 /* The private heartbeat channel name. */
 const char *sub_heartbeat_channel(const td_subscriber *s);
 void sub_stats(const td_subscriber *s, struct sub_stats *out);

@@ -15,6 +15,8 @@ enum { TAG_SUB = 1 };
 /* What the server has been told about a channel. */
 typedef enum { SRV_NONE, SRV_SUBSCRIBING, SRV_SUBSCRIBED, SRV_UNSUBSCRIBING } sub_srv;
 
+typedef struct sub_chan sub_pat;
+
 typedef struct sub_chan {
   struct sub_chan *next;
   uint32_t hash;
@@ -22,6 +24,7 @@ typedef struct sub_chan {
   uint32_t refs;
   sub_srv srv;
   bool hb;
+  bool pattern;         /* a PSUBSCRIBE pattern, in pats[], not in the table */
   size_t len;
   char name[];
 } sub_chan;
@@ -54,6 +57,12 @@ struct td_subscriber {
   void (*done)(void *);
   void *done_ud;
   uint64_t messages, heartbeats, hb_timeouts;
+  /* Patterns (PSUBSCRIBE), kept as channel entries outside the table: a
+   * literal prefix followed by '*', reference counted and reconciled like
+   * a channel. Few of them: a message is matched against every one. */
+  sub_chan *pats[SUB_MAX_PATTERNS];
+  uint32_t npats;
+  uint64_t pmessages, pdups;
   char *scratch;
   size_t scratch_cap;
 };
@@ -123,6 +132,46 @@ static void chan_remove(td_subscriber *s, sub_chan *e) {
   free(e);
 }
 
+/* ---- pattern table -------------------------------------------------------- */
+
+static bool pat_live(const sub_pat *p) { return p->srv == SRV_SUBSCRIBED || p->srv == SRV_UNSUBSCRIBING; }
+
+static bool pat_matches(const sub_pat *p, const char *channel, size_t n) {
+  return n >= p->len - 1 && memcmp(channel, p->name, p->len - 1) == 0;
+}
+
+static sub_pat *pat_find(td_subscriber *s, const char *name, size_t n) {
+  for (uint32_t i = 0; i < s->npats; i++)
+    if (s->pats[i]->len == n && memcmp(s->pats[i]->name, name, n) == 0) return s->pats[i];
+  return NULL;
+}
+
+/* Which of the routes Redis had for `channel` when it published a message
+ * delivers it here: the channel's own `message` when the channel was
+ * subscribed, else the `pmessage` of the longest matching pattern (two
+ * distinct prefixes of one length cannot both match). Redis writes every
+ * route of one PUBLISH to this connection back to back, and (P)SUBSCRIBE
+ * replies come in order with them, so the states as the replies read so
+ * far set them are the states Redis published with: exactly one route of
+ * each message passes. NULL: the channel's own. */
+static const sub_pat *route_of(const td_subscriber *s, const sub_chan *e, const char *channel, size_t n) {
+  if (e && (e->srv == SRV_SUBSCRIBED || e->srv == SRV_UNSUBSCRIBING)) return NULL;
+  const sub_pat *best = NULL;
+  for (uint32_t i = 0; i < s->npats; i++) {
+    const sub_pat *p = s->pats[i];
+    if (pat_live(p) && pat_matches(p, channel, n) && (!best || p->len > best->len)) best = p;
+  }
+  return best;
+}
+
+/* Whether a pattern that some client wants matches `channel`: a message on
+ * a channel nobody holds any more still serves the pattern's clients. */
+static bool pat_wanted(const td_subscriber *s, const char *channel, size_t n) {
+  for (uint32_t i = 0; i < s->npats; i++)
+    if (s->pats[i]->refs > 0 && pat_matches(s->pats[i], channel, n)) return true;
+  return false;
+}
+
 /* ---- commands ------------------------------------------------------------- */
 
 static char *scratch_reserve(td_subscriber *s, size_t n) {
@@ -144,7 +193,7 @@ static size_t put_bulk(char *o, const char *p, size_t n) {
   return (size_t)h + n + 2;
 }
 
-/* (UN)SUBSCRIBE for `n` channels; verb is "SUBSCRIBE" or "UNSUBSCRIBE". */
+/* (UN)SUBSCRIBE for `n` channels, or P(UN)SUBSCRIBE for `n` patterns. */
 static int send_pubsub(td_subscriber *s, const char *verb, sub_chan **list, size_t n) {
   size_t bytes = 64;
   for (size_t i = 0; i < n; i++) bytes += list[i]->len + 32;
@@ -157,14 +206,23 @@ static int send_pubsub(td_subscriber *s, const char *verb, sub_chan **list, size
   return rconn_command_untracked(&s->conn, TAG_SUB, o, len);
 }
 
-/* Moves one channel toward what its count asks for; one request at a time. */
+static void pat_free(td_subscriber *s, sub_pat *p) {
+  uint32_t i = 0;
+  while (s->pats[i] != p) i++;
+  s->pats[i] = s->pats[--s->npats];
+  free(p);
+}
+
+/* Moves one channel (or pattern) toward what its count asks for; one
+ * request at a time. One no longer wanted nor held is freed. */
 static void reconcile(td_subscriber *s, sub_chan *e) {
   if (e->refs > 0 && e->srv == SRV_NONE && rconn_ready(&s->conn)) {
-    if (send_pubsub(s, "SUBSCRIBE", &e, 1) == 0) e->srv = SRV_SUBSCRIBING;
+    if (send_pubsub(s, e->pattern ? "PSUBSCRIBE" : "SUBSCRIBE", &e, 1) == 0) e->srv = SRV_SUBSCRIBING;
   } else if (e->refs == 0 && e->srv == SRV_SUBSCRIBED && rconn_ready(&s->conn)) {
-    if (send_pubsub(s, "UNSUBSCRIBE", &e, 1) == 0) e->srv = SRV_UNSUBSCRIBING;
+    if (send_pubsub(s, e->pattern ? "PUNSUBSCRIBE" : "UNSUBSCRIBE", &e, 1) == 0) e->srv = SRV_UNSUBSCRIBING;
   } else if (e->refs == 0 && e->srv == SRV_NONE) {
-    chan_remove(s, e);
+    if (e->pattern) pat_free(s, e);
+    else chan_remove(s, e);
   }
 }
 
@@ -201,6 +259,34 @@ uint32_t sub_channel_count(const td_subscriber *s, const char *channel) {
 
 const char *sub_heartbeat_channel(const td_subscriber *s) { return s->hb_channel; }
 
+int sub_padd(td_subscriber *s, const char *pattern) {
+  size_t n = strlen(pattern);
+  if (n == 0 || n > SUB_CHANNEL_MAX || pattern[n - 1] != '*' || memchr(pattern, '*', n - 1) || s->closing)
+    return UV_EINVAL;
+  sub_pat *p = pat_find(s, pattern, n);
+  if (!p) {
+    if (s->npats >= SUB_MAX_PATTERNS) return UV_ENOBUFS;
+    if (!(p = calloc(1, sizeof(*p) + n + 1))) return UV_ENOMEM;
+    memcpy(p->name, pattern, n);
+    p->len = n;
+    p->id = SYMTAB_NONE;
+    p->pattern = true;
+    s->pats[s->npats++] = p;
+  }
+  if (p->refs++ == 0) reconcile(s, p);
+  return 0;
+}
+
+void sub_premove(td_subscriber *s, const char *pattern) {
+  sub_pat *p = pat_find(s, pattern, strlen(pattern));
+  if (p && p->refs > 0 && --p->refs == 0) reconcile(s, p);
+}
+
+uint32_t sub_pattern_count(td_subscriber *s, const char *pattern) {
+  sub_pat *p = pat_find(s, pattern, strlen(pattern));
+  return p ? p->refs : 0;
+}
+
 /* ---- replies -------------------------------------------------------------- */
 
 static void set_subscribed(td_subscriber *s, bool on) {
@@ -214,12 +300,45 @@ static void set_subscribed(td_subscriber *s, bool on) {
   if (s->cb.on_state) s->cb.on_state(s->ud, on, resubscribed);
 }
 
+/* pmessage (pattern, channel, payload), psubscribe, punsubscribe. */
+static void on_pattern_reply(td_subscriber *s, redisReply *r) {
+  const char *kind = r->element[0]->str;
+  sub_pat *p = pat_find(s, r->element[1]->str, r->element[1]->len);
+  if (!p) return;
+  if (!strcmp(kind, "pmessage")) {
+    if (r->elements < 4 || r->element[2]->type != REDIS_REPLY_STRING || r->element[3]->type != REDIS_REPLY_STRING)
+      return;
+    const char *ch = r->element[2]->str;
+    size_t n = r->element[2]->len;
+    sub_chan *e = chan_find(s, ch, n);
+    if (p->refs == 0) return;
+    if (route_of(s, e, ch, n) != p) { /* another route of this PUBLISH delivers it */
+      s->pdups++;
+      return;
+    }
+    s->messages++;
+    s->pmessages++;
+    uint32_t id = e ? e->id : quote_id(s, ch, n);
+    if (s->cb.on_message) s->cb.on_message(s->ud, id, ch, n, r->element[3]->str, r->element[3]->len);
+  } else if (!strcmp(kind, "psubscribe")) {
+    p->srv = SRV_SUBSCRIBED;
+    reconcile(s, p);
+  } else if (!strcmp(kind, "punsubscribe")) {
+    p->srv = SRV_NONE;
+    reconcile(s, p);
+  }
+}
+
 static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
   td_subscriber *s = ud;
   if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
       r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING)
     return; /* NULL: the connection is going away; on_lost resets the table */
   const char *kind = r->element[0]->str;
+  if (kind[0] == 'p') {
+    on_pattern_reply(s, r);
+    return;
+  }
   sub_chan *e = chan_find(s, r->element[1]->str, r->element[1]->len);
   if (!e) return;
   if (!strcmp(kind, "message")) {
@@ -227,7 +346,7 @@ static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
     if (e->hb) {
       s->heartbeats++;
       s->last_hb = uv_now(s->loop);
-    } else if (e->refs > 0 && m->type == REDIS_REPLY_STRING) {
+    } else if ((e->refs > 0 || pat_wanted(s, e->name, e->len)) && m->type == REDIS_REPLY_STRING) {
       s->messages++;
       if (s->cb.on_message) s->cb.on_message(s->ud, e->id, e->name, e->len, m->str, m->len);
     }
@@ -251,6 +370,14 @@ static void on_ready(td_rconn *c, void *ud) {
     rconn_reconnect(&s->conn, "out of memory");
     return;
   }
+  /* Patterns first: Redis answers in order, so the heartbeat channel's
+   * confirmation still says that everything is subscribed. */
+  sub_pat *pats[SUB_MAX_PATTERNS];
+  size_t np = 0;
+  for (uint32_t i = 0; i < s->npats; i++)
+    if (s->pats[i]->refs > 0) pats[np++] = s->pats[i];
+  if (np && send_pubsub(s, "PSUBSCRIBE", pats, np) == 0)
+    for (size_t i = 0; i < np; i++) pats[i]->srv = SRV_SUBSCRIBING;
   for (uint32_t i = 0; i < s->nbuckets; i++)
     for (sub_chan *e = s->bucket[i]; e; e = e->next)
       if (e->refs > 0 && !e->hb) list[n++] = e;
@@ -268,6 +395,10 @@ static void on_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {
       e->srv = SRV_NONE;
       if (e->refs == 0) chan_remove(s, e);
     }
+  for (uint32_t i = s->npats; i-- > 0;) {
+    s->pats[i]->srv = SRV_NONE;
+    if (s->pats[i]->refs == 0) reconcile(s, s->pats[i]); /* frees it */
+  }
   set_subscribed(s, false);
 }
 
@@ -305,6 +436,7 @@ static void sub_free(td_subscriber *s) {
         next = e->next;
         free(e);
       }
+  for (uint32_t i = 0; i < s->npats; i++) free(s->pats[i]);
   free(s->bucket);
   free(s->by_id);
   free(s->scratch);
@@ -387,4 +519,8 @@ void sub_stats(const td_subscriber *s, struct sub_stats *out) {
   out->reconnects = s->conn.reconnects;
   out->heartbeats = s->heartbeats;
   out->hb_timeouts = s->hb_timeouts;
+  out->patterns = 0;
+  for (uint32_t i = 0; i < s->npats; i++) out->patterns += s->pats[i]->refs > 0;
+  out->pmessages = s->pmessages;
+  out->pdups = s->pdups;
 }
