@@ -43,6 +43,15 @@ struct qstore;
  * data named them. The rest of TD_MAX_SYMBOLS stays for the feeds, so
  * clients subscribing to made-up names cannot stop real quotes being kept. */
 #define HUB_MAX_INTRODUCED_SYMBOLS (TD_MAX_SYMBOLS / 2)
+/* Wildcards (stream/hub_wild.h): "*" or a symbol prefix and "*". Every
+ * quote is matched against each pattern that has clients, so the process
+ * holds few (one Redis PSUBSCRIBE each), and a client a handful. */
+#define HUB_MAX_PATTERNS 32
+#define HUB_MAX_CLIENT_PATTERNS 8
+/* A client subscribing to a pattern gets the latest quote of at most this
+ * many matching symbols the store holds (in the order the process first
+ * saw them), then live quotes: a "*" snapshot stays a bounded burst. */
+#define HUB_WILD_SNAPSHOT_MAX 1000
 
 /* Access control belongs to the app (auth.c): sessions ask through this.
  * admit() checks a request and either answers it (401/403) and returns
@@ -97,6 +106,9 @@ typedef struct hub_client {
   uint64_t over_soft_since;  /* loop ms the client went over the soft limit; 0 once it caught up */
   uint64_t conflated;          /* quotes dropped for a newer one, for the slow-client log */
   uint32_t resuming;           /* resumes from Redis in flight (live quotes of their symbol held back) */
+  struct hub_wild_sub *wild;   /* the client's patterns (hub_wild.c); NULL: none yet */
+  uint32_t nwild;
+  uint64_t wild_stamp;         /* the last pattern walk that reached it: one copy per message */
   struct hub_client *prev, *next;
 } hub_client;
 
@@ -116,6 +128,9 @@ typedef struct {
   uint64_t replayed;           /* messages replayed to recovering clients */
   uint64_t refused_unknown;    /* subscribes refused: clients already brought HUB_MAX_INTRODUCED_SYMBOLS new symbols */
   uint64_t resumed_from_redis; /* resumes the cache could not serve, completed from the Redis stream */
+  uint64_t patterns;           /* patterns with clients (one Redis PSUBSCRIBE each) */
+  uint64_t pattern_subscriptions; /* client subscriptions to patterns */
+  uint64_t pattern_deliveries; /* of deliveries, those a pattern brought */
 } hub_stats;
 
 /* The store (and its symbol table) must outlive the hub. NULL on OOM. */
@@ -144,7 +159,10 @@ void hub_client_drained(hub_client *c);
 /* 1: subscribed now, 0: was already, -EINVAL bad symbol, -E2BIG the client
  * has --max-client-symbols, -ENOSPC the symbol table is full (TD_MAX_SYMBOLS)
  * or subscriptions already brought HUB_MAX_INTRODUCED_SYMBOLS symbols the
- * data had not (counted in refused_unknown). */
+ * data had not (counted in refused_unknown). `sym` may be a pattern, "*" or
+ * a prefix and "*" (hub_wild.h): then -E2BIG means HUB_MAX_CLIENT_PATTERNS
+ * and -ENOSPC HUB_MAX_PATTERNS. hub_unsubscribe, hub_write_client_symbols
+ * and hub_send_snapshot take patterns too. */
 int hub_subscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
 /* 1: unsubscribed, 0: was not subscribed. */
 int hub_unsubscribe(td_hub *h, hub_client *c, const char *sym, size_t n);

@@ -17,6 +17,7 @@
 #include "http/ws_deflate.h"
 #include "http/ws_frame.h"
 #include "stream/candle_fan.h"
+#include "hub_wild.h"
 
 /* "quotes:" + symbol, with room for a long configured prefix. */
 #define HUB_CHANNEL_MAX (TD_CHANNEL_PREFIX_MAX + 1 + TD_SYMBOL_MAX + 1)
@@ -101,11 +102,19 @@ struct td_hub {
   hr_reader *history;               /* NULL: memory only */
   hub_resume *resumes;
   struct candle_fan *candles;       /* bar subscriptions (NULL: none) */
+  hub_wild *wild;                   /* patterns ("*", "BRK.*") and their clients */
 };
 
 /* ---- symbols ---------------------------------------------------------------- */
 
 static uint32_t sym_clients(const hub_symbol *sym) { return sym->n[HUB_WS] + sym->n[HUB_SSE]; }
+
+/* Whether anyone gets the symbol's quotes: its own clients, or a pattern's. */
+static bool sym_listened(const td_hub *h, const hub_symbol *sym) {
+  uint8_t pats[HUB_MAX_PATTERNS];
+  uint32_t n[HUB_TRANSPORTS] = {0};
+  return sym_clients(sym) > 0 || wild_match(h->wild, sym->symbol, symtab_len(h->syms, sym->id), pats, n) > 0;
+}
 
 static hub_symbol *find_symbol(const td_hub *h, const char *s, size_t n) {
   uint32_t id = symtab_find(h->syms, s, n);
@@ -143,14 +152,18 @@ td_hub *hub_new(const td_hub_opts *opts, qstore *store) {
   h->syms = qstore_symtab(store);
   h->by_id = calloc(symtab_max(h->syms), sizeof(*h->by_id));
   h->made = calloc(symtab_max(h->syms), sizeof(*h->made));
-  if (!h->by_id || !h->made) {
+  h->wild = wild_new(h->opts.channel_prefix);
+  if (!h->by_id || !h->made || !h->wild) {
     hub_free(h);
     return NULL;
   }
   return h;
 }
 
-void hub_set_subscriber(td_hub *h, td_subscriber *sub) { h->sub = sub; }
+void hub_set_subscriber(td_hub *h, td_subscriber *sub) {
+  h->sub = sub;
+  wild_set_subscriber(h->wild, sub);
+}
 
 const td_hub_opts *hub_opts(const td_hub *h) { return &h->opts; }
 
@@ -167,6 +180,7 @@ void hub_free(td_hub *h) {
     next = r->next;
     if (r->until) free(r);
   }
+  wild_free(h->wild);
   free(h->by_id);
   free(h->made);
   free(h);
@@ -176,6 +190,7 @@ void hub_get_stats(const td_hub *h, hub_stats *out) {
   *out = h->stats;
   out->channels = 0;
   for (uint32_t i = 0; i < h->nmade; i++) out->channels += sym_clients(h->by_id[h->made[i]]) > 0;
+  wild_counts(h->wild, &out->patterns, &out->pattern_subscriptions);
 }
 
 void hub_set_candles(td_hub *h, struct candle_fan *f) { h->candles = f; }
@@ -201,6 +216,8 @@ int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *o
   return 0;
 }
 
+static void forget_continuity(hub_symbol *sym);
+
 /* Removes subscription k of client c (swap-remove on both sides). */
 static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
   hub_sub s = c->subs[k];
@@ -215,11 +232,23 @@ static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
   c->subs[k] = c->subs[--c->nsubs];
   h->stats.client_subscriptions--;
   if (sym_clients(sym) == 0) {
-    /* Unsubscribed, the channel's sequence goes on without us: what a later
-     * subscription first receives starts a new continuity, not a gap. */
-    sym->last_epoch = sym->last_seq = 0;
-    sym->check_continuity = false;
     if (h->sub) sub_remove(h->sub, sym->channel);
+    if (!sym_listened(h, sym)) forget_continuity(sym);
+  }
+}
+
+/* Nobody listens any more, the channel's sequence goes on without us: what
+ * a later subscription first receives starts a new continuity, not a gap. */
+static void forget_continuity(hub_symbol *sym) {
+  sym->last_epoch = sym->last_seq = 0;
+  sym->check_continuity = false;
+}
+
+/* A pattern lost its last client: so may have the symbols it matched. */
+static void forget_unlistened(td_hub *h) {
+  for (uint32_t i = 0; i < h->nmade; i++) {
+    hub_symbol *sym = h->by_id[h->made[i]];
+    if (sym->last_seq && !sym_listened(h, sym)) forget_continuity(sym);
   }
 }
 
@@ -230,6 +259,7 @@ void hub_detach(td_hub *h, hub_client *c) {
   if (!c->attached) return;
   if (c->resuming) resume_forget_client(h, c);
   if (h->candles) candle_fan_detach(h->candles, c);
+  if (c->wild && wild_detach(h->wild, c)) forget_unlistened(h);
   while (c->nsubs > 0) drop_sub(h, c, c->nsubs - 1);
   free(c->subs);
   c->subs = NULL;
@@ -255,6 +285,9 @@ static int client_sub_index(const hub_client *c, uint32_t sym) {
 }
 
 int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
+  size_t plen;
+  int pattern = wild_parse(s, n, &plen);
+  if (pattern) return pattern < 0 ? pattern : wild_add(h->wild, c, s, plen);
   if (!smsg_symbol_valid(s, n)) return -EINVAL;
   hub_symbol *existing = find_symbol(h, s, n);
   if (existing && client_sub_index(c, existing->id) >= 0) return 0;
@@ -298,6 +331,12 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
 }
 
 int hub_unsubscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
+  size_t plen;
+  if (wild_parse(s, n, &plen) > 0) {
+    int rc = wild_remove(h->wild, c, s, plen);
+    if (rc == 2) forget_unlistened(h);
+    return rc > 0;
+  }
   hub_symbol *sym = find_symbol(h, s, n);
   int k = sym ? client_sub_index(c, sym->id) : -1;
   if (k < 0) return 0;
@@ -308,6 +347,7 @@ int hub_unsubscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
 void hub_write_client_symbols(const td_hub *h, const hub_client *c, jsonw *w, const char *key) {
   jw_array(w, key);
   for (uint32_t k = 0; k < c->nsubs; k++) jw_str(w, NULL, h->by_id[c->subs[k].sym]->symbol);
+  wild_write_client(h->wild, c, w);
   jw_end(w);
 }
 
@@ -456,21 +496,44 @@ bool hub_deliver(td_hub *h, hub_client *c, wsd_variant *v, bool droppable) {
 /* Sends one message to every client of `sym`: encoded once per transport,
  * the same bytes queued on each (and compressed at most once, shared by the
  * WebSocket clients that negotiated permessage-deflate). */
+/* What a pattern's walk (wild_each) delivers. */
+typedef struct {
+  td_hub *h;
+  wsd_variant *bufs;
+  uint32_t tag;
+  bool positioned;
+  size_t below;
+} wild_delivery;
+
+static void deliver_wild(void *arg, hub_client *c) {
+  wild_delivery *d = arg;
+  hub_member m = {c, c->conn, c->deflate_bits};
+  uint64_t before = d->h->stats.deliveries;
+  deliver(d->h, &m, &d->bufs[c->transport], d->tag, d->positioned, d->below);
+  d->h->stats.pattern_deliveries += d->h->stats.deliveries - before;
+}
+
 static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
   const td_hub_opts *opts = &h->opts;
   size_t below = (size_t)(opts->client_soft_bytes < opts->client_hard_bytes ? opts->client_soft_bytes
                                                                           : opts->client_hard_bytes);
   char posbuf[HUB_POSITION_MAX];
   const char *pos = quote_id(posbuf, sym, epoch, seq);
+  uint8_t pats[HUB_MAX_PATTERNS];
+  uint32_t want[HUB_TRANSPORTS] = {sym->n[HUB_WS], sym->n[HUB_SSE]};
+  uint32_t np = wild_match(h->wild, sym->symbol, symtab_len(h->syms, sym->id), pats, want);
   wsd_variant bufs[HUB_TRANSPORTS];
-  bufs[HUB_WS] = wsd_variant_of(sym->n[HUB_WS] ? encode_ws_quote(sym, pos, payload, len) : NULL);
-  bufs[HUB_SSE] = wsd_variant_of(sym->n[HUB_SSE] ? encode_sse_quote(pos, payload, len) : NULL);
+  bufs[HUB_WS] = wsd_variant_of(want[HUB_WS] ? encode_ws_quote(sym, pos, payload, len) : NULL);
+  bufs[HUB_SSE] = wsd_variant_of(want[HUB_SSE] ? encode_sse_quote(pos, payload, len) : NULL);
+  bool positioned = seq != QSTORE_NO_POSITION;
   for (int t = 0; t < HUB_TRANSPORTS; t++) {
     if (!bufs[t].plain) continue;
     /* backwards: a client closed for being slow is swap-removed behind us */
-    for (uint32_t i = sym->n[t]; i-- > 0;) deliver(h, &sym->members[t][i], &bufs[t], sym->id + 1, seq != QSTORE_NO_POSITION, below);
-    wsd_variant_done(&bufs[t]);
+    for (uint32_t i = sym->n[t]; i-- > 0;) deliver(h, &sym->members[t][i], &bufs[t], sym->id + 1, positioned, below);
   }
+  wild_delivery d = {h, bufs, sym->id + 1, positioned, below};
+  if (np) wild_each(h->wild, pats, np, sym->id, deliver_wild, &d);
+  for (int t = 0; t < HUB_TRANSPORTS; t++) wsd_variant_done(&bufs[t]);
 }
 
 void hub_client_drained(hub_client *c) { c->over_soft_since = 0; }
@@ -499,22 +562,37 @@ static void send_entry(td_hub *h, hub_client *c, const hub_symbol *sym, const qs
 
 /* Tells the clients of `sym` about continuity: a gap that local history
  * could not fill, or (after a resubscribe) that nothing was lost. */
+typedef struct {
+  td_hub *h;
+  const hub_symbol *sym;
+  bool recovered;
+  uint64_t replayed, from, to;
+} continuity_notice;
+
+static void send_continuity(void *arg, hub_client *c) {
+  const continuity_notice *n = arg;
+  jsonw w;
+  jw_init(&w, 0);
+  jw_object(&w, NULL);
+  jw_str(&w, "symbol", n->sym->symbol);
+  jw_bool(&w, "recovered", n->recovered);
+  jw_u64(&w, "replayed", n->replayed);
+  if (!n->recovered) {
+    jw_u64(&w, "missed_from", n->from);
+    jw_u64(&w, "missed_to", n->to);
+  }
+  hub_send_json(n->h, c, "recovery", &w);
+}
+
 static void notify_continuity(td_hub *h, hub_symbol *sym, bool recovered, uint64_t replayed, uint64_t from,
                               uint64_t to) {
+  continuity_notice n = {h, sym, recovered, replayed, from, to};
   for (int t = 0; t < HUB_TRANSPORTS; t++)
-    for (uint32_t i = sym->n[t]; i-- > 0;) {
-      jsonw w;
-      jw_init(&w, 0);
-      jw_object(&w, NULL);
-      jw_str(&w, "symbol", sym->symbol);
-      jw_bool(&w, "recovered", recovered);
-      jw_u64(&w, "replayed", replayed);
-      if (!recovered) {
-        jw_u64(&w, "missed_from", from);
-        jw_u64(&w, "missed_to", to);
-      }
-      hub_send_json(h, sym->members[t][i].client, "recovery", &w);
-    }
+    for (uint32_t i = sym->n[t]; i-- > 0;) send_continuity(&n, sym->members[t][i].client);
+  uint8_t pats[HUB_MAX_PATTERNS];
+  uint32_t want[HUB_TRANSPORTS] = {0};
+  uint32_t np = wild_match(h->wild, sym->symbol, symtab_len(h->syms, sym->id), pats, want);
+  if (np) wild_each(h->wild, pats, np, sym->id, send_continuity, &n);
 }
 
 /* A sequence gap on a channel: fill it from local history when this
@@ -668,7 +746,7 @@ static void on_quote(td_hub *h, hub_symbol *sym, const char *payload, size_t pay
   }
   /* Nobody listens (a message in flight when the last client left): it
    * starts no continuity for a later subscription to check against. */
-  bool listened = sym_clients(sym) > 0;
+  bool listened = sym_listened(h, sym);
   if (listened && sym->check_continuity && sym->last_seq != 0 && (sym->last_epoch != epoch || seq <= sym->last_seq)) {
     handle_new_line(h, sym, epoch, seq);
   } else if (listened && sym->last_epoch == epoch && seq > sym->last_seq + 1 && sym->last_seq != 0) {
@@ -694,11 +772,26 @@ static void on_quote(td_hub *h, hub_symbol *sym, const char *payload, size_t pay
   if (sym->resuming) resume_release(h, sym, epoch, seq, true);
 }
 
+/* A pattern's message may name a symbol no client named, or none the
+ * process has seen (another producer's): the data brings it in, as a feed
+ * does (not counted against HUB_MAX_INTRODUCED_SYMBOLS). NULL when no
+ * pattern wants it, the name is not a symbol or the table is full. */
+static hub_symbol *wild_symbol(td_hub *h, const char *s, size_t n) {
+  uint8_t pats[HUB_MAX_PATTERNS];
+  uint32_t want[HUB_TRANSPORTS] = {0};
+  uint32_t id;
+  int err;
+  if (!wild_match(h->wild, s, n, pats, want) || !smsg_symbol_valid(s, n)) return NULL;
+  if (symtab_intern(qstore_symtab(h->store), s, n, &id) < 0) return NULL;
+  return h->by_id[id] ? h->by_id[id] : intern_symbol(h, s, n, &err);
+}
+
 void hub_on_message(void *hub, const char *channel, size_t channel_len, const char *payload, size_t payload_len) {
   td_hub *h = hub;
   size_t plen = strlen(h->opts.channel_prefix);
   if (channel_len <= plen + 1 || memcmp(channel, h->opts.channel_prefix, plen) || channel[plen] != ':') return;
   hub_symbol *sym = find_symbol(h, channel + plen + 1, channel_len - plen - 1);
+  if (!sym) sym = wild_symbol(h, channel + plen + 1, channel_len - plen - 1);
   if (sym) on_quote(h, sym, payload, payload_len);
 }
 
@@ -710,6 +803,7 @@ void hub_on_message_id(void *hub, uint32_t id, const char *channel, size_t chann
     return;
   }
   hub_symbol *sym = id < symtab_max(h->syms) ? h->by_id[id] : NULL;
+  if (!sym && id < symtab_max(h->syms)) sym = wild_symbol(h, symtab_name(h->syms, id), symtab_len(h->syms, id));
   if (sym) on_quote(h, sym, payload, payload_len);
 }
 
@@ -719,7 +813,7 @@ void hub_on_subscriber_state(void *hub, bool ready, bool resubscribed) {
   /* the next message of each channel tells whether anything was lost meanwhile */
   for (uint32_t i = 0; i < h->nmade; i++) {
     hub_symbol *sym = h->by_id[h->made[i]];
-    sym->check_continuity = sym_clients(sym) > 0;
+    sym->check_continuity = sym_listened(h, sym);
   }
 }
 
@@ -760,9 +854,31 @@ static void send_snapshot_of(td_hub *h, hub_client *c, hub_symbol *sym, int hist
   if (qstore_latest_id(h->store, SMSG_QUOTE, sym->id, &e)) send_entry(h, c, sym, &e);
 }
 
+/* A pattern's snapshot: the latest quote of each matching symbol the store
+ * holds, at most HUB_WILD_SNAPSHOT_MAX, oldest-known symbols first. */
+static void send_pattern_snapshot(td_hub *h, hub_client *c, const char *prefix, size_t plen) {
+  uint32_t sent = 0, count = symtab_count(h->syms);
+  qstore_entry e;
+  int err;
+  for (uint32_t id = 0; id < count && sent < HUB_WILD_SNAPSHOT_MAX; id++) {
+    const char *name = symtab_name(h->syms, id);
+    size_t n = symtab_len(h->syms, id);
+    if (n < plen || memcmp(name, prefix, plen) || !qstore_latest_id(h->store, SMSG_QUOTE, id, &e)) continue;
+    hub_symbol *sym = h->by_id[id] ? h->by_id[id] : intern_symbol(h, name, n, &err);
+    if (!sym) break;
+    send_entry(h, c, sym, &e);
+    sent++;
+  }
+}
+
 void hub_send_snapshot(td_hub *h, hub_client *c, const char *const *syms, size_t n, int history) {
   for (size_t i = 0; i < n; i++) {
-    hub_symbol *sym = find_symbol(h, syms[i], strlen(syms[i]));
+    size_t len = strlen(syms[i]), plen;
+    if (wild_parse(syms[i], len, &plen) > 0) {
+      send_pattern_snapshot(h, c, syms[i], plen);
+      continue;
+    }
+    hub_symbol *sym = find_symbol(h, syms[i], len);
     if (sym) send_snapshot_of(h, c, sym, history);
   }
 }
