@@ -88,10 +88,41 @@ bool auth_subscriber(td_request *req, bool websocket, jwt_claims *claims) {
   return true;
 }
 
+/* A pattern refused is logged: a client asking for more than its token
+ * covers is worth a line. At most one line a second, the rest counted in
+ * the next line's "suppressed" (and all of them in /status). */
+static void log_pattern_denied(const char *pattern) {
+  static time_t last;
+  static uint64_t suppressed;
+  time_t now = time(NULL);
+  if (now == last) {
+    suppressed++;
+    return;
+  }
+  td_logline *l = log_begin(TD_LOG_WARN, "subscriber_pattern_denied");
+  if (l) {
+    log_strn(l, "pattern", pattern, strnlen(pattern, TD_SYMBOL_MAX + 1));
+    log_int(l, "suppressed", (int64_t)suppressed);
+    log_end(l);
+  }
+  last = now;
+  suppressed = 0;
+}
+
+/* A pattern ("*", "BRK.*") is allowed by a claim that covers all it can
+ * match: "*", or a prefix pattern whose prefix starts the pattern's
+ * ("BRK.*" allows "BRK.*" and "BRK.A*", not "BRK*" nor "*"). Read as a
+ * name, the pattern passes jwt_allows_symbol exactly then: a claim's
+ * prefix is a symbol's start, which has no '*'. An exact claim allows no
+ * pattern. */
 bool auth_symbol_allowed(const jwt_claims *claims, const char *symbol) {
   if (claims->all_symbols) return true;
   if (jwt_allows_symbol(claims, symbol)) return true;
   auth_counters.forbidden_symbol++;
+  if (strchr(symbol, '*')) {
+    auth_counters.forbidden_pattern++;
+    log_pattern_denied(symbol);
+  }
   return false;
 }
 

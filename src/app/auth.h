@@ -13,6 +13,7 @@
 
 typedef struct {
   uint64_t ok, missing, invalid, expired, forbidden_origin, forbidden_symbol;
+  uint64_t forbidden_pattern;   /* of forbidden_symbol, patterns ("*", "BRK.*") the token does not cover */
 } auth_stats;
 
 extern auth_stats auth_counters;

@@ -202,6 +202,9 @@ static void stream_metrics(out_t *o, td_app *app) {
        (unsigned long long)h.ws_clients, (unsigned long long)h.sse_clients);
   one(o, "tickerd_stream_subscriptions", "gauge", "client subscriptions to symbols", (double)h.client_subscriptions);
   one(o, "tickerd_stream_channels", "gauge", "Redis channels subscribed for local clients", (double)h.channels);
+  one(o, "tickerd_stream_patterns", "gauge", "Redis patterns (PSUBSCRIBE) held for local clients", (double)h.patterns);
+  one(o, "tickerd_stream_pattern_deliveries_total", "counter", "messages queued to clients through a pattern",
+      (double)h.pattern_deliveries);
   one(o, "tickerd_stream_deliveries_total", "counter", "messages queued to clients", (double)h.deliveries);
   one(o, "tickerd_stream_conflated_total", "counter", "messages dropped for slow clients (newer quote kept)",
       (double)h.conflated);

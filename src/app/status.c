@@ -137,6 +137,9 @@ static void redis_section(jsonw *w, td_app *app) {
   JW_U64(w, "messages", s.messages);
   JW_U64(w, "reconnects", s.reconnects);
   JW_U64(w, "heartbeat_timeouts", s.hb_timeouts);
+  JW_U64(w, "patterns", s.patterns);
+  JW_U64(w, "pattern_messages", s.pmessages);
+  JW_U64(w, "pattern_duplicates", s.pdups);
   jw_end(w);
   sentinel_section(w, app);
   jw_end(w);
@@ -301,6 +304,10 @@ static void streaming_section(jsonw *w, td_app *app) {
   JW_U64(w, "replayed", h.replayed);
   JW_U64(w, "refused_unknown_symbols", h.refused_unknown);
   JW_U64(w, "resumed_from_redis", h.resumed_from_redis);
+  JW_U64(w, "patterns", h.patterns);
+  JW_U64(w, "pattern_subscriptions", h.pattern_subscriptions);
+  JW_U64(w, "pattern_deliveries", h.pattern_deliveries);
+  JW_U64(w, "auth_denied_patterns", auth_counters.forbidden_pattern);
   JW_U64(w, "ws_protocol_errors", ws_counters.protocol_errors);
   JW_U64(w, "ws_bad_messages", ws_counters.bad_messages);
   JW_U64(w, "auth_denied", auth_counters.missing + auth_counters.invalid + auth_counters.expired +

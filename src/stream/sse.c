@@ -73,8 +73,8 @@ static bool subscribe_all(td_request *req, td_hub *hub, sse_session *s, char *li
     if (rc < 0) {
       http_error(req, rc == -E2BIG ? 400 : rc == -EINVAL ? 400 : 503,
                  rc == -E2BIG ? "too_many_symbols" : rc == -EINVAL ? "bad_symbol" : "unavailable",
-                 rc == -E2BIG ? "more symbols than --max-client-symbols"
-                 : rc == -EINVAL ? "a symbol is 1-16 of A-Z 0-9 . - /"
+                 rc == -E2BIG ? "more symbols than --max-client-symbols (or 8 patterns)"
+                 : rc == -EINVAL ? "a symbol is 1-16 of A-Z 0-9 . - /; a pattern * or PREFIX*"
                                  : "the server tracks too many symbols",
                  NULL);
       return false;

@@ -180,8 +180,8 @@ static void do_subscribe(ws_session *s, json_t *msg) {
       continue;
     }
     int rc = hub_subscribe(hub, &s->client, sym, n);
-    if (rc == -EINVAL) send_error(s, "bad_symbol", "a symbol is 1-16 of A-Z 0-9 . - /", sym);
-    else if (rc == -E2BIG) send_error(s, "too_many_symbols", "this connection has --max-client-symbols already", sym);
+    if (rc == -EINVAL) send_error(s, "bad_symbol", "a symbol is 1-16 of A-Z 0-9 . - /; a pattern * or PREFIX*", sym);
+    else if (rc == -E2BIG) send_error(s, "too_many_symbols", "this connection has --max-client-symbols (or 8 patterns) already", sym);
     else if (rc < 0) send_error(s, "unavailable", "the server tracks too many symbols", sym);
     else {
       json_array_append(ok, v);
