@@ -571,6 +571,80 @@ static void hard_limit(void **state) {
   stop();
 }
 
+/* Patterns: each message once per client, however many of its
+ * subscriptions match; a gap in a symbol nobody named reaches the pattern's
+ * clients too; the client's list, limits and unsubscribe. */
+static void wildcards_deliver_once(void **state) {
+  start();
+  hcli a, b, c;
+  towner *wa = attach(&a, "ws"), *wb = attach(&b, "sse"), *wc = attach(&c, "ws");
+  sub(wa, "AAPL");
+  sub(wa, "*");
+  sub(wa, "A*");
+  sub(wb, "BRK.*");
+  sub(wc, "AAPL");
+  assert_int_equal(hub_subscribe(T.env.hub, &wa->hc, "A*", 2), 0);
+  assert_int_equal(hub_subscribe(T.env.hub, &wa->hc, "A*B", 3), -EINVAL);
+  assert_int_equal(hub_subscribe(T.env.hub, &wa->hc, "a*", 2), -EINVAL);
+  json_t *list = client_list(hub_write_client_symbols, &wa->hc);
+  assert_int_equal(json_array_size(list), 3);
+  assert_string_equal(json_string_value(json_array_get(list, 2)), "A*");
+  json_decref(list);
+
+  sfx_publish(T.env.hub, T.env.store, "AAPL", 1, 100);   /* wa: named + two patterns; wc */
+  sfx_publish(T.env.hub, T.env.store, "BRK.A", 1, 200);  /* wa: *; wb: BRK.* */
+  sfx_publish(T.env.hub, T.env.store, "AMZN", 1, 300);   /* wa: * and A* */
+  sfx_publish(T.env.hub, T.env.store, "AMZN", 3, 301);   /* a gap: a notice, then the quote */
+  sfx_ws wsa, wsc;
+  sfx_ws_init(&wsa, &a);
+  sfx_ws_init(&wsc, &c);
+  assert_true(sfx_ws_wait(&T.env.loop, &wsa, 5));
+  assert_true(hcli_quiet(&T.env.loop, &a, 20));
+  sfx_ws_pump(&wsa);
+  assert_int_equal(wsa.nmsgs, 5);
+  static const char *const want[] = {"AAPL", "BRK.A", "AMZN", NULL, "AMZN"};
+  for (int i = 0; i < 5; i++) {
+    json_t *m = sfx_ws_json(&wsa, i);
+    const char *type = json_string_value(json_object_get(m, "type"));
+    assert_string_equal(type, want[i] ? "quote" : "recovery");
+    if (want[i]) assert_string_equal(json_string_value(json_object_get(m, "symbol")), want[i]);
+    json_decref(m);
+  }
+  assert_true(sfx_ws_wait(&T.env.loop, &wsc, 1));
+  assert_true(hcli_wait_bytes(&T.env.loop, &b, "BRK.A"));
+  assert_true(hcli_quiet(&T.env.loop, &b, 10));
+  assert_null(strstr(b.buf, "AAPL"));
+  hub_stats st;
+  hub_get_stats(T.env.hub, &st);
+  assert_int_equal(st.patterns, 3);
+  assert_int_equal(st.pattern_subscriptions, 3);
+  assert_int_equal(st.pattern_deliveries, 4);   /* wa: BRK.A, AMZN twice; wb: BRK.A */
+  assert_int_equal(st.deliveries, 6);
+  assert_int_equal(st.gaps, 1);
+
+  /* Eight patterns a client at most; unsubscribing a pattern. */
+  char p[8];
+  for (int i = 0; i < HUB_MAX_CLIENT_PATTERNS - 1; i++) {
+    snprintf(p, sizeof(p), "P%d*", i);
+    assert_int_equal(hub_subscribe(T.env.hub, &wb->hc, p, strlen(p)), 1);
+  }
+  assert_int_equal(hub_subscribe(T.env.hub, &wb->hc, "Q*", 2), -E2BIG);
+  assert_int_equal(hub_unsubscribe(T.env.hub, &wa->hc, "*", 1), 1);
+  assert_int_equal(hub_unsubscribe(T.env.hub, &wa->hc, "*", 1), 0);
+  sfx_publish(T.env.hub, T.env.store, "MSFT", 1, 400);   /* nobody's now */
+  sfx_publish(T.env.hub, T.env.store, "AMZN", 4, 302);   /* wa through A* */
+  assert_true(sfx_ws_wait(&T.env.loop, &wsa, 6));
+  assert_true(hcli_quiet(&T.env.loop, &a, 20));
+  sfx_ws_pump(&wsa);
+  assert_int_equal(wsa.nmsgs, 6);
+  sfx_ws_free(&wsa);
+  sfx_ws_free(&wsc);
+  hcli_close(&a);
+  hcli_close(&b);
+  hcli_close(&c);
+  stop();
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   log_set_stdout(getenv("TD_TEST_LOG") != NULL);
@@ -580,6 +654,7 @@ int main(void) {
       cmocka_unit_test(snapshots),             cmocka_unit_test(recovery_and_gaps),
       cmocka_unit_test(topics),                cmocka_unit_test(soft_limit_conflates),
       cmocka_unit_test(soft_limit_too_long),   cmocka_unit_test(hard_limit),
+      cmocka_unit_test(wildcards_deliver_once),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   buf_pool_release();

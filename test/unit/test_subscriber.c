@@ -314,6 +314,105 @@ static void test_quote_channels_by_id(void **state) {
   symtab_free(syms);
 }
 
+static long long numpat(const rfx *r) {
+  redisContext *k = rfx_client(r);
+  redisReply *rep = redisCommand(k, "PUBSUB NUMPAT");
+  long long v = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+  freeReplyObject(rep);
+  redisFree(k);
+  return v;
+}
+
+static bool numpat_is(void *a) {
+  ctx *c = a;
+  return numpat(&c->redis) == c->want_numsub;
+}
+
+/* Publishes `msg` on `ch`, then a marker on "zz:end" (always subscribed by
+ * the caller), and runs until the marker: whatever `msg` brought is in. */
+static void publish_settled(ctx *c, const char *ch, const char *msg) {
+  publish_raw(&c->redis, ch, msg);
+  int before = c->messages;
+  publish_raw(&c->redis, "zz:end", "end");
+  for (int i = 0; i < 200 && (c->messages == before || strcmp(c->last_payload, "end")); i++) rfx_run_for(&c->loop, 10);
+  assert_string_equal(c->last_payload, "end");
+  c->messages--; /* the marker */
+}
+
+/* A PUBLISH reaches the connection by its channel and by every matching
+ * pattern; on_message hears it once, whichever routes were live. */
+static void test_patterns_one_route_per_message(void **state) {
+  ctx c;
+  ctx_start(&c, NULL);
+  assert_int_equal(sub_add(c.sub, "zz:end"), 0);
+  assert_int_equal(sub_padd(c.sub, "quotes:*"), 0);
+  assert_int_equal(sub_padd(c.sub, "quotes:*"), 0);
+  assert_int_equal(sub_padd(c.sub, "quotes:A*"), 0);
+  assert_int_equal(sub_padd(c.sub, "quotes:A*B"), UV_EINVAL);
+  assert_int_equal(sub_padd(c.sub, "quotes:AAPL"), UV_EINVAL);
+  assert_int_equal(sub_pattern_count(c.sub, "quotes:*"), 2);
+  assert_true(rfx_run_until(&c.loop, is_ready, &c, 2000));
+  assert_int_equal(numpat(&c.redis), 2);
+
+  publish_settled(&c, "quotes:AAPL", "1");  /* two patterns */
+  assert_int_equal(c.messages, 1);
+  publish_settled(&c, "quotes:MSFT", "2");  /* one */
+  assert_int_equal(c.messages, 2);
+  assert_int_equal(sub_add(c.sub, "quotes:AAPL"), 0);
+  c.check_channel = "quotes:AAPL";
+  assert_true(rfx_run_until(&c.loop, chan_settled, &c, 2000));
+  publish_settled(&c, "quotes:AAPL", "3");  /* the channel and two patterns */
+  assert_int_equal(c.messages, 3);
+  assert_string_equal(c.last_channel, "zz:end");
+  struct sub_stats st;
+  sub_stats(c.sub, &st);
+  assert_int_equal(st.patterns, 2);
+  assert_int_equal(st.pdups, 1 + 2);
+  assert_int_equal(st.pmessages, 2);
+
+  /* The channel's last reference gone, its message still serves the patterns. */
+  sub_remove(c.sub, "quotes:AAPL");
+  publish_settled(&c, "quotes:AAPL", "4");
+  assert_int_equal(c.messages, 4);
+
+  /* Churn without a loop turn, ending with one reference each. */
+  for (int i = 0; i < 20; i++) {
+    sub_premove(c.sub, "quotes:A*");
+    assert_int_equal(sub_padd(c.sub, "quotes:A*"), 0);
+  }
+  sub_premove(c.sub, "quotes:*");
+  assert_int_equal(sub_pattern_count(c.sub, "quotes:*"), 1);
+  publish_settled(&c, "quotes:ABC", "5");
+  assert_int_equal(c.messages, 5);
+  sub_premove(c.sub, "quotes:*");
+  sub_premove(c.sub, "quotes:A*");
+  sub_premove(c.sub, "quotes:A*");   /* extra removes are ignored */
+  c.want_numsub = 0;
+  assert_true(rfx_run_until(&c.loop, numpat_is, &c, 2000));
+  assert_int_equal(c.sub->npats, 0);
+  publish_settled(&c, "quotes:ABC", "6");
+  assert_int_equal(c.messages, 5);
+  ctx_finish(&c);
+}
+
+static void test_patterns_resubscribed_after_restart(void **state) {
+  ctx c;
+  ctx_start(&c, NULL);
+  assert_int_equal(sub_padd(c.sub, "quotes:BRK.*"), 0);
+  assert_int_equal(sub_padd(c.sub, "quotes:gone*"), 0);
+  assert_int_equal(sub_add(c.sub, "zz:end"), 0);
+  assert_true(rfx_run_until(&c.loop, is_ready, &c, 2000));
+  rfx_kill(&c.redis);
+  assert_true(rfx_run_until(&c.loop, not_ready, &c, 2000));
+  sub_premove(c.sub, "quotes:gone*"); /* while down: never resubscribed */
+  assert_int_equal(rfx_spawn(&c.redis, NULL), 0);
+  assert_true(rfx_run_until(&c.loop, resubscribed, &c, 3000));
+  assert_int_equal(numpat(&c.redis), 1);
+  publish_settled(&c, "quotes:BRK.A", "back");
+  assert_int_equal(c.messages, 1);
+  ctx_finish(&c);
+}
+
 static void test_bad_url(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -331,6 +430,8 @@ int main(void) {
       cmocka_unit_test(test_heartbeat_healthy),
       cmocka_unit_test(test_heartbeat_timeout_reconnects),
       cmocka_unit_test(test_quote_channels_by_id),
+      cmocka_unit_test(test_patterns_one_route_per_message),
+      cmocka_unit_test(test_patterns_resubscribed_after_restart),
       cmocka_unit_test(test_bad_url),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
