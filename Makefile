@@ -204,13 +204,13 @@ FUZZ_COV_SECONDS ?= 300
 FUZZ_COV_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fprofile-instr-generate -fcoverage-mapping -Iinclude -Isrc $(DEPS_CFLAGS)
 FUZZ_COV_OBJS := $(LIB_SRCS:src/%.c=$(FUZZ_COV_DIR)/obj/%.o) $(LLHTTP_SOURCES:%.c=$(FUZZ_COV_DIR)/llhttp/%.o)
 FUZZ_COV_BINS := $(FUZZ_SRCS:test/fuzz/%.c=$(FUZZ_COV_DIR)/%)
-FUZZ_TARGETS_fuzz_http_request := conn.c http1.c server.c router.c ws_session.c sse.c ws_frame.c hub.c api_core.c api_quotes.c
+FUZZ_TARGETS_fuzz_http_request := conn.c http1.c server.c router.c ws_session.c sse.c ws_frame.c hub.c hub_wild.c api_core.c api_quotes.c
 FUZZ_TARGETS_fuzz_ws_frame     := ws_frame.c utf8.c
 FUZZ_TARGETS_fuzz_ws_deflate   := ws_deflate.c ws_frame.c
 FUZZ_TARGETS_fuzz_stream_msg   := smsg_schema.c smsg_parse.c smsg_encode.c smsg_fast.c smsg_scan.c smsg_payload.c
 FUZZ_TARGETS_fuzz_hcli_url     := https_client.c url.c
 FUZZ_TARGETS_fuzz_jwt          := jwt.c
-FUZZ_TARGETS_fuzz_params       := redis_conn.c sentinel.c config.c http1.c url.c uuid.c
+FUZZ_TARGETS_fuzz_params       := redis_conn.c sentinel.c config.c http1.c url.c uuid.c hub_wild.c
 $(FUZZ_COV_DIR)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
 	@mkdir -p $(@D)
 	@clang -std=c11 -g -O1 -DLLHTTP_STRICT_MODE=1 -fsanitize=fuzzer-no-link -I$(LLHTTP_INC_DIR) -w -c $< -o $@

@@ -8,7 +8,9 @@
  *   5  qstore_epoch_parse  Last-Event-ID's epoch
  *   6  task_state_parse  /tasks?state=
  *   7  sentinel_url_parse  REDIS_URL / --redis-url as redis+sentinel://
+ *   8  wild_parse        a subscription's pattern ("*", "BRK.*")
  * Each result is checked against what the parser promises. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@
 #include "market/quote_store.h"
 #include "redis/redis_conn.h"
 #include "redis/sentinel.h"
+#include "stream/hub_wild.h"
 
 /* Options or variables one input may carry. */
 #define FUZZ_MAX_ARGS 32
@@ -123,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  uint8_t mode = data[0] % 8;
+  uint8_t mode = data[0] % 9;
   size--;
   char *s = malloc(size + 1);
   if (!s) abort();
@@ -158,6 +161,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       break;
     }
     case 7: sentinel_url_case(s); break;
+    case 8: { /* a pattern is one '*', last, after a valid symbol's start */
+      size_t plen = 0;
+      int rc = wild_parse(s, size, &plen);
+      const char *star = memchr(s, '*', size);
+      if (rc == 0 && star) abort();
+      if (rc == 1 && (plen != size - 1 || s[plen] != '*' || memchr(s, '*', plen) || plen >= TD_SYMBOL_MAX ||
+                      (plen && !smsg_symbol_valid(s, plen))))
+        abort();
+      if (rc < 0 && (rc != -EINVAL || !star)) abort();
+      break;
+    }
   }
   free(s);
   return 0;

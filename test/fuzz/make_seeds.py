@@ -148,6 +148,13 @@ def http_seeds():
         + frame(TEXT, "[1,2]", mask=M).decode("latin-1") + frame(TEXT, '{"action":"dance"}', mask=M).decode("latin-1")
         + frame(TEXT, '{"action":"subscribe","symbols":["bad sym"]}', mask=M).decode("latin-1")
         + frame(TEXT, "hello", mask=None).decode("latin-1"),
+        # wildcards: "*", a prefix and "*", malformed patterns, unsubscribe of a pattern
+        "ws_patterns": UPGRADE + frame(TEXT, jmsg({"action": "subscribe", "symbols": ["*", "BRK.*", "AAPL", "A*B", "**", "b*"]}), mask=M).decode("latin-1")
+        + frame(TEXT, jmsg({"action": "list"}), mask=M).decode("latin-1")
+        + frame(TEXT, jmsg({"action": "unsubscribe", "symbols": ["*", "BRK.*", "C*"]}), mask=M).decode("latin-1")
+        + frame(CLOSE, close_payload(1000, b"bye"), mask=M).decode("latin-1"),
+        "sse_patterns": "GET /stream?symbols=*,BRK.*,AAPL HTTP/1.1\r\nHost: x\r\n\r\n",
+        "sse_bad_pattern": "GET /stream?symbols=AAPL,A*B HTTP/1.1\r\nHost: x\r\n\r\n",
         "ws_bad_upgrade": "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n\r\n",
         "ws_upgrade_on_hello": "GET /hello HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: " + WS_KEY + "\r\nSec-WebSocket-Version: 13\r\n\r\n\x81\x85",
@@ -249,6 +256,9 @@ def params_seeds():
         "task_state": (6, "running"),
         "sentinel_url": (7, "redis+sentinel://u:p%40ss@127.0.0.1:26379,[::1],h-2:26380/mymaster/2"),
         "sentinel_url_bad": (7, "redis+sentinel://h,,h:0/m b/x"),
+        "pattern": (8, "BRK.*"),
+        "pattern_star": (8, "*"),
+        "pattern_bad": (8, "A*B*"),
     }
     for name, (mode, s) in cases.items():
         put(h, name, bytes([mode]) + s.encode())
