@@ -156,6 +156,7 @@ static struct {
   int nap_us;
   int retries;
   bool deflate;               /* ws-tickerd: offer permessage-deflate */
+  const char *wildcard;       /* tickerd modes: every client subscribes to this pattern alone ("*") */
   const char *label;
 } opt;
 
@@ -291,6 +292,7 @@ static const char *fb_rfind(const char *p, size_t n, const char *key, size_t kle
 }
 
 static int fb_client_slot(int client, int64_t sym) {
+  if (opt.wildcard) return sym >= 0 && sym < opt.symbols ? (int)sym : -1; /* slot j is symbol j */
   const int32_t *subs = st.sub_sym + (size_t)client * (size_t)opt.per_client;
   for (int j = 0; j < opt.per_client; j++)
     if (subs[j] == sym) return j;
@@ -429,6 +431,10 @@ static int fb_ws_send(fb_client *c, ws_opcode op, const char *p, size_t n) {
 
 static size_t fb_symbol_list(int client, const char *sep, const char *quote, char *out, size_t cap) {
   size_t len = 0;
+  if (opt.wildcard) {
+    int w = snprintf(out, cap, "%s%s%s", quote, opt.wildcard, quote);
+    return w > 0 && (size_t)w < cap ? (size_t)w : 0;
+  }
   for (int j = 0; j < opt.per_client; j++) {
     int w = snprintf(out + len, cap - len, "%s%s%s%d%s", j ? sep : "", quote, opt.prefix,
                      st.sub_sym[(size_t)client * (size_t)opt.per_client + j], quote);
@@ -1037,7 +1043,9 @@ static void fb_usage(void) {
           "  --label TEXT            copied into every JSON line\n"
           "  --gap-every K           nchan publisher skips every K-th seq (checks the loss count)\n"
           "  --nap-us 500            sleep after a poll that read < 128 messages (0: never)\n"
-          "  --deflate               ws-tickerd: offer permessage-deflate (RFC 7692) and inflate\n");
+          "  --deflate               ws-tickerd: offer permessage-deflate (RFC 7692) and inflate\n"
+          "  --wildcard PATTERN      tickerd modes: each client subscribes to PATTERN (\"*\") alone, which must\n"
+          "                          match every <prefix>N; it is counted as a subscriber of all M symbols\n");
 }
 
 static int fb_parse_args(int argc, char **argv) {
@@ -1076,6 +1084,7 @@ static int fb_parse_args(int argc, char **argv) {
     else if (!strcmp(a, "--symbols")) opt.symbols = atoi(v);
     else if (!strcmp(a, "--per-client")) opt.per_client = atoi(v);
     else if (!strcmp(a, "--prefix")) opt.prefix = v;
+    else if (!strcmp(a, "--wildcard")) opt.wildcard = v;
     else if (!strcmp(a, "--runs")) opt.runs = atoi(v);
     else if (!strcmp(a, "--warmup-ms")) opt.warmup_ms = atoi(v);
     else if (!strcmp(a, "--window-ms")) opt.window_ms = atoi(v);
@@ -1106,6 +1115,10 @@ static int fb_parse_args(int argc, char **argv) {
       opt.nrates < 1 || opt.window_ms <= 0 || opt.nap_us < 0 || opt.nap_us > 100000 || opt.connect_concurrency <= 0 || opt.pub == (fb_pub_kind)-2)
     return -1;
   opt.mode = (fb_mode)mode;
+  if (opt.wildcard) { /* one pattern that matches every symbol: all M of them per client */
+    if (opt.mode != FB_SSE_TICKERD && opt.mode != FB_WS_TICKERD) return -1;
+    opt.per_client = opt.symbols;
+  }
   if (opt.pub == (fb_pub_kind)-1)
     opt.pub = opt.mode == FB_SSE_NCHAN || opt.mode == FB_WS_NCHAN ? FB_PUB_NCHAN : FB_PUB_TICKERD;
   return 0;
@@ -1154,7 +1167,7 @@ int main(int argc, char **argv) {
     st.clients[i].index = i;
     for (int j = 0; j < opt.per_client; j++)
       st.sub_sym[(size_t)i * (size_t)opt.per_client + j] =
-          (int32_t)(((int64_t)i * opt.per_client + j) % opt.symbols);
+          opt.wildcard ? j : (int32_t)(((int64_t)i * opt.per_client + j) % opt.symbols);
   }
   llhttp_settings_init(&client_settings);
   client_settings.on_header_field = fb_on_header_field;
