@@ -311,11 +311,14 @@ static void on_pattern_reply(td_subscriber *s, redisReply *r) {
     const char *ch = r->element[2]->str;
     size_t n = r->element[2]->len;
     sub_chan *e = chan_find(s, ch, n);
-    if (p->refs == 0) return;
     if (route_of(s, e, ch, n) != p) { /* another route of this PUBLISH delivers it */
       s->pdups++;
       return;
     }
+    /* The route is chosen from Redis's states alone; whether anyone still
+     * wants the message is asked after, of every pattern: a pattern being
+     * unsubscribed may carry a message that another one's clients need. */
+    if (!pat_wanted(s, ch, n)) return;
     s->messages++;
     s->pmessages++;
     uint32_t id = e ? e->id : quote_id(s, ch, n);
