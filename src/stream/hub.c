@@ -493,9 +493,6 @@ bool hub_deliver(td_hub *h, hub_client *c, wsd_variant *v, bool droppable) {
   return true;
 }
 
-/* Sends one message to every client of `sym`: encoded once per transport,
- * the same bytes queued on each (and compressed at most once, shared by the
- * WebSocket clients that negotiated permessage-deflate). */
 /* What a pattern's walk (wild_each) delivers. */
 typedef struct {
   td_hub *h;
@@ -513,6 +510,10 @@ static void deliver_wild(void *arg, hub_client *c) {
   d->h->stats.pattern_deliveries += d->h->stats.deliveries - before;
 }
 
+/* Sends one message to every client of `sym`, then to the clients of the
+ * patterns that match it (each client once): encoded once per transport,
+ * the same bytes queued on each (and compressed at most once, shared by the
+ * WebSocket clients that negotiated permessage-deflate). */
 static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
   const td_hub_opts *opts = &h->opts;
   size_t below = (size_t)(opts->client_soft_bytes < opts->client_hard_bytes ? opts->client_soft_bytes
@@ -560,8 +561,6 @@ static void send_entry(td_hub *h, hub_client *c, const hub_symbol *sym, const qs
   send_quote(c, sym, e->epoch, e->seq, e->payload->data, e->payload->len);
 }
 
-/* Tells the clients of `sym` about continuity: a gap that local history
- * could not fill, or (after a resubscribe) that nothing was lost. */
 typedef struct {
   td_hub *h;
   const hub_symbol *sym;
@@ -584,6 +583,9 @@ static void send_continuity(void *arg, hub_client *c) {
   hub_send_json(n->h, c, "recovery", &w);
 }
 
+/* Tells the clients of `sym` (its own and its patterns') about continuity:
+ * a gap that local history could not fill, or (after a resubscribe) that
+ * nothing was lost. */
 static void notify_continuity(td_hub *h, hub_symbol *sym, bool recovered, uint64_t replayed, uint64_t from,
                               uint64_t to) {
   continuity_notice n = {h, sym, recovered, replayed, from, to};
