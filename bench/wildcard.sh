@@ -19,6 +19,8 @@
 #   BENCH_RUNS=3             measurement windows per scenario (medians)
 #   BENCH_WILD_RATE=50000    quotes/s in, over 100 symbols
 #   BENCH_WILD_SCENARIOS     "ws:1 ws:100 sse:100" (transport:clients)
+#   BENCH_WILD_TICKERD_ARGS  more tickerd options, e.g. "--memory-positions on" (a plain
+#                            PUBLISH per quote instead of the positions script in Redis)
 #   BENCH_REPORT             where the markdown section is appended
 # Everything listens on 127.0.0.1 only.
 set -euo pipefail
@@ -33,6 +35,7 @@ REPORT=${BENCH_REPORT:-$BUILD/bench/report.md}
 SYMBOLS=100
 RATE=${BENCH_WILD_RATE:-50000}
 SCENARIOS=${BENCH_WILD_SCENARIOS:-ws:1 ws:100 sse:100}
+read -r -a EXTRA <<<"${BENCH_WILD_TICKERD_ARGS:-}"
 if [ "$BENCH_QUICK" = 1 ]; then WARMUP_MS=500; WINDOW_MS=1500; else WARMUP_MS=2000; WINDOW_MS=5000; fi
 
 [ -x "$CLIENT" ] || bench_die "$CLIENT is missing (make $CLIENT)"
@@ -45,11 +48,12 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for sc in $SCENARIOS; do
   transport=${sc%%:*} clients=${sc##*:}
   start_redis
-  start_tickerd "tickerd-$transport-$clients" --feed none --log-level warn || bench_die "tickerd did not start"
+  start_tickerd "tickerd-$transport-$clients" --feed none --log-level warn "${EXTRA[@]}" || bench_die "tickerd did not start"
   bench_log "wildcard: $clients '*' client(s) over $transport, $RATE quotes/s in over $SYMBOLS symbols"
   "$CLIENT" --mode "$transport-tickerd" --port "$TD_PORT" --clients "$clients" --symbols "$SYMBOLS" \
     --wildcard '*' --prefix WC --rates "$RATE" --runs "$BENCH_RUNS" --warmup-ms "$WARMUP_MS" \
-    --window-ms "$WINDOW_MS" --stop-p99-ms 1000000 --server-pid "$TD_PID" --label "$transport:$clients" \
+    --window-ms "$WINDOW_MS" --stop-p99-ms 1000000 --server-pid "$TD_PID" --aux-pid "$REDIS_PID" \
+    --label "$transport:$clients" \
     2>"$BENCH_TMP/client.err" | grep '"summary"' >"$BENCH_TMP/summary.json" ||
     { tail -n 5 "$BENCH_TMP/client.err" >&2; bench_die "fanout_client failed"; }
   # What the slow-consumer policy did, from the server's side.
@@ -65,29 +69,35 @@ done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 mkdir -p "$(dirname "$REPORT")"
-/usr/bin/python3 - "$RESULTS" "$RATE" "$BENCH_RUNS" "$(nproc)" "$LOAD_BEFORE" "$LOAD_AFTER" >>"$REPORT" <<'PY'
+/usr/bin/python3 - "$RESULTS" "$RATE" "$BENCH_RUNS" "$(nproc)" "$LOAD_BEFORE" "$LOAD_AFTER" \
+  "${BENCH_WILD_TICKERD_ARGS:-}" >>"$REPORT" <<'PY'
 import json, sys, time
-path, rate, runs, cores, load0, load1 = sys.argv[1:7]
-print("\n## Wildcard subscribers (%s)\n" % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+path, rate, runs, cores, load0, load1, extra = sys.argv[1:8]
+print("\n## Wildcard subscribers%s (%s)\n" % (" (tickerd %s)" % extra if extra else "",
+                                            time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
 print("Every client subscribed to `*` alone; %s quotes/s published over 100 symbols (POST /quotes), so each"
       " client is owed all of them. Fresh tickerd and redis-server per row, default output limits"
       " (--client-soft-bytes 256 KiB, --client-hard-bytes 1 MiB, --client-soft-ms 10 s); medians of %s"
       " window(s). %s cores shared with other work; load average %s before, %s after. Lost: quotes a"
-      " client never got (conflated by the slow-consumer policy); closed: clients the server cut off.\n"
+      " client never got (conflated by the slow-consumer policy); closed: clients the server cut off; not"
+      " sent: quotes the load generator skipped while POST /quotes answers were outstanding (its"
+      " in-flight limit), so not offered.\n"
       % (rate, runs, cores, load0, load1))
-print("| clients | offered deliveries/s | delivered/s | p99 ms | lost | conflated | closed | server CPU (cores)"
-      " | server RSS | result |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+print("| clients | offered deliveries/s | delivered/s | p99 ms | lost | conflated | closed | not sent"
+      " | server CPU (cores) | Redis CPU | load generator CPU | server RSS | result |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for line in open(path):
     r = json.loads(line)
     closed = r["slow_closes"]
-    ok = not r["lost"] and not r["errors"] and not closed and r["deliveries_per_s"] >= 0.95 * r["offered_dps"]
+    ok = (not r["lost"] and not r["errors"] and not closed and not r["skipped"]
+          and r["deliveries_per_s"] >= 0.95 * r["offered_dps"])
     result = "sustained, nothing lost" if ok else (
         "cut off: %d closed" % closed if closed else "conflated (newest per symbol kept)" if r["lost"] or r["conflated"]
         else "fell behind")
-    print("| %s `*` (%s) | %.0f | %.0f | %.1f | %d | %d | %d | %.2f | %.0f MiB | %s |" % (
+    print("| %s `*` (%s) | %.0f | %.0f | %.1f | %d | %d | %d | %d | %.2f | %.2f | %.2f | %.0f MiB | %s |" % (
         r["clients"], r["label"].split(":")[0].upper(), r["offered_dps"], r["deliveries_per_s"], r["p99_us"] / 1000,
-        r["lost"], r["conflated"], closed, r["server_cpu"], r["server_rss_kb"] / 1024, result))
+        r["lost"], r["conflated"], closed, r["skipped"], r["server_cpu"], r["aux_cpu"], r["client_cpu"],
+        r["server_rss_kb"] / 1024, result))
 print()
 PY
 bench_log "wildcard: section appended to $REPORT"
