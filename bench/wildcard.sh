@@ -60,8 +60,10 @@ for sc in $SCENARIOS; do
   curl -fsS --max-time 5 "$TD_URL/status" | /usr/bin/python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))
-st = json.load(sys.stdin)["streaming"]
-s.update(slow_closes=st["slow_closes"], conflated=st["conflated"], pattern_deliveries=st["pattern_deliveries"])
+status = json.load(sys.stdin)
+st = status["streaming"]
+s.update(slow_closes=st["slow_closes"], conflated=st["conflated"], pattern_deliveries=st["pattern_deliveries"],
+         gaps=st["gaps"], sub_reconnects=status["redis"]["subscriber"]["reconnects"])
 print(json.dumps(s))' "$BENCH_TMP/summary.json" >>"$RESULTS"
   stop_tickerd
   bench_stop "$REDIS_PID"; bench_forget "$REDIS_PID"
@@ -81,23 +83,30 @@ print("Every client subscribed to `*` alone; %s quotes/s published over 100 symb
       " window(s). %s cores shared with other work; load average %s before, %s after. Lost: quotes a"
       " client never got (conflated by the slow-consumer policy); closed: clients the server cut off; not"
       " sent: quotes the load generator skipped while POST /quotes answers were outstanding (its"
-      " in-flight limit), so not offered.\n"
+      " in-flight limit), so not offered; Redis cut tickerd: reconnects of tickerd's subscriber connection"
+      " (Redis closes a subscriber whose output buffer passes client-output-buffer-limit pubsub, 32 MB),"
+      " whose missed quotes are lost to every client (counted as gaps).\n"
       % (rate, runs, cores, load0, load1))
 print("| clients | offered deliveries/s | delivered/s | p99 ms | lost | conflated | closed | not sent"
-      " | server CPU (cores) | Redis CPU | load generator CPU | server RSS | result |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+      " | Redis cut tickerd (gaps) | server CPU (cores) | Redis CPU | load generator CPU | server RSS | result |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for line in open(path):
     r = json.loads(line)
     closed = r["slow_closes"]
     ok = (not r["lost"] and not r["errors"] and not closed and not r["skipped"]
           and r["deliveries_per_s"] >= 0.95 * r["offered_dps"])
-    result = "sustained, nothing lost" if ok else (
-        "cut off: %d closed" % closed if closed else "conflated (newest per symbol kept)" if r["lost"] or r["conflated"]
-        else "fell behind")
-    print("| %s `*` (%s) | %.0f | %.0f | %.1f | %d | %d | %d | %d | %.2f | %.2f | %.2f | %.0f MiB | %s |" % (
+    why = []
+    if closed:
+        why.append("%d closed" % closed)
+    if r["conflated"]:
+        why.append("conflated")
+    if r["sub_reconnects"]:
+        why.append("Redis cut tickerd's subscriber")
+    result = "sustained, nothing lost" if ok else ", ".join(why) if why else "fell behind"
+    print("| %s `*` (%s) | %.0f | %.0f | %.1f | %d | %d | %d | %d | %d (%d) | %.2f | %.2f | %.2f | %.0f MiB | %s |" % (
         r["clients"], r["label"].split(":")[0].upper(), r["offered_dps"], r["deliveries_per_s"], r["p99_us"] / 1000,
-        r["lost"], r["conflated"], closed, r["skipped"], r["server_cpu"], r["aux_cpu"], r["client_cpu"],
-        r["server_rss_kb"] / 1024, result))
+        r["lost"], r["conflated"], closed, r["skipped"], r["sub_reconnects"], r["gaps"], r["server_cpu"],
+        r["aux_cpu"], r["client_cpu"], r["server_rss_kb"] / 1024, result))
 print()
 PY
 bench_log "wildcard: section appended to $REPORT"
