@@ -856,16 +856,26 @@ static void send_snapshot_of(td_hub *h, hub_client *c, hub_symbol *sym, int hist
   if (qstore_latest_id(h->store, SMSG_QUOTE, sym->id, &e)) send_entry(h, c, sym, &e);
 }
 
-/* A pattern's snapshot: the latest quote of each matching symbol the store
- * holds, at most HUB_WILD_SNAPSHOT_MAX, oldest-known symbols first. */
-static void send_pattern_snapshot(td_hub *h, hub_client *c, const char *prefix, size_t plen) {
+static bool matches_any(const char *name, size_t n, const char *const *prefix, const size_t *plen, uint32_t np) {
+  for (uint32_t j = 0; j < np; j++)
+    if (n >= plen[j] && !memcmp(name, prefix[j], plen[j])) return true;
+  return false;
+}
+
+/* The patterns' snapshot: the latest quote of each symbol the store holds
+ * that one of them matches and the client did not name (that one has its
+ * own), once, at most HUB_WILD_SNAPSHOT_MAX, oldest-known symbols first. */
+static void send_patterns_snapshot(td_hub *h, hub_client *c, const char *const *prefix, const size_t *plen,
+                                   uint32_t np) {
   uint32_t sent = 0, count = symtab_count(h->syms);
   qstore_entry e;
   int err;
-  for (uint32_t id = 0; id < count && sent < HUB_WILD_SNAPSHOT_MAX; id++) {
+  for (uint32_t id = 0; np && id < count && sent < HUB_WILD_SNAPSHOT_MAX; id++) {
     const char *name = symtab_name(h->syms, id);
     size_t n = symtab_len(h->syms, id);
-    if (n < plen || memcmp(name, prefix, plen) || !qstore_latest_id(h->store, SMSG_QUOTE, id, &e)) continue;
+    if (!matches_any(name, n, prefix, plen, np) || client_sub_index(c, id) >= 0 ||
+        !qstore_latest_id(h->store, SMSG_QUOTE, id, &e))
+      continue;
     hub_symbol *sym = h->by_id[id] ? h->by_id[id] : intern_symbol(h, name, n, &err);
     if (!sym) break;
     send_entry(h, c, sym, &e);
@@ -874,15 +884,22 @@ static void send_pattern_snapshot(td_hub *h, hub_client *c, const char *prefix, 
 }
 
 void hub_send_snapshot(td_hub *h, hub_client *c, const char *const *syms, size_t n, int history) {
+  const char *prefix[HUB_MAX_CLIENT_PATTERNS];
+  size_t plen[HUB_MAX_CLIENT_PATTERNS];
+  uint32_t np = 0;
   for (size_t i = 0; i < n; i++) {
-    size_t len = strlen(syms[i]), plen;
-    if (wild_parse(syms[i], len, &plen) > 0) {
-      send_pattern_snapshot(h, c, syms[i], plen);
+    size_t len = strlen(syms[i]), pl;
+    if (wild_parse(syms[i], len, &pl) > 0) {
+      if (np < HUB_MAX_CLIENT_PATTERNS) { /* a client holds no more */
+        prefix[np] = syms[i];
+        plen[np++] = pl;
+      }
       continue;
     }
     hub_symbol *sym = find_symbol(h, syms[i], len);
     if (sym) send_snapshot_of(h, c, sym, history);
   }
+  send_patterns_snapshot(h, c, prefix, plen, np);
 }
 
 /* "SYMBOL:epochhex:seq" */
@@ -907,7 +924,16 @@ static bool parse_position(const char *s, size_t n, char *sym, size_t *sym_len, 
   return smsg_symbol_valid(sym, *sym_len);
 }
 
+/* A position names one symbol: a client's patterns are not replayed (a
+ * `*` replay could be the whole store, past any output limit). They get
+ * their snapshot instead, and "recovered" is false: the client knows to
+ * take the snapshot as its state. */
 static void send_recovery(td_hub *h, hub_client *c, bool recovered, const char *since, size_t n, uint64_t replayed) {
+  const char *prefix[HUB_MAX_CLIENT_PATTERNS];
+  size_t plen[HUB_MAX_CLIENT_PATTERNS];
+  for (uint32_t k = 0; k < c->nwild; k++) prefix[k] = wild_client_prefix(h->wild, c, k, &plen[k]);
+  send_patterns_snapshot(h, c, prefix, plen, c->nwild);
+  recovered = recovered && !c->nwild;
   h->stats.replayed += replayed;
   jsonw w;
   jw_init(&w, 0);

@@ -184,6 +184,12 @@ void wild_each(hub_wild *w, const uint8_t *pats, uint32_t np, uint32_t sym_id, v
   }
 }
 
+const char *wild_client_prefix(const hub_wild *w, const hub_client *c, uint32_t k, size_t *plen) {
+  const wild_pat *p = &w->pats[c->wild[k].pat];
+  *plen = p->plen;
+  return p->prefix;
+}
+
 void wild_write_client(const hub_wild *w, const hub_client *c, jsonw *jw) {
   for (uint32_t k = 0; k < c->nwild; k++) {
     const wild_pat *p = &w->pats[c->wild[k].pat];

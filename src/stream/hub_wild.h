@@ -50,6 +50,8 @@ uint32_t wild_match(const hub_wild *w, const char *sym, size_t n, uint8_t *out, 
 void wild_each(hub_wild *w, const uint8_t *pats, uint32_t np, uint32_t sym_id, void (*fn)(void *arg, hub_client *c),
                void *arg);
 
+/* The prefix of the client's k-th pattern (k < c->nwild); its length in *plen. */
+const char *wild_client_prefix(const hub_wild *w, const hub_client *c, uint32_t k, size_t *plen);
 /* Appends the client's patterns, as given ("BRK.*"), to the open array. */
 void wild_write_client(const hub_wild *w, const hub_client *c, jsonw *jw);
 /* Patterns with clients, and client subscriptions to patterns. */

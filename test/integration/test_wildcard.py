@@ -137,6 +137,35 @@ def test_pattern_snapshot_of_known_symbols(stack, redis_server):
         ws.recv_json()
 
 
+def test_snapshot_once_per_symbol_and_resume_with_patterns(stack, redis_server):
+    post(stack, quote("AAPL", bp=1), quote("AMZN", bp=2), quote("MSFT", bp=3))
+    ws = WS(stack.port)
+    ws.send_json({"action": "subscribe", "symbols": ["AAPL", "*", "A*"]})
+    assert ws.recv_json()["type"] == "subscribed"
+    snap = [ws.recv_json() for _ in range(3)]
+    assert sorted(m["symbol"] for m in snap) == ["AAPL", "AMZN", "MSFT"]   # each once
+    ws.sock.settimeout(0.3)
+    with pytest.raises(socket.timeout):
+        ws.recv_json()
+    # A position names one symbol: the named one is replayed, the patterns
+    # get their snapshot, and "recovered" is false (not every symbol was replayed).
+    pos = [m for m in snap if m["symbol"] == "AAPL"][0]["id"]
+    post(stack, quote("AAPL", bp=4), quote("MSFT", bp=5))
+    again = WS(stack.port)
+    again.send_json({"action": "subscribe", "symbols": ["AAPL", "*"], "since": pos})
+    msgs = [again.recv_json() for _ in range(4)]
+    assert msgs[0]["type"] == "subscribed"
+    assert (msgs[1]["symbol"], msgs[1]["data"]["bp"]) == ("AAPL", 4)                      # replayed
+    assert sorted((m["symbol"], m["data"]["bp"]) for m in msgs[2:]) == [("AMZN", 2), ("MSFT", 5)]
+    rec = again.recv_json()
+    assert rec["type"] == "recovery" and rec["recovered"] is False and rec["replayed"] == 1
+    s, head, buf = sse_open(stack, "symbols=*", {"Last-Event-ID": pos})
+    evs, buf = sse_events(s, buf, 4)
+    assert [e["event"] for e in evs] == ["quote"] * 3 + ["recovery"]
+    assert json.loads(evs[3]["data"])["recovered"] is False
+    s.close()
+
+
 def test_bad_patterns_are_refused(stack, redis_server):
     ws = WS(stack.port)
     bad = ["A*B", "**", "*A", "brk.*", "ABCDEFGHIJKLMNOP*", "BR K*"]
