@@ -5,7 +5,13 @@
 #include <errno.h>
 #include <hiredis/sds.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
+
+/* Reads of up to 16 KB (hiredis's) one readable event may make while bytes
+ * are waiting: 256 KB, a few milliseconds of quotes at the rates tickerd
+ * sustains. */
+#define REDISUV_MAX_READS_PER_POLL 16
 
 typedef struct redisuv_events {
   uv_poll_t poll;
@@ -86,7 +92,17 @@ static void redisuv_on_poll(uv_poll_t *handle, int status, int events) {
   }
   /* Either call may free the context (cleanup sets p->ac to NULL). */
   if (p->ac && (events & UV_WRITABLE)) redisuv_write(p->ac);
-  if (p->ac && (events & UV_READABLE)) redisAsyncHandleRead(p->ac);
+  if (!(events & UV_READABLE)) return;
+  /* hiredis reads at most 16 KB per call. A subscriber that fell behind by
+   * more would take one loop turn, and so one flush of every streaming
+   * client, per 16 KB; reading what has already arrived first lets a client
+   * owed several messages get them in one write. Bounded, so that one busy
+   * connection cannot hold the loop. */
+  for (int i = 0; i < REDISUV_MAX_READS_PER_POLL && p->ac; i++) {
+    redisAsyncHandleRead(p->ac);
+    int pending = 0;
+    if (!p->ac || ioctl(p->ac->c.fd, FIONREAD, &pending) != 0 || pending <= 0) break;
+  }
 }
 
 static void redisuv_want(void *privdata, int add, int ev) {
