@@ -15,8 +15,10 @@
 
 typedef struct redisuv_events {
   uv_poll_t poll;
+  uv_check_t soon;       /* writes commands queued by this loop turn's callbacks */
   redisAsyncContext *ac; /* NULL once hiredis has called cleanup */
   int events;            /* UV_READABLE | UV_WRITABLE wanted by hiredis */
+  int open_handles;      /* freed when both handles are closed */
 } redisuv_events;
 
 static void redisuv_on_poll(uv_poll_t *handle, int status, int events);
@@ -105,8 +107,21 @@ static void redisuv_on_poll(uv_poll_t *handle, int status, int events) {
   }
 }
 
+/* Commands queued by this turn's callbacks (a POST /quotes's PUBLISHes) are
+ * written in the check phase, right after those callbacks, rather than when
+ * the next poll reports the socket writable: that poll comes after the
+ * prepare phase's flush of every streaming client, which at 10,000 clients
+ * takes tens of milliseconds, and a quote's answer from Redis one flush
+ * later again. Whatever the socket does not take waits for writable. */
+static void redisuv_on_soon(uv_check_t *h) {
+  redisuv_events *p = h->data;
+  uv_check_stop(h);
+  if (p->ac && (p->events & UV_WRITABLE)) redisuv_write(p->ac);
+}
+
 static void redisuv_want(void *privdata, int add, int ev) {
   redisuv_events *p = privdata;
+  if (add && ev == UV_WRITABLE && p->ac && (p->ac->c.flags & REDIS_CONNECTED)) uv_check_start(&p->soon, redisuv_on_soon);
   int next = add ? (p->events | ev) : (p->events & ~ev);
   if (next == p->events || !p->ac) return;
   p->events = next;
@@ -118,7 +133,10 @@ static void redisuv_del_read(void *pd) { redisuv_want(pd, 0, UV_READABLE); }
 static void redisuv_add_write(void *pd) { redisuv_want(pd, 1, UV_WRITABLE); }
 static void redisuv_del_write(void *pd) { redisuv_want(pd, 0, UV_WRITABLE); }
 
-static void redisuv_on_close(uv_handle_t *h) { free(h->data); }
+static void redisuv_on_close(uv_handle_t *h) {
+  redisuv_events *p = h->data;
+  if (--p->open_handles == 0) free(p);
+}
 
 static void redisuv_cleanup(void *privdata) {
   redisuv_events *p = privdata;
@@ -133,6 +151,7 @@ static void redisuv_cleanup(void *privdata) {
   ac->ev.cleanup = NULL;
   p->ac = NULL;
   uv_close((uv_handle_t *)&p->poll, redisuv_on_close);
+  uv_close((uv_handle_t *)&p->soon, redisuv_on_close);
 }
 
 int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop) {
@@ -145,6 +164,10 @@ int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop) {
     return rc;
   }
   p->poll.data = p;
+  uv_check_init(loop, &p->soon);
+  uv_unref((uv_handle_t *)&p->soon); /* the poll keeps the loop alive, not this */
+  p->soon.data = p;
+  p->open_handles = 2;
   p->ac = ac;
   ac->ev.data = p;
   ac->ev.addRead = redisuv_add_read;
