@@ -14,7 +14,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 
-export BENCH_SYMBOLS=100 BENCH_PER_CLIENT=20 BENCH_TITLE="Watchlist fan-out (20 of 100 symbols per client)"
+export BENCH_CLIENTS=${BENCH_CLIENTS:-"1000 10000"} BENCH_SYMBOLS=100 BENCH_PER_CLIENT=20 BENCH_TITLE="Watchlist fan-out (20 of 100 symbols per client)"
 # Offered deliveries/s over all clients. A client owed 20 symbols gets many
 # messages per loop turn, so tickerd goes well past the one-symbol steps;
 # the goals are 20x nchan's rate at 1,000 clients and 6x at 10,000.
