@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <hiredis/sds.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -20,7 +21,32 @@ typedef struct redisuv_events {
   redisAsyncContext *ac; /* NULL once hiredis has called cleanup */
   int events;            /* UV_READABLE | UV_WRITABLE wanted by hiredis */
   int open_handles;      /* freed when both handles are closed */
+  struct redisuv_events *soon_next; /* in the soon list, oldest first */
+  bool soon_listed;
 } redisuv_events;
+
+/* Connections with commands queued during this turn, in the order they were
+ * queued (tickerd runs one loop on one thread, as conn.c's flush list
+ * assumes too). The first check callback of the turn writes them all in
+ * that order: libuv runs check handles newest first, and a SUBSCRIBE queued
+ * before a history read on another connection must reach Redis first, as
+ * it did when both waited for the poll (the hub resumes a client from the
+ * read and expects the live messages after it on the subscription). */
+static redisuv_events *soon_first, *soon_last;
+
+static void soon_unlink(redisuv_events *p) {
+  if (!p->soon_listed) return;
+  redisuv_events **pp = &soon_first, *prev = NULL;
+  while (*pp != p) {
+    prev = *pp;
+    pp = &(*pp)->soon_next;
+  }
+  *pp = p->soon_next;
+  if (soon_last == p) soon_last = prev;
+  p->soon_next = NULL;
+  p->soon_listed = false;
+  uv_check_stop(&p->soon);
+}
 
 static void redisuv_on_poll(uv_poll_t *handle, int status, int events);
 
@@ -115,14 +141,28 @@ static void redisuv_on_poll(uv_poll_t *handle, int status, int events) {
  * takes tens of milliseconds, and a quote's answer from Redis one flush
  * later again. Whatever the socket does not take waits for writable. */
 static void redisuv_on_soon(uv_check_t *h) {
-  redisuv_events *p = h->data;
-  uv_check_stop(h);
-  if (p->ac && (p->events & UV_WRITABLE)) redisuv_write(p->ac);
+  (void)h;
+  /* Unlinked before its write: a write that fails may tear down this
+   * connection or others, and their cleanup unlinks them. */
+  while (soon_first) {
+    redisuv_events *p = soon_first;
+    soon_unlink(p);
+    if (p->ac && (p->events & UV_WRITABLE)) redisuv_write(p->ac);
+  }
+}
+
+static void soon_add(redisuv_events *p) {
+  if (p->soon_listed) return;
+  p->soon_listed = true;
+  if (soon_last) soon_last->soon_next = p;
+  else soon_first = p;
+  soon_last = p;
+  uv_check_start(&p->soon, redisuv_on_soon);
 }
 
 static void redisuv_want(void *privdata, int add, int ev) {
   redisuv_events *p = privdata;
-  if (add && ev == UV_WRITABLE && p->ac && (p->ac->c.flags & REDIS_CONNECTED)) uv_check_start(&p->soon, redisuv_on_soon);
+  if (add && ev == UV_WRITABLE && p->ac && (p->ac->c.flags & REDIS_CONNECTED)) soon_add(p);
   int next = add ? (p->events | ev) : (p->events & ~ev);
   if (next == p->events || !p->ac) return;
   p->events = next;
@@ -151,6 +191,7 @@ static void redisuv_cleanup(void *privdata) {
   ac->ev.addWrite = ac->ev.delWrite = NULL;
   ac->ev.cleanup = NULL;
   p->ac = NULL;
+  soon_unlink(p);
   uv_close((uv_handle_t *)&p->poll, redisuv_on_close);
   uv_close((uv_handle_t *)&p->soon, redisuv_on_close);
 }

@@ -29,9 +29,12 @@ typedef struct harness {
   uintptr_t tags[64];
   int nrec;
   int resend; /* replies to tag RESEND_TAG that send one more command */
+  td_rconn *second; /* a reply to tag PAIR_TAG sends on conn, then on this */
+  int h2_replies, h2_closed;
 } harness;
 
 #define RESEND_TAG 3
+#define PAIR_TAG 4
 static int send_tagged(harness *h, uintptr_t tag, const char *cmd);
 
 static void h_ready(td_rconn *c, void *ud) { ((harness *)ud)->ready++; }
@@ -61,6 +64,13 @@ static void h_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
   if (tag == RESEND_TAG && h->resend > 0) {
     h->resend--;
     send_tagged(h, RESEND_TAG, "INCR n");
+  }
+  if (tag == PAIR_TAG && h->second) {
+    char *f;
+    int len = redisFormatCommand(&f, "RPUSH order second");
+    send_tagged(h, 7, "RPUSH order first");
+    rconn_command(h->second, 7, f, (size_t)len);
+    free(f);
   }
 }
 static void h_closed(td_rconn *c, void *ud) { ((harness *)ud)->closed++; }
@@ -333,6 +343,48 @@ static void test_command_from_a_callback_is_written_before_the_next_poll(void **
   assert_int_equal(t.pending, 0);
   assert_int_equal(h.last_int, 2);
   uv_close((uv_handle_t *)&probe, NULL);
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+/* The second connection's callbacks count into the harness's h2 fields. */
+static void h2_ready(td_rconn *c, void *ud) {}
+static void h2_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {}
+static void h2_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) { ((harness *)ud)->h2_replies++; }
+static void h2_closed(td_rconn *c, void *ud) { ((harness *)ud)->h2_closed++; }
+static const rconn_callbacks h2_cb = {h2_ready, h2_lost, h2_reply, h2_closed};
+static bool second_ready(void *a) { return ((harness *)a)->second->state == RCONN_READY; }
+static bool pair_answered(void *a) { return ((harness *)a)->replies >= 2 && ((harness *)a)->h2_replies >= 1; }
+static bool second_closed(void *a) { return ((harness *)a)->h2_closed == 1; }
+
+/* Commands queued on two connections in one callback reach Redis in the
+ * order they were queued (the hub reads history on one connection after a
+ * SUBSCRIBE on another). Fails with check handles that each write their
+ * own connection: libuv runs them newest first. */
+static void test_commands_on_two_connections_keep_their_order(void **state) {
+  rfx r = {0};
+  harness h;
+  char url[128];
+  h_start_ready(&r, &h);
+  td_rconn second;
+  const char *err = NULL;
+  assert_int_equal(rconn_init(&second, &h.loop, rfx_url(&r, url, sizeof(url), NULL, 0), &h2_cb, &h, &fast, &err), 0);
+  rconn_start(&second);
+  h.second = &second;
+  assert_true(rfx_run_until(&h.loop, second_ready, &h, 2000));
+  assert_int_equal(send_tagged(&h, PAIR_TAG, "PING"), 0);
+  assert_true(rfx_run_until(&h.loop, pair_answered, &h, 2000));
+  redisContext *check = rfx_client(&r);
+  assert_non_null(check);
+  redisReply *list = redisCommand(check, "LRANGE order 0 -1");
+  assert_non_null(list);
+  assert_int_equal(list->elements, 2);
+  assert_string_equal(list->element[0]->str, "first");
+  assert_string_equal(list->element[1]->str, "second");
+  freeReplyObject(list);
+  redisFree(check);
+  rconn_close(&second);
+  assert_true(rfx_run_until(&h.loop, second_closed, &h, 2000));
   h_finish(&h);
   rfx_kill(&r);
 }
@@ -621,6 +673,7 @@ int main(void) {
       cmocka_unit_test(test_large_pipeline),
       cmocka_unit_test(test_command_from_a_callback_is_written_before_the_next_poll),
       cmocka_unit_test(test_replies_waiting_are_read_in_one_turn),
+      cmocka_unit_test(test_commands_on_two_connections_keep_their_order),
       cmocka_unit_test(test_runs_keep_tags_and_order),
       cmocka_unit_test(test_run_dropped_answers_every_command),
       cmocka_unit_test(test_hostname_resolved),
