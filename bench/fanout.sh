@@ -11,7 +11,9 @@
 # Environment:
 #   BENCH_QUICK=1          about a minute: one run per rate, short windows
 #   BENCH_RUNS=3           windows per rate; the report shows their median
-#   BENCH_SYMBOLS=10       M symbols; each client subscribes to one
+#   BENCH_SYMBOLS=10       M symbols
+#   BENCH_PER_CLIENT=1     K symbols per client (bench/watchlist.sh: 20 of 100)
+#   BENCH_TITLE="Fan-out"  the report section's title
 #   BENCH_CLIENTS="100 1000 10000"
 #   BENCH_TARGETS="sse-nchan sse-tickerd ws-tickerd"
 #   BENCH_STEPS="50000 100000 ..."  offered deliveries/s (all clients), stepped
@@ -30,6 +32,8 @@ CLIENT=$BUILD/bench/fanout_client
 REPORT=${BENCH_REPORT:-$BUILD/bench/report.md}
 QUICK=${BENCH_QUICK:-0}
 SYMBOLS=${BENCH_SYMBOLS:-10}
+PER_CLIENT=${BENCH_PER_CLIENT:-1}
+TITLE=${BENCH_TITLE:-Fan-out}
 CLIENT_COUNTS=${BENCH_CLIENTS:-"100 1000 10000"}
 TARGETS=${BENCH_TARGETS:-"sse-nchan sse-tickerd ws-tickerd"}
 STOP_P99_MS=${BENCH_STOP_P99_MS:-100}
@@ -118,6 +122,18 @@ PIDS+=("$!")
 wait_port "$NCHAN_PORT" nginx
 NCHAN_WORKER=$(pgrep -P "$(cat "$TMP/nginx/nginx.pid")" | head -n1)
 
+# tickerd's stream counters (/status) before and after a run, as a line of
+# the results: the report shows sends per delivery over the run from them.
+status_line() { # before|after, target, clients
+  python3 - "$TICKERD_PORT" "$@" >>"$RESULTS" <<'EOF' || true
+import json, sys, urllib.request
+port, when, mode, clients = sys.argv[1:5]
+s = json.load(urllib.request.urlopen("http://127.0.0.1:%s/status" % port, timeout=10))["streaming"]
+print(json.dumps({"status": when, "mode": mode, "clients": int(clients),
+                  "sends": s["sends"], "deliveries": s["deliveries"]}))
+EOF
+}
+
 # ---- runs -------------------------------------------------------------------
 
 START=$(date +%s)
@@ -130,10 +146,10 @@ run_id=0
 
 for N in $CLIENT_COUNTS; do
   # Messages/s over all symbols for each offered delivery rate: every
-  # message reaches N/M clients.
+  # message reaches N*K/M clients.
   RATES=""
   for d in $STEPS; do
-    r=$(( d * SYMBOLS / N )); [ "$r" -ge 1 ] || r=1
+    r=$(( d * SYMBOLS / (N * PER_CLIENT) )); [ "$r" -ge 1 ] || r=1
     RATES="${RATES:+$RATES,}$r"
   done
   for T in $TARGETS; do
@@ -149,11 +165,13 @@ for N in $CLIENT_COUNTS; do
     # subscriber, and tickerd's history must not carry over either.
     run_id=$((run_id + 1))
     echo "fanout.sh: $T, $N clients, rates $RATES msgs/s (budget ${left}s)" >&2
-    "$CLIENT" --mode "$T" --port "$PORT" --clients "$N" --symbols "$SYMBOLS" --prefix "FB${run_id}X" \
+    [ "$APID" = 0 ] || status_line before "$T" "$N"
+    "$CLIENT" --mode "$T" --port "$PORT" --clients "$N" --symbols "$SYMBOLS" --per-client "$PER_CLIENT" --prefix "FB${run_id}X" \
       --rates "$RATES" --runs "$RUNS" --warmup-ms "$WARMUP_MS" --window-ms "$WINDOW_MS" \
       --stop-p99-ms "$STOP_P99_MS" --retries "$RETRIES" --deadline-s "$left" --server-pid "$SPID" --aux-pid "$APID" \
       --label "$T" 2>"$TMP/client.err" | tee -a "$RESULTS" | grep '"summary"' >&2 || true
     grep -v '^fanout_client: .* ready in' "$TMP/client.err" | head -n 5 >&2 || true
+    [ "$APID" = 0 ] || status_line after "$T" "$N"
     done_runs=$((done_runs + 1))
     if ! kill -0 "$TICKERD_PID" 2>/dev/null; then
       echo "fanout.sh: tickerd exited; its stderr:" >&2; tail -n 20 "$TMP/tickerd.err" >&2
@@ -165,13 +183,17 @@ done
 # ---- report -----------------------------------------------------------------
 
 mkdir -p "$(dirname "$REPORT")"
-python3 - "$RESULTS" "$STOP_P99_MS" "$QUICK" "$RUNS" "$SYMBOLS" "$(nproc)" >>"$REPORT" <<'EOF'
+python3 - "$RESULTS" "$STOP_P99_MS" "$QUICK" "$RUNS" "$SYMBOLS" "$(nproc)" "$PER_CLIENT" "$TITLE" >>"$REPORT" <<'EOF'
 import json, sys, time
-path, stop_ms, quick, runs, symbols, cores = sys.argv[1:7]
+path, stop_ms, quick, runs, symbols, cores, per_client, title = sys.argv[1:9]
 stop_us = float(stop_ms) * 1000
 # A retried rate keeps its last attempt, in the place of the first.
 last = {}
+counters = {}   # (clients, mode) -> {"before": ..., "after": ...}
 for l in open(path):
+    if l.startswith('{"status"'):
+        r = json.loads(l)
+        counters.setdefault((r["clients"], r["mode"]), {})[r["status"]] = r
     if l.startswith('{"summary"'):
         r = json.loads(l)
         last[(r["clients"], r["mode"], r["rate"])] = r
@@ -184,9 +206,10 @@ def sustained(r):
 def ms(us):
     return "%.1f" % (us / 1000.0)
 
-print("\n## Fan-out: tickerd vs nginx + nchan (%s)\n" % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-print("%s run%s per rate (median shown), %s symbols, one symbol per client, %s cores shared with other work%s."
-      % (runs, "" if runs == "1" else "s", symbols, cores, "; BENCH_QUICK" if quick == "1" else ""))
+print("\n## %s: tickerd vs nginx + nchan (%s)\n" % (title, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+print("%s run%s per rate (median shown), %s symbols, %s per client, %s cores shared with other work%s."
+      % (runs, "" if runs == "1" else "s", symbols, "one symbol" if per_client == "1" else per_client + " symbols",
+         cores, "; BENCH_QUICK" if quick == "1" else ""))
 print("Sustained: nothing lost, no error, all clients connected, p99 <= %s ms, >= 95 %% of the offered"
       " deliveries delivered. CPU: cores used by the server (tickerd: + its redis-server), by the"
       " load generator (subscribers + publisher) and left idle on the machine during the windows;"
@@ -236,6 +259,19 @@ for n in sorted({r["clients"] for r in rows}):
 
 for line in notes:
     print("\n" + line)
+
+# tickerd's /status counters over each whole run (every rate stepped, warm-up
+# included): write system calls to stream clients per message delivered.
+spd = []
+for (n, mode), c in sorted(counters.items()):
+    if "before" in c and "after" in c:
+        d = c["after"]["deliveries"] - c["before"]["deliveries"]
+        s = c["after"]["sends"] - c["before"]["sends"]
+        if d > 0:
+            spd.append("%d clients %s: %.3f (%d sends, %d deliveries)" % (n, mode, s / d, s, d))
+if spd:
+    print("\nSends per delivery (tickerd /status `streaming.sends` / `streaming.deliveries` over the run): "
+          + "; ".join(spd) + ".")
 
 rss = {}
 for r in rows:

@@ -22,6 +22,11 @@ typedef struct {
   uint64_t write_timeouts;
   uint64_t backpressure_pauses;
   uint64_t taken_over;        /* WebSocket / SSE */
+  /* System calls that wrote to WebSocket / SSE clients: each sendmsg of the
+   * flush (EAGAIN included: it is a system call too) and each uv_write
+   * handed the remainder (libuv makes at least one writev for it). Against
+   * the hub's deliveries it shows how many messages one write carries. */
+  uint64_t stream_sends;
 } td_http_stats;
 
 extern td_http_stats http_stats;

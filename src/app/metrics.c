@@ -206,6 +206,8 @@ static void stream_metrics(out_t *o, td_app *app) {
   one(o, "tickerd_stream_pattern_deliveries_total", "counter", "messages queued to clients through a pattern",
       (double)h.pattern_deliveries);
   one(o, "tickerd_stream_deliveries_total", "counter", "messages queued to clients", (double)h.deliveries);
+  one(o, "tickerd_stream_sends_total", "counter", "system calls that wrote to stream clients (sendmsg, uv_write)",
+      (double)http_stats.stream_sends);
   one(o, "tickerd_stream_conflated_total", "counter", "messages dropped for slow clients (newer quote kept)",
       (double)h.conflated);
   one(o, "tickerd_stream_slow_closes_total", "counter", "clients closed for exceeding output limits", (double)h.slow_closes);

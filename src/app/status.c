@@ -294,6 +294,11 @@ static void streaming_section(jsonw *w, td_app *app) {
   JW_U64(w, "subscriptions", h.client_subscriptions);
   JW_U64(w, "messages", h.messages);
   JW_U64(w, "deliveries", h.deliveries);
+  /* Writes to stream sockets, and how many per delivered quote: below 1
+   * when a client's messages of one loop turn share one write. Snapshots,
+   * replays and heartbeats are written too but are not deliveries. */
+  JW_U64(w, "sends", http_stats.stream_sends);
+  jw_double(w, "sends_per_delivery", h.deliveries ? (double)http_stats.stream_sends / (double)h.deliveries : 0);
   JW_U64(w, "conflated", h.conflated);
   JW_U64(w, "slow_closes", h.slow_closes);
   JW_U64(w, "rejected_clients", h.rejected_clients);

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #include "base/td_limits.h"
+#include "http/http_stats.h"
 #include "conn_internal.h"
 
 static uint64_t next_conn_id = 1;
@@ -323,9 +324,11 @@ static void out_emptied(td_conn *c) {
 static void conn_flush(td_conn *c) {
   if (c->state == CONN_CLOSING || c->inflight > 0) return;
   uv_buf_t iov[CONN_MAX_IOV];
+  bool stream = c->state == CONN_STREAMING;
   while (c->out_count > 0) {
     uint32_t n = out_iov(c, iov);
     int w = conn_write(c, iov, n);
+    http_stats.stream_sends += stream;
     if (w == UV_EAGAIN) break;
     if (w < 0) {
       conn_close(c, "write failed");
@@ -339,6 +342,7 @@ static void conn_flush(td_conn *c) {
     c->inflight = n;
     c->write_req.data = c;
     int rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, iov, n, on_write_done);
+    http_stats.stream_sends += stream;
     if (rc < 0) {
       c->inflight = 0;
       conn_close(c, "write failed");

@@ -4,14 +4,49 @@
 
 #include <errno.h>
 #include <hiredis/sds.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
+
+/* Reads of up to 16 KB (hiredis's) one readable event may make while bytes
+ * are waiting: 256 KB, about a thousand quote messages as Redis sends them,
+ * so that the loop goes back to its other work within tens of milliseconds
+ * even when delivering them to thousands of clients. */
+#define REDISUV_MAX_READS_PER_POLL 16
 
 typedef struct redisuv_events {
   uv_poll_t poll;
+  uv_check_t soon;       /* writes commands queued by this loop turn's callbacks */
   redisAsyncContext *ac; /* NULL once hiredis has called cleanup */
   int events;            /* UV_READABLE | UV_WRITABLE wanted by hiredis */
+  int open_handles;      /* freed when both handles are closed */
+  struct redisuv_events *soon_next; /* in the soon list, oldest first */
+  bool soon_listed;
 } redisuv_events;
+
+/* Connections with commands queued during this turn, in the order they were
+ * queued (tickerd runs one loop on one thread, as conn.c's flush list
+ * assumes too). The first check callback of the turn writes them all in
+ * that order: libuv runs check handles newest first, and a SUBSCRIBE queued
+ * before a history read on another connection must reach Redis first, as
+ * it did when both waited for the poll (the hub resumes a client from the
+ * read and expects the live messages after it on the subscription). */
+static redisuv_events *soon_first, *soon_last;
+
+static void soon_unlink(redisuv_events *p) {
+  if (!p->soon_listed) return;
+  redisuv_events **pp = &soon_first, *prev = NULL;
+  while (*pp != p) {
+    prev = *pp;
+    pp = &(*pp)->soon_next;
+  }
+  *pp = p->soon_next;
+  if (soon_last == p) soon_last = prev;
+  p->soon_next = NULL;
+  p->soon_listed = false;
+  uv_check_stop(&p->soon);
+}
 
 static void redisuv_on_poll(uv_poll_t *handle, int status, int events);
 
@@ -86,11 +121,48 @@ static void redisuv_on_poll(uv_poll_t *handle, int status, int events) {
   }
   /* Either call may free the context (cleanup sets p->ac to NULL). */
   if (p->ac && (events & UV_WRITABLE)) redisuv_write(p->ac);
-  if (p->ac && (events & UV_READABLE)) redisAsyncHandleRead(p->ac);
+  if (!(events & UV_READABLE)) return;
+  /* hiredis reads at most 16 KB per call. A subscriber that fell behind by
+   * more would take one loop turn, and so one flush of every streaming
+   * client, per 16 KB; reading what has already arrived first lets a client
+   * owed several messages get them in one write. Bounded, so that one busy
+   * connection cannot hold the loop. */
+  for (int i = 0; i < REDISUV_MAX_READS_PER_POLL && p->ac; i++) {
+    redisAsyncHandleRead(p->ac);
+    int pending = 0;
+    if (!p->ac || ioctl(p->ac->c.fd, FIONREAD, &pending) != 0 || pending <= 0) break;
+  }
+}
+
+/* Commands queued by this turn's callbacks (a POST /quotes's PUBLISHes) are
+ * written in the check phase, right after those callbacks, rather than when
+ * the next poll reports the socket writable: that poll comes after the
+ * prepare phase's flush of every streaming client, which at 10,000 clients
+ * takes tens of milliseconds, and a quote's answer from Redis one flush
+ * later again. Whatever the socket does not take waits for writable. */
+static void redisuv_on_soon(uv_check_t *h) {
+  (void)h;
+  /* Unlinked before its write: a write that fails may tear down this
+   * connection or others, and their cleanup unlinks them. */
+  while (soon_first) {
+    redisuv_events *p = soon_first;
+    soon_unlink(p);
+    if (p->ac && (p->events & UV_WRITABLE)) redisuv_write(p->ac);
+  }
+}
+
+static void soon_add(redisuv_events *p) {
+  if (p->soon_listed) return;
+  p->soon_listed = true;
+  if (soon_last) soon_last->soon_next = p;
+  else soon_first = p;
+  soon_last = p;
+  uv_check_start(&p->soon, redisuv_on_soon);
 }
 
 static void redisuv_want(void *privdata, int add, int ev) {
   redisuv_events *p = privdata;
+  if (add && ev == UV_WRITABLE && p->ac && (p->ac->c.flags & REDIS_CONNECTED)) soon_add(p);
   int next = add ? (p->events | ev) : (p->events & ~ev);
   if (next == p->events || !p->ac) return;
   p->events = next;
@@ -102,7 +174,10 @@ static void redisuv_del_read(void *pd) { redisuv_want(pd, 0, UV_READABLE); }
 static void redisuv_add_write(void *pd) { redisuv_want(pd, 1, UV_WRITABLE); }
 static void redisuv_del_write(void *pd) { redisuv_want(pd, 0, UV_WRITABLE); }
 
-static void redisuv_on_close(uv_handle_t *h) { free(h->data); }
+static void redisuv_on_close(uv_handle_t *h) {
+  redisuv_events *p = h->data;
+  if (--p->open_handles == 0) free(p);
+}
 
 static void redisuv_cleanup(void *privdata) {
   redisuv_events *p = privdata;
@@ -116,7 +191,9 @@ static void redisuv_cleanup(void *privdata) {
   ac->ev.addWrite = ac->ev.delWrite = NULL;
   ac->ev.cleanup = NULL;
   p->ac = NULL;
+  soon_unlink(p);
   uv_close((uv_handle_t *)&p->poll, redisuv_on_close);
+  uv_close((uv_handle_t *)&p->soon, redisuv_on_close);
 }
 
 int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop) {
@@ -129,6 +206,10 @@ int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop) {
     return rc;
   }
   p->poll.data = p;
+  uv_check_init(loop, &p->soon);
+  uv_unref((uv_handle_t *)&p->soon); /* the poll keeps the loop alive, not this */
+  p->soon.data = p;
+  p->open_handles = 2;
   p->ac = ac;
   ac->ev.data = p;
   ac->ev.addRead = redisuv_add_read;

@@ -4,8 +4,10 @@
  * the context's socket. Unlike hiredis's own adapters/libuv.h it dispatches
  * redisAsyncHandleWrite/Read even when the poll reports an error: a refused
  * or reset connection is then seen by hiredis (connect or disconnect
- * callback) instead of being silently dropped. The poll handle is closed
- * from hiredis's cleanup hook and its memory freed in the close callback. */
+ * callback) instead of being silently dropped. Commands queued during a
+ * loop turn's callbacks are written in that turn's check phase (a uv_check_t
+ * beside the poll), before the next poll. Both handles are closed from
+ * hiredis's cleanup hook and the memory freed after both close callbacks. */
 #ifndef TD_REDIS_UV_H
 #define TD_REDIS_UV_H
 

@@ -1,7 +1,7 @@
 /* redis_conn against a real redis-server: URL parsing, refused connects and
  * backoff, AUTH (password and ACL user, right and wrong), SELECT, unix
- * sockets, host name resolution, and the command watchdog on a SIGSTOPped
- * server. */
+ * sockets, host name resolution, the command watchdog on a SIGSTOPped
+ * server, and what one loop turn reads and writes (redis_uv). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +12,7 @@
 #include "redis_fixture.h"
 #include "redis/redis_uv.h"
 #include <hiredis/sds.h>
+#include <sys/ioctl.h>
 
 typedef struct harness {
   uv_loop_t loop;
@@ -28,9 +29,12 @@ typedef struct harness {
   uintptr_t tags[64];
   int nrec;
   int resend; /* replies to tag RESEND_TAG that send one more command */
+  td_rconn *second; /* a reply to tag PAIR_TAG sends on conn, then on this */
+  int h2_replies, h2_closed;
 } harness;
 
 #define RESEND_TAG 3
+#define PAIR_TAG 4
 static int send_tagged(harness *h, uintptr_t tag, const char *cmd);
 
 static void h_ready(td_rconn *c, void *ud) { ((harness *)ud)->ready++; }
@@ -60,6 +64,13 @@ static void h_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
   if (tag == RESEND_TAG && h->resend > 0) {
     h->resend--;
     send_tagged(h, RESEND_TAG, "INCR n");
+  }
+  if (tag == PAIR_TAG && h->second) {
+    char *f;
+    int len = redisFormatCommand(&f, "RPUSH order second");
+    send_tagged(h, 7, "RPUSH order first");
+    rconn_command(h->second, 7, f, (size_t)len);
+    free(f);
   }
 }
 static void h_closed(td_rconn *c, void *ud) { ((harness *)ud)->closed++; }
@@ -288,6 +299,133 @@ static void test_large_pipeline(void **state) {
   assert_true(sdsalloc(h.conn.ac->c.obuf) <= REDISUV_OBUF_KEEP);
   assert_int_equal(h.last_int, -1);
   snprintf(v, sizeof(v), "%0*d", BIG_VALUE, BIG_CMDS - 1);
+  assert_int_equal(strncmp(h.last_str, v, sizeof(h.last_str) - 1), 0);
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+/* ---- what one loop turn does (redis_uv) ------------------------------------ */
+
+/* A prepare handle runs right before the loop polls, as conn.c's flush of
+ * the streaming clients does: what it sees is what that flush would see. */
+typedef struct turn_probe {
+  harness *h;
+  int replies_seen;  /* replies when it first saw one, 0 until then */
+  size_t pending;    /* rconn_pending_bytes then */
+} turn_probe;
+
+static void on_turn_probe(uv_prepare_t *p) {
+  turn_probe *t = p->data;
+  if (t->replies_seen || t->h->replies == 0) return;
+  t->replies_seen = t->h->replies;
+  t->pending = rconn_pending_bytes(&t->h->conn);
+}
+
+static bool replies_2(void *a) { return ((harness *)a)->replies >= 2; }
+
+/* A command sent from a reply's callback (the poll phase, as a POST's
+ * PUBLISHes are) is written in that turn's check phase, before the next
+ * prepare. Fails on the code before: it waited for the next poll to report
+ * the socket writable, so the prepare phase still found it queued. */
+static void test_command_from_a_callback_is_written_before_the_next_poll(void **state) {
+  rfx r = {0};
+  harness h;
+  h_start_ready(&r, &h);
+  turn_probe t = {.h = &h};
+  uv_prepare_t probe;
+  uv_prepare_init(&h.loop, &probe);
+  probe.data = &t;
+  uv_prepare_start(&probe, on_turn_probe);
+  h.resend = 1;
+  assert_int_equal(send_tagged(&h, RESEND_TAG, "INCR n"), 0);
+  assert_true(rfx_run_until(&h.loop, replies_2, &h, 2000));
+  assert_int_equal(t.replies_seen, 1);
+  assert_int_equal(t.pending, 0);
+  assert_int_equal(h.last_int, 2);
+  uv_close((uv_handle_t *)&probe, NULL);
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+/* The second connection's callbacks count into the harness's h2 fields. */
+static void h2_ready(td_rconn *c, void *ud) {}
+static void h2_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {}
+static void h2_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) { ((harness *)ud)->h2_replies++; }
+static void h2_closed(td_rconn *c, void *ud) { ((harness *)ud)->h2_closed++; }
+static const rconn_callbacks h2_cb = {h2_ready, h2_lost, h2_reply, h2_closed};
+static bool second_ready(void *a) { return ((harness *)a)->second->state == RCONN_READY; }
+static bool pair_answered(void *a) { return ((harness *)a)->replies >= 2 && ((harness *)a)->h2_replies >= 1; }
+static bool second_closed(void *a) { return ((harness *)a)->h2_closed == 1; }
+
+/* Commands queued on two connections in one callback reach Redis in the
+ * order they were queued (the hub reads history on one connection after a
+ * SUBSCRIBE on another). Fails with check handles that each write their
+ * own connection: libuv runs them newest first. */
+static void test_commands_on_two_connections_keep_their_order(void **state) {
+  rfx r = {0};
+  harness h;
+  char url[128];
+  h_start_ready(&r, &h);
+  td_rconn second;
+  const char *err = NULL;
+  assert_int_equal(rconn_init(&second, &h.loop, rfx_url(&r, url, sizeof(url), NULL, 0), &h2_cb, &h, &fast, &err), 0);
+  rconn_start(&second);
+  h.second = &second;
+  assert_true(rfx_run_until(&h.loop, second_ready, &h, 2000));
+  assert_int_equal(send_tagged(&h, PAIR_TAG, "PING"), 0);
+  assert_true(rfx_run_until(&h.loop, pair_answered, &h, 2000));
+  redisContext *check = rfx_client(&r);
+  assert_non_null(check);
+  redisReply *list = redisCommand(check, "LRANGE order 0 -1");
+  assert_non_null(list);
+  assert_int_equal(list->elements, 2);
+  assert_string_equal(list->element[0]->str, "first");
+  assert_string_equal(list->element[1]->str, "second");
+  freeReplyObject(list);
+  redisFree(check);
+  rconn_close(&second);
+  assert_true(rfx_run_until(&h.loop, second_closed, &h, 2000));
+  h_finish(&h);
+  rfx_kill(&r);
+}
+
+#define BURST_REPLIES 100
+#define BURST_VALUE 500 /* 100 replies of 508 bytes: hiredis reads 16 KB a call */
+static bool nothing_pending(void *a) { return rconn_pending_bytes(&((harness *)a)->conn) == 0; }
+
+/* Replies already in the socket are read in one turn, not 16 KB per turn.
+ * Fails on the code before: one readable event read 16 KB, 32 of the 100. */
+static void test_replies_waiting_are_read_in_one_turn(void **state) {
+  rfx r = {0};
+  harness h;
+  char url[128];
+  assert_int_equal(rfx_spawn(&r, NULL), 0);
+  memset(&h, 0, sizeof(h));
+  assert_int_equal(uv_loop_init(&h.loop), 0);
+  /* The replies wait while the loop does not run: no watchdog meanwhile. */
+  rconn_options patient = fast;
+  patient.command_timeout_ms = 10000;
+  const char *err = NULL;
+  assert_int_equal(rconn_init(&h.conn, &h.loop, rfx_url(&r, url, sizeof(url), NULL, 0), &h_cb, &h, &patient, &err), 0);
+  rconn_start(&h.conn);
+  assert_true(rfx_run_until(&h.loop, is_ready, &h, 2000));
+
+  static char v[BURST_VALUE + 1];
+  memset(v, 'x', BURST_VALUE);
+  rfx_signal(&r, SIGSTOP); /* no reply before every command is written */
+  for (int i = 0; i < BURST_REPLIES; i++) assert_int_equal(send_cmd(&h, "ECHO %s", v), 0);
+  assert_true(rfx_run_until(&h.loop, nothing_pending, &h, 2000));
+  rfx_signal(&r, SIGCONT);
+  size_t want = (size_t)BURST_REPLIES * (BURST_VALUE + 8); /* "$500\r\n" ... "\r\n" */
+  int waiting = 0;
+  for (int i = 0; i < 500 && (size_t)waiting < want; i++) {
+    rfx_sleep_ms(10);
+    assert_int_equal(ioctl(h.conn.ac->c.fd, FIONREAD, &waiting), 0);
+  }
+  assert_int_equal(waiting, (int)want);
+  assert_int_equal(h.replies, 0);
+  uv_run(&h.loop, UV_RUN_NOWAIT);
+  assert_int_equal(h.replies, BURST_REPLIES);
   assert_int_equal(strncmp(h.last_str, v, sizeof(h.last_str) - 1), 0);
   h_finish(&h);
   rfx_kill(&r);
@@ -533,6 +671,9 @@ int main(void) {
       cmocka_unit_test(test_connect_and_command),
       cmocka_unit_test(test_reply_types_in_a_pipeline),
       cmocka_unit_test(test_large_pipeline),
+      cmocka_unit_test(test_command_from_a_callback_is_written_before_the_next_poll),
+      cmocka_unit_test(test_replies_waiting_are_read_in_one_turn),
+      cmocka_unit_test(test_commands_on_two_connections_keep_their_order),
       cmocka_unit_test(test_runs_keep_tags_and_order),
       cmocka_unit_test(test_run_dropped_answers_every_command),
       cmocka_unit_test(test_hostname_resolved),
