@@ -97,6 +97,7 @@ typedef struct hub_client {
   uint64_t over_soft_since;  /* loop ms the client went over the soft limit; 0 once it caught up */
   uint64_t conflated;          /* quotes dropped for a newer one, for the slow-client log */
   uint32_t resuming;           /* resumes from Redis in flight (live quotes of their symbol held back) */
+  uint8_t rate_group;          /* the client's interval group (hub_set_interval); 0: every quote */
   struct hub_client *prev, *next;
 } hub_client;
 
@@ -116,7 +117,26 @@ typedef struct {
   uint64_t replayed;           /* messages replayed to recovering clients */
   uint64_t refused_unknown;    /* subscribes refused: clients already brought HUB_MAX_INTRODUCED_SYMBOLS new symbols */
   uint64_t resumed_from_redis; /* resumes the cache could not serve, completed from the Redis stream */
+  /* Per-client rate (hub_set_interval): */
+  uint64_t rate_skipped[HUB_TRANSPORTS]; /* updates a throttled client never got: a newer one replaced them */
+  uint64_t rate_frames_encoded;          /* frames encoded on interval ticks (one per transport, symbol and tick) */
+  uint64_t rate_clients;                 /* clients with an interval */
+  uint64_t rate_groups;                  /* distinct intervals in use */
 } hub_stats;
+
+/* Per-client rate: a client with an interval gets at most one update per
+ * symbol per interval, the newest, on its interval group's tick (trailing
+ * edge: a quote is at most one interval late, and the last of a burst is
+ * always sent). 0 is every quote; otherwise HUB_RATE_MIN_MS to
+ * HUB_RATE_MAX_MS. Below the minimum a tick does little more than the
+ * loop's own coalescing of a turn's writes; past the maximum a price is
+ * not live any more. Clients with the same interval share one timer and
+ * one encoding per symbol and tick; at most HUB_RATE_MAX_GROUPS distinct
+ * intervals are in use at once, which bounds the timers and the per-symbol
+ * slots. */
+#define HUB_RATE_MIN_MS 50
+#define HUB_RATE_MAX_MS 60000
+#define HUB_RATE_MAX_GROUPS 32
 
 /* The store (and its symbol table) must outlive the hub. NULL on OOM. */
 td_hub *hub_new(const td_hub_opts *opts, struct qstore *store);
@@ -146,6 +166,15 @@ void hub_client_drained(hub_client *c);
  * or subscriptions already brought HUB_MAX_INTRODUCED_SYMBOLS symbols the
  * data had not (counted in refused_unknown). */
 int hub_subscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
+/* Sets the client's interval (ms) for all its symbols, present and
+ * future: 0, or -EINVAL outside 0 and HUB_RATE_MIN_MS..HUB_RATE_MAX_MS,
+ * -ENOSPC when HUB_RATE_MAX_GROUPS other intervals are in use, -ENOMEM. */
+int hub_set_interval(td_hub *h, hub_client *c, int64_t ms);
+/* The client's interval in ms; 0: every quote. */
+uint32_t hub_client_interval(const td_hub *h, const hub_client *c);
+/* The interval groups with their counters, as a JSON array (member `key`). */
+void hub_write_rate_groups(const td_hub *h, jsonw *w, const char *key);
+
 /* 1: unsubscribed, 0: was not subscribed. */
 int hub_unsubscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
 /* The client's symbols as a JSON array (member `key` of the open object, or

@@ -17,6 +17,7 @@
 #include "http/ws_deflate.h"
 #include "http/ws_frame.h"
 #include "stream/candle_fan.h"
+#include "hub_rate.h"
 
 /* "quotes:" + symbol, with room for a long configured prefix. */
 #define HUB_CHANNEL_MAX (TD_CHANNEL_PREFIX_MAX + 1 + TD_SYMBOL_MAX + 1)
@@ -43,6 +44,7 @@ typedef struct {
   hub_client *client;
   td_conn *conn;
   uint8_t deflate_bits;  /* the client's, copied: deliver() must not touch the session */
+  uint8_t group;         /* the client's interval group (hub_rate.c); 0: every quote */
 } hub_member;
 
 /* A log line allowed once per interval; what comes in between is counted
@@ -101,6 +103,7 @@ struct td_hub {
   hr_reader *history;               /* NULL: memory only */
   hub_resume *resumes;
   struct candle_fan *candles;       /* bar subscriptions (NULL: none) */
+  hub_rate *rate;                   /* interval groups of throttled clients */
 };
 
 /* ---- symbols ---------------------------------------------------------------- */
@@ -135,6 +138,9 @@ static hub_symbol *intern_symbol(td_hub *h, const char *s, size_t n, int *err) {
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
+static void rate_flush(void *ud, uint32_t id, uint8_t group, const uint32_t members[HUB_TRANSPORTS], uint64_t epoch,
+                       uint64_t seq, const char *payload, size_t len);
+
 td_hub *hub_new(const td_hub_opts *opts, qstore *store) {
   td_hub *h = calloc(1, sizeof(*h));
   if (!h) return NULL;
@@ -143,7 +149,8 @@ td_hub *hub_new(const td_hub_opts *opts, qstore *store) {
   h->syms = qstore_symtab(store);
   h->by_id = calloc(symtab_max(h->syms), sizeof(*h->by_id));
   h->made = calloc(symtab_max(h->syms), sizeof(*h->made));
-  if (!h->by_id || !h->made) {
+  h->rate = hub_rate_new(opts->loop, symtab_max(h->syms), rate_flush, h);
+  if (!h->by_id || !h->made || !h->rate) {
     hub_free(h);
     return NULL;
   }
@@ -167,6 +174,7 @@ void hub_free(td_hub *h) {
     next = r->next;
     if (r->until) free(r);
   }
+  hub_rate_free(h->rate);
   free(h->by_id);
   free(h->made);
   free(h);
@@ -176,7 +184,15 @@ void hub_get_stats(const td_hub *h, hub_stats *out) {
   *out = h->stats;
   out->channels = 0;
   for (uint32_t i = 0; i < h->nmade; i++) out->channels += sym_clients(h->by_id[h->made[i]]) > 0;
+  hub_rate_stats r;
+  hub_rate_get_stats(h->rate, &r);
+  memcpy(out->rate_skipped, r.skipped, sizeof(r.skipped));
+  out->rate_frames_encoded = r.frames_encoded;
+  out->rate_clients = r.clients;
+  out->rate_groups = r.groups;
 }
+
+void hub_write_rate_groups(const td_hub *h, jsonw *w, const char *key) { hub_rate_write_groups(h->rate, w, key); }
 
 void hub_set_candles(td_hub *h, struct candle_fan *f) { h->candles = f; }
 struct candle_fan *hub_candles(const td_hub *h) { return h->candles; }
@@ -206,6 +222,7 @@ static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
   hub_sub s = c->subs[k];
   hub_symbol *sym = h->by_id[s.sym];
   hub_member *members = sym->members[c->transport];
+  if (c->rate_group) hub_rate_member(h->rate, c->rate_group, s.sym, c->transport, -1);
   hub_client *moved = members[--sym->n[c->transport]].client;
   members[s.pos] = members[sym->n[c->transport]];
   if (moved != c) {
@@ -231,6 +248,8 @@ void hub_detach(td_hub *h, hub_client *c) {
   if (c->resuming) resume_forget_client(h, c);
   if (h->candles) candle_fan_detach(h->candles, c);
   while (c->nsubs > 0) drop_sub(h, c, c->nsubs - 1);
+  if (c->rate_group) hub_rate_leave(h->rate, c->rate_group);
+  c->rate_group = 0;
   free(c->subs);
   c->subs = NULL;
   c->subs_cap = 0;
@@ -283,6 +302,7 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
     c->subs_cap = cap;
   }
   hub_transport t = c->transport;
+  if (c->rate_group && hub_rate_member(h->rate, c->rate_group, sym->id, t, 0) != 0) return -ENOMEM;
   if (sym->n[t] == sym->cap[t]) {
     uint32_t cap = sym->cap[t] ? sym->cap[t] * 2 : 4;
     hub_member *nm = realloc(sym->members[t], cap * sizeof(*nm));
@@ -291,7 +311,8 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
     sym->cap[t] = cap;
   }
   c->subs[c->nsubs++] = (hub_sub){sym->id, sym->n[t]};
-  sym->members[t][sym->n[t]++] = (hub_member){c, c->conn, c->deflate_bits};
+  sym->members[t][sym->n[t]++] = (hub_member){c, c->conn, c->deflate_bits, c->rate_group};
+  if (c->rate_group) hub_rate_member(h->rate, c->rate_group, sym->id, t, 1);
   h->stats.client_subscriptions++;
   if (sym_clients(sym) == 1 && h->sub) sub_add(h->sub, sym->channel);
   return 1;
@@ -304,6 +325,31 @@ int hub_unsubscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
   drop_sub(h, c, (uint32_t)k);
   return 1;
 }
+
+int hub_set_interval(td_hub *h, hub_client *c, int64_t ms) {
+  if (!hub_rate_valid(ms)) return -EINVAL;
+  if (ms == hub_client_interval(h, c)) return 0;
+  int g = ms ? hub_rate_join(h->rate, (uint32_t)ms) : 0;
+  if (g < 0) return g;
+  /* Each subscription moves to the new group; its slot is made first, so
+   * that a move cannot fail half-way. */
+  for (uint32_t k = 0; g && k < c->nsubs; k++)
+    if (hub_rate_member(h->rate, (uint8_t)g, c->subs[k].sym, c->transport, 0) != 0) {
+      hub_rate_leave(h->rate, (uint8_t)g);
+      return -ENOMEM;
+    }
+  for (uint32_t k = 0; k < c->nsubs; k++) {
+    hub_member *m = &h->by_id[c->subs[k].sym]->members[c->transport][c->subs[k].pos];
+    if (c->rate_group) hub_rate_member(h->rate, c->rate_group, c->subs[k].sym, c->transport, -1);
+    if (g) hub_rate_member(h->rate, (uint8_t)g, c->subs[k].sym, c->transport, 1);
+    m->group = (uint8_t)g;
+  }
+  if (c->rate_group) hub_rate_leave(h->rate, c->rate_group);
+  c->rate_group = (uint8_t)g;
+  return 0;
+}
+
+uint32_t hub_client_interval(const td_hub *h, const hub_client *c) { return hub_rate_interval(h->rate, c->rate_group); }
 
 void hub_write_client_symbols(const td_hub *h, const hub_client *c, jsonw *w, const char *key) {
   jw_array(w, key);
@@ -453,24 +499,49 @@ bool hub_deliver(td_hub *h, hub_client *c, wsd_variant *v, bool droppable) {
   return true;
 }
 
-/* Sends one message to every client of `sym`: encoded once per transport,
- * the same bytes queued on each (and compressed at most once, shared by the
- * WebSocket clients that negotiated permessage-deflate). */
-static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
+/* Sends one message to the clients of `sym` in interval group `group` (0:
+ * the unthrottled ones), on the transports that have `members` of it:
+ * encoded once per transport, the same bytes queued on each (and
+ * compressed at most once, shared by the WebSocket clients that negotiated
+ * permessage-deflate). */
+static void fan_out_group(td_hub *h, hub_symbol *sym, uint8_t group, const uint32_t members[HUB_TRANSPORTS],
+                          uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
   const td_hub_opts *opts = &h->opts;
   size_t below = (size_t)(opts->client_soft_bytes < opts->client_hard_bytes ? opts->client_soft_bytes
                                                                           : opts->client_hard_bytes);
   char posbuf[HUB_POSITION_MAX];
   const char *pos = quote_id(posbuf, sym, epoch, seq);
   wsd_variant bufs[HUB_TRANSPORTS];
-  bufs[HUB_WS] = wsd_variant_of(sym->n[HUB_WS] ? encode_ws_quote(sym, pos, payload, len) : NULL);
-  bufs[HUB_SSE] = wsd_variant_of(sym->n[HUB_SSE] ? encode_sse_quote(pos, payload, len) : NULL);
+  bufs[HUB_WS] = wsd_variant_of(members[HUB_WS] ? encode_ws_quote(sym, pos, payload, len) : NULL);
+  bufs[HUB_SSE] = wsd_variant_of(members[HUB_SSE] ? encode_sse_quote(pos, payload, len) : NULL);
   for (int t = 0; t < HUB_TRANSPORTS; t++) {
     if (!bufs[t].plain) continue;
     /* backwards: a client closed for being slow is swap-removed behind us */
-    for (uint32_t i = sym->n[t]; i-- > 0;) deliver(h, &sym->members[t][i], &bufs[t], sym->id + 1, seq != QSTORE_NO_POSITION, below);
+    for (uint32_t i = sym->n[t]; i-- > 0;)
+      if (sym->members[t][i].group == group)
+        deliver(h, &sym->members[t][i], &bufs[t], sym->id + 1, seq != QSTORE_NO_POSITION, below);
     wsd_variant_done(&bufs[t]);
   }
+}
+
+/* Sends one message to every client of `sym`: now to the unthrottled ones,
+ * on their group's next tick to those with an interval (hub_rate.c). */
+static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
+  uint32_t live[HUB_TRANSPORTS], throttled = 0;
+  for (int t = 0; t < HUB_TRANSPORTS; t++) {
+    uint32_t n = hub_rate_throttled(h->rate, sym->id, (hub_transport)t);
+    live[t] = sym->n[t] - n;
+    throttled += n;
+  }
+  if (throttled) hub_rate_offer(h->rate, sym->id, epoch, seq, payload, len);
+  fan_out_group(h, sym, 0, live, epoch, seq, payload, len);
+}
+
+/* An interval group's tick (hub_rate.c): its newest message of a symbol. */
+static void rate_flush(void *ud, uint32_t id, uint8_t group, const uint32_t members[HUB_TRANSPORTS], uint64_t epoch,
+                       uint64_t seq, const char *payload, size_t len) {
+  td_hub *h = ud;
+  fan_out_group(h, h->by_id[id], group, members, epoch, seq, payload, len);
 }
 
 void hub_client_drained(hub_client *c) { c->over_soft_since = 0; }
