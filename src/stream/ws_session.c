@@ -262,7 +262,8 @@ static void do_list(ws_session *s) {
   msg_begin(&w);
   hub_write_client_symbols(s->hub, &s->client, &w, "symbols");
   hub_write_client_topics(s->hub, &s->client, &w, "topics");
-  jw_u64(&w, "interval_ms", hub_client_interval(s->hub, &s->client));
+  uint32_t interval = hub_client_interval(s->hub, &s->client);
+  if (interval) jw_u64(&w, "interval_ms", interval);   /* throttled clients only: "list" is otherwise unchanged */
   hub_send_json(s->hub, &s->client, "list", &w);
 }
 
