@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import SANITIZED, wait_for
 from test_quotes import quote
 from test_streaming import channels, post, settled, sse_events, sse_open, ws_subscribe
 from wsclient import WS
@@ -203,3 +203,27 @@ def test_distinct_intervals_are_limited(stack):
     assert len(rate(stack)["groups"]) == limit
     for c in conns + [ws]:
         c.close()
+
+
+def test_a_throttled_client_that_stops_reading_is_cut_off(redis_server, tickerd_factory):
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--client-soft-bytes", "65536",
+                        "--client-hard-bytes", "262144", "--client-soft-ms", "500")
+    wait_for(lambda: t.get("/readyz").status == 200 or None, what="redis")
+    symbols = [f"S{i}" for i in range(200)]
+    slow = WS(t.port)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    # every tick owes it up to 200 quotes: a client that never reads falls behind within a few ticks
+    slow.send_json({"action": "subscribe", "symbols": symbols, "interval_ms": 50})
+    fast = ws_subscribe(t, "S0")
+    rss0 = t.rss_bytes()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and t.status()["streaming"]["slow_closes"] == 0:
+        post(t, *[quote(s) for s in symbols])
+    st = t.status()["streaming"]
+    assert st["slow_closes"] == 1 and st["rate"]["skipped_ws"] > 0
+    if not SANITIZED:
+        assert t.rss_bytes() - rss0 < 64 * 1024 * 1024
+    wait_for(lambda: t.status()["streaming"]["rate"]["groups"] == [] or None, what="its group to close")
+    fast.sock.settimeout(5)
+    post(t, quote("S0", bp=12345))
+    fast.recv_until(lambda m: m.get("data", {}).get("bp") == 12345, limit=1_000_000)
