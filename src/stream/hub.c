@@ -66,6 +66,7 @@ typedef struct {
   bool check_continuity;           /* after a resubscribe: tell clients whether anything was lost */
   hub_log_limit malformed_log;     /* this channel's malformed messages */
   uint32_t resuming;               /* clients waiting for a replay from Redis (hub_resume) */
+  uint32_t throttled[HUB_TRANSPORTS]; /* members in an interval group: fan_out skips them */
 } hub_symbol;
 
 /* A resume from the Redis stream in flight: its client gets no live quote
@@ -217,12 +218,24 @@ int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *o
   return 0;
 }
 
+/* A member of `sym` moves from interval group `from` to `to` (0: none). */
+static void rate_move(td_hub *h, hub_symbol *sym, hub_transport t, uint8_t from, uint8_t to) {
+  if (from) {
+    hub_rate_member(h->rate, from, sym->id, t, -1);
+    sym->throttled[t]--;
+  }
+  if (to) {
+    hub_rate_member(h->rate, to, sym->id, t, 1);
+    sym->throttled[t]++;
+  }
+}
+
 /* Removes subscription k of client c (swap-remove on both sides). */
 static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
   hub_sub s = c->subs[k];
   hub_symbol *sym = h->by_id[s.sym];
   hub_member *members = sym->members[c->transport];
-  if (c->rate_group) hub_rate_member(h->rate, c->rate_group, s.sym, c->transport, -1);
+  rate_move(h, sym, c->transport, c->rate_group, 0);
   hub_client *moved = members[--sym->n[c->transport]].client;
   members[s.pos] = members[sym->n[c->transport]];
   if (moved != c) {
@@ -312,7 +325,7 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
   }
   c->subs[c->nsubs++] = (hub_sub){sym->id, sym->n[t]};
   sym->members[t][sym->n[t]++] = (hub_member){c, c->conn, c->deflate_bits, c->rate_group};
-  if (c->rate_group) hub_rate_member(h->rate, c->rate_group, sym->id, t, 1);
+  rate_move(h, sym, t, 0, c->rate_group);
   h->stats.client_subscriptions++;
   if (sym_clients(sym) == 1 && h->sub) sub_add(h->sub, sym->channel);
   return 1;
@@ -339,10 +352,9 @@ int hub_set_interval(td_hub *h, hub_client *c, int64_t ms) {
       return -ENOMEM;
     }
   for (uint32_t k = 0; k < c->nsubs; k++) {
-    hub_member *m = &h->by_id[c->subs[k].sym]->members[c->transport][c->subs[k].pos];
-    if (c->rate_group) hub_rate_member(h->rate, c->rate_group, c->subs[k].sym, c->transport, -1);
-    if (g) hub_rate_member(h->rate, (uint8_t)g, c->subs[k].sym, c->transport, 1);
-    m->group = (uint8_t)g;
+    hub_symbol *sym = h->by_id[c->subs[k].sym];
+    rate_move(h, sym, c->transport, c->rate_group, (uint8_t)g);
+    sym->members[c->transport][c->subs[k].pos].group = (uint8_t)g;
   }
   if (c->rate_group) hub_rate_leave(h->rate, c->rate_group);
   c->rate_group = (uint8_t)g;
@@ -527,13 +539,8 @@ static void fan_out_group(td_hub *h, hub_symbol *sym, uint8_t group, const uint3
 /* Sends one message to every client of `sym`: now to the unthrottled ones,
  * on their group's next tick to those with an interval (hub_rate.c). */
 static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
-  uint32_t live[HUB_TRANSPORTS], throttled = 0;
-  for (int t = 0; t < HUB_TRANSPORTS; t++) {
-    uint32_t n = hub_rate_throttled(h->rate, sym->id, (hub_transport)t);
-    live[t] = sym->n[t] - n;
-    throttled += n;
-  }
-  if (throttled) hub_rate_offer(h->rate, sym->id, epoch, seq, payload, len);
+  uint32_t live[HUB_TRANSPORTS] = {sym->n[HUB_WS] - sym->throttled[HUB_WS], sym->n[HUB_SSE] - sym->throttled[HUB_SSE]};
+  hub_rate_offer(h->rate, sym->id, epoch, seq, payload, len);
   fan_out_group(h, sym, 0, live, epoch, seq, payload, len);
 }
 

@@ -13,7 +13,10 @@
  * tick, the newest, at most one interval after it arrived (trailing edge).
  *
  * Delivery is keyed by (group, symbol id): whoever tells the group about
- * its members of a symbol (hub_rate_member) gets that symbol's flushes. */
+ * its members of a symbol (hub_rate_member) gets that symbol's flushes;
+ * the hub's own count of whom it holds back from live delivery is its own
+ * (hub_symbol.throttled), so another kind of subscription (a wildcard
+ * client that registers each symbol it matches) can join a group too. */
 #ifndef TD_HUB_RATE_H
 #define TD_HUB_RATE_H
 
@@ -54,9 +57,10 @@ uint32_t hub_rate_interval(const hub_rate *r, uint8_t g);
 /* `delta` clients of group `g` on transport `t` want symbol `sym` now.
  * 0 on success, -ENOMEM (only when delta > 0). */
 int hub_rate_member(hub_rate *r, uint8_t g, uint32_t sym, hub_transport t, int delta);
-/* Throttled clients of `sym` on transport `t`, over every group. */
+/* Clients of `sym` on transport `t` that some group counts, over every group. */
 uint32_t hub_rate_throttled(const hub_rate *r, uint32_t sym, hub_transport t);
-/* The newest message of `sym`: kept for each group that wants it. */
+/* The newest message of `sym`: kept for each group that wants it (a
+ * quick no when none does). */
 void hub_rate_offer(hub_rate *r, uint32_t sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len);
 
 void hub_rate_get_stats(const hub_rate *r, hub_rate_stats *out);

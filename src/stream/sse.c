@@ -197,7 +197,9 @@ void sse_session_open(td_request *req, td_hub *hub) {
   }
   int rate_rc = hub_set_interval(hub, &s->client, rate_ms);
   if (rate_rc < 0)
-    http_error(req, 503, "unavailable", "too many distinct intervals are in use; try another one", "Retry-After: 5\r\n");
+    http_error(req, 503, "unavailable",
+               rate_rc == -ENOSPC ? "too many distinct intervals are in use; try another one" : "out of memory",
+               "Retry-After: 5\r\n");
   bool ok = rate_rc == 0 && (!has_symbols || subscribe_all(req, hub, s, list, grant, syms, &nsyms)) &&
             (!has_candles || subscribe_fan(req, hub, s, ccopy, grant, tf)) &&
             (!has_trades || subscribe_fan(req, hub, s, tlist, grant, NULL));
