@@ -227,3 +227,18 @@ def test_a_throttled_client_that_stops_reading_is_cut_off(redis_server, tickerd_
     fast.sock.settimeout(5)
     post(t, quote("S0", bp=12345))
     fast.recv_until(lambda m: m.get("data", {}).get("bp") == 12345, limit=1_000_000)
+
+
+def test_shutdown_with_throttled_clients_connected(stack):
+    """An interval group's timer lives as long as its clients: a SIGTERM
+    that closes them lets the loop end (and, sanitized, frees everything)."""
+    clients = [ws_subscribe(stack, "AAPL", interval_ms=100 + i) for i in range(3)]
+    s, head, _ = sse_open(stack, "symbols=AAPL&interval_ms=100")
+    assert len(rate(stack)["groups"]) == 3
+    assert stack.stop() == 0
+    with open(stack.stdout_path, errors="replace") as f:
+        out = f.read()
+    assert "Sanitizer" not in out and "runtime error" not in out, out
+    for c in clients:
+        c.close()
+    s.close()
