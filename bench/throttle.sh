@@ -98,15 +98,16 @@ if rows:
     print("%d clients, one of %d symbols each, every one subscribed with interval_ms=%s. %s window(s) per row, medians shown; %s cores shared with other work, load"
           " average %s before, %s after. Staleness: a delivered quote's age when the client read it (publisher's"
           " stamp to read, Redis round trip included); goal p99 <= %s ms. Server CPU: cores used by tickerd, and by"
-          " its redis-server apart.\n" % (r["clients"], r["symbols"], interval, runs, cores, load0, load1, goal))
-print("| transport | quotes/s in | clients connected | deliveries/s (offered) | updates throttled/s | frames encoded/s | p50 staleness ms | p99 staleness ms | max ms | tickerd CPU | redis CPU | errors | p99 goal met |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
+          " its redis-server apart; the load generator (one thread: every subscriber and the publisher) and the"
+          " machine's idle cores show whether the server or the machine set the pace.\n" % (r["clients"], r["symbols"], interval, runs, cores, load0, load1, goal))
+print("| transport | quotes/s in | clients connected | deliveries/s (offered) | updates throttled/s | frames encoded/s | p50 staleness ms | p99 staleness ms | max ms | tickerd CPU | redis CPU | load generator CPU | machine idle | errors | p99 goal met |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
 for r in rows:
     secs = r["runs"] * int(window_ms) / 1000.0   # the measured windows, summed
-    print("| %s | %.0f | %d | %.0f (%.0f) | %.0f | %.0f | %.1f | %.1f | %.1f | %.2f | %.2f | %d | %s |" % (
+    print("| %s | %.0f | %d | %.0f (%.0f) | %.0f | %.0f | %.1f | %.1f | %.1f | %.2f | %.2f | %.2f | %.2f | %d | %s |" % (
         r["mode"], r["pub_rate"], r["connected"], r["deliveries_per_s"], r["offered_dps"],
         r["throttled"] / secs,
         r["encodes_per_s"], r["p50_us"] / 1000, r["p99_us"] / 1000, r["max_us"] / 1000, r["server_cpu"],
-        r["aux_cpu"], r["errors"], "yes" if r["p99_us"] <= int(goal) * 1000 and r["errors"] == 0 else "no"))
+        r["aux_cpu"], r["client_cpu"], r["idle_cpu"], r["errors"], "yes" if r["p99_us"] <= int(goal) * 1000 and r["errors"] == 0 else "no"))
 PY
 bench_log "throttle: section appended to $REPORT"

@@ -137,6 +137,13 @@ typedef struct {
 #define HUB_RATE_MIN_MS 50
 #define HUB_RATE_MAX_MS 60000
 #define HUB_RATE_MAX_GROUPS 32
+/* What a client is told when its interval is refused (WebSocket error,
+ * SSE 400 / 503). */
+#define HUB_STR_(x) #x
+#define HUB_STR(x) HUB_STR_(x)
+#define HUB_RATE_BAD_TEXT \
+  "interval_ms is 0 (every quote) or an integer from " HUB_STR(HUB_RATE_MIN_MS) " to " HUB_STR(HUB_RATE_MAX_MS)
+#define HUB_RATE_FULL_TEXT "too many distinct intervals are in use; try another one"
 
 /* The store (and its symbol table) must outlive the hub. NULL on OOM. */
 td_hub *hub_new(const td_hub_opts *opts, struct qstore *store);

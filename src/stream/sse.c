@@ -159,10 +159,7 @@ void sse_session_open(td_request *req, td_hub *hub) {
   long rate_ms = interval_param(req);
   if (rate_ms < 0) {
     free(list);
-    char m[128];
-    snprintf(m, sizeof(m), "interval_ms is 0 (every quote) or an integer from %d to %d", HUB_RATE_MIN_MS,
-             HUB_RATE_MAX_MS);
-    http_error(req, 400, "bad_interval", m, NULL);
+    http_error(req, 400, "bad_interval", HUB_RATE_BAD_TEXT, NULL);
     return;
   }
   char hist_buf[16];
@@ -197,9 +194,7 @@ void sse_session_open(td_request *req, td_hub *hub) {
   }
   int rate_rc = hub_set_interval(hub, &s->client, rate_ms);
   if (rate_rc < 0)
-    http_error(req, 503, "unavailable",
-               rate_rc == -ENOSPC ? "too many distinct intervals are in use; try another one" : "out of memory",
-               "Retry-After: 5\r\n");
+    http_error(req, 503, "unavailable", rate_rc == -ENOSPC ? HUB_RATE_FULL_TEXT : "out of memory", "Retry-After: 5\r\n");
   bool ok = rate_rc == 0 && (!has_symbols || subscribe_all(req, hub, s, list, grant, syms, &nsyms)) &&
             (!has_candles || subscribe_fan(req, hub, s, ccopy, grant, tf)) &&
             (!has_trades || subscribe_fan(req, hub, s, tlist, grant, NULL));

@@ -148,15 +148,8 @@ static void trades_action(ws_session *s, json_t *symbols, bool on) {
  * carried out at all. */
 static bool set_interval(ws_session *s, const json_t *interval) {
   int rc = json_is_integer(interval) ? hub_set_interval(s->hub, &s->client, json_integer_value(interval)) : -EINVAL;
-  if (rc == -EINVAL) {
-    char m[128];
-    snprintf(m, sizeof(m), "interval_ms is 0 (every quote) or an integer from %d to %d", HUB_RATE_MIN_MS,
-             HUB_RATE_MAX_MS);
-    send_error(s, "bad_interval", m, NULL);
-  } else if (rc < 0) {
-    send_error(s, "unavailable", rc == -ENOSPC ? "too many distinct intervals are in use; try another one" : "out of memory",
-               NULL);
-  }
+  if (rc == -EINVAL) send_error(s, "bad_interval", HUB_RATE_BAD_TEXT, NULL);
+  else if (rc < 0) send_error(s, "unavailable", rc == -ENOSPC ? HUB_RATE_FULL_TEXT : "out of memory", NULL);
   return rc == 0;
 }
 
