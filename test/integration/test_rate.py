@@ -13,17 +13,10 @@ import pytest
 
 from conftest import SANITIZED, wait_for
 from test_quotes import quote
-from test_streaming import channels, post, settled, sse_events, sse_open, ws_subscribe
+from test_streaming import channels, post, settled, sse_events, sse_open, stack, ws_subscribe  # noqa: F401 (stack: a fixture)
 from wsclient import WS
 
 INTERVAL_MS = 200
-
-
-@pytest.fixture
-def stack(redis_server, tickerd_factory):
-    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--ping-interval-ms", "60000")
-    wait_for(lambda: t.get("/readyz").status == 200 or None, what="redis connection")
-    return t
 
 
 def rate(t):
