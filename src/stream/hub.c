@@ -45,6 +45,7 @@ typedef struct {
   td_conn *conn;
   uint8_t deflate_bits;  /* the client's, copied: deliver() must not touch the session */
   uint8_t group;         /* the client's interval group (hub_rate.c); 0: every quote */
+  uint8_t phase;         /* which of the group's ticks serves the client (hub_rate_phase) */
 } hub_member;
 
 /* A log line allowed once per interval; what comes in between is counted
@@ -139,8 +140,10 @@ static hub_symbol *intern_symbol(td_hub *h, const char *s, size_t n, int *err) {
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
-static void rate_flush(void *ud, uint32_t id, uint8_t group, const uint32_t members[HUB_TRANSPORTS], uint64_t epoch,
-                       uint64_t seq, const char *payload, size_t len);
+static td_buf *rate_encode(void *ud, uint32_t id, hub_transport t, uint64_t epoch, uint64_t seq, const char *payload,
+                           size_t len);
+static void rate_flush(void *ud, uint32_t id, uint8_t group, uint8_t phase, wsd_variant bufs[HUB_TRANSPORTS],
+                       uint64_t seq);
 
 td_hub *hub_new(const td_hub_opts *opts, qstore *store) {
   td_hub *h = calloc(1, sizeof(*h));
@@ -150,7 +153,7 @@ td_hub *hub_new(const td_hub_opts *opts, qstore *store) {
   h->syms = qstore_symtab(store);
   h->by_id = calloc(symtab_max(h->syms), sizeof(*h->by_id));
   h->made = calloc(symtab_max(h->syms), sizeof(*h->made));
-  h->rate = hub_rate_new(opts->loop, symtab_max(h->syms), rate_flush, h);
+  h->rate = hub_rate_new(opts->loop, symtab_max(h->syms), rate_encode, rate_flush, h);
   if (!h->by_id || !h->made || !h->rate) {
     hub_free(h);
     return NULL;
@@ -218,16 +221,17 @@ int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *o
   return 0;
 }
 
-/* A member of `sym` moves from interval group `from` to `to` (0: none). */
-static void rate_move(td_hub *h, hub_symbol *sym, hub_transport t, uint8_t from, uint8_t to) {
+/* Member `m` of `sym` moves from interval group `from` to `to` (0: none). */
+static void rate_move(td_hub *h, hub_symbol *sym, hub_transport t, hub_member *m, uint8_t from, uint8_t to) {
   if (from) {
-    hub_rate_member(h->rate, from, sym->id, t, -1);
+    hub_rate_member(h->rate, from, sym->id, t, m->phase, -1);
     sym->throttled[t]--;
   }
   if (to) {
-    hub_rate_member(h->rate, to, sym->id, t, 1);
+    hub_rate_member(h->rate, to, sym->id, t, m->phase, 1);
     sym->throttled[t]++;
   }
+  m->group = to;
 }
 
 /* Removes subscription k of client c (swap-remove on both sides). */
@@ -235,7 +239,7 @@ static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
   hub_sub s = c->subs[k];
   hub_symbol *sym = h->by_id[s.sym];
   hub_member *members = sym->members[c->transport];
-  rate_move(h, sym, c->transport, c->rate_group, 0);
+  rate_move(h, sym, c->transport, &members[s.pos], c->rate_group, 0);
   hub_client *moved = members[--sym->n[c->transport]].client;
   members[s.pos] = members[sym->n[c->transport]];
   if (moved != c) {
@@ -315,7 +319,7 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
     c->subs_cap = cap;
   }
   hub_transport t = c->transport;
-  if (c->rate_group && hub_rate_member(h->rate, c->rate_group, sym->id, t, 0) != 0) return -ENOMEM;
+  if (c->rate_group && hub_rate_member(h->rate, c->rate_group, sym->id, t, 0, 0) != 0) return -ENOMEM;
   if (sym->n[t] == sym->cap[t]) {
     uint32_t cap = sym->cap[t] ? sym->cap[t] * 2 : 4;
     hub_member *nm = realloc(sym->members[t], cap * sizeof(*nm));
@@ -324,8 +328,9 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
     sym->cap[t] = cap;
   }
   c->subs[c->nsubs++] = (hub_sub){sym->id, sym->n[t]};
-  sym->members[t][sym->n[t]++] = (hub_member){c, c->conn, c->deflate_bits, c->rate_group};
-  rate_move(h, sym, t, 0, c->rate_group);
+  hub_member *m = &sym->members[t][sym->n[t]++];
+  *m = (hub_member){c, c->conn, c->deflate_bits, 0, hub_rate_phase(conn_id(c->conn))};
+  rate_move(h, sym, t, m, 0, c->rate_group);
   h->stats.client_subscriptions++;
   if (sym_clients(sym) == 1 && h->sub) sub_add(h->sub, sym->channel);
   return 1;
@@ -347,14 +352,13 @@ int hub_set_interval(td_hub *h, hub_client *c, int64_t ms) {
   /* Each subscription moves to the new group; its slot is made first, so
    * that a move cannot fail half-way. */
   for (uint32_t k = 0; g && k < c->nsubs; k++)
-    if (hub_rate_member(h->rate, (uint8_t)g, c->subs[k].sym, c->transport, 0) != 0) {
+    if (hub_rate_member(h->rate, (uint8_t)g, c->subs[k].sym, c->transport, 0, 0) != 0) {
       hub_rate_leave(h->rate, (uint8_t)g);
       return -ENOMEM;
     }
   for (uint32_t k = 0; k < c->nsubs; k++) {
     hub_symbol *sym = h->by_id[c->subs[k].sym];
-    rate_move(h, sym, c->transport, c->rate_group, (uint8_t)g);
-    sym->members[c->transport][c->subs[k].pos].group = (uint8_t)g;
+    rate_move(h, sym, c->transport, &sym->members[c->transport][c->subs[k].pos], c->rate_group, (uint8_t)g);
   }
   if (c->rate_group) hub_rate_leave(h->rate, c->rate_group);
   c->rate_group = (uint8_t)g;
@@ -511,44 +515,57 @@ bool hub_deliver(td_hub *h, hub_client *c, wsd_variant *v, bool droppable) {
   return true;
 }
 
-/* Sends one message to the clients of `sym` in interval group `group` (0:
- * the unthrottled ones), on the transports that have `members` of it:
- * encoded once per transport, the same bytes queued on each (and
- * compressed at most once, shared by the WebSocket clients that negotiated
- * permessage-deflate). */
-static void fan_out_group(td_hub *h, hub_symbol *sym, uint8_t group, const uint32_t members[HUB_TRANSPORTS],
-                          uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
+/* Queues `bufs` (one encoding per transport, NULL: none) on the clients of
+ * `sym` in interval group `group` (0: the unthrottled ones) and, for a
+ * group, its `phase`: the same bytes on each (compressed at most once,
+ * shared by the WebSocket clients that negotiated permessage-deflate). */
+static void deliver_all(td_hub *h, hub_symbol *sym, uint8_t group, uint8_t phase, wsd_variant bufs[HUB_TRANSPORTS],
+                        bool positioned) {
   const td_hub_opts *opts = &h->opts;
   size_t below = (size_t)(opts->client_soft_bytes < opts->client_hard_bytes ? opts->client_soft_bytes
                                                                           : opts->client_hard_bytes);
-  char posbuf[HUB_POSITION_MAX];
-  const char *pos = quote_id(posbuf, sym, epoch, seq);
-  wsd_variant bufs[HUB_TRANSPORTS];
-  bufs[HUB_WS] = wsd_variant_of(members[HUB_WS] ? encode_ws_quote(sym, pos, payload, len) : NULL);
-  bufs[HUB_SSE] = wsd_variant_of(members[HUB_SSE] ? encode_sse_quote(pos, payload, len) : NULL);
   for (int t = 0; t < HUB_TRANSPORTS; t++) {
     if (!bufs[t].plain) continue;
     /* backwards: a client closed for being slow is swap-removed behind us */
-    for (uint32_t i = sym->n[t]; i-- > 0;)
-      if (sym->members[t][i].group == group)
-        deliver(h, &sym->members[t][i], &bufs[t], sym->id + 1, seq != QSTORE_NO_POSITION, below);
-    wsd_variant_done(&bufs[t]);
+    for (uint32_t i = sym->n[t]; i-- > 0;) {
+      const hub_member *m = &sym->members[t][i];
+      if (m->group == group && (!group || m->phase == phase)) deliver(h, m, &bufs[t], sym->id + 1, positioned, below);
+    }
   }
 }
 
-/* Sends one message to every client of `sym`: now to the unthrottled ones,
- * on their group's next tick to those with an interval (hub_rate.c). */
-static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
-  uint32_t live[HUB_TRANSPORTS] = {sym->n[HUB_WS] - sym->throttled[HUB_WS], sym->n[HUB_SSE] - sym->throttled[HUB_SSE]};
-  hub_rate_offer(h->rate, sym->id, epoch, seq, payload, len);
-  fan_out_group(h, sym, 0, live, epoch, seq, payload, len);
+static td_buf *encode_quote(const hub_symbol *sym, hub_transport t, uint64_t epoch, uint64_t seq, const char *payload,
+                            size_t len) {
+  char posbuf[HUB_POSITION_MAX];
+  const char *pos = quote_id(posbuf, sym, epoch, seq);
+  return t == HUB_WS ? encode_ws_quote(sym, pos, payload, len) : encode_sse_quote(pos, payload, len);
 }
 
-/* An interval group's tick (hub_rate.c): its newest message of a symbol. */
-static void rate_flush(void *ud, uint32_t id, uint8_t group, const uint32_t members[HUB_TRANSPORTS], uint64_t epoch,
-                       uint64_t seq, const char *payload, size_t len) {
+/* Sends one message to every client of `sym`: encoded once per transport,
+ * now to the unthrottled clients, on their group's tick to those with an
+ * interval (hub_rate.c). */
+static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
+  hub_rate_offer(h->rate, sym->id, epoch, seq, payload, len);
+  wsd_variant bufs[HUB_TRANSPORTS];
+  for (int t = 0; t < HUB_TRANSPORTS; t++)
+    bufs[t] = wsd_variant_of(sym->n[t] > sym->throttled[t] ? encode_quote(sym, (hub_transport)t, epoch, seq, payload, len)
+                                                           : NULL);
+  deliver_all(h, sym, 0, 0, bufs, seq != QSTORE_NO_POSITION);
+  for (int t = 0; t < HUB_TRANSPORTS; t++) wsd_variant_done(&bufs[t]);
+}
+
+/* An interval group's tick (hub_rate.c): its newest message of a symbol,
+ * encoded once for all its phases. */
+static td_buf *rate_encode(void *ud, uint32_t id, hub_transport t, uint64_t epoch, uint64_t seq, const char *payload,
+                           size_t len) {
   td_hub *h = ud;
-  fan_out_group(h, h->by_id[id], group, members, epoch, seq, payload, len);
+  return encode_quote(h->by_id[id], t, epoch, seq, payload, len);
+}
+
+static void rate_flush(void *ud, uint32_t id, uint8_t group, uint8_t phase, wsd_variant bufs[HUB_TRANSPORTS],
+                       uint64_t seq) {
+  td_hub *h = ud;
+  deliver_all(h, h->by_id[id], group, phase, bufs, seq != QSTORE_NO_POSITION);
 }
 
 void hub_client_drained(hub_client *c) { c->over_soft_since = 0; }
@@ -562,11 +579,8 @@ uint64_t hub_first_ping_ms(const hub_client *c, uint64_t interval) {
 /* Sends one message to one client (replay and snapshots). */
 static void send_quote(hub_client *c, const hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *data,
                        size_t len) {
-  char posbuf[HUB_POSITION_MAX];
-  const char *pos = quote_id(posbuf, sym, epoch, seq);
   /* one client: a snapshot or replayed quote is compressed for it alone */
-  wsd_variant v = wsd_variant_of(c->transport == HUB_WS ? encode_ws_quote(sym, pos, data, len)
-                                                        : encode_sse_quote(pos, data, len));
+  wsd_variant v = wsd_variant_of(encode_quote(sym, c->transport, epoch, seq, data, len));
   if (v.plain) conn_send(c->conn, wsd_pick(&v, c->deflate_bits), sym->id + 1);
   wsd_variant_done(&v);
 }

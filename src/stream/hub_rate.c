@@ -9,11 +9,13 @@
  * that they have not been sent yet. */
 typedef struct {
   uint32_t sym;
-  uint32_t members[HUB_TRANSPORTS];
-  bool pending;                   /* data holds a message due on the next tick */
+  uint32_t members[HUB_RATE_PHASES][HUB_TRANSPORTS];
+  uint8_t owed;                   /* bit p: phase p has not been sent the message in data */
+  bool listed;                    /* in the group's due list */
   uint64_t epoch, seq;
   char *data;                     /* grown to the largest message seen, reused */
   uint32_t len, cap;
+  wsd_variant enc[HUB_TRANSPORTS]; /* data encoded, by the first phase that sent it */
 } rate_slot;
 
 typedef struct {
@@ -26,7 +28,7 @@ typedef struct {
   uint32_t *slot_of;              /* by symbol id: slot index + 1; 0: no slot */
   rate_slot *slots;
   uint32_t nslots, slots_cap;
-  uint32_t *due;                  /* indices of the slots with a pending message */
+  uint32_t *due;                  /* indices of the slots that owe a phase their message */
   uint32_t ndue;
   uint64_t ticks, frames_encoded, skipped;
 } rate_group;
@@ -34,6 +36,7 @@ typedef struct {
 struct hub_rate {
   uv_loop_t *loop;
   uint32_t max_syms;
+  hub_rate_encode_cb encode;
   hub_rate_flush_cb flush;
   void *ud;
   rate_group *groups[HUB_RATE_MAX_GROUPS + 1];   /* by index; 0 is "no group" */
@@ -41,7 +44,8 @@ struct hub_rate {
   hub_rate_stats stats;
 };
 
-hub_rate *hub_rate_new(uv_loop_t *loop, uint32_t max_syms, hub_rate_flush_cb flush, void *ud) {
+hub_rate *hub_rate_new(uv_loop_t *loop, uint32_t max_syms, hub_rate_encode_cb encode, hub_rate_flush_cb flush,
+                       void *ud) {
   hub_rate *r = calloc(1, sizeof(*r));
   if (!r) return NULL;
   r->throttled = calloc(max_syms, sizeof(*r->throttled));
@@ -51,13 +55,23 @@ hub_rate *hub_rate_new(uv_loop_t *loop, uint32_t max_syms, hub_rate_flush_cb flu
   }
   r->loop = loop;
   r->max_syms = max_syms;
+  r->encode = encode;
   r->flush = flush;
   r->ud = ud;
   return r;
 }
 
+/* The slot's encoded message is stale or sent to every phase. */
+static void slot_release(rate_slot *s) {
+  for (int t = 0; t < HUB_TRANSPORTS; t++) wsd_variant_done(&s->enc[t]);
+  memset(s->enc, 0, sizeof(s->enc));
+}
+
 static void group_free(rate_group *g) {
-  for (uint32_t i = 0; i < g->nslots; i++) free(g->slots[i].data);
+  for (uint32_t i = 0; i < g->nslots; i++) {
+    slot_release(&g->slots[i]);
+    free(g->slots[i].data);
+  }
   free(g->slots);
   free(g->slot_of);
   free(g->due);
@@ -87,27 +101,39 @@ static void group_close(rate_group *g) {
   uv_close((uv_handle_t *)&g->timer, on_group_closed);
 }
 
-/* Hands each slot with a pending message to the hub, once. The flush may
- * close slow clients, which leave their group from inside this loop: the
- * group stays until the loop is done. */
+/* Sends the clients of one phase each message owed to them: encoded by
+ * the first phase that needs it, then shared. The flush may close slow
+ * clients, which leave their group from inside this loop: the group stays
+ * until the loop is done. */
 static void on_tick(uv_timer_t *t) {
   rate_group *g = t->data;
   hub_rate *r = g->rate;
-  g->ticks++;
+  uint8_t phase = (uint8_t)(g->ticks++ % HUB_RATE_PHASES), bit = (uint8_t)(1u << phase);
+  uint32_t kept = 0;
   g->ticking = true;
   for (uint32_t i = 0; i < g->ndue; i++) {
     rate_slot *s = &g->slots[g->due[i]];
-    s->pending = false;
-    uint32_t members[HUB_TRANSPORTS];
-    memcpy(members, s->members, sizeof(members));
-    uint32_t frames = 0;
-    for (int k = 0; k < HUB_TRANSPORTS; k++) frames += members[k] > 0;
-    if (!frames) continue;
-    g->frames_encoded += frames;
-    r->stats.frames_encoded += frames;
-    r->flush(r->ud, s->sym, g->index, members, s->epoch, s->seq, s->data, s->len);
+    if (s->owed & bit) {
+      s->owed &= (uint8_t)~bit;
+      bool any = false;
+      for (int k = 0; k < HUB_TRANSPORTS; k++) {
+        if (!s->members[phase][k]) continue;
+        any = true;
+        if (s->enc[k].plain) continue;
+        s->enc[k] = wsd_variant_of(r->encode(r->ud, s->sym, (hub_transport)k, s->epoch, s->seq, s->data, s->len));
+        g->frames_encoded++;
+        r->stats.frames_encoded++;
+      }
+      if (any) r->flush(r->ud, s->sym, g->index, phase, s->enc, s->seq);
+    }
+    if (s->owed) {
+      g->due[kept++] = g->due[i];
+    } else {
+      s->listed = false;
+      slot_release(s);
+    }
   }
-  g->ndue = 0;
+  g->ndue = kept;
   g->ticking = false;
   if (!g->clients) group_close(g);
 }
@@ -136,7 +162,9 @@ int hub_rate_join(hub_rate *r, uint32_t ms) {
   g->clients = 1;
   uv_timer_init(r->loop, &g->timer);
   g->timer.data = g;
-  uv_timer_start(&g->timer, on_tick, ms, ms);
+  /* Rounded up: HUB_RATE_PHASES ticks never take less than the interval. */
+  uint64_t tick = (ms + HUB_RATE_PHASES - 1) / HUB_RATE_PHASES;
+  uv_timer_start(&g->timer, on_tick, tick, tick);
   r->groups[free_index] = g;
   r->stats.groups++;
   r->stats.clients++;
@@ -172,12 +200,14 @@ static rate_slot *slot_for(rate_group *g, uint32_t sym) {
   return s;
 }
 
-int hub_rate_member(hub_rate *r, uint8_t g, uint32_t sym, hub_transport t, int delta) {
+uint8_t hub_rate_phase(uint64_t conn_id) { return (uint8_t)(conn_id % HUB_RATE_PHASES); }
+
+int hub_rate_member(hub_rate *r, uint8_t g, uint32_t sym, hub_transport t, uint8_t phase, int delta) {
   rate_group *grp = r->groups[g];
-  if (!grp || sym >= r->max_syms) return -EINVAL;
+  if (!grp || sym >= r->max_syms || phase >= HUB_RATE_PHASES) return -EINVAL;
   rate_slot *s = slot_for(grp, sym);
   if (!s) return -ENOMEM;
-  s->members[t] += (uint32_t)delta;
+  s->members[phase][t] += (uint32_t)delta;
   r->throttled[sym][t] += (uint32_t)delta;
   return 0;
 }
@@ -194,19 +224,27 @@ void hub_rate_offer(hub_rate *r, uint32_t sym, uint64_t epoch, uint64_t seq, con
     rate_group *g = r->groups[i];
     if (!g || !g->slot_of[sym]) continue;
     rate_slot *s = &g->slots[g->slot_of[sym] - 1];
-    if (!s->members[HUB_WS] && !s->members[HUB_SSE]) continue;
+    uint8_t wanted = 0;
+    for (int p = 0; p < HUB_RATE_PHASES; p++)
+      if (s->members[p][HUB_WS] || s->members[p][HUB_SSE]) wanted |= (uint8_t)(1u << p);
+    if (!wanted) continue;
     if (len > s->cap) {
       char *nd = realloc(s->data, len);
       if (!nd) continue;   /* out of memory: the slot keeps the older message */
       s->data = nd;
       s->cap = (uint32_t)len;
     }
-    if (s->pending) {
-      /* the message it held is never sent: one update skipped per client */
-      for (int t = 0; t < HUB_TRANSPORTS; t++) r->stats.skipped[t] += s->members[t];
-      g->skipped += (uint64_t)s->members[HUB_WS] + s->members[HUB_SSE];
-    } else {
-      s->pending = true;
+    /* the message it held is never sent to the phases still owed it: one
+     * update skipped per client of those */
+    for (int p = 0; p < HUB_RATE_PHASES; p++) {
+      if (!(s->owed & (1u << p))) continue;
+      for (int t = 0; t < HUB_TRANSPORTS; t++) r->stats.skipped[t] += s->members[p][t];
+      g->skipped += (uint64_t)s->members[p][HUB_WS] + s->members[p][HUB_SSE];
+    }
+    slot_release(s);
+    s->owed = wanted;
+    if (!s->listed) {
+      s->listed = true;
       g->due[g->ndue++] = (uint32_t)(s - g->slots);
     }
     memcpy(s->data, payload, len);
