@@ -18,6 +18,12 @@
  *   ws-tickerd   GET /ws + {"action":"subscribe",...}   publisher: POST /quotes
  *   sse-nchan    GET /sub/A,B (Accept: text/event-stream) publisher: POST /pub/A
  *   ws-nchan     GET /sub/A,B as WebSocket (to check the framing code)
+ *
+ * --interval-ms I (tickerd only) subscribes every client with interval_ms
+ * I (per-client rate). A seq gap is then a throttled update, counted as
+ * "throttled", not lost; the latency histogram is each delivered quote's
+ * staleness (its age when it reached the client), and a client-symbol is
+ * offered at most one delivery per interval.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -115,6 +121,7 @@ typedef struct fb_client {
 
 typedef struct fb_window {
   uint64_t deliveries, lost, dup, errors, published, skipped, parse_errors;
+  uint64_t throttled;       /* --interval-ms: updates the server replaced by a newer one */
   uint64_t bytes_in;        /* subscribers' bytes read after their handshake */
   fb_hist hist;
 } fb_window;
@@ -135,7 +142,7 @@ typedef struct fb_pub {
 
 typedef struct fb_result {
   double dps, p50, p99, max, pub_rate, server_cpu, aux_cpu, client_cpu, idle_cpu, bytes_per_delivery;
-  uint64_t deliveries, lost, dup, errors, skipped, rss_kb;
+  uint64_t deliveries, lost, dup, errors, skipped, rss_kb, throttled;
 } fb_result;
 
 /* Options. */
@@ -157,6 +164,7 @@ static struct {
   int retries;
   bool deflate;               /* ws-tickerd: offer permessage-deflate */
   const char *wildcard;       /* tickerd modes: every client subscribes to this pattern alone ("*") */
+  int interval_ms;            /* tickerd: the clients' interval_ms; 0: every quote */
   const char *label;
 } opt;
 
@@ -327,7 +335,10 @@ static void fb_message(fb_client *c, const char *p, size_t n) {
     return;
   }
   int64_t *last = st.last_seq + (size_t)c->index * (size_t)opt.per_client + slot;
-  if (*last && seq > *last + 1) st.win.lost += (uint64_t)(seq - *last - 1);
+  if (*last && seq > *last + 1) {
+    if (opt.interval_ms) st.win.throttled += (uint64_t)(seq - *last - 1);
+    else st.win.lost += (uint64_t)(seq - *last - 1);
+  }
   if (*last && seq <= *last) st.win.dup++;
   else *last = seq;
   st.win.deliveries++;
@@ -449,7 +460,9 @@ static void fb_client_subscribed(fb_client *c) {
   if (opt.mode == FB_WS_TICKERD) {
     char syms[3000], msg[3200];
     if (!fb_symbol_list(c->index, ",", "\"", syms, sizeof syms)) { fb_client_fail(c, "too many symbols"); return; }
-    int n = snprintf(msg, sizeof msg, "{\"action\":\"subscribe\",\"symbols\":[%s]}", syms);
+    char rate[40] = "";
+    if (opt.interval_ms) snprintf(rate, sizeof rate, ",\"interval_ms\":%d", opt.interval_ms);
+    int n = snprintf(msg, sizeof msg, "{\"action\":\"subscribe\",\"symbols\":[%s]%s}", syms, rate);
     if (fb_ws_send(c, WS_OP_TEXT, msg, (size_t)n)) { fb_client_fail(c, "subscribe write failed"); return; }
   }
   fb_client_counted(c, true);
@@ -618,8 +631,9 @@ static void fb_on_client_connect(uv_connect_t *req, int status) {
   switch (opt.mode) {
   case FB_SSE_TICKERD:
     fb_symbol_list(c->index, ",", "", syms, sizeof syms);
-    n = snprintf(head, sizeof head, "GET /stream?symbols=%s HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n",
-                 syms, opt.host, opt.port);
+    n = snprintf(head, sizeof head,
+                 "GET /stream?symbols=%s&interval_ms=%d HTTP/1.1\r\nHost: %s:%d\r\nAccept: text/event-stream\r\n\r\n",
+                 syms, opt.interval_ms, opt.host, opt.port);
     break;
   case FB_SSE_NCHAN:
     fb_symbol_list(c->index, ",", "", syms, sizeof syms);
@@ -865,6 +879,15 @@ static const char *fb_mode_name(fb_mode m) {
   return names[m];
 }
 
+/* Deliveries/s offered at `pub_rate` messages/s: each message reaches the
+ * clients of its symbol; with --interval-ms a client-symbol gets at most
+ * one per interval. */
+static double fb_offered(double pub_rate) {
+  double per_pair = pub_rate / opt.symbols;
+  if (opt.interval_ms && per_pair > 1000.0 / opt.interval_ms) per_pair = 1000.0 / opt.interval_ms;
+  return per_pair * opt.clients * opt.per_client;
+}
+
 static void fb_window_begin(void) {
   memset(&st.win, 0, sizeof st.win);
   st.w_start_ns = fb_mono_ns();
@@ -889,6 +912,7 @@ static fb_result fb_window_end(void) {
   r.dup = st.win.dup;
   r.errors = st.win.errors + st.win.parse_errors;
   r.skipped = st.win.skipped;
+  r.throttled = st.win.throttled;
   r.pub_rate = (double)st.win.published / secs;
   r.client_cpu = (double)(fb_self_cpu_us() - st.w_cpu_us) / 1e6 / secs;
   if (opt.server_pid) r.server_cpu = (double)(fb_proc_ticks(opt.server_pid) - st.w_srv_ticks) / hz / secs;
@@ -901,11 +925,12 @@ static fb_result fb_window_end(void) {
          "\"deliveries\":%" PRIu64 ",\"deliveries_per_s\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"max_us\":%.0f,"
          "\"lost\":%" PRIu64 ",\"dup\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"skipped\":%" PRIu64 ","
          "\"client_cpu\":%.2f,\"server_cpu\":%.2f,\"aux_cpu\":%.2f,\"idle_cpu\":%.2f,\"server_rss_kb\":%" PRIu64
-         ",\"bytes_per_delivery\":%.1f}\n",
+         ",\"bytes_per_delivery\":%.1f,\"interval_ms\":%d,\"throttled\":%" PRIu64 "}\n",
          opt.label, fb_mode_name(opt.mode), opt.clients, st.ready - (st.closed - st.failed), opt.symbols,
          opt.per_client, opt.rates[st.rate_idx], st.run_idx, secs, r.pub_rate,
-         r.pub_rate * opt.clients * opt.per_client / opt.symbols, r.deliveries, r.dps, r.p50, r.p99, r.max, r.lost,
-         r.dup, r.errors, r.skipped, r.client_cpu, r.server_cpu, r.aux_cpu, r.idle_cpu, r.rss_kb, r.bytes_per_delivery);
+         fb_offered(r.pub_rate), r.deliveries, r.dps, r.p50, r.p99, r.max, r.lost,
+         r.dup, r.errors, r.skipped, r.client_cpu, r.server_cpu, r.aux_cpu, r.idle_cpu, r.rss_kb, r.bytes_per_delivery,
+         opt.interval_ms, r.throttled);
   fflush(stdout);
   return r;
 }
@@ -925,30 +950,32 @@ static double fb_median(size_t off) {
 /* Prints the medians of this rate's runs; returns whether the rate was
  * sustained. */
 static bool fb_summary(void) {
-  uint64_t lost = 0, errors = 0, skipped = 0, rss = 0;
+  uint64_t lost = 0, errors = 0, skipped = 0, rss = 0, throttled = 0;
   double max = 0;
   for (int i = 0; i < opt.runs; i++) {
     lost += st.runs[i].lost;
     errors += st.runs[i].errors;
     skipped += st.runs[i].skipped;
+    throttled += st.runs[i].throttled;
     if (st.runs[i].rss_kb > rss) rss = st.runs[i].rss_kb;
     if (st.runs[i].max > max) max = st.runs[i].max;
   }
   double p99 = fb_median(offsetof(fb_result, p99));
   double pub_rate = fb_median(offsetof(fb_result, pub_rate));
   double dps = fb_median(offsetof(fb_result, dps));
-  double offered = pub_rate * opt.clients * opt.per_client / opt.symbols;
+  double offered = fb_offered(pub_rate);
   printf("{\"summary\":true,\"attempt\":%d,\"label\":\"%s\",\"mode\":\"%s\",\"clients\":%d,\"connected\":%d,\"symbols\":%d,"
          "\"per_client\":%d,\"rate\":%.0f,\"runs\":%d,\"pub_rate\":%.0f,\"offered_dps\":%.0f,"
          "\"deliveries_per_s\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"max_us\":%.0f,\"lost\":%" PRIu64
          ",\"errors\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"client_cpu\":%.2f,\"server_cpu\":%.2f,"
-         "\"aux_cpu\":%.2f,\"idle_cpu\":%.2f,\"server_rss_kb\":%" PRIu64 ",\"bytes_per_delivery\":%.1f}\n",
+         "\"aux_cpu\":%.2f,\"idle_cpu\":%.2f,\"server_rss_kb\":%" PRIu64 ",\"bytes_per_delivery\":%.1f,"
+         "\"interval_ms\":%d,\"throttled\":%" PRIu64 "}\n",
          st.attempt, opt.label, fb_mode_name(opt.mode), opt.clients, st.ready - (st.closed - st.failed),
          opt.symbols, opt.per_client, opt.rates[st.rate_idx], opt.runs, pub_rate, offered, dps,
          fb_median(offsetof(fb_result, p50)), p99, max, lost, errors, skipped,
          fb_median(offsetof(fb_result, client_cpu)), fb_median(offsetof(fb_result, server_cpu)),
          fb_median(offsetof(fb_result, aux_cpu)), fb_median(offsetof(fb_result, idle_cpu)), rss,
-         fb_median(offsetof(fb_result, bytes_per_delivery)));
+         fb_median(offsetof(fb_result, bytes_per_delivery)), opt.interval_ms, throttled);
   fflush(stdout);
   bool all_connected = st.ready - (st.closed - st.failed) == opt.clients;
   /* The same rule as the report's "sustained": a server that falls behind
@@ -1045,7 +1072,8 @@ static void fb_usage(void) {
           "  --nap-us 500            sleep after a poll that read < 128 messages (0: never)\n"
           "  --deflate               ws-tickerd: offer permessage-deflate (RFC 7692) and inflate\n"
           "  --wildcard PATTERN      tickerd modes: each client subscribes to PATTERN (\"*\") alone, which must\n"
-          "                          match every <prefix>N; it is counted as a subscriber of all M symbols\n");
+          "                          match every <prefix>N; it is counted as a subscriber of all M symbols\n"
+          "  --interval-ms I         tickerd: subscribe with interval_ms I (per-client rate; 0: every quote)\n");
 }
 
 static int fb_parse_args(int argc, char **argv) {
@@ -1098,6 +1126,7 @@ static int fb_parse_args(int argc, char **argv) {
     else if (!strcmp(a, "--gap-every")) opt.gap_every = atoi(v);
     else if (!strcmp(a, "--nap-us")) opt.nap_us = atoi(v);
     else if (!strcmp(a, "--retries")) opt.retries = atoi(v);
+    else if (!strcmp(a, "--interval-ms")) opt.interval_ms = atoi(v);
     else if (!strcmp(a, "--rates")) {
       opt.nrates = 0;
       for (char *p = (char *)v; *p && opt.nrates < FB_MAX_RATES;) {
@@ -1112,7 +1141,8 @@ static int fb_parse_args(int argc, char **argv) {
   }
   if (mode < 0 || opt.port <= 0 || opt.clients <= 0 || opt.symbols <= 0 || opt.per_client <= 0 ||
       opt.per_client > opt.symbols || opt.per_client > 255 || opt.runs < 1 || opt.runs > FB_MAX_RUNS ||
-      opt.nrates < 1 || opt.window_ms <= 0 || opt.nap_us < 0 || opt.nap_us > 100000 || opt.connect_concurrency <= 0 || opt.pub == (fb_pub_kind)-2)
+      opt.nrates < 1 || opt.window_ms <= 0 || opt.nap_us < 0 || opt.nap_us > 100000 || opt.connect_concurrency <= 0 || opt.pub == (fb_pub_kind)-2 ||
+      opt.interval_ms < 0)
     return -1;
   opt.mode = (fb_mode)mode;
   if (opt.wildcard) { /* one pattern that matches every symbol: all M of them per client */

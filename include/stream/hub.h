@@ -109,6 +109,7 @@ typedef struct hub_client {
   struct hub_wild_sub *wild;   /* the client's patterns (hub_wild.c); NULL: none yet */
   uint32_t nwild;
   uint64_t wild_stamp;         /* the last pattern walk that reached it: one copy per message */
+  uint8_t rate_group;          /* the client's interval group (hub_set_interval); 0: every quote */
   struct hub_client *prev, *next;
 } hub_client;
 
@@ -131,7 +132,36 @@ typedef struct {
   uint64_t patterns;           /* patterns with clients (one Redis PSUBSCRIBE each) */
   uint64_t pattern_subscriptions; /* client subscriptions to patterns */
   uint64_t pattern_deliveries; /* of deliveries, those a pattern brought */
+  /* Per-client rate (hub_set_interval): */
+  uint64_t rate_skipped[HUB_TRANSPORTS]; /* updates a throttled client never got: a newer one replaced them */
+  uint64_t rate_frames_encoded;          /* frames encoded on interval ticks (one per transport, symbol and tick) */
+  uint64_t rate_clients;                 /* clients with an interval */
+  uint64_t rate_groups;                  /* distinct intervals in use */
 } hub_stats;
+
+/* Per-client rate: a client with an interval gets at most one update per
+ * symbol per interval, the newest, on its interval group's tick (trailing
+ * edge: a quote is at most one interval late, and the last of a burst is
+ * always sent). 0 is every quote; otherwise HUB_RATE_MIN_MS to
+ * HUB_RATE_MAX_MS. Below the minimum a tick does little more than the
+ * loop's own coalescing of a turn's writes; past the maximum a price is
+ * not live any more. Clients with the same interval share one timer and
+ * one encoding per symbol and tick; at most HUB_RATE_MAX_GROUPS distinct
+ * intervals are in use at once, which bounds the timers and the per-symbol
+ * slots. */
+#define HUB_RATE_MIN_MS 50
+#define HUB_RATE_MAX_MS 60000
+#define HUB_RATE_MAX_GROUPS 32
+/* What a client is told when its interval is refused (WebSocket error,
+ * SSE 400 / 503). */
+#define HUB_STR_(x) #x
+#define HUB_STR(x) HUB_STR_(x)
+#define HUB_RATE_BAD_TEXT \
+  "interval_ms is 0 (every quote) or an integer from " HUB_STR(HUB_RATE_MIN_MS) " to " HUB_STR(HUB_RATE_MAX_MS)
+/* Pattern clients are not throttled (yet): a client has patterns or an
+ * interval, not both (-EPERM from hub_subscribe / hub_set_interval). */
+#define HUB_RATE_PATTERN_TEXT "interval_ms does not apply to patterns (* or PREFIX*): use one or the other"
+#define HUB_RATE_FULL_TEXT "too many distinct intervals are in use; try another one"
 
 /* The store (and its symbol table) must outlive the hub. NULL on OOM. */
 td_hub *hub_new(const td_hub_opts *opts, struct qstore *store);
@@ -161,9 +191,20 @@ void hub_client_drained(hub_client *c);
  * or subscriptions already brought HUB_MAX_INTRODUCED_SYMBOLS symbols the
  * data had not (counted in refused_unknown). `sym` may be a pattern, "*" or
  * a prefix and "*" (hub_wild.h): then -E2BIG means HUB_MAX_CLIENT_PATTERNS
- * and -ENOSPC HUB_MAX_PATTERNS. hub_unsubscribe, hub_write_client_symbols
+ * and -ENOSPC HUB_MAX_PATTERNS, and -EPERM when the client has an interval
+ * (HUB_RATE_PATTERN_TEXT). hub_unsubscribe, hub_write_client_symbols
  * and hub_send_snapshot take patterns too. */
 int hub_subscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
+/* Sets the client's interval (ms) for all its symbols, present and
+ * future: 0, or -EINVAL outside 0 and HUB_RATE_MIN_MS..HUB_RATE_MAX_MS,
+ * -ENOSPC when HUB_RATE_MAX_GROUPS other intervals are in use, -EPERM when
+ * the client has patterns (HUB_RATE_PATTERN_TEXT), -ENOMEM. */
+int hub_set_interval(td_hub *h, hub_client *c, int64_t ms);
+/* The client's interval in ms; 0: every quote. */
+uint32_t hub_client_interval(const td_hub *h, const hub_client *c);
+/* The interval groups with their counters, as a JSON array (member `key`). */
+void hub_write_rate_groups(const td_hub *h, jsonw *w, const char *key);
+
 /* 1: unsubscribed, 0: was not subscribed. */
 int hub_unsubscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
 /* The client's symbols as a JSON array (member `key` of the open object, or

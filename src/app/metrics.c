@@ -221,6 +221,13 @@ static void stream_metrics(out_t *o, td_app *app) {
       "subscribes refused: clients already added their share of new symbols", (double)h.refused_unknown);
   one(o, "tickerd_ws_protocol_errors_total", "counter", "WebSocket connections closed for protocol errors",
       (double)ws_counters.protocol_errors);
+  head(o, "tickerd_stream_rate_skipped_total", "counter", "updates throttled clients never got (a newer one replaced them), by transport");
+  emit(o, "tickerd_stream_rate_skipped_total{transport=\"ws\"} %llu\ntickerd_stream_rate_skipped_total{transport=\"sse\"} %llu\n",
+       (unsigned long long)h.rate_skipped[HUB_WS], (unsigned long long)h.rate_skipped[HUB_SSE]);
+  one(o, "tickerd_stream_rate_frames_encoded_total", "counter", "frames encoded on interval ticks (per transport, symbol and tick)",
+      (double)h.rate_frames_encoded);
+  one(o, "tickerd_stream_rate_clients", "gauge", "clients with an interval_ms", (double)h.rate_clients);
+  one(o, "tickerd_stream_rate_groups", "gauge", "distinct intervals in use", (double)h.rate_groups);
   deflate_metrics(o);
   head(o, "tickerd_auth_denied_total", "counter", "subscribers refused, by reason");
   emit(o, "tickerd_auth_denied_total{reason=\"missing\"} %llu\ntickerd_auth_denied_total{reason=\"invalid\"} %llu\n"

@@ -317,6 +317,13 @@ static void streaming_section(jsonw *w, td_app *app) {
   JW_U64(w, "ws_bad_messages", ws_counters.bad_messages);
   JW_U64(w, "auth_denied", auth_counters.missing + auth_counters.invalid + auth_counters.expired +
                                 auth_counters.forbidden_origin + auth_counters.forbidden_symbol);
+  JW_OBJECT(w, "rate"); /* per-client interval_ms (stream/hub.h) */
+  JW_U64(w, "clients", h.rate_clients);
+  JW_U64(w, "skipped_ws", h.rate_skipped[HUB_WS]);
+  JW_U64(w, "skipped_sse", h.rate_skipped[HUB_SSE]);
+  JW_U64(w, "frames_encoded", h.rate_frames_encoded);
+  hub_write_rate_groups(app->hub, w, "groups");
+  jw_end(w);
   deflate_section(w);
   jw_end(w);
 }

@@ -18,6 +18,7 @@
 #include "http/ws_frame.h"
 #include "stream/candle_fan.h"
 #include "hub_wild.h"
+#include "hub_rate.h"
 
 /* "quotes:" + symbol, with room for a long configured prefix. */
 #define HUB_CHANNEL_MAX (TD_CHANNEL_PREFIX_MAX + 1 + TD_SYMBOL_MAX + 1)
@@ -44,6 +45,8 @@ typedef struct {
   hub_client *client;
   td_conn *conn;
   uint8_t deflate_bits;  /* the client's, copied: deliver() must not touch the session */
+  uint8_t group;         /* the client's interval group (hub_rate.c); 0: every quote */
+  uint8_t phase;         /* which of the group's ticks serves the client (hub_rate_phase) */
 } hub_member;
 
 /* A log line allowed once per interval; what comes in between is counted
@@ -65,6 +68,7 @@ typedef struct {
   bool check_continuity;           /* after a resubscribe: tell clients whether anything was lost */
   hub_log_limit malformed_log;     /* this channel's malformed messages */
   uint32_t resuming;               /* clients waiting for a replay from Redis (hub_resume) */
+  uint32_t throttled[HUB_TRANSPORTS]; /* members in an interval group: fan_out skips them */
 } hub_symbol;
 
 /* A resume from the Redis stream in flight: its client gets no live quote
@@ -103,6 +107,7 @@ struct td_hub {
   hub_resume *resumes;
   struct candle_fan *candles;       /* bar subscriptions (NULL: none) */
   hub_wild *wild;                   /* patterns ("*", "BRK.*") and their clients */
+  hub_rate *rate;                   /* interval groups of throttled clients */
 };
 
 /* ---- symbols ---------------------------------------------------------------- */
@@ -144,6 +149,11 @@ static hub_symbol *intern_symbol(td_hub *h, const char *s, size_t n, int *err) {
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
+static td_buf *rate_encode(void *ud, uint32_t id, hub_transport t, uint64_t epoch, uint64_t seq, const char *payload,
+                           size_t len);
+static void rate_flush(void *ud, uint32_t id, uint8_t group, uint8_t phase, wsd_variant bufs[HUB_TRANSPORTS],
+                       uint64_t seq);
+
 td_hub *hub_new(const td_hub_opts *opts, qstore *store) {
   td_hub *h = calloc(1, sizeof(*h));
   if (!h) return NULL;
@@ -153,7 +163,8 @@ td_hub *hub_new(const td_hub_opts *opts, qstore *store) {
   h->by_id = calloc(symtab_max(h->syms), sizeof(*h->by_id));
   h->made = calloc(symtab_max(h->syms), sizeof(*h->made));
   h->wild = wild_new(h->opts.channel_prefix);
-  if (!h->by_id || !h->made || !h->wild) {
+  h->rate = hub_rate_new(opts->loop, symtab_max(h->syms), rate_encode, rate_flush, h);
+  if (!h->by_id || !h->made || !h->wild || !h->rate) {
     hub_free(h);
     return NULL;
   }
@@ -181,6 +192,7 @@ void hub_free(td_hub *h) {
     if (r->until) free(r);
   }
   wild_free(h->wild);
+  hub_rate_free(h->rate);
   free(h->by_id);
   free(h->made);
   free(h);
@@ -191,7 +203,15 @@ void hub_get_stats(const td_hub *h, hub_stats *out) {
   out->channels = 0;
   for (uint32_t i = 0; i < h->nmade; i++) out->channels += sym_clients(h->by_id[h->made[i]]) > 0;
   wild_counts(h->wild, &out->patterns, &out->pattern_subscriptions);
+  hub_rate_stats r;
+  hub_rate_get_stats(h->rate, &r);
+  memcpy(out->rate_skipped, r.skipped, sizeof(r.skipped));
+  out->rate_frames_encoded = r.frames_encoded;
+  out->rate_clients = r.clients;
+  out->rate_groups = r.groups;
 }
+
+void hub_write_rate_groups(const td_hub *h, jsonw *w, const char *key) { hub_rate_write_groups(h->rate, w, key); }
 
 void hub_set_candles(td_hub *h, struct candle_fan *f) { h->candles = f; }
 struct candle_fan *hub_candles(const td_hub *h) { return h->candles; }
@@ -217,12 +237,25 @@ int hub_attach(td_hub *h, hub_client *c, td_conn *conn, hub_transport t, void *o
 }
 
 static void forget_continuity(hub_symbol *sym);
+/* Member `m` of `sym` moves from interval group `from` to `to` (0: none). */
+static void rate_move(td_hub *h, hub_symbol *sym, hub_transport t, hub_member *m, uint8_t from, uint8_t to) {
+  if (from) {
+    hub_rate_member(h->rate, from, sym->id, t, m->phase, -1);
+    sym->throttled[t]--;
+  }
+  if (to) {
+    hub_rate_member(h->rate, to, sym->id, t, m->phase, 1);
+    sym->throttled[t]++;
+  }
+  m->group = to;
+}
 
 /* Removes subscription k of client c (swap-remove on both sides). */
 static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
   hub_sub s = c->subs[k];
   hub_symbol *sym = h->by_id[s.sym];
   hub_member *members = sym->members[c->transport];
+  rate_move(h, sym, c->transport, &members[s.pos], c->rate_group, 0);
   hub_client *moved = members[--sym->n[c->transport]].client;
   members[s.pos] = members[sym->n[c->transport]];
   if (moved != c) {
@@ -261,6 +294,8 @@ void hub_detach(td_hub *h, hub_client *c) {
   if (h->candles) candle_fan_detach(h->candles, c);
   if (c->wild && wild_detach(h->wild, c)) forget_unlistened(h);
   while (c->nsubs > 0) drop_sub(h, c, c->nsubs - 1);
+  if (c->rate_group) hub_rate_leave(h->rate, c->rate_group);
+  c->rate_group = 0;
   free(c->subs);
   c->subs = NULL;
   c->subs_cap = 0;
@@ -287,7 +322,7 @@ static int client_sub_index(const hub_client *c, uint32_t sym) {
 int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
   size_t plen;
   int pattern = wild_parse(s, n, &plen);
-  if (pattern) return pattern < 0 ? pattern : wild_add(h->wild, c, s, plen);
+  if (pattern) return pattern < 0 ? pattern : c->rate_group ? -EPERM : wild_add(h->wild, c, s, plen);
   if (!smsg_symbol_valid(s, n)) return -EINVAL;
   hub_symbol *existing = find_symbol(h, s, n);
   if (existing && client_sub_index(c, existing->id) >= 0) return 0;
@@ -316,6 +351,7 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
     c->subs_cap = cap;
   }
   hub_transport t = c->transport;
+  if (c->rate_group && hub_rate_member(h->rate, c->rate_group, sym->id, t, 0, 0) != 0) return -ENOMEM;
   if (sym->n[t] == sym->cap[t]) {
     uint32_t cap = sym->cap[t] ? sym->cap[t] * 2 : 4;
     hub_member *nm = realloc(sym->members[t], cap * sizeof(*nm));
@@ -324,7 +360,9 @@ int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
     sym->cap[t] = cap;
   }
   c->subs[c->nsubs++] = (hub_sub){sym->id, sym->n[t]};
-  sym->members[t][sym->n[t]++] = (hub_member){c, c->conn, c->deflate_bits};
+  hub_member *m = &sym->members[t][sym->n[t]++];
+  *m = (hub_member){c, c->conn, c->deflate_bits, 0, hub_rate_phase(conn_id(c->conn))};
+  rate_move(h, sym, t, m, 0, c->rate_group);
   h->stats.client_subscriptions++;
   if (sym_clients(sym) == 1 && h->sub) sub_add(h->sub, sym->channel);
   return 1;
@@ -343,6 +381,30 @@ int hub_unsubscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
   drop_sub(h, c, (uint32_t)k);
   return 1;
 }
+
+int hub_set_interval(td_hub *h, hub_client *c, int64_t ms) {
+  if (!hub_rate_valid(ms)) return -EINVAL;
+  if (ms == hub_client_interval(h, c)) return 0;
+  if (ms && c->nwild) return -EPERM; /* HUB_RATE_PATTERN_TEXT */
+  int g = ms ? hub_rate_join(h->rate, (uint32_t)ms) : 0;
+  if (g < 0) return g;
+  /* Each subscription moves to the new group; its slot is made first, so
+   * that a move cannot fail half-way. */
+  for (uint32_t k = 0; g && k < c->nsubs; k++)
+    if (hub_rate_member(h->rate, (uint8_t)g, c->subs[k].sym, c->transport, 0, 0) != 0) {
+      hub_rate_leave(h->rate, (uint8_t)g);
+      return -ENOMEM;
+    }
+  for (uint32_t k = 0; k < c->nsubs; k++) {
+    hub_symbol *sym = h->by_id[c->subs[k].sym];
+    rate_move(h, sym, c->transport, &sym->members[c->transport][c->subs[k].pos], c->rate_group, (uint8_t)g);
+  }
+  if (c->rate_group) hub_rate_leave(h->rate, c->rate_group);
+  c->rate_group = (uint8_t)g;
+  return 0;
+}
+
+uint32_t hub_client_interval(const td_hub *h, const hub_client *c) { return hub_rate_interval(h->rate, c->rate_group); }
 
 void hub_write_client_symbols(const td_hub *h, const hub_client *c, jsonw *w, const char *key) {
   jw_array(w, key);
@@ -493,6 +555,13 @@ bool hub_deliver(td_hub *h, hub_client *c, wsd_variant *v, bool droppable) {
   return true;
 }
 
+/* The lower of the soft and hard output limits: under it nothing needs checking. */
+static size_t below_limits(const td_hub *h) {
+  const td_hub_opts *opts = &h->opts;
+  return (size_t)(opts->client_soft_bytes < opts->client_hard_bytes ? opts->client_soft_bytes
+                                                                     : opts->client_hard_bytes);
+}
+
 /* What a pattern's walk (wild_each) delivers. */
 typedef struct {
   td_hub *h;
@@ -504,37 +573,70 @@ typedef struct {
 
 static void deliver_wild(void *arg, hub_client *c) {
   wild_delivery *d = arg;
-  hub_member m = {c, c->conn, c->deflate_bits};
+  hub_member m = {.client = c, .conn = c->conn, .deflate_bits = c->deflate_bits};
   uint64_t before = d->h->stats.deliveries;
   deliver(d->h, &m, &d->bufs[c->transport], d->tag, d->positioned, d->below);
   d->h->stats.pattern_deliveries += d->h->stats.deliveries - before;
 }
 
-/* Sends one message to every client of `sym`, then to the clients of the
- * patterns that match it (each client once): encoded once per transport,
- * the same bytes queued on each (and compressed at most once, shared by the
- * WebSocket clients that negotiated permessage-deflate). */
-static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
-  const td_hub_opts *opts = &h->opts;
-  size_t below = (size_t)(opts->client_soft_bytes < opts->client_hard_bytes ? opts->client_soft_bytes
-                                                                          : opts->client_hard_bytes);
-  char posbuf[HUB_POSITION_MAX];
-  const char *pos = quote_id(posbuf, sym, epoch, seq);
-  uint8_t pats[HUB_MAX_PATTERNS];
-  uint32_t want[HUB_TRANSPORTS] = {sym->n[HUB_WS], sym->n[HUB_SSE]};
-  uint32_t np = wild_match(h->wild, sym->symbol, symtab_len(h->syms, sym->id), pats, want);
-  wsd_variant bufs[HUB_TRANSPORTS];
-  bufs[HUB_WS] = wsd_variant_of(want[HUB_WS] ? encode_ws_quote(sym, pos, payload, len) : NULL);
-  bufs[HUB_SSE] = wsd_variant_of(want[HUB_SSE] ? encode_sse_quote(pos, payload, len) : NULL);
-  bool positioned = seq != QSTORE_NO_POSITION;
+/* Queues `bufs` (one encoding per transport, NULL: none) on the clients of
+ * `sym` in interval group `group` (0: the unthrottled ones) and, for a
+ * group, its `phase`: the same bytes on each (compressed at most once,
+ * shared by the WebSocket clients that negotiated permessage-deflate). */
+static void deliver_all(td_hub *h, hub_symbol *sym, uint8_t group, uint8_t phase, wsd_variant bufs[HUB_TRANSPORTS],
+                        bool positioned) {
+  size_t below = below_limits(h);
   for (int t = 0; t < HUB_TRANSPORTS; t++) {
     if (!bufs[t].plain) continue;
     /* backwards: a client closed for being slow is swap-removed behind us */
-    for (uint32_t i = sym->n[t]; i-- > 0;) deliver(h, &sym->members[t][i], &bufs[t], sym->id + 1, positioned, below);
+    for (uint32_t i = sym->n[t]; i-- > 0;) {
+      const hub_member *m = &sym->members[t][i];
+      if (m->group == group && (!group || m->phase == phase)) deliver(h, m, &bufs[t], sym->id + 1, positioned, below);
+    }
   }
-  wild_delivery d = {h, bufs, sym->id + 1, positioned, below};
-  if (np) wild_each(h->wild, pats, np, sym->id, deliver_wild, &d);
+}
+
+static td_buf *encode_quote(const hub_symbol *sym, hub_transport t, uint64_t epoch, uint64_t seq, const char *payload,
+                            size_t len) {
+  char posbuf[HUB_POSITION_MAX];
+  const char *pos = quote_id(posbuf, sym, epoch, seq);
+  return t == HUB_WS ? encode_ws_quote(sym, pos, payload, len) : encode_sse_quote(pos, payload, len);
+}
+
+/* Sends one message to every client of `sym`, then to the clients of the
+ * patterns that match it (each client once): encoded once per transport,
+ * now to the unthrottled clients, on their group's tick to those with an
+ * interval (hub_rate.c). Pattern clients have no interval
+ * (hub_set_interval refuses the two together). */
+static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
+  hub_rate_offer(h->rate, sym->id, epoch, seq, payload, len);
+  uint8_t pats[HUB_MAX_PATTERNS];
+  uint32_t want[HUB_TRANSPORTS] = {sym->n[HUB_WS] - sym->throttled[HUB_WS], sym->n[HUB_SSE] - sym->throttled[HUB_SSE]};
+  uint32_t np = wild_match(h->wild, sym->symbol, symtab_len(h->syms, sym->id), pats, want);
+  wsd_variant bufs[HUB_TRANSPORTS];
+  for (int t = 0; t < HUB_TRANSPORTS; t++)
+    bufs[t] = wsd_variant_of(want[t] ? encode_quote(sym, (hub_transport)t, epoch, seq, payload, len) : NULL);
+  bool positioned = seq != QSTORE_NO_POSITION;
+  deliver_all(h, sym, 0, 0, bufs, positioned);
+  if (np) {
+    wild_delivery d = {h, bufs, sym->id + 1, positioned, below_limits(h)};
+    wild_each(h->wild, pats, np, sym->id, deliver_wild, &d);
+  }
   for (int t = 0; t < HUB_TRANSPORTS; t++) wsd_variant_done(&bufs[t]);
+}
+
+/* An interval group's tick (hub_rate.c): its newest message of a symbol,
+ * encoded once for all its phases. */
+static td_buf *rate_encode(void *ud, uint32_t id, hub_transport t, uint64_t epoch, uint64_t seq, const char *payload,
+                           size_t len) {
+  td_hub *h = ud;
+  return encode_quote(h->by_id[id], t, epoch, seq, payload, len);
+}
+
+static void rate_flush(void *ud, uint32_t id, uint8_t group, uint8_t phase, wsd_variant bufs[HUB_TRANSPORTS],
+                       uint64_t seq) {
+  td_hub *h = ud;
+  deliver_all(h, h->by_id[id], group, phase, bufs, seq != QSTORE_NO_POSITION);
 }
 
 void hub_client_drained(hub_client *c) { c->over_soft_since = 0; }
@@ -548,11 +650,8 @@ uint64_t hub_first_ping_ms(const hub_client *c, uint64_t interval) {
 /* Sends one message to one client (replay and snapshots). */
 static void send_quote(hub_client *c, const hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *data,
                        size_t len) {
-  char posbuf[HUB_POSITION_MAX];
-  const char *pos = quote_id(posbuf, sym, epoch, seq);
   /* one client: a snapshot or replayed quote is compressed for it alone */
-  wsd_variant v = wsd_variant_of(c->transport == HUB_WS ? encode_ws_quote(sym, pos, data, len)
-                                                        : encode_sse_quote(pos, data, len));
+  wsd_variant v = wsd_variant_of(encode_quote(sym, c->transport, epoch, seq, data, len));
   if (v.plain) conn_send(c->conn, wsd_pick(&v, c->deflate_bits), sym->id + 1);
   wsd_variant_done(&v);
 }

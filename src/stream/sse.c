@@ -70,6 +70,10 @@ static bool subscribe_all(td_request *req, td_hub *hub, sse_session *s, char *li
       return false;
     }
     int rc = hub_subscribe(hub, &s->client, sym, strlen(sym));
+    if (rc == -EPERM) {
+      http_error(req, 400, "bad_interval", HUB_RATE_PATTERN_TEXT, NULL);
+      return false;
+    }
     if (rc < 0) {
       http_error(req, rc == -E2BIG ? 400 : rc == -EINVAL ? 400 : 503,
                  rc == -E2BIG ? "too_many_symbols" : rc == -EINVAL ? "bad_symbol" : "unavailable",
@@ -125,6 +129,14 @@ static void send_candle_history(td_hub *hub, sse_session *s, const char *clist, 
   }
 }
 
+/* ?interval_ms=250: the stream's rate (hub_set_interval). Absent: 0, every
+ * quote. -1 when it is not a decimal integer in the allowed range. */
+static long interval_param(td_request *req) {
+  long v = 0;
+  if (http_query_int(req, "interval_ms", 0, HUB_RATE_MAX_MS, &v) < 0) return -1;
+  return v == 0 || v >= HUB_RATE_MIN_MS ? v : -1;
+}
+
 void sse_session_open(td_request *req, td_hub *hub) {
   const td_hub_opts *opts = hub_opts(hub);
   char *list = malloc(SSE_SYMBOLS_PARAM_MAX + 1);
@@ -146,6 +158,12 @@ void sse_session_open(td_request *req, td_hub *hub) {
     free(list);
     http_error(req, 400, "missing_symbols",
                "GET /stream?symbols=AAPL,MSFT, /stream?candles=AAPL&tf=1m or /stream?trades=AAPL", NULL);
+    return;
+  }
+  long rate_ms = interval_param(req);
+  if (rate_ms < 0) {
+    free(list);
+    http_error(req, 400, "bad_interval", HUB_RATE_BAD_TEXT, NULL);
     return;
   }
   char hist_buf[16];
@@ -178,7 +196,10 @@ void sse_session_open(td_request *req, td_hub *hub) {
     http_error(req, 503, "too_many_clients", "the server is at --max-stream-clients", "Retry-After: 5\r\n");
     return;
   }
-  bool ok = (!has_symbols || subscribe_all(req, hub, s, list, grant, syms, &nsyms)) &&
+  int rate_rc = hub_set_interval(hub, &s->client, rate_ms);
+  if (rate_rc < 0)
+    http_error(req, 503, "unavailable", rate_rc == -ENOSPC ? HUB_RATE_FULL_TEXT : "out of memory", "Retry-After: 5\r\n");
+  bool ok = rate_rc == 0 && (!has_symbols || subscribe_all(req, hub, s, list, grant, syms, &nsyms)) &&
             (!has_candles || subscribe_fan(req, hub, s, ccopy, grant, tf)) &&
             (!has_trades || subscribe_fan(req, hub, s, tlist, grant, NULL));
   opts->access->release(grant);

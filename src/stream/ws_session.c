@@ -143,16 +143,29 @@ static void trades_action(ws_session *s, json_t *symbols, bool on) {
   hub_send_json(s->hub, &s->client, on ? "subscribed" : "unsubscribed", &w);
 }
 
+/* "interval_ms": the client's rate, for all its symbols (hub_set_interval).
+ * false (answered with an error) when refused: the subscribe is then not
+ * carried out at all. */
+static bool set_interval(ws_session *s, const json_t *interval) {
+  int rc = json_is_integer(interval) ? hub_set_interval(s->hub, &s->client, json_integer_value(interval)) : -EINVAL;
+  if (rc == -EINVAL) send_error(s, "bad_interval", HUB_RATE_BAD_TEXT, NULL);
+  else if (rc == -EPERM) send_error(s, "bad_interval", HUB_RATE_PATTERN_TEXT, NULL);
+  else if (rc < 0) send_error(s, "unavailable", rc == -ENOSPC ? HUB_RATE_FULL_TEXT : "out of memory", NULL);
+  return rc == 0;
+}
+
 static void do_subscribe(ws_session *s, json_t *msg) {
   td_hub *hub = s->hub;
   const td_stream_access *access = hub_opts(hub)->access;
   json_t *symbols = json_object_get(msg, "symbols"), *topics = json_object_get(msg, "topics");
   json_t *since = json_object_get(msg, "since"), *history = json_object_get(msg, "history");
   json_t *candles = json_object_get(msg, "candles"), *trades = json_object_get(msg, "trades");
+  json_t *interval = json_object_get(msg, "interval_ms");
   if ((symbols && !json_is_array(symbols)) || (topics && !json_is_array(topics)) || (since && !json_is_string(since)) ||
-      (history && !json_is_integer(history)) || (!symbols && !topics && !candles && !trades)) {
+      (history && !json_is_integer(history)) || (!symbols && !topics && !candles && !trades && !interval)) {
     send_error(s, "bad_request",
-               "subscribe takes \"symbols\": [..] and/or \"topics\": [..], optional \"since\": string, \"history\": int",
+               "subscribe takes \"symbols\": [..] and/or \"topics\": [..], optional \"since\": string, \"history\": int, "
+               "\"interval_ms\": int",
                NULL);
     return;
   }
@@ -161,8 +174,16 @@ static void do_subscribe(ws_session *s, json_t *msg) {
     send_error(s, "bad_history", "history must be from 0 to --history-size", NULL);
     return;
   }
+  if (interval && !set_interval(s, interval)) return;
   if (candles) candles_action(s, candles, true, hist);
   if (trades) trades_action(s, trades, true);
+  if (!symbols && !topics && interval) {
+    jsonw w;
+    msg_begin(&w);
+    write_names(&w, "symbols", NULL);
+    jw_u64(&w, "interval_ms", hub_client_interval(hub, &s->client));
+    hub_send_json(hub, &s->client, "subscribed", &w);
+  }
   if (!symbols && !topics) return;
   json_t *ok = json_array();
   const char **fresh = calloc(json_array_size(symbols) + 1, sizeof(*fresh));
@@ -182,6 +203,7 @@ static void do_subscribe(ws_session *s, json_t *msg) {
     int rc = hub_subscribe(hub, &s->client, sym, n);
     if (rc == -EINVAL) send_error(s, "bad_symbol", "a symbol is 1-16 of A-Z 0-9 . - /; a pattern * or PREFIX*", sym);
     else if (rc == -E2BIG) send_error(s, "too_many_symbols", "this connection has --max-client-symbols (or 8 patterns) already", sym);
+    else if (rc == -EPERM) send_error(s, "bad_interval", HUB_RATE_PATTERN_TEXT, sym);
     else if (rc < 0) send_error(s, "unavailable", "the server tracks too many symbols", sym);
     else {
       json_array_append(ok, v);
@@ -196,6 +218,7 @@ static void do_subscribe(ws_session *s, json_t *msg) {
   msg_begin(&w);
   write_names(&w, "symbols", ok);
   json_decref(ok);
+  if (interval) jw_u64(&w, "interval_ms", hub_client_interval(hub, &s->client));
   hub_send_json(hub, &s->client, "subscribed", &w);
   if (since) hub_recover(hub, &s->client, json_string_value(since), json_string_length(since));
   else hub_send_snapshot(hub, &s->client, fresh, nfresh, hist);
@@ -234,6 +257,8 @@ static void do_list(ws_session *s) {
   msg_begin(&w);
   hub_write_client_symbols(s->hub, &s->client, &w, "symbols");
   hub_write_client_topics(s->hub, &s->client, &w, "topics");
+  uint32_t interval = hub_client_interval(s->hub, &s->client);
+  if (interval) jw_u64(&w, "interval_ms", interval);   /* throttled clients only: "list" is otherwise unchanged */
   hub_send_json(s->hub, &s->client, "list", &w);
 }
 

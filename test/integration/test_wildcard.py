@@ -249,3 +249,20 @@ def test_patterns_resubscribed_after_redis_restart(stack, redis_server):
     m = ws.recv_until(lambda m: m["type"] == "quote")
     assert m["symbol"] == "NEW" and m["data"]["bp"] == 7
     named.close()
+
+
+def test_interval_and_patterns_are_refused_together(stack, redis_server):
+    """Pattern clients are not throttled: a client has patterns or an
+    interval_ms, and asking for both is refused with bad_interval (not
+    silently served unthrottled), whichever comes first."""
+    ws = ws_subscribe(stack, "*")
+    ws.send_json({"action": "subscribe", "interval_ms": 250})
+    err = ws.recv_json()
+    assert err["type"] == "error" and err["error"] == "bad_interval" and "pattern" in err["message"]
+    ws2 = ws_subscribe(stack, "AAPL", interval_ms=250)
+    ws2.send_json({"action": "subscribe", "symbols": ["BRK.*"]})
+    err = ws2.recv_json()
+    assert err["error"] == "bad_interval" and err["symbol"] == "BRK.*"
+    r = stack.get("/stream?symbols=*&interval_ms=250")
+    assert r.status == 400 and json.loads(r.body)["error"] == "bad_interval"
+    assert stack.get("/status").json()["streaming"]["patterns"] == 1   # only the first client's "*"
