@@ -11,9 +11,11 @@
 #include "base/fmt_num.h"
 #include "base/log.h"
 #include "market/quote_store.h"
+#include "redis/cluster.h"
 #include "redis/redis_conn.h"
 
-/* KEYS: pos hash, stream. ARGV: channel, body, nonce, maxlen.
+/* KEYS: pos hash, stream. ARGV: channel, body, nonce, maxlen, and the
+ * publish command (SPUBLISH on a Cluster; PUBLISH when absent).
  * A new epoch is made when the channel has none, and also when XADD refuses
  * the id (a stream whose ids ran ahead of the hash, say after a partial
  * restore): the stream is deleted and the sequence restarts. */
@@ -36,7 +38,7 @@ static const char publish_script[] =
     "  p = ARGV[2]..',\"seq\":'..s..',\"epoch\":\"'..e..'\"}'\n"
     "  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '0-'..s, 'd', p)\n"
     "end\n"
-    "redis.call('PUBLISH', ARGV[1], p)\n"
+    "redis.call(ARGV[5] or 'PUBLISH', ARGV[1], p)\n"
     "return {s, e}\n";
 
 /* KEYS: pos hash, stream. ARGV: first seq wanted, count. Answers {epoch,
@@ -165,6 +167,13 @@ struct hr_reader {
   td_rconn conn;
   void (*done)(void *);
   void *done_ud;
+  /* Redis Cluster: a parent (no connection of its own) reads each channel
+   * through a child reader on the primary of its slot. */
+  uv_loop_t *loop;
+  td_rcluster *map;
+  hr_reader *child[RCL_NODES_MAX];
+  hr_reader *parent;
+  int closes_pending;
 };
 
 /* An XRANGE entry: [id "0-<seq>", ["d", payload]]. */
@@ -211,6 +220,9 @@ static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
   hr_read_result res = {0};
   hr_entry *es = NULL;
   res.ok = read_result(r, &res, &es);
+  hr_reader *reader = c->ud;
+  if (reader->parent && r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "MOVED ", 6) == 0)
+    rcl_moved(reader->parent->map, r->str + 6, r->len - 6); /* this read fails; the next goes right */
   if (!res.ok) {
     res = (hr_read_result){0};
     td_logline *l = log_begin(TD_LOG_WARN, "history_read_failed");
@@ -225,7 +237,10 @@ static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
 }
 
 static void on_ready(td_rconn *c, void *ud) {}
-static void on_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {}
+static void on_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {
+  hr_reader *r = ud;
+  if (r->parent) rcl_refresh(r->parent->map);
+}
 static void on_closed(td_rconn *c, void *ud) {
   hr_reader *r = ud;
   void (*done)(void *) = r->done;
@@ -234,9 +249,19 @@ static void on_closed(td_rconn *c, void *ud) {
   if (done) done(dud);
 }
 
+static void on_map(td_rcluster *map, bool changed, void *ud) {}
+
 hr_reader *hr_reader_new(uv_loop_t *loop, const char *redis_url) {
   hr_reader *r = calloc(1, sizeof(*r));
   if (!r) return NULL;
+  r->loop = loop;
+  if (rcl_is_url(redis_url)) {
+    if (!(r->map = rcl_new(loop, redis_url, "history", on_map, r))) {
+      free(r);
+      return NULL;
+    }
+    return r;
+  }
   static const rconn_callbacks cb = {on_ready, on_lost, on_reply, on_closed};
   rconn_options o = {.name = "history"};
   const char *err = NULL;
@@ -248,8 +273,20 @@ hr_reader *hr_reader_new(uv_loop_t *loop, const char *redis_url) {
   return r;
 }
 
+static hr_reader *child_for(hr_reader *r, const char *channel, size_t n) {
+  int idx = rcl_owner(r->map, rcl_slot(channel, n));
+  if (idx < 0) return NULL;
+  if (!r->child[idx] && (r->child[idx] = hr_reader_new(r->loop, rcl_node_at(r->map, idx)->url)))
+    r->child[idx]->parent = r;
+  return r->child[idx];
+}
+
 int hr_read(hr_reader *r, const char *channel, size_t n, uint64_t after, hr_read_cb cb, void *ud) {
   char pos[HR_KEY_MAX], hist[HR_KEY_MAX], first[24], count[24];
+  if (r->map) {
+    hr_reader *c = child_for(r, channel, n);
+    return c ? hr_read(c, channel, n, after, cb, ud) : UV_ENOTCONN;
+  }
   size_t pl = hr_key(pos, channel, n, false), hl = hr_key(hist, channel, n, true);
   snprintf(first, sizeof(first), "%llu", (unsigned long long)after + 1);
   snprintf(count, sizeof(count), "%d", HR_REPLAY_MAX);
@@ -270,8 +307,24 @@ int hr_read(hr_reader *r, const char *channel, size_t n, uint64_t after, hr_read
   return rc;
 }
 
+static void parent_closed_one(void *ud) {
+  hr_reader *r = ud;
+  if (--r->closes_pending > 0) return;
+  void (*done)(void *) = r->done;
+  void *dud = r->done_ud;
+  free(r);
+  if (done) done(dud);
+}
+
 void hr_reader_close(hr_reader *r, void (*done)(void *), void *ud) {
   r->done = done;
   r->done_ud = ud;
-  rconn_close(&r->conn);
+  if (!r->map) {
+    rconn_close(&r->conn);
+    return;
+  }
+  r->closes_pending = 1;
+  for (int i = 0; i < RCL_NODES_MAX; i++)
+    if (r->child[i]) r->closes_pending++, hr_reader_close(r->child[i], parent_closed_one, r);
+  rcl_close(r->map, parent_closed_one, r);
 }

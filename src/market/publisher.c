@@ -11,8 +11,9 @@
 #include "base/td_limits.h"
 #include "market/quote_store.h"
 #include "market/history_redis.h"
+#include "redis/cluster.h"
 
-enum { TAG_PUBLISH = 1, TAG_HSET = 2, TAG_HEARTBEAT = 3, TAG_SCRIPT = 4, TAG_LOAD = 5 };
+enum { TAG_PUBLISH = 1, TAG_HSET = 2, TAG_HEARTBEAT = 3, TAG_SCRIPT = 4, TAG_LOAD = 5, TAG_ASKING = 6 };
 
 /* ---- the outbox: a bounded map with an intrusive list ---------------------
  * Entries live in one slab, indexed from 1 (0 is "none"). The list is the
@@ -204,7 +205,25 @@ struct td_publisher {
   bool loading;            /* a SCRIPT LOAD is in flight */
   uint64_t script_retries; /* messages sent again after NOSCRIPT */
   uint64_t script_errors_logged_ms;
+  /* Redis Cluster (the "cluster" section below): a parent routes each
+   * channel by slot to a child publisher per primary; children publish
+   * with SPUBLISH and hand MOVED/ASK answers back to their parent. */
+  struct pub_cluster *cl;  /* parent only */
+  td_publisher *parent;    /* child only */
+  uint64_t redirected;     /* messages handed back after MOVED/ASK */
 };
+
+struct pub_cluster {
+  td_rcluster *map;
+  pub_options opt;
+  td_publisher *child[RCL_NODES_MAX];
+  const qstore *store;                       /* pub_last_track's */
+  char hash[SMSG_KIND_COUNT][PUB_CHANNEL_MAX + 1];
+};
+
+static void cluster_redirect(td_publisher *child, const redisReply *r, const hr_sent *s);
+static int cluster_offer(td_publisher *p, uint32_t key, const char *ch, size_t chn, const char *v, size_t vn,
+                         unsigned flags, uint32_t user);
 
 /* "$<n>\r\n<bytes>\r\n". Channels and quotes have two or three digit
  * lengths: written without fmt_u64's division loop. */
@@ -236,12 +255,14 @@ static bool pipeline_room(const td_publisher *p) {
 /* Formatted straight into the connection's output buffer: no copy. */
 static int send_publish_tagged(td_publisher *p, uintptr_t tag, const char *ch, size_t chn, const char *v,
                                size_t vn) {
-  static const char head[] = "*3\r\n$7\r\nPUBLISH\r\n";
+  static const char head[] = "*3\r\n$7\r\nPUBLISH\r\n", shead[] = "*3\r\n$8\r\nSPUBLISH\r\n";
+  const char *h = p->parent ? shead : head;
+  size_t hn = p->parent ? sizeof(shead) - 1 : sizeof(head) - 1;
   if (!rconn_ready(&p->conn)) return UV_ENOTCONN;
-  char *o = rconn_command_begin(&p->conn, sizeof(head) + chn + vn + 2 * RESP_BULK_OVERHEAD);
+  char *o = rconn_command_begin(&p->conn, hn + 1 + chn + vn + 2 * RESP_BULK_OVERHEAD);
   if (!o) return UV_ENOMEM;
-  memcpy(o, head, sizeof(head) - 1);
-  char *end = put_bulk(o + sizeof(head) - 1, ch, chn);
+  memcpy(o, h, hn);
+  char *end = put_bulk(o + hn, ch, chn);
   end = put_bulk(end, v, vn);
   return rconn_command_end(&p->conn, tag, (size_t)(end - o));
 }
@@ -261,19 +282,21 @@ static void load_script(td_publisher *p) {
  * until its reply for the position and a NOSCRIPT retry. */
 static int send_script(td_publisher *p, const char *ch, size_t chn, const char *body, size_t bn, uint32_t user,
                        bool retried) {
-  static const char head[] = "*9\r\n$7\r\nEVALSHA\r\n";
+  static const char head[] = "*9\r\n$7\r\nEVALSHA\r\n", shead[] = "*10\r\n$7\r\nEVALSHA\r\n";
   char pos[HR_KEY_MAX], hist[HR_KEY_MAX];
   if (!rconn_ready(&p->conn)) return UV_ENOTCONN;
   size_t pl = hr_key(pos, ch, chn, false), hl = hr_key(hist, ch, chn, true);
   td_buf *msg = hr_fifo_reserve(&p->sent) == 0 ? buf_new(chn + bn) : NULL;
-  char *o = msg ? rconn_command_begin(&p->conn, sizeof(head) + 80 + pl + hl + chn + bn + 8 * RESP_BULK_OVERHEAD)
+  char *o = msg ? rconn_command_begin(&p->conn, sizeof(shead) + 88 + pl + hl + chn + bn + 9 * RESP_BULK_OVERHEAD)
                 : NULL;
   if (!o) {
     buf_unref(msg);
     return UV_ENOMEM;
   }
-  memcpy(o, head, sizeof(head) - 1);
-  char *w = put_bulk(o + sizeof(head) - 1, p->hr->sha, 40);
+  /* a child of a cluster publisher names the publish command: SPUBLISH */
+  size_t hn = p->parent ? sizeof(shead) - 1 : sizeof(head) - 1;
+  memcpy(o, p->parent ? shead : head, hn);
+  char *w = put_bulk(o + hn, p->hr->sha, 40);
   w = put_bulk(w, "2", 1);
   w = put_bulk(w, pos, pl);
   w = put_bulk(w, hist, hl);
@@ -281,6 +304,7 @@ static int send_script(td_publisher *p, const char *ch, size_t chn, const char *
   w = put_bulk(w, body, bn);
   w = put_bulk(w, p->hr->nonce, strlen(p->hr->nonce));
   w = put_bulk(w, p->hr->maxlen, strlen(p->hr->maxlen));
+  if (p->parent) w = put_bulk(w, "SPUBLISH", 8);
   int rc = rconn_command_end(&p->conn, TAG_SCRIPT, (size_t)(w - o));
   if (rc < 0) {
     buf_unref(msg);
@@ -302,7 +326,8 @@ static int send_publish(td_publisher *p, const char *ch, size_t chn, const char 
 }
 
 int pub_heartbeat(td_publisher *p, const char *channel, size_t channel_len, const char *payload, size_t len) {
-  if (p->closing || !pipeline_room(p)) return UV_EAGAIN;
+  /* a cluster's subscriber watches its node connections instead */
+  if (p->cl || p->closing || !pipeline_room(p)) return UV_EAGAIN;
   return send_publish_tagged(p, TAG_HEARTBEAT, channel, channel_len, payload, len);
 }
 
@@ -351,6 +376,7 @@ static int offer(td_publisher *p, uint32_t key, const char *channel, size_t chan
                  size_t payload_len, unsigned flags, uint32_t user) {
   bool upstream = flags & PUB_F_UPSTREAM;
   uint32_t h;
+  if (p->cl) return cluster_offer(p, key, channel, channel_len, payload, payload_len, flags, user);
   if (key >= p->outbox.nkeys) key = PUB_KEY_NONE;   /* outside the key space: by name */
   if (channel_len == 0 || channel_len > PUB_CHANNEL_MAX || payload_len > PUB_PAYLOAD_MAX) {
     p->dropped++;
@@ -381,10 +407,18 @@ int pub_publish_flags(td_publisher *p, const char *channel, size_t channel_len, 
   return offer(p, PUB_KEY_NONE, channel, channel_len, payload, payload_len, flags, 0);
 }
 
+static void cluster_each_child(td_publisher *p, void (*fn)(td_publisher *child, void *arg), void *arg);
+
+static void use_script_of(td_publisher *child, void *parent) {
+  td_publisher *p = parent;
+  pub_use_script(child, p->hr, p->on_position, p->position_ud);
+}
+
 void pub_use_script(td_publisher *p, const hr_conf *conf, pub_position_cb cb, void *ud) {
   p->hr = conf;
   p->on_position = cb;
   p->position_ud = ud;
+  if (p->cl) cluster_each_child(p, use_script_of, p);
 }
 
 int pub_publish_body(td_publisher *p, const char *channel, size_t channel_len, const char *body, size_t body_len,
@@ -397,9 +431,12 @@ int pub_publish(td_publisher *p, const char *channel, size_t channel_len, const 
   return pub_publish_flags(p, channel, channel_len, payload, payload_len, 0);
 }
 
+static void drop_upstream_of(td_publisher *child, void *n) { *(size_t *)n += pub_drop_upstream(child); }
+
 size_t pub_drop_upstream(td_publisher *p) {
   pub_map *m = &p->outbox;
   size_t n = 0;
+  if (p->cl) cluster_each_child(p, drop_upstream_of, &n);
   for (uint32_t i = m->head, next; i; i = next) {
     next = m->e[i].next;
     if (!m->e[i].upstream) continue;
@@ -418,9 +455,12 @@ static void last_free(pub_last *l) {
   memset(l, 0, sizeof(*l));
 }
 
+static int cluster_last_track(td_publisher *p, const qstore *store, smsg_kind kind, const char *hash);
+
 int pub_last_track(td_publisher *p, const qstore *store, smsg_kind kind, const char *hash) {
   pub_last *l = &p->last;
   size_t hn = strlen(hash);
+  if (p->cl) return cluster_last_track(p, store, kind, hash);
   if ((unsigned)kind >= SMSG_KIND_COUNT || hn == 0 || hn > PUB_CHANNEL_MAX || (l->store && l->store != store))
     return UV_EINVAL;
   if (!l->store) {
@@ -444,8 +484,16 @@ static void last_list(pub_last *l, uint32_t key) {
   l->list[l->nlist++] = key;
 }
 
+static td_publisher *cluster_last_owner(td_publisher *p, smsg_kind kind);
+
 void pub_last_changed(td_publisher *p, smsg_kind kind, uint32_t id) {
   pub_last *l = &p->last;
+  if (p->cl) {
+    td_publisher *child = cluster_last_owner(p, kind);
+    if (child) pub_last_changed(child, kind, id);
+    else p->last_dropped++;
+    return;
+  }
   uint32_t key = id * SMSG_KIND_COUNT + (uint32_t)kind;
   if (p->closing || (unsigned)kind >= SMSG_KIND_COUNT || key >= l->nkeys || !l->hash[kind][0]) {
     p->last_dropped++;
@@ -537,6 +585,8 @@ static void on_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {
   td_publisher *p = ud;
   p->hset_inflight = 0;
   p->loading = false;
+  /* a shard's primary gone: its replica may have been promoted */
+  if (p->parent && !p->parent->closing) rcl_refresh(p->parent->cl->map);
 }
 
 /* Script errors are logged at most once per this many ms: a script the
@@ -565,6 +615,13 @@ static void on_script_reply(td_publisher *p, redisReply *r) {
   int rc = hr_publish_reply(r, &pos, &err);
   const char *ch = s.msg->data, *body = s.msg->data + s.chn;
   size_t bn = s.msg->len - s.chn;
+  if (rc != 0 && r && r->type == REDIS_REPLY_ERROR && p->parent &&
+      (strncmp(r->str, "MOVED ", 6) == 0 || strncmp(r->str, "ASK ", 4) == 0)) {
+    p->redirected++;
+    cluster_redirect(p, r, &s); /* sent again where the slot is now */
+    buf_unref(s.msg);
+    return;
+  }
   if (rc == HR_NOSCRIPT && !s.retried) {
     if (!p->loading) load_script(p);
     if (send_script(p, ch, s.chn, body, bn, s.user, true) == 0) {
@@ -586,7 +643,7 @@ static void on_script_reply(td_publisher *p, redisReply *r) {
 static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
   td_publisher *p = ud;
   bool ok = r && r->type != REDIS_REPLY_ERROR;
-  if (tag == TAG_HEARTBEAT) return; /* the subscriber times its echo, not this reply */
+  if (tag == TAG_HEARTBEAT || tag == TAG_ASKING) return; /* the subscriber times its echo, not this reply */
   if (tag == TAG_LOAD) {
     p->loading = false;
     if (r && r->type == REDIS_REPLY_ERROR) log_script_error(p, r->str);
@@ -597,6 +654,9 @@ static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
     if (tag == TAG_SCRIPT) on_script_reply(p, r); /* counts it */
     else if (ok) p->published++;
     else p->errors++;
+    /* SPUBLISH carries no copy of its message: a MOVED only fixes the map */
+    if (p->parent && r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "MOVED ", 6) == 0)
+      cluster_redirect(p, r, NULL);
     if (p->outbox.head && p->max_inflight - p->inflight >= p->drain_room) flush_outbox(p);
     return;
   }
@@ -618,15 +678,22 @@ static void pub_maybe_done(td_publisher *p) {
   map_free(&p->outbox);
   last_free(&p->last);
   hr_fifo_free(&p->sent);
+  free(p->cl);
   free(p);
   if (done) done(dud);
 }
+
+static td_publisher *cluster_new(uv_loop_t *loop, const char *url, const pub_options *o);
+static void cluster_close(td_publisher *p);
+static void cluster_stats(const td_publisher *p, struct pub_stats *out);
+static bool cluster_ready(const td_publisher *p);
 
 static void on_closed(td_rconn *c, void *ud) { pub_maybe_done(ud); }
 static void on_timer_closed(uv_handle_t *h) { pub_maybe_done(h->data); }
 
 td_publisher *pub_new(uv_loop_t *loop, const char *redis_url, const pub_options *opt) {
   pub_options o = opt ? *opt : (pub_options){0};
+  if (rcl_is_url(redis_url)) return cluster_new(loop, redis_url, &o);
   td_publisher *p = calloc(1, sizeof(*p));
   if (!p) return NULL;
   p->loop = loop;
@@ -657,16 +724,26 @@ void pub_close(td_publisher *p, void (*done)(void *), void *ud) {
   p->done_ud = ud;
   p->dropped += p->outbox.count; /* never to be sent */
   while (p->outbox.head) map_remove(&p->outbox, p->outbox.head);
+  if (p->cl) {
+    cluster_close(p);
+    return;
+  }
   p->closes_pending = 2;
   uv_close((uv_handle_t *)&p->last_timer, on_timer_closed);
   rconn_close(&p->conn);
 }
 
-bool pub_ready(const td_publisher *p) { return rconn_ready(&p->conn); }
+bool pub_ready(const td_publisher *p) { return p->cl ? cluster_ready(p) : rconn_ready(&p->conn); }
 
-const char *pub_state_name(const td_publisher *p) { return rconn_state_name(p->conn.state); }
+const char *pub_state_name(const td_publisher *p) {
+  return rconn_state_name(p->cl ? (cluster_ready(p) ? RCONN_READY : RCONN_CONNECTING) : p->conn.state);
+}
 
 void pub_stats(const td_publisher *p, struct pub_stats *out) {
+  if (p->cl) {
+    cluster_stats(p, out);
+    return;
+  }
   out->state = p->conn.state;
   out->published = p->published;
   out->conflated = p->conflated;
@@ -679,4 +756,183 @@ void pub_stats(const td_publisher *p, struct pub_stats *out) {
   out->last_dropped = p->last_dropped;
   out->last_errors = p->last_errors;
   out->script_retries = p->script_retries;
+}
+
+/* ---- cluster ----------------------------------------------------------------
+ * The parent has no connection of its own: it holds the slot map and one
+ * child publisher per primary, created when a map first names it. Each
+ * message goes to the child of its channel's slot, whose outbox, pipeline
+ * and counters are those of any publisher. Until the first map, messages
+ * wait in the parent's outbox (the same conflating outbox); a new map
+ * sends them on. A child whose node owns no slot any more (failover,
+ * migration) loses its outbox: those quotes would reach a replica, or come
+ * after newer ones published on the new owner. */
+
+static void cluster_each_child(td_publisher *p, void (*fn)(td_publisher *child, void *arg), void *arg) {
+  for (uint32_t i = 0; i < RCL_NODES_MAX; i++)
+    if (p->cl->child[i]) fn(p->cl->child[i], arg);
+}
+
+static td_publisher *cluster_child(td_publisher *p, int idx) {
+  struct pub_cluster *cl = p->cl;
+  if (cl->child[idx]) return cl->child[idx];
+  pub_options o = cl->opt;
+  o.conn.name = "publisher-shard";
+  td_publisher *c = pub_new(p->loop, rcl_node_at(cl->map, idx)->url, &o);
+  if (!c) return NULL;
+  c->parent = p;
+  if (p->hr) pub_use_script(c, p->hr, p->on_position, p->position_ud);
+  for (int k = 0; k < SMSG_KIND_COUNT; k++)
+    if (cl->hash[k][0]) pub_last_track(c, cl->store, (smsg_kind)k, cl->hash[k]);
+  return cl->child[idx] = c;
+}
+
+static int cluster_offer(td_publisher *p, uint32_t key, const char *ch, size_t chn, const char *v, size_t vn,
+                         unsigned flags, uint32_t user) {
+  if (p->closing) {
+    p->dropped++;
+    return UV_ECANCELED;
+  }
+  int idx = chn ? rcl_owner(p->cl->map, rcl_slot(ch, chn)) : -1;
+  if (idx < 0) {
+    if (chn == 0 || chn > PUB_CHANNEL_MAX || vn > PUB_PAYLOAD_MAX) {
+      p->dropped++;
+      return UV_EINVAL;
+    }
+    return outbox_put(p, key < p->outbox.nkeys ? key : PUB_KEY_NONE, ch, chn, v, vn, flags & PUB_F_UPSTREAM, user);
+  }
+  td_publisher *c = cluster_child(p, idx);
+  if (!c) {
+    p->dropped++;
+    return UV_ENOMEM;
+  }
+  return offer(c, key, ch, chn, v, vn, flags, user);
+}
+
+/* A message the child's node refused with MOVED (the map is fixed and it
+ * goes where the slot is now) or ASK (sent once more, after ASKING, to the
+ * node the slot is migrating to). `s` NULL: a SPUBLISH, not kept. */
+static void cluster_redirect(td_publisher *child, const redisReply *r, const hr_sent *s) {
+  td_publisher *p = child->parent;
+  if (p->closing) return;
+  const char *ch = s ? s->msg->data : NULL, *body = s ? s->msg->data + s->chn : NULL;
+  size_t bn = s ? s->msg->len - s->chn : 0;
+  if (strncmp(r->str, "ASK ", 4) == 0) {
+    int idx = s ? rcl_ask_node(p->cl->map, r->str + 4, r->len - 4) : -1;
+    td_publisher *c = idx >= 0 && !s->retried ? cluster_child(p, idx) : NULL;
+    static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
+    if (c && rconn_ready(&c->conn) && rconn_command(&c->conn, TAG_ASKING, asking, sizeof(asking) - 1) == 0 &&
+        send_script(c, ch, s->chn, body, bn, s->user, true) == 0)
+      return;
+    p->dropped++;
+    return;
+  }
+  rcl_moved(p->cl->map, r->str + 6, r->len - 6);
+  if (s) cluster_offer(p, PUB_KEY_NONE, ch, s->chn, body, bn, 0, s->user);
+}
+
+static void cluster_on_map(td_rcluster *map, bool changed, void *ud) {
+  td_publisher *p = ud;
+  struct pub_cluster *cl = p->cl;
+  if (p->closing) return;
+  for (uint32_t i = 0; i < rcl_node_count(map); i++) /* connected before the first message */
+    if (rcl_node_at(map, (int)i)->slots) cluster_child(p, (int)i);
+  for (uint32_t i = 0; i < RCL_NODES_MAX; i++) {
+    td_publisher *c = cl->child[i];
+    if (!c || rcl_node_at(map, (int)i)->slots) continue;
+    c->dropped += c->outbox.count;
+    while (c->outbox.head) map_remove(&c->outbox, c->outbox.head);
+  }
+  /* what waited for a map: every entry once, in order (one may wait again) */
+  for (uint32_t n = p->outbox.count; n > 0 && p->outbox.head; n--) {
+    pub_entry *e = &p->outbox.e[p->outbox.head];
+    char *copy = malloc((size_t)e->key_len + e->val_len + 1);
+    uint32_t kl = e->key_len, vl = e->val_len, user = e->user;
+    unsigned flags = e->upstream ? PUB_F_UPSTREAM : 0;
+    if (copy) memcpy(copy, e->data, (size_t)kl + vl);
+    map_remove(&p->outbox, p->outbox.head);
+    if (copy) cluster_offer(p, PUB_KEY_NONE, copy, kl, copy + kl, vl, flags, user);
+    else p->dropped++;
+    free(copy);
+  }
+}
+
+static td_publisher *cluster_new(uv_loop_t *loop, const char *url, const pub_options *o) {
+  td_publisher *p = calloc(1, sizeof(*p));
+  if (!p) return NULL;
+  p->loop = loop;
+  p->cl = calloc(1, sizeof(*p->cl));
+  if (!p->cl || map_init(&p->outbox, o->max_outbox ? o->max_outbox : TD_MAX_SYMBOLS, o->outbox_keys) < 0) goto fail;
+  p->cl->opt = *o;
+  if (!(p->cl->map = rcl_new(loop, url, "publisher", cluster_on_map, p))) goto fail;
+  return p;
+fail:
+  map_free(&p->outbox);
+  free(p->cl);
+  free(p);
+  return NULL;
+}
+
+static int cluster_last_track(td_publisher *p, const qstore *store, smsg_kind kind, const char *hash) {
+  struct pub_cluster *cl = p->cl;
+  size_t hn = strlen(hash);
+  if ((unsigned)kind >= SMSG_KIND_COUNT || hn == 0 || hn > PUB_CHANNEL_MAX || (cl->store && cl->store != store))
+    return UV_EINVAL;
+  cl->store = store;
+  memcpy(cl->hash[kind], hash, hn + 1);
+  for (uint32_t i = 0; i < RCL_NODES_MAX; i++)
+    if (cl->child[i]) pub_last_track(cl->child[i], store, kind, hash);
+  return 0;
+}
+
+/* The child of the node that holds the latest-values hash of `kind`. */
+static td_publisher *cluster_last_owner(td_publisher *p, smsg_kind kind) {
+  const char *hash = (unsigned)kind < SMSG_KIND_COUNT ? p->cl->hash[kind] : "";
+  int idx = hash[0] ? rcl_owner(p->cl->map, rcl_slot(hash, strlen(hash))) : -1;
+  return idx >= 0 && !p->closing ? cluster_child(p, idx) : NULL;
+}
+
+static bool cluster_ready(const td_publisher *p) {
+  const struct pub_cluster *cl = p->cl;
+  if (!rcl_loaded(cl->map)) return false;
+  for (uint32_t i = 0; i < rcl_node_count(cl->map); i++)
+    if (rcl_node_at(cl->map, (int)i)->slots && (!cl->child[i] || !rconn_ready(&cl->child[i]->conn))) return false;
+  return true;
+}
+
+static void cluster_stats(const td_publisher *p, struct pub_stats *out) {
+  memset(out, 0, sizeof(*out));
+  for (uint32_t i = 0; i < RCL_NODES_MAX; i++) {
+    struct pub_stats c;
+    if (!p->cl->child[i]) continue;
+    pub_stats(p->cl->child[i], &c);
+    out->published += c.published;
+    out->conflated += c.conflated;
+    out->dropped += c.dropped;
+    out->errors += c.errors;
+    out->reconnects += c.reconnects;
+    out->inflight += c.inflight;
+    out->outbox += c.outbox;
+    out->last_written += c.last_written;
+    out->last_dropped += c.last_dropped;
+    out->last_errors += c.last_errors;
+    out->script_retries += c.script_retries;
+  }
+  out->state = cluster_ready(p) ? RCONN_READY : RCONN_CONNECTING;
+  out->conflated += p->conflated;
+  out->dropped += p->dropped;
+  out->outbox += p->outbox.count;
+  out->last_dropped += p->last_dropped;
+}
+
+static void cluster_closed_one(void *ud) { pub_maybe_done(ud); }
+
+static void cluster_close(td_publisher *p) {
+  struct pub_cluster *cl = p->cl;
+  p->closes_pending = 1;
+  for (uint32_t i = 0; i < RCL_NODES_MAX; i++)
+    if (cl->child[i]) p->closes_pending++;
+  for (uint32_t i = 0; i < RCL_NODES_MAX; i++)
+    if (cl->child[i]) pub_close(cl->child[i], cluster_closed_one, p);
+  rcl_close(cl->map, cluster_closed_one, p);
 }

@@ -9,6 +9,8 @@
 #include "base/fnv1a.h"
 #include "base/log.h"
 #include "base/td_limits.h"
+#include "redis/cluster.h"
+#include "sub_cluster.h"
 
 enum { TAG_SUB = 1 };
 
@@ -65,6 +67,7 @@ struct td_subscriber {
   uint64_t pmessages, pdups;
   char *scratch;
   size_t scratch_cap;
+  sub_cluster *cl;      /* redis+cluster://: everything is handed to sub_cluster.c */
 };
 
 /* ---- channel table -------------------------------------------------------- */
@@ -227,6 +230,7 @@ static void reconcile(td_subscriber *s, sub_chan *e) {
 }
 
 int sub_add(td_subscriber *s, const char *channel) {
+  if (s->cl) return subc_add(s->cl, channel);
   size_t n = strlen(channel);
   if (n == 0 || n > SUB_CHANNEL_MAX || !strcmp(channel, s->hb_channel) || s->closing)
     return UV_EINVAL;
@@ -243,6 +247,10 @@ int sub_add(td_subscriber *s, const char *channel) {
 }
 
 void sub_remove(td_subscriber *s, const char *channel) {
+  if (s->cl) {
+    subc_remove(s->cl, channel);
+    return;
+  }
   size_t n = strlen(channel);
   sub_chan *e = n ? chan_find(s, channel, n) : NULL;
   if (!e || e->hb || e->refs == 0) return;
@@ -253,6 +261,7 @@ void sub_remove(td_subscriber *s, const char *channel) {
 }
 
 uint32_t sub_channel_count(const td_subscriber *s, const char *channel) {
+  if (s->cl) return subc_channel_count(s->cl, channel);
   sub_chan *e = chan_find(s, channel, strlen(channel));
   return e ? e->refs : 0;
 }
@@ -455,6 +464,7 @@ static void sub_maybe_done(td_subscriber *s) {
 }
 
 static void on_closed(td_rconn *c, void *ud) { sub_maybe_done(ud); }
+static void on_cluster_closed(void *ud) { sub_maybe_done(ud); }
 static void on_timer_closed(uv_handle_t *h) { sub_maybe_done(h->data); }
 
 static void make_hb_channel(td_subscriber *s) {
@@ -471,6 +481,10 @@ td_subscriber *sub_new(uv_loop_t *loop, const char *redis_url, const sub_callbac
   td_subscriber *s = calloc(1, sizeof(*s));
   if (!s) return NULL;
   s->loop = loop;
+  if (rcl_is_url(redis_url)) {
+    if (!(s->cl = subc_new(loop, redis_url, cb, ud, &o))) goto fail;
+    return s;
+  }
   s->cb = *cb;
   s->ud = ud;
   s->hb_pub = o.heartbeat_pub;
@@ -510,12 +524,21 @@ void sub_close(td_subscriber *s, void (*done)(void *), void *ud) {
   s->closing = true;
   s->done = done;
   s->done_ud = ud;
+  if (s->cl) {
+    s->closes_pending = 1;
+    subc_close(s->cl, on_cluster_closed, s);
+    return;
+  }
   s->closes_pending = 2;
   uv_close((uv_handle_t *)&s->hb_timer, on_timer_closed);
   rconn_close(&s->conn);
 }
 
 void sub_stats(const td_subscriber *s, struct sub_stats *out) {
+  if (s->cl) {
+    subc_stats(s->cl, out);
+    return;
+  }
   out->state = s->conn.state;
   out->channels = s->nchannels;
   out->messages = s->messages;

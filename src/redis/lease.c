@@ -10,6 +10,7 @@
 #include "base/hex.h"
 #include "base/log.h"
 #include "base/uuid.h"
+#include "redis/cluster.h"
 
 enum { TAG_SET = 1, TAG_PROBE = 2, TAG_RELEASE = 3 };
 
@@ -43,7 +44,20 @@ struct td_lease {
   void (*done)(void *);
   void *done_ud;
   int closes_pending;
+  /* Redis Cluster: the connection goes to the primary of the key's slot,
+   * and moves (closed, then opened on the new owner) when the map says the
+   * slot has another one. */
+  td_rcluster *map;
+  char *conn_url;            /* the node connected to; NULL: no connection yet */
+  char *next_url;            /* the node to connect to once conn is closed */
+  rconn_options conn_opt;
+  bool started;
 };
+
+static void c_ready(td_rconn *c, void *ud);
+static void c_lost(td_rconn *c, void *ud, const char *reason, bool was_ready);
+static void c_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag);
+static void c_closed(td_rconn *c, void *ud);
 
 static const char *const state_names[] = {"idle",    "connecting", "acquiring", "held",
                                           "standby", "releasing",  "closing",   "closed"};
@@ -219,6 +233,7 @@ static void c_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {
   if (l->state == LEASE_CLOSING) return;
   uv_timer_stop(&l->round_timer);
   l->state = LEASE_CONNECTING;
+  if (l->map) rcl_refresh(l->map); /* the key's primary may have failed over */
   /* a holder stays one until its deadline: the key cannot have expired yet */
 }
 
@@ -241,14 +256,51 @@ static void on_handle_closed(uv_handle_t *h) {
   if (--l->closes_pending > 0) return;
   void (*done)(void *) = l->done;
   void *done_ud = l->done_ud;
+  free(l->conn_url);
+  free(l->next_url);
   free(l);
   if (done) done(done_ud);
 }
 
+static void map_closed(void *ud) { on_handle_closed((uv_handle_t *)&((td_lease *)ud)->round_timer); }
+
+/* Connects to l->next_url (the key's primary in the current map). */
+static void connect_owner(td_lease *l) {
+  static const rconn_callbacks cb = {c_ready, c_lost, c_reply, c_closed};
+  const char *err = NULL;
+  free(l->conn_url);
+  l->conn_url = l->next_url;
+  l->next_url = NULL;
+  if (rconn_init(&l->conn, l->loop, l->conn_url, &cb, l, &l->conn_opt, &err) != 0) {
+    free(l->conn_url);
+    l->conn_url = NULL;
+    return;
+  }
+  if (l->started) rconn_start(&l->conn);
+}
+
+static void on_map(td_rcluster *map, bool changed, void *ud) {
+  td_lease *l = ud;
+  const rcl_node *n = rcl_node_at(map, rcl_owner(map, rcl_slot(l->key, strlen(l->key))));
+  if (!n || l->state >= LEASE_RELEASING || (l->conn_url && strcmp(n->url, l->conn_url) == 0)) return;
+  char *url = strdup(n->url);
+  if (!url) return;
+  free(l->next_url);
+  l->next_url = url;
+  if (!l->conn_url) connect_owner(l);
+  else if (l->conn.state != RCONN_CLOSING) rconn_close(&l->conn); /* c_closed connects to next_url */
+}
+
 static void c_closed(td_rconn *c, void *ud) {
   td_lease *l = ud;
+  if (l->next_url && l->state < LEASE_RELEASING) {
+    l->round_out = false;
+    connect_owner(l);
+    return;
+  }
   l->state = LEASE_CLOSED;
   l->closes_pending = 2;
+  if (l->map) l->closes_pending++, rcl_close(l->map, map_closed, l);
   uv_close((uv_handle_t *)&l->round_timer, on_handle_closed);
   uv_close((uv_handle_t *)&l->deadline_timer, on_handle_closed);
 }
@@ -272,13 +324,16 @@ td_lease *lease_new(uv_loop_t *loop, const char *redis_url, const char *id, cons
   /* a stalled server must be noticed well before the deadline */
   if (!co.command_timeout_ms) co.command_timeout_ms = opt->ttl_ms / 2;
   rconn_callbacks cb = {c_ready, c_lost, c_reply, c_closed};
-  if (rconn_init(&l->conn, loop, redis_url, &cb, l, &co, err) != 0) {
-    free(l);
-    return NULL;
-  }
   l->loop = loop;
   memcpy(l->id, id, LEASE_ID_LEN + 1);
   snprintf(l->key, sizeof(l->key), "%s", opt->key);
+  l->conn_opt = co;
+  if (rcl_is_url(redis_url) ? !(l->map = rcl_new(loop, redis_url, "lease", on_map, l))
+                            : rconn_init(&l->conn, loop, redis_url, &cb, l, &co, err) != 0) {
+    if (err && l->map == NULL && rcl_is_url(redis_url)) *err = "bad redis+cluster:// URL";
+    free(l);
+    return NULL;
+  }
   l->ttl_ms = opt->ttl_ms;
   l->renew_ms = opt->renew_ms;
   l->margin_ms = margin_of(opt->ttl_ms);
@@ -296,7 +351,8 @@ td_lease *lease_new(uv_loop_t *loop, const char *redis_url, const char *id, cons
 void lease_start(td_lease *l) {
   if (l->state != LEASE_IDLE) return;
   l->state = LEASE_CONNECTING;
-  rconn_start(&l->conn);
+  l->started = true;
+  if (!l->map || l->conn_url) rconn_start(&l->conn);
 }
 
 bool lease_held(const td_lease *l) { return l->holder && now_ms() < l->valid_until_ms; }
@@ -326,5 +382,14 @@ void lease_close(td_lease *l, void (*done)(void *ud), void *ud) {
     }
   }
   l->state = LEASE_CLOSING;
+  free(l->next_url);
+  l->next_url = NULL;
+  if (l->map && !l->conn_url) { /* never connected: only the timers and the map */
+    l->closes_pending = 3;
+    uv_close((uv_handle_t *)&l->round_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&l->deadline_timer, on_handle_closed);
+    rcl_close(l->map, map_closed, l);
+    return;
+  }
   rconn_close(&l->conn);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "redis/cluster.h"
 
 /* Tag of every SET; a lookup's tag is its rkv_get pointer (never this small). */
 enum { TAG_SET = 1 };
@@ -41,7 +42,15 @@ struct td_rkv {
   void (*done)(void *);
   void *done_ud;
   int closes_pending;
+  /* Redis Cluster: a parent (no connection of its own) sends each key's
+   * records and lookups through a child on the primary of its slot. */
+  td_rcluster *map;
+  td_rkv *child[RCL_NODES_MAX];
+  rkv_options opt;
+  td_rkv *parent;
 };
+
+static td_rkv *cluster_child(td_rkv *kv, const char *key, size_t klen);
 
 /* ---- counted events, logged at most once per RKV_DROP_LOG_MS ---------------- */
 
@@ -102,6 +111,13 @@ static void flush(td_rkv *kv) {
 static void on_flush_timer(uv_timer_t *t) { flush(t->data); }
 
 int rkv_put(td_rkv *kv, const char *key, size_t klen, const char *value, size_t vlen, uint32_t ttl_ms) {
+  if (kv->map) {
+    td_rkv *c = cluster_child(kv, key, klen);
+    if (c) return rkv_put(c, key, klen, value, vlen, ttl_ms);
+    kv->st.dropped++;
+    log_losses(kv, "no cluster map yet");
+    return UV_ENOBUFS;
+  }
   if (kv->closing || klen == 0 || klen > RKV_KEY_MAX || vlen > RKV_VALUE_MAX) {
     kv->st.dropped++;
     log_losses(kv, kv->closing ? "closing" : "record too large");
@@ -176,6 +192,14 @@ static void on_get_timer(uv_timer_t *t) {
 }
 
 rkv_get *rkv_get_start(td_rkv *kv, const char *key, size_t klen, rkv_get_cb cb, void *ud, const char **why) {
+  if (kv->map) {
+    td_rkv *c = cluster_child(kv, key, klen);
+    if (c) return rkv_get_start(c, key, klen, cb, ud, why);
+    kv->st.gets++;
+    kv->st.unavailable++;
+    *why = "no cluster map yet";
+    return NULL;
+  }
   kv->st.gets++;
   const char *no = kv->closing ? "closing"
                    : klen == 0 || klen > RKV_KEY_MAX ? "bad key"
@@ -233,6 +257,7 @@ static void c_ready(td_rconn *c, void *ud) { flush(ud); }
 static void c_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {
   td_rkv *kv = ud;
   if (was_ready && kv->q_count) log_losses(kv, "redis connection lost");
+  if (kv->parent && !kv->parent->closing) rcl_refresh(kv->parent->map); /* a failover? */
 }
 
 static void c_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
@@ -259,6 +284,29 @@ static void on_handle_closed(uv_handle_t *h) {
   if (done) done(done_ud);
 }
 
+static void on_map(td_rcluster *map, bool changed, void *ud) {}
+
+static td_rkv *cluster_child(td_rkv *kv, const char *key, size_t klen) {
+  int idx = !kv->closing && klen ? rcl_owner(kv->map, rcl_slot(key, klen)) : -1;
+  if (idx < 0) return NULL;
+  if (!kv->child[idx]) {
+    const char *err;
+    if (!(kv->child[idx] = rkv_new(kv->loop, rcl_node_at(kv->map, idx)->url, &kv->opt, &err))) return NULL;
+    kv->child[idx]->parent = kv;
+    rkv_start(kv->child[idx]);
+  }
+  return kv->child[idx];
+}
+
+static void parent_closed_one(void *ud) {
+  td_rkv *kv = ud;
+  if (--kv->closes_pending > 0) return;
+  void (*done)(void *) = kv->done;
+  void *done_ud = kv->done_ud;
+  free(kv);
+  if (done) done(done_ud);
+}
+
 static void c_closed(td_rconn *c, void *ud) {
   td_rkv *kv = ud;
   kv->closes_pending = 2;
@@ -276,6 +324,16 @@ td_rkv *rkv_new(uv_loop_t *loop, const char *redis_url, const rkv_options *opt, 
   }
   rkv_options o = opt ? *opt : (rkv_options){0};
   if (!o.conn.name) o.conn.name = "records";
+  if (rcl_is_url(redis_url)) {
+    kv->loop = loop;
+    kv->opt = o;
+    if (!(kv->map = rcl_new(loop, redis_url, "records", on_map, kv))) {
+      if (err) *err = "bad redis+cluster:// URL";
+      free(kv);
+      return NULL;
+    }
+    return kv;
+  }
   rconn_callbacks cb = {c_ready, c_lost, c_reply, c_closed};
   if (rconn_init(&kv->conn, loop, redis_url, &cb, kv, &o.conn, err) != 0) {
     free(kv);
@@ -292,10 +350,26 @@ td_rkv *rkv_new(uv_loop_t *loop, const char *redis_url, const rkv_options *opt, 
   return kv;
 }
 
-void rkv_start(td_rkv *kv) { rconn_start(&kv->conn); }
+void rkv_start(td_rkv *kv) {
+  if (!kv->map) rconn_start(&kv->conn);
+}
 
 void rkv_get_stats(const td_rkv *kv, rkv_stats *out) {
   *out = kv->st;
+  if (kv->map) {
+    out->connected = rcl_loaded(kv->map);
+    for (int i = 0; i < RCL_NODES_MAX; i++) {
+      rkv_stats c;
+      if (!kv->child[i]) continue;
+      rkv_get_stats(kv->child[i], &c);
+      out->queued += c.queued, out->written += c.written, out->dropped += c.dropped, out->failed += c.failed;
+      out->batches += c.batches, out->waiting += c.waiting, out->gets += c.gets, out->found += c.found;
+      out->missing += c.missing, out->unavailable += c.unavailable, out->timeouts += c.timeouts;
+      out->cancelled += c.cancelled, out->gets_out += c.gets_out;
+      out->connected = out->connected && c.connected;
+    }
+    return;
+  }
   out->waiting = kv->q_count;
   out->connected = rconn_ready(&kv->conn);
 }
@@ -305,6 +379,13 @@ void rkv_close(td_rkv *kv, void (*done)(void *ud), void *ud) {
   kv->closing = true;
   kv->done = done;
   kv->done_ud = ud;
+  if (kv->map) {
+    kv->closes_pending = 1;
+    for (int i = 0; i < RCL_NODES_MAX; i++)
+      if (kv->child[i]) kv->closes_pending++, rkv_close(kv->child[i], parent_closed_one, kv);
+    rcl_close(kv->map, parent_closed_one, kv);
+    return;
+  }
   uv_timer_stop(&kv->flush_timer);
   while (kv->waiting_head) answer(kv, kv->waiting_head, RKV_UNAVAILABLE, NULL, 0, "closing");
   uv_timer_stop(&kv->get_timer);
