@@ -199,11 +199,13 @@ static void maybe_ready(sub_cluster *sc) {
   if (sc->cb.on_state) sc->cb.on_state(sc->ud, true, resubscribed);
 }
 
+static void on_retry(uv_timer_t *t) { reconcile_all(t->data); }
+
 static void lose(sub_cluster *sc) {
   if (!sc->gap && sc->ever_ready && sc->cb.on_state) sc->cb.on_state(sc->ud, false, false);
   sc->gap = true;
   rcl_refresh(sc->map);
-  if (!uv_is_active((uv_handle_t *)&sc->retry)) uv_timer_start(&sc->retry, (uv_timer_cb)reconcile_all, SUBC_RETRY_MS, 0);
+  if (!uv_is_active((uv_handle_t *)&sc->retry)) uv_timer_start(&sc->retry, on_retry, SUBC_RETRY_MS, 0);
 }
 
 static void log_node(const subc_node *n, td_log_level lvl, const char *event, const char *why) {

@@ -120,6 +120,7 @@ struct td_rcluster {
 };
 
 static void fetch_start(td_rcluster *cl);
+static void on_timer(uv_timer_t *t) { rcl_refresh(t->data); }
 
 static int node_find_or_add(td_rcluster *cl, const char *host, size_t hn, long port) {
   char addr[sizeof(cl->nodes[0].addr)];
@@ -259,7 +260,7 @@ static void on_fetch_closed(td_rconn *c, void *ud) {
   /* a failed read moves on at once through the addresses, then waits */
   bool round_done = cl->failures && cl->failures % (cl->nnodes + cl->nseeds) == 0;
   if (cl->failures && !round_done) fetch_start(cl);
-  else if (cl->failures || cl->again) uv_timer_start(&cl->timer, (uv_timer_cb)rcl_refresh,
+  else if (cl->failures || cl->again) uv_timer_start(&cl->timer, on_timer,
                                                      cl->failures ? RCL_RETRY_MS : RCL_REFRESH_MIN_MS, 0);
   cl->again = false;
 }
@@ -280,7 +281,7 @@ static void fetch_start(td_rcluster *cl) {
                      .command_timeout_ms = RCL_FETCH_TIMEOUT_MS};
   const char *err = NULL;
   if (rconn_init(&cl->conn, cl->loop, next_url(cl), &cb, cl, &o, &err) < 0) {
-    uv_timer_start(&cl->timer, (uv_timer_cb)rcl_refresh, RCL_RETRY_MS, 0);
+    uv_timer_start(&cl->timer, on_timer, RCL_RETRY_MS, 0);
     return;
   }
   cl->state = RCL_FETCHING;
@@ -297,7 +298,7 @@ void rcl_refresh(td_rcluster *cl) {
   uint64_t now = uv_now(cl->loop);
   if (cl->last_fetch_ms && now - cl->last_fetch_ms < RCL_REFRESH_MIN_MS) {
     if (!uv_is_active((uv_handle_t *)&cl->timer))
-      uv_timer_start(&cl->timer, (uv_timer_cb)rcl_refresh, RCL_REFRESH_MIN_MS - (now - cl->last_fetch_ms), 0);
+      uv_timer_start(&cl->timer, on_timer, RCL_REFRESH_MIN_MS - (now - cl->last_fetch_ms), 0);
     return;
   }
   uv_timer_stop(&cl->timer);

@@ -1,0 +1,167 @@
+"""A real Redis Cluster on loopback for the tests and the benchmark: N
+primaries with R replicas each, from Debian's redis-server
+(--cluster-enabled yes) and `redis-cli --cluster create`, on free ports.
+Slots are moved by hand (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE,
+SETSLOT NODE), as `redis-cli --cluster reshard` does it."""
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import redis
+
+from conftest import wait_for
+
+# Short, so that a failover takes about two seconds, not fifteen.
+NODE_TIMEOUT_MS = 1000
+CREATE_TIMEOUT_S = 30
+# A node also listens on port + 10000 (the cluster bus): both must be free.
+BUS_OFFSET = 10000
+
+
+def _bindable(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def cluster_port():
+    for _ in range(1000):
+        p = random.randint(20000, 50000)
+        if _bindable(p) and _bindable(p + BUS_OFFSET):
+            return p
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisCluster:
+    def __init__(self, primaries=3, replicas=1):
+        self.dir = tempfile.mkdtemp(prefix="tickerd-cluster-")
+        self.ports = [cluster_port() for _ in range(primaries * (1 + replicas))]
+        self.procs = {}
+        for p in self.ports:
+            self._start(p)
+        for p in self.ports:
+            wait_for(lambda p=p: self._pings(p), what=f"redis-server :{p}")
+        if len(self.ports) == 1:
+            # one shard: redis-cli --cluster create wants three masters
+            self.client(self.ports[0]).execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        else:
+            subprocess.run(["redis-cli", "--cluster", "create"] + [f"127.0.0.1:{p}" for p in self.ports] +
+                           ["--cluster-replicas", str(replicas), "--cluster-yes"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=CREATE_TIMEOUT_S)
+        wait_for(self._all_ok, timeout=CREATE_TIMEOUT_S, interval=0.1, what="cluster_state:ok everywhere")
+        # a replica that never synced cannot be elected: wait for every link
+        wait_for(self._replicas_synced, timeout=CREATE_TIMEOUT_S, interval=0.1, what="replicas in sync")
+
+    def _start(self, port):
+        d = os.path.join(self.dir, str(port))
+        os.makedirs(d, exist_ok=True)
+        self.procs[port] = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+             "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no", "--dir", d, "--logfile", os.path.join(d, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _pings(self, port):
+        try:
+            return self.client(port).ping()
+        except Exception:
+            return False
+
+    def _all_ok(self):
+        try:
+            alive = [p for p in self.ports if self.procs[p].poll() is None]
+            return all(b"cluster_state:ok" in self.client(p).execute_command("CLUSTER", "INFO") for p in alive) \
+                and all(len(self.slots(p)) > 0 for p in alive)
+        except Exception:
+            return False
+
+    def _replicas_synced(self):
+        for p in self.ports:
+            info = self.client(p).info("replication")
+            if info["role"] == "slave" and info.get("master_link_status") != "up":
+                return False
+        return True
+
+    def client(self, port):
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+
+    @property
+    def url(self):
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:2])
+
+    def alive(self):
+        return [p for p in self.ports if self.procs[p].poll() is None]
+
+    def slots(self, port=None):
+        """[(lo, hi, primary port, primary id)] as `port` sees it."""
+        out = []
+        for lo, hi, primary, *_ in self.client(port or self.alive()[0]).execute_command("CLUSTER", "SLOTS"):
+            out.append((lo, hi, int(primary[1]), primary[2].decode()))
+        return out
+
+    def primaries(self):
+        return sorted({p for _, _, p, _ in self.slots()})
+
+    def keyslot(self, key):
+        return int(self.client(self.alive()[0]).execute_command("CLUSTER", "KEYSLOT", key))
+
+    def owner(self, key, port=None):
+        """(port, node id) of the primary of `key`'s slot."""
+        s = self.keyslot(key)
+        for lo, hi, p, nid in self.slots(port):
+            if lo <= s <= hi:
+                return p, nid
+        return None, None
+
+    def shardnumsub(self, port, channels):
+        r = self.client(port).execute_command("PUBSUB", "SHARDNUMSUB", *channels)
+        return {r[i].decode(): int(r[i + 1]) for i in range(0, len(r), 2)}
+
+    def migrate(self, key, to_port=None):
+        """Moves `key`'s slot, with its keys, to another primary; returns
+        (slot, from port, to port)."""
+        slot = self.keyslot(key)
+        src, sid = self.owner(key)
+        dst = to_port or next(p for p in self.primaries() if p != src)
+        did = self.client(dst).execute_command("CLUSTER", "MYID").decode()
+        S, D = self.client(src), self.client(dst)
+        D.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", sid)
+        S.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", did)
+        while True:
+            keys = S.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+            if not keys:
+                break
+            S.execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys)
+        # the new owner first (then it answers), then the others
+        D.execute_command("CLUSTER", "SETSLOT", slot, "NODE", did)
+        S.execute_command("CLUSTER", "SETSLOT", slot, "NODE", did)
+        for p in self.alive():
+            if p not in (src, dst):
+                try:
+                    self.client(p).execute_command("CLUSTER", "SETSLOT", slot, "NODE", did)
+                except redis.ResponseError:
+                    pass  # a replica: it learns from its primary
+        return slot, src, dst
+
+    def kill(self, port):
+        self.procs[port].send_signal(signal.SIGKILL)
+        self.procs[port].wait()
+
+    def pid(self, port):
+        return self.procs[port].pid
+
+    def cleanup(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,204 @@
+"""Redis Cluster with sharded pub/sub (issue 18, part 2): tickerd on
+redis+cluster:// publishes each channel's script on its slot's primary with
+SPUBLISH, subscribes with SSUBSCRIBE on one connection per node, follows a
+slot migration and a primary's failover, and its clients get a recovery
+signal. A real cluster of Debian's redis-server (three primaries with a
+replica each), the real binary, WebSocket and SSE clients over sockets."""
+import json
+import threading
+import time
+
+import pytest
+
+from conftest import wait_for
+from rcluster import RedisCluster
+from test_quotes import quote
+from test_streaming import sse_events, sse_open
+from wsclient import WS
+
+# 100 symbols: the three shards all get some (checked below).
+SYMBOLS = [f"Z{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(100)]
+PER_SYMBOL = 5
+# How long a failover may take here: cluster-node-timeout (1 s), the
+# replica's election, and tickerd reading the map again, with room to spare
+# on a loaded 2-core machine.
+FAILOVER_S = 20
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = RedisCluster(3, 1)
+    yield c
+    c.cleanup()
+
+
+@pytest.fixture
+def own_cluster():
+    c = RedisCluster(3, 1)
+    yield c
+    c.cleanup()
+
+
+def start(factory, cluster, *extra):
+    t = factory("--redis-url", cluster.url, "--ping-interval-ms", "60000", *extra)
+    wait_for(lambda: t.get("/readyz").status == 200 or None, timeout=10, what="cluster connections")
+    return t
+
+
+def subscribed_everywhere(cluster, channels, want):
+    """Every channel has `want` subscribers on its owner and none elsewhere."""
+    for p in cluster.primaries():
+        counts = cluster.shardnumsub(p, channels)
+        for ch in channels:
+            owner, _ = cluster.owner(ch)
+            if counts[ch] != (want if owner == p else 0):
+                return False
+    return True
+
+
+def ws_subscribe(t, symbols):
+    ws = WS(t.port)
+    ws.send_json({"action": "subscribe", "symbols": symbols})
+    assert ws.recv_json()["type"] == "subscribed"
+    return ws
+
+
+def test_quotes_over_all_shards_reach_ws_and_sse_clients(cluster, tickerd_factory):
+    channels = [f"quotes:{s}" for s in SYMBOLS]
+    owners = {cluster.owner(ch)[0] for ch in channels}
+    assert owners == set(cluster.primaries()), "the symbols must span every shard"
+    a = start(tickerd_factory, cluster, "--feed", "none")
+    b = start(tickerd_factory, cluster, "--feed", "none")
+    ws_a, ws_b = ws_subscribe(a, SYMBOLS), ws_subscribe(b, SYMBOLS)
+    s, head, buf = sse_open(a, "symbols=" + ",".join(SYMBOLS))
+    assert " 200 " in head.split("\r\n")[0]
+    # two clients on a, one on b: each tickerd subscribes each channel once
+    wait_for(lambda: subscribed_everywhere(cluster, channels, 2), timeout=10, what="SSUBSCRIBE on every owner")
+    r = a.request("POST", "/quotes", body=[quote(sym, bp=k + 1) for k in range(PER_SYMBOL) for sym in SYMBOLS])
+    assert r.status == 202, r.body
+    total = PER_SYMBOL * len(SYMBOLS)
+    for ws in (ws_a, ws_b):
+        got = {}
+        for _ in range(total):
+            m = ws.recv_json()
+            assert m["type"] == "quote", m
+            got.setdefault(m["symbol"], []).append((m["data"]["seq"], m["data"]["bp"]))
+        assert set(got) == set(SYMBOLS)
+        for sym, seen in got.items():
+            seqs = [q for q, _ in seen]
+            assert seqs == list(range(seqs[0], seqs[0] + PER_SYMBOL)), (sym, seen)
+            assert [bp for _, bp in seen] == [k + 1 for k in range(PER_SYMBOL)], (sym, seen)
+    evs, buf = sse_events(s, buf, total)
+    assert sorted((json.loads(e["data"])["S"], json.loads(e["data"])["bp"]) for e in evs) == \
+        sorted((sym, k + 1) for k in range(PER_SYMBOL) for sym in SYMBOLS)
+    st = a.status()["redis"]
+    assert st["publisher"]["published"] == total and st["publisher"]["errors"] == 0, st
+    assert st["subscriber"]["channels"] == len(SYMBOLS), st
+    # nothing went by classic PUBLISH: no classic subscriber saw a channel
+    for p in cluster.primaries():
+        assert cluster.client(p).execute_command("PUBSUB", "NUMSUB", channels[0])[1] == 0
+    s.close()
+    ws_b.close()
+    ws_a.close()
+    # the last client gone: SUNSUBSCRIBE everywhere
+    wait_for(lambda: subscribed_everywhere(cluster, channels, 0), timeout=10, what="SUNSUBSCRIBE")
+    # a clean shutdown: every node connection closed, nothing leaked (ASan)
+    assert a.stop() == 0 and b.stop() == 0, a.output() + b.output()
+
+
+class Reader:
+    """Reads a WS client in a thread: quotes by symbol, recovery messages."""
+
+    def __init__(self, ws):
+        self.ws, self.quotes, self.recoveries, self.lock = ws, {}, [], threading.Lock()
+        self.stop = False
+        self.ws.sock.settimeout(0.5)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop:
+            try:
+                m = self.ws.recv_json()
+            except (TimeoutError, OSError):
+                continue
+            with self.lock:
+                if m.get("type") == "quote":
+                    self.quotes.setdefault(m["symbol"], []).append(
+                        (time.monotonic(), m["data"]["seq"], m["data"]["epoch"]))
+                elif m.get("type") == "recovery":
+                    self.recoveries.append((time.monotonic(), m))
+
+    def after(self, sym, t0):
+        with self.lock:
+            return [q for q in self.quotes.get(sym, []) if q[0] > t0]
+
+    def recovery_of(self, sym, t0):
+        with self.lock:
+            return [m for t, m in self.recoveries if t > t0 and m["symbol"] == sym]
+
+    def close(self):
+        self.stop = True
+        self.thread.join(2)
+        self.ws.close()
+
+
+SIM = SYMBOLS[:12]
+
+
+def test_slot_migration_resubscribes_and_signals_recovery(cluster, tickerd_factory):
+    t = start(tickerd_factory, cluster, "--feed", "sim", "--symbols", ",".join(SIM), "--sim-rate", "240")
+    rd = Reader(ws_subscribe(t, SIM))
+    sym = SIM[0]
+    ch = f"quotes:{sym}"
+    wait_for(lambda: len(rd.after(sym, 0)) >= 5 or None, what="quotes before the move")
+    t0 = time.monotonic()
+    slot, src, dst = cluster.migrate(ch)
+    # the node told tickerd (an unsolicited sunsubscribe): it subscribes on the new owner
+    wait_for(lambda: cluster.shardnumsub(dst, [ch])[ch] == 1 and cluster.shardnumsub(src, [ch])[ch] == 0,
+             timeout=10, what="SSUBSCRIBE on the slot's new owner")
+    rec = wait_for(lambda: rd.recovery_of(sym, t0), timeout=10, what="a recovery message")
+    assert "recovered" in rec[0], rec
+    later = wait_for(lambda: [q for q in rd.after(sym, t0)][5:] or None, timeout=10, what="quotes after the move")
+    before = rd.after(sym, 0)
+    # the sequence goes on from the migrated keys (same epoch, higher seq)
+    assert later[-1][2] == before[0][2] and later[-1][1] > before[0][1]
+    if rec[0]["recovered"]:
+        seqs = [s for _, s, _ in before]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "recovered: true, so nothing may be missing"
+    events = [e["event"] for e in t.log_events()]
+    assert "redis_shard_channel_moved" in events
+    st = t.status()["redis"]
+    assert st["subscriber"]["state"] == "ready" and st["publisher"]["state"] == "ready", st
+    rd.close()
+    assert t.stop() == 0, t.output()
+
+
+def test_primary_killed_replica_promoted_quotes_flow_again(own_cluster, tickerd_factory):
+    cluster = own_cluster
+    t = start(tickerd_factory, cluster, "--feed", "sim", "--symbols", ",".join(SIM), "--sim-rate", "240")
+    rd = Reader(ws_subscribe(t, SIM))
+    sym = SIM[0]
+    ch = f"quotes:{sym}"
+    wait_for(lambda: len(rd.after(sym, 0)) >= 5 or None, what="quotes before the kill")
+    victim, _ = cluster.owner(ch)
+    t0 = time.monotonic()
+    cluster.kill(victim)
+    # the replica takes over the slot
+    promoted = wait_for(lambda: (lambda p: p if p and p != victim else None)(cluster.owner(ch)[0]),
+                        timeout=FAILOVER_S, interval=0.1, what="the replica's promotion")
+    # quotes of the failed shard flow again, to the same client
+    wait_for(lambda: len(rd.after(sym, t0)) >= 5 or None, timeout=FAILOVER_S, what="quotes after the failover")
+    rec = wait_for(lambda: rd.recovery_of(sym, t0), timeout=10, what="a recovery message")
+    if not rec[0]["recovered"]:
+        assert rec[0]["missed_from"] <= rec[0]["missed_to"], rec
+    assert cluster.shardnumsub(promoted, [ch])[ch] == 1
+    # the other shards' symbols never stopped
+    others = [s for s in SIM if cluster.owner(f"quotes:{s}")[0] != promoted]
+    for s in others:
+        assert rd.after(s, t0), s
+    wait_for(lambda: t.status()["redis"]["publisher"]["state"] == "ready" or None, what="publisher ready")
+    events = [e["event"] for e in t.log_events()]
+    assert "redis_shard_lost" in events
+    rd.close()
+    assert t.stop() == 0, t.output()
