@@ -9,6 +9,7 @@
  *   6  task_state_parse  /tasks?state=
  *   7  sentinel_url_parse  REDIS_URL / --redis-url as redis+sentinel://
  *   8  wild_parse        a subscription's pattern ("*", "BRK.*")
+ *   9  rcl_url_parse     --redis-url redis+cluster://
  * Each result is checked against what the parser promises. */
 #include <errno.h>
 #include <stdint.h>
@@ -21,6 +22,7 @@
 #include "base/uuid.h"
 #include "http/http.h"
 #include "market/quote_store.h"
+#include "redis/cluster.h"
 #include "redis/redis_conn.h"
 #include "redis/sentinel.h"
 #include "stream/hub_wild.h"
@@ -122,11 +124,29 @@ static void query(const char *s, size_t n) {
   }
 }
 
+/* Every seed a cluster URL yields is a redis:// URL its parser accepts. */
+static void cluster_url(const char *s) {
+  char *urls[RCL_SEEDS_MAX];
+  size_t n = 0;
+  const char *err = NULL;
+  if (rcl_url_parse(s, urls, &n, &err) != 0) {
+    if (!err) abort();
+    return;
+  }
+  if (n < 1 || n > RCL_SEEDS_MAX || !rcl_is_url(s)) abort();
+  for (size_t i = 0; i < n; i++) {
+    rconn_url u;
+    if (strncmp(urls[i], "redis://", 8) || rconn_url_parse(urls[i], &u, &err) != 0 || u.is_unix || u.db) abort();
+    rconn_url_free(&u);
+    free(urls[i]);
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  uint8_t mode = data[0] % 9;
+  uint8_t mode = data[0] % 10;
   size--;
   char *s = malloc(size + 1);
   if (!s) abort();
@@ -172,6 +192,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (rc < 0 && (rc != -EINVAL || !star)) abort();
       break;
     }
+    case 9: cluster_url(s); break;
   }
   free(s);
   return 0;

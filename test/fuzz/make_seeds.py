@@ -259,6 +259,7 @@ def params_seeds():
         "pattern": (8, "BRK.*"),
         "pattern_star": (8, "*"),
         "pattern_bad": (8, "A*B*"),
+        "cluster_url": (9, "redis+cluster://u:p%40ss@10.0.0.1:7000,[::1]:7001,node-3:7002/"),
     }
     for name, (mode, s) in cases.items():
         put(h, name, bytes([mode]) + s.encode())
