@@ -48,6 +48,11 @@
  * free (half the pipeline if smaller): one drain per batch, not per reply. */
 #define PUB_DRAIN_HYSTERESIS 1024
 
+/* Redis Cluster: the longest pause between a shard publisher's connection
+ * attempts (each failed one reads the slot map again), so that a failover
+ * is noticed within this of the promotion. */
+#define PUB_SHARD_BACKOFF_MAX_MS 500
+
 typedef struct td_publisher td_publisher;
 
 /* Zero fields take the td_limits.h defaults. */

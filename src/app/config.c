@@ -68,7 +68,8 @@ static const opt_def options[] = {
   {"max-finished-tasks", "TICKERD_MAX_FINISHED_TASKS", OPT_I64, OFF(max_finished_tasks), 0, 100000000,
    XSTR(TD_DEFAULT_MAX_FINISHED_TASKS), "finished tasks kept at most (oldest freed first)", 0},
   {"redis-url", "REDIS_URL", OPT_STR, OFF(redis_url), 0, 0, "redis://127.0.0.1:6379",
-   "redis://[user:password@]host:port[/db], unix:///path, or redis+sentinel://[user:password@]host:port,.../master[/db]", 0},
+   "redis://[user:password@]host:port[/db], unix:///path, redis+sentinel://[user:password@]host:port,.../master[/db], "
+   "or redis+cluster://[user:password@]host:port,host:port,...", 0},
   {"channel-prefix", "TICKERD_CHANNEL_PREFIX", OPT_STR, OFF(channel_prefix), 0, 0, "quotes",
    "quotes go to <prefix>:<SYMBOL>", 0},
   {"feed", "TICKERD_FEED", OPT_FEED, OFF(feed), 0, 0, "sim", "sim, none (POST /quotes only) or alpaca", 0},

@@ -360,7 +360,8 @@ static int start_redis(td_main *m) {
   for (int i = 0; i < TD_REDIS_PUBLISH_CONNS; i++) {
     app->pub[i] = pub_new(app->loop, cfg->redis_url, &popts);
     if (!app->pub[i]) {
-      fprintf(stderr, "tickerd: invalid --redis-url / REDIS_URL (redis://[user:password@]host:port[/db], unix:///path or redis+sentinel://[user:password@]host:port,.../master[/db])\n");
+      fprintf(stderr, "tickerd: invalid --redis-url / REDIS_URL (redis://[user:password@]host:port[/db], unix:///path, "
+                      "redis+sentinel://[user:password@]host:port,.../master[/db] or redis+cluster://host:port,...)\n");
       return -1;
     }
   }

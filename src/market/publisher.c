@@ -778,6 +778,9 @@ static td_publisher *cluster_child(td_publisher *p, int idx) {
   if (cl->child[idx]) return cl->child[idx];
   pub_options o = cl->opt;
   o.conn.name = "publisher-shard";
+  /* each failed attempt reads the map again (on_lost): retry often enough
+   * to see a replica's promotion soon after it happened */
+  if (!o.conn.backoff_max_ms) o.conn.backoff_max_ms = PUB_SHARD_BACKOFF_MAX_MS;
   td_publisher *c = pub_new(p->loop, rcl_node_at(cl->map, idx)->url, &o);
   if (!c) return NULL;
   c->parent = p;

@@ -31,6 +31,7 @@ typedef struct subc_node {
   int idx;
   node_state state;
   bool inited;          /* timer initialized (it lives until subc_close) */
+  bool down;            /* lost, and not connected since (logged once) */
   uv_tcp_t tcp;
   uv_connect_t creq;
   uv_timer_t timer;     /* connect timeout */
@@ -199,7 +200,16 @@ static void maybe_ready(sub_cluster *sc) {
   if (sc->cb.on_state) sc->cb.on_state(sc->ud, true, resubscribed);
 }
 
-static void on_retry(uv_timer_t *t) { reconcile_all(t->data); }
+/* Until every wanted channel is subscribed again, the map is read again
+ * each round: a failed primary's slots move only once its replica won the
+ * election, and no node tells us when. */
+static void on_retry(uv_timer_t *t) {
+  sub_cluster *sc = t->data;
+  reconcile_all(sc);
+  if (sc->nmissing == 0 || sc->closing) return;
+  rcl_refresh(sc->map);
+  uv_timer_start(&sc->retry, on_retry, SUBC_RETRY_MS, 0);
+}
 
 static void lose(sub_cluster *sc) {
   if (!sc->gap && sc->ever_ready && sc->cb.on_state) sc->cb.on_state(sc->ud, false, false);
@@ -227,7 +237,9 @@ static void on_tcp_closed(uv_handle_t *h) {
 static void node_drop(subc_node *n, const char *why) {
   sub_cluster *sc = n->sc;
   if (n->state == N_IDLE || n->state == N_CLOSING) return;
-  if (!sc->closing) log_node(n, TD_LOG_WARN, "redis_shard_lost", why);
+  /* once per loss, not per failed attempt while the node stays down */
+  if (!sc->closing && !n->down) log_node(n, TD_LOG_WARN, "redis_shard_lost", why);
+  n->down = true;
   n->state = N_CLOSING;
   uv_timer_stop(&n->timer);
   if (n->reader) redisReaderFree(n->reader);
@@ -339,6 +351,7 @@ static void on_connected(uv_connect_t *req, int status) {
     return;
   }
   n->state = N_READY;
+  n->down = false;
   uv_read_start((uv_stream_t *)&n->tcp, on_alloc, on_read);
   log_node(n, TD_LOG_INFO, "redis_shard_connected", NULL);
   /* AUTH first when the URL has a password; its +OK is skipped by on_push */

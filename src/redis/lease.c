@@ -176,6 +176,11 @@ static void on_probe(td_lease *l, const redisReply *r) {
     if (l->holder) l->st.renew_failures++;
     if (r) {
       log_lease(TD_LOG_WARN, "lease_bad_reply", l, r->type == REDIS_REPLY_ERROR ? r->str : NULL);
+      /* MOVED, CLUSTERDOWN: the key's slot has (or is getting) another owner */
+      if (l->map && r->type == REDIS_REPLY_ERROR) {
+        if (strncmp(r->str, "MOVED ", 6) == 0) rcl_moved(l->map, r->str + 6, r->len - 6);
+        else rcl_refresh(l->map);
+      }
       schedule_round(l, l->renew_ms);
     }
     /* NULL: the connection went away; on_ready starts the next round */
