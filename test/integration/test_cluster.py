@@ -106,6 +106,22 @@ def test_quotes_over_all_shards_reach_ws_and_sse_clients(cluster, tickerd_factor
     assert a.stop() == 0 and b.stop() == 0, a.output() + b.output()
 
 
+def test_lease_follows_its_keys_slot_when_it_moves(cluster, tickerd_factory):
+    """Fails on the first version: the lease got MOVED answers from the old
+    owner, never read the map again, and the feed stopped at its deadline."""
+    t = start(tickerd_factory, cluster, "--feed", "sim", "--symbols", ",".join(SIM), "--sim-rate", "120",
+              "--lease-ttl-ms", "1500", "--lease-renew-ms", "300")
+    wait_for(lambda: t.status()["role"] == "holder" or None, what="the lease")
+    slot, src, dst = cluster.migrate("tickerd:lease:sim")
+    time.sleep(3)  # two TTLs: an unrenewed lease would have run out
+    st = t.status()["lease"]
+    assert t.status()["role"] == "holder" and st["lost"] == 0, st
+    assert cluster.client(dst).get("tickerd:lease:sim").decode() == st["holder"]
+    before = t.status()["redis"]["publisher"]["published"]
+    wait_for(lambda: t.status()["redis"]["publisher"]["published"] > before + 20 or None, what="quotes going on")
+    assert t.stop() == 0, t.output()
+
+
 class Reader:
     """Reads a WS client in a thread: quotes by symbol, recovery messages."""
 
