@@ -126,15 +126,16 @@ def throughput(shards, tmp):
                                 "-s", lua, f"http://127.0.0.1:{port}/quotes"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.5)
-        s0, c0, t0 = status(port), {p: ticks(c.pid(p)) for p in share}, time.monotonic()
+        s0, c0, t0, d0 = status(port), {p: ticks(c.pid(p)) for p in share}, time.monotonic(), ticks(td.pid)
         time.sleep(DURATION)
-        s1, c1, t1 = status(port), {p: ticks(c.pid(p)) for p in share}, time.monotonic()
+        s1, c1, t1, d1 = status(port), {p: ticks(c.pid(p)) for p in share}, time.monotonic(), ticks(td.pid)
         wrk.wait()
         pub = s1["redis"]["publisher"]["published"] - s0["redis"]["publisher"]["published"]
         del_ = s1["streaming"]["deliveries"] - s0["streaming"]["deliveries"]
         per_shard = {p: (c1[p] - c0[p]) * 1e6 / CLK_TCK / max(1, pub * share[p]) for p in share}
         busy = {p: (c1[p] - c0[p]) / CLK_TCK / (t1 - t0) for p in share}
-        return pub / (t1 - t0), del_ / (t1 - t0), per_shard, busy
+        td_us = (d1 - d0) * 1e6 / CLK_TCK / max(1, pub)
+        return pub / (t1 - t0), del_ / (t1 - t0), per_shard, busy, td_us
     finally:
         stop_flag.set()
         for ws, th in threads:
@@ -204,15 +205,16 @@ def main():
     print(f"Load average at the start: {' '.join(load)}; {os.cpu_count()} CPUs. tickerd --feed none, wrk "
           f"POSTing batches of {BATCH} quotes over {len(SYMBOLS)} symbols ({POST_CONNS} connections), "
           f"{WS_CLIENTS} WebSocket clients subscribed to every symbol, {DURATION:.0f} s per figure.\n")
-    print("| shards | published quotes/s | deliveries/s | Redis CPU µs per quote, per shard | each shard's CPU busy |")
-    print("|---|---|---|---|---|")
+    print("| shards | published quotes/s | deliveries/s | Redis CPU µs per quote, per shard | each shard's CPU busy "
+          "| tickerd CPU µs per quote (with its fan-out) |")
+    print("|---|---|---|---|---|---|")
     for shards in (1, 3):
         try:
-            pub, dl, per, busy = throughput(shards, tmp)
+            pub, dl, per, busy, td_us = throughput(shards, tmp)
             print(f"| {shards} | {pub:,.0f} | {dl:,.0f} | {' / '.join(f'{v:.2f}' for v in per.values())} | "
-                  f"{' / '.join(f'{v * 100:.0f} %' for v in busy.values())} |")
+                  f"{' / '.join(f'{v * 100:.0f} %' for v in busy.values())} | {td_us:.2f} |")
         except Exception as e:  # a failed part still leaves the others
-            print(f"| {shards} | failed: {e} | | | |")
+            print(f"| {shards} | failed: {e} | | | | |")
     print()
     try:
         times = failover()
