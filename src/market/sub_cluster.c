@@ -103,16 +103,20 @@ static uint32_t quote_id(const sub_cluster *sc, const char *name, size_t n) {
 
 /* ---- node connections ------------------------------------------------------ */
 
+/* Room for `need` more bytes in the node's unsent commands. */
+static int node_reserve(subc_node *n, size_t need) {
+  if (n->out_len + need <= n->out_cap) return 0;
+  size_t cap = n->out_cap ? n->out_cap * 2 : 4096;
+  while (cap < n->out_len + need) cap *= 2;
+  char *o = realloc(n->out, cap);
+  if (!o) return UV_ENOMEM;
+  n->out = o;
+  n->out_cap = cap;
+  return 0;
+}
+
 static int node_queue(subc_node *n, const char *verb, const subc_chan *c) {
-  size_t need = 64 + c->len;
-  if (n->out_len + need > n->out_cap) {
-    size_t cap = n->out_cap ? n->out_cap * 2 : 4096;
-    while (cap < n->out_len + need) cap *= 2;
-    char *o = realloc(n->out, cap);
-    if (!o) return UV_ENOMEM;
-    n->out = o;
-    n->out_cap = cap;
-  }
+  if (node_reserve(n, 64 + c->len) < 0) return UV_ENOMEM;
   n->out_len += (size_t)snprintf(n->out + n->out_len, n->out_cap - n->out_len, "*2\r\n$%zu\r\n%s\r\n$%u\r\n",
                                  strlen(verb), verb, c->len);
   memcpy(n->out + n->out_len, c->name, c->len);
@@ -362,15 +366,11 @@ static void on_connected(uv_connect_t *req, int status) {
       const char *argv[] = {"AUTH", u.user ? u.user : u.password, u.password};
       char *cmd = NULL;
       int len = redisFormatCommandArgv(&cmd, u.user ? 3 : 2, argv, NULL);
-      if (len > 0 && n->out_len + (size_t)len <= n->out_cap) {
-        memcpy(n->out + n->out_len, cmd, (size_t)len);
-        n->out_len += (size_t)len;
-      } else if (len > 0 && (n->out = realloc(n->out, n->out_len + (size_t)len))) {
-        n->out_cap = n->out_len + (size_t)len;
+      if (len > 0 && node_reserve(n, (size_t)len) == 0) {
         memcpy(n->out + n->out_len, cmd, (size_t)len);
         n->out_len += (size_t)len;
       }
-      if (cmd) memset(cmd, 0, (size_t)(len > 0 ? len : 0));
+      if (len > 0) memset(cmd, 0, (size_t)len); /* the password */
       free(cmd);
     }
     rconn_url_free(&u);

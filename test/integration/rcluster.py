@@ -41,7 +41,8 @@ def cluster_port():
 
 
 class RedisCluster:
-    def __init__(self, primaries=3, replicas=1):
+    def __init__(self, primaries=3, replicas=1, password=None):
+        self.password = password
         self.dir = tempfile.mkdtemp(prefix="tickerd-cluster-")
         self.ports = [cluster_port() for _ in range(primaries * (1 + replicas))]
         self.procs = {}
@@ -53,7 +54,8 @@ class RedisCluster:
             # one shard: redis-cli --cluster create wants three masters
             self.client(self.ports[0]).execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
         else:
-            subprocess.run(["redis-cli", "--cluster", "create"] + [f"127.0.0.1:{p}" for p in self.ports] +
+            auth = ["-a", password, "--no-auth-warning"] if password else []
+            subprocess.run(["redis-cli"] + auth + ["--cluster", "create"] + [f"127.0.0.1:{p}" for p in self.ports] +
                            ["--cluster-replicas", str(replicas), "--cluster-yes"],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            timeout=CREATE_TIMEOUT_S)
@@ -64,8 +66,9 @@ class RedisCluster:
     def _start(self, port):
         d = os.path.join(self.dir, str(port))
         os.makedirs(d, exist_ok=True)
+        auth = ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
         self.procs[port] = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+            ["redis-server", *auth, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
              "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no", "--dir", d, "--logfile", os.path.join(d, "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -92,11 +95,12 @@ class RedisCluster:
         return True
 
     def client(self, port):
-        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        return redis.Redis(host="127.0.0.1", port=port, password=self.password, socket_timeout=5)
 
     @property
     def url(self):
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[:2])
+        auth = f":{self.password}@" if self.password else ""
+        return "redis+cluster://" + auth + ",".join(f"127.0.0.1:{p}" for p in self.ports[:2])
 
     def alive(self):
         return [p for p in self.ports if self.procs[p].poll() is None]
@@ -140,7 +144,8 @@ class RedisCluster:
             keys = S.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
             if not keys:
                 break
-            S.execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys)
+            auth = ["AUTH", self.password] if self.password else []
+            S.execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000, *auth, "KEYS", *keys)
         # the new owner first (then it answers), then the others
         D.execute_command("CLUSTER", "SETSLOT", slot, "NODE", did)
         S.execute_command("CLUSTER", "SETSLOT", slot, "NODE", did)

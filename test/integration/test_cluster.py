@@ -122,6 +122,26 @@ def test_lease_follows_its_keys_slot_when_it_moves(cluster, tickerd_factory):
     assert t.stop() == 0, t.output()
 
 
+def test_cluster_with_a_password(tickerd_factory):
+    """AUTH on every connection: the map reads, the shard publishers and the
+    sharded subscriber's own connections; the password never reaches the log."""
+    c = RedisCluster(3, 0, password="s3cret-pw")
+    try:
+        t = start(tickerd_factory, c, "--feed", "none")
+        syms = SYMBOLS[:30]
+        ws = ws_subscribe(t, syms)
+        wait_for(lambda: subscribed_everywhere(c, [f"quotes:{s}" for s in syms], 1), timeout=10, what="SSUBSCRIBE")
+        assert t.request("POST", "/quotes", body=[quote(s, bp=7) for s in syms]).status == 202
+        got = {ws.recv_json()["symbol"] for _ in syms}
+        assert got == set(syms)
+        ws.close()
+        assert t.stop() == 0, t.output()
+        with open(t.log_path) as f:
+            assert "s3cret-pw" not in f.read()
+    finally:
+        c.cleanup()
+
+
 class Reader:
     """Reads a WS client in a thread: quotes by symbol, recovery messages."""
 
