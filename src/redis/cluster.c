@@ -305,14 +305,14 @@ void rcl_refresh(td_rcluster *cl) {
   fetch_start(cl);
 }
 
-/* "<slot> <host:port>" after the MOVED/ASK word. */
+/* "<slot> <host:port>", what follows the MOVED/ASK word. */
 static int redirect_parse(td_rcluster *cl, const char *text, size_t n, long *slot) {
-  const char *sp1 = memchr(text, ' ', n);
-  const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - text)) : NULL;
-  if (!sp2) return -1;
-  *slot = strtol(sp1 + 1, NULL, 10);
-  if (*slot < 0 || *slot >= RCL_SLOTS) return -1;
-  return node_from_addr(cl, sp2 + 1, n - (size_t)(sp2 + 1 - text));
+  const char *sp = memchr(text, ' ', n);
+  if (!sp || sp == text) return -1;
+  char *end;
+  *slot = strtol(text, &end, 10);
+  if (end != sp || *slot < 0 || *slot >= RCL_SLOTS) return -1;
+  return node_from_addr(cl, sp + 1, n - (size_t)(sp + 1 - text));
 }
 
 int rcl_moved(td_rcluster *cl, const char *text, size_t n) {

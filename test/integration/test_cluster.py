@@ -122,6 +122,42 @@ def test_lease_follows_its_keys_slot_when_it_moves(cluster, tickerd_factory):
     assert t.stop() == 0, t.output()
 
 
+def test_ask_during_a_migration_is_followed(cluster, tickerd_factory):
+    """A slot half-way through a migration: its keys already on the new
+    owner, the old one still owns the slot and answers ASK. The script is
+    sent again after ASKING to the named node, once. Failed on the first
+    version: the ASK/MOVED answer's "<slot> <host:port>" was parsed as if it
+    still began with the word, no node was found, and the quote dropped."""
+    t = start(tickerd_factory, cluster, "--feed", "none")
+    sym = SYMBOLS[7]
+    ch = f"quotes:{sym}"
+    assert t.request("POST", "/quotes", body=[quote(sym, bp=1)]).status == 202
+    wait_for(lambda: t.status()["redis"]["publisher"]["published"] == 1 or None, what="the first quote")
+    slot = cluster.keyslot(ch)
+    src, sid = cluster.owner(ch)
+    dst = next(p for p in cluster.primaries() if p != src)
+    did = cluster.client(dst).execute_command("CLUSTER", "MYID").decode()
+    S, D = cluster.client(src), cluster.client(dst)
+    seq = int(S.hget(f"tickerd:{{{ch}}}:pos", "s"))
+    D.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", sid)
+    S.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", did)
+    keys = S.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+    S.execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys)
+    try:
+        assert t.request("POST", "/quotes", body=[quote(sym, bp=2)]).status == 202
+        wait_for(lambda: t.status()["redis"]["publisher"]["published"] == 2 or None, what="the quote after ASK")
+        assert t.status()["redis"]["publisher"]["errors"] == 0
+        # it went to the importing node, in the same stream, with the next seq
+        pipe = D.pipeline(transaction=False)  # one connection: ASKING, then the read
+        pipe.execute_command("ASKING")
+        pipe.hget(f"tickerd:{{{ch}}}:pos", "s")
+        assert int(pipe.execute()[1]) == seq + 1
+    finally:
+        for p in (dst, src):
+            cluster.client(p).execute_command("CLUSTER", "SETSLOT", slot, "NODE", did)
+    assert t.stop() == 0, t.output()
+
+
 def test_cluster_with_a_password(tickerd_factory):
     """AUTH on every connection: the map reads, the shard publishers and the
     sharded subscriber's own connections; the password never reaches the log."""

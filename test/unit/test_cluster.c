@@ -70,12 +70,47 @@ static void test_script_keys_share_the_channels_slot(void **state) {
   assert_int_equal(rcl_slot(hist, hl), slot(ch));
 }
 
+static void closed(void *ud) { (*(int *)ud)++; }
+static void no_map(td_rcluster *cl, bool changed, void *ud) {}
+
+/* The text after MOVED/ASK: "<slot> <host:port>". No server needed: the
+ * map read toward the seed fails in the background. */
+static void test_redirect_answers(void **state) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  td_rcluster *cl = rcl_new(&loop, "redis+cluster://127.0.0.1:1", "test", no_map, NULL);
+  assert_non_null(cl);
+  assert_int_equal(rcl_owner(cl, 3999), -1);
+  const char moved[] = "3999 127.0.0.1:7002";
+  int idx = rcl_moved(cl, moved, sizeof(moved) - 1);
+  assert_true(idx >= 0);
+  assert_int_equal(rcl_owner(cl, 3999), idx);
+  assert_string_equal(rcl_node_at(cl, idx)->addr, "127.0.0.1:7002");
+  assert_string_equal(rcl_node_at(cl, idx)->url, "redis://127.0.0.1:7002");
+  /* ASK names a node without changing the map; the same address, the same index */
+  const char ask[] = "3999 127.0.0.1:7002", other[] = "17 [::1]:7003";
+  assert_int_equal(rcl_ask_node(cl, ask, sizeof(ask) - 1), idx);
+  int v6 = rcl_ask_node(cl, other, sizeof(other) - 1);
+  assert_true(v6 >= 0 && v6 != idx);
+  assert_string_equal(rcl_node_at(cl, v6)->addr, "[::1]:7003");
+  assert_int_equal(rcl_owner(cl, 17), -1);
+  const char *bad[] = {"x 127.0.0.1:1", "16384 127.0.0.1:1", "5 nocolon", "5", "5 127.0.0.1:0"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+    assert_int_equal(rcl_ask_node(cl, bad[i], strlen(bad[i])), -1);
+  int done = 0;
+  rcl_close(cl, closed, &done);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(done, 1);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_url_good),
       cmocka_unit_test(test_url_bad),
       cmocka_unit_test(test_slots),
       cmocka_unit_test(test_script_keys_share_the_channels_slot),
+      cmocka_unit_test(test_redirect_answers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
