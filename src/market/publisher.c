@@ -435,8 +435,8 @@ static void drop_upstream_of(td_publisher *child, void *n) { *(size_t *)n += pub
 
 size_t pub_drop_upstream(td_publisher *p) {
   pub_map *m = &p->outbox;
-  size_t n = 0;
-  if (p->cl) cluster_each_child(p, drop_upstream_of, &n);
+  size_t n = 0, by_children = 0; /* the children count their own */
+  if (p->cl) cluster_each_child(p, drop_upstream_of, &by_children);
   for (uint32_t i = m->head, next; i; i = next) {
     next = m->e[i].next;
     if (!m->e[i].upstream) continue;
@@ -444,7 +444,7 @@ size_t pub_drop_upstream(td_publisher *p) {
     n++;
   }
   p->dropped += n;
-  return n;
+  return n + by_children;
 }
 
 /* ---- latest values -------------------------------------------------------- */
