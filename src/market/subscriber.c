@@ -270,6 +270,7 @@ const char *sub_heartbeat_channel(const td_subscriber *s) { return s->hb_channel
 
 int sub_padd(td_subscriber *s, const char *pattern) {
   size_t n = strlen(pattern);
+  if (s->cl) return UV_ENOTSUP; /* sharded pub/sub has no pattern subscribe */
   if (n == 0 || n > SUB_CHANNEL_MAX || pattern[n - 1] != '*' || memchr(pattern, '*', n - 1) || s->closing)
     return UV_EINVAL;
   sub_pat *p = pat_find(s, pattern, n);
