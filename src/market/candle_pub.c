@@ -171,13 +171,14 @@ void candle_pub_get_stats(const candle_pub *c, candle_pub_stats *out) { *out = c
 
 /* ---- the pipeline's messages ------------------------------------------------------ */
 
-/* The numbers of the message as the parser read them (smsg_msg_number):
- * the encoded payload is not searched, the time is converted once. */
-static bool num(const smsg_msg *m, const char *key, double *out) { return smsg_msg_number(m, key, out) == 0; }
+/* The numbers of the message as the parser read them (smsg_msg_number, by
+ * field constant): the encoded payload is not searched, the time was
+ * converted while it was checked. */
+static bool num(const smsg_msg *m, smsg_field f, double *out) { return smsg_msg_number(m, f, out) == 0; }
 
-static bool int_num(const smsg_msg *m, const char *key, int64_t *out) {
+static bool int_num(const smsg_msg *m, smsg_field f, int64_t *out) {
   double v;
-  if (!num(m, key, &v)) return false;
+  if (!num(m, f, &v)) return false;
   *out = (int64_t)v;
   return true;
 }
@@ -194,18 +195,18 @@ void candle_pub_msg(candle_pub *c, const smsg_msg *m, uint32_t id) {
    * id of the trade they name ("oi", "i"), not by their own time */
   switch (m->kind) {
     case SMSG_TRADE:
-      if (num(m, "p", &a) && int_num(m, "s", &s) && num(m, "i", &tid))
+      if (num(m, SMSG_F_TRADE_P, &a) && int_num(m, SMSG_F_TRADE_S, &s) && num(m, SMSG_F_TRADE_I, &tid))
         candle_trade_ref_id(c->engine, id, (uint64_t)tid, t, a, s, now);
       break;
     case SMSG_QUOTE:
-      if (num(m, "bp", &a) && num(m, "ap", &b)) candle_quote_id(c->engine, id, t, a, b, now);
+      if (num(m, SMSG_F_QUOTE_BP, &a) && num(m, SMSG_F_QUOTE_AP, &b)) candle_quote_id(c->engine, id, t, a, b, now);
       break;
     case SMSG_CORRECTION:
-      if (num(m, "oi", &tid) && num(m, "cp", &cp) && int_num(m, "cs", &cs))
+      if (num(m, SMSG_F_CORRECTION_OI, &tid) && num(m, SMSG_F_CORRECTION_CP, &cp) && int_num(m, SMSG_F_CORRECTION_CS, &cs))
         candle_correct_ref_id(c->engine, id, (uint64_t)tid, cp, cs, now);
       break;
     default:   /* cancel or error: either way the trade is withdrawn */
-      if (num(m, "i", &tid)) candle_cancel_ref_id(c->engine, id, (uint64_t)tid, now);
+      if (num(m, SMSG_F_CANCEL_I, &tid)) candle_cancel_ref_id(c->engine, id, (uint64_t)tid, now);
       break;
   }
 }
