@@ -51,22 +51,19 @@ int smsg_payload_time(const char *p, size_t n, int64_t *sec, uint32_t *nsec) {
 static double literal_value(const char *v) {
   static const double pow10[LITERAL_FAST_DIGITS + 1] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                                         1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
-  const char *p = v + (*v == '-');
+  /* the digits either side of the point as one integer (unsigned: a long
+   * literal wraps harmlessly, and takes strtod below) */
+  const char *p = v + (*v == '-'), *start = p;
   uint64_t m = 0;
-  int digits = 0, frac = -1;
-  for (;; p++) {
-    if (*p >= '0' && *p <= '9') {
-      if (++digits > LITERAL_FAST_DIGITS) return strtod(v, NULL);
-      m = m * 10 + (uint64_t)(*p - '0');
-      frac += frac >= 0;
-    } else if (*p == '.' && frac < 0) {
-      frac = 0;
-    } else {
-      break;
-    }
+  for (; *p >= '0' && *p <= '9'; p++) m = m * 10 + (uint64_t)(*p - '0');
+  size_t digits = (size_t)(p - start), frac = 0;
+  if (*p == '.') {
+    const char *f = ++p;
+    for (; *p >= '0' && *p <= '9'; p++) m = m * 10 + (uint64_t)(*p - '0');
+    frac = (size_t)(p - f);
   }
-  if (*p == 'e' || *p == 'E') return strtod(v, NULL);
-  double d = frac > 0 ? (double)m / pow10[frac] : (double)m;
+  if (digits + frac > LITERAL_FAST_DIGITS || *p == 'e' || *p == 'E') return strtod(v, NULL);
+  double d = frac ? (double)m / pow10[frac] : (double)m;
   return *v == '-' ? -d : d;
 }
 
