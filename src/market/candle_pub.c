@@ -52,6 +52,7 @@ static int64_t arrival_ns(candle_pub *c) {
  * %.10g. */
 #define CANDLE_PRICE_SCALE 10000
 #define CANDLE_PRICE_FAST_MAX 1e12
+_Static_assert(CANDLE_PRICE_SCALE == 10000, "put_num writes four decimals");
 
 static char *put_lit(char *o, const char *s) {
   size_t n = strlen(s);
@@ -62,16 +63,20 @@ static char *put_lit(char *o, const char *s) {
 static char *put_num(char *o, const char *key, double v) {
   o = put_lit(o, key);
   if (!(v >= 0 && v < CANDLE_PRICE_FAST_MAX)) return o + sprintf(o, "%.10g", v);
-  uint64_t ticks = (uint64_t)llround(v * CANDLE_PRICE_SCALE);
+  /* llround(v * SCALE) without the libm call: x - trunc(x) is exact */
+  double x = v * CANDLE_PRICE_SCALE;
+  uint64_t ticks = (uint64_t)x;
+  ticks += x - (double)ticks >= 0.5;
   o = fmt_u64(o, ticks / CANDLE_PRICE_SCALE);
-  uint64_t frac = ticks % CANDLE_PRICE_SCALE;
-  if (frac) {
-    char d[4];
-    for (int i = 3; i >= 0; i--, frac /= 10) d[i] = (char)('0' + frac % 10);
-    int n = 4;
-    while (d[n - 1] == '0') n--;
-    *o++ = '.';
-    memcpy(o, d, (size_t)n);
+  unsigned frac = (unsigned)(ticks % CANDLE_PRICE_SCALE);
+  if (frac) {   /* four decimals, trailing zeros dropped */
+    o[0] = '.';
+    o[1] = (char)('0' + frac / 1000);
+    o[2] = (char)('0' + frac / 100 % 10);
+    o[3] = (char)('0' + frac / 10 % 10);
+    o[4] = (char)('0' + frac % 10);
+    int n = 5;
+    while (o[n - 1] == '0') n--;
     o += n;
   }
   return o;
