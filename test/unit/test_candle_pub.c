@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "market/candle_pub.h"
 
@@ -74,10 +75,29 @@ static void test_prices(void **state) {
   }
 }
 
+/* The bar's "t" against gmtime_r, over the years a bar can start in
+ * (int64_t nanoseconds: 1678 to 2262). */
+static void test_bar_times(void **state) {
+  srand(18);
+  for (int i = 0; i < 200000; i++) {
+    int64_t start = i < 4 ? (int64_t[]){0, -1, 86399, -86400}[i]
+                          : ((int64_t)rand() << 31 ^ rand()) % 18000000000LL - 9200000000LL;
+    candle_bar b = {.start = start};
+    char json[CANDLE_JSON_MAX], want[32];
+    candle_pub_bar_json(json, "A", 1, "1s", &b);
+    time_t t = (time_t)start;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(want, sizeof(want), "\"t\":\"%Y-%m-%dT%H:%M:%SZ\"", &tm);
+    if (!strstr(json, want)) fail_msg("%lld: %s, want %s", (long long)start, json, want);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_bar_json),
     cmocka_unit_test(test_prices),
+    cmocka_unit_test(test_bar_times),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
