@@ -37,6 +37,7 @@ measure() {
     'BEGIN { printf "%.3f %.0f\n", c / hz * 1e6 / n, n / s }'
 }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 ON=(); OFF=(); RATES=()
 for ((run = 1; run <= BENCH_RUNS; run++)); do
   for mode in on off; do
@@ -53,7 +54,7 @@ MEM=$("$(dirname "$TICKERD")/bench/candle_mem" "$SYMBOLS")
 {
   echo "## Candles (issue 17)"
   echo ""
-  echo "tickerd \`--feed none\`, POST /quotes of trades at $RATE/s over $SYMBOLS symbols (bench/candle_load.py), ${BENCH_DURATION}s per run, candles on (all six default timeframes) and off alternating, median of $BENCH_RUNS; trades/s achieved: $(printf '%s ' "${RATES[@]}")."
+  echo "tickerd \`--feed none\`, POST /quotes of trades at $RATE/s over $SYMBOLS symbols (bench/candle_load.py), ${BENCH_DURATION}s per run, candles on (all six default timeframes) and off alternating, median of $BENCH_RUNS; trades/s achieved: $(printf '%s ' "${RATES[@]}"); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg). Candles cost more per trade at lower rates (bars are published per second): compare runs at the rate asked."
   echo ""
   echo "| | tickerd CPU µs per trade |"
   echo "|---|---|"
