@@ -726,7 +726,7 @@ int candle_history(const candle_engine *e, const char *s, size_t n, int tf, uint
   if (!sym || tf < 0 || tf >= e->ntf) return -1;
   uint32_t total = series_n(sym, tf), k = total < limit ? total : limit;
   for (uint32_t i = 0; i < k; i++) {
-    const candle_bar *b = bar_at((candle_sym *)sym, tf, total - k + i);
+    const candle_bar *b = bar_at(sym, tf, total - k + i);
     out[i] = *b;
     /* the pending trades are in the live bar (sym_fold), as here */
     if (b == &sym->live[tf] && sym->pending.count) bar_merge(&out[i], &sym->pending);
