@@ -11,6 +11,7 @@
 #include "base/td_limits.h"
 #include "market/quote_store.h"
 #include "market/history_redis.h"
+#include "redis/resp_put.h"
 
 enum { TAG_PUBLISH = 1, TAG_HSET = 2, TAG_HEARTBEAT = 3, TAG_SCRIPT = 4, TAG_LOAD = 5 };
 
@@ -206,28 +207,6 @@ struct td_publisher {
   uint64_t script_errors_logged_ms;
 };
 
-/* "$<n>\r\n<bytes>\r\n". Channels and quotes have two or three digit
- * lengths: written without fmt_u64's division loop. */
-static char *put_bulk(char *o, const char *s, size_t n) {
-  *o++ = '$';
-  if (n >= 10 && n < 1000) {
-    if (n >= 100) *o++ = (char)('0' + n / 100);
-    *o++ = (char)('0' + n / 10 % 10);
-    *o++ = (char)('0' + n % 10);
-  } else {
-    o = fmt_u64(o, n);
-  }
-  *o++ = '\r';
-  *o++ = '\n';
-  memcpy(o, s, n);
-  o += n;
-  *o++ = '\r';
-  *o++ = '\n';
-  return o;
-}
-
-#define RESP_BULK_OVERHEAD 32 /* "$" + length digits + two CRLF, rounded up */
-
 /* Room in the pipeline: replies outstanding and bytes not yet written. */
 static bool pipeline_room(const td_publisher *p) {
   return p->inflight < p->max_inflight && rconn_pending_bytes(&p->conn) < PUB_MAX_PENDING_BYTES;
@@ -241,8 +220,8 @@ static int send_publish_tagged(td_publisher *p, uintptr_t tag, const char *ch, s
   char *o = rconn_command_begin(&p->conn, sizeof(head) + chn + vn + 2 * RESP_BULK_OVERHEAD);
   if (!o) return UV_ENOMEM;
   memcpy(o, head, sizeof(head) - 1);
-  char *end = put_bulk(o + sizeof(head) - 1, ch, chn);
-  end = put_bulk(end, v, vn);
+  char *end = resp_put_bulk(o + sizeof(head) - 1, ch, chn);
+  end = resp_put_bulk(end, v, vn);
   return rconn_command_end(&p->conn, tag, (size_t)(end - o));
 }
 
@@ -273,14 +252,14 @@ static int send_script(td_publisher *p, const char *ch, size_t chn, const char *
     return UV_ENOMEM;
   }
   memcpy(o, head, sizeof(head) - 1);
-  char *w = put_bulk(o + sizeof(head) - 1, p->hr->sha, 40);
-  w = put_bulk(w, "2", 1);
-  w = put_bulk(w, pos, pl);
-  w = put_bulk(w, hist, hl);
-  w = put_bulk(w, ch, chn);
-  w = put_bulk(w, body, bn);
-  w = put_bulk(w, p->hr->nonce, strlen(p->hr->nonce));
-  w = put_bulk(w, p->hr->maxlen, strlen(p->hr->maxlen));
+  char *w = resp_put_bulk(o + sizeof(head) - 1, p->hr->sha, 40);
+  w = resp_put_bulk(w, "2", 1);
+  w = resp_put_bulk(w, pos, pl);
+  w = resp_put_bulk(w, hist, hl);
+  w = resp_put_bulk(w, ch, chn);
+  w = resp_put_bulk(w, body, bn);
+  w = resp_put_bulk(w, p->hr->nonce, strlen(p->hr->nonce));
+  w = resp_put_bulk(w, p->hr->maxlen, strlen(p->hr->maxlen));
   int rc = rconn_command_end(&p->conn, TAG_SCRIPT, (size_t)(w - o));
   if (rc < 0) {
     buf_unref(msg);
@@ -485,13 +464,13 @@ static bool flush_last_kind(td_publisher *p, smsg_kind kind) {
     *w++ = '*';
     w = fmt_u64(w, 2 + 2 * n);
     memcpy(w, "\r\n$4\r\nHSET\r\n", 12);
-    w = put_bulk(w + 12, hash, hn);
+    w = resp_put_bulk(w + 12, hash, hn);
     for (uint32_t i = 0; i < l->nlist; i++) {
       uint32_t key = l->list[i];
       const td_buf *v = key_kind(key) == kind ? last_value(l, key) : NULL;
       if (!v) continue;
-      w = put_bulk(w, symtab_name(syms, key_id(key)), symtab_len(syms, key_id(key)));
-      w = put_bulk(w, v->data, v->len);
+      w = resp_put_bulk(w, symtab_name(syms, key_id(key)), symtab_len(syms, key_id(key)));
+      w = resp_put_bulk(w, v->data, v->len);
     }
     if (rconn_command_end(&p->conn, TAG_HSET, (size_t)(w - o)) < 0) return false;
     p->hset_inflight++;
