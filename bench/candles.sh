@@ -7,6 +7,10 @@
 # timeframes) and once with --candles false, alternating, BENCH_RUNS times;
 # tickerd's user+system CPU (/proc/<pid>/stat) over the trades accepted.
 # Goal: candles on costs at most 10 % more per trade.
+# BENCH_CANDLE_PAIRED=1: each run starts both servers, each with its own
+# redis-server, and loads them at the same time, so that both see the same
+# machine: on a shared machine the CPU per trade of one binary moves by
+# tens of percent between runs a minute apart, more than the goal.
 # Memory per symbol: build/bench/candle_mem (every default timeframe full
 # with 300 bars, 1,000 symbols).
 set -euo pipefail
@@ -17,8 +21,14 @@ TICKERD=${1:?usage: bench/candles.sh <tickerd>}
 RATE=${BENCH_CANDLE_RATE:-100000}
 SYMBOLS=${BENCH_CANDLE_SYMBOLS:-1000}
 GOAL_PCT=10
+PAIRED=${BENCH_CANDLE_PAIRED:-0}
 bench_init candles
 start_redis
+if [ "$PAIRED" = 1 ]; then
+  REDIS_ON_PORT=$REDIS_PORT
+  start_redis
+  REDIS_OFF_PORT=$REDIS_PORT
+fi
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
@@ -37,8 +47,46 @@ measure() {
     'BEGIN { printf "%.3f %.0f\n", c / hz * 1e6 / n, n / s }'
 }
 
+# measure_pair: both at once, each on its own Redis; prints
+# "<on µs per trade> <on trades/s> <off µs per trade> <off trades/s>"
+measure_pair() {
+  REDIS_PORT=$REDIS_ON_PORT start_tickerd tickerd-candles-on --feed none --candles true || exit 1
+  local on_pid=$TD_PID on_port=$TD_PORT
+  REDIS_PORT=$REDIS_OFF_PORT start_tickerd tickerd-candles-off --feed none --candles false || exit 1
+  local off_pid=$TD_PID off_port=$TD_PORT hz c0n c0f c1n c1f
+  hz=$(getconf CLK_TCK)
+  local load=(/usr/bin/python3 "$HERE/candle_load.py" --rate "$RATE" --symbols "$SYMBOLS")
+  # (wait for the generators by pid: a bare wait would wait for the servers)
+  local g1 g2
+  "${load[@]}" --port "$on_port" --seconds 1 >/dev/null &
+  g1=$!
+  "${load[@]}" --port "$off_port" --seconds 1 >/dev/null &
+  g2=$!
+  wait "$g1" "$g2"
+  c0n=$(cpu_ticks "$on_pid"); c0f=$(cpu_ticks "$off_pid")
+  "${load[@]}" --port "$on_port" --seconds "$BENCH_DURATION" >"$BENCH_TMP/load.on" &
+  g1=$!
+  "${load[@]}" --port "$off_port" --seconds "$BENCH_DURATION" >"$BENCH_TMP/load.off" &
+  g2=$!
+  wait "$g1" "$g2"
+  c1n=$(cpu_ticks "$on_pid"); c1f=$(cpu_ticks "$off_pid")
+  bench_stop "$on_pid"; bench_forget "$on_pid"
+  bench_stop "$off_pid"; bench_forget "$off_pid"
+  read -r nn sn <"$BENCH_TMP/load.on"
+  read -r nf sf <"$BENCH_TMP/load.off"
+  awk -v cn=$((c1n - c0n)) -v cf=$((c1f - c0f)) -v hz="$hz" -v nn="$nn" -v sn="$sn" -v nf="$nf" -v sf="$sf" \
+    'BEGIN { printf "%.3f %.0f %.3f %.0f\n", cn / hz * 1e6 / nn, nn / sn, cf / hz * 1e6 / nf, nf / sf }'
+}
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 ON=(); OFF=(); RATES=()
 for ((run = 1; run <= BENCH_RUNS; run++)); do
+  if [ "$PAIRED" = 1 ]; then
+    bench_log "candles on and off at once, ${BENCH_DURATION}s at $RATE trades/s each over $SYMBOLS symbols (run $run/$BENCH_RUNS)"
+    read -r us_on got_on us_off got_off < <(measure_pair)
+    ON+=("$us_on"); OFF+=("$us_off"); RATES+=("$got_on" "$got_off")
+    continue
+  fi
   for mode in on off; do
     bench_log "candles $mode, ${BENCH_DURATION}s at $RATE trades/s over $SYMBOLS symbols (run $run/$BENCH_RUNS)"
     read -r us got < <(measure "$mode")
@@ -53,7 +101,7 @@ MEM=$("$(dirname "$TICKERD")/bench/candle_mem" "$SYMBOLS")
 {
   echo "## Candles (issue 17)"
   echo ""
-  echo "tickerd \`--feed none\`, POST /quotes of trades at $RATE/s over $SYMBOLS symbols (bench/candle_load.py), ${BENCH_DURATION}s per run, candles on (all six default timeframes) and off alternating, median of $BENCH_RUNS; trades/s achieved: $(printf '%s ' "${RATES[@]}")."
+  echo "tickerd \`--feed none\`, POST /quotes of trades at $RATE/s over $SYMBOLS symbols (bench/candle_load.py), ${BENCH_DURATION}s per run, candles on (all six default timeframes) and off $([ "$PAIRED" = 1 ] && echo "at the same time, each with its own redis-server (trades/s: on, off per run)" || echo alternating), median of $BENCH_RUNS; trades/s achieved: $(printf '%s ' "${RATES[@]}"); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg). Candles cost more per trade at lower rates (bars are published per second): compare runs at the rate asked."
   echo ""
   echo "| | tickerd CPU µs per trade |"
   echo "|---|---|"

@@ -152,10 +152,33 @@ int smsg_payload_symbol(const char *p, size_t n, const char **sym, size_t *sym_l
  * and nanoseconds. 0, or -EINVAL when there is no valid ,"t":"<RFC 3339>". */
 int smsg_payload_time(const char *p, size_t n, int64_t *sec, uint32_t *nsec);
 
-/* A number of a message during its callback ("p", "s", "bp" ...), as the
- * parser read it (no payload is searched): 0, or -ENOENT when the kind has
- * no such number or the message left it out. */
-int smsg_msg_number(const smsg_msg *m, const char *key, double *out);
+/* The numbers smsg_msg_number reads, each named with its kind and placed
+ * by its index in the kind's field table (smsg_schema.c lays the tables
+ * out with these constants): a reader finds a field without searching its
+ * name, and asking a message of another kind is an error, not its field at
+ * that index. */
+#define SMSG_FIELD(kind, index) ((kind) << 8 | (index))
+#define SMSG_FIELD_INDEX(f) ((f) & 0xff)
+typedef enum {
+  SMSG_F_QUOTE_BP = SMSG_FIELD(SMSG_QUOTE, 3),
+  SMSG_F_QUOTE_AP = SMSG_FIELD(SMSG_QUOTE, 6),
+  SMSG_F_TRADE_I = SMSG_FIELD(SMSG_TRADE, 2),
+  SMSG_F_TRADE_P = SMSG_FIELD(SMSG_TRADE, 4),
+  SMSG_F_TRADE_S = SMSG_FIELD(SMSG_TRADE, 5),
+  SMSG_F_CORRECTION_OI = SMSG_FIELD(SMSG_CORRECTION, 3),
+  SMSG_F_CORRECTION_OP = SMSG_FIELD(SMSG_CORRECTION, 4),
+  SMSG_F_CORRECTION_OS = SMSG_FIELD(SMSG_CORRECTION, 5),
+  SMSG_F_CORRECTION_CP = SMSG_FIELD(SMSG_CORRECTION, 8),
+  SMSG_F_CORRECTION_CS = SMSG_FIELD(SMSG_CORRECTION, 9),
+  SMSG_F_CANCEL_I = SMSG_FIELD(SMSG_CANCEL_ERROR, 2),
+  SMSG_F_CANCEL_P = SMSG_FIELD(SMSG_CANCEL_ERROR, 4),
+  SMSG_F_CANCEL_S = SMSG_FIELD(SMSG_CANCEL_ERROR, 5),
+} smsg_field;
+
+/* Number f of a message during its callback, as the parser read it (no
+ * payload is searched): 0, or -ENOENT when f is not of the message's kind
+ * or the message left it out. */
+int smsg_msg_number(const smsg_msg *m, smsg_field f, double *out);
 /* Its time "t" in nanoseconds since 1970 (UTC): 0 or -ENOENT. */
 int smsg_msg_time(const smsg_msg *m, int64_t *ns);
 

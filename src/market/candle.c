@@ -25,18 +25,30 @@ typedef struct {
   int64_t emitted_ns;       /* wall time of the last in-progress on_bar */
 } candle_series;
 
-/* What a trade touches sits together: the times, then the newest bar of
- * every timeframe side by side (six bars: 480 contiguous bytes, not six
- * rings apart on the heap). The rings of older bars are separate; a trade
- * reaches them only when it starts a bar or arrives out of order. */
+/* What a trade touches sits together: the times, the trades not yet
+ * folded into the bars, then the newest bar of every timeframe side by side
+ * (six bars: 480 contiguous bytes, not six rings apart on the heap). The
+ * rings of older bars are separate; a trade reaches them only when it
+ * starts a bar or arrives out of order.
+ *
+ * Most trades of a busy symbol fall in the second of the one before, whose
+ * bar is the live, open one in every timeframe (a second lies in exactly
+ * one bar of each). Such a trade goes into `pending` alone, one update
+ * instead of one per timeframe; pending is folded into the live bars (a
+ * merge that gives what the trades one by one would: see bar_merge) before
+ * anything else reads or changes them: another second's trade, a close, a
+ * correction, the timer's in-progress bars; candle_history merges it into
+ * its copy. */
 typedef struct {
   int64_t mark_ns;          /* latest exchange time seen */
   int64_t mark_arrival_ns;  /* wall time when mark_ns arrived */
   int64_t horizon_ns;       /* bars with end + grace <= horizon are closed (every timeframe) */
   int64_t next_close_ns;    /* the least of the series' next_close_ns */
+  int64_t fast_sec;         /* the second whose trades may go to pending (FAST_NONE: none) */
   uint32_t id;              /* in the engine's symtab */
   uint8_t live_mask;        /* bit tf: live[tf] holds the series' newest bar */
   bool traded;              /* a trade was seen: quotes make no more bars */
+  candle_bar pending;       /* trades of fast_sec not yet in the bars (count 0: none) */
   candle_bar live[CANDLE_MAX_TF];
   int64_t logged_ns;        /* last bad-input log line (0: none yet) */
   uint64_t log_suppressed;  /* bad inputs not logged since */
@@ -54,6 +66,7 @@ typedef struct trade_ref {
   int64_t size;
 } trade_ref;
 _Static_assert(CANDLE_MAX_TF <= 8, "live_mask has a bit per timeframe");
+#define FAST_NONE INT64_MIN
 
 struct candle_engine {
   int ntf;
@@ -183,6 +196,7 @@ static candle_sym *sym_get(candle_engine *e, uint32_t id) {
   candle_sym *s = calloc(1, size);
   if (!s) return NULL;
   s->id = id;
+  s->fast_sec = FAST_NONE;
   e->by_id[id] = s;
   e->ids[e->nsyms++] = id;
   e->stats.symbols++;
@@ -221,6 +235,9 @@ static candle_bar *bar_at(candle_sym *sym, int tf, uint32_t i) {
 }
 
 static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
+
+/* The start of the bar of timeframe tf_s holding second `sec`. */
+static int64_t bar_start(int64_t sec, int64_t tf_s) { return floor_div(sec, tf_s) * tf_s; }
 
 /* Room for one more ring bar: grows up to history - 1. False when full. */
 static bool ring_room(candle_engine *e, candle_series *s) {
@@ -313,6 +330,89 @@ static candle_bar *series_bar(candle_engine *e, candle_sym *sym, int tf, int64_t
   return series_newest(e, sym, tf, start);
 }
 
+/* series_bar for the bar holding second `sec`: the live bar when sec is
+ * in it (nearly every trade), found with two comparisons instead of a
+ * division per timeframe. */
+static inline candle_bar *series_bar_at(candle_engine *e, candle_sym *sym, int tf, int64_t sec) {
+  candle_bar *live = &sym->live[tf];
+  if ((uint64_t)(sec - live->start) < (uint64_t)e->tf_s[tf] && has_live(sym, tf)) return open_bar(live) ? live : NULL;
+  return series_bar(e, sym, tf, bar_start(sec, e->tf_s[tf]));
+}
+
+static void bar_first(candle_bar *b, double price, int64_t t_ns, uint8_t flags) {
+  b->open = b->high = b->low = b->close = price;
+  b->first_ns = b->last_ns = t_ns;
+  b->volume = 0;
+  b->pv = 0;
+  b->count = 0;
+  b->flags = flags;
+}
+
+/* One price at exchange time t into an open bar: the open is the earliest
+ * (the first arrival among equal times), the close the latest (the last). */
+static void bar_add(candle_bar *b, double price, int64_t t_ns) {
+  if (price > b->high) b->high = price;
+  if (price < b->low) b->low = price;
+  if (t_ns < b->first_ns) {
+    b->first_ns = t_ns;
+    b->open = price;
+  }
+  if (t_ns >= b->last_ns) {
+    b->last_ns = t_ns;
+    b->close = price;
+  }
+}
+
+/* One trade into an open bar: the first of a bar, or of a bar that quotes
+ * had begun (trades win), sets it; later ones add. */
+static void bar_trade(candle_bar *b, double price, int64_t t_ns, int64_t size) {
+  if (b->count == 0 || (b->flags & CANDLE_F_MID)) bar_first(b, price, t_ns, 0);
+  else bar_add(b, price, t_ns);
+  b->volume += (uint64_t)size;
+  b->pv += price * (double)size;
+  b->count++;
+  b->flags |= CANDLE_F_DIRTY;
+}
+
+/* The trades of p (pending: all later arrivals than b's) into b, as
+ * bar_trade one by one would have put them: max and min; the open is p's
+ * when strictly earlier (among equal times b's arrived first), the close
+ * p's when not earlier (p's arrived last). VWAP's sum is added in another
+ * order: equal to the last bits of a double. */
+static void bar_merge(candle_bar *b, const candle_bar *p) {
+  if (b->count == 0 || (b->flags & CANDLE_F_MID)) {
+    bar_first(b, p->open, p->first_ns, 0);
+    b->high = p->high;
+    b->low = p->low;
+    b->close = p->close;
+    b->last_ns = p->last_ns;
+  } else {
+    if (p->high > b->high) b->high = p->high;
+    if (p->low < b->low) b->low = p->low;
+    if (p->first_ns < b->first_ns) {
+      b->first_ns = p->first_ns;
+      b->open = p->open;
+    }
+    if (p->last_ns >= b->last_ns) {
+      b->last_ns = p->last_ns;
+      b->close = p->close;
+    }
+  }
+  b->volume += p->volume;
+  b->pv += p->pv;
+  b->count += p->count;
+  b->flags |= CANDLE_F_DIRTY;
+}
+
+/* Pending trades into the live bars of their second, which every
+ * timeframe had open when fast_sec was set, and nothing has changed since
+ * (whatever could, folds first). */
+static void sym_fold(candle_engine *e, candle_sym *sym) {
+  if (sym->pending.count == 0) return;
+  for (int tf = 0; tf < e->ntf; tf++) bar_merge(&sym->live[tf], &sym->pending);
+  sym->pending.count = 0;
+}
+
 static void emit(candle_engine *e, const candle_sym *sym, int tf, candle_bar *b) {
   b->flags &= (uint8_t)~CANDLE_F_DIRTY;
   e->stats.emitted++;
@@ -344,6 +444,10 @@ static void sym_advance(candle_engine *e, candle_sym *sym, int64_t horizon_ns) {
   sym->horizon_ns = horizon_ns;
   /* the common case, every trade: no open bar's time is up */
   if (horizon_ns < sym->next_close_ns) return;
+  /* bars close: they take their pending trades with them, and the next
+   * trade checks its bars again */
+  sym_fold(e, sym);
+  sym->fast_sec = FAST_NONE;
   sym->next_close_ns = INT64_MAX;
   for (int tf = 0; tf < e->ntf; tf++) {
     series_close(e, sym, tf);
@@ -404,52 +508,28 @@ static candle_sym *checked_sym(candle_engine *e, uint32_t id, int64_t t_ns, doub
 
 /* ---- trades, quotes, corrections, cancels ------------------------------------- */
 
-static void bar_first(candle_bar *b, double price, int64_t t_ns, uint8_t flags) {
-  b->open = b->high = b->low = b->close = price;
-  b->first_ns = b->last_ns = t_ns;
-  b->volume = 0;
-  b->pv = 0;
-  b->count = 0;
-  b->flags = flags;
-}
-
-/* One price at exchange time t into an open bar: the open is the earliest
- * (the first arrival among equal times), the close the latest (the last). */
-static void bar_add(candle_bar *b, double price, int64_t t_ns) {
-  if (price > b->high) b->high = price;
-  if (price < b->low) b->low = price;
-  if (t_ns < b->first_ns) {
-    b->first_ns = t_ns;
-    b->open = price;
-  }
-  if (t_ns >= b->last_ns) {
-    b->last_ns = t_ns;
-    b->close = price;
-  }
-}
-
-/* The start of the bar of timeframe tf_s holding second `sec`. */
-static int64_t bar_start(int64_t sec, int64_t tf_s) { return floor_div(sec, tf_s) * tf_s; }
 
 void candle_trade_id(candle_engine *e, uint32_t id, int64_t t_ns, double price, int64_t size, int64_t now_ns) {
   candle_sym *sym = checked_sym(e, id, t_ns, price, size, now_ns);
   if (!sym) return;
   sym->traded = true;
   sym_mark(e, sym, t_ns, now_ns);
-  bool applied = false;
   int64_t sec = floor_div(t_ns, NS_PER_S);   /* once, not per timeframe */
+  if (sec == sym->fast_sec) {   /* the second of the trade before: its bars are open */
+    bar_trade(&sym->pending, price, t_ns, size);
+    e->stats.trades++;
+    return;
+  }
+  sym_fold(e, sym);
+  bool applied = false, all_live = true;
   for (int tf = 0; tf < e->ntf; tf++) {
-    candle_bar *b = series_bar(e, sym, tf, bar_start(sec, e->tf_s[tf]));
+    candle_bar *b = series_bar_at(e, sym, tf, sec);
+    all_live = all_live && b == &sym->live[tf];
     if (!b) continue;
-    /* the first trade of a bar, or of a bar that quotes had begun: trades win */
-    if (b->count == 0 || (b->flags & CANDLE_F_MID)) bar_first(b, price, t_ns, 0);
-    else bar_add(b, price, t_ns);
-    b->volume += (uint64_t)size;
-    b->pv += price * (double)size;
-    b->count++;
-    b->flags |= CANDLE_F_DIRTY;
+    bar_trade(b, price, t_ns, size);
     applied = true;
   }
+  sym->fast_sec = all_live ? sec : FAST_NONE;
   if (applied) e->stats.trades++;
   else e->stats.late++;
 }
@@ -465,7 +545,7 @@ void candle_quote_id(candle_engine *e, uint32_t id, int64_t t_ns, double bid, do
   bool applied = false;
   int64_t sec = floor_div(t_ns, NS_PER_S);   /* once, not per timeframe */
   for (int tf = 0; tf < e->ntf; tf++) {
-    candle_bar *b = series_bar(e, sym, tf, bar_start(sec, e->tf_s[tf]));
+    candle_bar *b = series_bar_at(e, sym, tf, sec);
     if (!b) continue;
     if (b->count == 0) bar_first(b, mid, t_ns, CANDLE_F_MID);
     else bar_add(b, mid, t_ns);
@@ -489,6 +569,7 @@ static void adjust(candle_engine *e, uint32_t id, int64_t t_ns, double op, int64
     if (sym) e->stats.adjust_unmatched++;
     return;
   }
+  sym_fold(e, sym);   /* the trade corrected may be pending */
   bool applied = false, unmatched = false;
   int64_t sec = floor_div(t_ns, NS_PER_S);   /* once, not per timeframe */
   for (int tf = 0; tf < e->ntf; tf++) {
@@ -618,6 +699,7 @@ void candle_tick(candle_engine *e, int64_t now_ns) {
     /* the symbol's exchange time goes on at the wall clock's pace */
     int64_t elapsed = now_ns - sym->mark_arrival_ns;
     if (elapsed > 0) sym_advance(e, sym, sym->mark_ns + elapsed);
+    sym_fold(e, sym);   /* the in-progress bars with every trade */
     for (int tf = 0; tf < e->ntf; tf++) {
       candle_series *s = &sym->tf[tf];
       if (now_ns - s->emitted_ns < CANDLE_LIVE_INTERVAL_NS) continue;
@@ -643,7 +725,12 @@ int candle_history(const candle_engine *e, const char *s, size_t n, int tf, uint
   candle_sym *sym = id < e->max_symbols ? e->by_id[id] : NULL;
   if (!sym || tf < 0 || tf >= e->ntf) return -1;
   uint32_t total = series_n(sym, tf), k = total < limit ? total : limit;
-  for (uint32_t i = 0; i < k; i++) out[i] = *bar_at(sym, tf, total - k + i);
+  for (uint32_t i = 0; i < k; i++) {
+    const candle_bar *b = bar_at(sym, tf, total - k + i);
+    out[i] = *b;
+    /* the pending trades are in the live bar (sym_fold), as here */
+    if (b == &sym->live[tf] && sym->pending.count) bar_merge(&out[i], &sym->pending);
+  }
   return (int)k;
 }
 

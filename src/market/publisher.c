@@ -12,6 +12,7 @@
 #include "market/quote_store.h"
 #include "market/history_redis.h"
 #include "redis/cluster.h"
+#include "redis/resp_put.h"
 
 enum { TAG_PUBLISH = 1, TAG_HSET = 2, TAG_HEARTBEAT = 3, TAG_SCRIPT = 4, TAG_LOAD = 5, TAG_ASKING = 6 };
 
@@ -225,28 +226,6 @@ static void cluster_redirect(td_publisher *child, const redisReply *r, const hr_
 static int cluster_offer(td_publisher *p, uint32_t key, const char *ch, size_t chn, const char *v, size_t vn,
                          unsigned flags, uint32_t user);
 
-/* "$<n>\r\n<bytes>\r\n". Channels and quotes have two or three digit
- * lengths: written without fmt_u64's division loop. */
-static char *put_bulk(char *o, const char *s, size_t n) {
-  *o++ = '$';
-  if (n >= 10 && n < 1000) {
-    if (n >= 100) *o++ = (char)('0' + n / 100);
-    *o++ = (char)('0' + n / 10 % 10);
-    *o++ = (char)('0' + n % 10);
-  } else {
-    o = fmt_u64(o, n);
-  }
-  *o++ = '\r';
-  *o++ = '\n';
-  memcpy(o, s, n);
-  o += n;
-  *o++ = '\r';
-  *o++ = '\n';
-  return o;
-}
-
-#define RESP_BULK_OVERHEAD 32 /* "$" + length digits + two CRLF, rounded up */
-
 /* Room in the pipeline: replies outstanding and bytes not yet written. */
 static bool pipeline_room(const td_publisher *p) {
   return p->inflight < p->max_inflight && rconn_pending_bytes(&p->conn) < PUB_MAX_PENDING_BYTES;
@@ -262,8 +241,8 @@ static int send_publish_tagged(td_publisher *p, uintptr_t tag, const char *ch, s
   char *o = rconn_command_begin(&p->conn, hn + 1 + chn + vn + 2 * RESP_BULK_OVERHEAD);
   if (!o) return UV_ENOMEM;
   memcpy(o, h, hn);
-  char *end = put_bulk(o + hn, ch, chn);
-  end = put_bulk(end, v, vn);
+  char *end = resp_put_bulk(o + hn, ch, chn);
+  end = resp_put_bulk(end, v, vn);
   return rconn_command_end(&p->conn, tag, (size_t)(end - o));
 }
 
@@ -287,7 +266,7 @@ static int send_script(td_publisher *p, const char *ch, size_t chn, const char *
   if (!rconn_ready(&p->conn)) return UV_ENOTCONN;
   size_t pl = hr_key(pos, ch, chn, false), hl = hr_key(hist, ch, chn, true);
   td_buf *msg = hr_fifo_reserve(&p->sent) == 0 ? buf_new(chn + bn) : NULL;
-  char *o = msg ? rconn_command_begin(&p->conn, sizeof(shead) + 88 + pl + hl + chn + bn + 9 * RESP_BULK_OVERHEAD)
+  char *o = msg ? rconn_command_begin(&p->conn, sizeof(shead) + 88 + pl + hl + chn + bn + 10 * RESP_BULK_OVERHEAD)
                 : NULL;
   if (!o) {
     buf_unref(msg);
@@ -296,15 +275,15 @@ static int send_script(td_publisher *p, const char *ch, size_t chn, const char *
   /* a child of a cluster publisher names the publish command: SPUBLISH */
   size_t hn = p->parent ? sizeof(shead) - 1 : sizeof(head) - 1;
   memcpy(o, p->parent ? shead : head, hn);
-  char *w = put_bulk(o + hn, p->hr->sha, 40);
-  w = put_bulk(w, "2", 1);
-  w = put_bulk(w, pos, pl);
-  w = put_bulk(w, hist, hl);
-  w = put_bulk(w, ch, chn);
-  w = put_bulk(w, body, bn);
-  w = put_bulk(w, p->hr->nonce, strlen(p->hr->nonce));
-  w = put_bulk(w, p->hr->maxlen, strlen(p->hr->maxlen));
-  if (p->parent) w = put_bulk(w, "SPUBLISH", 8);
+  char *w = resp_put_bulk(o + hn, p->hr->sha, 40);
+  w = resp_put_bulk(w, "2", 1);
+  w = resp_put_bulk(w, pos, pl);
+  w = resp_put_bulk(w, hist, hl);
+  w = resp_put_bulk(w, ch, chn);
+  w = resp_put_bulk(w, body, bn);
+  w = resp_put_bulk(w, p->hr->nonce, strlen(p->hr->nonce));
+  w = resp_put_bulk(w, p->hr->maxlen, strlen(p->hr->maxlen));
+  if (p->parent) w = resp_put_bulk(w, "SPUBLISH", 8);
   int rc = rconn_command_end(&p->conn, TAG_SCRIPT, (size_t)(w - o));
   if (rc < 0) {
     buf_unref(msg);
@@ -533,13 +512,13 @@ static bool flush_last_kind(td_publisher *p, smsg_kind kind) {
     *w++ = '*';
     w = fmt_u64(w, 2 + 2 * n);
     memcpy(w, "\r\n$4\r\nHSET\r\n", 12);
-    w = put_bulk(w + 12, hash, hn);
+    w = resp_put_bulk(w + 12, hash, hn);
     for (uint32_t i = 0; i < l->nlist; i++) {
       uint32_t key = l->list[i];
       const td_buf *v = key_kind(key) == kind ? last_value(l, key) : NULL;
       if (!v) continue;
-      w = put_bulk(w, symtab_name(syms, key_id(key)), symtab_len(syms, key_id(key)));
-      w = put_bulk(w, v->data, v->len);
+      w = resp_put_bulk(w, symtab_name(syms, key_id(key)), symtab_len(syms, key_id(key)));
+      w = resp_put_bulk(w, v->data, v->len);
     }
     if (rconn_command_end(&p->conn, TAG_HSET, (size_t)(w - o)) < 0) return false;
     p->hset_inflight++;

@@ -59,8 +59,15 @@ extern const signed char smsg__kind_by_letter[256];
 static inline int smsg__kind_of_char(char c) {
   return smsg__kind_by_letter[(unsigned char)c] - 1;
 }
-/* Two digits as a number, or a value above 99 when either is not a digit. */
-unsigned smsg__two_digits(const char *s);
+/* smsg_time_valid and the time it names, as seconds since 1970 (UTC) and
+ * nanoseconds: 0, or -EINVAL having set nothing. */
+int smsg__time_parse(const char *s, size_t n, int64_t *sec, uint32_t *nsec);
+/* Seconds whose nanoseconds fit int64_t (years 1678 to 2261). */
+#define SMSG_TIME_NS_MAX_S (INT64_MAX / 1000000000 - 1)
+/* sec and nsec as nanoseconds since 1970: a time past 2261 reads as
+ * INT64_MAX, one before 1678 as the earliest representable second, instead
+ * of overflowing (RFC 3339 allows years 0000 to 9999). */
+int64_t smsg__time_ns(int64_t sec, uint32_t nsec);
 
 /* ---- the encoder (smsg_encode.c) ---------------------------------------- */
 
@@ -73,11 +80,15 @@ struct smsg_fast_msg {
   const char *body;                 /* the payload up to ,"seq" */
   size_t body_len;
   char symbol[TD_SYMBOL_MAX + 1];   /* smsg_msg.symbol, NUL-terminated */
-  /* The numbers and times of the item, where they are in the parsed buffer
-   * `src` (0: absent or not a number or time), by field index: read back by
-   * smsg_msg_number and smsg_msg_time without a search. */
+  /* The numbers of the item, where they are in the parsed buffer `src` (0:
+   * absent or not a number), by field index: read back by smsg_msg_number
+   * without a search. */
   const char *src;
   const uint32_t *num_off;
+  /* Its "t", converted while it was checked (smsg_msg_time); has_t is false
+   * for kinds without one (news). */
+  int64_t t_ns;
+  bool has_t;
 };
 
 /* ---- the fast tiers (smsg_fast.c) ---------------------------------------- */

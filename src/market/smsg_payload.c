@@ -28,33 +28,6 @@ int smsg_payload_symbol(const char *p, size_t n, const char **sym, size_t *sym_l
   return 0;
 }
 
-/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar
- * (H. Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  unsigned yoe = (unsigned)(y - era * 400);
-  unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + (int64_t)doe - 719468;
-}
-
-/* A time smsg_time_valid accepted, from its first digit. */
-static void time_parts(const char *t, int64_t *sec, uint32_t *nsec) {
-  int64_t days = days_from_civil(smsg__two_digits(t) * 100 + smsg__two_digits(t + 2), smsg__two_digits(t + 5), smsg__two_digits(t + 8));
-  int64_t s = days * 86400 + smsg__two_digits(t + 11) * 3600 + smsg__two_digits(t + 14) * 60 + smsg__two_digits(t + 17);
-  uint32_t ns = 0, scale = 1000000000;
-  const char *c = t + 19;
-  if (*c == '.')
-    for (c++; *c >= '0' && *c <= '9'; c++) ns += (uint32_t)(*c - '0') * (scale /= 10);
-  if (*c == '+' || *c == '-') {   /* local time = UTC + offset */
-    int64_t off = smsg__two_digits(c + 1) * 3600 + smsg__two_digits(c + 4) * 60;
-    s += *c == '+' ? -off : off;
-  }
-  *sec = s;
-  *nsec = ns;
-}
-
 int smsg_payload_time(const char *p, size_t n, int64_t *sec, uint32_t *nsec) {
   static const char key[] = ",\"t\":\"";
   const size_t klen = sizeof(key) - 1;
@@ -62,20 +35,10 @@ int smsg_payload_time(const char *p, size_t n, int64_t *sec, uint32_t *nsec) {
   if (!k) return -EINVAL;
   const char *t = k + klen, *end = p + n;
   const char *q = memchr(t, '"', (size_t)(end - t));
-  if (!q || smsg_time_valid(t, (size_t)(q - t)) != 0) return -EINVAL;
-  time_parts(t, sec, nsec);
-  return 0;
+  return q ? smsg__time_parse(t, (size_t)(q - t), sec, nsec) : -EINVAL;
 }
 
 /* ---- a parsed message's numbers ----------------------------------------------- */
-
-/* The index of field `key` of the message's kind, or -1. */
-static int field_index(const smsg_msg *m, const char *key) {
-  const kind_spec *ks = &smsg__kinds[m->kind];
-  for (int i = 0; i < ks->nfields; i++)
-    if (ks->fields[i].name[0] == key[0] && strcmp(ks->fields[i].name, key) == 0) return i;
-  return -1;
-}
 
 /* Decimal digits a double holds exactly (DBL_DIG), and so 10^k up to it. */
 #define LITERAL_FAST_DIGITS 15
@@ -88,22 +51,19 @@ static int field_index(const smsg_msg *m, const char *key) {
 static double literal_value(const char *v) {
   static const double pow10[LITERAL_FAST_DIGITS + 1] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                                         1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
-  const char *p = v + (*v == '-');
+  /* the digits either side of the point as one integer (unsigned: a long
+   * literal wraps harmlessly, and takes strtod below) */
+  const char *p = v + (*v == '-'), *start = p;
   uint64_t m = 0;
-  int digits = 0, frac = -1;
-  for (;; p++) {
-    if (*p >= '0' && *p <= '9') {
-      if (++digits > LITERAL_FAST_DIGITS) return strtod(v, NULL);
-      m = m * 10 + (uint64_t)(*p - '0');
-      frac += frac >= 0;
-    } else if (*p == '.' && frac < 0) {
-      frac = 0;
-    } else {
-      break;
-    }
+  for (; *p >= '0' && *p <= '9'; p++) m = m * 10 + (uint64_t)(*p - '0');
+  size_t digits = (size_t)(p - start), frac = 0;
+  if (*p == '.') {
+    const char *f = ++p;
+    for (; *p >= '0' && *p <= '9'; p++) m = m * 10 + (uint64_t)(*p - '0');
+    frac = (size_t)(p - f);
   }
-  if (*p == 'e' || *p == 'E') return strtod(v, NULL);
-  double d = frac > 0 ? (double)m / pow10[frac] : (double)m;
+  if (digits + frac > LITERAL_FAST_DIGITS || *p == 'e' || *p == 'E') return strtod(v, NULL);
+  double d = frac ? (double)m / pow10[frac] : (double)m;
   return *v == '-' ? -d : d;
 }
 
@@ -113,10 +73,9 @@ static const char *fast_value(const smsg_msg *m, int i) {
   return off ? m->fast->src + off : NULL;
 }
 
-int smsg_msg_number(const smsg_msg *m, const char *key, double *out) {
-  int i = field_index(m, key);
-  if (i < 0 || (smsg__kinds[m->kind].fields[i].type != F_PRICE && smsg__kinds[m->kind].fields[i].type != F_UINT))
-    return -ENOENT;
+int smsg_msg_number(const smsg_msg *m, smsg_field f, double *out) {
+  int i = SMSG_FIELD_INDEX(f);
+  if ((int)f >> 8 != (int)m->kind) return -ENOENT;
   if (m->obj) {   /* the jansson tier: the value it read */
     if (!m->fields[i]) return -ENOENT;
     *out = json_number_value(m->fields[i]);
@@ -130,15 +89,22 @@ int smsg_msg_number(const smsg_msg *m, const char *key, double *out) {
 }
 
 int smsg_msg_time(const smsg_msg *m, int64_t *ns) {
-  int i = field_index(m, "t");
-  if (i < 0 || smsg__kinds[m->kind].fields[i].type != F_TIME) return -ENOENT;
-  const char *t = m->obj ? (m->fields[i] ? json_string_value(m->fields[i]) : NULL) : fast_value(m, i);
-  if (!t) return -ENOENT;
-  int64_t sec;
-  uint32_t nsec;
-  time_parts(t, &sec, &nsec);
-  *ns = sec * 1000000000 + nsec;
-  return 0;
+  if (!m->obj) {   /* the fast tiers converted it while checking it */
+    if (!m->fast->has_t) return -ENOENT;
+    *ns = m->fast->t_ns;
+    return 0;
+  }
+  const kind_spec *ks = &smsg__kinds[m->kind];
+  for (int i = 0; i < ks->nfields; i++) {
+    if (strcmp(ks->fields[i].name, "t") != 0) continue;
+    int64_t sec;
+    uint32_t nsec;
+    const struct json_t *v = m->fields[i];
+    if (!v || smsg__time_parse(json_string_value(v), json_string_length(v), &sec, &nsec) != 0) return -ENOENT;
+    *ns = smsg__time_ns(sec, nsec);
+    return 0;
+  }
+  return -ENOENT;
 }
 
 int smsg_payload_position(const char *p, size_t n, uint64_t *seq, uint64_t *epoch) {

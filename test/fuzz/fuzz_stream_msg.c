@@ -2,7 +2,8 @@
  * twice: with the fast path allowed and on the jansson path alone. The two
  * runs must agree exactly: return values, batch error texts, stream counters,
  * the sequence of message and control callbacks (kind, index, symbol,
- * channel) and the encoded payloads byte for byte. Every payload must also
+ * channel), the encoded payloads byte for byte and the times smsg_msg_time
+ * gives. Every payload must also
  * be JSON that jansson reads back, ending in a position
  * smsg_payload_position understands. */
 #include <jansson.h>
@@ -61,6 +62,11 @@ static void on_msg(void *ud, const smsg_msg *m) {
   put_field(t, m->channel, strlen(m->channel));
   put_field(t, b->data, b->len);
   buf_unref(b);
+  /* the time each tier converted (the fast tiers while checking it) */
+  int64_t ns = 0;
+  int rc = smsg_msg_time(m, &ns);
+  put(t, &rc, sizeof(rc));
+  put(t, &ns, sizeof(ns));
 }
 
 static void on_control(void *ud, const smsg_control *c) {

@@ -420,9 +420,40 @@ static bool reference_bar(int tfi, int64_t tf_s, int64_t start, r_bar *out) {
 static int exact_bars;
 static int slot(int64_t start, int64_t tf_s) { return (int)((start - T0 / S + 100) / tf_s); }
 
-static void random_stream(uint64_t seed, int64_t grace_ms) {
+static const int64_t r_tf_s[R_TF] = {1, 5, 60};
+
+/* A bar of the engine (from on_bar or candle_history) against the
+ * reference of this moment. */
+static void check_bar(int f, const candle_bar *g, bool adjusted) {
+  r_bar r;
+  bool has = reference_bar(f, r_tf_s[f], g->start, &r);
+  if (g->count == 0) {   /* every trade canceled */
+    assert_false(has);
+    assert_int_equal(g->volume, 0);
+    return;
+  }
+  assert_true(has);
+  assert_int_equal(g->count, r.n);
+  assert_int_equal(g->volume, r.v);
+  assert_true(fabs(g->pv - r.pv) < 1e-6 * r.pv);
+  if (adjusted) {
+    /* the bar keeps no trades: a removed extreme stays (documented) */
+    assert_true(g->high >= r.h);
+    assert_true(g->low <= r.l);
+    return;
+  }
+  assert_true(g->open == r.o);
+  assert_true(g->close == r.c);
+  assert_true(g->high == r.h);
+  assert_true(g->low == r.l);
+  exact_bars++;
+}
+
+/* A random stream of one symbol: every `step_ms` at most an event, trades
+ * up to `late_ms` behind the clock (out of order, some after grace). */
+static void random_stream(uint64_t seed, int64_t grace_ms, int step_ms, int late_ms) {
   static const char *tfs = "1s,5s,1m";
-  static const int64_t tf_s[R_TF] = {1, 5, 60};
+  const int64_t *tf_s = r_tf_s;
   candle_engine *e = engine(tfs, grace_ms, 1000, 10);
   rng_state = seed;
   nrt = 0;
@@ -432,11 +463,19 @@ static void random_stream(uint64_t seed, int64_t grace_ms) {
   static bool adjusted_bar[R_TF][R_SLOTS];
   memset(adjusted_bar, 0, sizeof(adjusted_bar));
   for (int k = 0; k < R_TRADES; k++) {
-    now += (int64_t)(rnd() % 200) * MS;
+    now += (int64_t)(rnd() % (uint64_t)step_ms) * MS;
     int what = (int)(rnd() % 100);
     if (what < 5) {   /* the timer */
+      int before = nseen;
       candle_tick(e, now);
       if (mark_arrival && mark + (now - mark_arrival) > horizon) horizon = mark + (now - mark_arrival);
+      /* what it handed on, and what a reader sees now, hold every trade so far */
+      for (int j = before; j < nseen; j++)
+        check_bar(seen[j].tf, &seen[j].bar, adjusted_bar[seen[j].tf][slot(seen[j].bar.start, tf_s[seen[j].tf])]);
+      static candle_bar now_bars[4];
+      for (int f = 0; f < R_TF; f++)
+        for (int j = 0, n = candle_history(e, "AAPL", 4, f, 4, now_bars); j < n; j++)
+          check_bar(f, &now_bars[j], adjusted_bar[f][slot(now_bars[j].start, tf_s[f])]);
       continue;
     }
     if (what < 12 && nrt > 0) {   /* a correction or cancel of an earlier trade */
@@ -461,7 +500,7 @@ static void random_stream(uint64_t seed, int64_t grace_ms) {
     }
     /* a trade up to 3 s behind the clock: out of order, some after grace */
     r_trade *x = &rt[nrt++];
-    x->t = now - (int64_t)(rnd() % 3000) * MS - (int64_t)(rnd() % 1000);
+    x->t = now - (int64_t)(rnd() % (uint64_t)late_ms) * MS - (int64_t)(rnd() % 1000);
     if (rnd() % 10 == 0) x->t = floor_div(x->t, S) * S;   /* exactly on a boundary */
     double p = 100 + (double)(rnd() % 1000) / 100;
     int64_t size = 1 + (int64_t)(rnd() % 300);
@@ -484,33 +523,11 @@ static void random_stream(uint64_t seed, int64_t grace_ms) {
     assert_true(n > 0);
     for (int i = 0; i < n; i++) {
       candle_bar *g = &got[i];
-      r_bar r;
-      bool has = reference_bar(f, tf_s[f], g->start, &r);
-      bool adjusted = adjusted_bar[f][slot(g->start, tf_s[f])];
       if (i > 0) assert_true(g->start > got[i - 1].start);
       assert_int_equal(g->start % tf_s[f], 0);
       bool closed = (g->start + tf_s[f]) * S + grace_ms * MS <= horizon;
       assert_int_equal(!!(g->flags & CANDLE_F_CLOSED), closed);
-      if (g->count == 0) {   /* every trade canceled */
-        assert_false(has);
-        assert_int_equal(g->volume, 0);
-        continue;
-      }
-      assert_true(has);
-      assert_int_equal(g->count, r.n);
-      assert_int_equal(g->volume, r.v);
-      assert_true(fabs(g->pv - r.pv) < 1e-6 * r.pv);
-      if (adjusted) {
-        /* the bar keeps no trades: a removed extreme stays (documented) */
-        assert_true(g->high >= r.h);
-        assert_true(g->low <= r.l);
-        continue;
-      }
-      assert_true(g->open == r.o);
-      assert_true(g->close == r.c);
-      assert_true(g->high == r.h);
-      assert_true(g->low == r.l);
-      exact_bars++;
+      check_bar(f, g, adjusted_bar[f][slot(g->start, tf_s[f])]);
     }
     /* no reference bar is missing from the engine */
     for (int i = 0; i < nrt; i++) {
@@ -538,7 +555,17 @@ static void random_stream(uint64_t seed, int64_t grace_ms) {
 
 static void test_random_streams(void **state) {
   exact_bars = 0;
-  for (uint64_t seed = 1; seed <= 20; seed++) random_stream(seed * 0x9e3779b97f4a7c15ull, (int64_t)(seed % 4) * 500);
+  for (uint64_t seed = 1; seed <= 20; seed++)
+    random_stream(seed * 0x9e3779b97f4a7c15ull, (int64_t)(seed % 4) * 500, 200, 3000);
+  assert_true(exact_bars > 2000);
+}
+
+/* A busy symbol: many trades a second, most in the second of the one
+ * before (the engine's pending path), some late; checked the same way. */
+static void test_random_busy_streams(void **state) {
+  exact_bars = 0;
+  for (uint64_t seed = 1; seed <= 20; seed++)
+    random_stream(seed * 0xbf58476d1ce4e5b9ull, (int64_t)(seed % 4) * 500, 20, seed % 2 ? 300 : 1200);
   assert_true(exact_bars > 2000);
 }
 
@@ -556,6 +583,7 @@ int main(void) {
     cmocka_unit_test_setup(test_bad_input, setup),
     cmocka_unit_test_setup(test_bounds, setup),
     cmocka_unit_test_setup(test_random_streams, setup),
+    cmocka_unit_test_setup(test_random_busy_streams, setup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

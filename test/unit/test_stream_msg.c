@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "market/smsg_fast.c"
@@ -319,6 +320,42 @@ static void test_symbols_and_times(void **state) {
     assert_int_equal(smsg_time_valid(good[i], strlen(good[i])), 0);
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     if (smsg_time_valid(bad[i], strlen(bad[i])) == 0) fail_msg("accepted %s", bad[i]);
+}
+
+/* smsg__time_parse against timegm and a digit-by-digit fraction, on random
+ * times with 0 to 9 fraction digits, either letter case and offsets; and a
+ * bad byte at every position of the fraction is refused (the eight-digit
+ * step checks every byte it reads). */
+static void test_time_parse_random(void **state) {
+  srand(17);
+  for (int k = 0; k < 20000; k++) {
+    struct tm tm = {.tm_year = 70 + rand() % 300, .tm_mon = rand() % 12, .tm_mday = 1 + rand() % 28,
+                    .tm_hour = rand() % 24, .tm_min = rand() % 60, .tm_sec = rand() % 60};
+    int digits = rand() % 10, oh = rand() % 24, om = rand() % 60, zone = rand() % 3;
+    char t[64], frac[16] = "";
+    uint32_t want_ns = 0, scale = 1000000000;
+    for (int d = 0; d < digits; d++) {
+      int v = rand() % 10;
+      frac[d] = (char)('0' + v);
+      want_ns += (uint32_t)v * (scale /= 10);
+    }
+    int n = snprintf(t, sizeof(t), "%04d-%02d-%02dT%02d:%02d:%02d%s%s", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec, digits ? "." : "", frac);
+    int64_t want = (int64_t)timegm(&tm);
+    if (zone == 0) n += snprintf(t + n, sizeof(t) - (size_t)n, rand() % 2 ? "Z" : "z");
+    else n += snprintf(t + n, sizeof(t) - (size_t)n, "%c%02d:%02d", zone == 1 ? '+' : '-', oh, om);
+    if (zone) want += (zone == 1 ? -1 : 1) * (oh * 3600 + om * 60);
+    int64_t sec;
+    uint32_t ns;
+    assert_int_equal(smsg__time_parse(t, (size_t)n, &sec, &ns), 0);
+    if (sec != want || ns != want_ns) fail_msg("%s: %lld.%09u, want %lld.%09u", t, (long long)sec, ns, (long long)want, want_ns);
+    for (int d = 0; d < digits; d++) {
+      char bad[64];
+      memcpy(bad, t, (size_t)n);
+      bad[20 + d] = (char)(rand() % 2 ? '/' : ':');   /* the bytes either side of the digits */
+      if (smsg__time_parse(bad, (size_t)n, &sec, &ns) == 0) fail_msg("accepted %.*s", n, bad);
+    }
+  }
 }
 
 static void test_number_format(void **state) {
@@ -718,15 +755,16 @@ static void on_numbers(void *ud, const smsg_msg *m) {
   numbers_seen *r = ud;
   r->n++;
   double v;
-  assert_int_equal(smsg_msg_number(m, "p", &r->p), 0);
-  assert_int_equal(smsg_msg_number(m, "s", &r->s), 0);
+  assert_int_equal(smsg_msg_number(m, SMSG_F_TRADE_P, &r->p), 0);
+  assert_int_equal(smsg_msg_number(m, SMSG_F_TRADE_S, &r->s), 0);
   assert_int_equal(smsg_msg_time(m, &r->t_ns), 0);
-  r->no_such = (smsg_msg_number(m, "bp", &v) == -ENOENT) + (smsg_msg_number(m, "x", &v) == -ENOENT);
+  /* another kind's constants, even at the same index as a trade's number */
+  r->no_such = (smsg_msg_number(m, SMSG_F_QUOTE_BP, &v) == -ENOENT) + (smsg_msg_number(m, SMSG_F_CANCEL_P, &v) == -ENOENT);
   td_buf *b = smsg_encode(m, 1, "0123456789abcdef");
   int64_t sec;
   uint32_t ns;
   assert_int_equal(smsg_payload_time(b->data, b->len, &sec, &ns), 0);
-  r->payload_t_ns = sec * 1000000000 + ns;
+  r->payload_t_ns = smsg__time_ns(sec, ns);
   buf_unref(b);
 }
 
@@ -751,7 +789,27 @@ static void test_msg_numbers(void **state) {
       assert_true(r.p == 189.125 && r.s == 300);
       assert_true(r.t_ns == 1614021300LL * 1000000000 + 1);
       assert_true(r.t_ns == r.payload_t_ns);
-      assert_int_equal(r.no_such, 2);   /* a trade has no "bp"; "x" is not a number */
+      assert_int_equal(r.no_such, 2);   /* a trade has no "bp", nor a cancel's "p" */
+    }
+  /* years RFC 3339 allows but int64_t nanoseconds do not hold: the nearest
+   * representable time in every tier, not an overflow */
+  const struct {
+    const char *t;
+    int64_t ns;
+  } far[] = {{"9999-12-31T23:59:59Z", INT64_MAX},
+             {"0001-01-01T00:00:00Z", -SMSG_TIME_NS_MAX_S * 1000000000},
+             {"2262-01-01T00:00:00Z", 9214646400LL * 1000000000}};
+  for (size_t k = 0; k < sizeof(far) / sizeof(far[0]); k++)
+    for (int fast = 1; fast >= 0; fast--) {
+      char buf[256];
+      snprintf(buf, sizeof(buf), "[{\"T\":\"t\",\"S\":\"A\",\"i\":1,\"x\":\"V\",\"p\":1,\"s\":1,\"t\":\"%s\"}]",
+               far[k].t);
+      numbers_seen r = {0};
+      char err[SMSG_ERR_MAX];
+      fast_disabled = !fast;
+      assert_int_equal(smsg_parse_batch(buf, strlen(buf), on_numbers, &r, err), 1);
+      fast_disabled = false;
+      assert_true(r.t_ns == far[k].ns);
     }
   /* the literal's value is strtod's, in the fast case (<= 15 digits) and past it */
   const char *lits[] = {"0", "0.1", "7", "189.125", "0.000000001", "123456789012.345", "999999999999999",
@@ -772,8 +830,34 @@ static void test_msg_numbers(void **state) {
     }
 }
 
+/* Each smsg_field constant names the field it is meant to: its kind's
+ * table has that name and a number type at that index. */
+static void test_field_constants(void **state) {
+  static const struct {
+    smsg_field f;
+    const char *name;
+  } want[] = {
+    {SMSG_F_QUOTE_BP, "bp"},      {SMSG_F_QUOTE_AP, "ap"},      {SMSG_F_TRADE_P, "p"},
+    {SMSG_F_TRADE_S, "s"},        {SMSG_F_CORRECTION_OP, "op"}, {SMSG_F_CORRECTION_OS, "os"},
+    {SMSG_F_CORRECTION_CP, "cp"}, {SMSG_F_CORRECTION_CS, "cs"}, {SMSG_F_CANCEL_P, "p"},
+    {SMSG_F_CANCEL_S, "s"},       {SMSG_F_TRADE_I, "i"},        {SMSG_F_CORRECTION_OI, "oi"},
+    {SMSG_F_CANCEL_I, "i"},
+  };
+  for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+    const kind_spec *ks = &smsg__kinds[want[i].f >> 8];
+    int k = SMSG_FIELD_INDEX(want[i].f);
+    assert_true(k < ks->nfields);
+    assert_string_equal(ks->fields[k].name, want[i].name);
+    assert_true(ks->fields[k].type == F_PRICE || ks->fields[k].type == F_UINT);
+  }
+  /* no table has a hole a misplaced constant would leave */
+  for (int kind = 0; kind < SMSG_KIND_COUNT; kind++)
+    for (int i = 0; i < smsg__kinds[kind].nfields; i++) assert_non_null(smsg__kinds[kind].fields[i].name);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_field_constants),     cmocka_unit_test(test_time_parse_random),
     cmocka_unit_test(test_quote_payload_exact), cmocka_unit_test(test_every_kind),
     cmocka_unit_test(test_kind_letters), cmocka_unit_test(test_compact_form),        cmocka_unit_test(test_compact_key_with_nul),
     cmocka_unit_test(test_news_per_symbol),     cmocka_unit_test(test_batch_errors),
