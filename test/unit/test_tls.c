@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "fake_alpaca.h"
-#include "upstream/tls.h"
+#include "net/tls.h"
 
 typedef struct {
   tls_conn c;

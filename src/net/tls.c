@@ -5,7 +5,7 @@
  * send from any call (handshake messages, key updates, alerts), so the write
  * BIO is drained after every SSL call. The error queue is cleared before
  * each call so that SSL_get_error sees only that call's errors. */
-#include "upstream/tls.h"
+#include "net/tls.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
