@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import BIN, IO_TIMEOUT_S, free_port, wait_for
+from conftest import BIN, IO_TIMEOUT_S, RedisServer, free_port, wait_for
 from wsclient import WS
 
 # Certificates live a day: the test needs minutes.
@@ -49,15 +49,12 @@ def pki():
     shutil.rmtree(d, ignore_errors=True)
 
 
-class TlsRedis:
+class TlsRedis(RedisServer):
     """redis-server with TLS only; restartable on the same port."""
 
     def __init__(self, pki, cert="server", auth_clients=False):
         self.pki, self.cert, self.auth_clients = pki, cert, auth_clients
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="tickerd-redis-tls-")
-        self.proc = None
-        self.start()
+        super().__init__()
 
     def start(self):
         args = ["redis-server", "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
@@ -83,15 +80,6 @@ class TlsRedis:
 
     def tls_clients(self):
         return sum(1 for line in self.cli("CLIENT", "LIST").splitlines() if "cmd=client|list" not in line and line)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     @property
     def url(self):
