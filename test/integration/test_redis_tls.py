@@ -242,8 +242,8 @@ def test_client_certificate_required_by_the_server(pki, tls_redis, tickerd_facto
     bare = tickerd_factory("--feed", "none", "--redis-url", r.url, "--redis-ca-file", pki["ca.crt"])
     # Without a certificate the server ends the session (TLS 1.3 checks the
     # client after the client's handshake is done): never ready.
-    wait_for(lambda: redis_events(bare, "redis_connect_failed") or redis_events(bare, "redis_lost") or None,
-             what="the server to refuse a client without a certificate")
+    wait_for(lambda: [e for e in redis_events(bare, "redis_tls_closed") if "certificate required" in e["reason"]]
+             or None, what="the server to refuse a client without a certificate")
     assert_http_serves_but_not_ready(bare)
     t = tickerd_factory("--feed", "none", "--redis-url", r.url, "--redis-ca-file", pki["ca.crt"],
                         "--redis-cert", pki["client.crt"], "--redis-key", pki["client.key"])
