@@ -15,7 +15,9 @@
  * socket in a fresh private directory (mode 0700) and hand its path to the
  * owner, whose hiredis context connects there as it would to unix://. The
  * relay accepts exactly one peer, checks with SO_PEERCRED that it is this
- * process, and removes the socket file and the directory at once. Bytes
+ * process, and removes the socket file and the directory once hiredis has
+ * sent its first bytes (hiredis 1.x re-runs connect() on the path to see
+ * that the connect completed, so the listener must live until then). Bytes
  * then flow both ways with backpressure: past REDIS_TLS_HIGH_WATER queued
  * on one side the relay stops reading the other until it drains, so a slow
  * Redis or a slow hiredis is felt through the sockets, never buffered here.

@@ -98,7 +98,10 @@ static void on_handle_closed(uv_handle_t *h) {
   maybe_free(r);
 }
 
-/* The socket file exists only from bind to accept: nobody else may find it. */
+/* The socket file exists from bind to hiredis's first bytes: nobody else may
+ * find it. (Not only to accept: hiredis 1.x checks that a non-blocking
+ * connect completed by calling connect() again, which Linux answers with
+ * EISCONN only while the path still names a listening socket.) */
 static void remove_socket_file(redis_tls_relay *r) {
   if (r->file_made) unlink(r->path);
   if (r->dir_made) rmdir(r->dir);
@@ -147,6 +150,7 @@ static void on_peer_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     relay_close(r, "hiredis closed");
     return;
   }
+  if (r->listening) close_listener(r); /* hiredis is connected: see remove_socket_file */
   if (tls_write(&r->tls, buf->base, (size_t)nread) < 0) return; /* the TLS side is closing */
   if (tls_write_queue_size(&r->tls) > REDIS_TLS_HIGH_WATER) {
     uv_read_stop(s);
@@ -220,7 +224,9 @@ static bool peer_is_us(uv_pipe_t *p) {
 
 static void on_peer_connect(uv_stream_t *server, int status) {
   redis_tls_relay *r = server->data;
-  if (r->closing) return;
+  /* One peer per relay: a second one is never accepted and is reset when
+   * the listener closes. */
+  if (r->closing || r->peer_open) return;
   if (status < 0) {
     relay_close(r, "accept failed");
     return;
@@ -231,7 +237,6 @@ static void on_peer_connect(uv_stream_t *server, int status) {
   const char *why = NULL;
   if (uv_accept(server, (uv_stream_t *)&r->peer) < 0) why = "accept failed";
   else if (!peer_is_us(&r->peer)) why = "unix socket peer is not this process";
-  close_listener(r); /* one peer per relay */
   if (!why && uv_read_start((uv_stream_t *)&r->peer, on_peer_alloc, on_peer_read) < 0) why = "read start failed";
   if (why) relay_close(r, why);
 }

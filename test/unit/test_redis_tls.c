@@ -126,7 +126,7 @@ static void test_big_values_both_ways(void **state) {
   harness h;
   harness_start(&h, tls_port);
   assert_true(rfx_run_until(&h.loop, is_ready, &h, 5000));
-  assert_int_equal(entries(relay_dir), 0); /* the socket file went at accept */
+  assert_int_equal(entries(relay_dir), 0); /* the socket file went when hiredis spoke */
   h.expect = malloc(BIG_VALUE);
   for (size_t i = 0; i < BIG_VALUE; i++) h.expect[i] = (char)('a' + i % 26);
   const char *set[] = {"SET", "big", h.expect};
