@@ -20,6 +20,7 @@ if [ "$BENCH_QUICK" = 1 ]; then TLS_RUNS=1; else TLS_RUNS=${BENCH_TLS_RUNS:-${BE
 WARMUP_S=1
 
 bench_init redis-tls
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for tool in wrk redis-server redis-cli curl openssl; do
   command -v "$tool" >/dev/null || bench_die "$tool not installed (make deps)"
 done
@@ -91,7 +92,7 @@ PLAIN=$(med plain 2); TLS=$(med tls 2)
 
 report "## rediss:// against redis://"
 report ""
-report "One redis-server $(redis-server --version | awk '{ print $3 }' | tr -d 'v=') with a plain and a TLS port; tickerd --feed none, wrk -t1 -c4 POSTing 1,000-quote batches (50 symbols); published/s = Δ\`$TD_FIELD_REDIS_PUBLISHED\` / Δt over ${BENCH_DURATION}s after ${WARMUP_S}s of warm-up; CPU from /proc over the same interval; runs alternate plain and TLS; medians of $TLS_RUNS. Load average before the part: $(cut -d' ' -f1-3 /proc/loadavg)."
+report "One redis-server $(redis-server --version | awk '{ print $3 }' | tr -d 'v=') with a plain and a TLS port; tickerd --feed none, wrk -t1 -c4 POSTing 1,000-quote batches (50 symbols); published/s = Δ\`$TD_FIELD_REDIS_PUBLISHED\` / Δt over ${BENCH_DURATION}s after ${WARMUP_S}s of warm-up; CPU from /proc over the same interval; runs alternate plain and TLS; medians of $TLS_RUNS. Load average before the part: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)."
 report ""
 report "| URL | published/s | each run | tickerd CPU µs/quote | redis-server CPU µs/PUBLISH |"
 report "|---|---:|---|---:|---:|"
