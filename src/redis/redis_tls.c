@@ -211,6 +211,17 @@ static void on_tls_read(tls_conn *c, const char *data, size_t len) {
 
 /* ---- setting up ------------------------------------------------------------ */
 
+/* A warning about this relay's session; rconn's own line (with the
+ * connection's name) follows when hiredis sees the loss. */
+static void log_relay(const redis_tls_relay *r, const char *event, const char *reason) {
+  td_logline *l = log_begin(TD_LOG_WARN, event);
+  if (!l) return;
+  log_str(l, "host", r->host);
+  log_int(l, "port", r->port);
+  log_str(l, "reason", reason);
+  log_end(l);
+}
+
 /* Only this process may come in: the directory is 0700 and SO_PEERCRED must
  * name our pid. */
 static bool peer_is_us(uv_pipe_t *p) {
@@ -238,7 +249,9 @@ static void on_peer_connect(uv_stream_t *server, int status) {
   if (uv_accept(server, (uv_stream_t *)&r->peer) < 0) why = "accept failed";
   else if (!peer_is_us(&r->peer)) why = "unix socket peer is not this process";
   if (!why && uv_read_start((uv_stream_t *)&r->peer, on_peer_alloc, on_peer_read) < 0) why = "read start failed";
-  if (why) relay_close(r, why);
+  if (!why) return;
+  log_relay(r, "redis_tls_relay_refused", why);
+  relay_close(r, why); /* hiredis sees the connection reset */
 }
 
 static int listen_start(redis_tls_relay *r) {
@@ -287,15 +300,7 @@ static void on_tls_close(tls_conn *c, const char *reason) {
   redis_tls_relay *r = c->data;
   bool lost = !r->closing && r->peer_open; /* Redis's side ended, not ours */
   r->tls_active = false;
-  if (lost) {
-    td_logline *l = log_begin(TD_LOG_WARN, "redis_tls_closed");
-    if (l) {
-      log_str(l, "host", r->host);
-      log_int(l, "port", r->port);
-      log_str(l, "reason", reason);
-      log_end(l);
-    }
-  }
+  if (lost) log_relay(r, "redis_tls_closed", reason);
   relay_close(r, reason);
   maybe_free(r);
 }
