@@ -68,7 +68,7 @@ struct redis_tls_relay {
   bool peer_open;    /* hiredis's connection was accepted and is open */
   bool peer_paused;  /* not reading hiredis: the TLS side is full */
   int closes_pending;
-  /* TMPDIR (at most REDIS_TLS_TMPDIR_MAX) + "/tickerd-redis-XXXXXX/s" fits sun_path. */
+  /* TMPDIR (at most REDIS_TLS_TMPDIR_MAX) + "/tickerd-relay-XXXXXX/s" fits sun_path. */
   char dir[sizeof(((struct sockaddr_un *)0)->sun_path) - 2];
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
   bool dir_made, file_made;
@@ -258,7 +258,7 @@ static int listen_start(redis_tls_relay *r) {
   const char *tmp = getenv("TMPDIR");
   /* A long TMPDIR would not leave room in sun_path: /tmp then. */
   if (!tmp || !*tmp || strlen(tmp) > REDIS_TLS_TMPDIR_MAX) tmp = "/tmp";
-  snprintf(r->dir, sizeof(r->dir), "%s/tickerd-redis-XXXXXX", tmp);
+  snprintf(r->dir, sizeof(r->dir), "%s/tickerd-relay-XXXXXX", tmp);
   if (!mkdtemp(r->dir)) return -errno;
   r->dir_made = true;
   if ((size_t)snprintf(r->path, sizeof(r->path), "%s/s", r->dir) >= sizeof(r->path)) return UV_ENAMETOOLONG;
