@@ -11,7 +11,7 @@
 #
 # Environment: BENCH_RUNS (3), BENCH_DURATION (10 s), BENCH_QUICK=1 (1 run of
 # 3 s, 100k tasks: a smoke test of the harness), BENCH_PARTS (default
-# "http pipeline fanout watchlist alpaca takeover positions candles deflate failover wildcard throttle cluster").
+# "http pipeline fanout watchlist alpaca takeover positions candles deflate failover wildcard throttle cluster redis_tls").
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/lib.sh
@@ -21,7 +21,7 @@ TICKERD=${1:?usage: bench/run.sh <abs path to tickerd>}
 [ -x "$TICKERD" ] || bench_die "$TICKERD is not an executable"
 OUT_DIR="$(cd "$(dirname "$TICKERD")" && pwd)/bench"
 REPORT="$OUT_DIR/report.md"
-BENCH_PARTS=${BENCH_PARTS:-http pipeline fanout watchlist alpaca takeover positions candles deflate failover wildcard throttle cluster}
+BENCH_PARTS=${BENCH_PARTS:-http pipeline fanout watchlist alpaca takeover positions candles deflate failover wildcard throttle cluster redis_tls}
 # Time limit of one part, generous: a full http part is about 3 minutes.
 PART_LIMIT_S=$([ "$BENCH_QUICK" = 1 ] && echo 180 || echo 1200)
 mkdir -p "$OUT_DIR"

@@ -16,7 +16,7 @@ import os
 import re
 import sys
 
-LAYERS = ["base", "http", "redis", "upstream", "market", "stream", "app"]
+LAYERS = ["base", "net", "http", "redis", "upstream", "market", "stream", "app"]
 RANK = {name: i for i, name in enumerate(LAYERS)}
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 

@@ -61,6 +61,7 @@ typedef enum rconn_state {
 
 typedef struct rconn_url {
   bool is_unix;
+  bool tls;       /* rediss://: through a redis_tls relay (redis_tls.h) */
   char *host;     /* TCP: name or numeric address (IPv6 without brackets) */
   int port;
   char *path;     /* unix socket path */
@@ -107,6 +108,7 @@ struct td_rconn {
 
   redisAsyncContext *ac;   /* NULL between contexts */
   redisAsyncContext *dying; /* freed by us, disconnect callback pending */
+  struct redis_tls_relay *relay; /* rediss://: this attempt's TLS relay */
   bool in_connect_cb;
   uv_timer_t timer;        /* handshake timeout, or the backoff delay */
   uv_timer_t watchdog;     /* command timeout checks while READY */
@@ -134,8 +136,8 @@ struct td_rconn {
 };
 
 /* Parses redis://[user:password@]host[:port][/db], redis://[::1]:6379,
- * unix:///path. Userinfo may be %-encoded. Returns 0, UV_EINVAL (bad URL)
- * or UV_ENOTSUP (rediss://); *err then names the problem. */
+ * rediss:// (the same over TLS), unix:///path. Userinfo may be %-encoded.
+ * Returns 0 or UV_EINVAL (bad URL); *err then names the problem. */
 int rconn_url_parse(const char *url, rconn_url *out, const char **err);
 void rconn_url_free(rconn_url *u);
 

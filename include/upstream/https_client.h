@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "tls.h"
+#include "net/tls.h"
 
 /* Path and query of a URL we request; Alpaca's longest are a few hundred bytes. */
 #define HCLI_MAX_PATH 2048

@@ -21,7 +21,7 @@
 
 #include "https_client.h"
 #include "resp_head.h"
-#include "tls.h"
+#include "net/tls.h"
 #include "http/ws_frame.h"
 
 /* After our close frame, how long the server may take to answer it and

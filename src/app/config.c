@@ -68,8 +68,14 @@ static const opt_def options[] = {
   {"max-finished-tasks", "TICKERD_MAX_FINISHED_TASKS", OPT_I64, OFF(max_finished_tasks), 0, 100000000,
    XSTR(TD_DEFAULT_MAX_FINISHED_TASKS), "finished tasks kept at most (oldest freed first)", 0},
   {"redis-url", "REDIS_URL", OPT_STR, OFF(redis_url), 0, 0, "redis://127.0.0.1:6379",
-   "redis://[user:password@]host:port[/db], unix:///path, redis+sentinel://[user:password@]host:port,.../master[/db], "
+   "redis://[user:password@]host:port[/db], rediss://... (TLS), unix:///path, redis+sentinel://[user:password@]host:port,.../master[/db], "
    "or redis+cluster://[user:password@]host:port,host:port,...", 0},
+  {"redis-ca-file", "TICKERD_REDIS_CA_FILE", OPT_STR, OFF(redis_ca_file), 0, 0, NULL,
+   "CA bundle for rediss:// (default: --ca-file, else the system store)", 0},
+  {"redis-cert", "TICKERD_REDIS_CERT", OPT_STR, OFF(redis_cert), 0, 0, NULL,
+   "client certificate (PEM) for rediss://, with --redis-key", 0},
+  {"redis-key", "TICKERD_REDIS_KEY", OPT_STR, OFF(redis_key), 0, 0, NULL,
+   "private key file (PEM) of --redis-cert", 0},
   {"channel-prefix", "TICKERD_CHANNEL_PREFIX", OPT_STR, OFF(channel_prefix), 0, 0, "quotes",
    "quotes go to <prefix>:<SYMBOL>", 0},
   {"feed", "TICKERD_FEED", OPT_FEED, OFF(feed), 0, 0, "sim", "sim, none (POST /quotes only) or alpaca", 0},
@@ -346,6 +352,10 @@ int cfg_load_env(td_config *cfg, int argc, char **argv, char *const *env) {
     fprintf(stderr, "tickerd: --lease-key/--lease-ttl-ms/--lease-renew-ms: %s\n", bad);
     return -1;
   }
+  if (!cfg->redis_cert != !cfg->redis_key) {
+    fprintf(stderr, "tickerd: --redis-cert and --redis-key go together\n");
+    return -1;
+  }
   if (cfg->auth && !cfg->jwt_secret) {
     fprintf(stderr, "tickerd: --auth needs TICKERD_JWT_SECRET in the environment\n");
     return -1;
@@ -382,6 +392,12 @@ void cfg_alpaca_opts(const td_config *cfg, alpaca_opts *out) {
                        .rest_url = cfg->alpaca_rest_url,
                        .ca_file = cfg->ca_file,
                        .symbols = cfg->symbols};
+}
+
+void cfg_redis_tls_opts(const td_config *cfg, redis_tls_opts *out) {
+  *out = (redis_tls_opts){.ca_file = cfg->redis_ca_file ? cfg->redis_ca_file : cfg->ca_file,
+                          .cert_file = cfg->redis_cert,
+                          .key_file = cfg->redis_key};
 }
 
 void cfg_server_opts(const td_config *cfg, const td_route *routes, int n_routes, void *user, td_server_opts *out) {

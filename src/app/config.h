@@ -7,6 +7,7 @@
 #include "http/server.h"
 #include "market/alpaca_rest.h"
 #include "redis/lease.h"
+#include "redis/redis_tls.h"
 #include "stream/hub.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,6 +43,9 @@ typedef struct td_config {
   int task_share_queue;      /* records waiting for Redis at most */
   /* quote pipeline */
   char *redis_url;
+  char *redis_ca_file;       /* rediss:// trust; NULL: --ca-file, else the system store */
+  char *redis_cert;          /* rediss:// client certificate (PEM), with redis_key */
+  char *redis_key;           /* its private key file; the key is never logged */
   char *channel_prefix;      /* "quotes" -> quotes:AAPL */
   td_feed_kind feed;
   char *lease_key;           /* NULL: tickerd:lease:<feed> */
@@ -98,6 +102,8 @@ int cfg_load_env(td_config *cfg, int argc, char **argv, char *const *env);
 
 /* The Alpaca clients' part of the configuration (strings borrowed from cfg). */
 void cfg_alpaca_opts(const td_config *cfg, alpaca_opts *out);
+/* rediss:// settings: --redis-ca-file, else --ca-file, else the system store. */
+void cfg_redis_tls_opts(const td_config *cfg, redis_tls_opts *out);
 /* The server's options: the configured address, limits and timeouts, the
  * route table, and `user` for req->user. */
 void cfg_server_opts(const td_config *cfg, const td_route *routes, int n_routes, void *user, td_server_opts *out);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "market/alpaca.h"
@@ -30,6 +31,7 @@
 #include "market/history_redis.h"
 #include "redis/cluster.h"
 #include "redis/lease.h"
+#include "redis/redis_tls.h"
 #include "app/task.h"
 #include "task_share.h"
 #include "base/td_limits.h"
@@ -355,9 +357,23 @@ static int start_candles(td_app *app) {
   return 0;
 }
 
+/* rediss:// (or a TLS variant of another scheme): load the trust and the
+ * client certificate once, before the first connection, and refuse to start
+ * on a file that does not load. */
+static int start_redis_tls(const td_config *cfg) {
+  if (strncasecmp(cfg->redis_url, "rediss", 6) != 0) return 0;
+  redis_tls_opts o;
+  cfg_redis_tls_opts(cfg, &o);
+  const char *err = NULL;
+  if (redis_tls_configure(&o, &err) == 0) return 0;
+  fprintf(stderr, "tickerd: rediss:// (--redis-ca-file, --ca-file, --redis-cert, --redis-key): %s\n", err);
+  return -1;
+}
+
 static int start_redis(td_main *m) {
   td_app *app = &m->app;
   td_config *cfg = app->cfg;
+  if (start_redis_tls(cfg) != 0) return -1;
   app->store = qstore_new((size_t)cfg->history_size, (uint64_t)cfg->history_ms, TD_MAX_SYMBOLS);
   if (!app->store) return -1;
   /* the pipeline's outbox keys: symbol id and channel slot (pipeline.c) */
@@ -484,6 +500,7 @@ int main(int argc, char **argv) {
   qstore_free(m.app.store);
   buf_pool_release();
   wsd_release();
+  redis_tls_shutdown();
   web_free();
   uv_loop_close(m.app.loop);
   cfg_free(&cfg);

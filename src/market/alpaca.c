@@ -17,7 +17,7 @@
 #include "upstream/https_client.h"
 #include "base/jsonw.h"
 #include "base/log.h"
-#include "upstream/tls.h"
+#include "net/tls.h"
 #include "upstream/ws_client.h"
 #include "base/rng.h"
 #include "base/utf8.h"

@@ -13,7 +13,7 @@
 #include "upstream/https_client.h"
 #include "base/log.h"
 #include "market/stream_msg.h"
-#include "upstream/tls.h"
+#include "net/tls.h"
 
 struct arest_wait {
   struct arest_wait *next;

@@ -22,6 +22,7 @@
 #include "base/td_limits.h"
 #include "base/rng.h"
 #include "base/url.h"
+#include "redis/redis_tls.h"
 #include "redis/sentinel.h"
 
 /* Tags are shifted left to carry these two flags through hiredis's privdata. */
@@ -121,11 +122,10 @@ int rconn_url_parse(const char *url, rconn_url *out, const char **err) {
   memset(u, 0, sizeof(*u));
   if (!url || !*url) return url_fail(u, err, "empty redis URL", UV_EINVAL);
   if (strlen(url) > RCONN_URL_MAX) return url_fail(u, err, "redis URL too long", UV_EINVAL);
-  if (has_prefix_ci(url, "rediss://"))
-    return url_fail(u, err, "rediss:// (TLS) is not supported: use redis:// or unix://", UV_ENOTSUP);
   if (has_prefix_ci(url, "unix://")) return parse_unix(u, url, err);
-  if (!has_prefix_ci(url, "redis://"))
-    return url_fail(u, err, "redis URL must start with redis:// or unix://", UV_EINVAL);
+  u->tls = has_prefix_ci(url, "rediss://");
+  if (!u->tls && !has_prefix_ci(url, "redis://"))
+    return url_fail(u, err, "redis URL must start with redis://, rediss:// or unix://", UV_EINVAL);
 
   url_parts parts;
   if (url_split(url, &parts, &why) < 0) return url_fail(u, err, why, UV_EINVAL);
@@ -411,9 +411,11 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
   context_gone(c, reason, status == REDIS_OK ? NULL : ac->errstr);
 }
 
+/* `addr`: the numeric address, or with a TLS relay the path of its socket. */
 static void do_connect(td_rconn *c, const char *addr) {
-  redisAsyncContext *ac = c->url.is_unix ? redisAsyncConnectUnix(c->url.path)
-                                         : redisAsyncConnect(addr, c->url.port);
+  redisAsyncContext *ac = c->relay         ? redisAsyncConnectUnix(addr)
+                          : c->url.is_unix ? redisAsyncConnectUnix(c->url.path)
+                                           : redisAsyncConnect(addr, c->url.port);
   set_state(c, RCONN_CONNECTING, NULL);
   if (!ac) {
     context_gone(c, "out of memory", NULL);
@@ -502,9 +504,33 @@ static bool sentinel_target(td_rconn *c) {
   return true;
 }
 
+/* ---- rediss:// ------------------------------------------------------------
+ * The relay makes and verifies the TLS session; hiredis then connects to its
+ * unix socket and everything after (AUTH, SELECT, PING, commands) is the
+ * plain path. The connect timer covers the TLS handshake too. */
+
+static void on_relay_ready(void *ud, const char *path) { do_connect(ud, path); }
+
+static void on_relay_fail(void *ud, const char *reason, const char *detail) {
+  context_gone(ud, reason, detail); /* releases the relay */
+}
+
+static const redis_tls_relay_cb relay_cb = {on_relay_ready, on_relay_fail};
+
+static void tls_attempt(td_rconn *c) {
+  const char *err = NULL;
+  set_state(c, RCONN_CONNECTING, "tls");
+  int rc = redis_tls_relay_start(c->loop, c->url.host, c->url.port, &relay_cb, c, &c->relay, &err);
+  if (rc < 0) context_gone(c, "TLS setup failed", err);
+}
+
 static void connect_attempt(td_rconn *c) {
   if (c->sentinel && !sentinel_target(c)) return;
   uv_timer_start(&c->timer, on_timer, c->connect_timeout_ms, 0);
+  if (c->url.tls) {
+    tls_attempt(c);
+    return;
+  }
   if (c->url.is_unix || is_numeric_host(c->url.host)) {
     do_connect(c, c->url.is_unix ? NULL : c->url.host);
     return;
@@ -528,6 +554,8 @@ static void context_gone(td_rconn *c, const char *reason, const char *detail) {
   uv_timer_stop(&c->timer);
   uv_timer_stop(&c->watchdog);
   watch_reset(c);
+  redis_tls_relay_release(c->relay);
+  c->relay = NULL;
   if (c->state == RCONN_CLOSING) {
     maybe_closed(c);
     return;
@@ -561,6 +589,7 @@ void rconn_retarget(td_rconn *c, const char *host, int port) {
 
 void rconn_reconnect(td_rconn *c, const char *reason) {
   redisAsyncContext *ac = c->ac;
+  if (!ac && c->relay) context_gone(c, reason, NULL); /* still making the TLS session */
   if (!ac) return;
   if (c->in_connect_cb) { /* freeing here is a use-after-free in hiredis */
     c->late_drop = reason;
@@ -885,6 +914,6 @@ void rconn_close(td_rconn *c) {
     uv_timer_start(&c->timer, on_timer, 0, 0);
     return;
   }
-  if (c->ac) rconn_reconnect(c, "closing"); /* ends in context_gone -> maybe_closed */
+  if (c->ac || c->relay) rconn_reconnect(c, "closing"); /* ends in context_gone -> maybe_closed */
   maybe_closed(c);
 }

@@ -163,7 +163,7 @@ static void c_on_close(tls_conn *c, const char *reason) {
   free(r);
 }
 
-static const tls_callbacks hcli_tls_cb = {c_on_connect, c_on_read, c_on_close, c_on_timeout};
+static const tls_callbacks hcli_tls_cb = {c_on_connect, c_on_read, c_on_close, c_on_timeout, NULL};
 
 int hcli_get(uv_loop_t *loop, tls_ctx *ctx, const char *url, const char *headers,
              size_t max_body, int timeout_ms, hcli_done_cb cb, void *ud, hcli_req **out) {

@@ -238,7 +238,7 @@ static void t_on_close(tls_conn *c, const char *reason) {
   w->cb->on_close(w, code, why);
 }
 
-static const tls_callbacks wsc_tls_cb = {t_on_connect, t_on_read, t_on_close, t_on_timeout};
+static const tls_callbacks wsc_tls_cb = {t_on_connect, t_on_read, t_on_close, t_on_timeout, NULL};
 
 int wsc_connect(wsc *w, const char *url, size_t max_message, int timeout_ms) {
   if (w->state != WSC_IDLE) return UV_EBUSY;

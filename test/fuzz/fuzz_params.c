@@ -40,7 +40,7 @@ static void redis_url(const char *s) {
     /* The masked form, which is logged, is the URL with the password's span
      * (after the userinfo's first ':', up to its last '@') as "***". */
     if (!u.is_unix) {
-      const char *auth = s + strlen("redis://"), *end = auth + strcspn(auth, "/"), *at = NULL;
+      const char *auth = strstr(s, "://") + 3, *end = auth + strcspn(auth, "/"), *at = NULL;
       for (const char *p = auth; p < end; p++)
         if (*p == '@') at = p;
       const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;

@@ -246,6 +246,8 @@ def params_seeds():
         "redis_url_unix": (0, "unix:///run/redis/redis.sock"),
         "redis_url_v6": (0, "redis://[::1]:6379"),
         "redis_url_bad": (0, "redis://host:99999/x"),
+        "redis_url_tls": (0, "rediss://:p%40ss@redis.example.com:6380/1"),
+        "options_tls": (1, "--redis-url\x00rediss://h:6380\x00--redis-ca-file\x00/ca.pem\x00--redis-cert\x00c.pem\x00--redis-key\x00k.pem"),
         "options": (1, "--port\x008080\x00--redis-url\x00redis://127.0.0.1:6379\x00--task-phases-ms\x0010,20,30\x00--log-level\x00debug"),
         "options_eq": (1, "--port=0\x00--history-size=100\x00--sim-rate=2.5\x00--auth\x00--max-body-bytes=1e3"),
         "options_env": (2, "TICKERD_PORT=70000\x00REDIS_URL=redis://x\x00TICKERD_AUTH=1\x00TICKERD_JWT_SECRET=s"),

@@ -38,7 +38,7 @@ static inline const alpaca_opts *alpaca_opts_of(const td_config *cfg) {
 
 static char fake_dir[256];
 
-static void fake_cleanup(void) {
+static inline void fake_cleanup(void) {
   if (!fake_dir[0]) return;
   char cmd[300];
   snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fake_dir);
@@ -46,13 +46,13 @@ static void fake_cleanup(void) {
   fake_dir[0] = 0;
 }
 
-static const char *fake_src_dir(void) {
+static inline const char *fake_src_dir(void) {
   const char *d = getenv("TD_SRC_DIR");
   return d && *d ? d : ".";
 }
 
 /* The directory holding ca.pem, server.pem/key, wrong.pem/key (made once). */
-static const char *fake_ca_dir(void) {
+static inline const char *fake_ca_dir(void) {
   if (fake_dir[0]) return fake_dir;
   snprintf(fake_dir, sizeof(fake_dir), "/tmp/td-alpaca-test-XXXXXX");
   if (!mkdtemp(fake_dir)) {
@@ -69,7 +69,7 @@ static const char *fake_ca_dir(void) {
   return fake_dir;
 }
 
-static const char *fake_path(const char *file) {
+static inline const char *fake_path(const char *file) {
   static char p[4][400];
   static int i;
   i = (i + 1) % 4;
@@ -86,7 +86,7 @@ typedef struct {
 
 /* Starts the fake with TLS (cert "server" or "wrong", NULL: plain) and the
  * extra flags (NULL-terminated). Returns 0 or -1. */
-static int fake_start(fake_server *f, const char *cert, const char *const *extra) {
+static inline int fake_start(fake_server *f, const char *cert, const char *const *extra) {
   const char *argv[40];
   int n = 0;
   char script[400];
@@ -161,7 +161,7 @@ static int fake_start(fake_server *f, const char *cert, const char *const *extra
   return rc;
 }
 
-static void fake_stop(fake_server *f) {
+static inline void fake_stop(fake_server *f) {
   if (f->pid <= 0) return;
   kill(f->pid, SIGTERM);
   waitpid(f->pid, NULL, 0);
@@ -171,13 +171,13 @@ static void fake_stop(fake_server *f) {
 
 /* ---- a bounded loop ------------------------------------------------------- */
 
-static void fake_on_guard(uv_timer_t *t) {
+static inline void fake_on_guard(uv_timer_t *t) {
   *(bool *)t->data = true;
   uv_stop(t->loop);
 }
 
 /* Runs the loop until *done or ms elapsed. Returns *done. */
-static bool run_until(uv_loop_t *loop, const bool *done, int ms) {
+static inline bool run_until(uv_loop_t *loop, const bool *done, int ms) {
   bool timed_out = false;
   uv_timer_t guard;
   uv_timer_init(loop, &guard);
@@ -190,11 +190,11 @@ static bool run_until(uv_loop_t *loop, const bool *done, int ms) {
 }
 
 /* Runs the loop to quiescence: every handle must have been closed. */
-static void run_to_end(uv_loop_t *loop) {
+static inline void run_to_end(uv_loop_t *loop) {
   uv_run(loop, UV_RUN_DEFAULT);
 }
 
-static void fake_process_setup(void) {
+static inline void fake_process_setup(void) {
   signal(SIGPIPE, SIG_IGN);
   alarm(FAKE_PROCESS_DEADLINE_S);
   fake_ca_dir();

@@ -392,7 +392,7 @@ static void test_set_last_batches(void **state) {
 static void test_bad_input(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
-  assert_null(pub_new(&loop, "rediss://h", NULL));
+  assert_null(pub_new(&loop, "http://h", NULL));
   assert_null(pub_new(&loop, "redis://h:99999", NULL));
   ctx c;
   ctx_start(&c, NULL);

@@ -195,8 +195,16 @@ static void test_url_bad(void **state) {
   }
   rconn_url u;
   const char *err = NULL;
-  assert_int_equal(rconn_url_parse("rediss://h:6380", &u, &err), UV_ENOTSUP);
-  assert_non_null(strstr(err, "not supported"));
+  assert_int_equal(rconn_url_parse("rediss://:pw@h:6380/2", &u, &err), 0);
+  assert_true(u.tls);
+  assert_string_equal(u.host, "h");
+  assert_int_equal(u.port, 6380);
+  assert_int_equal(u.db, 2);
+  assert_string_equal(u.masked, "rediss://:***@h:6380/2");
+  rconn_url_free(&u);
+  assert_int_equal(rconn_url_parse("redis://h", &u, &err), 0);
+  assert_false(u.tls);
+  rconn_url_free(&u);
   char longurl[RCONN_URL_MAX + 32] = "redis://";
   memset(longurl + 8, 'a', RCONN_URL_MAX + 10);
   longurl[RCONN_URL_MAX + 18] = '\0';

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "fake_alpaca.h"
-#include "upstream/tls.h"
+#include "net/tls.h"
 
 typedef struct {
   tls_conn c;
@@ -43,7 +43,7 @@ static void p_on_close(tls_conn *c, const char *reason) {
   p->done = true;
 }
 
-static const tls_callbacks p_cb = {p_on_connect, p_on_read, p_on_close, NULL};
+static const tls_callbacks p_cb = {p_on_connect, p_on_read, p_on_close, NULL, NULL};
 
 static void probe_init(uv_loop_t *loop, probe *p, tls_ctx *ctx) {
   memset(p, 0, sizeof(*p));
@@ -221,7 +221,7 @@ static void qp_on_connect(tls_conn *c, int status) {
   fail_msg("the write queue was never bounded");
 }
 
-static const tls_callbacks qp_cb = {qp_on_connect, p_on_read, p_on_close, NULL};
+static const tls_callbacks qp_cb = {qp_on_connect, p_on_read, p_on_close, NULL, NULL};
 
 static void test_write_queue_bounded(void **state) {
   uv_loop_t loop;

@@ -60,6 +60,9 @@ typedef struct {
    * NULL: the connection closes with reason "timeout". (Before on_connect
    * the timer is the connect timeout and always fails the connection.) */
   void (*on_timeout)(tls_conn *c);
+  /* Optional: every byte queued on the socket has been written. A relay
+   * that stopped feeding tls_write past a high water resumes here. */
+  void (*on_drain)(tls_conn *c);
 } tls_callbacks;
 
 typedef enum {
@@ -83,6 +86,8 @@ struct tls_conn {
   uint8_t pending_closes;  /* handle close callbacks still to come */
   bool resolving;          /* the getaddrinfo request has not called back */
   bool tcp_open;           /* tcp is initialised and not yet closing */
+  bool reading;            /* uv_read_start is in effect (tls_pause_reading) */
+  bool paused;             /* the owner asked for no more on_read for now */
   const char *close_reason;
   const char *error;       /* static string: why the connection failed */
   char host[TLS_MAX_HOST + 1];
@@ -105,6 +110,10 @@ struct tls_conn {
  * `ca_file` (PEM) or the system store when NULL/"". Returns 0 or a negative
  * errno; *err then says why (static string). */
 int tls_ctx_new(tls_ctx **out, const char *ca_file, const char **err);
+/* Presents a client certificate (PEM chain) and its private key (PEM) to
+ * servers that ask for one (Redis with tls-auth-clients). Returns 0 or a
+ * negative errno; *err names the file that failed, never its contents. */
+int tls_ctx_use_client_cert(tls_ctx *ctx, const char *cert_file, const char *key_file, const char **err);
 void tls_ctx_free(tls_ctx *ctx);
 
 void tls_init(uv_loop_t *loop, tls_conn *c, tls_ctx *ctx, const tls_callbacks *cb);
@@ -123,6 +132,10 @@ void tls_close(tls_conn *c, const char *reason);
 /* (Re)arms the connection's timer: after ms without a further call the
  * connection closes with reason "timeout". 0 disarms it. */
 void tls_set_timeout(tls_conn *c, uint64_t ms);
+/* Stops (true) or resumes (false) reading the socket, and so on_read: a
+ * relay whose other side cannot take more bytes pushes back on the peer
+ * through TCP instead of buffering. Has effect once the connection is open. */
+void tls_pause_reading(tls_conn *c, bool pause);
 /* Why the last connection failed (static string), or NULL. */
 const char *tls_error(const tls_conn *c);
 /* Bytes queued on the socket, not yet written. */

@@ -5,7 +5,7 @@
  * send from any call (handshake messages, key updates, alerts), so the write
  * BIO is drained after every SSL call. The error queue is cleared before
  * each call so that SSL_get_error sees only that call's errors. */
-#include "upstream/tls.h"
+#include "net/tls.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -61,6 +61,23 @@ int tls_ctx_new(tls_ctx **out, const char *ca_file, const char **err) {
   }
   *out = ctx;
   return 0;
+}
+
+int tls_ctx_use_client_cert(tls_ctx *ctx, const char *cert_file, const char *key_file, const char **err) {
+  ERR_clear_error();
+  int rc = 0;
+  if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, cert_file) != 1) {
+    *err = "cannot load the client certificate";
+    rc = UV_EINVAL;
+  } else if (SSL_CTX_use_PrivateKey_file(ctx->ssl_ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+    *err = "cannot load the client key";
+    rc = UV_EINVAL;
+  } else if (SSL_CTX_check_private_key(ctx->ssl_ctx) != 1) {
+    *err = "the client key does not match the certificate";
+    rc = UV_EINVAL;
+  }
+  ERR_clear_error();
+  return rc;
 }
 
 void tls_ctx_free(tls_ctx *ctx) {
@@ -178,6 +195,8 @@ static void on_written(uv_write_t *req, int status) {
   tls_conn *c = req->handle->data;
   free(req);
   if (status < 0 && status != UV_ECANCELED) tls_close(c, "write failed");
+  else if (status == 0 && c->state == TLS_OPEN && c->cb->on_drain && tls_write_queue_size(c) == 0)
+    c->cb->on_drain(c);
 }
 
 /* Writes what it can now and queues the rest ("write now, else queue").
@@ -358,7 +377,9 @@ static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void read_plain(tls_conn *c) {
   char plain[TLS_PLAIN_BUF];
-  while (c->state == TLS_OPEN) {
+  /* Paused mid-record: the rest stays decrypted-to-be in the read BIO until
+   * tls_pause_reading(false) comes back here. */
+  while (c->state == TLS_OPEN && !c->paused) {
     ERR_clear_error();
     int r = SSL_read(c->ssl, plain, sizeof(plain));
     int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
@@ -379,6 +400,25 @@ static void read_plain(tls_conn *c) {
     tls_close(c, why);
     return;
   }
+}
+
+void tls_pause_reading(tls_conn *c, bool pause) {
+  if (c->state != TLS_OPEN || c->paused == pause) return;
+  c->paused = pause;
+  if (pause) {
+    if (c->reading) uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+    return;
+  }
+  if (!c->reading) {
+    int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_tcp_read);
+    if (r < 0) {
+      tls_close(c, "read start failed");
+      return;
+    }
+    c->reading = true;
+  }
+  if (c->use_tls) read_plain(c); /* what was read before the pause */
 }
 
 static void try_next_address(tls_conn *c, int last_status);
@@ -417,6 +457,7 @@ static void on_connected(uv_connect_t *req, int status) {
     fail(c, r, "read start failed");
     return;
   }
+  c->reading = true;
   if (!c->use_tls) {
     opened(c);
     return;
@@ -467,6 +508,7 @@ int tls_connect(tls_conn *c, const char *host, int port, bool use_tls, int timeo
   c->port = port;
   c->use_tls = use_tls;
   c->connected_reported = false;
+  c->paused = c->reading = false;
   c->close_reason = NULL;
   c->error = NULL;
   c->bytes_in = c->bytes_out = 0;
