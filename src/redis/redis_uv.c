@@ -142,9 +142,16 @@ static void redisuv_on_poll(uv_poll_t *handle, int status, int events) {
  * later again. Whatever the socket does not take waits for writable. */
 static void redisuv_on_soon(uv_check_t *h) {
   (void)h;
-  /* Unlinked before its write: a write that fails may tear down this
-   * connection or others, and their cleanup unlinks them. */
-  while (soon_first) {
+  /* One pass over the connections listed when it starts: a write the socket
+   * does not take all of (a stalled Redis, a paused TLS relay) asks for
+   * writable again, which lists the connection again, at the end; draining
+   * until the list is empty would then spin here for as long as the peer
+   * does not read. What is left waits for the poll. Unlinked before its
+   * write: a write that fails may tear down this connection or others, and
+   * their cleanup unlinks them (so the count only bounds the pass). */
+  size_t n = 0;
+  for (const redisuv_events *p = soon_first; p; p = p->soon_next) n++;
+  while (soon_first && n-- > 0) {
     redisuv_events *p = soon_first;
     soon_unlink(p);
     if (p->ac && (p->events & UV_WRITABLE)) redisuv_write(p->ac);
