@@ -158,9 +158,6 @@ typedef struct {
 #define HUB_STR(x) HUB_STR_(x)
 #define HUB_RATE_BAD_TEXT \
   "interval_ms is 0 (every quote) or an integer from " HUB_STR(HUB_RATE_MIN_MS) " to " HUB_STR(HUB_RATE_MAX_MS)
-/* Pattern clients are not throttled (yet): a client has patterns or an
- * interval, not both (-EPERM from hub_subscribe / hub_set_interval). */
-#define HUB_RATE_PATTERN_TEXT "interval_ms does not apply to patterns (* or PREFIX*): use one or the other"
 #define HUB_RATE_FULL_TEXT "too many distinct intervals are in use; try another one"
 
 /* The store (and its symbol table) must outlive the hub. NULL on OOM. */
@@ -191,14 +188,14 @@ void hub_client_drained(hub_client *c);
  * or subscriptions already brought HUB_MAX_INTRODUCED_SYMBOLS symbols the
  * data had not (counted in refused_unknown). `sym` may be a pattern, "*" or
  * a prefix and "*" (hub_wild.h): then -E2BIG means HUB_MAX_CLIENT_PATTERNS
- * and -ENOSPC HUB_MAX_PATTERNS, and -EPERM when the client has an interval
- * (HUB_RATE_PATTERN_TEXT). hub_unsubscribe, hub_write_client_symbols
+ * and -ENOSPC HUB_MAX_PATTERNS; with an interval, the client gets each
+ * matching symbol on its group's tick. hub_unsubscribe, hub_write_client_symbols
  * and hub_send_snapshot take patterns too. */
 int hub_subscribe(td_hub *h, hub_client *c, const char *sym, size_t n);
 /* Sets the client's interval (ms) for all its symbols, present and
  * future: 0, or -EINVAL outside 0 and HUB_RATE_MIN_MS..HUB_RATE_MAX_MS,
- * -ENOSPC when HUB_RATE_MAX_GROUPS other intervals are in use, -EPERM when
- * the client has patterns (HUB_RATE_PATTERN_TEXT), -ENOMEM. */
+ * -ENOSPC when HUB_RATE_MAX_GROUPS other intervals are in use, -ENOMEM.
+ * It applies to the client's patterns too. */
 int hub_set_interval(td_hub *h, hub_client *c, int64_t ms);
 /* The client's interval in ms; 0: every quote. */
 uint32_t hub_client_interval(const td_hub *h, const hub_client *c);

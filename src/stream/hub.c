@@ -250,6 +250,12 @@ static void rate_move(td_hub *h, hub_symbol *sym, hub_transport t, hub_member *m
   m->group = to;
 }
 
+/* A client with patterns (`delta` 1) or no more (-1) in interval group
+ * `g` (0: none, nothing to count). */
+static void rate_wild(td_hub *h, const hub_client *c, uint8_t g, int delta) {
+  if (g) hub_rate_wild(h->rate, g, c->transport, hub_rate_phase(conn_id(c->conn)), delta);
+}
+
 /* Removes subscription k of client c (swap-remove on both sides). */
 static void drop_sub(td_hub *h, hub_client *c, uint32_t k) {
   hub_sub s = c->subs[k];
@@ -292,6 +298,7 @@ void hub_detach(td_hub *h, hub_client *c) {
   if (!c->attached) return;
   if (c->resuming) resume_forget_client(h, c);
   if (h->candles) candle_fan_detach(h->candles, c);
+  if (c->nwild) rate_wild(h, c, c->rate_group, -1);
   if (c->wild && wild_detach(h->wild, c)) forget_unlistened(h);
   while (c->nsubs > 0) drop_sub(h, c, c->nsubs - 1);
   if (c->rate_group) hub_rate_leave(h->rate, c->rate_group);
@@ -322,7 +329,12 @@ static int client_sub_index(const hub_client *c, uint32_t sym) {
 int hub_subscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
   size_t plen;
   int pattern = wild_parse(s, n, &plen);
-  if (pattern) return pattern < 0 ? pattern : c->rate_group ? -EPERM : wild_add(h->wild, c, s, plen);
+  if (pattern) {
+    if (pattern < 0) return pattern;
+    int rc = wild_add(h->wild, c, s, plen);
+    if (rc == 1 && c->nwild == 1) rate_wild(h, c, c->rate_group, 1);
+    return rc;
+  }
   if (!smsg_symbol_valid(s, n)) return -EINVAL;
   hub_symbol *existing = find_symbol(h, s, n);
   if (existing && client_sub_index(c, existing->id) >= 0) return 0;
@@ -372,6 +384,7 @@ int hub_unsubscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
   size_t plen;
   if (wild_parse(s, n, &plen) > 0) {
     int rc = wild_remove(h->wild, c, s, plen);
+    if (rc > 0 && !c->nwild) rate_wild(h, c, c->rate_group, -1);
     if (rc == 2) forget_unlistened(h);
     return rc > 0;
   }
@@ -385,7 +398,6 @@ int hub_unsubscribe(td_hub *h, hub_client *c, const char *s, size_t n) {
 int hub_set_interval(td_hub *h, hub_client *c, int64_t ms) {
   if (!hub_rate_valid(ms)) return -EINVAL;
   if (ms == hub_client_interval(h, c)) return 0;
-  if (ms && c->nwild) return -EPERM; /* HUB_RATE_PATTERN_TEXT */
   int g = ms ? hub_rate_join(h->rate, (uint32_t)ms) : 0;
   if (g < 0) return g;
   /* Each subscription moves to the new group; its slot is made first, so
@@ -398,6 +410,10 @@ int hub_set_interval(td_hub *h, hub_client *c, int64_t ms) {
   for (uint32_t k = 0; k < c->nsubs; k++) {
     hub_symbol *sym = h->by_id[c->subs[k].sym];
     rate_move(h, sym, c->transport, &sym->members[c->transport][c->subs[k].pos], c->rate_group, (uint8_t)g);
+  }
+  if (c->nwild) {
+    rate_wild(h, c, c->rate_group, -1);
+    rate_wild(h, c, (uint8_t)g, 1);
   }
   if (c->rate_group) hub_rate_leave(h->rate, c->rate_group);
   c->rate_group = (uint8_t)g;
@@ -569,10 +585,13 @@ typedef struct {
   uint32_t tag;
   bool positioned;
   size_t below;
+  uint8_t group, phase;  /* the clients served: of this interval group (0: unthrottled) and phase */
 } wild_delivery;
 
 static void deliver_wild(void *arg, hub_client *c) {
   wild_delivery *d = arg;
+  /* a throttled client: its group's tick delivers (rate_flush) */
+  if (c->rate_group != d->group || (d->group && hub_rate_phase(conn_id(c->conn)) != d->phase)) return;
   hub_member m = {.client = c, .conn = c->conn, .deflate_bits = c->deflate_bits};
   uint64_t before = d->h->stats.deliveries;
   deliver(d->h, &m, &d->bufs[c->transport], d->tag, d->positioned, d->below);
@@ -594,6 +613,15 @@ static void deliver_all(td_hub *h, hub_symbol *sym, uint8_t group, uint8_t phase
       if (m->group == group && (!group || m->phase == phase)) deliver(h, m, &bufs[t], sym->id + 1, positioned, below);
     }
   }
+  /* then the patterns' clients of the same group and phase that did not
+   * name the symbol (each once: wild_each) */
+  uint8_t pats[HUB_MAX_PATTERNS];
+  uint32_t want[HUB_TRANSPORTS] = {0};
+  uint32_t np = wild_match(h->wild, sym->symbol, symtab_len(h->syms, sym->id), pats, want);
+  if (np) {
+    wild_delivery d = {h, bufs, sym->id + 1, positioned, below, group, phase};
+    wild_each(h->wild, pats, np, sym->id, deliver_wild, &d);
+  }
 }
 
 static td_buf *encode_quote(const hub_symbol *sym, hub_transport t, uint64_t epoch, uint64_t seq, const char *payload,
@@ -606,22 +634,16 @@ static td_buf *encode_quote(const hub_symbol *sym, hub_transport t, uint64_t epo
 /* Sends one message to every client of `sym`, then to the clients of the
  * patterns that match it (each client once): encoded once per transport,
  * now to the unthrottled clients, on their group's tick to those with an
- * interval (hub_rate.c). Pattern clients have no interval
- * (hub_set_interval refuses the two together). */
+ * interval (hub_rate.c), whether they named the symbol or a pattern of it. */
 static void fan_out(td_hub *h, hub_symbol *sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
-  hub_rate_offer(h->rate, sym->id, epoch, seq, payload, len);
   uint8_t pats[HUB_MAX_PATTERNS];
   uint32_t want[HUB_TRANSPORTS] = {sym->n[HUB_WS] - sym->throttled[HUB_WS], sym->n[HUB_SSE] - sym->throttled[HUB_SSE]};
   uint32_t np = wild_match(h->wild, sym->symbol, symtab_len(h->syms, sym->id), pats, want);
+  hub_rate_offer(h->rate, sym->id, np > 0, epoch, seq, payload, len);
   wsd_variant bufs[HUB_TRANSPORTS];
   for (int t = 0; t < HUB_TRANSPORTS; t++)
     bufs[t] = wsd_variant_of(want[t] ? encode_quote(sym, (hub_transport)t, epoch, seq, payload, len) : NULL);
-  bool positioned = seq != QSTORE_NO_POSITION;
-  deliver_all(h, sym, 0, 0, bufs, positioned);
-  if (np) {
-    wild_delivery d = {h, bufs, sym->id + 1, positioned, below_limits(h)};
-    wild_each(h->wild, pats, np, sym->id, deliver_wild, &d);
-  }
+  deliver_all(h, sym, 0, 0, bufs, seq != QSTORE_NO_POSITION);
   for (int t = 0; t < HUB_TRANSPORTS; t++) wsd_variant_done(&bufs[t]);
 }
 

@@ -16,6 +16,7 @@ typedef struct {
   char *data;                     /* grown to the largest message seen, reused */
   uint32_t len, cap;
   wsd_variant enc[HUB_TRANSPORTS]; /* data encoded, by the first phase that sent it */
+  bool wild;                      /* data is a symbol a pattern matches: the group's pattern clients want it */
 } rate_slot;
 
 typedef struct {
@@ -29,6 +30,10 @@ typedef struct {
   rate_slot *slots;
   uint32_t nslots, slots_cap;
   uint32_t *due;                  /* indices of the slots that owe a phase their message */
+  /* Clients with patterns (each once, whatever its number of patterns),
+   * per phase and transport: a slot of a symbol a pattern matches is made
+   * when its first quote arrives (hub_rate_offer), not per client. */
+  uint32_t wild[HUB_RATE_PHASES][HUB_TRANSPORTS];
   uint32_t ndue;
   uint64_t ticks, frames_encoded, skipped;
 } rate_group;
@@ -41,6 +46,7 @@ struct hub_rate {
   void *ud;
   rate_group *groups[HUB_RATE_MAX_GROUPS + 1];   /* by index; 0 is "no group" */
   uint32_t (*throttled)[HUB_TRANSPORTS];         /* by symbol id, over every group */
+  uint32_t wild_clients;                         /* throttled clients with patterns, over every group */
   hub_rate_stats stats;
 };
 
@@ -117,7 +123,7 @@ static void on_tick(uv_timer_t *t) {
       s->owed &= (uint8_t)~bit;
       bool any = false;
       for (int k = 0; k < HUB_TRANSPORTS; k++) {
-        if (!s->members[phase][k]) continue;
+        if (!s->members[phase][k] && !(s->wild && g->wild[phase][k])) continue;
         any = true;
         if (s->enc[k].plain) continue;
         s->enc[k] = wsd_variant_of(r->encode(r->ud, s->sym, (hub_transport)k, s->epoch, s->seq, s->data, s->len));
@@ -212,19 +218,35 @@ int hub_rate_member(hub_rate *r, uint8_t g, uint32_t sym, hub_transport t, uint8
   return 0;
 }
 
+int hub_rate_wild(hub_rate *r, uint8_t g, hub_transport t, uint8_t phase, int delta) {
+  rate_group *grp = r->groups[g];
+  if (!grp || phase >= HUB_RATE_PHASES) return -EINVAL;
+  grp->wild[phase][t] += (uint32_t)delta;
+  r->wild_clients += (uint32_t)delta;
+  return 0;
+}
+
 uint32_t hub_rate_throttled(const hub_rate *r, uint32_t sym, hub_transport t) {
   return sym < r->max_syms ? r->throttled[sym][t] : 0;
 }
 
 /* ---- messages -------------------------------------------------------------- */
 
-void hub_rate_offer(hub_rate *r, uint32_t sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len) {
-  if (sym >= r->max_syms || (!r->throttled[sym][HUB_WS] && !r->throttled[sym][HUB_SSE])) return;
+void hub_rate_offer(hub_rate *r, uint32_t sym, bool wild, uint64_t epoch, uint64_t seq, const char *payload,
+                    size_t len) {
+  wild = wild && r->wild_clients;
+  if (sym >= r->max_syms || (!r->throttled[sym][HUB_WS] && !r->throttled[sym][HUB_SSE] && !wild)) return;
   for (int i = 1; i <= HUB_RATE_MAX_GROUPS; i++) {
     rate_group *g = r->groups[i];
-    if (!g || !g->slot_of[sym]) continue;
-    rate_slot *s = &g->slots[g->slot_of[sym] - 1];
-    uint8_t wanted = 0;
+    if (!g) continue;
+    uint8_t wild_phases = 0;
+    for (int p = 0; wild && p < HUB_RATE_PHASES; p++)
+      if (g->wild[p][HUB_WS] || g->wild[p][HUB_SSE]) wild_phases |= (uint8_t)(1u << p);
+    /* A pattern's symbol gets its slot with its first quote: at most one
+     * per symbol id per group (slot_of is sized by the symbol table). */
+    rate_slot *s = g->slot_of[sym] ? &g->slots[g->slot_of[sym] - 1] : wild_phases ? slot_for(g, sym) : NULL;
+    if (!s) continue;
+    uint8_t wanted = wild_phases;
     for (int p = 0; p < HUB_RATE_PHASES; p++)
       if (s->members[p][HUB_WS] || s->members[p][HUB_SSE]) wanted |= (uint8_t)(1u << p);
     if (!wanted) continue;
@@ -243,6 +265,7 @@ void hub_rate_offer(hub_rate *r, uint32_t sym, uint64_t epoch, uint64_t seq, con
     }
     slot_release(s);
     s->owed = wanted;
+    s->wild = wild_phases != 0;
     if (!s->listed) {
       s->listed = true;
       g->due[g->ndue++] = (uint32_t)(s - g->slots);

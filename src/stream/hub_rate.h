@@ -73,11 +73,15 @@ uint8_t hub_rate_phase(uint64_t conn_id);
 /* `delta` clients of group `g` in `phase` on transport `t` want symbol
  * `sym` now (delta 0: only make the slot). 0 on success, -ENOMEM. */
 int hub_rate_member(hub_rate *r, uint8_t g, uint32_t sym, hub_transport t, uint8_t phase, int delta);
+/* `delta` clients of group `g` in `phase` on transport `t` have patterns
+ * (count each client once): they want, on their tick, the newest message
+ * of each symbol offered with `wild`. 0, or -EINVAL. */
+int hub_rate_wild(hub_rate *r, uint8_t g, hub_transport t, uint8_t phase, int delta);
 /* Clients of `sym` on transport `t` that some group counts, over every group. */
 uint32_t hub_rate_throttled(const hub_rate *r, uint32_t sym, hub_transport t);
 /* The newest message of `sym`: kept for each group that wants it (a
- * quick no when none does). */
-void hub_rate_offer(hub_rate *r, uint32_t sym, uint64_t epoch, uint64_t seq, const char *payload, size_t len);
+ * quick no when none does); `wild`: a pattern with clients matches it. */
+void hub_rate_offer(hub_rate *r, uint32_t sym, bool wild, uint64_t epoch, uint64_t seq, const char *payload, size_t len);
 
 void hub_rate_get_stats(const hub_rate *r, hub_rate_stats *out);
 void hub_rate_write_groups(const hub_rate *r, jsonw *w, const char *key);

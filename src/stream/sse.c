@@ -70,10 +70,6 @@ static bool subscribe_all(td_request *req, td_hub *hub, sse_session *s, char *li
       return false;
     }
     int rc = hub_subscribe(hub, &s->client, sym, strlen(sym));
-    if (rc == -EPERM) {
-      http_error(req, 400, "bad_interval", HUB_RATE_PATTERN_TEXT, NULL);
-      return false;
-    }
     if (rc < 0) {
       http_error(req, rc == -E2BIG ? 400 : rc == -EINVAL ? 400 : 503,
                  rc == -E2BIG ? "too_many_symbols" : rc == -EINVAL ? "bad_symbol" : "unavailable",

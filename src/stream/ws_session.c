@@ -149,7 +149,6 @@ static void trades_action(ws_session *s, json_t *symbols, bool on) {
 static bool set_interval(ws_session *s, const json_t *interval) {
   int rc = json_is_integer(interval) ? hub_set_interval(s->hub, &s->client, json_integer_value(interval)) : -EINVAL;
   if (rc == -EINVAL) send_error(s, "bad_interval", HUB_RATE_BAD_TEXT, NULL);
-  else if (rc == -EPERM) send_error(s, "bad_interval", HUB_RATE_PATTERN_TEXT, NULL);
   else if (rc < 0) send_error(s, "unavailable", rc == -ENOSPC ? HUB_RATE_FULL_TEXT : "out of memory", NULL);
   return rc == 0;
 }
@@ -203,7 +202,6 @@ static void do_subscribe(ws_session *s, json_t *msg) {
     int rc = hub_subscribe(hub, &s->client, sym, n);
     if (rc == -EINVAL) send_error(s, "bad_symbol", "a symbol is 1-16 of A-Z 0-9 . - /; a pattern * or PREFIX*", sym);
     else if (rc == -E2BIG) send_error(s, "too_many_symbols", "this connection has --max-client-symbols (or 8 patterns) already", sym);
-    else if (rc == -EPERM) send_error(s, "bad_interval", HUB_RATE_PATTERN_TEXT, sym);
     else if (rc < 0) send_error(s, "unavailable", "the server tracks too many symbols", sym);
     else {
       json_array_append(ok, v);

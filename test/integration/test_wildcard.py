@@ -4,6 +4,7 @@ process, one copy of each quote per client, the JWT restriction, the
 slow-consumer policy, and resubscription after Redis restarts. Real binary,
 real redis-server, real redis-cli."""
 import json
+import math
 import socket
 import subprocess
 import time
@@ -13,7 +14,8 @@ import pytest
 from conftest import SANITIZED, wait_for
 from test_ops import secured, token  # noqa: F401 (a fixture)
 from test_quotes import quote
-from test_streaming import post, sse_events, sse_open, stack, ws_subscribe  # noqa: F401 (stack: a fixture)
+from test_rate import nothing_more
+from test_streaming import post, settled, sse_events, sse_open, stack, ws_subscribe  # noqa: F401 (stack: a fixture)
 from wsclient import WS
 
 
@@ -251,18 +253,90 @@ def test_patterns_resubscribed_after_redis_restart(stack, redis_server):
     named.close()
 
 
-def test_interval_and_patterns_are_refused_together(stack, redis_server):
-    """Pattern clients are not throttled: a client has patterns or an
-    interval_ms, and asking for both is refused with bad_interval (not
-    silently served unthrottled), whichever comes first."""
-    ws = ws_subscribe(stack, "*")
-    ws.send_json({"action": "subscribe", "interval_ms": 250})
-    err = ws.recv_json()
-    assert err["type"] == "error" and err["error"] == "bad_interval" and "pattern" in err["message"]
-    ws2 = ws_subscribe(stack, "AAPL", interval_ms=250)
-    ws2.send_json({"action": "subscribe", "symbols": ["BRK.*"]})
-    err = ws2.recv_json()
-    assert err["error"] == "bad_interval" and err["symbol"] == "BRK.*"
-    r = stack.get("/stream?symbols=*&interval_ms=250")
-    assert r.status == 400 and json.loads(r.body)["error"] == "bad_interval"
-    assert stack.get("/status").json()["streaming"]["patterns"] == 1   # only the first client's "*"
+INTERVAL_MS = 250
+
+
+def throttled_quotes(ws, syms, n):
+    """The bids a WebSocket client gets per symbol, up to bid `n` of each."""
+    got = {sym: [] for sym in syms}
+    while any(not v or v[-1] != n for v in got.values()):
+        m = ws.recv_json()
+        if m["type"] == "quote":
+            got[m["symbol"]].append(m["data"]["bp"])
+    return got
+
+
+def test_star_with_interval_gets_newest_per_symbol_per_interval(stack, redis_server):
+    """A throttled "*" client (WebSocket and SSE): at most one update per
+    matching symbol per interval, the newest, ending on each symbol's last
+    quote (trailing edge); an unthrottled "*" client still gets all."""
+    syms = ["AAA", "BBB", "CCC"]
+    slow = ws_subscribe(stack, "*", interval_ms=INTERVAL_MS)
+    live = ws_subscribe(stack, "*")
+    s, head, buf = sse_open(stack, f"symbols=*&interval_ms={INTERVAL_MS}")
+    assert " 200 " in head.split("\r\n")[0]
+    patterns_are(redis_server, 1)
+    n = 24
+    start = time.monotonic()
+    for i in range(1, n + 1):
+        post(stack, *[quote(sym, bp=i) for sym in syms], settle=False)
+        time.sleep(1.5 / n)
+    settled(stack)
+    took = time.monotonic() - start
+    bound = math.ceil(took * 1000 / INTERVAL_MS) + 1
+    assert throttled_quotes(live, syms, n) == {sym: list(range(1, n + 1)) for sym in syms}
+    for name, got in (("ws", throttled_quotes(slow, syms, n)), ("sse", None)):
+        if got is None:
+            got = {sym: [] for sym in syms}
+            while any(not v or v[-1] != n for v in got.values()):
+                evs, buf = sse_events(s, buf, 1)
+                if evs[0].get("event") == "quote":
+                    q = json.loads(evs[0]["data"])
+                    got[q["S"]].append(q["bp"])
+        for sym, bids in got.items():
+            assert bids[-1] == n, (name, sym, bids)                          # the burst's last
+            assert bids == sorted(set(bids)), (name, sym, bids)              # newest only, never twice
+            assert len(bids) <= bound, (name, sym, bids, took)
+        assert sum(len(b) for b in got.values()) < len(syms) * n, name
+    assert nothing_more(slow.sock, 3 * INTERVAL_MS / 1000)                   # nothing stale after the last
+    assert nothing_more(s, 3 * INTERVAL_MS / 1000)
+    r = stack.status()["streaming"]["rate"]
+    assert r["clients"] == 2
+    # one encoding per transport per symbol per tick at most, shared by the phases
+    assert 0 < r["frames_encoded"] <= 2 * len(syms) * bound
+    slow.close()
+    s.close()
+    wait_for(lambda: stack.status()["streaming"]["rate"]["clients"] == 0 or None, what="throttled clients gone")
+    live.close()
+
+
+def test_named_symbol_and_star_throttled_get_it_once_per_tick(stack, redis_server):
+    """A client with AAPL and "*" that sets interval_ms after them: AAPL
+    comes once per tick (its own subscription; "*" does not repeat it),
+    other symbols through "*" on the same ticks."""
+    ws = ws_subscribe(stack, "AAPL", "*")
+    ws.send_json({"action": "subscribe", "interval_ms": INTERVAL_MS})
+    assert ws.recv_until(lambda m: m["type"] != "quote")["type"] == "subscribed"
+    patterns_are(redis_server, 1)
+    n = 20
+    start = time.monotonic()
+    for i in range(1, n + 1):
+        post(stack, quote("AAPL", bp=i), quote("MSFT", bp=i), settle=False)
+        time.sleep(1.0 / n)
+    settled(stack)
+    took = time.monotonic() - start
+    ids = []
+    got = {"AAPL": [], "MSFT": []}
+    while any(not v or v[-1] != n for v in got.values()):
+        m = ws.recv_json()
+        if m["type"] == "quote":
+            got[m["symbol"]].append(m["data"]["bp"])
+            ids.append(m["id"])
+    assert len(ids) == len(set(ids))                                         # no quote twice
+    for sym, bids in got.items():
+        assert bids[-1] == n and bids == sorted(set(bids)), (sym, bids)
+        assert len(bids) <= math.ceil(took * 1000 / INTERVAL_MS) + 1, (sym, bids, took)
+    assert len(got["AAPL"]) < n
+    assert nothing_more(ws.sock, 3 * INTERVAL_MS / 1000)
+    assert stack.status()["streaming"]["rate"]["clients"] == 1
+    ws.close()

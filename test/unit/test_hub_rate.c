@@ -69,7 +69,7 @@ static void run_round(uv_loop_t *loop) {
 
 static bool text_is(const char *text, const char *s) { return !strcmp(text, s); }
 
-static void offer(hub_rate *r, uint32_t sym, uint64_t seq, const char *s) { hub_rate_offer(r, sym, 1, seq, s, strlen(s)); }
+static void offer(hub_rate *r, uint32_t sym, uint64_t seq, const char *s) { hub_rate_offer(r, sym, false, 1, seq, s, strlen(s)); }
 
 static void test_burst_flushes_newest_once(void **state) {
   uv_loop_t loop;
@@ -144,6 +144,37 @@ static void test_burst_flushes_newest_once(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A group's pattern clients: a symbol a pattern matches gets its slot with
+ * its first quote (none before), and a burst reaches their phase once, as
+ * the newest; with no pattern client left, nothing is kept. */
+static void test_pattern_clients_get_newest_once(void **state) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  nflushes = nencodes = 0;
+  hub_rate *r = hub_rate_new(&loop, MAX_SYMS, on_encode, on_flush, NULL);
+  assert_int_equal(hub_rate_join(r, 50), 1);
+  assert_int_equal(hub_rate_wild(r, 1, HUB_WS, 1, 1), 0);
+  hub_rate_offer(r, 7, false, 1, 1, "unmatched", 9);   /* no pattern matches it: not kept */
+  hub_rate_offer(r, 7, true, 1, 2, "old", 3);
+  hub_rate_offer(r, 7, true, 1, 3, "new", 3);
+  run_until(&loop, 1);
+  run_round(&loop);
+  assert_int_equal(nflushes, 1);
+  assert_int_equal(flushes[0].sym, 7);
+  assert_int_equal(flushes[0].phase, 1);
+  assert_true(text_is(flushes[0].text[HUB_WS], "new"));
+  assert_string_equal(flushes[0].text[HUB_SSE], "");
+  assert_int_equal(nencodes, 1);
+  assert_int_equal(hub_rate_wild(r, 1, HUB_WS, 1, -1), 0);
+  hub_rate_offer(r, 7, true, 1, 4, "gone", 4);
+  run_round(&loop);
+  assert_int_equal(nflushes, 1);
+  hub_rate_leave(r, 1);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  hub_rate_free(r);
+  uv_loop_close(&loop);
+}
+
 static void test_limits(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -170,6 +201,7 @@ static void test_limits(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_burst_flushes_newest_once),
+      cmocka_unit_test(test_pattern_clients_get_newest_once),
       cmocka_unit_test(test_limits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
