@@ -90,21 +90,25 @@ static bool replies_6(void *a) { return ((harness *)a)->replies >= 6; }
 static bool replies_7(void *a) { return ((harness *)a)->replies >= 7; }
 static bool is_closed(void *a) { return ((harness *)a)->closed == 1; }
 
-static void h_start(harness *h, const char *url) {
+static void h_start_opts(harness *h, const char *url, const rconn_options *o) {
   memset(h, 0, sizeof(*h));
   assert_int_equal(uv_loop_init(&h->loop), 0);
   const char *err = NULL;
-  assert_int_equal(rconn_init(&h->conn, &h->loop, url, &h_cb, h, &fast, &err), 0);
+  assert_int_equal(rconn_init(&h->conn, &h->loop, url, &h_cb, h, o, &err), 0);
   rconn_start(&h->conn);
 }
 
+static void h_start(harness *h, const char *url) { h_start_opts(h, url, &fast); }
+
 /* A redis-server of its own and a READY connection to it. */
-static void h_start_ready(rfx *r, harness *h) {
+static void h_start_ready_opts(rfx *r, harness *h, const rconn_options *o) {
   char url[128];
   assert_int_equal(rfx_spawn(r, NULL), 0);
-  h_start(h, rfx_url(r, url, sizeof(url), NULL, 0));
+  h_start_opts(h, rfx_url(r, url, sizeof(url), NULL, 0), o);
   assert_true(rfx_run_until(&h->loop, is_ready, h, 2000));
 }
+
+static void h_start_ready(rfx *r, harness *h) { h_start_ready_opts(r, h, &fast); }
 
 static void h_finish(harness *h) {
   rconn_close(&h->conn);
@@ -284,13 +288,22 @@ static void test_reply_types_in_a_pipeline(void **state) {
 #define BIG_CMDS 4000
 #define BIG_VALUE 1024
 static bool big_done(void *a) { return ((harness *)a)->replies >= BIG_CMDS + 2; }
+/* The watchdog times the oldest unanswered command, and all BIG_CMDS are
+ * sent in one millisecond: with `fast`'s 300 ms the server had to answer
+ * megabytes within 300 ms, which a loaded machine under ASan does not, and
+ * the watchdog dropped the connection mid-pipeline. This test is about the
+ * buffer, not the watchdog (test_watchdog_stalled_server is): tickerd's
+ * default command timeout (a zero field takes it). */
+static const rconn_options big_opts = {.name = "test", .connect_timeout_ms = 1000,
+                                       .command_timeout_ms = 0, /* the default */
+                                       .backoff_min_ms = 20, .backoff_max_ms = 80};
 
 /* Megabytes queued in one loop iteration: the output buffer grows past
  * sds's linear steps and every byte still reaches the server in order. */
 static void test_large_pipeline(void **state) {
   rfx r = {0};
   harness h;
-  h_start_ready(&r, &h);
+  h_start_ready_opts(&r, &h, &big_opts);
   static char v[BIG_VALUE + 1];
   for (int i = 0; i < BIG_CMDS; i++) {
     snprintf(v, sizeof(v), "%0*d", BIG_VALUE, i);
