@@ -106,14 +106,27 @@ class Topology:
         r = client(port or self.sentinel_ports[0]).execute_command("SENTINEL", "get-master-addr-by-name", MASTER)
         return (r[0].decode(), int(r[1])) if r else None
 
-    def _healthy_replicas(self, sport):
+    def _healthy_replicas(self, sport, in_sync=False):
+        """Replicas Sentinel `sport` lists as up. in_sync: and whose own INFO,
+        read by Sentinel, says their link to the primary is up - the ones it
+        would promote. A replica is listed (and its link connected) before
+        Sentinel's first INFO of it comes back, and until then SENTINEL
+        FAILOVER answers NOGOODSLAVE (sentinelSelectSlave skips a replica
+        it never INFOed)."""
         reps = client(sport).execute_command("SENTINEL", "replicas", MASTER)
         ok = 0
         for r in reps:  # each a flat [field, value, ...] list
-            flags = dict(zip(r[::2], r[1::2]))[b"flags"].decode()
-            if "s_down" not in flags and "disconnected" not in flags:
-                ok += 1
+            f = dict(zip(r[::2], r[1::2]))
+            flags = f[b"flags"].decode()
+            if "s_down" in flags or "disconnected" in flags:
+                continue
+            if in_sync and f.get(b"master-link-status") != b"ok":
+                continue
+            ok += 1
         return ok
+
+    def promotable_replicas(self, sport):
+        return self._healthy_replicas(sport, in_sync=True)
 
     def wait_converged(self, timeout=CONVERGE_TIMEOUT_S):
         """Every Sentinel agrees on the primary, knows the other Sentinels and

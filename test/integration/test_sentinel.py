@@ -359,7 +359,8 @@ def test_older_configuration_is_passed_over(tickerd_factory):
     try:
         primary, replica = topo.data_ports
         topo.start_sentinel(a_port, down_after_ms=600000)
-        wait_for(lambda: topo._healthy_replicas(a_port) == 1 or None, timeout=15, what="A to see the replica")
+        wait_for(lambda: topo.promotable_replicas(a_port) == 1 or None, timeout=15,
+                 what="A to see the replica in sync")
         client(a_port).execute_command("SENTINEL", "FAILOVER", MASTER)
         wait_for(lambda: topo.sentinel_primary(a_port) == ("127.0.0.1", replica) or None, timeout=15,
                  what="A's failover")
