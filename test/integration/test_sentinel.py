@@ -364,14 +364,20 @@ def test_older_configuration_is_passed_over(tickerd_factory):
         client(a_port).execute_command("SENTINEL", "FAILOVER", MASTER)
         wait_for(lambda: topo.sentinel_primary(a_port) == ("127.0.0.1", replica) or None, timeout=15,
                  what="A's failover")
-        other = free_port()
-        topo.start_data(other, None)
-        topo.start_sentinel(b_port, monitor=other, down_after_ms=600000)
+        # B comes up only after tickerd took A's answer: a round asks the
+        # Sentinels whose connection is READY, in list order, so with both
+        # up from the start the first round could find B's connection up
+        # before A's and take B's primary (seen under load).
         t = tickerd_factory("--feed", "none", "--redis-url",
                             f"redis+sentinel://127.0.0.1:{a_port},127.0.0.1:{b_port}/{MASTER}")
         wait_for(lambda: ready(t), timeout=10, what="ready")
         st = sentinel_status(t)
         assert st["primary"] == f"127.0.0.1:{replica}" and st["config_epoch"] >= 1
+        other = free_port()
+        topo.start_data(other, None)
+        topo.start_sentinel(b_port, monitor=other, down_after_ms=600000)
+        wait_for(lambda: sentinel_status(t)["sentinels_ready"] == 2 or None, timeout=15,
+                 what="tickerd's connection to B")
         topo.procs[a_port].send_signal(signal.SIGSTOP)
         client(replica).client_kill_filter(_type="normal")
         client(replica).client_kill_filter(_type="pubsub")
