@@ -9,7 +9,9 @@
 
 #include "base/fnv1a.h"
 #include "base/log.h"
+#include "net/tls.h"
 #include "redis/cluster.h"
+#include "redis/redis_tls.h"
 
 typedef enum { CH_NONE, CH_SUBSCRIBING, CH_SUBSCRIBED, CH_UNSUBSCRIBING } chan_state;
 typedef enum { N_IDLE, N_CONNECTING, N_READY, N_CLOSING } node_state;
@@ -30,15 +32,13 @@ typedef struct subc_node {
   sub_cluster *sc;
   int idx;
   node_state state;
-  bool inited;          /* timer initialized (it lives until subc_close) */
   bool down;            /* lost, and not connected since (logged once) */
-  uv_tcp_t tcp;
-  uv_connect_t creq;
-  uv_timer_t timer;     /* connect timeout */
+  /* TCP, or TLS under rediss+cluster:// (net/tls.h carries both); allocated
+   * on the node's first connect, as most of RCL_NODES_MAX are never used */
+  tls_conn *conn;
   redisReader *reader;
-  char *out;            /* commands not yet handed to uv_write */
+  char *out;            /* commands not yet handed to tls_write */
   size_t out_len, out_cap;
-  size_t unwritten;     /* bytes handed to uv_write, not yet written */
 } subc_node;
 
 struct sub_cluster {
@@ -126,33 +126,15 @@ static int node_queue(subc_node *n, const char *verb, const subc_chan *c) {
   return 0;
 }
 
-typedef struct { uv_write_t req; subc_node *n; size_t len; char data[]; } subc_write;
-
-static void on_written(uv_write_t *req, int status) {
-  subc_write *w = (subc_write *)req;
-  w->n->unwritten -= w->len;
-  free(w);
-}
-
 static void node_flush(subc_node *n) {
   if (n->state != N_READY || n->out_len == 0) return;
-  subc_write *w = malloc(sizeof(*w) + n->out_len);
-  if (!w || n->unwritten + n->out_len > SUBC_WRITE_QUEUE_MAX) {
-    free(w);
-    node_drop(n, !w ? "out of memory" : "write queue full");
+  if (tls_write_queue_size(n->conn) + n->out_len > SUBC_WRITE_QUEUE_MAX) {
+    node_drop(n, "write queue full");
     return;
   }
-  memcpy(w->data, n->out, n->out_len);
-  w->n = n;
-  w->len = n->out_len;
+  int rc = tls_write(n->conn, n->out, n->out_len); /* copied */
   n->out_len = 0;
-  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
-  if (uv_write(&w->req, (uv_stream_t *)&n->tcp, &b, 1, on_written) < 0) {
-    free(w);
-    node_drop(n, "write failed");
-    return;
-  }
-  n->unwritten += w->len;
+  if (rc < 0) node_drop(n, rc == UV_ENOBUFS ? "write queue full" : "write failed");
 }
 
 static void flush_all(sub_cluster *sc) {
@@ -230,26 +212,15 @@ static void log_node(const subc_node *n, td_log_level lvl, const char *event, co
   log_end(l);
 }
 
-static void on_tcp_closed(uv_handle_t *h) {
-  subc_node *n = h->data;
-  sub_cluster *sc = n->sc;
-  n->state = N_IDLE;
-  if (sc->closing) closed_one(sc);
-}
-
 /* The node's channels go back to NONE (the map decides where they go). */
-static void node_drop(subc_node *n, const char *why) {
+static void node_lost(subc_node *n, const char *why) {
   sub_cluster *sc = n->sc;
-  if (n->state == N_IDLE || n->state == N_CLOSING) return;
   /* once per loss, not per failed attempt while the node stays down */
   if (!sc->closing && !n->down) log_node(n, TD_LOG_WARN, "redis_shard_lost", why);
   n->down = true;
-  n->state = N_CLOSING;
-  uv_timer_stop(&n->timer);
   if (n->reader) redisReaderFree(n->reader);
   n->reader = NULL;
   n->out_len = 0;
-  uv_close((uv_handle_t *)&n->tcp, on_tcp_closed);
   if (sc->closing) return;
   for (uint32_t b = 0; b < SUBC_BUCKETS; b++)
     for (subc_chan *c = sc->bucket[b]; c; c = c->next)
@@ -259,6 +230,25 @@ static void node_drop(subc_node *n, const char *why) {
       }
   sc->reconnects++;
   lose(sc);
+}
+
+/* We end the connection; on_conn_close follows from the loop. */
+static void node_drop(subc_node *n, const char *why) {
+  if (n->state == N_IDLE || n->state == N_CLOSING) return;
+  n->state = N_CLOSING;
+  tls_close(n->conn, why ? why : "closing");
+  node_lost(n, why);
+}
+
+/* The last callback of a connection: ours (node_drop), the server's, or a
+ * failed connect or TLS handshake. */
+static void on_conn_close(tls_conn *c, const char *reason) {
+  subc_node *n = c->data;
+  sub_cluster *sc = n->sc;
+  bool ours = n->state == N_CLOSING;
+  n->state = N_IDLE;
+  if (!ours) node_lost(n, tls_error(c) ? tls_error(c) : reason);
+  if (sc->closing) closed_one(sc); /* may free sc: last */
 }
 
 /* One pushed array or reply. */
@@ -310,25 +300,14 @@ static void on_push(subc_node *n, redisReply *r) {
   reconcile(sc, c);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  buf->base = malloc(suggested);
-  buf->len = buf->base ? suggested : 0;
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  subc_node *n = s->data;
+static void on_conn_read(tls_conn *conn, const char *data, size_t len) {
+  subc_node *n = conn->data;
   sub_cluster *sc = n->sc;
-  if (nread < 0) {
-    free(buf->base);
-    node_drop(n, nread == UV_EOF ? "closed by the server" : uv_strerror((int)nread));
-    return;
-  }
-  if (nread > 0 && redisReaderFeed(n->reader, buf->base, (size_t)nread) != REDIS_OK) {
-    free(buf->base);
+  if (n->state != N_READY) return;
+  if (redisReaderFeed(n->reader, data, len) != REDIS_OK) {
     node_drop(n, "bad reply");
     return;
   }
-  free(buf->base);
   void *reply;
   while (n->state == N_READY && n->reader) {
     if (redisReaderGetReply(n->reader, &reply) != REDIS_OK) {
@@ -343,20 +322,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   maybe_ready(sc);
 }
 
-static void on_connect_timeout(uv_timer_t *t) { node_drop(t->data, "connect timeout"); }
-
-static void on_connected(uv_connect_t *req, int status) {
-  subc_node *n = req->data;
+static void on_conn_connect(tls_conn *conn, int status) {
+  subc_node *n = conn->data;
   sub_cluster *sc = n->sc;
+  if (status < 0) return; /* on_conn_close follows and counts the loss */
   if (n->state != N_CONNECTING) return; /* dropped meanwhile */
-  uv_timer_stop(&n->timer);
-  if (status < 0 || !(n->reader = redisReaderCreate())) {
-    node_drop(n, status < 0 ? uv_strerror(status) : "out of memory");
+  if (!(n->reader = redisReaderCreate())) {
+    node_drop(n, "out of memory");
     return;
   }
   n->state = N_READY;
   n->down = false;
-  uv_read_start((uv_stream_t *)&n->tcp, on_alloc, on_read);
   log_node(n, TD_LOG_INFO, "redis_shard_connected", NULL);
   /* AUTH first when the URL has a password; its +OK is skipped by on_push */
   rconn_url u;
@@ -378,35 +354,35 @@ static void on_connected(uv_connect_t *req, int status) {
   reconcile_all(sc);
 }
 
+static const tls_callbacks conn_cb = {
+    .on_connect = on_conn_connect, .on_read = on_conn_read, .on_close = on_conn_close};
+
 static void node_connect(subc_node *n) {
   sub_cluster *sc = n->sc;
   rconn_url u;
-  const char *err;
-  struct sockaddr_storage sa;
+  const char *err = NULL;
   if (rconn_url_parse(rcl_node_at(sc->map, n->idx)->url, &u, &err) < 0) return;
-  int rc = strchr(u.host, ':') ? uv_ip6_addr(u.host, u.port, (struct sockaddr_in6 *)&sa)
-                               : uv_ip4_addr(u.host, u.port, (struct sockaddr_in *)&sa);
+  /* rediss+cluster://: the same trust as every rediss:// connection, and the
+   * name checked is the address the slot map announces */
+  tls_ctx *ctx = u.tls ? redis_tls_ctx(&err) : NULL;
+  if (u.tls && !ctx) {
+    rconn_url_free(&u);
+    log_node(n, TD_LOG_ERROR, "redis_shard_tls_unusable", err);
+    return;
+  }
+  if (!n->conn && !(n->conn = calloc(1, sizeof(*n->conn)))) {
+    rconn_url_free(&u);
+    return;
+  }
+  n->conn->data = n;
+  tls_init(sc->loop, n->conn, ctx, &conn_cb);
+  int rc = tls_connect(n->conn, u.host, u.port, u.tls, SUBC_CONNECT_TIMEOUT_MS);
   rconn_url_free(&u);
   if (rc < 0) {
-    /* the cluster announces addresses; names would need a resolver here */
-    log_node(n, TD_LOG_WARN, "redis_shard_address_unusable", "not a numeric address");
+    node_lost(n, uv_strerror(rc)); /* no callback comes; the retry timer tries again */
     return;
   }
-  if (!n->inited) {
-    uv_timer_init(sc->loop, &n->timer);
-    n->timer.data = n;
-    n->inited = true;
-  }
-  uv_tcp_init(sc->loop, &n->tcp);
-  n->tcp.data = n;
-  n->creq.data = n;
   n->state = N_CONNECTING;
-  if (uv_tcp_connect(&n->creq, &n->tcp, (struct sockaddr *)&sa, on_connected) < 0) {
-    node_drop(n, "connect failed");
-    return;
-  }
-  uv_tcp_nodelay(&n->tcp, 1);
-  uv_timer_start(&n->timer, on_connect_timeout, SUBC_CONNECT_TIMEOUT_MS, 0);
 }
 
 static void on_map(td_rcluster *map, bool changed, void *ud) {
@@ -504,7 +480,10 @@ static void subc_free(sub_cluster *sc) {
       next = c->next;
       free(c);
     }
-  for (int i = 0; i < RCL_NODES_MAX; i++) free(sc->nodes[i].out);
+  for (int i = 0; i < RCL_NODES_MAX; i++) {
+    free(sc->nodes[i].out);
+    free(sc->nodes[i].conn);
+  }
   free(sc->bucket);
   free(sc);
   if (done) done(dud);
@@ -515,7 +494,6 @@ static void closed_one(sub_cluster *sc) {
 }
 
 static void on_handle_closed(uv_handle_t *h) { closed_one(h->data); }
-static void on_node_timer_closed(uv_handle_t *h) { closed_one(((subc_node *)h->data)->sc); }
 static void on_map_closed(void *ud) { closed_one(ud); }
 
 void subc_close(sub_cluster *sc, void (*done)(void *), void *ud) {
@@ -528,7 +506,6 @@ void subc_close(sub_cluster *sc, void (*done)(void *), void *ud) {
   rcl_close(sc->map, on_map_closed, sc);
   for (int i = 0; i < RCL_NODES_MAX; i++) {
     subc_node *n = &sc->nodes[i];
-    if (n->inited) sc->closes_pending++, uv_close((uv_handle_t *)&n->timer, on_node_timer_closed);
     if (n->state == N_CONNECTING || n->state == N_READY) sc->closes_pending++, node_drop(n, NULL);
     else if (n->state == N_CLOSING) sc->closes_pending++; /* its close callback is due */
   }

@@ -1,4 +1,5 @@
-/* sub_cluster: the subscriber of a Redis Cluster (redis+cluster://), with
+/* sub_cluster: the subscriber of a Redis Cluster (redis+cluster://, or
+ * rediss+cluster:// over TLS), with
  * sharded pub/sub. subscriber.c hands every call to it when the URL is a
  * cluster's; the callbacks and counting are those of subscriber.h.
  *
@@ -6,8 +7,9 @@
  * one per channel. Each channel is SSUBSCRIBEd on its own (one SSUBSCRIBE
  * may only name channels of one slot), pipelined on its node's connection.
  * hiredis (0.14 and 1.x) does not know the sharded replies, so these
- * connections are plain libuv TCP streams read with hiredis's reply reader
- * (redisReader); the pushed arrays, which Redis 7 sends under RESP2 as
+ * connections are net/tls.h connections (plain TCP, or TLS under
+ * rediss+cluster:// with redis_tls_ctx()'s trust and the announced address
+ * checked) read with hiredis's reply reader (redisReader); the pushed arrays, which Redis 7 sends under RESP2 as
  * `smessage <channel> <payload>`, `ssubscribe <channel> <n>` and
  * `sunsubscribe <channel> <n>`, are handled here.
  *
