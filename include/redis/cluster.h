@@ -2,6 +2,7 @@
  * slot (publisher, subscriber, history reader).
  *
  *   --redis-url redis+cluster://[user:password@]host:port,host:port,...
+ *   --redis-url rediss+cluster://...   (the same, every connection TLS)
  *
  * The seeds are only where the map is read from. A map read (rcl_refresh)
  * connects to one address, asks `CLUSTER SLOTS`, and on any failure tries
@@ -25,6 +26,8 @@
 #include "redis/redis_conn.h"
 
 #define RCL_SCHEME "redis+cluster://"
+/* The same over TLS: every node connection is rediss:// (redis_tls.h). */
+#define RCL_TLS_SCHEME "rediss+cluster://"
 #define RCL_SLOTS 16384
 /* Nodes ever seen as primaries; far above any test or real cluster size a
  * single tickerd would talk to, and the per-node arrays stay small. */
@@ -49,10 +52,13 @@ typedef struct rcl_node {
 /* A new map was read (`changed`: some slot has another owner than before). */
 typedef void (*rcl_map_cb)(td_rcluster *cl, bool changed, void *ud);
 
-/* True for a redis+cluster:// URL (any case). */
+/* True for a redis+cluster:// or rediss+cluster:// URL (any case). */
 bool rcl_is_url(const char *url);
+/* True for rediss+cluster:// (any case). */
+bool rcl_is_tls(const char *url);
 /* Checks a redis+cluster:// URL: 0, or UV_EINVAL with *err. With `out`
- * non-NULL (RCL_SEEDS_MAX of them), fills it with each seed's redis:// URL,
+ * non-NULL (RCL_SEEDS_MAX of them), fills it with each seed's redis:// URL
+ * (rediss:// for rediss+cluster://),
  * to free() by the caller, and *n with their count. */
 int rcl_url_parse(const char *url, char **out, size_t *n, const char **err);
 /* The slot of a key or shard channel: CRC16 of its hash tag, or of it all. */

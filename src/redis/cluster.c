@@ -10,20 +10,28 @@
 
 /* ---- URL and slots --------------------------------------------------------- */
 
-bool rcl_is_url(const char *url) { return url && strncasecmp(url, RCL_SCHEME, strlen(RCL_SCHEME)) == 0; }
+bool rcl_is_url(const char *url) {
+  return url && (strncasecmp(url, RCL_SCHEME, strlen(RCL_SCHEME)) == 0 ||
+                 strncasecmp(url, RCL_TLS_SCHEME, strlen(RCL_TLS_SCHEME)) == 0);
+}
+
+bool rcl_is_tls(const char *url) { return url && strncasecmp(url, RCL_TLS_SCHEME, strlen(RCL_TLS_SCHEME)) == 0; }
 
 static void free_list(char **out, size_t n) {
   for (size_t i = 0; i < n; i++) free(out[i]);
 }
 
-/* Each seed is checked by the one redis:// parser, with the URL's userinfo
- * in front: the rules (host names, ports, %-escapes) are the same. */
+/* Each seed is checked by the one redis:// parser (rediss:// for
+ * rediss+cluster://), with the URL's userinfo in front: the rules (host
+ * names, ports, %-escapes) are the same. */
 int rcl_url_parse(const char *url, char **out, size_t *n, const char **err) {
   char *urls[RCL_SEEDS_MAX];
   size_t count = 0;
   if (!rcl_is_url(url)) return *err = "redis+cluster URL must start with redis+cluster://", UV_EINVAL;
   if (strlen(url) > RCONN_URL_MAX) return *err = "redis URL too long", UV_EINVAL;
-  const char *p = url + strlen(RCL_SCHEME), *end = p + strcspn(p, "/?#");
+  bool tls = rcl_is_tls(url);
+  const char *scheme = tls ? "rediss://" : "redis://";
+  const char *p = url + strlen(tls ? RCL_TLS_SCHEME : RCL_SCHEME), *end = p + strcspn(p, "/?#");
   if (*end && strcmp(end, "/") != 0)
     return *err = "redis+cluster:// takes no db, query or fragment (a Cluster has db 0 only)", UV_EINVAL;
   const char *at = NULL;
@@ -39,12 +47,12 @@ int rcl_url_parse(const char *url, char **out, size_t *n, const char **err) {
       free_list(urls, count);
       return *err = "too many seed nodes in redis+cluster://", UV_EINVAL;
     }
-    size_t hl = (size_t)(e - h), len = strlen("redis://") + ulen + hl;
+    size_t hl = (size_t)(e - h), len = strlen(scheme) + ulen + hl;
     char *u = malloc(len + 1);
     rconn_url parsed;
     int rc = u ? 0 : UV_ENOMEM;
     if (u) {
-      snprintf(u, len + 1, "redis://%.*s%.*s", (int)ulen, p, (int)hl, h);
+      snprintf(u, len + 1, "%s%.*s%.*s", scheme, (int)ulen, p, (int)hl, h);
       rc = hl ? rconn_url_parse(u, &parsed, err) : (*err = "empty seed in redis+cluster://", UV_EINVAL);
       if (rc == 0) rconn_url_free(&parsed);
     }
@@ -105,6 +113,7 @@ struct td_rcluster {
   char *seeds[RCL_SEEDS_MAX];
   size_t nseeds;
   char *userinfo;          /* "user:password@" of the URL, or "" (secret) */
+  const char *scheme;      /* of the node URLs: "rediss://" under rediss+cluster:// */
   rcl_node nodes[RCL_NODES_MAX];
   uint32_t nnodes;
   uint16_t owner[RCL_SLOTS];
@@ -133,10 +142,12 @@ static int node_find_or_add(td_rcluster *cl, const char *host, size_t hn, long p
     log_msg(TD_LOG_WARN, "redis_cluster_nodes_full", "more primaries than RCL_NODES_MAX; slots left unmapped");
     return -1;
   }
-  size_t ul = strlen(cl->userinfo), n = strlen("redis://") + ul + (size_t)len + 1;
+  size_t ul = strlen(cl->userinfo), n = strlen(cl->scheme) + ul + (size_t)len + 1;
   char *url = malloc(n);
   if (!url) return -1;
-  snprintf(url, n, "redis://%s%s", cl->userinfo, addr);
+  /* rediss://: TLS verified against the address the map announces (an IP
+   * SAN for a numeric one), as for any rediss:// URL */
+  snprintf(url, n, "%s%s%s", cl->scheme, cl->userinfo, addr);
   rcl_node *node = &cl->nodes[cl->nnodes];
   memcpy(node->addr, addr, (size_t)len + 1);
   node->url = url;
@@ -342,7 +353,8 @@ td_rcluster *rcl_new(uv_loop_t *loop, const char *url, const char *name, rcl_map
     return NULL;
   }
   /* the userinfo as the seeds carry it: "redis://" + userinfo + host */
-  const char *s = cl->seeds[0] + strlen("redis://"), *at = strrchr(s, '@');
+  cl->scheme = rcl_is_tls(url) ? "rediss://" : "redis://";
+  const char *s = cl->seeds[0] + strlen(cl->scheme), *at = strrchr(s, '@');
   cl->userinfo = strndup(s, at ? (size_t)(at - s) + 1 : 0);
   if (!cl->userinfo) {
     rcl_free(cl);
