@@ -31,6 +31,16 @@ static void test_url_good(void **state) {
   for (size_t i = 0; i < n; i++) free(urls[i]);
   assert_true(rcl_is_url("redis+cluster://h:1"));
   assert_false(rcl_is_url("redis://h:1"));
+  assert_false(rcl_is_tls("redis+cluster://h:1"));
+  /* rediss+cluster://: every seed (and node) is a rediss:// URL */
+  assert_int_equal(rcl_url_parse("Rediss+Cluster://:pw@10.0.0.1:7000,10.0.0.2:7001", urls, &n, &err), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(urls[0], "rediss://:pw@10.0.0.1:7000");
+  assert_string_equal(urls[1], "rediss://:pw@10.0.0.2:7001");
+  for (size_t i = 0; i < n; i++) free(urls[i]);
+  assert_true(rcl_is_url("rediss+cluster://h:1"));
+  assert_true(rcl_is_tls("rediss+cluster://h:1"));
+  assert_false(rcl_is_url("rediss://h:1"));
 }
 
 static void test_url_bad(void **state) {
