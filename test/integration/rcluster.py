@@ -41,8 +41,11 @@ def cluster_port():
 
 
 class RedisCluster:
-    def __init__(self, primaries=3, replicas=1, password=None):
+    def __init__(self, primaries=3, replicas=1, password=None, tls=None):
+        """tls: the certificate paths of test_redis_tls.py's pki fixture;
+        then every port, the cluster bus and replication are TLS only."""
         self.password = password
+        self.tls = tls
         self.dir = tempfile.mkdtemp(prefix="tickerd-cluster-")
         self.ports = [cluster_port() for _ in range(primaries * (1 + replicas))]
         self.procs = {}
@@ -55,7 +58,7 @@ class RedisCluster:
             self.client(self.ports[0]).execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
         else:
             auth = ["-a", password, "--no-auth-warning"] if password else []
-            subprocess.run(["redis-cli"] + auth + ["--cluster", "create"] + [f"127.0.0.1:{p}" for p in self.ports] +
+            subprocess.run(["redis-cli"] + self.cli_tls() + auth + ["--cluster", "create"] + [f"127.0.0.1:{p}" for p in self.ports] +
                            ["--cluster-replicas", str(replicas), "--cluster-yes"],
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            timeout=CREATE_TIMEOUT_S)
@@ -67,8 +70,17 @@ class RedisCluster:
         d = os.path.join(self.dir, str(port))
         os.makedirs(d, exist_ok=True)
         auth = ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
+        listen = ["--port", str(port)]
+        if self.tls:
+            listen = ["--port", "0", "--tls-port", str(port), "--tls-cluster", "yes", "--tls-replication", "yes",
+                      "--tls-cert-file", self.tls["server.crt"], "--tls-key-file", self.tls["server.key"],
+                      "--tls-ca-cert-file", self.tls["ca.crt"], "--tls-auth-clients", "no",
+                      # the bus always asks a connecting node for a client
+                      # certificate; the server one is for serverAuth only
+                      "--tls-client-cert-file", self.tls["client.crt"],
+                      "--tls-client-key-file", self.tls["client.key"]]
         self.procs[port] = subprocess.Popen(
-            ["redis-server", *auth, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+            ["redis-server", *auth, *listen, "--bind", "127.0.0.1", "--cluster-enabled", "yes",
              "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
              "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no", "--dir", d, "--logfile", os.path.join(d, "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -94,13 +106,17 @@ class RedisCluster:
                 return False
         return True
 
+    def cli_tls(self):
+        return ["--tls", "--cacert", self.tls["ca.crt"]] if self.tls else []
+
     def client(self, port):
-        return redis.Redis(host="127.0.0.1", port=port, password=self.password, socket_timeout=5)
+        tls = {"ssl": True, "ssl_ca_certs": self.tls["ca.crt"]} if self.tls else {}
+        return redis.Redis(host="127.0.0.1", port=port, password=self.password, socket_timeout=5, **tls)
 
     @property
     def url(self):
         auth = f":{self.password}@" if self.password else ""
-        return "redis+cluster://" + auth + ",".join(f"127.0.0.1:{p}" for p in self.ports[:2])
+        return ("rediss" if self.tls else "redis") + "+cluster://" + auth + ",".join(f"127.0.0.1:{p}" for p in self.ports[:2])
 
     def alive(self):
         return [p for p in self.ports if self.procs[p].poll() is None]

@@ -13,6 +13,7 @@ import pytest
 from conftest import wait_for
 from rcluster import RedisCluster
 from test_quotes import quote
+from test_redis_tls import pki  # noqa: F401 (the CA and certificates, a fixture)
 from test_streaming import sse_events, sse_open
 from wsclient import WS
 
@@ -274,3 +275,56 @@ def test_primary_killed_replica_promoted_quotes_flow_again(own_cluster, tickerd_
     assert "redis_shard_lost" in events
     rd.close()
     assert t.stop() == 0, t.output()
+
+
+def test_cluster_over_tls(pki, tickerd_factory):  # noqa: F811
+    """rediss+cluster://: a cluster with TLS ports only (no plaintext port,
+    TLS on the bus and replication), so every connection tickerd makes -- map
+    reads, shard publishers, the sharded subscriber's own sockets, the lease
+    -- is a verified TLS one, or nothing would work."""
+    c = RedisCluster(3, 1, tls=pki)
+    try:
+        assert c.url.startswith("rediss+cluster://")
+        channels = [f"quotes:{s}" for s in SYMBOLS]
+        assert {c.owner(ch)[0] for ch in channels} == set(c.primaries())
+        a = start(tickerd_factory, c, "--feed", "none", "--redis-ca-file", pki["ca.crt"])
+        ws = ws_subscribe(a, SYMBOLS)
+        wait_for(lambda: subscribed_everywhere(c, channels, 1), timeout=10, what="SSUBSCRIBE over TLS on every owner")
+        r = a.request("POST", "/quotes", body=[quote(sym, bp=k + 1) for k in range(PER_SYMBOL) for sym in SYMBOLS])
+        assert r.status == 202, r.body
+        got = {}
+        for _ in range(PER_SYMBOL * len(SYMBOLS)):
+            m = ws.recv_json()
+            assert m["type"] == "quote", m
+            got.setdefault(m["symbol"], []).append(m["data"]["bp"])
+        assert got == {sym: [k + 1 for k in range(PER_SYMBOL)] for sym in SYMBOLS}
+        st = a.status()["redis"]
+        assert st["publisher"]["published"] == PER_SYMBOL * len(SYMBOLS) and st["publisher"]["errors"] == 0, st
+        # the lease (routed by its key's slot) and a simulated feed on it
+        b = start(tickerd_factory, c, "--feed", "sim", "--symbols", ",".join(SIM), "--sim-rate", "120",
+                  "--redis-ca-file", pki["ca.crt"])
+        wait_for(lambda: b.status()["role"] == "holder" or None, what="the lease over TLS")
+        owner, _ = c.owner("tickerd:lease:sim")
+        assert c.client(owner).get("tickerd:lease:sim").decode() == b.status()["lease"]["holder"]
+        assert ws.recv_until(lambda m: m.get("type") == "quote" and m["data"].get("bp") not in range(1, 6))
+        ws.close()
+        assert b.stop() == 0, b.output()
+        assert a.stop() == 0, a.output()
+    finally:
+        c.cleanup()
+
+
+def test_cluster_over_tls_refuses_a_certificate_for_another_host(pki, tickerd_factory):  # noqa: F811
+    """One TLS node whose certificate names 10.9.9.9, not the 127.0.0.1 the
+    URL and the map name: refused with a clear line, HTTP keeps serving."""
+    c = RedisCluster(1, 0, tls=dict(pki, **{"server.crt": pki["other.crt"], "server.key": pki["other.key"]}))
+    try:
+        t = tickerd_factory("--feed", "none", "--redis-url", c.url, "--redis-ca-file", pki["ca.crt"])
+        wait_for(lambda: any(e.get("reason") == "TLS certificate refused" and "mismatch" in e.get("detail", "")
+                             for e in t.log_events() if e.get("event") == "redis_connect_failed") or None,
+                 what="the refusal in the log")
+        assert t.get("/healthz").status == 200
+        assert t.get("/readyz").status == 503
+        assert t.stop() == 0, t.output()
+    finally:
+        c.cleanup()
