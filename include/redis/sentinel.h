@@ -43,6 +43,8 @@
 #include "redis/redis_conn.h"
 
 #define SENTINEL_SCHEME "redis+sentinel://"
+/* The same over TLS: Sentinels and primary are all reached as rediss://. */
+#define SENTINEL_TLS_SCHEME "rediss+sentinel://"
 #define SENTINEL_DEFAULT_PORT 26379
 /* Sentinels in one URL: deployments run three or five. */
 #define SENTINEL_HOSTS_MAX 8
@@ -77,11 +79,12 @@ typedef struct sentinel_url {
   /* The primary's user, password and db as a redis:// URL has them (host
    * NULL); `masked` is this whole URL with the password as "***". */
   rconn_url primary;
+  bool tls; /* rediss+sentinel://: every connection, Sentinels too, is TLS */
 } sentinel_url;
 
-/* True when `url` starts with redis+sentinel:// (any case). */
+/* True when `url` starts with redis+sentinel:// or rediss+sentinel:// (any case). */
 bool sentinel_url_is(const char *url);
-/* Parses a redis+sentinel:// URL. Returns 0 or UV_EINVAL/UV_ENOMEM with
+/* Parses a redis+sentinel:// or rediss+sentinel:// URL. Returns 0 or UV_EINVAL/UV_ENOMEM with
  * *err a static message. */
 int sentinel_url_parse(const char *url, sentinel_url *out, const char **err);
 void sentinel_url_free(sentinel_url *u);

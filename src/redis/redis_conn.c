@@ -583,7 +583,8 @@ void rconn_retarget(td_rconn *c, const char *host, int port) {
   bool there = c->url.host && !strcmp(c->url.host, host) && c->url.port == port;
   if (c->state == RCONN_IDLE || c->state == RCONN_RESOLVING || c->state >= RCONN_CLOSING) return;
   if (there && c->state != RCONN_BACKOFF) return; /* already on its way there */
-  if (c->ac) rconn_reconnect(c, "primary moved (sentinel)");
+  /* c->relay alone: a TLS handshake to the old primary, dropped too. */
+  if (c->ac || c->relay) rconn_reconnect(c, "primary moved (sentinel)");
   if (c->state == RCONN_BACKOFF) uv_timer_start(&c->timer, on_timer, 0, 0);
 }
 

@@ -1,6 +1,6 @@
 /* The shared Sentinel target of redis+sentinel:// connections; see
  * sentinel.h. The Sentinels are reached with td_rconn itself (plain
- * redis:// URLs), two connections each: one for queries, one subscribed to
+ * redis:// URLs, rediss:// for rediss+sentinel://), two connections each: one for queries, one subscribed to
  * +switch-master (a subscribed RESP2 connection can send nothing else). */
 #include "redis/sentinel.h"
 
@@ -14,8 +14,12 @@
 
 /* ---- URL ----------------------------------------------------------------- */
 
+static bool has_scheme(const char *url, const char *scheme) {
+  return strncasecmp(url, scheme, strlen(scheme)) == 0;
+}
+
 bool sentinel_url_is(const char *url) {
-  return url && strncasecmp(url, SENTINEL_SCHEME, strlen(SENTINEL_SCHEME)) == 0;
+  return url && (has_scheme(url, SENTINEL_SCHEME) || has_scheme(url, SENTINEL_TLS_SCHEME));
 }
 
 static int url_fail(sentinel_url *u, const char **err, const char *why, int rc) {
@@ -52,11 +56,12 @@ static int parse_host(sentinel_host *h, const char *p, size_t n, const char **wh
 }
 
 /* The userinfo and db are those of a redis:// URL: rconn_url_parse reads
- * them from "redis://<userinfo>@x/<db>", so both forms decode alike. */
+ * them from "redis://<userinfo>@x/<db>", so both forms decode alike; with
+ * "rediss://" the primary's rconn_url says TLS. */
 static int parse_primary_part(sentinel_url *u, const char *userinfo, size_t ui_len, const char *db,
                               const char **why) {
   char tmp[RCONN_URL_MAX + 16];
-  snprintf(tmp, sizeof(tmp), "redis://%.*s%sx%s%s", (int)ui_len, userinfo ? userinfo : "", userinfo ? "@" : "",
+  snprintf(tmp, sizeof(tmp), "%s://%.*s%sx%s%s", u->tls ? "rediss" : "redis", (int)ui_len, userinfo ? userinfo : "", userinfo ? "@" : "",
            db ? "/" : "", db ? db : "");
   int rc = rconn_url_parse(tmp, &u->primary, why);
   memset(tmp, 0, sizeof(tmp)); /* it held the password */
@@ -83,9 +88,10 @@ int sentinel_url_parse(const char *url, sentinel_url *u, const char **err) {
   const char *why = NULL;
   memset(u, 0, sizeof(*u));
   if (!sentinel_url_is(url)) return url_fail(u, err, "not a redis+sentinel:// URL", UV_EINVAL);
+  u->tls = has_scheme(url, SENTINEL_TLS_SCHEME);
   if (strlen(url) > RCONN_URL_MAX) return url_fail(u, err, "redis URL too long", UV_EINVAL);
   if (strpbrk(url, "?#")) return url_fail(u, err, "query and fragment are not supported", UV_EINVAL);
-  const char *auth = url + strlen(SENTINEL_SCHEME), *slash = strchr(auth, '/');
+  const char *auth = url + strlen(u->tls ? SENTINEL_TLS_SCHEME : SENTINEL_SCHEME), *slash = strchr(auth, '/');
   if (!slash) return url_fail(u, err, "missing /<master name> after the Sentinels", UV_EINVAL);
   /* The last '@' ends the userinfo, so a raw '@' in a password still works. */
   const char *at = NULL;
@@ -492,7 +498,7 @@ static void open_node(td_sentinel *s, int i) {
   char url[96];
   n->s = s;
   addr_label(n->label, sizeof(n->label), h->host, h->port);
-  snprintf(url, sizeof(url), "redis://%s", n->label);
+  snprintf(url, sizeof(url), "%s://%s", s->url.tls ? "rediss" : "redis", n->label);
   rconn_options o = {.name = "sentinel",
                      .connect_timeout_ms = SENTINEL_QUERY_TIMEOUT_MS,
                      .command_timeout_ms = SENTINEL_QUERY_TIMEOUT_MS,

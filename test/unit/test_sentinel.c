@@ -43,6 +43,21 @@ static void test_url_good(void **state) {
   assert_null(u.primary.user);
   assert_string_equal(u.primary.password, "pw");
   assert_string_equal(u.primary.masked, "redis+sentinel://:***@h/m/");
+  assert_false(u.tls);
+  assert_false(u.primary.tls);
+  sentinel_url_free(&u);
+
+  /* rediss+sentinel://: the same URL, TLS to the Sentinels and the primary */
+  assert_true(sentinel_url_is("RediSS+Sentinel://h/m"));
+  assert_int_equal(sentinel_url_parse("rediss+sentinel://:pw@h:5,h2/m/2", &u, &err), 0);
+  assert_true(u.tls);
+  assert_true(u.primary.tls);
+  assert_int_equal(u.nhosts, 2);
+  assert_string_equal(u.hosts[0].host, "h");
+  assert_int_equal(u.hosts[0].port, 5);
+  assert_string_equal(u.master, "m");
+  assert_int_equal(u.primary.db, 2);
+  assert_string_equal(u.primary.masked, "rediss+sentinel://:***@h:5,h2/m/2");
   sentinel_url_free(&u);
 }
 
@@ -54,7 +69,8 @@ static void test_url_bad(void **state) {
       "redis+sentinel://h:0/m", "redis+sentinel://h:65536/m", "redis+sentinel://h o/m", "redis+sentinel://h/m n",
       "redis+sentinel://h/m/x", "redis+sentinel://h/m/1/2", "redis+sentinel://h/m?x", "redis+sentinel://h/m#x",
       "redis+sentinel://user@h/m", "redis+sentinel://u:@h/m", "redis+sentinel://u:%zz@h/m",
-      "redis+sentinel://[::1/m", "redis+sentinel://a,b,c,d,e,f,g,h,i/m"};
+      "redis+sentinel://[::1/m", "redis+sentinel://a,b,c,d,e,f,g,h,i/m",
+      "rediss+sentinel://", "rediss+sentinel://h", "redis+sentinels://h/m", "rediss://h/m"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
     sentinel_url u;
     const char *err = NULL;
