@@ -551,6 +551,7 @@ td_sentinel *sentinel_attach(uv_loop_t *loop, const char *url, td_rconn *c, rcon
   }
   const rconn_url *p = &s->url.primary;
   out->db = p->db;
+  out->tls = p->tls;
   if (!(out->masked = strdup(p->masked)) || (p->user && !(out->user = strdup(p->user))) ||
       (p->password && !(out->password = strdup(p->password))))
     goto oom;

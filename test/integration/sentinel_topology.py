@@ -5,7 +5,11 @@ test_sentinel.py and bench/failover.py; no pytest here.
 
 Timeouts are short so that a failover takes a few seconds: a primary is
 down for Sentinel after DOWN_AFTER_MS, and failovers of one master must be
-2 x FAILOVER_TIMEOUT_MS apart (Sentinel's own rule)."""
+2 x FAILOVER_TIMEOUT_MS apart (Sentinel's own rule).
+
+With `tls` (the paths of test_redis_tls.py's pki fixture) every node and
+Sentinel listens on TLS only (port 0), replication and the Sentinels'
+links to the nodes and to each other are TLS too (tls-replication)."""
 import os
 import shutil
 import socket
@@ -42,15 +46,28 @@ def wait_until(pred, timeout, what, interval=0.05):
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-def client(port):
+def client(port, tls=None):
     import redis
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2)
+    kw = {}
+    if tls:
+        kw = {"ssl": True, "ssl_ca_certs": tls["ca.crt"], "ssl_certfile": tls["client.crt"],
+              "ssl_keyfile": tls["client.key"]}
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2, **kw)
+
+
+def tls_args(tls):
+    """The TLS settings of a node or Sentinel, as (name, value) pairs."""
+    if not tls:
+        return []
+    return [("tls-cert-file", tls["server.crt"]), ("tls-key-file", tls["server.key"]),
+            ("tls-ca-cert-file", tls["ca.crt"]), ("tls-auth-clients", "no"), ("tls-replication", "yes")]
 
 
 class Topology:
     """Primary + `replicas` replicas + `sentinels` Sentinels; stop() ends them all."""
 
-    def __init__(self, replicas=1, sentinels=3):
+    def __init__(self, replicas=1, sentinels=3, tls=None):
+        self.tls = tls
         self.dir = tempfile.mkdtemp(prefix="tickerd-sentinel-")
         self.procs = {}  # port -> Popen
         self.data_ports = [free_port() for _ in range(1 + replicas)]
@@ -70,21 +87,28 @@ class Topology:
     @property
     def url(self):
         hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
-        return f"redis+sentinel://{hosts}/{MASTER}"
+        return f"{'rediss' if self.tls else 'redis'}+sentinel://{hosts}/{MASTER}"
+
+    def client(self, port):
+        return client(port, self.tls)
+
+    def _listen(self, port):
+        """The port settings: TLS only with tls, plaintext only without."""
+        return [("port", "0"), ("tls-port", str(port))] + tls_args(self.tls) if self.tls else [("port", str(port))]
 
     def _spawn(self, port, args):
         log = open(os.path.join(self.dir, f"{port}.out"), "wb")
         self.procs[port] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_until(lambda: client(port).ping(), START_TIMEOUT_S, f"redis on {port}")
+        wait_until(lambda: self.client(port).ping(), START_TIMEOUT_S, f"redis on {port}")
 
     def start_data(self, port, replica_of):
         d = os.path.join(self.dir, str(port))
         os.makedirs(d, exist_ok=True)
         # A full sync waits repl-diskless-sync-delay (5 s) for more replicas
         # by default: 0 here, so that a replica is in sync at once.
-        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--repl-diskless-sync-delay", "0", "--dir", d, "--logfile", os.path.join(d, "redis.log")]
+        args = ["redis-server", *[a for k, v in self._listen(port) for a in (f"--{k}", v)],
+                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--repl-diskless-sync-delay", "0", "--dir", d, "--logfile", os.path.join(d, "redis.log")]
         if replica_of:
             args += ["--replicaof", "127.0.0.1", str(replica_of)]
         self._spawn(port, args)
@@ -94,7 +118,8 @@ class Topology:
         os.makedirs(d, exist_ok=True)
         conf = os.path.join(d, "sentinel.conf")  # Sentinel rewrites it: one each
         with open(conf, "w") as f:
-            f.write(f"port {port}\nbind 127.0.0.1\ndir {d}\nlogfile {d}/sentinel.log\n"
+            f.write("".join(f"{k} {v}\n" for k, v in self._listen(port)))
+            f.write(f"bind 127.0.0.1\ndir {d}\nlogfile {d}/sentinel.log\n"
                     f"sentinel monitor {MASTER} 127.0.0.1 {monitor or self.primary_port} {QUORUM}\n"
                     f"sentinel down-after-milliseconds {MASTER} {down_after_ms}\n"
                     f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n"
@@ -103,7 +128,7 @@ class Topology:
 
     def sentinel_primary(self, port=None):
         """(host, port) a Sentinel reports, or None."""
-        r = client(port or self.sentinel_ports[0]).execute_command("SENTINEL", "get-master-addr-by-name", MASTER)
+        r = self.client(port or self.sentinel_ports[0]).execute_command("SENTINEL", "get-master-addr-by-name", MASTER)
         return (r[0].decode(), int(r[1])) if r else None
 
     def _healthy_replicas(self, sport, in_sync=False):
@@ -113,7 +138,7 @@ class Topology:
         Sentinel's first INFO of it comes back, and until then SENTINEL
         FAILOVER answers NOGOODSLAVE (sentinelSelectSlave skips a replica
         it never INFOed)."""
-        reps = client(sport).execute_command("SENTINEL", "replicas", MASTER)
+        reps = self.client(sport).execute_command("SENTINEL", "replicas", MASTER)
         ok = 0
         for r in reps:  # each a flat [field, value, ...] list
             f = dict(zip(r[::2], r[1::2]))
@@ -138,12 +163,12 @@ class Topology:
         def ok():
             for p in self.data_ports:
                 if p != self.primary_port and p in self.procs:
-                    link = client(p).info("replication").get("master_link_status")
+                    link = self.client(p).info("replication").get("master_link_status")
                     if link != "up":
                         state["why"] = f"replica {p} link {link}"
                         return False
             for sp in self.sentinel_ports:
-                c = client(sp)
+                c = self.client(sp)
                 got = (self.sentinel_primary(sp), len(c.execute_command("SENTINEL", "sentinels", MASTER)),
                        self._healthy_replicas(sp))
                 if got != want:
@@ -170,7 +195,7 @@ class Topology:
             a = self.sentinel_primary()
             if not a or a[1] == old_port:
                 return None
-            role = client(a[1]).execute_command("ROLE")
+            role = self.client(a[1]).execute_command("ROLE")
             return a[1] if role[0] in (b"master", "master") else None
         self.primary_port = wait_until(promoted, timeout, "a replica to be promoted")
         return self.primary_port

@@ -17,6 +17,7 @@ import pytest
 from conftest import BIN, wait_for
 from sentinel_topology import MASTER, Topology, client, free_port
 from test_quotes import quote
+from test_redis_tls import pki  # noqa: F401 (a module fixture: the test CA and certificates)
 from test_streaming import post, settled, sse_open
 from wsclient import OP_PING, OP_TEXT, WS
 
@@ -229,6 +230,57 @@ def test_failover_moves_every_connection_and_clients_recover(topology, tickerd_f
     assert t.status()["redis"]["subscriber"]["state"] == "ready" and ready(t)
     ws.close()
     sock.close()
+
+
+def test_failover_over_tls(pki, tickerd_factory):  # noqa: F811
+    """rediss+sentinel://: Sentinels, primary and replica on TLS only (port
+    0), tickerd verifies each against the test CA (the primary by the
+    address the Sentinels announce: the certificate has IP SAN 127.0.0.1),
+    quotes reach a WS client, and a kill -9 of the primary is followed."""
+    topo = Topology(tls=pki)
+    try:
+        t = tickerd_factory("--feed", "none", "--redis-url", topo.url, "--redis-ca-file", pki["ca.crt"],
+                            "--ping-interval-ms", "60000")
+        wait_for(lambda: ready(t), timeout=10, what="ready through the Sentinels over TLS")
+        old = topo.primary_port
+        st = sentinel_status(t)
+        assert st["primary"] == f"127.0.0.1:{old}" and st["sentinels_ready"] == 3
+        wait_for(lambda: sentinel_status(t)["sentinels_subscribed"] == 3 or None, what="+switch-master over TLS")
+        ws = WS(t.port)
+        ws.send_json({"action": "subscribe", "symbols": SYMS})
+        assert ws.recv_json()["type"] == "subscribed"
+        col = Collector(ws_reader(ws))
+        poster = Poster(t)
+        try:
+            wait_for(lambda: all(col.max_bp(s) >= 20 for s in SYMS) or None, timeout=10, what="quotes over TLS")
+            t_kill = time.monotonic()
+            topo.kill_primary()
+            new = topo.wait_promoted(old, timeout=FAILOVER_TIMEOUT_S)
+            wait_for(lambda: sentinel_status(t)["primary"] == f"127.0.0.1:{new}" or None,
+                     timeout=FAILOVER_TIMEOUT_S, what="tickerd to follow over TLS")
+            n_after = max(poster.posted)
+            wait_for(lambda: all(col.max_bp(s) > n_after for s in SYMS) or None, timeout=FAILOVER_TIMEOUT_S,
+                     what="quotes after the failover over TLS")
+            t_resume = time.monotonic()
+        finally:
+            poster.stop = True
+            poster.join(5)
+        assert poster.error is None, poster.error
+        settled(t)
+        last = max(poster.posted)
+        wait_for(lambda: all(col.max_bp(s) == last for s in SYMS) or None, what="the last quote over TLS")
+        col.stop = True
+        col.join(2)
+        assert col.error is None, col.error
+        check_client("ws", col, poster, t_kill, t_resume)
+        assert t.status()["redis"]["subscriber"]["state"] == "ready"
+        # No plaintext anywhere: every node has port 0, so tickerd reached
+        # the new primary over TLS or not at all.
+        assert topo.client(new).config_get("port")["port"] == "0"
+        assert not [e for e in t.log_events() if e.get("reason") == "TLS certificate refused"]
+        ws.close()
+    finally:
+        topo.stop()
 
 
 def test_stale_answer_is_refused_by_role(tickerd_factory):
