@@ -68,7 +68,7 @@ static const opt_def options[] = {
   {"max-finished-tasks", "TICKERD_MAX_FINISHED_TASKS", OPT_I64, OFF(max_finished_tasks), 0, 100000000,
    XSTR(TD_DEFAULT_MAX_FINISHED_TASKS), "finished tasks kept at most (oldest freed first)", 0},
   {"redis-url", "REDIS_URL", OPT_STR, OFF(redis_url), 0, 0, "redis://127.0.0.1:6379",
-   "redis://[user:password@]host:port[/db], rediss://... (TLS), unix:///path, redis+sentinel://[user:password@]host:port,.../master[/db], "
+   "redis://[user:password@]host:port[/db], rediss://... (TLS), unix:///path, redis[s]+sentinel://[user:password@]host:port,.../master[/db], "
    "or redis+cluster://[user:password@]host:port,host:port,... (rediss+cluster:// over TLS)", 0},
   {"redis-ca-file", "TICKERD_REDIS_CA_FILE", OPT_STR, OFF(redis_ca_file), 0, 0, NULL,
    "CA bundle for rediss:// (default: --ca-file, else the system store)", 0},

@@ -382,7 +382,7 @@ static int start_redis(td_main *m) {
     app->pub[i] = pub_new(app->loop, cfg->redis_url, &popts);
     if (!app->pub[i]) {
       fprintf(stderr, "tickerd: invalid --redis-url / REDIS_URL (redis://[user:password@]host:port[/db], unix:///path, "
-                      "redis+sentinel://[user:password@]host:port,.../master[/db] or redis+cluster://host:port,... or rediss+cluster://...)\n");
+                      "redis[s]+sentinel://[user:password@]host:port,.../master[/db] or redis+cluster://host:port,... or rediss+cluster://...)\n");
       return -1;
     }
   }
