@@ -124,7 +124,8 @@ static void query(const char *s, size_t n) {
   }
 }
 
-/* Every seed a cluster URL yields is a redis:// URL its parser accepts. */
+/* Every seed a cluster URL yields is a redis:// URL its parser accepts
+ * (rediss:// under rediss+cluster://). */
 static void cluster_url(const char *s) {
   char *urls[RCL_SEEDS_MAX];
   size_t n = 0;
@@ -136,7 +137,10 @@ static void cluster_url(const char *s) {
   if (n < 1 || n > RCL_SEEDS_MAX || !rcl_is_url(s)) abort();
   for (size_t i = 0; i < n; i++) {
     rconn_url u;
-    if (strncmp(urls[i], "redis://", 8) || rconn_url_parse(urls[i], &u, &err) != 0 || u.is_unix || u.db) abort();
+    const char *scheme = rcl_is_tls(s) ? "rediss://" : "redis://";
+    if (strncmp(urls[i], scheme, strlen(scheme)) || rconn_url_parse(urls[i], &u, &err) != 0 || u.is_unix || u.db ||
+        u.tls != rcl_is_tls(s))
+      abort();
     rconn_url_free(&u);
     free(urls[i]);
   }
