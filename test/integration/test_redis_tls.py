@@ -35,12 +35,17 @@ def make_cert(d, name, ca, ext):
 def pki():
     d = tempfile.mkdtemp(prefix="tickerd-pki-")
     with open(os.path.join(d, "ext.cnf"), "w") as f:
-        f.write("[server]\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
-                "[other]\nsubjectAltName=IP:10.9.9.9,DNS:redis.other.example\nextendedKeyUsage=serverAuth\n"
-                "[client]\nextendedKeyUsage=clientAuth\n")
+        # Key identifiers and the CA's key usage: Python 3.13 (trixie) verifies
+        # with VERIFY_X509_STRICT, which refuses certificates without them.
+        ids = "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
+        f.write("[server]\nsubjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n" + ids +
+                "[other]\nsubjectAltName=IP:10.9.9.9,DNS:redis.other.example\nextendedKeyUsage=serverAuth\n" + ids +
+                "[client]\nextendedKeyUsage=clientAuth\n" + ids)
     for ca in ("ca", "wrongca"):
         openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
-                "-days", CERT_DAYS, "-subj", f"/CN=tickerd test {ca}", cwd=d)
+                "-days", CERT_DAYS, "-subj", f"/CN=tickerd test {ca}",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                cwd=d)
     make_cert(d, "server", "ca", "server")
     make_cert(d, "other", "ca", "other")
     make_cert(d, "client", "ca", "client")
