@@ -328,10 +328,6 @@ def test_cluster_over_tls(pki, tickerd_factory):  # noqa: F811
         c.cleanup()
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 13),
-                    reason="on trixie (Python 3.13) the harness's readiness probe of a node with another host's "
-                           "certificate times out; not yet understood. The refusal itself is tested by "
-                           "test_redis_tls.py on both releases and by this test on bookworm")
 def test_cluster_over_tls_refuses_a_certificate_for_another_host(pki, tickerd_factory):  # noqa: F811
     """One TLS node whose certificate names 10.9.9.9, not the 127.0.0.1 the
     URL and the map name: refused with a clear line, HTTP keeps serving."""
