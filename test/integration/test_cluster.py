@@ -8,7 +8,6 @@ import json
 import threading
 import time
 
-import sys
 
 import pytest
 
