@@ -94,6 +94,11 @@ typedef struct rconn_options {
   uint32_t command_timeout_ms;
   uint32_t backoff_min_ms;
   uint32_t backoff_max_ms;
+  /* AUTH with these instead of the URL's userinfo (NULL password: the
+   * URL's). A Sentinel has credentials of its own, apart from the primary's
+   * that the URL carries. Copied; secret, never logged. */
+  const char *user;
+  const char *password;
 } rconn_options;
 
 struct td_rconn {

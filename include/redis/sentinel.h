@@ -31,7 +31,8 @@
  * rather than passed down: every module that talks to Redis makes its
  * connection from the `--redis-url` string, and one target per URL keeps
  * those constructors unchanged. The userinfo and db are the primary's;
- * the Sentinels are asked without AUTH. */
+ * the Sentinels' own credentials (Sentinel's `requirepass`, or an ACL user)
+ * are set once per process with sentinel_set_auth. */
 #ifndef TD_SENTINEL_H
 #define TD_SENTINEL_H
 
@@ -84,6 +85,11 @@ typedef struct sentinel_url {
 
 /* True when `url` starts with redis+sentinel:// or rediss+sentinel:// (any case). */
 bool sentinel_url_is(const char *url);
+/* The user (NULL: none) and password (NULL: no AUTH) every Sentinel of the
+ * process is asked with, before the first sentinel URL is used. The strings
+ * are not copied: they must live as long as the process's Redis
+ * connections (tickerd passes its configuration's). */
+void sentinel_set_auth(const char *user, const char *password);
 /* Parses a redis+sentinel:// or rediss+sentinel:// URL. Returns 0 or UV_EINVAL/UV_ENOMEM with
  * *err a static message. */
 int sentinel_url_parse(const char *url, sentinel_url *out, const char **err);

@@ -149,6 +149,8 @@ static const struct { const char *env; size_t offset; } secrets[] = {
   {"APCA_API_KEY_ID", OFF(alpaca_key_id)},
   {"APCA_API_SECRET_KEY", OFF(alpaca_secret_key)},
   {"TICKERD_JWT_SECRET", OFF(jwt_secret)},
+  {"TICKERD_SENTINEL_USER", OFF(sentinel_user)},
+  {"TICKERD_SENTINEL_PASSWORD", OFF(sentinel_password)},
 };
 
 const char *cfg_feed_name(td_feed_kind feed) {

@@ -85,6 +85,8 @@ typedef struct td_config {
   bool auth;
   bool memory_positions;     /* positions and history of this process only (no Lua script, no streams) */
   char *jwt_secret;          /* TICKERD_JWT_SECRET: secret, never logged */
+  char *sentinel_user;       /* TICKERD_SENTINEL_USER: the Sentinels' ACL user */
+  char *sentinel_password;   /* TICKERD_SENTINEL_PASSWORD: secret, never logged */
   char *allowed_origins;     /* comma separated; empty: same host only */
   char *web_root;            /* dashboard assets (build/web) */
 } td_config;

@@ -32,6 +32,7 @@
 #include "redis/cluster.h"
 #include "redis/lease.h"
 #include "redis/redis_tls.h"
+#include "redis/sentinel.h"
 #include "app/task.h"
 #include "task_share.h"
 #include "base/td_limits.h"
@@ -374,6 +375,8 @@ static int start_redis(td_main *m) {
   td_app *app = &m->app;
   td_config *cfg = app->cfg;
   if (start_redis_tls(cfg) != 0) return -1;
+  /* the Sentinels' own credentials, if any, before the first connection */
+  sentinel_set_auth(cfg->sentinel_user, cfg->sentinel_password);
   app->store = qstore_new((size_t)cfg->history_size, (uint64_t)cfg->history_ms, TD_MAX_SYMBOLS);
   if (!app->store) return -1;
   /* the pipeline's outbox keys: symbol id and channel slot (pipeline.c) */

@@ -150,16 +150,35 @@ int rconn_url_parse(const char *url, rconn_url *out, const char **err) {
   return 0;
 }
 
+/* A password is cleared before its memory goes back to the allocator. */
+static void free_secret(char *s) {
+  if (!s) return;
+  memset(s, 0, strlen(s));
+  free(s);
+}
+
 void rconn_url_free(rconn_url *u) {
   free(u->host);
   free(u->path);
   free(u->user);
-  if (u->password) {
-    memset(u->password, 0, strlen(u->password));
-    free(u->password);
-  }
+  free_secret(u->password);
   free(u->masked);
   memset(u, 0, sizeof(*u));
+}
+
+/* Replaces the URL's userinfo (see rconn_options.password). */
+static int set_credentials(rconn_url *u, const char *user, const char *password) {
+  char *nu = user && *user ? strdup(user) : NULL, *np = strdup(password);
+  if ((user && *user && !nu) || !np) {
+    free(nu);
+    free(np);
+    return -1;
+  }
+  free(u->user);
+  free_secret(u->password);
+  u->user = nu;
+  u->password = np;
+  return 0;
 }
 
 /* ---- state and logging --------------------------------------------------- */
@@ -863,6 +882,11 @@ int rconn_init(td_rconn *c, uv_loop_t *loop, const char *url, const rconn_callba
     return rc;
   }
   rconn_options o = opt ? *opt : (rconn_options){0};
+  if (o.password && set_credentials(&c->url, o.user, o.password) < 0) {
+    rconn_url_free(&c->url);
+    *err = "out of memory";
+    return UV_ENOMEM;
+  }
   c->loop = loop;
   c->cb = *cb;
   c->ud = ud;

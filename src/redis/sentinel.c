@@ -490,6 +490,14 @@ static void on_node_closed(td_rconn *c, void *ud) {
 
 static void on_timer_closed(uv_handle_t *h) { closed_one(h->data); }
 
+/* Sentinel's own credentials, process-wide like the URL registry. */
+static const char *auth_user, *auth_password;
+
+void sentinel_set_auth(const char *user, const char *password) {
+  auth_user = user;
+  auth_password = password;
+}
+
 static void open_node(td_sentinel *s, int i) {
   static const rconn_callbacks qcb = {on_q_ready, NULL, on_q_reply, on_node_closed};
   static const rconn_callbacks evcb = {on_ev_ready, on_ev_lost, on_ev_reply, on_node_closed};
@@ -502,7 +510,9 @@ static void open_node(td_sentinel *s, int i) {
   rconn_options o = {.name = "sentinel",
                      .connect_timeout_ms = SENTINEL_QUERY_TIMEOUT_MS,
                      .command_timeout_ms = SENTINEL_QUERY_TIMEOUT_MS,
-                     .backoff_max_ms = SENTINEL_BACKOFF_MAX_MS};
+                     .backoff_max_ms = SENTINEL_BACKOFF_MAX_MS,
+                     .user = auth_user,
+                     .password = auth_password};
   const char *err;
   n->q_open = rconn_init(&n->q, s->loop, url, &qcb, n, &o, &err) == 0;
   o.name = "sentinel-events";

@@ -46,11 +46,11 @@ def wait_until(pred, timeout, what, interval=0.05):
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-def client(port, tls=None):
+def client(port, tls=None, password=None):
     import redis
-    kw = {}
+    kw = {"password": password} if password else {}
     if tls:
-        kw = {"ssl": True, "ssl_ca_certs": tls["ca.crt"], "ssl_certfile": tls["client.crt"],
+        kw |= {"ssl": True, "ssl_ca_certs": tls["ca.crt"], "ssl_certfile": tls["client.crt"],
               "ssl_keyfile": tls["client.key"]}
     return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2, **kw)
 
@@ -66,8 +66,11 @@ def tls_args(tls):
 class Topology:
     """Primary + `replicas` replicas + `sentinels` Sentinels; stop() ends them all."""
 
-    def __init__(self, replicas=1, sentinels=3, tls=None):
+    def __init__(self, replicas=1, sentinels=3, tls=None, sentinel_password=None):
+        """sentinel_password: the Sentinels' own requirepass (and the one
+        they give each other); the data nodes stay without AUTH."""
         self.tls = tls
+        self.sentinel_password = sentinel_password
         self.dir = tempfile.mkdtemp(prefix="tickerd-sentinel-")
         self.procs = {}  # port -> Popen
         self.data_ports = [free_port() for _ in range(1 + replicas)]
@@ -90,7 +93,7 @@ class Topology:
         return f"{'rediss' if self.tls else 'redis'}+sentinel://{hosts}/{MASTER}"
 
     def client(self, port):
-        return client(port, self.tls)
+        return client(port, self.tls, self.sentinel_password if port in self.sentinel_ports else None)
 
     def _listen(self, port):
         """The port settings: TLS only with tls, plaintext only without."""
@@ -124,6 +127,8 @@ class Topology:
                     f"sentinel down-after-milliseconds {MASTER} {down_after_ms}\n"
                     f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n"
                     f"sentinel parallel-syncs {MASTER} 1\n")
+            if self.sentinel_password:
+                f.write(f"requirepass {self.sentinel_password}\nsentinel sentinel-pass {self.sentinel_password}\n")
         self._spawn(port, ["redis-server", conf, "--sentinel"])
 
     def sentinel_primary(self, port=None):

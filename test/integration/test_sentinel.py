@@ -232,6 +232,35 @@ def test_failover_moves_every_connection_and_clients_recover(topology, tickerd_f
     sock.close()
 
 
+def ws_through_a_kill(topo, t):
+    """A WS client on SYMS while quotes are POSTed; the primary killed with
+    -9 once quotes flow, then waited for until tickerd follows and quotes
+    flow again. Returns (ws, collector, poster, new primary port, kill time,
+    resume time)."""
+    old = topo.primary_port
+    ws = WS(t.port)
+    ws.send_json({"action": "subscribe", "symbols": SYMS})
+    assert ws.recv_json()["type"] == "subscribed"
+    col = Collector(ws_reader(ws))
+    poster = Poster(t)
+    try:
+        wait_for(lambda: all(col.max_bp(s) >= 20 for s in SYMS) or None, timeout=10, what="quotes before the kill")
+        t_kill = time.monotonic()
+        topo.kill_primary()
+        new = topo.wait_promoted(old, timeout=FAILOVER_TIMEOUT_S)
+        wait_for(lambda: sentinel_status(t)["primary"] == f"127.0.0.1:{new}" or None,
+                 timeout=FAILOVER_TIMEOUT_S, what="tickerd to follow")
+        n_after = max(poster.posted)
+        wait_for(lambda: all(col.max_bp(s) > n_after for s in SYMS) or None, timeout=FAILOVER_TIMEOUT_S,
+                 what="quotes after the failover")
+        t_resume = time.monotonic()
+    finally:
+        poster.stop = True
+        poster.join(5)
+    assert poster.error is None, poster.error
+    return ws, col, poster, new, t_kill, t_resume
+
+
 def test_failover_over_tls(pki, tickerd_factory):  # noqa: F811
     """rediss+sentinel://: Sentinels, primary and replica on TLS only (port
     0), tickerd verifies each against the test CA (the primary by the
@@ -246,26 +275,7 @@ def test_failover_over_tls(pki, tickerd_factory):  # noqa: F811
         st = sentinel_status(t)
         assert st["primary"] == f"127.0.0.1:{old}" and st["sentinels_ready"] == 3
         wait_for(lambda: sentinel_status(t)["sentinels_subscribed"] == 3 or None, what="+switch-master over TLS")
-        ws = WS(t.port)
-        ws.send_json({"action": "subscribe", "symbols": SYMS})
-        assert ws.recv_json()["type"] == "subscribed"
-        col = Collector(ws_reader(ws))
-        poster = Poster(t)
-        try:
-            wait_for(lambda: all(col.max_bp(s) >= 20 for s in SYMS) or None, timeout=10, what="quotes over TLS")
-            t_kill = time.monotonic()
-            topo.kill_primary()
-            new = topo.wait_promoted(old, timeout=FAILOVER_TIMEOUT_S)
-            wait_for(lambda: sentinel_status(t)["primary"] == f"127.0.0.1:{new}" or None,
-                     timeout=FAILOVER_TIMEOUT_S, what="tickerd to follow over TLS")
-            n_after = max(poster.posted)
-            wait_for(lambda: all(col.max_bp(s) > n_after for s in SYMS) or None, timeout=FAILOVER_TIMEOUT_S,
-                     what="quotes after the failover over TLS")
-            t_resume = time.monotonic()
-        finally:
-            poster.stop = True
-            poster.join(5)
-        assert poster.error is None, poster.error
+        ws, col, poster, new, t_kill, t_resume = ws_through_a_kill(topo, t)
         settled(t)
         last = max(poster.posted)
         wait_for(lambda: all(col.max_bp(s) == last for s in SYMS) or None, what="the last quote over TLS")
@@ -278,6 +288,43 @@ def test_failover_over_tls(pki, tickerd_factory):  # noqa: F811
         # the new primary over TLS or not at all.
         assert topo.client(new).config_get("port")["port"] == "0"
         assert not [e for e in t.log_events() if e.get("reason") == "TLS certificate refused"]
+        ws.close()
+    finally:
+        topo.stop()
+
+
+SENTINEL_PW = "s3ntinel-only-pw"
+
+
+def test_sentinels_with_their_own_password(tickerd_factory):
+    """Sentinels with `requirepass` (the data nodes without): tickerd asks
+    them with TICKERD_SENTINEL_PASSWORD, follows a kill -9 of the primary
+    through its authenticated +switch-master subscriptions, and a wrong or
+    missing password is a clear log line, never the password itself."""
+    topo = Topology(sentinel_password=SENTINEL_PW)
+    try:
+        wrong = tickerd_factory("--feed", "none", "--redis-url", topo.url, env={"TICKERD_SENTINEL_PASSWORD": "not-it"})
+        none = tickerd_factory("--feed", "none", "--redis-url", topo.url)
+        t = tickerd_factory("--feed", "none", "--redis-url", topo.url, "--ping-interval-ms", "60000",
+                            env={"TICKERD_SENTINEL_PASSWORD": SENTINEL_PW})
+        wait_for(lambda: ready(t), timeout=10, what="ready through Sentinels with a password")
+        wait_for(lambda: sentinel_status(t)["sentinels_subscribed"] == 3 or None, what="authenticated subscriptions")
+        refused = wait_for(lambda: [e for e in wrong.log_events()
+                                    if e["event"] == "redis_auth_failed" and e["conn"].startswith("sentinel")],
+                           what="the wrong password's redis_auth_failed line")
+        assert "WRONGPASS" in refused[0]["error"] or "invalid" in refused[0]["error"], refused[0]
+        wait_for(lambda: [e for e in none.log_events() if "NOAUTH" in json.dumps(e)] or None,
+                 what="a NOAUTH answer logged for the missing password")
+        for other in (wrong, none):
+            assert other.get("/healthz").status == 200 and other.get("/readyz").status == 503
+            assert sentinel_status(other)["sentinels_ready"] == 0 or sentinel_status(other).get("primary") is None
+        for x in (t, wrong, none):
+            assert SENTINEL_PW not in x.output() and "not-it" not in x.output()
+
+        ws, col, _, _, _, _ = ws_through_a_kill(topo, t)
+        assert sentinel_status(t)["switch_events"] >= 1  # heard on an authenticated subscription
+        col.stop = True
+        col.join(2)
         ws.close()
     finally:
         topo.stop()
