@@ -45,6 +45,11 @@ void conn_notify_drain(td_conn *c);
 /* Drops queued (not yet written) messages that a later one with the same tag
  * supersedes; tags are 1..max_tag, opaque here. Returns how many were dropped. */
 size_t conn_conflate(td_conn *c, uint32_t max_tag);
+/* Overload: the next flush of streaming connections (once per loop
+ * iteration) conflates each one it writes, as conn_conflate(c, max_tag),
+ * before writing. Asked by the stream layer while its source is behind;
+ * the drops are counted in http_stats.stream_overload_conflated. */
+void conn_conflate_next_flush(uint32_t max_tag);
 void conn_close(td_conn *c, const char *reason);
 /* Closes once everything queued has been written. */
 void conn_end(td_conn *c);

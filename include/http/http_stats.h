@@ -27,6 +27,10 @@ typedef struct {
    * handed the remainder (libuv makes at least one writev for it). Against
    * the hub's deliveries it shows how many messages one write carries. */
   uint64_t stream_sends;
+  /* Flushes that conflated every client first (conn_conflate_next_flush),
+   * and the queued messages those dropped. */
+  uint64_t stream_overload_flushes;
+  uint64_t stream_overload_conflated;
 } td_http_stats;
 
 extern td_http_stats http_stats;

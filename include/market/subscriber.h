@@ -98,6 +98,10 @@ uint32_t sub_pattern_count(td_subscriber *s, const char *pattern);
 /* The private heartbeat channel name. */
 const char *sub_heartbeat_channel(const td_subscriber *s);
 void sub_stats(const td_subscriber *s, struct sub_stats *out);
+/* How long the subscriber has been reading behind what Redis sends
+ * (rconn_behind_ms), 0 when it keeps up. A Cluster's sharded connections
+ * are not measured: 0. */
+uint64_t sub_behind_ms(const td_subscriber *s);
 /* The heartbeat publisher must outlive the subscriber, or be closed after it. */
 void sub_close(td_subscriber *s, void (*done)(void *), void *ud);
 

@@ -156,6 +156,9 @@ int rconn_init(td_rconn *c, uv_loop_t *loop, const char *url, const rconn_callba
 void rconn_start(td_rconn *c);
 /* True when commands may be sent now. */
 bool rconn_ready(const td_rconn *c);
+/* How long this connection's reader has been behind what the server sends
+ * (every read event since left bytes unread; redis_uv.c), 0 if it is not. */
+uint64_t rconn_behind_ms(const td_rconn *c);
 /* Sends a RESP command expecting one reply, watched by the command timer;
  * not for the (P)(UN)SUBSCRIBE family or MONITOR (rconn_command_untracked).
  * cmd[len] must be '\0': hiredis 0.14 scans the arguments with strchr(). 

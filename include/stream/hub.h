@@ -52,6 +52,18 @@ struct qstore;
  * many matching symbols the store holds (in the order the process first
  * saw them), then live quotes: a "*" snapshot stays a bounded burst. */
 #define HUB_WILD_SNAPSHOT_MAX 1000
+/* Overload: once the subscriber has read behind what Redis sends for this
+ * long (the default of --overload-behind-ms) (every read event leaving bytes unread), every streaming client's
+ * unsent quotes are conflated to the newest per symbol at each flush until
+ * it catches up. Long enough that a burst (a 10,000-quote POST) passes
+ * untouched; short against the ~2 s after which Redis cuts a subscriber
+ * 32 MB behind at 16 MB/s of quotes, which loses every client's quotes. */
+#define HUB_BEHIND_MS 250
+/* ...and it stays overloaded until the subscriber has kept up this long:
+ * under a load it only just cannot carry, reading catches up within a
+ * fraction of a second of conflating and falls behind again as soon as it
+ * stops; one episode, not a state (and two log lines) per oscillation. */
+#define HUB_OVERLOAD_HOLD_MS 2000
 
 /* Access control belongs to the app (auth.c): sessions ask through this.
  * admit() checks a request and either answers it (401/403) and returns
@@ -73,6 +85,7 @@ typedef struct {
   int64_t client_soft_bytes;
   int64_t client_hard_bytes;
   int client_soft_ms;
+  int overload_behind_ms;         /* HUB_BEHIND_MS unless configured */
   int64_t ws_max_message;
   int ping_interval_ms;
   int stream_idle_ms;
@@ -121,6 +134,8 @@ typedef struct {
   uint64_t deliveries;         /* messages queued to clients */
   uint64_t conflated;          /* dropped for a newer quote of the same symbol */
   uint64_t slow_closes;
+  uint64_t overloads;          /* times the subscriber fell HUB_BEHIND_MS behind Redis (hub_ingest_state) */
+  bool overloaded;             /* it is behind now: every flush conflates */
   uint64_t rejected_clients;   /* over --max-stream-clients */
   uint64_t bad_messages;       /* Redis payloads refused as malformed: not one JSON object, or too large */
   uint64_t unpositioned;       /* Redis payloads without a position (another producer's), streamed and stored */

@@ -67,6 +67,7 @@ typedef struct td_config {
   int64_t client_soft_bytes;
   int64_t client_hard_bytes;
   int client_soft_ms;
+  int overload_behind_ms;
   int ping_interval_ms;
   int stream_idle_ms;
   int history_size;

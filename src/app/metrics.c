@@ -210,6 +210,10 @@ static void stream_metrics(out_t *o, td_app *app) {
       (double)http_stats.stream_sends);
   one(o, "tickerd_stream_conflated_total", "counter", "messages dropped for slow clients (newer quote kept)",
       (double)h.conflated);
+  one(o, "tickerd_stream_overloads_total", "counter", "times the subscriber fell behind Redis (every flush conflated)",
+      (double)h.overloads);
+  one(o, "tickerd_stream_overload_conflated_total", "counter", "messages dropped for a newer quote while overloaded",
+      (double)http_stats.stream_overload_conflated);
   one(o, "tickerd_stream_slow_closes_total", "counter", "clients closed for exceeding output limits", (double)h.slow_closes);
   one(o, "tickerd_stream_gaps_total", "counter", "sequence gaps seen on channels", (double)h.gaps);
   one(o, "tickerd_stream_refused_total", "counter", "Redis messages refused: malformed, or another symbol's",

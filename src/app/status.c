@@ -301,6 +301,13 @@ static void streaming_section(jsonw *w, td_app *app) {
   jw_double(w, "sends_per_delivery", h.deliveries ? (double)http_stats.stream_sends / (double)h.deliveries : 0);
   JW_U64(w, "conflated", h.conflated);
   JW_U64(w, "slow_closes", h.slow_closes);
+  /* the subscriber behind Redis: every flush conflates (HUB_BEHIND_MS) */
+  jw_object(w, "overload");
+  jw_bool(w, "now", h.overloaded);
+  JW_U64(w, "episodes", h.overloads);
+  JW_U64(w, "flushes", http_stats.stream_overload_flushes);
+  JW_U64(w, "conflated", http_stats.stream_overload_conflated);
+  jw_end(w);
   JW_U64(w, "rejected_clients", h.rejected_clients);
   JW_U64(w, "gaps", h.gaps);
   JW_U64(w, "bad_messages", h.bad_messages);

@@ -352,12 +352,21 @@ static void conn_flush(td_conn *c) {
   out_emptied(c);
 }
 
+/* Set for one flush by conn_conflate_next_flush (0: none). */
+static uint32_t conflate_max_tag;
+
+void conn_conflate_next_flush(uint32_t max_tag) { conflate_max_tag = max_tag; }
+
 /* From the end: conn_flush may close a connection, and unlisting moves the
  * last entry, which has been taken off already. */
 static void on_flush_prepare(uv_prepare_t *h) {
+  uint32_t conflate = conflate_max_tag;
+  conflate_max_tag = 0;
+  http_stats.stream_overload_flushes += conflate != 0;
   while (flush_count > 0) {
     td_conn *c = flush_list[--flush_count];
     c->flush_index = 0;
+    if (conflate) http_stats.stream_overload_conflated += conn_conflate(c, conflate);
     conn_flush(c);
   }
 }

@@ -535,6 +535,8 @@ void sub_close(td_subscriber *s, void (*done)(void *), void *ud) {
   rconn_close(&s->conn);
 }
 
+uint64_t sub_behind_ms(const td_subscriber *s) { return s->cl ? 0 : rconn_behind_ms(&s->conn); }
+
 void sub_stats(const td_subscriber *s, struct sub_stats *out) {
   if (s->cl) {
     subc_stats(s->cl, out);

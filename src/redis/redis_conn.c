@@ -827,6 +827,8 @@ int rconn_command_end(td_rconn *c, uintptr_t tag, size_t len) {
 
 size_t rconn_pending_bytes(const td_rconn *c) { return c->ac ? sdslen(c->ac->c.obuf) : 0; }
 
+uint64_t rconn_behind_ms(const td_rconn *c) { return redisuv_behind_ms(c->ac); }
+
 bool rconn_ready(const td_rconn *c) {
   return c->state == RCONN_READY && c->ac &&
          !(c->ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING));

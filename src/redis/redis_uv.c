@@ -23,6 +23,8 @@ typedef struct redisuv_events {
   int open_handles;      /* freed when both handles are closed */
   struct redisuv_events *soon_next; /* in the soon list, oldest first */
   bool soon_listed;
+  bool behind;           /* the last read event left bytes unread */
+  uint64_t behind_since; /* loop time of the first read event of that streak */
 } redisuv_events;
 
 /* Connections with commands queued during this turn, in the order they were
@@ -127,11 +129,20 @@ static void redisuv_on_poll(uv_poll_t *handle, int status, int events) {
    * client, per 16 KB; reading what has already arrived first lets a client
    * owed several messages get them in one write. Bounded, so that one busy
    * connection cannot hold the loop. */
+  int pending = 0;
   for (int i = 0; i < REDISUV_MAX_READS_PER_POLL && p->ac; i++) {
     redisAsyncHandleRead(p->ac);
-    int pending = 0;
+    pending = 0;
     if (!p->ac || ioctl(p->ac->c.fd, FIONREAD, &pending) != 0 || pending <= 0) break;
   }
+  /* p outlives the context until its close callbacks, so this is safe either way */
+  if (pending > 0 && !p->behind) p->behind_since = uv_now(p->poll.loop);
+  p->behind = pending > 0;
+}
+
+uint64_t redisuv_behind_ms(const redisAsyncContext *ac) {
+  const redisuv_events *p = ac ? ac->ev.data : NULL;
+  return p && p->behind ? uv_now(p->poll.loop) - p->behind_since : 0;
 }
 
 /* Commands queued by this turn's callbacks (a POST /quotes's PUBLISHes) are

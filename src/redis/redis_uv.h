@@ -11,6 +11,8 @@
 #ifndef TD_REDIS_UV_H
 #define TD_REDIS_UV_H
 
+#include <stdint.h>
+
 #include <hiredis/async.h>
 #include <uv.h>
 
@@ -19,6 +21,13 @@
  * Returns 0, UV_EINVAL if `ac` is already attached, UV_ENOMEM, or the
  * uv_poll_init error. On error the context is untouched (free it). */
 int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop);
+
+/* How long (ms, loop time) every readable event has ended at
+ * REDISUV_MAX_READS_PER_POLL with bytes still waiting in the socket: the
+ * reader has been behind what Redis sends for that long (0 once a read
+ * event empties the socket). A subscriber that stays behind is cut by
+ * Redis at its output buffer limit. */
+uint64_t redisuv_behind_ms(const redisAsyncContext *ac);
 
 /* Largest output buffer kept allocated once written out (see redis_uv.c):
  * a loop iteration's worth of pipelined commands on one connection. */

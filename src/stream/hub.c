@@ -14,6 +14,7 @@
 #include "market/subscriber.h"
 #include "market/symtab.h"
 #include "base/td_limits.h"
+#include "http/http_stats.h"
 #include "http/ws_deflate.h"
 #include "http/ws_frame.h"
 #include "stream/candle_fan.h"
@@ -108,6 +109,8 @@ struct td_hub {
   struct candle_fan *candles;       /* bar subscriptions (NULL: none) */
   hub_wild *wild;                   /* patterns ("*", "BRK.*") and their clients */
   hub_rate *rate;                   /* interval groups of throttled clients */
+  uint64_t overload_conflated_at;   /* http_stats.stream_overload_conflated when this overload began */
+  uint64_t last_behind_ms;          /* loop time the subscriber was last seen overload_behind_ms behind */
 };
 
 /* ---- symbols ---------------------------------------------------------------- */
@@ -158,6 +161,7 @@ td_hub *hub_new(const td_hub_opts *opts, qstore *store) {
   td_hub *h = calloc(1, sizeof(*h));
   if (!h) return NULL;
   h->opts = *opts;
+  if (h->opts.overload_behind_ms <= 0) h->opts.overload_behind_ms = HUB_BEHIND_MS;
   h->store = store;
   h->syms = qstore_symtab(store);
   h->by_id = calloc(symtab_max(h->syms), sizeof(*h->by_id));
@@ -851,8 +855,39 @@ static void on_unpositioned(td_hub *h, hub_symbol *sym, const char *payload, siz
 }
 
 /* A message of a symbol the hub has (some client subscribed to it once). */
+/* The ingest state, checked per message from Redis: KEEPING_UP (not
+ * h->stats.overloaded) -> BEHIND once the subscriber has read behind Redis
+ * for --overload-behind-ms (HUB_BEHIND_MS); BEHIND -> KEEPING_UP once it has not been for
+ * HUB_OVERLOAD_HOLD_MS. While BEHIND each flush conflates every client (the flush's own
+ * work shrinks to one quote per symbol per client, and the loop's time goes
+ * back to reading): quotes are dropped for newer ones as for a slow client,
+ * rather than Redis cutting the subscriber and every client losing them. */
+static void check_ingest(td_hub *h) {
+  uint64_t now = uv_now(h->opts.loop);
+  if (h->sub && sub_behind_ms(h->sub) >= (uint64_t)h->opts.overload_behind_ms) h->last_behind_ms = now;
+  bool behind = h->last_behind_ms && now - h->last_behind_ms < (h->stats.overloaded ? HUB_OVERLOAD_HOLD_MS : 1);
+  if (behind) conn_conflate_next_flush(symtab_max(h->syms)); /* tags: symbol id + 1 */
+  if (behind == h->stats.overloaded) return;
+  h->stats.overloaded = behind;
+  td_logline *l;
+  if (behind) {
+    h->stats.overloads++;
+    h->overload_conflated_at = http_stats.stream_overload_conflated;
+    l = log_begin(TD_LOG_WARN, "stream_overloaded");
+    if (l) log_int(l, "behind_ms", (int64_t)sub_behind_ms(h->sub));
+  } else {
+    l = log_begin(TD_LOG_WARN, "stream_caught_up");
+    if (l) log_int(l, "conflated", (int64_t)(http_stats.stream_overload_conflated - h->overload_conflated_at));
+  }
+  if (l) {
+    log_int(l, "clients", (int64_t)h->stats.clients);
+    log_end(l);
+  }
+}
+
 static void on_quote(td_hub *h, hub_symbol *sym, const char *payload, size_t payload_len) {
   h->stats.messages++;
+  check_ingest(h);
   uint64_t seq, epoch;
   if (smsg_payload_position(payload, payload_len, &seq, &epoch) != 0) {
     on_unpositioned(h, sym, payload, payload_len);
