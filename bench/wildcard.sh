@@ -63,7 +63,8 @@ s = json.load(open(sys.argv[1]))
 status = json.load(sys.stdin)
 st = status["streaming"]
 s.update(slow_closes=st["slow_closes"], conflated=st["conflated"], pattern_deliveries=st["pattern_deliveries"],
-         gaps=st["gaps"], sub_reconnects=status["redis"]["subscriber"]["reconnects"])
+         gaps=st["gaps"], sub_reconnects=status["redis"]["subscriber"]["reconnects"],
+         overload_conflated=st.get("overload", {}).get("conflated", 0), overloads=st.get("overload", {}).get("episodes", 0))
 print(json.dumps(s))' "$BENCH_TMP/summary.json" >>"$RESULTS"
   stop_tickerd
   bench_stop "$REDIS_PID"; bench_forget "$REDIS_PID"
@@ -85,9 +86,11 @@ print("Every client subscribed to `*` alone; %s quotes/s published over 100 symb
       " sent: quotes the load generator skipped while POST /quotes answers were outstanding (its"
       " in-flight limit), so not offered; Redis cut tickerd: reconnects of tickerd's subscriber connection"
       " (Redis closes a subscriber whose output buffer passes client-output-buffer-limit pubsub, 32 MB),"
-      " whose missed quotes are lost to every client (counted as gaps).\n"
+      " whose missed quotes are lost to every client (counted as gaps); conflated: quotes dropped for a newer one"
+      " of the same symbol, for a client whose queue passed --client-soft-bytes / for every client while"
+      " tickerd's subscriber read behind Redis (--overload-behind-ms).\n"
       % (rate, runs, cores, load0, load1))
-print("| clients | offered deliveries/s | delivered/s | p99 ms | lost | conflated | closed | not sent"
+print("| clients | offered deliveries/s | delivered/s | p99 ms | lost | conflated (slow client / tickerd overloaded) | closed | not sent"
       " | Redis cut tickerd (gaps) | server CPU (cores) | Redis CPU | load generator CPU | server RSS | result |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for line in open(path):
@@ -100,12 +103,14 @@ for line in open(path):
         why.append("%d closed" % closed)
     if r["conflated"]:
         why.append("conflated")
+    if r.get("overload_conflated"):
+        why.append("conflated while tickerd was behind (%d episode%s)" % (r["overloads"], "" if r["overloads"] == 1 else "s"))
     if r["sub_reconnects"]:
         why.append("Redis cut tickerd's subscriber")
     result = "sustained, nothing lost" if ok else ", ".join(why) if why else "fell behind"
-    print("| %s `*` (%s) | %.0f | %.0f | %.1f | %d | %d | %d | %d | %d (%d) | %.2f | %.2f | %.2f | %.0f MiB | %s |" % (
+    print("| %s `*` (%s) | %.0f | %.0f | %.1f | %d | %d / %d | %d | %d | %d (%d) | %.2f | %.2f | %.2f | %.0f MiB | %s |" % (
         r["clients"], r["label"].split(":")[0].upper(), r["offered_dps"], r["deliveries_per_s"], r["p99_us"] / 1000,
-        r["lost"], r["conflated"], closed, r["skipped"], r["sub_reconnects"], r["gaps"], r["server_cpu"],
+        r["lost"], r["conflated"], r.get("overload_conflated", 0), closed, r["skipped"], r["sub_reconnects"], r["gaps"], r["server_cpu"],
         r["aux_cpu"], r["client_cpu"], r["server_rss_kb"] / 1024, result))
 print()
 PY
