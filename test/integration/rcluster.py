@@ -49,22 +49,28 @@ class RedisCluster:
         self.dir = tempfile.mkdtemp(prefix="tickerd-cluster-")
         self.ports = [cluster_port() for _ in range(primaries * (1 + replicas))]
         self.procs = {}
-        for p in self.ports:
-            self._start(p)
-        for p in self.ports:
-            wait_for(lambda p=p: self._pings(p), what=f"redis-server :{p}")
-        if len(self.ports) == 1:
-            # one shard: redis-cli --cluster create wants three masters
-            self.client(self.ports[0]).execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        else:
-            auth = ["-a", password, "--no-auth-warning"] if password else []
-            subprocess.run(["redis-cli"] + self.cli_tls() + auth + ["--cluster", "create"] + [f"127.0.0.1:{p}" for p in self.ports] +
-                           ["--cluster-replicas", str(replicas), "--cluster-yes"],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           timeout=CREATE_TIMEOUT_S)
-        wait_for(self._all_ok, timeout=CREATE_TIMEOUT_S, interval=0.1, what="cluster_state:ok everywhere")
-        # a replica that never synced cannot be elected: wait for every link
-        wait_for(self._replicas_synced, timeout=CREATE_TIMEOUT_S, interval=0.1, what="replicas in sync")
+        # A cluster that fails to come up is stopped here: the caller never
+        # gets the object to clean up, and its servers would outlive the test.
+        try:
+            for p in self.ports:
+                self._start(p)
+            for p in self.ports:
+                wait_for(lambda p=p: self._pings(p), what=f"redis-server :{p}")
+            if len(self.ports) == 1:
+                # one shard: redis-cli --cluster create wants three masters
+                self.client(self.ports[0]).execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+            else:
+                auth = ["-a", password, "--no-auth-warning"] if password else []
+                subprocess.run(["redis-cli"] + self.cli_tls() + auth + ["--cluster", "create"] + [f"127.0.0.1:{p}" for p in self.ports] +
+                               ["--cluster-replicas", str(replicas), "--cluster-yes"],
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               timeout=CREATE_TIMEOUT_S)
+            wait_for(self._all_ok, timeout=CREATE_TIMEOUT_S, interval=0.1, what="cluster_state:ok everywhere")
+            # a replica that never synced cannot be elected: wait for every link
+            wait_for(self._replicas_synced, timeout=CREATE_TIMEOUT_S, interval=0.1, what="replicas in sync")
+        except BaseException:
+            self.cleanup()
+            raise
 
     def _start(self, port):
         d = os.path.join(self.dir, str(port))
