@@ -387,6 +387,42 @@ describe('dashboard in chromium', { skip }, () => {
     // 4xx fetch as a console error, which the session check forbids)
   });
 
+  test('the browser\'s own WebSocket and EventSource: permessage-deflate, interval_ms and a "*" pattern', async () => {
+    // Issue 16's additions as a page script uses them, not through the
+    // dashboard: Chromium offers permessage-deflate by itself.
+    const status = async () => (await (await fetch(`${base}/status`)).json()).streaming;
+    const before = await status();
+    const WINDOW_MS = 3000, INTERVAL_MS = 500;
+    const got = await page.evaluate(async ([ws_url, sse_url, windowMs, intervalMs]) => {
+      const ws = new WebSocket(ws_url);
+      await new Promise((ok, bad) => { ws.onopen = ok; ws.onerror = () => bad(new Error('ws error')); });
+      const wsQuotes = [], sseQuotes = [];
+      ws.onmessage = (e) => { const m = JSON.parse(e.data); if (m.type === 'quote') wsQuotes.push(m.symbol); };
+      ws.send(JSON.stringify({ action: 'subscribe', symbols: ['*'], interval_ms: intervalMs }));
+      const es = new EventSource(sse_url);
+      es.addEventListener('quote', (e) => sseQuotes.push(JSON.parse(e.data).S));
+      await new Promise((ok) => setTimeout(ok, windowMs));
+      ws.close();
+      es.close();
+      return { extensions: ws.extensions, wsQuotes, sseQuotes };
+    }, [`ws://127.0.0.1:${port}/ws`, `${base}/stream?symbols=AAPL,MSFT&interval_ms=${INTERVAL_MS}`, WINDOW_MS, INTERVAL_MS]);
+    assert.match(got.extensions, /^permessage-deflate/);
+    const count = (list) => list.reduce((c, s) => (c[s] = (c[s] || 0) + 1, c), {});
+    // At most one update per symbol per interval (+ the snapshot and one
+    // tick of slack), while the sim feed sends ~50 per symbol per second.
+    const most = WINDOW_MS / INTERVAL_MS + 3;
+    const ws = count(got.wsQuotes), sse = count(got.sseQuotes);
+    assert.ok(Object.keys(ws).length >= 3, `"*" brought ${JSON.stringify(ws)}`);
+    assert.deepEqual(Object.keys(sse).sort(), ['AAPL', 'MSFT']);
+    for (const [sym, n] of Object.entries({ ...ws })) assert.ok(n >= 2 && n <= most, `WS ${sym}: ${n} quotes`);
+    for (const [sym, n] of Object.entries(sse)) assert.ok(n >= 2 && n <= most, `SSE ${sym}: ${n} quotes`);
+    const after = await status();
+    assert.ok(after.rate.skipped_sse > before.rate.skipped_sse, 'SSE updates counted as throttled');
+    assert.ok(after.ws_deflate.offers_accepted > before.ws_deflate.offers_accepted, 'the deflate offer accepted');
+    assert.ok(after.ws_deflate.sent_compressed > before.ws_deflate.sent_compressed, 'compressed frames sent');
+    assert.ok(after.pattern_deliveries > before.pattern_deliveries, 'deliveries through the pattern');
+  });
+
   test('desktop screenshot', async () => {
     await page.waitForTimeout(300);   // let the last flashes fade for a readable picture
     await page.screenshot({ path: path.join(BUILD_DIR, 'dashboard.png'), fullPage: true });
