@@ -111,6 +111,7 @@ struct td_hub {
   hub_rate *rate;                   /* interval groups of throttled clients */
   uint64_t overload_conflated_at;   /* http_stats.stream_overload_conflated when this overload began */
   uint64_t last_behind_ms;          /* loop time the subscriber was last seen overload_behind_ms behind */
+  uint64_t ingest_checked_ms;       /* loop time check_ingest last asked the subscriber */
 };
 
 /* ---- symbols ---------------------------------------------------------------- */
@@ -864,6 +865,12 @@ static void on_unpositioned(td_hub *h, hub_symbol *sym, const char *payload, siz
  * rather than Redis cutting the subscriber and every client losing them. */
 static void check_ingest(td_hub *h) {
   uint64_t now = uv_now(h->opts.loop);
+  /* the subscriber is asked once per loop time tick, not per message */
+  if (now == h->ingest_checked_ms) {
+    if (h->stats.overloaded) conn_conflate_next_flush(symtab_max(h->syms));
+    return;
+  }
+  h->ingest_checked_ms = now;
   if (h->sub && sub_behind_ms(h->sub) >= (uint64_t)h->opts.overload_behind_ms) h->last_behind_ms = now;
   bool behind = h->last_behind_ms && now - h->last_behind_ms < (h->stats.overloaded ? HUB_OVERLOAD_HOLD_MS : 1);
   if (behind) conn_conflate_next_flush(symtab_max(h->syms)); /* tags: symbol id + 1 */
