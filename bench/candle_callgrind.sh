@@ -15,6 +15,8 @@
 # read brings: a slower loop reads more at once); the pipeline
 # (pipeline_batch: parse, publish, the candle engine per trade) and the
 # candle timer (candle_tick: in-progress and closed bars published).
+# CG_KEEP=<dir>: the counted dumps are copied there (cg.on, cg.off), for
+# callgrind_annotate.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/lib.sh
@@ -46,6 +48,7 @@ count() {
   bench_stop "$TD_PID" 10
   bench_forget "$TD_PID"
   # the dump of the counted window is the first numbered file
+  [ -n "${CG_KEEP:-}" ] && mkdir -p "$CG_KEEP" && cp "$out.1" "$CG_KEEP/cg.$1"
   callgrind_annotate --inclusive=yes "$out.1" 2>/dev/null | awk -v n="${trades% *}" '
     function num(s) { gsub(",", "", s); return s + 0 }
     /PROGRAM TOTALS/ { total = num($1) }
