@@ -30,8 +30,7 @@ typedef struct {
   size_t syms_len;
   size_t nsyms;       /* 1, or the number of news symbols */
   smsg_kind kind;
-  double num[SMSG_MAX_FIELDS];         /* see smsg_fast_msg.num */
-  uint32_t num_set;
+  uint32_t num_off[SMSG_MAX_FIELDS];   /* see smsg_fast_msg.num_off */
   int64_t t_ns;                        /* see smsg_fast_msg.t_ns */
   bool has_t;
 } fast_item;
@@ -52,6 +51,7 @@ typedef struct {
 #define FAST_VALUE_SLACK 40
 
 typedef struct {
+  const char *src;    /* the buffer parsed */
   char *body;
   size_t len, cap;
   fast_item *items;
@@ -60,16 +60,10 @@ typedef struct {
   fast_item items_stack[FAST_STACK_ITEMS];
 } fast_out;
 
-_Static_assert(SMSG_MAX_FIELDS <= 32, "num_set has a bit per field");
-
-/* The value of field i when it is a number, from the digits the scanner
- * gathered while checking it, for smsg_msg_number: a reader of the
- * message's numbers (the candles, three per trade) gets doubles, without
- * parsing the literals again. Other fields are not read back. */
-static void fast_note_value(fast_item *fi, int i, const field_spec *f, const smsg_pair *v) {
-  if (f->type != F_PRICE && f->type != F_UINT) return;
-  fi->num[i] = smsg__number(v->val, v->val_len, v->mant, v->frac, v->type == SMSG_V_REAL);
-  fi->num_set |= 1u << i;
+/* Where the value of field i (a number) is in the buffer, for
+ * smsg_msg_number; other fields are not read back. */
+static void fast_note_value(const fast_out *out, fast_item *fi, int i, const field_spec *f, const char *v) {
+  if (f->type == F_PRICE || f->type == F_UINT) fi->num_off[i] = (uint32_t)(v - out->src);
 }
 
 /* Checks a time (smsg_time_valid's rules) and keeps "t" converted for
@@ -287,7 +281,10 @@ static char *fast_put_real(char *o, const char *s, size_t n) {
   if (fl <= 9 && ip <= 15 && ip + fl <= 15) {
     return put_bytes(o, s, fl ? ip + 1 + fl : ip);
   }
-  return smsg__put_double(o, smsg__number_strtod(s, n));
+  char tmp[SMSG_SCAN_NUM_MAX + 1];
+  memcpy(tmp, s, n);
+  tmp[n] = 0;
+  return smsg__put_double(o, strtod(tmp, NULL));
 }
 
 /* put_value's output for a checked value. */
@@ -368,7 +365,7 @@ static int fast_item_add(fast_out *out, const smsg_item *it) {
   fast_item *fi = &out->items[out->n];
   fi->kind = (smsg_kind)k;
   fi->nsyms = 1;
-  fi->num_set = 0;
+  memset(fi->num_off, 0, sizeof(fi->num_off));
   fi->has_t = false;
   char *start = out->body + out->len, *o = start;
   *o++ = '{';
@@ -381,7 +378,7 @@ static int fast_item_add(fast_out *out, const smsg_item *it) {
       continue;
     }
     if (!fast_check(v, f) || (f->type == F_TIME && !fast_time(fi, f, v->val, v->val_len))) return -1;
-    fast_note_value(fi, i, f, v);
+    fast_note_value(out, fi, i, f, v->val);
     /* put_key(o, f->name, i == 0) from the sender's key, which equals the
      * name, without strlen. */
     if (i) *o++ = ',';
@@ -481,33 +478,27 @@ static const char *compact_string(const char *p, const char *e, size_t max) {
   return p + 1;
 }
 
-/* A number as scan_number reads it (into v: its type, span and digits),
- * but never negative: the end, or NULL. */
-static const char *compact_number(const char *p, const char *e, smsg_pair *v) {
+/* A number as scan_number reads it, but never negative: the end, or NULL.
+ * *real says whether it has a fraction. */
+static const char *compact_number(const char *p, const char *e, bool *real) {
   const char *s = p;
-  v->mant = 0;
-  v->frac = 0;
   if (p < e && *p == '0') {
     p++;
   } else if (p < e && *p >= '1' && *p <= '9') {
-    p = smsg__digits(p, e, &v->mant);
+    while (p < e && *p >= '0' && *p <= '9') p++;
   } else {
     return NULL;
   }
   size_t int_digits = (size_t)(p - s);
-  bool real = p < e && *p == '.';
-  v->type = real ? SMSG_V_REAL : SMSG_V_INT;
-  if (real) {
+  *real = p < e && *p == '.';
+  if (*real) {
     const char *f = ++p;
-    p = smsg__digits(p, e, &v->mant);
+    while (p < e && *p >= '0' && *p <= '9') p++;
     if (p == f) return NULL;
-    v->frac = (uint32_t)(p - f);
   } else if (int_digits > SMSG_SCAN_INT_DIGITS_MAX) {
     return NULL;
   }
   if ((size_t)(p - s) > SMSG_SCAN_NUM_MAX || (p < e && (*p == 'e' || *p == 'E'))) return NULL;
-  v->val = s;
-  v->val_len = (size_t)(p - s);
   return p;
 }
 
@@ -542,11 +533,10 @@ static const char *compact_time(fast_item *fi, const field_spec *f, const char *
   return q && fast_time(fi, f, p + 1, (size_t)(q - p - 1)) ? q + 1 : NULL;
 }
 
-/* One value of field f at p, checked: its end, or NULL. A number's type,
- * span and digits go to num (other values leave its type a string). */
-static const char *compact_value(fast_item *fi, const field_spec *f, const char *p, const char *e, smsg_pair *num) {
+/* One value of field f at p, checked: its end, or NULL. */
+static const char *compact_value(fast_item *fi, const field_spec *f, const char *p, const char *e, bool *real) {
   const char *q;
-  num->type = SMSG_V_STRING;
+  *real = false;
   switch (f->type) {
   case F_SYMBOL:
     return compact_symbol(p, e);
@@ -557,10 +547,10 @@ static const char *compact_value(fast_item *fi, const field_spec *f, const char 
   case F_TIME:
     return compact_time(fi, f, p, e);
   case F_PRICE:
-    return compact_number(p, e, num);
+    return compact_number(p, e, real);
   case F_UINT:
-    q = compact_number(p, e, num);
-    return num->type == SMSG_V_REAL ? NULL : q;
+    q = compact_number(p, e, real);
+    return *real ? NULL : q;
   case F_CODES:
     return compact_codes(p, e);
   default:   /* F_TYPE is the first key only; F_SYMBOLS is news' */
@@ -582,7 +572,7 @@ static const char *fast_compact_item(fast_out *out, const char *p, const char *e
        fast_grow((void **)&out->items, out->items_stack, &out->items_cap, out->n, 1, sizeof(fast_item)) < 0))
     return NULL;
   fast_item *fi = &out->items[out->n];
-  fi->num_set = 0;
+  memset(fi->num_off, 0, sizeof(fi->num_off));
   fi->has_t = false;
   char *start = out->body + out->len, *o = start, *lim = start + FAST_COMPACT_ROOM;
   o = put_bytes(o, p, 8);   /* {"T":"q" */
@@ -595,15 +585,15 @@ static const char *fast_compact_item(fast_out *out, const char *p, const char *e
       if (ks->fields[i].required) return NULL;
     if (!v) return NULL;
     const field_spec *f = &ks->fields[i++];
-    smsg_pair num;
-    const char *end = compact_value(fi, f, v, e, &num);
+    bool real;
+    const char *end = compact_value(fi, f, v, e, &real);
     if (!end || (size_t)(lim - o) < (size_t)(end - p) + FAST_VALUE_SLACK) return NULL;
     if (f->type == F_SYMBOL) {
       fi->syms = v + 1;
       fi->syms_len = (size_t)(end - v - 2);
     }
-    fast_note_value(fi, i - 1, f, &num);
-    if (num.type == SMSG_V_REAL) {
+    fast_note_value(out, fi, i - 1, f, v);
+    if (real) {
       o = put_bytes(o, p, (size_t)(v - p));   /* ,"key": */
       o = fast_put_real(o, v, (size_t)(end - v));
     } else {
@@ -645,8 +635,8 @@ static size_t fast_deliver(const fast_out *out, smsg_msg_cb on_msg, void *ud) {
     m.index = i;
     fm.body = out->body + fi->body_off;
     fm.body_len = fi->body_len;
-    fm.num = fi->num;
-    fm.num_set = fi->num_set;
+    fm.src = out->src;
+    fm.num_off = fi->num_off;
     fm.t_ns = fi->t_ns;
     fm.has_t = fi->has_t;
     if (fi->kind != SMSG_NEWS) {
@@ -671,8 +661,10 @@ static size_t fast_deliver(const fast_out *out, smsg_msg_cb on_msg, void *ud) {
  * of items, or -1 having made no callback: the jansson path's turn. */
 int smsg__fast_parse(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud, size_t *delivered) {
   if (fast_disabled) return -1;
+  if (len > UINT32_MAX) return -1;   /* value offsets are 32 bits */
   fast_out out;
   fast_out_init(&out);
+  out.src = buf;
   /* Bodies are about as long as their items: a large buffer gets its room
    * at once rather than by doubling (and copying) from the stack's. */
   if (len > FAST_STACK_BYTES) fast_out_reserve(&out, len);

@@ -69,47 +69,6 @@ int smsg__time_parse(const char *s, size_t n, int64_t *sec, uint32_t *nsec);
  * of overflowing (RFC 3339 allows years 0000 to 9999). */
 int64_t smsg__time_ns(int64_t sec, uint32_t nsec);
 
-/* ---- number literals --------------------------------------------------- */
-
-/* Decimal digits a double holds exactly (DBL_DIG), and so 10^k up to it. */
-#define SMSG_NUMBER_FAST_DIGITS 15
-
-/* The digits from p, appended to *m (m = m * 10 + digit): the scanners
- * gather a literal's digits either side of the point as one integer while
- * they check it. Past 19 digits m wraps, harmlessly: smsg__number then
- * takes strtod. Returns the first byte that is not a digit. */
-static inline const char *smsg__digits(const char *p, const char *e, uint64_t *m) {
-  uint64_t v = *m;
-  for (; p < e && (unsigned char)(*p - '0') < 10; p++) v = v * 10 + (uint64_t)(*p - '0');
-  *m = v;
-  return p;
-}
-
-/* strtod of a literal that is not NUL-ended (at most SMSG_SCAN_NUM_MAX). */
-double smsg__number_strtod(const char *lit, size_t n);
-
-/* Integer digits that fit int64_t whatever they are (jansson's long long). */
-#define SMSG_NUMBER_INT_DIGITS 18
-
-/* The value jansson gives a checked literal lit[0..n) (a real: strtod's;
- * an integer: its long long as a double), from the digits smsg__digits
- * gathered (m) and how many follow the point (frac), without strtod in the
- * usual case: a mantissa of at most 15 digits and 10^k for k <= 15 are
- * exact doubles, so m / 10^k is rounded once, to what strtod gives
- * (Clinger's fast path). An integer of up to 18 digits is exact in int64_t
- * and rounded once to a double, as jansson's is ("-0" reads as 0). */
-static inline double smsg__number(const char *lit, size_t n, uint64_t m, size_t frac, bool real) {
-  static const double pow10[SMSG_NUMBER_FAST_DIGITS + 1] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                                           1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
-  bool neg = lit[0] == '-';
-  size_t digits = n - neg - real;   /* the sign and the point are not digits */
-  if (!real)
-    return digits <= SMSG_NUMBER_INT_DIGITS ? (double)(neg ? -(int64_t)m : (int64_t)m) : smsg__number_strtod(lit, n);
-  if (digits > SMSG_NUMBER_FAST_DIGITS) return smsg__number_strtod(lit, n);
-  double d = (double)m / pow10[frac];
-  return neg ? -d : d;
-}
-
 /* ---- the encoder (smsg_encode.c) ---------------------------------------- */
 
 /* Shortest decimal that reads back as exactly v. */
@@ -121,12 +80,11 @@ struct smsg_fast_msg {
   const char *body;                 /* the payload up to ,"seq" */
   size_t body_len;
   char symbol[TD_SYMBOL_MAX + 1];   /* smsg_msg.symbol, NUL-terminated */
-  /* The numbers of the item by field index, their values taken while the
-   * literals were checked (smsg__number): smsg_msg_number reads a double,
-   * with no search and no second pass over the text. Bit i of num_set:
-   * field i is a number the item has. */
-  const double *num;
-  uint32_t num_set;
+  /* The numbers of the item, where they are in the parsed buffer `src` (0:
+   * absent or not a number), by field index: read back by smsg_msg_number
+   * without a search. */
+  const char *src;
+  const uint32_t *num_off;
   /* Its "t", converted while it was checked (smsg_msg_time); has_t is false
    * for kinds without one (news). */
   int64_t t_ns;

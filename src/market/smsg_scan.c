@@ -9,10 +9,13 @@
 #include <string.h>
 
 #include "base/utf8.h"
-#include "smsg_internal.h"
 
 static bool is_ws(char c) {
   return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+static bool is_digit(char c) {
+  return c >= '0' && c <= '9';
 }
 
 /* The string scan runs for every key and string value: inlined into the
@@ -89,12 +92,10 @@ static const char *scan_number(const char *p, const char *e, smsg_pair *v) {
   const char *s = p;
   if (*p == '-') p++;
   if (p == e) return NULL;
-  v->mant = 0;
-  v->frac = 0;
   if (*p == '0') {
     p++;
   } else if (*p >= '1' && *p <= '9') {
-    p = smsg__digits(p, e, &v->mant);
+    while (p < e && is_digit(*p)) p++;
   } else {
     return NULL;
   }
@@ -102,9 +103,8 @@ static const char *scan_number(const char *p, const char *e, smsg_pair *v) {
   v->type = SMSG_V_INT;
   if (p < e && *p == '.') {
     const char *f = ++p;
-    p = smsg__digits(p, e, &v->mant);
+    while (p < e && is_digit(*p)) p++;
     if (p == f) return NULL;
-    v->frac = (uint32_t)(p - f);
     v->type = SMSG_V_REAL;
   }
   if (p < e && (*p == 'e' || *p == 'E')) return NULL;

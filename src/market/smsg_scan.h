@@ -16,7 +16,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include "market/stream_msg.h"
 
@@ -47,10 +46,6 @@ typedef struct {
   size_t val_len;
   size_t count;
   smsg_vtype type;
-  /* A number's digits as one integer and how many follow the point, read
-   * while it was checked, for smsg__number. */
-  uint64_t mant;
-  uint32_t frac;
 } smsg_pair;
 
 /* One object of the buffer. */

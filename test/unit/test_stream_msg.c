@@ -811,54 +811,23 @@ static void test_msg_numbers(void **state) {
       fast_disabled = false;
       assert_true(r.t_ns == far[k].ns);
     }
-  /* The values the tiers took while checking the literals (the digits
-   * gathered in the one pass, smsg__number) are what jansson reads: a
-   * real's is strtod's, in the fast case (<= 15 digits) and past it; an
-   * integer's its long long's. Each literal in the compact form, in the
-   * scanner's (keys out of order) and in jansson's tier. */
-  static const struct {
-    const char *p, *s;
-    double s_want;
-  } lits[] = {
-    {"0", "1", 1},
-    {"0.1", "0", 0},
-    {"7", "-0", 0},   /* jansson: the integer 0, +0.0 */
-    {"189.125", "300", 300},
-    {"0.000000001", "999999999999999", 999999999999999.0},
-    {"123456789012.345", "9007199254740993", 9007199254740992.0},   /* 2^53 + 1 rounds to even */
-    {"999999999999999", "123456789012345678", 123456789012345678.0},
-    {"1234567890123456.5", "1", 1},
-    {"0.30000000000000004", "1", 1},
-    {"100.10", "1", 1},
-    {"-0.0", "1", 1},
-    {"12.5e2", "1", 1},
-    {"0.1000000000000000055511151231257827", "1", 1},
-  };
+  /* the literal's value is strtod's, in the fast case (<= 15 digits) and past it */
+  const char *lits[] = {"0", "0.1", "7", "189.125", "0.000000001", "123456789012.345", "999999999999999",
+                        "1234567890123456.5", "0.30000000000000004", "100.10", "-0.0", "12.5e2"};
   for (size_t k = 0; k < sizeof(lits) / sizeof(lits[0]); k++)
-    for (int form = 0; form < 2; form++)
-      for (int fast = 1; fast >= 0; fast--) {
-        char buf[256];
-        if (form == 0)
-          snprintf(buf, sizeof(buf), "[{\"T\":\"t\",\"S\":\"A\",\"i\":1,\"x\":\"V\",\"p\":%s,\"s\":%s,"
-                   "\"t\":\"2021-02-22T19:15:00Z\"}]", lits[k].p, lits[k].s);
-        else
-          snprintf(buf, sizeof(buf), "[{\"T\":\"t\",\"S\":\"A\",\"p\":%s,\"s\":%s,\"i\":1,\"x\":\"V\","
-                   "\"t\":\"2021-02-22T19:15:00Z\"}]", lits[k].p, lits[k].s);
-        numbers_seen r = {0};
-        char err[SMSG_ERR_MAX];
-        uint64_t compact = fast_compact_items, scanned = fast_scanned_items;
-        fast_disabled = !fast;
-        int rc = smsg_parse_batch(buf, strlen(buf), on_numbers, &r, err);
-        fast_disabled = false;
-        assert_int_equal(rc, 1);
-        /* an exponent is jansson's alone; a '-' the scanner's at least */
-        bool exponent = strchr(lits[k].p, 'e') != NULL, minus = lits[k].p[0] == '-' || lits[k].s[0] == '-';
-        assert_int_equal(fast_compact_items - compact, fast && !exponent && !minus && form == 0);
-        assert_int_equal(fast_scanned_items - scanned, fast && !exponent && (minus || form == 1));
-        double want = strtod(lits[k].p, NULL);
-        assert_memory_equal(&r.p, &want, sizeof(want));
-        assert_memory_equal(&r.s, &lits[k].s_want, sizeof(double));
-      }
+    for (int fast = 1; fast >= 0; fast--) {
+      char buf[256];
+      snprintf(buf, sizeof(buf), "[{\"T\":\"t\",\"S\":\"A\",\"i\":1,\"x\":\"V\",\"p\":%s,\"s\":1,"
+               "\"t\":\"2021-02-22T19:15:00Z\"}]", lits[k]);
+      numbers_seen r = {0};
+      char err[SMSG_ERR_MAX];
+      fast_disabled = !fast;
+      int rc = smsg_parse_batch(buf, strlen(buf), on_numbers, &r, err);
+      fast_disabled = false;
+      assert_int_equal(rc, 1);
+      double want = strtod(lits[k], NULL);
+      assert_memory_equal(&r.p, &want, sizeof(want));
+    }
 }
 
 /* Each smsg_field constant names the field it is meant to: its kind's
