@@ -4,13 +4,21 @@
  * hands over (the in-progress bar at most once a second, the bar once more
  * when it closes) goes through one Lua script (EVALSHA, pipelined on a
  * connection of its own) that, atomically:
- *   - PUBLISHes it to candles:<tf>:<SYMBOL>, for every instance's clients;
+ *   - PUBLISHes it to candles:<tf>:<SYMBOL>, for every instance's clients
+ *     (SPUBLISH on a Redis Cluster, below);
  *   - puts it in the sorted set tickerd:{candles:<tf>:<SYMBOL>}:bars
  *     (score: the bar's start), replacing the bar of the same start;
  *   - trims that set to the newest `history` bars (CANDLE_DEFAULT_HISTORY,
  *     as the engine keeps) and gives it a TTL (the span its bars cover,
  *     plus CSTORE_TTL_EXTRA_MS), so a symbol that stops trading goes.
  * The channel is the key's hash tag: one slot per series.
+ *
+ * On a Redis Cluster (redis+cluster://, rediss+cluster://) the store reads
+ * the slot map (redis/cluster.h) and holds one connection per primary. The
+ * channel `candles:<tf>:<SYMBOL>` has no hash tag of its own, so it hashes
+ * to the slot of its key's tag: the script of a series runs on that slot's
+ * primary and publishes with SPUBLISH (given as ARGV[6]), touching one
+ * slot. Reads go to the key's primary too.
  *
  * Any instance reads a series with ZRANGE (cstore_read_start): a standby,
  * or one started after the bars were made, answers GET /candles and the
@@ -20,8 +28,15 @@
  * CSTORE_MAX_PENDING_BYTES) closed bars wait in a FIFO of at most
  * CSTORE_QUEUE_MAX (then dropped, counted) and go out in order once the
  * connection is READY: a closed bar is never replaced by the next bar's
- * first update. In-progress bars are not queued (counted as skipped): the
- * bar is sent again at its next change, or when it closes. */
+ * first update. A closed bar is kept until Redis answers it: one whose
+ * connection was lost, or that met CLUSTERDOWN/TRYAGAIN/LOADING, waits again
+ * and is retried every CSTORE_RETRY_MS; MOVED (sent to the slot's new
+ * owner), ASK (ASKING, then sent to the node named) and NOSCRIPT (the
+ * script loaded again) send it again, at most CSTORE_BOUNCES_MAX times.
+ * A bar retried this way may be published twice, or after a later bar
+ * (the set keeps one bar per start). In-progress bars are not queued
+ * (counted as skipped): the bar is sent again at its next change, or when
+ * it closes. */
 #ifndef TD_CANDLE_STORE_H
 #define TD_CANDLE_STORE_H
 
@@ -40,6 +55,19 @@
  * after its last bar: a quiet symbol's history survives a night. */
 #define CSTORE_TTL_EXTRA_MS (24 * 3600 * 1000LL)
 /* "tickerd:{" + channel + "}:bars" */
+/* Closed bars sent on one connection and not answered yet, at most; past
+ * it they wait in the queue. */
+#define CSTORE_KEPT_MAX 4096
+/* A closed bar is sent again after MOVED, ASK or NOSCRIPT at most this
+ * many times (a slot moving back and forth must not loop). */
+#define CSTORE_BOUNCES_MAX 3
+/* Closed bars whose connection was lost, or whose cluster was down, are
+ * routed again after this long (then by the slot map read meanwhile). */
+#define CSTORE_RETRY_MS 250
+/* A Cluster primary's connection retries at most this far apart: each
+ * failed attempt reads the map again, and a replica's promotion must be
+ * seen soon after it happened (as the shard publishers do). */
+#define CSTORE_SHARD_BACKOFF_MAX_MS 500
 #define CSTORE_KEY_PREFIX "tickerd:{"
 #define CSTORE_KEY_SUFFIX "}:bars"
 
@@ -47,18 +75,20 @@ typedef struct cstore cstore;
 typedef struct cstore_read cstore_read;
 
 typedef struct {
-  bool connected;
+  bool connected;       /* READY; on a Cluster: the map read and every primary READY */
   uint64_t sent;        /* scripts sent (bars published and stored) */
   uint64_t stored;      /* scripts Redis answered OK */
   uint64_t errors;      /* error replies, or no reply (connection lost) */
   uint64_t queued;      /* closed bars that waited for Redis */
+  uint64_t resent;      /* closed bars sent again (connection lost, cluster down, MOVED, ASK, NOSCRIPT) */
   uint64_t waiting;     /* closed bars waiting now */
-  uint64_t dropped;     /* closed bars refused: the queue was full */
+  uint64_t dropped;     /* closed bars given up: the queue full, an error, bounced too often */
   uint64_t skipped;     /* in-progress bars not sent: Redis away or behind */
   uint64_t reads, read_failures;
 } cstore_stats;
 
-/* Connects at once. `history`: bars kept per series. NULL on a bad URL. */
+/* Connects at once (on a redis+cluster:// URL, to every primary the slot
+ * map names). `history`: bars kept per series. NULL on a bad URL. */
 cstore *cstore_new(uv_loop_t *loop, const char *redis_url, uint32_t history);
 /* Publishes and stores one bar (its JSON) of series `channel`; start and
  * tf_s in seconds. 0 sent, 1 queued, UV_EAGAIN skipped (in progress, Redis

@@ -29,7 +29,6 @@
 #include "http/server.h"
 #include "market/subscriber.h"
 #include "market/history_redis.h"
-#include "redis/cluster.h"
 #include "redis/lease.h"
 #include "redis/redis_tls.h"
 #include "redis/sentinel.h"
@@ -334,11 +333,7 @@ static void on_sub_state(void *ud, bool ready, bool resubscribed) {
  * pipeline.c), streamed from Redis to this instance's clients in any case. */
 static int start_candles(td_app *app) {
   td_config *cfg = app->cfg;
-  /* The bar store's script publishes with PUBLISH on one connection: not
-   * built for a Cluster yet (README "Redis Cluster"), so no bars there. */
-  if (cfg->candles && rcl_is_url(cfg->redis_url))
-    log_msg(TD_LOG_WARN, "candles_off", "candles are not built on a Redis Cluster (redis+cluster://)");
-  else if (cfg->candles) {
+  if (cfg->candles) {
     candle_opts co = {.timeframes = cfg->candle_timeframes, .grace_ms = cfg->candle_grace_ms,
                       .history = CANDLE_DEFAULT_HISTORY, .max_symbols = TD_MAX_SYMBOLS,
                       .syms = qstore_symtab(app->store)};

@@ -10,20 +10,25 @@
 
 #include "base/fmt_num.h"
 #include "base/log.h"
+#include "redis/cluster.h"
 #include "redis/redis_conn.h"
 #include "redis/resp_put.h"
 
-/* KEYS: the series' sorted set. ARGV: channel, bar, start, history, TTL ms. */
+/* KEYS: the series' sorted set. ARGV: channel, bar, start, history, TTL ms,
+ * and on a Cluster the publish command (SPUBLISH: the channel hashes to the
+ * key's slot, so the script touches one slot). */
 static const char put_script[] =
-    "redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
+    "redis.call(ARGV[6] or 'PUBLISH', ARGV[1], ARGV[2])\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[3], ARGV[3])\n"
     "redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])\n"
     "redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[4]) - 1)\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
     "return 1\n";
 
-/* Reply tags: the script's load, a put; a read's tag is its struct. */
-enum { TAG_LOAD = 1, TAG_PUT = 2 };
+/* Reply tags: the script's load, an in-progress bar (not kept), a closed
+ * bar (kept in its connection's `sent` FIFO until answered), an ASKING; a
+ * read's tag is its struct's address, above all of these. */
+enum { TAG_LOAD = 1, TAG_PUT, TAG_KEPT, TAG_ASKING, TAG_LAST = TAG_ASKING };
 /* Errors are logged at most once per this many ms, with their count. */
 #define CSTORE_LOG_MS 60000
 
@@ -35,26 +40,48 @@ struct cstore_read {
   void *ud;
 };
 
-typedef struct {
-  char *cmd;                /* a formatted EVALSHA, NUL ended */
-  size_t len;
+/* A bar's command, a formatted EVALSHA; in at most one FIFO at a time. */
+typedef struct cstore_cmd {
+  struct cstore_cmd *next;
+  uint32_t len;
+  uint16_t slot;            /* its series' Cluster slot (0 in classic mode) */
+  uint8_t bounces;          /* sent again after MOVED, ASK or NOSCRIPT */
+  char text[];
 } cstore_cmd;
 
-struct cstore {
+/* Commands in order, oldest at head (linked through `next`). */
+typedef struct {
+  cstore_cmd *head, *tail;
+  uint32_t len;
+} cstore_fifo;
+
+/* One connection: the server's, or on a Cluster one primary's. */
+typedef struct {
+  cstore *s;
   td_rconn conn;
+  cstore_fifo wait;         /* closed bars waiting for this connection */
+  cstore_fifo sent;         /* closed bars sent here, in the order of their replies */
+} cstore_link;
+
+struct cstore {
+  uv_loop_t *loop;
+  td_rcluster *map;         /* redis+cluster://; NULL in classic mode */
+  cstore_link *link[RCL_NODES_MAX]; /* classic: link[0]; Cluster: by node index, made when a map names it */
+  cstore_fifo parked;       /* closed bars with nowhere to go yet: no owner known, or to be retried */
+  uv_timer_t retry;         /* routes the parked bars again */
   char sha[41];
   char history[16];
   uint32_t history_n;
-  cstore_cmd *queue;        /* closed bars waiting: a ring, oldest at head */
-  uint32_t qhead, qlen, qcap;
   cstore_stats stats;
   uint64_t logged_ms, unlogged;
+  bool closing;
+  int closes_pending;
   void (*done)(void *);
   void *done_ud;
 };
 
 static void log_failure(cstore *s, const char *what, const char *detail) {
-  uint64_t now = uv_now(s->conn.loop);
+  uint64_t now = uv_now(s->loop);
   if (s->logged_ms && now - s->logged_ms < CSTORE_LOG_MS) {
     s->unlogged++;
     return;
@@ -69,84 +96,167 @@ static void log_failure(cstore *s, const char *what, const char *detail) {
   s->unlogged = 0;
 }
 
-/* The series' key, by hand: snprintf cost a fifth of a bar's store. A
- * channel too long for CSTORE_KEY_MAX is cut, as snprintf cut it. */
 static size_t key_of(char *out, const char *channel, size_t n) {
-  static const char prefix[] = CSTORE_KEY_PREFIX, suffix[] = CSTORE_KEY_SUFFIX;
-  const size_t room = CSTORE_KEY_MAX - sizeof(prefix) - sizeof(suffix) + 1;
-  if (n > room) n = room;
-  memcpy(out, prefix, sizeof(prefix) - 1);
-  memcpy(out + sizeof(prefix) - 1, channel, n);
-  memcpy(out + sizeof(prefix) - 1 + n, suffix, sizeof(suffix));
-  return sizeof(prefix) - 1 + n + sizeof(suffix) - 1;
+  return (size_t)snprintf(out, CSTORE_KEY_MAX, CSTORE_KEY_PREFIX "%.*s" CSTORE_KEY_SUFFIX, (int)n, channel);
 }
 
-/* Whether a put can go now: READY, nothing older waiting, hiredis's buffer
- * not backed up. */
-static bool can_send(const cstore *s) {
-  return rconn_ready(&s->conn) && s->qlen == 0 && rconn_pending_bytes(&s->conn) < CSTORE_MAX_PENDING_BYTES;
+/* ---- FIFOs --------------------------------------------------------------------- */
+
+static void fifo_push(cstore_fifo *f, cstore_cmd *c) {
+  c->next = NULL;
+  if (f->tail) f->tail->next = c;
+  else f->head = c;
+  f->tail = c;
+  f->len++;
 }
 
-static void send_put(cstore *s, const cstore_cmd *c) {
-  if (rconn_command(&s->conn, TAG_PUT, c->cmd, c->len) == 0) s->stats.sent++;
-  else s->stats.errors++;
+static cstore_cmd *fifo_pop(cstore_fifo *f) {
+  cstore_cmd *c = f->head;
+  if (!c) return NULL;
+  f->head = c->next;
+  if (!f->head) f->tail = NULL;
+  f->len--;
+  return c;
 }
 
-/* Sends the queue, oldest first, while the connection takes it. */
-static void drain(cstore *s) {
-  while (s->qlen > 0 && rconn_ready(&s->conn) && rconn_pending_bytes(&s->conn) < CSTORE_MAX_PENDING_BYTES) {
-    cstore_cmd *c = &s->queue[s->qhead];
-    send_put(s, c);
-    free(c->cmd);
-    s->qhead = (s->qhead + 1) % s->qcap;
-    s->qlen--;
+static void fifo_free(cstore_fifo *f) {
+  for (cstore_cmd *c; (c = fifo_pop(f));) free(c);
+}
+
+/* ---- routing ------------------------------------------------------------------- */
+
+static cstore_link *link_new(cstore *s, int idx, const char *url);
+
+/* A Cluster node's connection, made on first use. */
+static cstore_link *link_at(cstore *s, int idx) {
+  return s->link[idx] ? s->link[idx] : link_new(s, idx, rcl_node_at(s->map, idx)->url);
+}
+
+/* The connection of a slot: classic mode's one, or the slot's primary's;
+ * NULL while no owner is known (no map yet) or while closing. */
+static cstore_link *link_of(cstore *s, uint16_t slot) {
+  if (!s->map) return s->link[0];
+  int idx = rcl_owner(s->map, slot);
+  return idx < 0 || s->closing ? NULL : link_at(s, idx);
+}
+
+static uint16_t slot_of(const cstore *s, const char *key, size_t n) { return s->map ? rcl_slot(key, n) : 0; }
+
+/* Room for a bar on l now: READY, nothing older waiting, hiredis's buffer
+ * not backed up, not too many closed bars unanswered. */
+static bool can_send(const cstore_link *l) {
+  return l && rconn_ready(&l->conn) && l->wait.len == 0 &&
+         rconn_pending_bytes(&l->conn) < CSTORE_MAX_PENDING_BYTES && l->sent.len < CSTORE_KEPT_MAX;
+}
+
+/* Sends c on l; a kept (closed) bar goes in l->sent until its reply. */
+static int send_cmd(cstore_link *l, cstore_cmd *c, bool kept) {
+  int rc = rconn_command(&l->conn, kept ? TAG_KEPT : TAG_PUT, c->text, c->len);
+  if (rc < 0) {
+    l->s->stats.errors++;
+    return rc;
   }
-  s->stats.waiting = s->qlen;
+  l->s->stats.sent++;
+  if (kept) fifo_push(&l->sent, c);
+  return 0;
 }
 
-static bool enqueue(cstore *s, char *cmd, size_t len) {
-  if (s->qlen == s->qcap) {
-    if (s->qcap == CSTORE_QUEUE_MAX) return false;
-    uint32_t cap = s->qcap ? s->qcap * 2 : 64;
-    if (cap > CSTORE_QUEUE_MAX) cap = CSTORE_QUEUE_MAX;
-    cstore_cmd *q = malloc(cap * sizeof(*q));
-    if (!q) return false;
-    for (uint32_t i = 0; i < s->qlen; i++) q[i] = s->queue[(s->qhead + i) % s->qcap];
-    free(s->queue);
-    s->queue = q;
-    s->qcap = cap;
-    s->qhead = 0;
-  }
-  s->queue[(s->qhead + s->qlen++) % s->qcap] = (cstore_cmd){cmd, len};
-  s->stats.queued++;
-  s->stats.waiting = s->qlen;
-  return true;
+static void drop(cstore *s, cstore_cmd *c, const char *why) {
+  free(c);
+  s->stats.dropped++;
+  log_failure(s, "candle_store_dropped", why);
 }
+
+/* c waits in f (a connection's queue, or the parked ones), counted. */
+static int wait_in(cstore *s, cstore_fifo *f, cstore_cmd *c) {
+  if (s->stats.waiting >= CSTORE_QUEUE_MAX) {
+    drop(s, c, "closed bars waiting for Redis past CSTORE_QUEUE_MAX");
+    return UV_ENOBUFS;
+  }
+  fifo_push(f, c);
+  s->stats.waiting++;
+  return 1;
+}
+
+/* A closed bar: sent now, or waiting in order for its slot's connection
+ * (parked while no owner is known). 0 sent, 1 waiting, or UV_ENOBUFS. */
+static int hold(cstore *s, cstore_cmd *c) {
+  cstore_link *l = link_of(s, c->slot);
+  if (can_send(l) && send_cmd(l, c, true) == 0) return 0;
+  return wait_in(s, l ? &l->wait : &s->parked, c);
+}
+
+/* Sends l's queue, oldest first, while the connection takes it. */
+static void drain(cstore_link *l) {
+  cstore *s = l->s;
+  while (l->wait.len > 0 && rconn_ready(&l->conn) && rconn_pending_bytes(&l->conn) < CSTORE_MAX_PENDING_BYTES &&
+         l->sent.len < CSTORE_KEPT_MAX) {
+    cstore_cmd *c = fifo_pop(&l->wait);
+    s->stats.waiting--;
+    if (send_cmd(l, c, true) < 0) drop(s, c, "a closed bar could not be sent");
+  }
+}
+
+static void on_retry(uv_timer_t *t);
+
+/* The parked bars to their slot's connection, in order; those of a slot
+ * with no known owner stay parked, and the map is read again. */
+static void route_parked(cstore *s) {
+  if (s->closing) return;
+  for (uint32_t n = s->parked.len; n > 0; n--) {
+    cstore_cmd *c = fifo_pop(&s->parked);
+    s->stats.waiting--;
+    cstore_link *l = link_of(s, c->slot);
+    wait_in(s, l ? &l->wait : &s->parked, c);
+  }
+  for (int i = 0; i < RCL_NODES_MAX; i++)
+    if (s->link[i]) drain(s->link[i]);
+  if (s->parked.len && s->map) {
+    rcl_refresh(s->map);
+    if (!uv_is_active((uv_handle_t *)&s->retry)) uv_timer_start(&s->retry, on_retry, CSTORE_RETRY_MS, 0);
+  }
+}
+
+static void on_retry(uv_timer_t *t) { route_parked(t->data); }
+
+/* A closed bar Redis did not take now (connection lost, cluster down): it
+ * waits, and goes again after CSTORE_RETRY_MS. */
+static void retry_later(cstore *s, cstore_cmd *c) {
+  if (s->closing) {
+    free(c);
+    return;
+  }
+  s->stats.resent++;
+  if (wait_in(s, &s->parked, c) == 1 && !uv_is_active((uv_handle_t *)&s->retry))
+    uv_timer_start(&s->retry, on_retry, CSTORE_RETRY_MS, 0);
+}
+
+/* ---- writes -------------------------------------------------------------------- */
 
 int cstore_put(cstore *s, const char *channel, size_t n, const char *json, size_t len, int64_t start, int64_t tf_s,
                bool closed) {
-  if (!closed && !can_send(s)) {
+  char key[CSTORE_KEY_MAX], start_s[FMT_I64_MAX], ttl[FMT_I64_MAX];
+  size_t kn = key_of(key, channel, n);
+  uint16_t slot = slot_of(s, key, kn);
+  cstore_link *l = link_of(s, slot);
+  if (!closed && !can_send(l)) {
     s->stats.skipped++;
     return UV_EAGAIN;
   }
-  char key[CSTORE_KEY_MAX], start_s[FMT_I64_MAX], ttl[FMT_I64_MAX];
-  size_t kn = key_of(key, channel, n);
   size_t sn = (size_t)(fmt_i64(start_s, start) - start_s);
   size_t tn = (size_t)(fmt_i64(ttl, tf_s * s->history_n * 1000 + CSTORE_TTL_EXTRA_MS) - ttl);
   size_t hn = strlen(s->history);
   /* The command by hand: redisFormatCommandArgv and snprintf cost ~11,000
    * instructions per bar (callgrind), more than the rest of candles per
-   * trade at 100 trades per symbol per second. It is written straight into
-   * the connection's output buffer when it can go now (no copy, no
-   * malloc), else into a queue entry of its own. */
-  static const char head[] = "*9\r\n$7\r\nEVALSHA\r\n";
-  size_t max = sizeof(head) + 8 * RESP_BULK_OVERHEAD + 40 + 1 + kn + n + len + sn + hn + tn;
-  bool now = can_send(s);
-  char *cmd = now ? rconn_command_begin(&s->conn, max) : malloc(max);
-  if (!cmd) return UV_ENOMEM;
-  char *o = cmd + sizeof(head) - 1;
-  memcpy(cmd, head, sizeof(head) - 1);
-  o = resp_put_bulk(o, s->sha, 40);
+   * trade at 100 trades per symbol per second. On a Cluster the script
+   * names its publish command: one more argument. */
+  static const char head[] = "*9\r\n$7\r\nEVALSHA\r\n", chead[] = "*10\r\n$7\r\nEVALSHA\r\n";
+  cstore_cmd *c = malloc(sizeof(*c) + sizeof(chead) + 9 * RESP_BULK_OVERHEAD + 40 + 1 + kn + n + len + sn + hn +
+                         tn + 8);
+  if (!c) return UV_ENOMEM;
+  size_t hl = s->map ? sizeof(chead) - 1 : sizeof(head) - 1;
+  memcpy(c->text, s->map ? chead : head, hl);
+  char *o = resp_put_bulk(c->text + hl, s->sha, 40);
   o = resp_put_bulk(o, "1", 1);
   o = resp_put_bulk(o, key, kn);
   o = resp_put_bulk(o, channel, n);
@@ -154,19 +264,18 @@ int cstore_put(cstore *s, const char *channel, size_t n, const char *json, size_
   o = resp_put_bulk(o, start_s, sn);
   o = resp_put_bulk(o, s->history, hn);
   o = resp_put_bulk(o, ttl, tn);
-  size_t cl = (size_t)(o - cmd);
-  if (now) {
-    if (rconn_command_end(&s->conn, TAG_PUT, cl) == 0) s->stats.sent++;
-    else s->stats.errors++;
+  if (s->map) o = resp_put_bulk(o, "SPUBLISH", 8);
+  c->len = (uint32_t)(o - c->text);
+  c->slot = slot;
+  c->bounces = 0;
+  if (!closed) {
+    send_cmd(l, c, false);
+    free(c);
     return 0;
   }
-  if (!enqueue(s, cmd, cl)) {
-    free(cmd);
-    s->stats.dropped++;
-    log_failure(s, "candle_store_dropped", "closed bars waiting for Redis past CSTORE_QUEUE_MAX");
-    return UV_ENOBUFS;
-  }
-  return 1;
+  int rc = hold(s, c);
+  if (rc == 1) s->stats.queued++;
+  return rc;
 }
 
 /* ---- reads ----------------------------------------------------------------- */
@@ -194,16 +303,17 @@ static void answer_read(cstore *s, cstore_read *r, const redisReply *reply) {
 }
 
 cstore_read *cstore_read_start(cstore *s, const char *channel, size_t n, uint32_t limit, cstore_read_cb cb, void *ud) {
-  if (!rconn_ready(&s->conn) || limit == 0) return NULL;
   char key[CSTORE_KEY_MAX], first[24];
   size_t kn = key_of(key, channel, n);
+  cstore_link *l = link_of(s, slot_of(s, key, kn));
+  if (!l || !rconn_ready(&l->conn) || limit == 0) return NULL;
   snprintf(first, sizeof(first), "-%u", limit);
   const char *argv[] = {"ZRANGE", key, first, "-1"};
   size_t argl[] = {6, kn, strlen(first), 2};
   cstore_read *r = malloc(sizeof(*r));
   if (!r) return NULL;
   *r = (cstore_read){cb, ud};
-  if (rconn_command_argv(&s->conn, (uintptr_t)r, 4, argv, argl) != 0) {
+  if (rconn_command_argv(&l->conn, (uintptr_t)r, 4, argv, argl) != 0) {
     free(r);
     return NULL;
   }
@@ -215,80 +325,187 @@ void cstore_read_cancel(cstore_read *r) {
   if (r) r->cb = NULL;   /* freed when its reply comes */
 }
 
-/* ---- the connection ------------------------------------------------------------ */
+/* ---- replies ------------------------------------------------------------------- */
 
-static void load_script(cstore *s) {
+static bool error_is(const redisReply *r, const char *prefix) {
+  return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, prefix, strlen(prefix)) == 0;
+}
+
+static void load_script(cstore_link *l) {
   const char *argv[] = {"SCRIPT", "LOAD", put_script};
   size_t argl[] = {6, 4, sizeof(put_script) - 1};
-  if (rconn_command_argv(&s->conn, TAG_LOAD, 3, argv, argl) != 0) s->stats.errors++;
+  if (rconn_command_argv(&l->conn, TAG_LOAD, 3, argv, argl) != 0) l->s->stats.errors++;
 }
 
-static void on_ready(td_rconn *c, void *ud) {
-  cstore *s = ud;
-  load_script(s);   /* before any EVALSHA: a restarted server has no scripts */
-  s->stats.connected = true;
-  drain(s);
+/* ASK <slot> <host:port>: ASKING, then the bar, on the node named. */
+static bool send_asking(cstore *s, cstore_cmd *c, const redisReply *r) {
+  static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
+  int idx = rcl_ask_node(s->map, r->str + 4, r->len - 4);
+  cstore_link *l = idx < 0 || s->closing ? NULL : link_at(s, idx);
+  return l && rconn_ready(&l->conn) && rconn_command(&l->conn, TAG_ASKING, asking, sizeof(asking) - 1) == 0 &&
+         send_cmd(l, c, true) == 0;
 }
 
-static void on_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {
-  cstore *s = ud;
-  s->stats.connected = false;
+/* A bar Redis refused or did not answer; `kept` the closed bar's command
+ * (NULL: an in-progress one, which its next update replaces). */
+static void put_failed(cstore_link *l, cstore_cmd *kept, const redisReply *r) {
+  cstore *s = l->s;
+  s->stats.errors++;
+  /* the server's scripts were flushed: load it again */
+  if (error_is(r, "NOSCRIPT") && rconn_ready(&l->conn)) load_script(l);
+  if (error_is(r, "MOVED ") && s->map) rcl_moved(s->map, r->str + 6, r->len - 6);
+  if (kept && (!r || error_is(r, "CLUSTERDOWN") || error_is(r, "TRYAGAIN") || error_is(r, "LOADING"))) {
+    retry_later(s, kept);   /* Redis away: as if it had waited */
+    return;
+  }
+  if (!r) return;   /* an in-progress bar on a lost connection: nothing to say */
+  bool bounce = error_is(r, "NOSCRIPT") || error_is(r, "MOVED ") || (error_is(r, "ASK ") && s->map);
+  if (kept && bounce && kept->bounces < CSTORE_BOUNCES_MAX) {
+    kept->bounces++;
+    s->stats.resent++;
+    if (!error_is(r, "ASK ")) {
+      hold(s, kept);   /* sent, waiting, or dropped (counted) */
+      return;
+    }
+    if (send_asking(s, kept, r)) return;
+  }
+  if (kept) drop(s, kept, r->str);
+  else log_failure(s, "candle_store_failed", r->str);
 }
 
 static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
-  cstore *s = ud;
-  if (tag != TAG_LOAD && tag != TAG_PUT) {
+  cstore_link *l = ud;
+  cstore *s = l->s;
+  if (tag > TAG_LAST) {
+    if (error_is(r, "MOVED ") && s->map) rcl_moved(s->map, r->str + 6, r->len - 6);
     answer_read(s, (cstore_read *)tag, r);
     return;
   }
-  if (r && r->type != REDIS_REPLY_ERROR) {
-    if (tag == TAG_PUT) s->stats.stored++;
-  } else {
-    s->stats.errors++;
-    /* the server's scripts were flushed: load it again (this bar is lost) */
-    if (r && !strncmp(r->str, "NOSCRIPT", 8) && rconn_ready(c)) load_script(s);
-    log_failure(s, "candle_store_failed", !r ? "connection lost" : r->str);
+  if (tag == TAG_ASKING) return;
+  if (tag == TAG_LOAD) {
+    if (!r || r->type == REDIS_REPLY_ERROR) s->stats.errors++;
+    if (r && r->type == REDIS_REPLY_ERROR) log_failure(s, "candle_store_failed", r->str);
+    return;
   }
-  if (tag == TAG_PUT) drain(s);
+  cstore_cmd *kept = tag == TAG_KEPT ? fifo_pop(&l->sent) : NULL;
+  if (r && r->type != REDIS_REPLY_ERROR) {
+    s->stats.stored++;
+    free(kept);
+  } else {
+    put_failed(l, kept, r);
+  }
+  drain(l);
+}
+
+/* ---- connections ----------------------------------------------------------------- */
+
+static void on_ready(td_rconn *c, void *ud) {
+  cstore_link *l = ud;
+  load_script(l);   /* before any EVALSHA: a restarted server has no scripts */
+  drain(l);
+}
+
+static void on_lost(td_rconn *c, void *ud, const char *reason, bool was_ready) {
+  cstore_link *l = ud;
+  /* a primary gone: its replica may have been promoted */
+  if (l->s->map && !l->s->closing) rcl_refresh(l->s->map);
+}
+
+static void closed_one(void *ud) {
+  cstore *s = ud;
+  if (--s->closes_pending > 0) return;
+  void (*done)(void *) = s->done;
+  void *dud = s->done_ud;
+  fifo_free(&s->parked);
+  free(s);
+  if (done) done(dud);
 }
 
 static void on_closed(td_rconn *c, void *ud) {
-  cstore *s = ud;
-  void (*done)(void *) = s->done;
-  void *dud = s->done_ud;
-  while (s->qlen > 0) {
-    free(s->queue[s->qhead].cmd);
-    s->qhead = (s->qhead + 1) % s->qcap;
-    s->qlen--;
+  cstore_link *l = ud;
+  cstore *s = l->s;
+  fifo_free(&l->wait);
+  fifo_free(&l->sent);
+  free(l);
+  closed_one(s);
+}
+
+static cstore_link *link_new(cstore *s, int idx, const char *url) {
+  static const rconn_callbacks cb = {on_ready, on_lost, on_reply, on_closed};
+  rconn_options o = {.name = s->map ? "candles-shard" : "candles"};
+  if (s->map) o.backoff_max_ms = CSTORE_SHARD_BACKOFF_MAX_MS;
+  cstore_link *l = calloc(1, sizeof(*l));
+  const char *err = NULL;
+  if (!l || rconn_init(&l->conn, s->loop, url, &cb, l, &o, &err) < 0) {
+    free(l);
+    return NULL;
   }
-  free(s->queue);
-  free(s);
-  if (done) done(dud);
+  l->s = s;
+  s->link[idx] = l;
+  rconn_start(&l->conn);
+  return l;
+}
+
+/* A new slot map: a connection to every primary (for reads as well as
+ * bars), and the bars waiting for a node that no longer owns their slot
+ * go where it is now. */
+static void on_map(td_rcluster *map, bool changed, void *ud) {
+  cstore *s = ud;
+  if (s->closing) return;
+  for (uint32_t i = 0; i < rcl_node_count(map); i++)
+    if (rcl_node_at(map, (int)i)->slots) link_at(s, (int)i);
+  for (int i = 0; changed && i < RCL_NODES_MAX; i++) {
+    cstore_link *l = s->link[i];
+    for (uint32_t n = l ? l->wait.len : 0; n > 0; n--) {
+      cstore_cmd *c = fifo_pop(&l->wait);
+      s->stats.waiting--;
+      wait_in(s, rcl_owner(map, c->slot) == i ? &l->wait : &s->parked, c);
+    }
+  }
+  route_parked(s);
 }
 
 cstore *cstore_new(uv_loop_t *loop, const char *redis_url, uint32_t history) {
   cstore *s = calloc(1, sizeof(*s));
   if (!s) return NULL;
-  static const rconn_callbacks cb = {on_ready, on_lost, on_reply, on_closed};
-  rconn_options o = {.name = "candles"};
-  const char *err = NULL;
-  if (rconn_init(&s->conn, loop, redis_url, &cb, s, &o, &err) < 0) {
-    free(s);
-    return NULL;
-  }
+  s->loop = loop;
   unsigned char md[SHA_DIGEST_LENGTH];
   SHA1((const unsigned char *)put_script, sizeof(put_script) - 1, md);
   for (int i = 0; i < SHA_DIGEST_LENGTH; i++) snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
   s->history_n = history;
   snprintf(s->history, sizeof(s->history), "%u", history);
-  rconn_start(&s->conn);
+  if (rcl_is_url(redis_url) ? !(s->map = rcl_new(loop, redis_url, "candles", on_map, s))
+                            : !link_new(s, 0, redis_url)) {
+    free(s);
+    return NULL;
+  }
+  uv_timer_init(loop, &s->retry);
+  s->retry.data = s;
   return s;
 }
 
-void cstore_get_stats(const cstore *s, cstore_stats *out) { *out = s->stats; }
+void cstore_get_stats(const cstore *s, cstore_stats *out) {
+  *out = s->stats;
+  if (!s->map) {
+    out->connected = rconn_ready(&s->link[0]->conn);
+    return;
+  }
+  out->connected = rcl_loaded(s->map);
+  for (uint32_t i = 0; out->connected && i < rcl_node_count(s->map); i++)
+    if (rcl_node_at(s->map, (int)i)->slots) out->connected = s->link[i] && rconn_ready(&s->link[i]->conn);
+}
+
+static void on_timer_closed(uv_handle_t *h) { closed_one(h->data); }
 
 void cstore_close(cstore *s, void (*done)(void *), void *ud) {
   s->done = done;
   s->done_ud = ud;
-  rconn_close(&s->conn);
+  s->closing = true;
+  s->closes_pending = 2 + (s->map != NULL);   /* the timer, this call, the map */
+  for (int i = 0; i < RCL_NODES_MAX; i++) s->closes_pending += s->link[i] != NULL;
+  uv_close((uv_handle_t *)&s->retry, on_timer_closed);
+  if (s->map) rcl_close(s->map, closed_one, s);
+  for (int i = 0; i < RCL_NODES_MAX; i++)
+    if (s->link[i]) rconn_close(&s->link[i]->conn);
+  closed_one(s);
 }

@@ -10,9 +10,11 @@ import time
 
 
 import pytest
+import redis
 
 from conftest import wait_for
 from rcluster import RedisCluster
+from test_candles import rfc3339, trade
 from test_quotes import quote
 from test_redis_tls import pki  # noqa: F401 (the CA and certificates, a fixture)
 from test_streaming import sse_events, sse_open
@@ -341,3 +343,129 @@ def test_cluster_over_tls_refuses_a_certificate_for_another_host(pki, tickerd_fa
         assert t.stop() == 0, t.output()
     finally:
         c.cleanup()
+
+
+class ShardSubscriber:
+    """A plain client of one node with SSUBSCRIBE, as redis-cli would be
+    (redis-py 4.3 has no ssubscribe: the command and the pushed arrays by
+    hand, over one of its connections)."""
+
+    def __init__(self, cluster, port, channels):
+        self.conn = redis.Connection(host="127.0.0.1", port=port, password=cluster.password, socket_timeout=0.2)
+        self.conn.send_command("SSUBSCRIBE", *channels)
+        for _ in channels:
+            kind, _, _ = self.conn.read_response()
+            assert kind == b"ssubscribe"
+
+    def closed_bars(self, want, timeout=10):
+        """{(channel, t): bar} of the closed bars pushed, until `want` of them."""
+        got, deadline = {}, time.monotonic() + timeout
+        while len(got) < want and time.monotonic() < deadline:
+            try:
+                kind, ch, payload = self.conn.read_response()
+            except redis.TimeoutError:
+                continue
+            assert kind == b"smessage"
+            b = json.loads(payload)
+            if b["closed"]:
+                key = (ch.decode(), b["t"])
+                assert key not in got, "a closed bar was published twice"
+                got[key] = b
+        return got
+
+    def close(self):
+        self.conn.disconnect()
+
+
+def one_symbol_per_shard(cluster, tf):
+    """A symbol whose bar channel each primary owns."""
+    by_owner = {}
+    for sym in SYMBOLS:
+        by_owner.setdefault(cluster.owner(f"candles:{tf}:{sym}")[0], sym)
+    assert set(by_owner) == set(cluster.primaries())
+    return by_owner
+
+
+def candle_args(*extra):
+    return ("--candle-grace-ms", "0", "--candle-timeframes", "1s,1m", *extra)
+
+
+def test_candles_on_a_cluster_agree_on_shards_ws_sse_and_another_instance(cluster, tickerd_factory):
+    """Bars built by one instance on a Cluster: each series' script runs on
+    its slot's primary and SPUBLISHes there; a plain SSUBSCRIBE client of
+    that node, a WebSocket client of another instance, an SSE client of the
+    builder and GET /candles on the other instance (read from the key's
+    primary) all see the same closed bars. Failed before: tickerd refused
+    candles on a Cluster (candles_off), GET /candles answered 404."""
+    by_owner = one_symbol_per_shard(cluster, "1s")
+    syms = sorted(by_owner.values())
+    for sym in syms:
+        # the channel has no hash tag: it hashes to the key's tag, one slot
+        assert cluster.keyslot(f"candles:1s:{sym}") == cluster.keyslot(f"tickerd:{{candles:1s:{sym}}}:bars")
+    a = start(tickerd_factory, cluster, "--feed", "none", *candle_args())
+    b = start(tickerd_factory, cluster, "--feed", "none", *candle_args())
+    for t in (a, b):
+        wait_for(lambda t=t: t.status()["candles"]["store"]["connected"] or None, what="the candle store's shards")
+    raw = {p: ShardSubscriber(cluster, p, [f"candles:1s:{sym}"]) for p, sym in by_owner.items()}
+    ws = WS(b.port)
+    ws.send_json({"action": "subscribe", "candles": {"symbols": syms, "tf": "1s"}})
+    assert ws.recv_json()["type"] == "subscribed"
+    s, head, buf = sse_open(a, "candles=" + ",".join(syms) + "&tf=1s")
+    assert " 200 " in head.split("\r\n")[0]
+    channels = [f"candles:1s:{sym}" for sym in syms]
+    # the raw client, and each instance once, on the owner only
+    wait_for(lambda: subscribed_everywhere(cluster, channels, 3), timeout=10, what="SSUBSCRIBE of the bar channels")
+
+    base = (time.time_ns() // 1_000_000_000 - 30) * 1_000_000_000
+    items = []
+    for k, sym in enumerate(syms):
+        items += [trade(sym, base + 100_000_000, 10.0 + k, 100, 1), trade(sym, base + 900_000_000, 12.0 + k, 50, 2),
+                  trade(sym, base + 1_200_000_000, 11.0 + k, 30, 3), trade(sym, base + 3_000_000_000, 13.0, 1, 4)]
+    r = a.request("POST", "/quotes", body=items)
+    assert r.status == 202, r.body
+    # two closed bars per symbol, each on its own shard
+    shard = {}
+    for p, sub in raw.items():
+        got = sub.closed_bars(2)
+        assert {ch for ch, _ in got} == {f"candles:1s:{by_owner[p]}"}, got
+        shard.update(got)
+    assert len(shard) == 2 * len(syms)
+    first = rfc3339(base)[:19] + "Z"
+    for k, sym in enumerate(syms):
+        bar = shard[(f"candles:1s:{sym}", first)]
+        assert (bar["o"], bar["h"], bar["c"], bar["v"], bar["n"]) == (10.0 + k, 12.0 + k, 12.0 + k, 150, 2), bar
+    # the same closed bars over WebSocket (instance b) and SSE (instance a)
+    ws_closed = {}
+    while len(ws_closed) < len(shard):
+        m = ws.recv_json()
+        assert m["type"] == "candle", m
+        if m["data"]["closed"]:
+            ws_closed[(m["channel"], m["data"]["t"])] = m["data"]
+    assert ws_closed == shard
+    sse_closed = {}
+    while len(sse_closed) < len(shard):
+        evs, buf = sse_events(s, buf, 1)
+        d = json.loads(evs[0]["data"])
+        if evs[0]["event"] == "candle" and d["closed"]:
+            sse_closed[(f"candles:1s:{d['S']}", d["t"])] = d
+    assert sse_closed == shard
+    # GET /candles on the instance that built none: from each key's primary
+    for sym in syms:
+        r = b.get(f"/candles/{sym}?tf=1s")
+        assert r.status == 200, r.body
+        closed = [x for x in r.json()["bars"] if x["closed"]]
+        assert closed == sorted((v for (ch, _), v in shard.items() if ch == f"candles:1s:{sym}"), key=lambda x: x["t"])
+        # the open bar follows (its update is sent within a second)
+        wait_for(lambda sym=sym: b.get(f"/candles/{sym}?tf=1s").json()["bars"][-1]["c"] == 13.0 or None,
+                 what="the open bar in the store")
+    st_a, st_b = a.status()["candles"], b.status()["candles"]
+    assert st_b["trades"] == 0 and st_b["store"]["reads"] >= len(syms), st_b
+    assert st_a["store"]["errors"] == 0 and st_a["store"]["stored"] == st_a["store"]["sent"], st_a
+    # nothing went by classic PUBLISH: no node counts a classic subscriber
+    for p in cluster.primaries():
+        assert cluster.client(p).execute_command("PUBSUB", "NUMSUB", *channels)[1::2] == [0] * len(channels)
+    for sub in raw.values():
+        sub.close()
+    s.close()
+    ws.close()
+    assert a.stop() == 0 and b.stop() == 0, a.output() + b.output()
