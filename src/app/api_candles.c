@@ -173,6 +173,7 @@ void api_candles_status(jsonw *w, td_app *app) {
       JW_U64(w, "stored", cs.stored);
       JW_U64(w, "errors", cs.errors);
       JW_U64(w, "queued", cs.queued);
+      JW_U64(w, "resent", cs.resent);
       JW_U64(w, "waiting", cs.waiting);
       JW_U64(w, "dropped", cs.dropped);
       JW_U64(w, "skipped", cs.skipped);

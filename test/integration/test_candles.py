@@ -337,3 +337,25 @@ def test_a_correction_is_placed_by_the_trade_it_names(redis_server, tickerd_fact
     assert (bars[1]["c"], bars[1]["v"]) == (12.0, 50)
     st = t.status()["candles"]
     assert st["adjusted"] == 1 and st["adjust_unknown"] == 1
+
+
+def test_a_closed_bar_refused_with_noscript_is_sent_again(stack, redis_server):
+    """The server's scripts flushed (SCRIPT FLUSH, a restart without
+    persistence of scripts): the closed bar that meets NOSCRIPT is kept,
+    the script loaded again and the bar sent once more. Failed before: that
+    bar was lost, and the set kept its last in-progress version."""
+    ps = redis_server.client().pubsub(ignore_subscribe_messages=True)
+    ps.subscribe("candles:1s:NOSC")
+    wait_for(lambda: ps.get_message(timeout=0.05) is None or True, what="subscription")
+    base = (time.time_ns() // 1_000_000_000 - 20) * 1_000_000_000
+    post(stack, trade("NOSC", base, 10.0, 5, 1))
+    wait_for(lambda: redis_server.client().zcard("tickerd:{candles:1s:NOSC}:bars") == 1 or None,
+             what="the in-progress bar stored")
+    redis_server.client().script_flush()
+    post(stack, trade("NOSC", base + 2_000_000_000, 11.0, 1, 2))   # closes the first bar
+    got = redis_bars(ps, 1)
+    assert [(b["c"], b["v"]) for b in got.values()] == [(10.0, 5)]
+    stored = [json.loads(b) for b in redis_server.client().zrange("tickerd:{candles:1s:NOSC}:bars", 0, 0)]
+    assert stored[0]["closed"] is True and stored[0]["v"] == 5
+    st = stack.status()["candles"]["store"]
+    assert st["resent"] >= 1 and st["dropped"] == 0, st

@@ -351,20 +351,21 @@ class ShardSubscriber:
     hand, over one of its connections)."""
 
     def __init__(self, cluster, port, channels):
-        self.conn = redis.Connection(host="127.0.0.1", port=port, password=cluster.password, socket_timeout=0.2)
+        self.conn = redis.Connection(host="127.0.0.1", port=port, password=cluster.password, socket_timeout=5)
         self.conn.send_command("SSUBSCRIBE", *channels)
         for _ in channels:
             kind, _, _ = self.conn.read_response()
             assert kind == b"ssubscribe"
 
-    def closed_bars(self, want, timeout=10):
-        """{(channel, t): bar} of the closed bars pushed, until `want` of them."""
+    def closed_bars(self, want, timeout=10, after=""):
+        """{(channel, t): bar} of the closed bars pushed, until `want` of
+        them start after `after` (all of them are returned)."""
         got, deadline = {}, time.monotonic() + timeout
-        while len(got) < want and time.monotonic() < deadline:
-            try:
-                kind, ch, payload = self.conn.read_response()
-            except redis.TimeoutError:
+        while sum(t > after for _, t in got) < want and time.monotonic() < deadline:
+            # redis-py drops the connection on a read timeout: poll first
+            if not self.conn.can_read(timeout=0.2):
                 continue
+            kind, ch, payload = self.conn.read_response()
             assert kind == b"smessage"
             b = json.loads(payload)
             if b["closed"]:
@@ -469,3 +470,44 @@ def test_candles_on_a_cluster_agree_on_shards_ws_sse_and_another_instance(cluste
     s.close()
     ws.close()
     assert a.stop() == 0 and b.stop() == 0, a.output() + b.output()
+
+
+def test_candles_flow_again_after_the_primary_of_a_series_is_killed(own_cluster, tickerd_factory):
+    """kill -9 of the primary that owns a series' key and channel: once its
+    replica is promoted, the store's script runs there, a client of the new
+    primary gets the new bars, the tickerd's WebSocket client gets them
+    (its SSUBSCRIBE moved with the slot) and the key holds them."""
+    cluster = own_cluster
+    t = start(tickerd_factory, cluster, "--feed", "sim", "--symbols", ",".join(SIM), "--sim-rate", "240",
+              "--sim-trades", "1", "--candle-grace-ms", "0", "--candle-timeframes", "1s")
+    sym = SIM[0]
+    ch, key = f"candles:1s:{sym}", f"tickerd:{{candles:1s:{sym}}}:bars"
+    ws = WS(t.port)
+    # every symbol: the other shards' bars keep the socket busy meanwhile
+    ws.send_json({"action": "subscribe", "candles": {"symbols": SIM, "tf": "1s"}})
+    assert ws.recv_json()["type"] == "subscribed"
+
+    def closed_bar_of(sym, after):
+        return lambda m: m["type"] == "candle" and m["channel"] == f"candles:1s:{sym}" and m["data"]["closed"] \
+            and m["data"]["t"] > after
+
+    ws.recv_until(closed_bar_of(sym, ""), limit=5000)
+    victim, _ = cluster.owner(ch)
+    killed_at = rfc3339(time.time_ns())[:19] + "Z"
+    cluster.kill(victim)
+    promoted = wait_for(lambda: (lambda p: p if p and p != victim else None)(cluster.owner(ch)[0]),
+                        timeout=FAILOVER_S, interval=0.1, what="the replica's promotion")
+    raw = ShardSubscriber(cluster, promoted, [ch])
+    # bars of this series made after the kill, on the new primary and over WebSocket
+    got = raw.closed_bars(1, timeout=FAILOVER_S, after=killed_at)
+    assert any(t_ > killed_at for (_, t_) in got), got
+    ws.recv_until(closed_bar_of(sym, killed_at), limit=20000)
+    stored = [json.loads(b) for b in cluster.client(promoted).zrange(key, 0, -1)]
+    assert any(b["closed"] and b["t"] > killed_at for b in stored)
+    wait_for(lambda: t.status()["candles"]["store"]["connected"] or None, what="the store on the new primary")
+    # closed bars in flight or waiting at the kill went to the new primary, none given up
+    st = wait_for(lambda: (s := t.status()["candles"]["store"])["waiting"] == 0 and s or None, what="no bar waiting")
+    assert st["dropped"] == 0, st
+    raw.close()
+    ws.close()
+    assert t.stop() == 0, t.output()
