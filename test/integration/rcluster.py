@@ -172,16 +172,20 @@ class RedisCluster:
                 break
             auth = ["AUTH", self.password] if self.password else []
             S.execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000, *auth, "KEYS", *keys)
-        # the new owner first (then it answers), then the others
-        D.execute_command("CLUSTER", "SETSLOT", slot, "NODE", did)
-        S.execute_command("CLUSTER", "SETSLOT", slot, "NODE", did)
+        self.assign(slot, did, dst, src)
+        return slot, src, dst
+
+    def assign(self, slot, node_id, new_port, old_port):
+        """Ends a migration: SETSLOT NODE on the new owner first (then it
+        answers), then on the old one, then on the others."""
+        for p in (new_port, old_port):
+            self.client(p).execute_command("CLUSTER", "SETSLOT", slot, "NODE", node_id)
         for p in self.alive():
-            if p not in (src, dst):
+            if p not in (new_port, old_port):
                 try:
-                    self.client(p).execute_command("CLUSTER", "SETSLOT", slot, "NODE", did)
+                    self.client(p).execute_command("CLUSTER", "SETSLOT", slot, "NODE", node_id)
                 except redis.ResponseError:
                     pass  # a replica: it learns from its primary
-        return slot, src, dst
 
     def kill(self, port):
         self.procs[port].send_signal(signal.SIGKILL)

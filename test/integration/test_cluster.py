@@ -378,10 +378,15 @@ class ShardSubscriber:
         self.conn.disconnect()
 
 
+# Symbols of the candle tests only: the module's cluster keeps the bars of
+# the other tests' simulated feeds (SIM), newer than the trades posted here.
+CANDLE_SYMBOLS = [f"CN{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(100)]
+
+
 def one_symbol_per_shard(cluster, tf):
     """A symbol whose bar channel each primary owns."""
     by_owner = {}
-    for sym in SYMBOLS:
+    for sym in CANDLE_SYMBOLS:
         by_owner.setdefault(cluster.owner(f"candles:{tf}:{sym}")[0], sym)
     assert set(by_owner) == set(cluster.primaries())
     return by_owner
@@ -459,8 +464,16 @@ def test_candles_on_a_cluster_agree_on_shards_ws_sse_and_another_instance(cluste
         # the open bar follows (its update is sent within a second)
         wait_for(lambda sym=sym: b.get(f"/candles/{sym}?tf=1s").json()["bars"][-1]["c"] == 13.0 or None,
                  what="the open bar in the store")
+    # the subscribe's history on that instance: read from the key's primary too
+    ws2 = WS(b.port)
+    ws2.send_json({"action": "subscribe", "candles": {"symbols": [syms[-1]], "tf": "1s"}, "history": 10})
+    assert ws2.recv_json()["type"] == "subscribed"
+    h = ws2.recv_until(lambda m: m["type"] == "candles")
+    assert "unavailable" not in h and [x for x in h["bars"] if x["closed"]] == \
+        sorted((v for (ch, _), v in shard.items() if ch == f"candles:1s:{syms[-1]}"), key=lambda x: x["t"])
+    ws2.close()
     st_a, st_b = a.status()["candles"], b.status()["candles"]
-    assert st_b["trades"] == 0 and st_b["store"]["reads"] >= len(syms), st_b
+    assert st_b["trades"] == 0 and st_b["store"]["reads"] > len(syms), st_b
     assert st_a["store"]["errors"] == 0 and st_a["store"]["stored"] == st_a["store"]["sent"], st_a
     # nothing went by classic PUBLISH: no node counts a classic subscriber
     for p in cluster.primaries():
@@ -509,5 +522,59 @@ def test_candles_flow_again_after_the_primary_of_a_series_is_killed(own_cluster,
     st = wait_for(lambda: (s := t.status()["candles"]["store"])["waiting"] == 0 and s or None, what="no bar waiting")
     assert st["dropped"] == 0, st
     raw.close()
+    ws.close()
+    assert t.stop() == 0, t.output()
+
+
+def test_candle_store_follows_ask_then_moved_when_a_series_slot_migrates(cluster, tickerd_factory):
+    """A series' slot half-way through a migration (its key already on the
+    new owner): the closed bar meets ASK and is sent once more, after
+    ASKING, to the importing node. Once the slot is the new owner's, the old
+    one answers MOVED and the next closed bar goes to the new owner; the
+    WebSocket client's SSUBSCRIBE moved with the slot."""
+    t = start(tickerd_factory, cluster, "--feed", "none", *candle_args())
+    wait_for(lambda: t.status()["candles"]["store"]["connected"] or None, what="the candle store's shards")
+    sym = CANDLE_SYMBOLS[-1]
+    ch, key = f"candles:1s:{sym}", f"tickerd:{{candles:1s:{sym}}}:bars"
+    ws = WS(t.port)
+    ws.send_json({"action": "subscribe", "candles": {"symbols": [sym], "tf": "1s"}})
+    assert ws.recv_json()["type"] == "subscribed"
+    base = (time.time_ns() // 1_000_000_000 - 30) * 1_000_000_000
+    post_trades = lambda *tr: t.request("POST", "/quotes", body=list(tr)).status == 202  # noqa: E731
+    assert post_trades(trade(sym, base, 10.0, 5, 1))
+    src, sid = cluster.owner(ch)
+    wait_for(lambda: cluster.client(src).zcard(key) == 1 or None, what="the open bar on its owner")
+    slot = cluster.keyslot(ch)
+    dst = next(p for p in cluster.primaries() if p != src)
+    did = cluster.client(dst).execute_command("CLUSTER", "MYID").decode()
+    S, D = cluster.client(src), cluster.client(dst)
+    D.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", sid)
+    S.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", did)
+    keys = S.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100)
+    S.execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys)
+    try:
+        assert post_trades(trade(sym, base + 2_000_000_000, 11.0, 1, 2))   # closes the first bar: ASK
+
+        def on_importing_node():
+            pipe = D.pipeline(transaction=False)   # one connection: ASKING, then the read
+            pipe.execute_command("ASKING")
+            pipe.zrange(key, 0, -1)
+            return [json.loads(b) for b in pipe.execute()[1]]
+        stored = wait_for(lambda: (b := on_importing_node()) and b[0]["closed"] and b or None,
+                          what="the closed bar on the importing node")
+        assert (stored[0]["c"], stored[0]["v"]) == (10.0, 5)
+    finally:
+        cluster.assign(slot, did, dst, src)
+    # the subscriber moved with the slot (an unsolicited sunsubscribe) before the next bar
+    wait_for(lambda: cluster.shardnumsub(dst, [ch])[ch] == 1 and cluster.shardnumsub(src, [ch])[ch] == 0,
+             timeout=10, what="SSUBSCRIBE on the slot's new owner")
+    assert post_trades(trade(sym, base + 4_000_000_000, 12.0, 1, 3))   # closes the second: MOVED, then dst
+    wait_for(lambda: [json.loads(b)["closed"] for b in D.zrange(key, 0, -1)][:2] == [True, True] or None,
+             what="the second closed bar on the new owner")
+    second = rfc3339(base + 2_000_000_000)[:19] + "Z"
+    m = ws.recv_until(lambda m: m["type"] == "candle" and m["data"]["closed"] and m["data"]["t"] == second)
+    assert (m["data"]["c"], m["data"]["v"]) == (11.0, 1)
+    st = t.status()["candles"]["store"]
+    assert st["resent"] >= 2 and st["dropped"] == 0 and st["waiting"] == 0, st
     ws.close()
     assert t.stop() == 0, t.output()
