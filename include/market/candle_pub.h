@@ -11,9 +11,10 @@
  * (the pipeline checks before handing a message over), so each bar is
  * published once; every instance's clients get the bars from Redis.
  *
- * Bars go through a connection of their own (candle_store.h), whose one
- * script per bar PUBLISHes it and keeps it in Redis for other instances'
- * history; closed bars wait in order while Redis is away. The quote
+ * Bars go through a connection of their own (candle_store.h; one per
+ * primary on a Redis Cluster, with SPUBLISH), whose one script per bar
+ * PUBLISHes it and keeps it in Redis for other instances' history; closed
+ * bars wait in order while Redis is away. The quote
  * publishers' counters stay about quotes. */
 #ifndef TD_CANDLE_PUB_H
 #define TD_CANDLE_PUB_H
