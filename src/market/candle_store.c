@@ -58,6 +58,7 @@ typedef struct {
 /* One connection: the server's, or on a Cluster one primary's. */
 typedef struct {
   cstore *s;
+  int idx;                  /* in cstore.link */
   td_rconn conn;
   cstore_fifo wait;         /* closed bars waiting for this connection */
   cstore_fifo sent;         /* closed bars sent here, in the order of their replies */
@@ -117,6 +118,16 @@ static cstore_cmd *fifo_pop(cstore_fifo *f) {
   if (!f->head) f->tail = NULL;
   f->len--;
   return c;
+}
+
+/* Moves all of src in front of dst, in order. */
+static void fifo_prepend(cstore_fifo *dst, cstore_fifo *src) {
+  if (!src->head) return;
+  src->tail->next = dst->head;
+  if (!dst->tail) dst->tail = src->tail;
+  dst->head = src->head;
+  dst->len += src->len;
+  *src = (cstore_fifo){0};
 }
 
 static void fifo_free(cstore_fifo *f) {
@@ -199,18 +210,24 @@ static void drain(cstore_link *l) {
 
 static void on_retry(uv_timer_t *t);
 
-/* The parked bars to their slot's connection, in order; those of a slot
+/* The parked bars to their slot's connection, in order and ahead of the
+ * bars waiting there (a parked bar is older than any of its series that
+ * waits on a connection: it was in flight, or put before the first map,
+ * or moved by the map that sent the newer ones there); those of a slot
  * with no known owner stay parked, and the map is read again. */
 static void route_parked(cstore *s) {
   if (s->closing) return;
+  cstore_fifo ahead[RCL_NODES_MAX] = {0};
   for (uint32_t n = s->parked.len; n > 0; n--) {
     cstore_cmd *c = fifo_pop(&s->parked);
-    s->stats.waiting--;
     cstore_link *l = link_of(s, c->slot);
-    wait_in(s, l ? &l->wait : &s->parked, c);
+    fifo_push(l ? &ahead[l->idx] : &s->parked, c);
   }
-  for (int i = 0; i < RCL_NODES_MAX; i++)
-    if (s->link[i]) drain(s->link[i]);
+  for (int i = 0; i < RCL_NODES_MAX; i++) {
+    if (!s->link[i]) continue;
+    fifo_prepend(&s->link[i]->wait, &ahead[i]);
+    drain(s->link[i]);
+  }
   if (s->parked.len && s->map) {
     rcl_refresh(s->map);
     if (!uv_is_active((uv_handle_t *)&s->retry)) uv_timer_start(&s->retry, on_retry, CSTORE_RETRY_MS, 0);
@@ -402,6 +419,9 @@ static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
 static void on_ready(td_rconn *c, void *ud) {
   cstore_link *l = ud;
   load_script(l);   /* before any EVALSHA: a restarted server has no scripts */
+  /* the bars this connection lost in flight first, without waiting for
+   * the retry timer, then those that waited for it */
+  route_parked(l->s);
   drain(l);
 }
 
@@ -441,6 +461,7 @@ static cstore_link *link_new(cstore *s, int idx, const char *url) {
     return NULL;
   }
   l->s = s;
+  l->idx = idx;
   s->link[idx] = l;
   rconn_start(&l->conn);
   return l;
@@ -458,8 +479,7 @@ static void on_map(td_rcluster *map, bool changed, void *ud) {
     cstore_link *l = s->link[i];
     for (uint32_t n = l ? l->wait.len : 0; n > 0; n--) {
       cstore_cmd *c = fifo_pop(&l->wait);
-      s->stats.waiting--;
-      wait_in(s, rcl_owner(map, c->slot) == i ? &l->wait : &s->parked, c);
+      fifo_push(rcl_owner(map, c->slot) == i ? &l->wait : &s->parked, c);
     }
   }
   route_parked(s);

@@ -359,3 +359,34 @@ def test_a_closed_bar_refused_with_noscript_is_sent_again(stack, redis_server):
     assert stored[0]["closed"] is True and stored[0]["v"] == 5
     st = stack.status()["candles"]["store"]
     assert st["resent"] >= 1 and st["dropped"] == 0, st
+
+
+def test_a_closed_bar_in_flight_when_the_connection_drops_is_sent_again(stack, redis_server):
+    """Redis drops the store's connection while a closed bar's script waits
+    in it (CLIENT PAUSE WRITE holds the script, CLIENT KILL drops the
+    connection): the bar was kept, and goes again once the store is back,
+    before the bars closed meanwhile. Failed before: the bar was lost with
+    the connection."""
+    r = redis_server.client()
+    ps = r.pubsub(ignore_subscribe_messages=True)
+    ps.subscribe("candles:1s:DROP")
+    wait_for(lambda: ps.get_message(timeout=0.05) is None or True, what="subscription")
+    base = (time.time_ns() // 1_000_000_000 - 20) * 1_000_000_000
+    post(stack, trade("DROP", base, 10.0, 5, 1))
+    wait_for(lambda: r.zcard("tickerd:{candles:1s:DROP}:bars") == 1 or None, what="the open bar stored")
+    sent = stack.status()["candles"]["store"]["sent"]
+    r.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+    try:
+        post(stack, trade("DROP", base + 1_000_000_000, 11.0, 6, 2))   # closes the first bar: held by the pause
+        wait_for(lambda: stack.status()["candles"]["store"]["sent"] > sent or None, what="the closed bar sent")
+        r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        wait_for(lambda: stack.status()["candles"]["store"]["resent"] >= 1 or None, what="the bar kept for later")
+        post(stack, trade("DROP", base + 2_000_000_000, 12.0, 7, 3))   # closes the second while away
+    finally:
+        r.execute_command("CLIENT", "UNPAUSE")
+    got = redis_bars(ps, 2)   # asserts no closed bar twice
+    assert [(b["c"], b["v"]) for b in got.values()] == [(10.0, 5), (11.0, 6)]
+    stored = [json.loads(b) for b in r.zrange("tickerd:{candles:1s:DROP}:bars", 0, -1)]
+    assert [(b["c"], b["closed"]) for b in stored[:2]] == [(10.0, True), (11.0, True)]
+    st = stack.status()["candles"]["store"]
+    assert st["dropped"] == 0 and st["waiting"] == 0, st
