@@ -30,7 +30,8 @@
  * connection is READY: a closed bar is never replaced by the next bar's
  * first update. A closed bar is kept until Redis answers it: one whose
  * connection was lost, or that met CLUSTERDOWN/TRYAGAIN/LOADING, waits again
- * and is retried every CSTORE_RETRY_MS; MOVED (sent to the slot's new
+ * (ahead of the bars closed since) and goes when a connection is READY
+ * again, else is retried every CSTORE_RETRY_MS; MOVED (sent to the slot's new
  * owner), ASK (ASKING, then sent to the node named) and NOSCRIPT (the
  * script loaded again) send it again, at most CSTORE_BOUNCES_MAX times.
  * A bar retried this way may be published twice, or after a later bar
