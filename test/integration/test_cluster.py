@@ -323,6 +323,19 @@ def test_cluster_over_tls(pki, tickerd_factory):  # noqa: F811
         assert c.client(owner).get("tickerd:lease:sim").decode() == b.status()["lease"]["holder"]
         assert ws.recv_until(lambda m: m.get("type") == "quote" and m["data"].get("bp") not in range(1, 6))
         ws.close()
+        # candles over TLS: a's bar store writes on the series' primary, b reads it there
+        sym = "TLSC"
+        ws = WS(a.port)
+        ws.send_json({"action": "subscribe", "candles": {"symbols": [sym], "tf": "1m"}})
+        assert ws.recv_json()["type"] == "subscribed"
+        base = (time.time_ns() // 60_000_000_000 - 5) * 60_000_000_000
+        r = a.request("POST", "/quotes", body=[trade(sym, base, 10.0, 5, 1), trade(sym, base + 60_000_000_000, 11.0, 1, 2)])
+        assert r.status == 202, r.body
+        bar = ws.recv_until(lambda m: m["type"] == "candle" and m["data"]["closed"])["data"]
+        assert (bar["o"], bar["v"]) == (10.0, 5)
+        assert wait_for(lambda: [x for x in b.get(f"/candles/{sym}?tf=1m").json().get("bars", []) if x["closed"]] or None,
+                        what="the bar read on the other instance") == [bar]
+        ws.close()
         assert b.stop() == 0, b.output()
         assert a.stop() == 0, a.output()
     finally:
@@ -540,7 +553,9 @@ def test_candle_store_follows_ask_then_moved_when_a_series_slot_migrates(cluster
     ws.send_json({"action": "subscribe", "candles": {"symbols": [sym], "tf": "1s"}})
     assert ws.recv_json()["type"] == "subscribed"
     base = (time.time_ns() // 1_000_000_000 - 30) * 1_000_000_000
-    post_trades = lambda *tr: t.request("POST", "/quotes", body=list(tr)).status == 202  # noqa: E731
+
+    def post_trades(*tr):
+        return t.request("POST", "/quotes", body=list(tr)).status == 202
     assert post_trades(trade(sym, base, 10.0, 5, 1))
     src, sid = cluster.owner(ch)
     wait_for(lambda: cluster.client(src).zcard(key) == 1 or None, what="the open bar on its owner")
