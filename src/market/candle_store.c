@@ -97,8 +97,16 @@ static void log_failure(cstore *s, const char *what, const char *detail) {
   s->unlogged = 0;
 }
 
+/* The series' key, by hand: snprintf cost a fifth of a bar's store. A
+ * channel too long for CSTORE_KEY_MAX is cut, as snprintf cut it. */
 static size_t key_of(char *out, const char *channel, size_t n) {
-  return (size_t)snprintf(out, CSTORE_KEY_MAX, CSTORE_KEY_PREFIX "%.*s" CSTORE_KEY_SUFFIX, (int)n, channel);
+  static const char prefix[] = CSTORE_KEY_PREFIX, suffix[] = CSTORE_KEY_SUFFIX;
+  const size_t room = CSTORE_KEY_MAX - sizeof(prefix) - sizeof(suffix) + 1;
+  if (n > room) n = room;
+  memcpy(out, prefix, sizeof(prefix) - 1);
+  memcpy(out + sizeof(prefix) - 1, channel, n);
+  memcpy(out + sizeof(prefix) - 1 + n, suffix, sizeof(suffix));
+  return sizeof(prefix) - 1 + n + sizeof(suffix) - 1;
 }
 
 /* ---- FIFOs --------------------------------------------------------------------- */
@@ -160,15 +168,15 @@ static bool can_send(const cstore_link *l) {
          rconn_pending_bytes(&l->conn) < CSTORE_MAX_PENDING_BYTES && l->sent.len < CSTORE_KEPT_MAX;
 }
 
-/* Sends c on l; a kept (closed) bar goes in l->sent until its reply. */
-static int send_cmd(cstore_link *l, cstore_cmd *c, bool kept) {
-  int rc = rconn_command(&l->conn, kept ? TAG_KEPT : TAG_PUT, c->text, c->len);
+/* Sends closed bar c on l; it stays in l->sent until its reply. */
+static int send_cmd(cstore_link *l, cstore_cmd *c) {
+  int rc = rconn_command(&l->conn, TAG_KEPT, c->text, c->len);
   if (rc < 0) {
     l->s->stats.errors++;
     return rc;
   }
   l->s->stats.sent++;
-  if (kept) fifo_push(&l->sent, c);
+  fifo_push(&l->sent, c);
   return 0;
 }
 
@@ -193,7 +201,7 @@ static int wait_in(cstore *s, cstore_fifo *f, cstore_cmd *c) {
  * (parked while no owner is known). 0 sent, 1 waiting, or UV_ENOBUFS. */
 static int hold(cstore *s, cstore_cmd *c) {
   cstore_link *l = link_of(s, c->slot);
-  if (can_send(l) && send_cmd(l, c, true) == 0) return 0;
+  if (can_send(l) && send_cmd(l, c) == 0) return 0;
   return wait_in(s, l ? &l->wait : &s->parked, c);
 }
 
@@ -204,7 +212,7 @@ static void drain(cstore_link *l) {
          l->sent.len < CSTORE_KEPT_MAX) {
     cstore_cmd *c = fifo_pop(&l->wait);
     s->stats.waiting--;
-    if (send_cmd(l, c, true) < 0) drop(s, c, "a closed bar could not be sent");
+    if (send_cmd(l, c) < 0) drop(s, c, "a closed bar could not be sent");
   }
 }
 
@@ -250,46 +258,65 @@ static void retry_later(cstore *s, cstore_cmd *c) {
 
 /* ---- writes -------------------------------------------------------------------- */
 
+/* What varies in a bar's EVALSHA. */
+typedef struct {
+  const char *channel, *json;
+  size_t n, len, kn, sn, tn;
+  char key[CSTORE_KEY_MAX], start[FMT_I64_MAX], ttl[FMT_I64_MAX];
+} put_args;
+
+static const char put_head[] = "*9\r\n$7\r\nEVALSHA\r\n", put_chead[] = "*10\r\n$7\r\nEVALSHA\r\n";
+
+/* The most put_write writes. */
+static size_t put_max(const cstore *s, const put_args *a) {
+  return sizeof(put_chead) + 9 * RESP_BULK_OVERHEAD + 40 + 1 + a->kn + a->n + a->len + a->sn + strlen(s->history) +
+         a->tn + sizeof("SPUBLISH");
+}
+
+/* The command by hand: redisFormatCommandArgv and snprintf cost ~11,000
+ * instructions per bar (callgrind), more than the rest of candles per
+ * trade at 100 trades per symbol per second. On a Cluster the script
+ * names its publish command: one more argument. Returns its length. */
+static size_t put_write(const cstore *s, const put_args *a, char *cmd) {
+  size_t hl = s->map ? sizeof(put_chead) - 1 : sizeof(put_head) - 1;
+  memcpy(cmd, s->map ? put_chead : put_head, hl);
+  char *o = resp_put_bulk(cmd + hl, s->sha, 40);
+  o = resp_put_bulk(o, "1", 1);
+  o = resp_put_bulk(o, a->key, a->kn);
+  o = resp_put_bulk(o, a->channel, a->n);
+  o = resp_put_bulk(o, a->json, a->len);
+  o = resp_put_bulk(o, a->start, a->sn);
+  o = resp_put_bulk(o, s->history, strlen(s->history));
+  o = resp_put_bulk(o, a->ttl, a->tn);
+  if (s->map) o = resp_put_bulk(o, "SPUBLISH", 8);
+  return (size_t)(o - cmd);
+}
+
 int cstore_put(cstore *s, const char *channel, size_t n, const char *json, size_t len, int64_t start, int64_t tf_s,
                bool closed) {
-  char key[CSTORE_KEY_MAX], start_s[FMT_I64_MAX], ttl[FMT_I64_MAX];
-  size_t kn = key_of(key, channel, n);
-  uint16_t slot = slot_of(s, key, kn);
+  put_args a = {.channel = channel, .json = json, .n = n, .len = len};
+  a.kn = key_of(a.key, channel, n);
+  uint16_t slot = slot_of(s, a.key, a.kn);
   cstore_link *l = link_of(s, slot);
   if (!closed && !can_send(l)) {
     s->stats.skipped++;
     return UV_EAGAIN;
   }
-  size_t sn = (size_t)(fmt_i64(start_s, start) - start_s);
-  size_t tn = (size_t)(fmt_i64(ttl, tf_s * s->history_n * 1000 + CSTORE_TTL_EXTRA_MS) - ttl);
-  size_t hn = strlen(s->history);
-  /* The command by hand: redisFormatCommandArgv and snprintf cost ~11,000
-   * instructions per bar (callgrind), more than the rest of candles per
-   * trade at 100 trades per symbol per second. On a Cluster the script
-   * names its publish command: one more argument. */
-  static const char head[] = "*9\r\n$7\r\nEVALSHA\r\n", chead[] = "*10\r\n$7\r\nEVALSHA\r\n";
-  cstore_cmd *c = malloc(sizeof(*c) + sizeof(chead) + 9 * RESP_BULK_OVERHEAD + 40 + 1 + kn + n + len + sn + hn +
-                         tn + 8);
-  if (!c) return UV_ENOMEM;
-  size_t hl = s->map ? sizeof(chead) - 1 : sizeof(head) - 1;
-  memcpy(c->text, s->map ? chead : head, hl);
-  char *o = resp_put_bulk(c->text + hl, s->sha, 40);
-  o = resp_put_bulk(o, "1", 1);
-  o = resp_put_bulk(o, key, kn);
-  o = resp_put_bulk(o, channel, n);
-  o = resp_put_bulk(o, json, len);
-  o = resp_put_bulk(o, start_s, sn);
-  o = resp_put_bulk(o, s->history, hn);
-  o = resp_put_bulk(o, ttl, tn);
-  if (s->map) o = resp_put_bulk(o, "SPUBLISH", 8);
-  c->len = (uint32_t)(o - c->text);
-  c->slot = slot;
-  c->bounces = 0;
-  if (!closed) {
-    send_cmd(l, c, false);
-    free(c);
+  a.sn = (size_t)(fmt_i64(a.start, start) - a.start);
+  a.tn = (size_t)(fmt_i64(a.ttl, tf_s * s->history_n * 1000 + CSTORE_TTL_EXTRA_MS) - a.ttl);
+  if (!closed) {   /* straight into the connection's buffer: no copy, no malloc */
+    char *cmd = rconn_command_begin(&l->conn, put_max(s, &a));
+    if (!cmd) return UV_ENOMEM;
+    if (rconn_command_end(&l->conn, TAG_PUT, put_write(s, &a, cmd)) == 0) s->stats.sent++;
+    else s->stats.errors++;
     return 0;
   }
+  /* a closed bar is kept until Redis answers it */
+  cstore_cmd *c = malloc(sizeof(*c) + put_max(s, &a));
+  if (!c) return UV_ENOMEM;
+  c->len = (uint32_t)put_write(s, &a, c->text);
+  c->slot = slot;
+  c->bounces = 0;
   int rc = hold(s, c);
   if (rc == 1) s->stats.queued++;
   return rc;
@@ -360,7 +387,7 @@ static bool send_asking(cstore *s, cstore_cmd *c, const redisReply *r) {
   int idx = rcl_ask_node(s->map, r->str + 4, r->len - 4);
   cstore_link *l = idx < 0 || s->closing ? NULL : link_at(s, idx);
   return l && rconn_ready(&l->conn) && rconn_command(&l->conn, TAG_ASKING, asking, sizeof(asking) - 1) == 0 &&
-         send_cmd(l, c, true) == 0;
+         send_cmd(l, c) == 0;
 }
 
 /* A bar Redis refused or did not answer; `kept` the closed bar's command
