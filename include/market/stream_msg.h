@@ -132,6 +132,20 @@ int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
 int smsg_parse_stream(const char *buf, size_t len, smsg_msg_cb on_msg, smsg_ctl_cb on_control,
                       void *ud, smsg_stats *stats);
 
+/* What a parse keeps beyond checking and encoding (the _opt entry points;
+ * the plain ones pass 0). SMSG_OPT_NUMBERS: the values of the numbers
+ * smsg_msg_number serves (the SMSG_F_* fields below), converted by the
+ * fast tiers while they check the literals, for a reader of every
+ * message's numbers (the candles: three per trade), which then does not
+ * parse them again. It costs every such number its conversion, so a caller
+ * that reads none (candles off) leaves it out; smsg_msg_number then parses
+ * the literal when asked. */
+enum { SMSG_OPT_NUMBERS = 1u << 0 };
+int smsg_parse_batch_opt(const char *buf, size_t len, unsigned opts, smsg_msg_cb on_msg, void *ud,
+                         char err[SMSG_ERR_MAX]);
+int smsg_parse_stream_opt(const char *buf, size_t len, unsigned opts, smsg_msg_cb on_msg, smsg_ctl_cb on_control,
+                          void *ud, smsg_stats *stats);
+
 /* The published payload of `m`: compact JSON, known fields in Alpaca's order,
  * then "seq" and "epoch" (SMSG_EPOCH_LEN hex chars). One td_buf reference,
  * or NULL on OOM. Unknown input fields, including any "seq"/"epoch" a sender

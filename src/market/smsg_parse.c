@@ -267,10 +267,14 @@ static json_t *item_at(json_t *root, size_t i) {
   return json_is_array(root) ? json_array_get(root, i) : root;
 }
 
-int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
-                     char err[SMSG_ERR_MAX]) {
+int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud, char err[SMSG_ERR_MAX]) {
+  return smsg_parse_batch_opt(buf, len, 0, on_msg, ud, err);
+}
+
+int smsg_parse_batch_opt(const char *buf, size_t len, unsigned opts, smsg_msg_cb on_msg, void *ud,
+                         char err[SMSG_ERR_MAX]) {
   size_t delivered;
-  int fast = smsg__fast_parse(buf, len, on_msg, ud, &delivered);
+  int fast = smsg__fast_parse(buf, len, opts, on_msg, ud, &delivered);
   if (fast >= 0) return fast;
   size_t n;
   json_t *root = load(buf, len, err, &n);
@@ -297,11 +301,16 @@ int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
   return (int)n;
 }
 
-int smsg_parse_stream(const char *buf, size_t len, smsg_msg_cb on_msg, smsg_ctl_cb on_control,
-                      void *ud, smsg_stats *st) {
+int smsg_parse_stream(const char *buf, size_t len, smsg_msg_cb on_msg, smsg_ctl_cb on_control, void *ud,
+                      smsg_stats *st) {
+  return smsg_parse_stream_opt(buf, len, 0, on_msg, on_control, ud, st);
+}
+
+int smsg_parse_stream_opt(const char *buf, size_t len, unsigned opts, smsg_msg_cb on_msg, smsg_ctl_cb on_control,
+                          void *ud, smsg_stats *st) {
   st->buffers++;
   size_t delivered = 0;
-  int fast = smsg__fast_parse(buf, len, on_msg, ud, &delivered);
+  int fast = smsg__fast_parse(buf, len, opts, on_msg, ud, &delivered);
   if (fast >= 0) {
     st->items += (size_t)fast;
     st->delivered += delivered;
