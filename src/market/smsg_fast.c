@@ -31,7 +31,8 @@ typedef struct {
   size_t nsyms;       /* 1, or the number of news symbols */
   smsg_kind kind;
   uint32_t num_off[SMSG_MAX_FIELDS];   /* see smsg_fast_msg.num_off */
-  double num[SMSG_MAX_FIELDS];         /* see smsg_fast_msg.num */
+  double num[SMSG_MAX_FIELDS];         /* see smsg_msg.num */
+  uint32_t num_set;                    /* with SMSG_OPT_NUMBERS only */
   int64_t t_ns;                        /* see smsg_fast_msg.t_ns */
   bool has_t;
 } fast_item;
@@ -365,6 +366,7 @@ static int fast_item_add(fast_out *out, const smsg_item *it) {
   fi->kind = (smsg_kind)k;
   fi->nsyms = 1;
   memset(fi->num_off, 0, sizeof(fi->num_off));
+  fi->num_set = 0;
   fi->has_t = false;
   char *start = out->body + out->len, *o = start;
   *o++ = '{';
@@ -380,7 +382,10 @@ static int fast_item_add(fast_out *out, const smsg_item *it) {
     fast_note_value(out, fi, i, f, v->val);
     /* SMSG_OPT_NUMBERS: this tier is rare (keys out of order, negative
      * numbers), so its values are read from the checked literal */
-    if (out->numbers && smsg__number_fields[k] >> i & 1) fi->num[i] = smsg__literal_value(v->val);
+    if (out->numbers && smsg__number_fields[k] >> i & 1) {
+      fi->num[i] = smsg__literal_value(v->val);
+      fi->num_set |= 1u << i;
+    }
     /* put_key(o, f->name, i == 0) from the sender's key, which equals the
      * name, without strlen. */
     if (i) *o++ = ',';
@@ -569,7 +574,9 @@ static const char *compact_time(fast_item *fi, const field_spec *f, const char *
  * whether to keep per digit. */
 static COMPACT_INLINE const char *compact_kept_number(fast_item *fi, int i, const char *p, const char *e, bool *real,
                                                       uint32_t keep) {
-  return keep >> i & 1 ? compact_number(p, e, real, &fi->num[i]) : compact_number(p, e, real, NULL);
+  if (!(keep >> i & 1)) return compact_number(p, e, real, NULL);
+  fi->num_set |= 1u << i;   /* the item is dropped if the number is not valid */
+  return compact_number(p, e, real, &fi->num[i]);
 }
 
 /* One value of field i (f) at p, checked: its end, or NULL. The values of
@@ -622,6 +629,7 @@ static COMPACT_INLINE const char *compact_item(fast_out *out, const char *p, con
   int i = 1;                /* every kind's table starts with "T" */
   const compact_lit *lits = compact_lits[k];
   uint32_t keep = numbers ? smsg__number_fields[k] : 0;
+  if (numbers) fi->num_set = 0;
   while (p < e && *p == ',') {
     const char *v = NULL;
     for (; i < ks->nfields && !(v = compact_key(&lits[i], p, e)); i++)
@@ -678,7 +686,6 @@ static size_t fast_deliver(const fast_out *out, smsg_msg_cb on_msg, void *ud) {
   memset(&m, 0, sizeof(m));
   m.fast = &fm;
   m.symbol = fm.symbol;
-  fm.numbers = out->numbers;
   size_t delivered = 0;
   for (size_t i = 0; i < out->n; i++) {
     const fast_item *fi = &out->items[i];
@@ -689,7 +696,10 @@ static size_t fast_deliver(const fast_out *out, smsg_msg_cb on_msg, void *ud) {
     fm.body_len = fi->body_len;
     fm.src = out->src;
     fm.num_off = fi->num_off;
-    fm.num = fi->num;
+    if (out->numbers) {
+      m.num = fi->num;
+      m.num_set = fi->num_set;
+    }
     fm.t_ns = fi->t_ns;
     fm.has_t = fi->has_t;
     if (fi->kind != SMSG_NEWS) {

@@ -103,12 +103,9 @@ struct smsg_fast_msg {
   char symbol[TD_SYMBOL_MAX + 1];   /* smsg_msg.symbol, NUL-terminated */
   /* The numbers of the item, where they are in the parsed buffer `src` (0:
    * absent or not a number), by field index: read back by smsg_msg_number
-   * without a search. With SMSG_OPT_NUMBERS (numbers true), num holds the
-   * values of the smsg__number_fields the item has, by field index. */
+   * without a search (the values SMSG_OPT_NUMBERS kept are in smsg_msg). */
   const char *src;
   const uint32_t *num_off;
-  const double *num;
-  bool numbers;
   /* Its "t", converted while it was checked (smsg_msg_time); has_t is false
    * for kinds without one (news). */
   int64_t t_ns;

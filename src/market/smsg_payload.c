@@ -72,7 +72,8 @@ double smsg__literal_value(const char *v) {
   return *v == '-' ? -d : d;
 }
 
-int smsg_msg_number(const smsg_msg *m, smsg_field f, double *out) {
+/* smsg_msg_number past the values the parse kept. */
+int smsg__msg_number(const smsg_msg *m, smsg_field f, double *out) {
   int i = SMSG_FIELD_INDEX(f);
   if ((int)f >> 8 != (int)m->kind) return -ENOENT;
   if (m->obj) {   /* the jansson tier: the value it read */
@@ -80,12 +81,10 @@ int smsg_msg_number(const smsg_msg *m, smsg_field f, double *out) {
     *out = json_number_value(m->fields[i]);
     return 0;
   }
-  /* The fast tiers checked the literal, and with SMSG_OPT_NUMBERS kept
-   * its value; else it is read from the buffer. */
+  /* The fast tiers checked the literal; a ',' or '}' ends it in the buffer. */
   uint32_t off = m->fast->num_off[i];
   if (!off) return -ENOENT;
-  const struct smsg_fast_msg *fm = m->fast;
-  *out = fm->numbers && smsg__number_fields[m->kind] >> i & 1 ? fm->num[i] : smsg__literal_value(fm->src + off);
+  *out = smsg__literal_value(m->fast->src + off);
   return 0;
 }
 

@@ -845,7 +845,7 @@ typedef struct {
 static void on_kept(void *ud, const smsg_msg *m) {
   kept_seen *r = ud;
   r->n++;
-  r->kept = !m->obj && m->fast->numbers;
+  r->kept = m->num_set != 0;
   static const smsg_field trade[] = {SMSG_F_TRADE_P, SMSG_F_TRADE_S, SMSG_F_TRADE_I};
   static const smsg_field quote[] = {SMSG_F_QUOTE_BP, SMSG_F_QUOTE_AP};
   const smsg_field *f = m->kind == SMSG_TRADE ? trade : quote;
