@@ -87,6 +87,10 @@ typedef struct smsg_msg {
   const struct json_t *obj;
   const struct json_t *fields[SMSG_MAX_FIELDS];
   const struct smsg_fast_msg *fast;
+  /* The values SMSG_OPT_NUMBERS kept, by field index; bit i of num_set:
+   * num[i] is field i's (read inline by smsg_msg_number). */
+  const double *num;
+  uint32_t num_set;
 } smsg_msg;
 
 /* A control message (stream mode), valid only during the callback. */
@@ -131,6 +135,20 @@ int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
  * `on_control` may be NULL: control messages are then skipped. */
 int smsg_parse_stream(const char *buf, size_t len, smsg_msg_cb on_msg, smsg_ctl_cb on_control,
                       void *ud, smsg_stats *stats);
+
+/* What a parse keeps beyond checking and encoding (the _opt entry points;
+ * the plain ones pass 0). SMSG_OPT_NUMBERS: the values of the numbers
+ * smsg_msg_number serves (the SMSG_F_* fields below), converted by the
+ * fast tiers while they check the literals, for a reader of every
+ * message's numbers (the candles: three per trade), which then does not
+ * parse them again. It costs every such number its conversion, so a caller
+ * that reads none (candles off) leaves it out; smsg_msg_number then parses
+ * the literal when asked. */
+enum { SMSG_OPT_NUMBERS = 1u << 0 };
+int smsg_parse_batch_opt(const char *buf, size_t len, unsigned opts, smsg_msg_cb on_msg, void *ud,
+                         char err[SMSG_ERR_MAX]);
+int smsg_parse_stream_opt(const char *buf, size_t len, unsigned opts, smsg_msg_cb on_msg, smsg_ctl_cb on_control,
+                          void *ud, smsg_stats *stats);
 
 /* The published payload of `m`: compact JSON, known fields in Alpaca's order,
  * then "seq" and "epoch" (SMSG_EPOCH_LEN hex chars). One td_buf reference,
@@ -178,7 +196,17 @@ typedef enum {
 /* Number f of a message during its callback, as the parser read it (no
  * payload is searched): 0, or -ENOENT when f is not of the message's kind
  * or the message left it out. */
-int smsg_msg_number(const smsg_msg *m, smsg_field f, double *out);
+int smsg__msg_number(const smsg_msg *m, smsg_field f, double *out);
+/* Inline for a value the parse kept (SMSG_OPT_NUMBERS): the candles read
+ * three per trade, and the call cost more than the read. */
+static inline int smsg_msg_number(const smsg_msg *m, smsg_field f, double *out) {
+  int i = SMSG_FIELD_INDEX(f);
+  if ((m->num_set >> i & 1) && (int)f >> 8 == (int)m->kind) {
+    *out = m->num[i];
+    return 0;
+  }
+  return smsg__msg_number(m, f, out);
+}
 /* Its time "t" in nanoseconds since 1970 (UTC): 0 or -ENOENT. */
 int smsg_msg_time(const smsg_msg *m, int64_t *ns);
 

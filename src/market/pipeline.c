@@ -185,15 +185,20 @@ void pipeline_publish(td_pipeline *p, const smsg_msg *m) {
 static void on_feed_msg(void *ud, const smsg_msg *m) { pipeline_publish(ud, m); }
 static void on_batch_msg(void *ud, const smsg_msg *m) { publish_msg(ud, m, 0); }
 
+/* The candles read every message's numbers: the parser keeps their values
+ * while it checks them, for them only (a cost the pipeline without
+ * candles does not pay). */
+static unsigned parse_opts(const td_pipeline *p) { return pipeline_aggregating(p) ? SMSG_OPT_NUMBERS : 0; }
+
 int pipeline_feed(td_pipeline *p, const char *json, size_t len) {
-  return smsg_parse_stream(json, len, on_feed_msg, NULL, p, &p->stats.stream);
+  return smsg_parse_stream_opt(json, len, parse_opts(p), on_feed_msg, NULL, p, &p->stats.stream);
 }
 
 int pipeline_batch(td_pipeline *p, const char *json, size_t len, pipeline_result *out, char err[SMSG_ERR_MAX]) {
   memset(out, 0, sizeof(*out));
   p->stats.batches++;
   p->batch = out;
-  int rc = smsg_parse_batch(json, len, on_batch_msg, p, err);
+  int rc = smsg_parse_batch_opt(json, len, parse_opts(p), on_batch_msg, p, err);
   p->batch = NULL;
   if (rc < 0) {
     p->stats.batches_rejected++;

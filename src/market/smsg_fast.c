@@ -31,6 +31,8 @@ typedef struct {
   size_t nsyms;       /* 1, or the number of news symbols */
   smsg_kind kind;
   uint32_t num_off[SMSG_MAX_FIELDS];   /* see smsg_fast_msg.num_off */
+  double num[SMSG_MAX_FIELDS];         /* see smsg_msg.num */
+  uint32_t num_set;                    /* with SMSG_OPT_NUMBERS only */
   int64_t t_ns;                        /* see smsg_fast_msg.t_ns */
   bool has_t;
 } fast_item;
@@ -52,6 +54,7 @@ typedef struct {
 
 typedef struct {
   const char *src;    /* the buffer parsed */
+  bool numbers;       /* SMSG_OPT_NUMBERS: fast_item.num is kept */
   char *body;
   size_t len, cap;
   fast_item *items;
@@ -281,10 +284,7 @@ static char *fast_put_real(char *o, const char *s, size_t n) {
   if (fl <= 9 && ip <= 15 && ip + fl <= 15) {
     return put_bytes(o, s, fl ? ip + 1 + fl : ip);
   }
-  char tmp[SMSG_SCAN_NUM_MAX + 1];
-  memcpy(tmp, s, n);
-  tmp[n] = 0;
-  return smsg__put_double(o, strtod(tmp, NULL));
+  return smsg__put_double(o, smsg__number_strtod(s, n));
 }
 
 /* put_value's output for a checked value. */
@@ -366,6 +366,7 @@ static int fast_item_add(fast_out *out, const smsg_item *it) {
   fi->kind = (smsg_kind)k;
   fi->nsyms = 1;
   memset(fi->num_off, 0, sizeof(fi->num_off));
+  fi->num_set = 0;
   fi->has_t = false;
   char *start = out->body + out->len, *o = start;
   *o++ = '{';
@@ -379,6 +380,12 @@ static int fast_item_add(fast_out *out, const smsg_item *it) {
     }
     if (!fast_check(v, f) || (f->type == F_TIME && !fast_time(fi, f, v->val, v->val_len))) return -1;
     fast_note_value(out, fi, i, f, v->val);
+    /* SMSG_OPT_NUMBERS: this tier is rare (keys out of order, negative
+     * numbers), so its values are read from the checked literal */
+    if (out->numbers && smsg__number_fields[k] >> i & 1) {
+      fi->num[i] = smsg__literal_value(v->val);
+      fi->num_set |= 1u << i;
+    }
     /* put_key(o, f->name, i == 0) from the sender's key, which equals the
      * name, without strlen. */
     if (i) *o++ = ',';
@@ -478,27 +485,56 @@ static const char *compact_string(const char *p, const char *e, size_t max) {
   return p + 1;
 }
 
+/* The compact form is compiled twice (fast_compact_item): as it was, and
+ * keeping numbers' values (SMSG_OPT_NUMBERS), so that a parse without the
+ * option runs no instruction of the second. */
+#ifdef __GNUC__
+#define COMPACT_INLINE inline __attribute__((always_inline))
+#else
+#define COMPACT_INLINE inline
+#endif
+
+/* The digits from p, appended to *m when keep (the value's, gathered while
+ * they are checked): the first byte that is not a digit. */
+static COMPACT_INLINE const char *compact_digits(const char *p, const char *e, bool keep, uint64_t *m) {
+  if (!keep) {
+    while (p < e && *p >= '0' && *p <= '9') p++;
+    return p;
+  }
+  uint64_t v = *m;
+  for (; p < e && *p >= '0' && *p <= '9'; p++) v = v * 10 + (uint64_t)(*p - '0');
+  *m = v;
+  return p;
+}
+
 /* A number as scan_number reads it, but never negative: the end, or NULL.
- * *real says whether it has a fraction. */
-static const char *compact_number(const char *p, const char *e, bool *real) {
-  const char *s = p;
+ * *real says whether it has a fraction. With val, its value goes there
+ * (smsg__literal_value's, from the digits gathered in this one pass: m /
+ * 10^k, Clinger's fast path, up to 15 digits; strtod past them). */
+static COMPACT_INLINE const char *compact_number(const char *p, const char *e, bool *real, double *val) {
+  const char *s = p, *f = p;
+  uint64_t m = 0;
   if (p < e && *p == '0') {
     p++;
   } else if (p < e && *p >= '1' && *p <= '9') {
-    while (p < e && *p >= '0' && *p <= '9') p++;
+    p = compact_digits(p, e, val != NULL, &m);
   } else {
     return NULL;
   }
   size_t int_digits = (size_t)(p - s);
   *real = p < e && *p == '.';
   if (*real) {
-    const char *f = ++p;
-    while (p < e && *p >= '0' && *p <= '9') p++;
+    f = ++p;
+    p = compact_digits(p, e, val != NULL, &m);
     if (p == f) return NULL;
   } else if (int_digits > SMSG_SCAN_INT_DIGITS_MAX) {
     return NULL;
   }
   if ((size_t)(p - s) > SMSG_SCAN_NUM_MAX || (p < e && (*p == 'e' || *p == 'E'))) return NULL;
+  if (val) {   /* smsg__literal_value's rule, for a literal without a sign */
+    size_t n = (size_t)(p - s), digits = n - *real;
+    *val = digits > SMSG_NUMBER_FAST_DIGITS ? smsg__number_strtod(s, n) : (double)m / smsg__pow10[*real ? p - f : 0];
+  }
   return p;
 }
 
@@ -533,8 +569,20 @@ static const char *compact_time(fast_item *fi, const field_spec *f, const char *
   return q && fast_time(fi, f, p + 1, (size_t)(q - p - 1)) ? q + 1 : NULL;
 }
 
-/* One value of field f at p, checked: its end, or NULL. */
-static const char *compact_value(fast_item *fi, const field_spec *f, const char *p, const char *e, bool *real) {
+/* A number of field i, its value kept in fi->num[i] when bit i of keep is
+ * set: each case a compact_number of its own, so that neither tests
+ * whether to keep per digit. */
+static COMPACT_INLINE const char *compact_kept_number(fast_item *fi, int i, const char *p, const char *e, bool *real,
+                                                      uint32_t keep) {
+  if (!(keep >> i & 1)) return compact_number(p, e, real, NULL);
+  fi->num_set |= 1u << i;   /* the item is dropped if the number is not valid */
+  return compact_number(p, e, real, &fi->num[i]);
+}
+
+/* One value of field i (f) at p, checked: its end, or NULL. The values of
+ * the numbers whose bits keep has are kept (compact_kept_number). */
+static COMPACT_INLINE const char *compact_value(fast_item *fi, const field_spec *f, int i, const char *p, const char *e,
+                                                bool *real, uint32_t keep) {
   const char *q;
   *real = false;
   switch (f->type) {
@@ -547,9 +595,9 @@ static const char *compact_value(fast_item *fi, const field_spec *f, const char 
   case F_TIME:
     return compact_time(fi, f, p, e);
   case F_PRICE:
-    return compact_number(p, e, real);
+    return compact_kept_number(fi, i, p, e, real, keep);
   case F_UINT:
-    q = compact_number(p, e, real);
+    q = compact_kept_number(fi, i, p, e, real, keep);
     return *real ? NULL : q;
   case F_CODES:
     return compact_codes(p, e);
@@ -559,8 +607,9 @@ static const char *compact_value(fast_item *fi, const field_spec *f, const char 
 }
 
 /* Checks and encodes the item at p ('{') into out, or returns NULL having
- * written nothing. Returns the byte after the item's '}'. */
-static const char *fast_compact_item(fast_out *out, const char *p, const char *e) {
+ * written nothing. Returns the byte after the item's '}'. With numbers,
+ * keeps the values of its smsg__number_fields in fi->num. */
+static COMPACT_INLINE const char *compact_item(fast_out *out, const char *p, const char *e, bool numbers) {
   if (e - p < 9 || memcmp(p, "{\"T\":\"", 6) != 0 || p[7] != '"') return NULL;
   int k = smsg__kind_of_char(p[6]);
   if (k < 0 || k == SMSG_NEWS) return NULL;
@@ -579,6 +628,8 @@ static const char *fast_compact_item(fast_out *out, const char *p, const char *e
   p += 8;
   int i = 1;                /* every kind's table starts with "T" */
   const compact_lit *lits = compact_lits[k];
+  uint32_t keep = numbers ? smsg__number_fields[k] : 0;
+  if (numbers) fi->num_set = 0;
   while (p < e && *p == ',') {
     const char *v = NULL;
     for (; i < ks->nfields && !(v = compact_key(&lits[i], p, e)); i++)
@@ -586,7 +637,7 @@ static const char *fast_compact_item(fast_out *out, const char *p, const char *e
     if (!v) return NULL;
     const field_spec *f = &ks->fields[i++];
     bool real;
-    const char *end = compact_value(fi, f, v, e, &real);
+    const char *end = compact_value(fi, f, i - 1, v, e, &real, keep);
     if (!end || (size_t)(lim - o) < (size_t)(end - p) + FAST_VALUE_SLACK) return NULL;
     if (f->type == F_SYMBOL) {
       fi->syms = v + 1;
@@ -614,6 +665,14 @@ static const char *fast_compact_item(fast_out *out, const char *p, const char *e
   return p + 1;
 }
 
+static const char *fast_compact_item(fast_out *out, const char *p, const char *e) {
+  return compact_item(out, p, e, false);
+}
+
+static const char *fast_compact_item_numbers(fast_out *out, const char *p, const char *e) {
+  return compact_item(out, p, e, true);
+}
+
 static void fast_set_symbol(smsg_msg *m, struct smsg_fast_msg *fm, const char *s, size_t n) {
   put_bytes(fm->symbol, s, n);   /* checked: 1..TD_SYMBOL_MAX bytes */
   fm->symbol[n] = 0;
@@ -637,6 +696,10 @@ static size_t fast_deliver(const fast_out *out, smsg_msg_cb on_msg, void *ud) {
     fm.body_len = fi->body_len;
     fm.src = out->src;
     fm.num_off = fi->num_off;
+    if (out->numbers) {
+      m.num = fi->num;
+      m.num_set = fi->num_set;
+    }
     fm.t_ns = fi->t_ns;
     fm.has_t = fi->has_t;
     if (fi->kind != SMSG_NEWS) {
@@ -659,12 +722,13 @@ static size_t fast_deliver(const fast_out *out, smsg_msg_cb on_msg, void *ud) {
 
 /* Checks and encodes every item, then delivers them all. Returns the number
  * of items, or -1 having made no callback: the jansson path's turn. */
-int smsg__fast_parse(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud, size_t *delivered) {
+int smsg__fast_parse(const char *buf, size_t len, unsigned opts, smsg_msg_cb on_msg, void *ud, size_t *delivered) {
   if (fast_disabled) return -1;
   if (len > UINT32_MAX) return -1;   /* value offsets are 32 bits */
   fast_out out;
   fast_out_init(&out);
   out.src = buf;
+  out.numbers = opts & SMSG_OPT_NUMBERS;
   /* Bodies are about as long as their items: a large buffer gets its room
    * at once rather than by doubling (and copying) from the stack's. */
   if (len > FAST_STACK_BYTES) fast_out_reserve(&out, len);
@@ -674,7 +738,8 @@ int smsg__fast_parse(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud, 
   int r;
   for (;;) {
     const char *item = smsg__scan_item_start(&sc), *end;
-    if (item && (end = fast_compact_item(&out, item, sc.end))) {
+    if (item && (end = out.numbers ? fast_compact_item_numbers(&out, item, sc.end)
+                                   : fast_compact_item(&out, item, sc.end))) {
       smsg__scan_item_done(&sc, end);
       continue;
     }

@@ -69,6 +69,27 @@ int smsg__time_parse(const char *s, size_t n, int64_t *sec, uint32_t *nsec);
  * of overflowing (RFC 3339 allows years 0000 to 9999). */
 int64_t smsg__time_ns(int64_t sec, uint32_t nsec);
 
+/* ---- number literals (smsg_payload.c) ----------------------------------- */
+
+/* Decimal digits a double holds exactly (DBL_DIG), and so 10^k up to it. */
+#define SMSG_NUMBER_FAST_DIGITS 15
+extern const double smsg__pow10[SMSG_NUMBER_FAST_DIGITS + 1];
+
+/* strtod of a checked literal that is not NUL-ended (at most
+ * SMSG_SCAN_NUM_MAX bytes, the longest the fast tiers take). */
+double smsg__number_strtod(const char *lit, size_t n);
+
+/* A checked literal as strtod reads it, without strtod's cost in the
+ * usual case: a mantissa of at most 15 digits and 10^k for k <= 15 are
+ * exact doubles, so m / 10^k is rounded once, to what strtod gives
+ * (Clinger's fast path). smsg_msg_number's pass over the literal when the
+ * parse did not keep its value (SMSG_OPT_NUMBERS). */
+double smsg__literal_value(const char *v);
+
+/* Bit i of [kind]: field i is a number smsg_msg_number serves (an SMSG_F_*
+ * constant), whose value SMSG_OPT_NUMBERS keeps. */
+extern const uint32_t smsg__number_fields[SMSG_KIND_COUNT];
+
 /* ---- the encoder (smsg_encode.c) ---------------------------------------- */
 
 /* Shortest decimal that reads back as exactly v. */
@@ -82,7 +103,7 @@ struct smsg_fast_msg {
   char symbol[TD_SYMBOL_MAX + 1];   /* smsg_msg.symbol, NUL-terminated */
   /* The numbers of the item, where they are in the parsed buffer `src` (0:
    * absent or not a number), by field index: read back by smsg_msg_number
-   * without a search. */
+   * without a search (the values SMSG_OPT_NUMBERS kept are in smsg_msg). */
   const char *src;
   const uint32_t *num_off;
   /* Its "t", converted while it was checked (smsg_msg_time); has_t is false
@@ -95,7 +116,7 @@ struct smsg_fast_msg {
 
 /* Checks and encodes every item, then delivers them all. Returns the number
  * of items, or -1 having made no callback: the jansson tier's turn. */
-int smsg__fast_parse(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud, size_t *delivered);
+int smsg__fast_parse(const char *buf, size_t len, unsigned opts, smsg_msg_cb on_msg, void *ud, size_t *delivered);
 
 /* Items read by the jansson tier (smsg_get_tier_stats). */
 extern uint64_t smsg__jansson_items;

@@ -117,6 +117,7 @@ static item_class item_check(const json_t *item, smsg_msg *m, smsg_control *c, i
   m->kind = (smsg_kind)k;
   m->channel = ks->channel;
   m->obj = item;
+  m->num_set = 0;   /* jansson's values are read from its tree */
   m->symbol = NULL;
   m->symbol_len = 0;
   for (int i = 0; i < ks->nfields; i++) {
@@ -267,10 +268,14 @@ static json_t *item_at(json_t *root, size_t i) {
   return json_is_array(root) ? json_array_get(root, i) : root;
 }
 
-int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
-                     char err[SMSG_ERR_MAX]) {
+int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud, char err[SMSG_ERR_MAX]) {
+  return smsg_parse_batch_opt(buf, len, 0, on_msg, ud, err);
+}
+
+int smsg_parse_batch_opt(const char *buf, size_t len, unsigned opts, smsg_msg_cb on_msg, void *ud,
+                         char err[SMSG_ERR_MAX]) {
   size_t delivered;
-  int fast = smsg__fast_parse(buf, len, on_msg, ud, &delivered);
+  int fast = smsg__fast_parse(buf, len, opts, on_msg, ud, &delivered);
   if (fast >= 0) return fast;
   size_t n;
   json_t *root = load(buf, len, err, &n);
@@ -297,11 +302,16 @@ int smsg_parse_batch(const char *buf, size_t len, smsg_msg_cb on_msg, void *ud,
   return (int)n;
 }
 
-int smsg_parse_stream(const char *buf, size_t len, smsg_msg_cb on_msg, smsg_ctl_cb on_control,
-                      void *ud, smsg_stats *st) {
+int smsg_parse_stream(const char *buf, size_t len, smsg_msg_cb on_msg, smsg_ctl_cb on_control, void *ud,
+                      smsg_stats *st) {
+  return smsg_parse_stream_opt(buf, len, 0, on_msg, on_control, ud, st);
+}
+
+int smsg_parse_stream_opt(const char *buf, size_t len, unsigned opts, smsg_msg_cb on_msg, smsg_ctl_cb on_control,
+                          void *ud, smsg_stats *st) {
   st->buffers++;
   size_t delivered = 0;
-  int fast = smsg__fast_parse(buf, len, on_msg, ud, &delivered);
+  int fast = smsg__fast_parse(buf, len, opts, on_msg, ud, &delivered);
   if (fast >= 0) {
     st->items += (size_t)fast;
     st->delivered += delivered;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/hex.h"
+#include "smsg_scan.h"
 
 /* Epochs are written in lower case only, so one value has one spelling. */
 static int hexval_lower(char c) { return c >= 'A' && c <= 'F' ? -1 : hex_value(c); }
@@ -40,19 +41,23 @@ int smsg_payload_time(const char *p, size_t n, int64_t *sec, uint32_t *nsec) {
 
 /* ---- a parsed message's numbers ----------------------------------------------- */
 
-/* Decimal digits a double holds exactly (DBL_DIG), and so 10^k up to it. */
-#define LITERAL_FAST_DIGITS 15
+const double smsg__pow10[SMSG_NUMBER_FAST_DIGITS + 1] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                                          1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
 
-/* A checked JSON number literal as strtod reads it, without strtod's cost
- * (half the candles' time per trade under callgrind) in the usual case:
- * a mantissa of at most 15 digits and 10^k for k <= 15 are exact doubles,
- * so m / 10^k is rounded once, to what strtod gives (Clinger's fast path).
- * More digits or an exponent take strtod. */
-static double literal_value(const char *v) {
-  static const double pow10[LITERAL_FAST_DIGITS + 1] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                                        1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+double smsg__number_strtod(const char *lit, size_t n) {
+  char tmp[SMSG_SCAN_NUM_MAX + 1];
+  if (n > SMSG_SCAN_NUM_MAX) n = SMSG_SCAN_NUM_MAX;   /* the fast tiers take no longer literal */
+  memcpy(tmp, lit, n);
+  tmp[n] = '\0';
+  return strtod(tmp, NULL);
+}
+
+/* (Half the candles' time per trade under callgrind was strtod's.) A ','
+ * or '}' ends the literal in the buffer; more than 15 digits or an
+ * exponent take strtod. */
+double smsg__literal_value(const char *v) {
   /* the digits either side of the point as one integer (unsigned: a long
-   * literal wraps harmlessly, and takes strtod below) */
+   * literal wraps harmlessly, and takes strtod) */
   const char *p = v + (*v == '-'), *start = p;
   uint64_t m = 0;
   for (; *p >= '0' && *p <= '9'; p++) m = m * 10 + (uint64_t)(*p - '0');
@@ -62,18 +67,13 @@ static double literal_value(const char *v) {
     for (; *p >= '0' && *p <= '9'; p++) m = m * 10 + (uint64_t)(*p - '0');
     frac = (size_t)(p - f);
   }
-  if (digits + frac > LITERAL_FAST_DIGITS || *p == 'e' || *p == 'E') return strtod(v, NULL);
-  double d = frac ? (double)m / pow10[frac] : (double)m;
+  if (digits + frac > SMSG_NUMBER_FAST_DIGITS || *p == 'e' || *p == 'E') return strtod(v, NULL);
+  double d = (double)m / smsg__pow10[frac];
   return *v == '-' ? -d : d;
 }
 
-/* Where field i's value starts in the parsed buffer (fast tiers), or NULL. */
-static const char *fast_value(const smsg_msg *m, int i) {
-  uint32_t off = m->fast->num_off[i];
-  return off ? m->fast->src + off : NULL;
-}
-
-int smsg_msg_number(const smsg_msg *m, smsg_field f, double *out) {
+/* smsg_msg_number past the values the parse kept. */
+int smsg__msg_number(const smsg_msg *m, smsg_field f, double *out) {
   int i = SMSG_FIELD_INDEX(f);
   if ((int)f >> 8 != (int)m->kind) return -ENOENT;
   if (m->obj) {   /* the jansson tier: the value it read */
@@ -82,9 +82,9 @@ int smsg_msg_number(const smsg_msg *m, smsg_field f, double *out) {
     return 0;
   }
   /* The fast tiers checked the literal; a ',' or '}' ends it in the buffer. */
-  const char *v = fast_value(m, i);
-  if (!v) return -ENOENT;
-  *out = literal_value(v);
+  uint32_t off = m->fast->num_off[i];
+  if (!off) return -ENOENT;
+  *out = smsg__literal_value(m->fast->src + off);
   return 0;
 }
 

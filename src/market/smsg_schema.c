@@ -79,6 +79,16 @@ const kind_spec smsg__kinds[SMSG_KIND_COUNT] = {
   [SMSG_NEWS] = KIND("n", "news", news_fields),
 };
 
+/* Every SMSG_F_* constant, as bits by kind: what SMSG_OPT_NUMBERS keeps. */
+#define B(f) (1u << I(f))
+const uint32_t smsg__number_fields[SMSG_KIND_COUNT] = {
+  [SMSG_QUOTE] = B(SMSG_F_QUOTE_BP) | B(SMSG_F_QUOTE_AP),
+  [SMSG_TRADE] = B(SMSG_F_TRADE_I) | B(SMSG_F_TRADE_P) | B(SMSG_F_TRADE_S),
+  [SMSG_CORRECTION] = B(SMSG_F_CORRECTION_OI) | B(SMSG_F_CORRECTION_OP) | B(SMSG_F_CORRECTION_OS) |
+                      B(SMSG_F_CORRECTION_CP) | B(SMSG_F_CORRECTION_CS),
+  [SMSG_CANCEL_ERROR] = B(SMSG_F_CANCEL_I) | B(SMSG_F_CANCEL_P) | B(SMSG_F_CANCEL_S),
+};
+
 static const char *skip_names[SMSG_SKIP_COUNT] = {
   "not_object", "no_type", "unknown_type", "missing_field", "bad_type",
   "out_of_range", "bad_symbol", "bad_time", "control",

@@ -1,9 +1,12 @@
 /* libFuzzer: both parse modes of stream_msg on arbitrary bytes, each run
- * twice: with the fast path allowed and on the jansson path alone. The two
- * runs must agree exactly: return values, batch error texts, stream counters,
- * the sequence of message and control callbacks (kind, index, symbol,
- * channel), the encoded payloads byte for byte and the times smsg_msg_time
- * gives. Every payload must also
+ * three times: with the fast path allowed, with it and SMSG_OPT_NUMBERS
+ * (numbers' values kept while checked), and on the jansson path alone. The
+ * runs must agree exactly: return values, batch error texts, stream
+ * counters, the sequence of message and control callbacks (kind, index,
+ * symbol, channel), the encoded payloads byte for byte, the times
+ * smsg_msg_time gives and the numbers smsg_msg_number gives, bit for bit
+ * (but for the sign of a zero: jansson reads the integer -0 as 0, the fast
+ * tiers as strtod does, -0.0). Every payload must also
  * be JSON that jansson reads back, ending in a position
  * smsg_payload_position understands. */
 #include <jansson.h>
@@ -67,6 +70,16 @@ static void on_msg(void *ud, const smsg_msg *m) {
   int rc = smsg_msg_time(m, &ns);
   put(t, &rc, sizeof(rc));
   put(t, &ns, sizeof(ns));
+  /* every number of the kind, kept or read again from the literal */
+  const kind_spec *ks = &smsg__kinds[m->kind];
+  for (int i = 0; i < ks->nfields; i++) {
+    if (ks->fields[i].type != F_PRICE && ks->fields[i].type != F_UINT) continue;
+    double v = 0;
+    rc = smsg_msg_number(m, (smsg_field)SMSG_FIELD(m->kind, i), &v);
+    if (v == 0) v = 0;   /* -0.0 as 0.0 */
+    put(t, &rc, sizeof(rc));
+    put(t, &v, sizeof(v));
+  }
 }
 
 static void on_control(void *ud, const smsg_control *c) {
@@ -85,14 +98,14 @@ typedef struct {
   trace batch, stream;
 } run;
 
-static void run_both_modes(const uint8_t *data, size_t size, bool fast, run *r) {
+static void run_both_modes(const uint8_t *data, size_t size, bool fast, unsigned opts, run *r) {
   fast_disabled = !fast;
   memset(r->err, 0, sizeof(r->err));
-  r->batch_rc = smsg_parse_batch((const char *)data, size, on_msg, &r->batch, r->err);
+  r->batch_rc = smsg_parse_batch_opt((const char *)data, size, opts, on_msg, &r->batch, r->err);
   /* rejected: a reason, nothing delivered */
   if (r->batch_rc < 0 && (!r->err[0] || r->batch.len != 0)) abort();
   memset(&r->st, 0, sizeof(r->st));
-  r->stream_rc = smsg_parse_stream((const char *)data, size, on_msg, on_control, &r->stream, &r->st);
+  r->stream_rc = smsg_parse_stream_opt((const char *)data, size, opts, on_msg, on_control, &r->stream, &r->st);
   if (r->stream_rc >= 0 && (uint64_t)r->stream_rc != r->st.delivered) abort();
   if (r->batch_rc >= 0 && r->stream_rc < 0) abort();   /* what batch accepts, stream parses */
 }
@@ -102,9 +115,14 @@ static bool same_trace(const trace *a, const trace *b) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  run fast = {0}, slow = {0};
-  run_both_modes(data, size, true, &fast);
-  run_both_modes(data, size, false, &slow);
+  run fast = {0}, kept = {0}, slow = {0};
+  run_both_modes(data, size, true, 0, &fast);
+  run_both_modes(data, size, true, SMSG_OPT_NUMBERS, &kept);
+  run_both_modes(data, size, false, 0, &slow);
+  if (kept.batch_rc != fast.batch_rc || kept.stream_rc != fast.stream_rc) abort();
+  if (!same_trace(&kept.batch, &fast.batch) || !same_trace(&kept.stream, &fast.stream)) abort();
+  free(kept.batch.data);
+  free(kept.stream.data);
   if (fast.batch_rc != slow.batch_rc || fast.stream_rc != slow.stream_rc) abort();
   if (fast.batch_rc < 0 && strcmp(fast.err, slow.err)) abort();
   if (memcmp(&fast.st, &slow.st, sizeof(fast.st))) abort();

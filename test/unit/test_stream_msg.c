@@ -830,6 +830,96 @@ static void test_msg_numbers(void **state) {
     }
 }
 
+/* SMSG_OPT_NUMBERS: the values the fast tiers keep while checking the
+ * literals are the values smsg_msg_number reads again from the literals
+ * without it, bit for bit, and strtod's: Clinger's fast path up to 15
+ * digits, strtod past them. Trades' "p", "s", "i" and quotes' "bp", "ap",
+ * each literal in the compact form, the scanner's (keys out of order) and
+ * jansson's (an exponent; the fast path off), in batch and stream mode. */
+typedef struct {
+  int n;
+  bool kept;          /* the parse kept the values (the fast tiers) */
+  double v[3];
+} kept_seen;
+
+static void on_kept(void *ud, const smsg_msg *m) {
+  kept_seen *r = ud;
+  r->n++;
+  r->kept = m->num_set != 0;
+  static const smsg_field trade[] = {SMSG_F_TRADE_P, SMSG_F_TRADE_S, SMSG_F_TRADE_I};
+  static const smsg_field quote[] = {SMSG_F_QUOTE_BP, SMSG_F_QUOTE_AP};
+  const smsg_field *f = m->kind == SMSG_TRADE ? trade : quote;
+  for (int i = 0; i < (m->kind == SMSG_TRADE ? 3 : 2); i++) assert_int_equal(smsg_msg_number(m, f[i], &r->v[i]), 0);
+}
+
+static void parse_kept(const char *buf, unsigned opts, bool stream, kept_seen *r) {
+  memset(r, 0, sizeof(*r));
+  if (stream) {
+    smsg_stats st = {0};
+    assert_int_equal(smsg_parse_stream_opt(buf, strlen(buf), opts, on_kept, NULL, r, &st), 1);
+  } else {
+    char err[SMSG_ERR_MAX];
+    assert_int_equal(smsg_parse_batch_opt(buf, strlen(buf), opts, on_kept, r, err), 1);
+  }
+  assert_int_equal(r->n, 1);
+}
+
+static void test_kept_numbers(void **state) {
+  static const char *prices[] = {
+    "0", "0.1", "0.2", "0.3", "7", "4.35", "1.005", "100.01", "189.125", "100.10", "0.000000001",
+    "123456789012.345", "999999999999999", "99999999999999.9", "999999999999999.9", "1234567890123456.5",
+    "0.30000000000000004", "0.1000000000000000055511151231257827", "9007199254740993", "-0", "-0.0",
+    "-0.000", "12.5e2", "1E3", "0.5e-1",
+  };
+  static const char *ints[] = {"0", "1", "300", "-0", "999999999999999", "9007199254740993",
+                               "123456789012345678", "4294967297"};
+  size_t np = sizeof(prices) / sizeof(prices[0]), ni = sizeof(ints) / sizeof(ints[0]);
+  for (size_t k = 0; k < np; k++)
+    for (int form = 0; form < 3; form++) {
+      const char *pl = prices[k], *sl = ints[k % ni], *il = ints[(k + 3) % ni], *ql = prices[(k + 7) % np];
+      char buf[512];
+      if (form == 0)   /* Alpaca's order: the compact form, unless a '-' (the scanner) */
+        snprintf(buf, sizeof(buf), "[{\"T\":\"t\",\"S\":\"A\",\"i\":%s,\"x\":\"V\",\"p\":%s,\"s\":%s,"
+                 "\"t\":\"2021-02-22T19:15:00Z\"}]", il, pl, sl);
+      else if (form == 1)   /* out of order: the scanner */
+        snprintf(buf, sizeof(buf), "{\"S\":\"A\",\"T\":\"t\",\"s\":%s, \"p\":%s,\"i\":%s,\"x\":\"V\","
+                 "\"t\":\"2021-02-22T19:15:00Z\"}", sl, pl, il);
+      else
+        snprintf(buf, sizeof(buf), "[{\"T\":\"q\",\"S\":\"A\",\"bx\":\"V\",\"bp\":%s,\"bs\":1,\"ax\":\"V\","
+                 "\"ap\":%s,\"as\":1,\"t\":\"2021-02-22T19:15:00Z\"}]", pl, ql);
+      const char *lit[3] = {pl, form == 2 ? ql : sl, il};
+      int nv = form == 2 ? 2 : 3;
+      bool exponent = false;
+      for (int i = 0; i < nv; i++) exponent = exponent || strpbrk(lit[i], "eE");
+      for (int stream = 0; stream < 2; stream++)
+        for (int fast = 1; fast >= 0; fast--) {
+          kept_seen plain, kept;
+          uint64_t compact = fast_compact_items;
+          fast_disabled = !fast;
+          parse_kept(buf, 0, stream, &plain);
+          parse_kept(buf, SMSG_OPT_NUMBERS, stream, &kept);
+          fast_disabled = false;
+          bool fast_tier = fast && !exponent;
+          assert_false(plain.kept);
+          assert_int_equal(kept.kept, fast_tier);
+          bool minus = false;
+          for (int i = 0; i < nv; i++) minus = minus || lit[i][0] == '-';
+          /* both parses of Alpaca's order without a '-' took the compact form */
+          assert_int_equal(fast_compact_items - compact, 2 * (fast_tier && form != 1 && !minus));
+          for (int i = 0; i < nv; i++) {
+            double want = strtod(lit[i], NULL);
+            /* kept and read again: the same bits */
+            assert_memory_equal(&kept.v[i], &plain.v[i], sizeof(double));
+            if (fast_tier || strchr(lit[i], '.') || strpbrk(lit[i], "eE")) {
+              assert_memory_equal(&kept.v[i], &want, sizeof(double));
+            } else {   /* jansson's integers: its long long, "-0" as 0 */
+              assert_true(kept.v[i] == want);
+            }
+          }
+        }
+    }
+}
+
 /* Each smsg_field constant names the field it is meant to: its kind's
  * table has that name and a number type at that index. */
 static void test_field_constants(void **state) {
@@ -868,6 +958,7 @@ int main(void) {
     cmocka_unit_test(test_big_news_encodes),    cmocka_unit_test(test_fast_path_taken),
     cmocka_unit_test(test_fast_path_gives_up),  cmocka_unit_test(test_fast_path_large_batch),
     cmocka_unit_test(test_msg_numbers),
+    cmocka_unit_test(test_kept_numbers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
