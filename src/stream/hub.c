@@ -855,14 +855,14 @@ static void on_unpositioned(td_hub *h, hub_symbol *sym, const char *payload, siz
   buf_unref(data);
 }
 
-/* A message of a symbol the hub has (some client subscribed to it once). */
 /* The ingest state, checked per message from Redis: KEEPING_UP (not
  * h->stats.overloaded) -> BEHIND once the subscriber has read behind Redis
- * for --overload-behind-ms (HUB_BEHIND_MS); BEHIND -> KEEPING_UP once it has not been for
- * HUB_OVERLOAD_HOLD_MS. While BEHIND each flush conflates every client (the flush's own
- * work shrinks to one quote per symbol per client, and the loop's time goes
- * back to reading): quotes are dropped for newer ones as for a slow client,
- * rather than Redis cutting the subscriber and every client losing them. */
+ * for --overload-behind-ms (HUB_BEHIND_MS); BEHIND -> KEEPING_UP once it
+ * has not been for HUB_OVERLOAD_HOLD_MS. While BEHIND each flush conflates
+ * every client (the flush's own work shrinks to one quote per symbol per
+ * client, and the loop's time goes back to reading): quotes are dropped for
+ * newer ones as for a slow client, rather than Redis cutting the subscriber
+ * and every client losing them. */
 static void check_ingest(td_hub *h) {
   uint64_t now = uv_now(h->opts.loop);
   /* the subscriber is asked once per loop time tick, not per message */
@@ -892,6 +892,7 @@ static void check_ingest(td_hub *h) {
   }
 }
 
+/* A message of a symbol the hub has (some client subscribed to it once). */
 static void on_quote(td_hub *h, hub_symbol *sym, const char *payload, size_t payload_len) {
   h->stats.messages++;
   check_ingest(h);
