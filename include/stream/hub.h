@@ -53,11 +53,12 @@ struct qstore;
  * saw them), then live quotes: a "*" snapshot stays a bounded burst. */
 #define HUB_WILD_SNAPSHOT_MAX 1000
 /* Overload: once the subscriber has read behind what Redis sends for this
- * long (the default of --overload-behind-ms) (every read event leaving bytes unread), every streaming client's
- * unsent quotes are conflated to the newest per symbol at each flush until
- * it catches up. Long enough that a burst (a 10,000-quote POST) passes
- * untouched; short against the ~2 s after which Redis cuts a subscriber
- * 32 MB behind at 16 MB/s of quotes, which loses every client's quotes. */
+ * long (every read event leaving bytes unread; the default of
+ * --overload-behind-ms), every streaming client's unsent quotes are
+ * conflated to the newest per symbol at each flush until it catches up.
+ * Long enough that a backlog read within it (a burst) passes untouched;
+ * short against the ~2 s after which Redis cuts a subscriber 32 MB behind
+ * at 16 MB/s of quotes, which loses every client's quotes. */
 #define HUB_BEHIND_MS 250
 /* ...and it stays overloaded until the subscriber has kept up this long:
  * under a load it only just cannot carry, reading catches up within a
@@ -134,7 +135,7 @@ typedef struct {
   uint64_t deliveries;         /* messages queued to clients */
   uint64_t conflated;          /* dropped for a newer quote of the same symbol */
   uint64_t slow_closes;
-  uint64_t overloads;          /* times the subscriber fell HUB_BEHIND_MS behind Redis (hub_ingest_state) */
+  uint64_t overloads;          /* times the subscriber fell overload_behind_ms behind Redis (hub.c check_ingest) */
   bool overloaded;             /* it is behind now: every flush conflates */
   uint64_t rejected_clients;   /* over --max-stream-clients */
   uint64_t bad_messages;       /* Redis payloads refused as malformed: not one JSON object, or too large */
