@@ -79,8 +79,9 @@ typedef struct {
 
 enum { SMSG_SCAN_GIVE_UP = -1, SMSG_SCAN_DONE = 0, SMSG_SCAN_ITEM = 1 };
 
-/* 1 for the bytes a string may hold as they are: 0x20..0x7f except '"' and
- * '\\'. Strings of other bytes (escapes, UTF-8) are the scanner's business. */
+/* 1 for the bytes a string may hold as they are: 0x20..0x7e except '"' and
+ * '\\'. Strings of other bytes (escapes, UTF-8) are the scanner's business,
+ * DEL jansson's (see smsg_scan.c). */
 extern const unsigned char smsg__plain[256];
 
 void smsg__scan_init(smsg_scan *s, const char *buf, size_t len);

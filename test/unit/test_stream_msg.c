@@ -688,6 +688,11 @@ static void test_fast_path_gives_up(void **state) {
     Q_HEAD "\"bp\":1,\"ap\":2,\"u\":\"\xc3\"}",               /* truncated UTF-8 */
     Q_HEAD "\"bp\":1,\"ap\":2,\"u\":\"\xed\xa0\x80\"}",       /* a surrogate */
     Q_HEAD "\"bp\":1,\"ap\":2,\"u\":\"a\tb\"}",               /* raw control character */
+    /* DEL: valid raw, written as \u007f by the encoder (the fuzzer found
+     * the fast tiers copying it), in a code, a string and a list of codes */
+    Q_HEAD "\"bp\":1,\"ap\":2,\"z\":\"\x7f\"}",
+    Q_HEAD "\"bp\":1,\"ap\":2,\"u\":\"a\x7f\"}",
+    Q_HEAD "\"bp\":1,\"ap\":2,\"c\":[\"\x7fR\"]}",
     Q_HEAD "\"bp\":1,\"ap\":2,\"x\":tru}",
     "[" QUOTE_IN "] x",
     "[" QUOTE_IN ",]",
