@@ -63,18 +63,18 @@ static inline char *put_lit(char *o, const char *s) {
 
 static char *put_num(char *o, double v) {
   if (!(v >= 0 && v < CANDLE_PRICE_FAST_MAX)) return o + sprintf(o, "%.10g", v);
-  /* llround(v * SCALE) without the libm call: x - trunc(x) is exact */
+  /* llround(v * SCALE) without the libm call: x - trunc(x) is exact. Below
+   * CANDLE_PRICE_FAST_MAX * SCALE the signed conversions are exact, and one
+   * instruction each where the unsigned ones are a dozen. */
   double x = v * CANDLE_PRICE_SCALE;
-  uint64_t ticks = (uint64_t)x;
+  int64_t ticks = (int64_t)x;
   ticks += x - (double)ticks >= 0.5;
-  o = fmt_u64(o, ticks / CANDLE_PRICE_SCALE);
+  o = fmt_u64(o, (uint64_t)ticks / CANDLE_PRICE_SCALE);
   unsigned frac = (unsigned)(ticks % CANDLE_PRICE_SCALE);
-  if (frac) {   /* four decimals, trailing zeros dropped */
+  if (frac) {   /* four decimals as two pairs, trailing zeros dropped */
     o[0] = '.';
-    o[1] = (char)('0' + frac / 1000);
-    o[2] = (char)('0' + frac / 100 % 10);
-    o[3] = (char)('0' + frac / 10 % 10);
-    o[4] = (char)('0' + frac % 10);
+    memcpy(o + 1, fmt_digit_pairs + 2 * (frac / 100), 2);
+    memcpy(o + 3, fmt_digit_pairs + 2 * (frac % 100), 2);
     int n = 5;
     while (o[n - 1] == '0') n--;
     o += n;
@@ -83,8 +83,7 @@ static char *put_num(char *o, double v) {
 }
 
 static char *put_2(char *o, int v, char after) {
-  o[0] = (char)('0' + v / 10);
-  o[1] = (char)('0' + v % 10);
+  memcpy(o, fmt_digit_pairs + 2 * v, 2);
   o[2] = after;
   return o + 3;
 }

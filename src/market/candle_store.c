@@ -31,6 +31,9 @@ static const char put_script[] =
 enum { TAG_LOAD = 1, TAG_PUT, TAG_KEPT, TAG_ASKING, TAG_LAST = TAG_ASKING };
 /* Errors are logged at most once per this many ms, with their count. */
 #define CSTORE_LOG_MS 60000
+/* Timeframes whose TTL text is kept (the engine has at most CANDLE_MAX_TF);
+ * past them the last entry is written again as needed. */
+#define CSTORE_TTL_CACHED 8
 
 /* "tickerd:{candles:86400s:<symbol>}:bars" with room */
 #define CSTORE_KEY_MAX 128
@@ -72,7 +75,16 @@ struct cstore {
   uv_timer_t retry;         /* routes the parked bars again */
   char sha[41];
   char history[16];
+  size_t history_len;
   uint32_t history_n;
+  /* The TTL argument of each timeframe seen (a bar's every put wrote it
+   * again: ~100 instructions of ~2,400 per bar) */
+  struct {
+    int64_t tf_s;
+    size_t len;
+    char text[FMT_I64_MAX];
+  } ttl[CSTORE_TTL_CACHED];
+  int nttl;
   cstore_stats stats;
   uint64_t logged_ms, unlogged;
   bool closing;
@@ -262,14 +274,30 @@ static void retry_later(cstore *s, cstore_cmd *c) {
 typedef struct {
   const char *channel, *json;
   size_t n, len, kn, sn, tn;
-  char key[CSTORE_KEY_MAX], start[FMT_I64_MAX], ttl[FMT_I64_MAX];
+  const char *ttl;
+  char key[CSTORE_KEY_MAX], start[FMT_I64_MAX];
 } put_args;
+
+/* A series' TTL in milliseconds (its history's span and
+ * CSTORE_TTL_EXTRA_MS), as text: kept per timeframe once written. */
+static const char *ttl_of(cstore *s, int64_t tf_s, size_t *len) {
+  for (int i = 0; i < s->nttl; i++)
+    if (s->ttl[i].tf_s == tf_s) {
+      *len = s->ttl[i].len;
+      return s->ttl[i].text;
+    }
+  int i = s->nttl < CSTORE_TTL_CACHED ? s->nttl++ : CSTORE_TTL_CACHED - 1;
+  s->ttl[i].tf_s = tf_s;
+  s->ttl[i].len = (size_t)(fmt_i64(s->ttl[i].text, tf_s * s->history_n * 1000 + CSTORE_TTL_EXTRA_MS) - s->ttl[i].text);
+  *len = s->ttl[i].len;
+  return s->ttl[i].text;
+}
 
 static const char put_head[] = "*9\r\n$7\r\nEVALSHA\r\n", put_chead[] = "*10\r\n$7\r\nEVALSHA\r\n";
 
 /* The most put_write writes. */
 static size_t put_max(const cstore *s, const put_args *a) {
-  return sizeof(put_chead) + 9 * RESP_BULK_OVERHEAD + 40 + 1 + a->kn + a->n + a->len + a->sn + strlen(s->history) +
+  return sizeof(put_chead) + 9 * RESP_BULK_OVERHEAD + 40 + 1 + a->kn + a->n + a->len + a->sn + s->history_len +
          a->tn + sizeof("SPUBLISH");
 }
 
@@ -286,7 +314,7 @@ static size_t put_write(const cstore *s, const put_args *a, char *cmd) {
   o = resp_put_bulk(o, a->channel, a->n);
   o = resp_put_bulk(o, a->json, a->len);
   o = resp_put_bulk(o, a->start, a->sn);
-  o = resp_put_bulk(o, s->history, strlen(s->history));
+  o = resp_put_bulk(o, s->history, s->history_len);
   o = resp_put_bulk(o, a->ttl, a->tn);
   if (s->map) o = resp_put_bulk(o, "SPUBLISH", 8);
   return (size_t)(o - cmd);
@@ -303,7 +331,7 @@ int cstore_put(cstore *s, const char *channel, size_t n, const char *json, size_
     return UV_EAGAIN;
   }
   a.sn = (size_t)(fmt_i64(a.start, start) - a.start);
-  a.tn = (size_t)(fmt_i64(a.ttl, tf_s * s->history_n * 1000 + CSTORE_TTL_EXTRA_MS) - a.ttl);
+  a.ttl = ttl_of(s, tf_s, &a.tn);
   if (!closed) {   /* straight into the connection's buffer: no copy, no malloc */
     char *cmd = rconn_command_begin(&l->conn, put_max(s, &a));
     if (!cmd) return UV_ENOMEM;
@@ -520,7 +548,7 @@ cstore *cstore_new(uv_loop_t *loop, const char *redis_url, uint32_t history) {
   SHA1((const unsigned char *)put_script, sizeof(put_script) - 1, md);
   for (int i = 0; i < SHA_DIGEST_LENGTH; i++) snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
   s->history_n = history;
-  snprintf(s->history, sizeof(s->history), "%u", history);
+  s->history_len = (size_t)snprintf(s->history, sizeof(s->history), "%u", history);
   if (rcl_is_url(redis_url) ? !(s->map = rcl_new(loop, redis_url, "candles", on_map, s))
                             : !link_new(s, 0, redis_url)) {
     free(s);
