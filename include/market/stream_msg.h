@@ -91,6 +91,10 @@ typedef struct smsg_msg {
    * num[i] is field i's (read inline by smsg_msg_number). */
   const double *num;
   uint32_t num_set;
+  /* The time "t" the fast tiers converted while checking it (has_t), read
+   * inline by smsg_msg_time; the jansson tier's is read from its tree. */
+  int64_t t_ns;
+  bool has_t;
 } smsg_msg;
 
 /* A control message (stream mode), valid only during the callback. */
@@ -207,8 +211,16 @@ static inline int smsg_msg_number(const smsg_msg *m, smsg_field f, double *out) 
   }
   return smsg__msg_number(m, f, out);
 }
-/* Its time "t" in nanoseconds since 1970 (UTC): 0 or -ENOENT. */
-int smsg_msg_time(const smsg_msg *m, int64_t *ns);
+/* Its time "t" in nanoseconds since 1970 (UTC): 0 or -ENOENT. Inline for
+ * the fast tiers' messages (the candles read it per trade). */
+int smsg__msg_time(const smsg_msg *m, int64_t *ns);
+static inline int smsg_msg_time(const smsg_msg *m, int64_t *ns) {
+  if (m->has_t) {
+    *ns = m->t_ns;
+    return 0;
+  }
+  return smsg__msg_time(m, ns);
+}
 
 bool smsg_symbol_valid(const char *s, size_t n);
 /* "quotes", "trades", ... ; NULL for an out-of-range kind. */

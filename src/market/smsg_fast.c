@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/inline.h"
 #include "smsg_scan.h"
 
 /* One checked item: its encoded body and where its symbols are. */
@@ -33,7 +34,7 @@ typedef struct {
   uint32_t num_off[SMSG_MAX_FIELDS];   /* see smsg_fast_msg.num_off */
   double num[SMSG_MAX_FIELDS];         /* see smsg_msg.num */
   uint32_t num_set;                    /* with SMSG_OPT_NUMBERS only */
-  int64_t t_ns;                        /* see smsg_fast_msg.t_ns */
+  int64_t t_ns;                        /* see smsg_msg.t_ns */
   bool has_t;
 } fast_item;
 
@@ -485,18 +486,13 @@ static const char *compact_string(const char *p, const char *e, size_t max) {
   return p + 1;
 }
 
-/* The compact form is compiled twice (fast_compact_item): as it was, and
- * keeping numbers' values (SMSG_OPT_NUMBERS), so that a parse without the
- * option runs no instruction of the second. */
-#ifdef __GNUC__
-#define COMPACT_INLINE inline __attribute__((always_inline))
-#else
-#define COMPACT_INLINE inline
-#endif
-
+/* The compact form is compiled twice (fast_compact_item), its helpers
+ * forced inline (TD_HOT_INLINE): as it was, and keeping numbers' values
+ * (SMSG_OPT_NUMBERS), so that a parse without the option runs no
+ * instruction of the second. */
 /* The digits from p, appended to *m when keep (the value's, gathered while
  * they are checked): the first byte that is not a digit. */
-static COMPACT_INLINE const char *compact_digits(const char *p, const char *e, bool keep, uint64_t *m) {
+static TD_HOT_INLINE const char *compact_digits(const char *p, const char *e, bool keep, uint64_t *m) {
   if (!keep) {
     while (p < e && *p >= '0' && *p <= '9') p++;
     return p;
@@ -511,7 +507,7 @@ static COMPACT_INLINE const char *compact_digits(const char *p, const char *e, b
  * *real says whether it has a fraction. With val, its value goes there
  * (smsg__literal_value's, from the digits gathered in this one pass: m /
  * 10^k, Clinger's fast path, up to 15 digits; strtod past them). */
-static COMPACT_INLINE const char *compact_number(const char *p, const char *e, bool *real, double *val) {
+static TD_HOT_INLINE const char *compact_number(const char *p, const char *e, bool *real, double *val) {
   const char *s = p, *f = p;
   uint64_t m = 0;
   if (p < e && *p == '0') {
@@ -533,7 +529,10 @@ static COMPACT_INLINE const char *compact_number(const char *p, const char *e, b
   if ((size_t)(p - s) > SMSG_SCAN_NUM_MAX || (p < e && (*p == 'e' || *p == 'E'))) return NULL;
   if (val) {   /* smsg__literal_value's rule, for a literal without a sign */
     size_t n = (size_t)(p - s), digits = n - *real;
-    *val = digits > SMSG_NUMBER_FAST_DIGITS ? smsg__number_strtod(s, n) : (double)m / smsg__pow10[*real ? p - f : 0];
+    /* m < 10^15 here: the signed conversion is exact, and one instruction
+     * where the unsigned one is a dozen */
+    *val = digits > SMSG_NUMBER_FAST_DIGITS ? smsg__number_strtod(s, n)
+                                            : (double)(int64_t)m / smsg__pow10[*real ? p - f : 0];
   }
   return p;
 }
@@ -570,19 +569,19 @@ static const char *compact_time(fast_item *fi, const field_spec *f, const char *
 }
 
 /* A number of field i, its value kept in fi->num[i] when bit i of keep is
- * set: each case a compact_number of its own, so that neither tests
- * whether to keep per digit. */
-static COMPACT_INLINE const char *compact_kept_number(fast_item *fi, int i, const char *p, const char *e, bool *real,
-                                                      uint32_t keep) {
+ * set (and the bit set in *kept): each case a compact_number of its own, so
+ * that neither tests whether to keep per digit. */
+static TD_HOT_INLINE const char *compact_kept_number(fast_item *fi, int i, const char *p, const char *e, bool *real,
+                                                      uint32_t keep, uint32_t *kept) {
   if (!(keep >> i & 1)) return compact_number(p, e, real, NULL);
-  fi->num_set |= 1u << i;   /* the item is dropped if the number is not valid */
+  *kept |= 1u << i;   /* the item is dropped if the number is not valid */
   return compact_number(p, e, real, &fi->num[i]);
 }
 
 /* One value of field i (f) at p, checked: its end, or NULL. The values of
  * the numbers whose bits keep has are kept (compact_kept_number). */
-static COMPACT_INLINE const char *compact_value(fast_item *fi, const field_spec *f, int i, const char *p, const char *e,
-                                                bool *real, uint32_t keep) {
+static TD_HOT_INLINE const char *compact_value(fast_item *fi, const field_spec *f, int i, const char *p, const char *e,
+                                                bool *real, uint32_t keep, uint32_t *kept) {
   const char *q;
   *real = false;
   switch (f->type) {
@@ -595,9 +594,9 @@ static COMPACT_INLINE const char *compact_value(fast_item *fi, const field_spec 
   case F_TIME:
     return compact_time(fi, f, p, e);
   case F_PRICE:
-    return compact_kept_number(fi, i, p, e, real, keep);
+    return compact_kept_number(fi, i, p, e, real, keep, kept);
   case F_UINT:
-    q = compact_kept_number(fi, i, p, e, real, keep);
+    q = compact_kept_number(fi, i, p, e, real, keep, kept);
     return *real ? NULL : q;
   case F_CODES:
     return compact_codes(p, e);
@@ -609,7 +608,7 @@ static COMPACT_INLINE const char *compact_value(fast_item *fi, const field_spec 
 /* Checks and encodes the item at p ('{') into out, or returns NULL having
  * written nothing. Returns the byte after the item's '}'. With numbers,
  * keeps the values of its smsg__number_fields in fi->num. */
-static COMPACT_INLINE const char *compact_item(fast_out *out, const char *p, const char *e, bool numbers) {
+static TD_HOT_INLINE const char *compact_item(fast_out *out, const char *p, const char *e, bool numbers) {
   if (e - p < 9 || memcmp(p, "{\"T\":\"", 6) != 0 || p[7] != '"') return NULL;
   int k = smsg__kind_of_char(p[6]);
   if (k < 0 || k == SMSG_NEWS) return NULL;
@@ -628,8 +627,7 @@ static COMPACT_INLINE const char *compact_item(fast_out *out, const char *p, con
   p += 8;
   int i = 1;                /* every kind's table starts with "T" */
   const compact_lit *lits = compact_lits[k];
-  uint32_t keep = numbers ? smsg__number_fields[k] : 0;
-  if (numbers) fi->num_set = 0;
+  uint32_t keep = numbers ? smsg__number_fields[k] : 0, kept = 0;
   while (p < e && *p == ',') {
     const char *v = NULL;
     for (; i < ks->nfields && !(v = compact_key(&lits[i], p, e)); i++)
@@ -637,7 +635,7 @@ static COMPACT_INLINE const char *compact_item(fast_out *out, const char *p, con
     if (!v) return NULL;
     const field_spec *f = &ks->fields[i++];
     bool real;
-    const char *end = compact_value(fi, f, i - 1, v, e, &real, keep);
+    const char *end = compact_value(fi, f, i - 1, v, e, &real, keep, &kept);
     if (!end || (size_t)(lim - o) < (size_t)(end - p) + FAST_VALUE_SLACK) return NULL;
     if (f->type == F_SYMBOL) {
       fi->syms = v + 1;
@@ -655,6 +653,7 @@ static COMPACT_INLINE const char *compact_item(fast_out *out, const char *p, con
   if (p == e || *p != '}') return NULL;
   for (; i < ks->nfields; i++)
     if (ks->fields[i].required) return NULL;
+  if (numbers) fi->num_set = kept;
   fi->kind = (smsg_kind)k;
   fi->nsyms = 1;
   fi->body_off = out->len;
@@ -700,8 +699,8 @@ static size_t fast_deliver(const fast_out *out, smsg_msg_cb on_msg, void *ud) {
       m.num = fi->num;
       m.num_set = fi->num_set;
     }
-    fm.t_ns = fi->t_ns;
-    fm.has_t = fi->has_t;
+    m.t_ns = fi->t_ns;
+    m.has_t = fi->has_t;
     if (fi->kind != SMSG_NEWS) {
       fast_set_symbol(&m, &fm, fi->syms, fi->syms_len);
       on_msg(ud, &m);

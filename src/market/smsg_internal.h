@@ -106,10 +106,6 @@ struct smsg_fast_msg {
    * without a search (the values SMSG_OPT_NUMBERS kept are in smsg_msg). */
   const char *src;
   const uint32_t *num_off;
-  /* Its "t", converted while it was checked (smsg_msg_time); has_t is false
-   * for kinds without one (news). */
-  int64_t t_ns;
-  bool has_t;
 };
 
 /* ---- the fast tiers (smsg_fast.c) ---------------------------------------- */

@@ -117,7 +117,8 @@ static item_class item_check(const json_t *item, smsg_msg *m, smsg_control *c, i
   m->kind = (smsg_kind)k;
   m->channel = ks->channel;
   m->obj = item;
-  m->num_set = 0;   /* jansson's values are read from its tree */
+  m->num_set = 0;   /* jansson's values and time are read from its tree */
+  m->has_t = false;
   m->symbol = NULL;
   m->symbol_len = 0;
   for (int i = 0; i < ks->nfields; i++) {

@@ -88,12 +88,8 @@ int smsg__msg_number(const smsg_msg *m, smsg_field f, double *out) {
   return 0;
 }
 
-int smsg_msg_time(const smsg_msg *m, int64_t *ns) {
-  if (!m->obj) {   /* the fast tiers converted it while checking it */
-    if (!m->fast->has_t) return -ENOENT;
-    *ns = m->fast->t_ns;
-    return 0;
-  }
+int smsg__msg_time(const smsg_msg *m, int64_t *ns) {
+  if (!m->obj) return -ENOENT;   /* the fast tiers converted any (has_t) */
   const kind_spec *ks = &smsg__kinds[m->kind];
   for (int i = 0; i < ks->nfields; i++) {
     if (strcmp(ks->fields[i].name, "t") != 0) continue;

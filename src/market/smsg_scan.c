@@ -8,6 +8,7 @@
 
 #include <string.h>
 
+#include "base/inline.h"
 #include "base/utf8.h"
 
 static bool is_ws(char c) {
@@ -19,14 +20,8 @@ static bool is_digit(char c) {
 }
 
 /* The string scan runs for every key and string value: inlined into the
- * state machine, with the rare cases (non-ASCII, giving up) kept out of it. */
-#ifdef __GNUC__
-#define SCAN_HOT inline __attribute__((always_inline))
-#define SCAN_COLD __attribute__((noinline, cold))
-#else
-#define SCAN_HOT inline
-#define SCAN_COLD
-#endif
+ * state machine (TD_HOT_INLINE), with the rare cases (non-ASCII, giving up)
+ * kept out of it (TD_COLD). */
 
 /* 1 for the bytes a string may hold as they are: 0x20..0x7e except '"'
  * and '\\'. DEL (0x7f) is valid JSON, but the encoder writes it as \u007f
@@ -48,7 +43,7 @@ const unsigned char smsg__plain[256] = {
 };
 
 /* The first byte from p that is not plain string content, or e. */
-static SCAN_HOT const char *skip_plain(const char *p, const char *e) {
+static TD_HOT_INLINE const char *skip_plain(const char *p, const char *e) {
   for (; e - p >= 4; p += 4) {
     if (!plain[(unsigned char)p[0]]) return p;
     if (!plain[(unsigned char)p[1]]) return p + 1;
@@ -62,7 +57,7 @@ static SCAN_HOT const char *skip_plain(const char *p, const char *e) {
 /* scan_string past its first byte that is not plain: non-ASCII bytes are
  * taken when the whole string is valid UTF-8; an escape or a control
  * character is left to jansson. */
-static SCAN_COLD const char *scan_string_rest(const char *start, const char *p, const char *e, size_t *n) {
+static TD_COLD const char *scan_string_rest(const char *start, const char *p, const char *e, size_t *n) {
   for (;;) {
     if (p == e) return NULL;
     unsigned char c = (unsigned char)*p;
@@ -79,7 +74,7 @@ static SCAN_COLD const char *scan_string_rest(const char *start, const char *p, 
  * control characters (jansson rejects those raw); bytes from 0x80 must form
  * valid UTF-8, which jansson checks too. Returns the byte after the closing
  * quote, or NULL. */
-static SCAN_HOT const char *scan_string(const char *p, const char *e, const char **s, size_t *n) {
+static TD_HOT_INLINE const char *scan_string(const char *p, const char *e, const char **s, size_t *n) {
   const char *q = skip_plain(p, e);
   *s = p;
   if (q < e && *q == '"') {
@@ -184,7 +179,7 @@ void smsg__scan_item_done(smsg_scan *s, const char *end) {
   s->state = s->root_array ? SCAN_ITEM_NEXT : SCAN_END;
 }
 
-static SCAN_COLD int give_up(smsg_scan *s) {
+static TD_COLD int give_up(smsg_scan *s) {
   s->p = s->end;
   s->state = SCAN_ROOT;   /* at the end, SCAN_ROOT gives up again */
   return SMSG_SCAN_GIVE_UP;
