@@ -39,9 +39,10 @@ DEPS_BUILD := build-essential pkg-config clang $(CLANG_RT_PKG) \
 DEPS_RUN := redis-server redis-tools
 
 # Test: unit tests (cmocka), integration tests (pytest on Debian's python3),
-# the reference servers and load tools of `make bench`, the browser test.
+# the reference servers and load tools of `make bench` (valgrind: the
+# candles' instruction count), the browser test.
 DEPS_TEST := libcmocka-dev python3 python3-pytest python3-redis python3-websockets \
-             wrk nginx-light libnginx-mod-nchan chromium docker-compose procps liburing-dev
+             wrk nginx-light libnginx-mod-nchan chromium docker-compose procps liburing-dev valgrind
 
 # Fuzz coverage (make fuzz-coverage): llvm-profdata and llvm-cov of the same
 # LLVM as the release's clang (the profile format changes between versions).

@@ -12,7 +12,8 @@
 # machine: on a shared machine the CPU per trade of one binary moves by
 # tens of percent between runs a minute apart, more than the goal.
 # Memory per symbol: build/bench/candle_mem (every default timeframe full
-# with 300 bars, 1,000 symbols).
+# with 300 bars, 1,000 symbols). Then, when valgrind is installed, the
+# instructions per trade (bench/candle_callgrind.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/lib.sh
@@ -97,6 +98,14 @@ done
 MON=$(median "${ON[@]}"); MOFF=$(median "${OFF[@]}")
 PCT=$(awk -v a="$MON" -v b="$MOFF" 'BEGIN { printf "%.1f\n", (a / b - 1) * 100 }')
 MEM=$("$(dirname "$TICKERD")/bench/candle_mem" "$SYMBOLS")
+# Instructions per trade (bench/candle_callgrind.sh), which the machine's
+# load does not move: on a shared machine the wall clock above moves by more
+# than the goal between runs.
+CG="valgrind is not installed: not counted"
+if command -v valgrind >/dev/null; then
+  bench_log "instructions per trade under callgrind (bench/candle_callgrind.sh)"
+  CG=$("$HERE/candle_callgrind.sh" "$TICKERD" 2>/dev/null) || CG="bench/candle_callgrind.sh failed"
+fi
 
 {
   echo "## Candles (issue 17)"
@@ -110,5 +119,11 @@ MEM=$("$(dirname "$TICKERD")/bench/candle_mem" "$SYMBOLS")
   echo ""
   echo "**Candles cost ${PCT} % more CPU per trade** (goal ≤ ${GOAL_PCT} %: $(verdict "$PCT" "<=" "$GOAL_PCT"))."
   echo ""
+  echo "Instructions (bench/candle_callgrind.sh, 3,000 trades/s over 30 symbols: the same trades per symbol per second):"
+  echo ""
+  echo '```'
+  echo "$CG"
+  echo '```'
+  echo ""
   echo "Memory: $MEM"
-} >"$BENCH_SECTION"
+} >"${BENCH_SECTION:-/dev/stdout}"   # alone: to the terminal
