@@ -477,8 +477,8 @@ const char *candle_bad_name(candle_bad_reason r) {
 }
 
 /* Counted always; logged at most once per symbol per CANDLE_LOG_INTERVAL_NS. */
-static TD_COLD void bad_input(candle_engine *e, candle_sym *sym, candle_bad_reason r, int64_t t_ns, double price, int64_t size,
-                      int64_t now_ns) {
+static TD_COLD void bad_input(candle_engine *e, candle_sym *sym, candle_bad_reason r, int64_t t_ns, double price,
+                              int64_t size, int64_t now_ns) {
   e->stats.bad[r]++;
   if (sym->logged_ns && now_ns - sym->logged_ns < CANDLE_LOG_INTERVAL_NS) {
     sym->log_suppressed++;
