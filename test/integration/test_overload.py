@@ -16,9 +16,7 @@ import signal
 import time
 
 from conftest import wait_for
-from test_sentinel import Collector, sse_reader, ws_reader
-from test_streaming import sse_open
-from wsclient import WS
+from test_sentinel import ws_and_sse
 
 SYMS = ["OVA", "OVB"]
 BACKLOG = 100_000        # messages published while tickerd is stopped (~20 MB)
@@ -37,12 +35,7 @@ def test_a_subscriber_behind_redis_conflates_every_client_instead_of_being_cut(r
     r.config_set("client-output-buffer-limit", "pubsub 0 0 0")
     t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--overload-behind-ms", str(BEHIND_MS))
     wait_for(lambda: t.get("/readyz").status == 200 or None, what="ready")
-    ws = WS(t.port)
-    ws.send_json({"action": "subscribe", "symbols": SYMS})
-    assert ws.recv_json()["type"] == "subscribed"
-    sock, head, buf = sse_open(t, "symbols=" + ",".join(SYMS))
-    assert " 200 " in head.split("\r\n")[0]
-    cols = {"ws": Collector(ws_reader(ws)), "sse": Collector(sse_reader(sock, buf))}
+    ws, sock, cols = ws_and_sse(t, SYMS)
     wait_for(lambda: t.status()["streaming"]["subscriptions"] == 4 or None, what="both clients subscribed")
 
     os.kill(t.proc.pid, signal.SIGSTOP)

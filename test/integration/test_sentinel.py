@@ -91,6 +91,17 @@ def ws_reader(ws):
     return read
 
 
+def ws_and_sse(t, syms):
+    """A WebSocket and an SSE client of t on syms, each read by a
+    Collector: (ws, SSE socket, {"ws": ..., "sse": ...})."""
+    ws = WS(t.port)
+    ws.send_json({"action": "subscribe", "symbols": syms})
+    assert ws.recv_json()["type"] == "subscribed"
+    sock, head, buf = sse_open(t, "symbols=" + ",".join(syms))
+    assert " 200 " in head.split("\r\n")[0]
+    return ws, sock, {"ws": Collector(ws_reader(ws)), "sse": Collector(sse_reader(sock, buf))}
+
+
 def sse_reader(sock, buf):
     """SSE events as the WebSocket's dicts: quotes carry symbol and data."""
     sock.settimeout(0.2)
@@ -183,12 +194,7 @@ def test_failover_moves_every_connection_and_clients_recover(topology, tickerd_f
     n_before = len(ours(old))
     assert n_before >= 6, client(old).client_list()
 
-    ws = WS(t.port)
-    ws.send_json({"action": "subscribe", "symbols": SYMS})
-    assert ws.recv_json()["type"] == "subscribed"
-    sock, head, buf = sse_open(t, "symbols=" + ",".join(SYMS))
-    assert " 200 " in head.split("\r\n")[0]
-    cols = {"ws": Collector(ws_reader(ws)), "sse": Collector(sse_reader(sock, buf))}
+    ws, sock, cols = ws_and_sse(t, SYMS)
     poster = Poster(t)
     try:
         wait_for(lambda: all(c.max_bp(s) >= 20 for c in cols.values() for s in SYMS) or None,
