@@ -50,7 +50,7 @@
 /* One bad-input log line per symbol per this long; the rest are counted. */
 #define CANDLE_LOG_INTERVAL_NS (60 * 1000000000LL)
 /* Trades remembered per symbol by id, for corrections and cancels that
- * name the trade they touch (Alpaca's "oi", "i"): the last 256, ~6 KiB per
+ * name the trade they touch (Alpaca's "oi", "i"): the last 256, 4 KiB per
  * traded symbol. A correction comes seconds after its trade, when it comes;
  * one for an older trade finds it forgotten (counted, adjust_unknown). */
 #define CANDLE_TRADE_IDS 256
@@ -133,16 +133,24 @@ void candle_correct_id(candle_engine *e, uint32_t id, int64_t t_ns, double op, i
                        int64_t now_ns);
 void candle_cancel_id(candle_engine *e, uint32_t id, int64_t t_ns, double price, int64_t size, int64_t now_ns);
 
+/* Starts loading what a message of symbol id will write (the symbol's
+ * first lines, its trade-id slot) without waiting for it, so that the
+ * misses overlap the caller's work before it hands the message over: at
+ * 1,000 symbols each is out of cache when its trade comes. */
+void candle_prefetch(const candle_engine *e, uint32_t id);
+
 /* By trade id (Alpaca's "i" of a trade, "oi" of a correction, "i" of a
  * cancel), what the feed does: the engine remembers each applied trade's
- * time, price and size (the last CANDLE_TRADE_IDS of its symbol), and a
- * correction or cancel adjusts the bars of that time with those values
- * (their own "t", "op", "os", "p", "s" are not needed). An id not
- * remembered is counted (adjust_unknown) and changes nothing. */
+ * time by its id (the last CANDLE_TRADE_IDS of its symbol), and a
+ * correction or cancel adjusts the bars of that time, with the trade's
+ * price and size as the message gives them ("op", "os"; "p", "s"), not at
+ * its own "t". An id not remembered, or already cancelled, is counted
+ * (adjust_unknown) and changes nothing. */
 void candle_trade_ref_id(candle_engine *e, uint32_t id, uint64_t tid, int64_t t_ns, double price, int64_t size,
                          int64_t now_ns);
-void candle_correct_ref_id(candle_engine *e, uint32_t id, uint64_t tid, double cp, int64_t cs, int64_t now_ns);
-void candle_cancel_ref_id(candle_engine *e, uint32_t id, uint64_t tid, int64_t now_ns);
+void candle_correct_ref_id(candle_engine *e, uint32_t id, uint64_t tid, double op, int64_t os, double cp, int64_t cs,
+                           int64_t now_ns);
+void candle_cancel_ref_id(candle_engine *e, uint32_t id, uint64_t tid, double price, int64_t size, int64_t now_ns);
 
 /* The same by name: the symbol is interned in the engine's table (refused,
  * and counted, past its limit). */

@@ -50,6 +50,9 @@ candle_pub *candle_pub_new(uv_loop_t *loop, const char *redis_url, const candle_
 /* Stops the timer and closes the publisher; frees, then done(ud) once. */
 void candle_pub_close(candle_pub *c, void (*done)(void *), void *ud);
 
+/* candle_prefetch for a message of symbol id to come (candle_pub_msg). */
+void candle_pub_prefetch(const candle_pub *c, uint32_t id);
+
 /* A message the pipeline published, during its parser callback (its
  * numbers are read from the parsed message, smsg_msg_number); `id` is its
  * symbol's in the table given as candle_opts.syms. Kinds other than quote,

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,14 @@ typedef struct {
   int64_t emitted_ns;       /* wall time of the last in-progress on_bar */
 } candle_series;
 
-/* What a trade touches sits together: the times, the trades not yet
- * folded into the bars, then the newest bar of every timeframe side by side
- * (six bars: 480 contiguous bytes, not six rings apart on the heap). The
- * rings of older bars are separate; a trade reaches them only when it
+/* What a trade touches sits together, in the symbol's first two cache
+ * lines (CANDLE_SYM_ALIGN): the times, then the trades not yet folded into
+ * the bars. Over 1,000 symbols those lines are out of cache when the
+ * symbol's next trade comes (the other symbols' trades came between): the
+ * pipeline asks for them early (candle_prefetch), and fewer lines are
+ * fewer misses. The newest bar of every timeframe follows side by side
+ * (six bars: 480 contiguous bytes, not six rings apart on the heap).
+ * The rings of older bars are separate; a trade reaches them only when it
  * starts a bar or arrives out of order.
  *
  * Most trades of a busy symbol fall in the second of the one before, whose
@@ -41,6 +46,7 @@ typedef struct {
  * correction, the timer's in-progress bars; candle_history merges it into
  * its copy. */
 typedef struct {
+  /* first line: what every trade reads or writes */
   int64_t mark_ns;          /* latest exchange time seen */
   int64_t mark_arrival_ns;  /* wall time when mark_ns arrived */
   int64_t horizon_ns;       /* bars with end + grace <= horizon are closed (every timeframe) */
@@ -49,23 +55,40 @@ typedef struct {
   uint32_t id;              /* in the engine's symtab */
   uint8_t live_mask;        /* bit tf: live[tf] holds the series' newest bar */
   bool traded;              /* a trade was seen: quotes make no more bars */
+  /* from the 48th byte to the end of the second line */
   candle_bar pending;       /* trades of fast_ns's second not yet in the bars (count 0: none) */
   candle_bar live[CANDLE_MAX_TF];
   int64_t logged_ns;        /* last bad-input log line (0: none yet) */
   uint64_t log_suppressed;  /* bad inputs not logged since */
-  struct trade_ref *refs;   /* the last CANDLE_TRADE_IDS trades by id (NULL until one) */
-  uint32_t refs_next;       /* the ring's next slot */
   candle_series tf[];
 } candle_sym;
+#define CANDLE_SYM_ALIGN 64
+_Static_assert(offsetof(candle_sym, pending) + sizeof(candle_bar) <= 2 * CANDLE_SYM_ALIGN,
+               "a trade's fields fill the symbol's first two cache lines");
 
-/* A trade as its bars hold it, for the corrections and cancels that name
- * it by id; size 0 once cancelled. */
+/* What the engine knows of a symbol id: its state, and its last
+ * CANDLE_TRADE_IDS trades for the corrections and cancels that name one by
+ * id, side by side: candle_prefetch reads one line to find both the
+ * symbol's lines and the slot its next trade id goes to, without waiting
+ * for the symbol's own lines. */
+typedef struct {
+  candle_sym *sym;          /* NULL until the id's first message */
+  struct trade_ref *refs;   /* a ring; NULL until the symbol's first trade */
+  uint32_t refs_next;       /* the ring's next slot */
+} candle_slot;
+
+/* A trade by id: the time that places it in its bars. Its price and size
+ * are not kept: Alpaca's corrections carry the trade's ("op", "os") and
+ * cancels theirs ("p", "s"). Sixteen bytes, four to a cache line: every
+ * trade writes one, to a line the other symbols' trades have pushed out of
+ * cache since, and those writes were the largest part of the candles' CPU
+ * per trade over 1,000 symbols (README, Candles); at 32 bytes (price and
+ * size kept) every other trade met a new line. */
 typedef struct trade_ref {
   uint64_t id;
-  int64_t t_ns;
-  double price;
-  int64_t size;
+  int64_t t_ns;             /* REF_NONE: an empty or withdrawn slot */
 } trade_ref;
+#define REF_NONE INT64_MIN
 _Static_assert(CANDLE_MAX_TF <= 8, "live_mask has a bit per timeframe");
 #define FAST_NONE INT64_MIN
 
@@ -79,7 +102,7 @@ struct candle_engine {
   void *ud;
   symtab *syms;             /* the process's (borrowed) or the engine's own */
   bool own_syms;
-  candle_sym **by_id;       /* max_symbols of them, NULL until the id's first message */
+  candle_slot *by_id;       /* max_symbols of them */
   uint32_t *ids;            /* ids with a candle_sym, in arrival order (the timer's walk) */
   uint32_t nsyms;
   candle_stats stats;
@@ -174,10 +197,10 @@ candle_engine *candle_new(const candle_opts *o, char *err, size_t err_len) {
 void candle_free(candle_engine *e) {
   if (!e) return;
   for (uint32_t i = 0; i < e->nsyms; i++) {
-    candle_sym *sym = e->by_id[e->ids[i]];
-    for (int t = 0; t < e->ntf; t++) free(sym->tf[t].bars);
-    free(sym->refs);
-    free(sym);
+    candle_slot *slot = &e->by_id[e->ids[i]];
+    for (int t = 0; t < e->ntf; t++) free(slot->sym->tf[t].bars);
+    free(slot->refs);
+    free(slot->sym);
   }
   free(e->by_id);
   free(e->ids);
@@ -193,11 +216,13 @@ static TD_COLD candle_sym *sym_new(candle_engine *e, uint32_t id) {
     return NULL;
   }
   size_t size = sizeof(candle_sym) + (size_t)e->ntf * sizeof(candle_series);
-  candle_sym *s = calloc(1, size);
+  size = (size + CANDLE_SYM_ALIGN - 1) / CANDLE_SYM_ALIGN * CANDLE_SYM_ALIGN;   /* aligned_alloc's rule */
+  candle_sym *s = aligned_alloc(CANDLE_SYM_ALIGN, size);
   if (!s) return NULL;
+  memset(s, 0, size);
   s->id = id;
   s->fast_ns = FAST_NONE;
-  e->by_id[id] = s;
+  e->by_id[id].sym = s;
   e->ids[e->nsyms++] = id;
   e->stats.symbols++;
   e->stats.bytes += size;
@@ -206,7 +231,7 @@ static TD_COLD candle_sym *sym_new(candle_engine *e, uint32_t id) {
 
 /* The symbol of id, made at its first message; NULL when refused. */
 static TD_HOT_INLINE candle_sym *sym_get(candle_engine *e, uint32_t id) {
-  if (id < e->max_symbols && e->by_id[id]) return e->by_id[id];
+  if (id < e->max_symbols && e->by_id[id].sym) return e->by_id[id].sym;
   return sym_new(e, id);
 }
 
@@ -641,49 +666,58 @@ void candle_cancel_id(candle_engine *e, uint32_t id, int64_t t_ns, double price,
 
 /* The ref of trade `tid` among the symbol's last CANDLE_TRADE_IDS, newest
  * first (corrections are rare: a walk; a trade costs one slot write). */
-static trade_ref *ref_find(candle_sym *sym, uint64_t tid) {
-  for (uint32_t k = 1; sym->refs && k <= CANDLE_TRADE_IDS; k++) {
-    trade_ref *r = &sym->refs[(sym->refs_next + CANDLE_TRADE_IDS - k) % CANDLE_TRADE_IDS];
-    if (r->id == tid && r->size > 0) return r;
+static trade_ref *ref_find(const candle_engine *e, uint32_t id, uint64_t tid) {
+  const candle_slot *slot = &e->by_id[id];
+  for (uint32_t k = 1; slot->refs && k <= CANDLE_TRADE_IDS; k++) {
+    trade_ref *r = &slot->refs[(slot->refs_next + CANDLE_TRADE_IDS - k) % CANDLE_TRADE_IDS];
+    if (r->id == tid && r->t_ns != REF_NONE) return r;
   }
   return NULL;
+}
+
+void candle_prefetch(const candle_engine *e, uint32_t id) {
+  if (id >= e->max_symbols) return;
+  const candle_slot *slot = &e->by_id[id];
+  if (slot->sym) {
+    __builtin_prefetch(slot->sym, 1);
+    __builtin_prefetch((const char *)slot->sym + CANDLE_SYM_ALIGN, 1);
+  }
+  if (slot->refs) __builtin_prefetch(&slot->refs[slot->refs_next], 1);
 }
 
 void candle_trade_ref_id(candle_engine *e, uint32_t id, uint64_t tid, int64_t t_ns, double price, int64_t size,
                          int64_t now_ns) {
   candle_sym *sym = checked_sym(e, id, t_ns, price, size, now_ns);
   if (!sym || !trade_apply(e, sym, t_ns, price, size, now_ns)) return;   /* bad or late: no bar holds it */
-  if (!sym->refs) {
-    if (!(sym->refs = calloc(CANDLE_TRADE_IDS, sizeof(*sym->refs)))) return;
-    e->stats.bytes += CANDLE_TRADE_IDS * sizeof(*sym->refs);
+  candle_slot *slot = &e->by_id[id];
+  if (!slot->refs) {
+    if (!(slot->refs = malloc(CANDLE_TRADE_IDS * sizeof(*slot->refs)))) return;
+    for (uint32_t k = 0; k < CANDLE_TRADE_IDS; k++) slot->refs[k] = (trade_ref){0, REF_NONE};
+    e->stats.bytes += CANDLE_TRADE_IDS * sizeof(*slot->refs);
   }
-  sym->refs[sym->refs_next] = (trade_ref){tid, t_ns, price, size};
-  sym->refs_next = (sym->refs_next + 1) % CANDLE_TRADE_IDS;
+  slot->refs[slot->refs_next] = (trade_ref){tid, t_ns};
+  slot->refs_next = (slot->refs_next + 1) % CANDLE_TRADE_IDS;
 }
 
 /* The trade `tid` of symbol id, or NULL (counted: unknown, not applied). */
 static trade_ref *ref_of(candle_engine *e, uint32_t id, uint64_t tid) {
-  candle_sym *sym = id < e->max_symbols ? e->by_id[id] : NULL;
-  trade_ref *r = sym ? ref_find(sym, tid) : NULL;
+  candle_sym *sym = id < e->max_symbols ? e->by_id[id].sym : NULL;
+  trade_ref *r = sym ? ref_find(e, id, tid) : NULL;
   if (!r) e->stats.adjust_unknown++;
   return r;
 }
 
-void candle_correct_ref_id(candle_engine *e, uint32_t id, uint64_t tid, double cp, int64_t cs, int64_t now_ns) {
+void candle_correct_ref_id(candle_engine *e, uint32_t id, uint64_t tid, double op, int64_t os, double cp, int64_t cs,
+                           int64_t now_ns) {
   trade_ref *r = ref_of(e, id, tid);
-  if (!r) return;
-  candle_correct_id(e, id, r->t_ns, r->price, r->size, cp, cs, now_ns);
-  if (cs > 0 && isfinite(cp) && cp > 0) {   /* a later cancel or correction undoes the corrected trade */
-    r->price = cp;
-    r->size = cs;
-  }
+  if (r) candle_correct_id(e, id, r->t_ns, op, os, cp, cs, now_ns);
 }
 
-void candle_cancel_ref_id(candle_engine *e, uint32_t id, uint64_t tid, int64_t now_ns) {
+void candle_cancel_ref_id(candle_engine *e, uint32_t id, uint64_t tid, double price, int64_t size, int64_t now_ns) {
   trade_ref *r = ref_of(e, id, tid);
   if (!r) return;
-  candle_cancel_id(e, id, r->t_ns, r->price, r->size, now_ns);
-  r->size = 0;
+  candle_cancel_id(e, id, r->t_ns, price, size, now_ns);
+  r->t_ns = REF_NONE;   /* withdrawn: a second cancel finds nothing */
 }
 
 /* ---- by name ------------------------------------------------------------------- */
@@ -714,7 +748,7 @@ void candle_cancel(candle_engine *e, const char *s, size_t n, int64_t t_ns, doub
 
 void candle_tick(candle_engine *e, int64_t now_ns) {
   for (uint32_t i = 0; i < e->nsyms; i++) {
-    candle_sym *sym = e->by_id[e->ids[i]];
+    candle_sym *sym = e->by_id[e->ids[i]].sym;
     if (sym->mark_arrival_ns == 0) continue;
     /* the symbol's exchange time goes on at the wall clock's pace */
     int64_t elapsed = now_ns - sym->mark_arrival_ns;
@@ -742,7 +776,7 @@ void candle_tick(candle_engine *e, int64_t now_ns) {
 
 int candle_history(const candle_engine *e, const char *s, size_t n, int tf, uint32_t limit, candle_bar *out) {
   uint32_t id = symtab_find(e->syms, s, n);
-  candle_sym *sym = id < e->max_symbols ? e->by_id[id] : NULL;
+  candle_sym *sym = id < e->max_symbols ? e->by_id[id].sym : NULL;
   if (!sym || tf < 0 || tf >= e->ntf) return -1;
   uint32_t total = series_n(sym, tf), k = total < limit ? total : limit;
   for (uint32_t i = 0; i < k; i++) {

@@ -228,14 +228,16 @@ static bool int_num(const smsg_msg *m, smsg_field f, int64_t *out) {
   return true;
 }
 
+void candle_pub_prefetch(const candle_pub *c, uint32_t id) { candle_prefetch(c->engine, id); }
+
 void candle_pub_msg(candle_pub *c, const smsg_msg *m, uint32_t id) {
   if (m->kind != SMSG_TRADE && m->kind != SMSG_QUOTE && m->kind != SMSG_CORRECTION && m->kind != SMSG_CANCEL_ERROR)
     return;
   int64_t t;
   if (smsg_msg_time(m, &t) != 0) return;
   int64_t now = arrival_ns(c);
-  double a, b, cp, tid;
-  int64_t s, cs;
+  double a, b, op, cp, tid;
+  int64_t s, os, cs;
   /* trades are remembered by id, and corrections and cancels placed by the
    * id of the trade they name ("oi", "i"), not by their own time */
   switch (m->kind) {
@@ -247,11 +249,14 @@ void candle_pub_msg(candle_pub *c, const smsg_msg *m, uint32_t id) {
       if (num(m, SMSG_F_QUOTE_BP, &a) && num(m, SMSG_F_QUOTE_AP, &b)) candle_quote_id(c->engine, id, t, a, b, now);
       break;
     case SMSG_CORRECTION:
-      if (num(m, SMSG_F_CORRECTION_OI, &tid) && num(m, SMSG_F_CORRECTION_CP, &cp) && int_num(m, SMSG_F_CORRECTION_CS, &cs))
-        candle_correct_ref_id(c->engine, id, (uint64_t)tid, cp, cs, now);
+      if (num(m, SMSG_F_CORRECTION_OI, &tid) && num(m, SMSG_F_CORRECTION_OP, &op) &&
+          int_num(m, SMSG_F_CORRECTION_OS, &os) && num(m, SMSG_F_CORRECTION_CP, &cp) &&
+          int_num(m, SMSG_F_CORRECTION_CS, &cs))
+        candle_correct_ref_id(c->engine, id, (uint64_t)tid, op, os, cp, cs, now);
       break;
     default:   /* cancel or error: either way the trade is withdrawn */
-      if (num(m, SMSG_F_CANCEL_I, &tid)) candle_cancel_ref_id(c->engine, id, (uint64_t)tid, now);
+      if (num(m, SMSG_F_CANCEL_I, &tid) && num(m, SMSG_F_CANCEL_P, &a) && int_num(m, SMSG_F_CANCEL_S, &s))
+        candle_cancel_ref_id(c->engine, id, (uint64_t)tid, a, s, now);
       break;
   }
 }

@@ -144,6 +144,9 @@ static void publish_msg(td_pipeline *p, const smsg_msg *m, unsigned pub_flags) {
     p->stats.refused++;
     return;
   }
+  /* the candles' lines for this symbol start loading now, behind the
+   * encoding and publishing below, not when to_candles needs them */
+  if (pipeline_aggregating(p)) candle_pub_prefetch(p->candles, id);
   /* quotes go to the configured prefix; other kinds to their own channels */
   const char *prefix = m->kind == SMSG_QUOTE ? p->channel_prefix : m->channel;
   /* "<prefix>:<SYMBOL>" by hand: snprintf cost as much as the PUBLISH itself */

@@ -235,8 +235,8 @@ static void test_corrections_and_cancels(void **state) {
 }
 
 /* By trade id: a correction or cancel adjusts the bar of the trade it
- * names, with the values that trade was aggregated with, whatever its own
- * time; an id not remembered is counted and changes nothing. */
+ * names, at that trade's time, whatever its own; an id not remembered (or
+ * already cancelled) is counted and changes nothing. */
 static void test_corrections_and_cancels_by_trade_id(void **state) {
   candle_engine *e = engine("1s,1m", 2000, 10, 10);
   uint32_t id = 0;
@@ -246,7 +246,7 @@ static void test_corrections_and_cancels_by_trade_id(void **state) {
   candle_trade_ref_id(e, id, 101, T0 + 1 * S + 100 * MS, 10, 100, T0 + 1 * S);
   candle_trade_ref_id(e, id, 102, T0 + 2 * S + 100 * MS, 12, 50, T0 + 2 * S);
   /* the correction of 101 comes during the next second: placed in 101's bar (1 s) */
-  candle_correct_ref_id(e, id, 101, 10.5, 80, T0 + 2 * S + 500 * MS);
+  candle_correct_ref_id(e, id, 101, 10, 100, 10.5, 80, T0 + 2 * S + 500 * MS);
   assert_int_equal(bars(e, 0, b), 3);
   assert_int_equal(b[1].start, T0 / S + 1);
   assert_int_equal(b[1].volume, 80);
@@ -258,8 +258,9 @@ static void test_corrections_and_cancels_by_trade_id(void **state) {
   /* the minute bar holds all three; corrected too */
   assert_int_equal(bars(e, 1, b), 1);
   assert_int_equal(b[0].volume, 1 + 80 + 50);
-  /* cancelling 101 now takes the corrected trade out (10.5 x 80) */
-  candle_cancel_ref_id(e, id, 101, T0 + 2 * S + 600 * MS);
+  /* cancelling 101 now takes the corrected trade out (10.5 x 80, as the
+   * cancel names it) */
+  candle_cancel_ref_id(e, id, 101, 10.5, 80, T0 + 2 * S + 600 * MS);
   assert_int_equal(bars(e, 0, b), 3);
   assert_int_equal(b[1].volume, 0);
   assert_int_equal(b[1].count, 0);
@@ -268,16 +269,16 @@ static void test_corrections_and_cancels_by_trade_id(void **state) {
   assert_int_equal(b[0].volume, 51);
   assert_int_equal(b[0].count, 2);
   /* unknown: never seen, already cancelled, and forgotten (older than the last CANDLE_TRADE_IDS) */
-  candle_cancel_ref_id(e, id, 999, T0 + 2 * S + 700 * MS);
-  candle_cancel_ref_id(e, id, 101, T0 + 2 * S + 700 * MS);
+  candle_cancel_ref_id(e, id, 999, 10, 1, T0 + 2 * S + 700 * MS);
+  candle_cancel_ref_id(e, id, 101, 10.5, 80, T0 + 2 * S + 700 * MS);
   for (uint64_t k = 0; k < CANDLE_TRADE_IDS; k++)
     candle_trade_ref_id(e, id, 1000 + k, T0 + 2 * S + 800 * MS, 12, 1, T0 + 2 * S + 800 * MS);
-  candle_correct_ref_id(e, id, 102, 13, 50, T0 + 2 * S + 900 * MS);
+  candle_correct_ref_id(e, id, 102, 12, 50, 13, 50, T0 + 2 * S + 900 * MS);
   candle_get_stats(e, &st);
   assert_int_equal(st.adjust_unknown, 3);
   assert_int_equal(st.adjusted, 2);
   /* the newest ids are still known */
-  candle_cancel_ref_id(e, id, 1000 + CANDLE_TRADE_IDS - 1, T0 + 2 * S + 900 * MS);
+  candle_cancel_ref_id(e, id, 1000 + CANDLE_TRADE_IDS - 1, 12, 1, T0 + 2 * S + 900 * MS);
   candle_get_stats(e, &st);
   assert_int_equal(st.adjusted, 3);
   assert_int_equal(bars(e, 0, b), 3);
