@@ -5,15 +5,18 @@
 # (100,000) trades/s over BENCH_CANDLE_SYMBOLS (1,000) symbols for
 # BENCH_DURATION seconds, once with --candles true (all six default
 # timeframes) and once with --candles false, alternating, BENCH_RUNS times;
-# tickerd's user+system CPU (/proc/<pid>/stat) over the trades accepted.
+# tickerd's CPU time over the trades accepted: /proc/<pid>/schedstat's
+# nanoseconds on a CPU (stat's clock ticks are 10 ms: over a 6 s run at
+# ~12 % of a core, a tick is 1.4 % of the figure, a sixth of the goal).
 # Goal: candles on costs at most 10 % more per trade.
 # BENCH_CANDLE_PAIRED=1: each run starts both servers, each with its own
 # redis-server, and loads them at the same time, so that both see the same
 # machine: on a shared machine the CPU per trade of one binary moves by
 # tens of percent between runs a minute apart, more than the goal.
 # Memory per symbol: build/bench/candle_mem (every default timeframe full
-# with 300 bars, 1,000 symbols). Then, when valgrind is installed, the
-# instructions per trade (bench/candle_callgrind.sh).
+# with 300 bars, 1,000 symbols). Then, when valgrind is installed (and
+# BENCH_CANDLE_CALLGRIND is not 0), the instructions per trade
+# (bench/candle_callgrind.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/lib.sh
@@ -31,21 +34,20 @@ if [ "$PAIRED" = 1 ]; then
   REDIS_OFF_PORT=$REDIS_PORT
 fi
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+cpu_ns() { awk '{ print $1 }' "/proc/$1/schedstat"; }
 
 # measure <on|off>: prints "<µs per trade> <trades/s achieved>"
 measure() {
   start_tickerd "tickerd-candles-$1" --feed none --candles "$([ "$1" = on ] && echo true || echo false)" || exit 1
   # a short warm-up: symbols interned, buffers pooled
   /usr/bin/python3 "$HERE/candle_load.py" --port "$TD_PORT" --rate "$RATE" --symbols "$SYMBOLS" --seconds 1 >/dev/null
-  local c0 c1 out hz
-  hz=$(getconf CLK_TCK)
-  c0=$(cpu_ticks "$TD_PID")
+  local c0 c1 out
+  c0=$(cpu_ns "$TD_PID")
   out=$(/usr/bin/python3 "$HERE/candle_load.py" --port "$TD_PORT" --rate "$RATE" --symbols "$SYMBOLS" --seconds "$BENCH_DURATION")
-  c1=$(cpu_ticks "$TD_PID")
+  c1=$(cpu_ns "$TD_PID")
   stop_tickerd
-  awk -v c=$((c1 - c0)) -v hz="$hz" -v n="${out% *}" -v s="${out#* }" \
-    'BEGIN { printf "%.3f %.0f\n", c / hz * 1e6 / n, n / s }'
+  awk -v c=$((c1 - c0)) -v n="${out% *}" -v s="${out#* }" \
+    'BEGIN { printf "%.3f %.0f\n", c / 1e3 / n, n / s }'
 }
 
 # measure_pair: both at once, each on its own Redis; prints
@@ -54,8 +56,7 @@ measure_pair() {
   REDIS_PORT=$REDIS_ON_PORT start_tickerd tickerd-candles-on --feed none --candles true || exit 1
   local on_pid=$TD_PID on_port=$TD_PORT
   REDIS_PORT=$REDIS_OFF_PORT start_tickerd tickerd-candles-off --feed none --candles false || exit 1
-  local off_pid=$TD_PID off_port=$TD_PORT hz c0n c0f c1n c1f
-  hz=$(getconf CLK_TCK)
+  local off_pid=$TD_PID off_port=$TD_PORT c0n c0f c1n c1f
   local load=(/usr/bin/python3 "$HERE/candle_load.py" --rate "$RATE" --symbols "$SYMBOLS")
   # (wait for the generators by pid: a bare wait would wait for the servers)
   local g1 g2
@@ -64,19 +65,19 @@ measure_pair() {
   "${load[@]}" --port "$off_port" --seconds 1 >/dev/null &
   g2=$!
   wait "$g1" "$g2"
-  c0n=$(cpu_ticks "$on_pid"); c0f=$(cpu_ticks "$off_pid")
+  c0n=$(cpu_ns "$on_pid"); c0f=$(cpu_ns "$off_pid")
   "${load[@]}" --port "$on_port" --seconds "$BENCH_DURATION" >"$BENCH_TMP/load.on" &
   g1=$!
   "${load[@]}" --port "$off_port" --seconds "$BENCH_DURATION" >"$BENCH_TMP/load.off" &
   g2=$!
   wait "$g1" "$g2"
-  c1n=$(cpu_ticks "$on_pid"); c1f=$(cpu_ticks "$off_pid")
+  c1n=$(cpu_ns "$on_pid"); c1f=$(cpu_ns "$off_pid")
   bench_stop "$on_pid"; bench_forget "$on_pid"
   bench_stop "$off_pid"; bench_forget "$off_pid"
   read -r nn sn <"$BENCH_TMP/load.on"
   read -r nf sf <"$BENCH_TMP/load.off"
-  awk -v cn=$((c1n - c0n)) -v cf=$((c1f - c0f)) -v hz="$hz" -v nn="$nn" -v sn="$sn" -v nf="$nf" -v sf="$sf" \
-    'BEGIN { printf "%.3f %.0f %.3f %.0f\n", cn / hz * 1e6 / nn, nn / sn, cf / hz * 1e6 / nf, nf / sf }'
+  awk -v cn=$((c1n - c0n)) -v cf=$((c1f - c0f)) -v nn="$nn" -v sn="$sn" -v nf="$nf" -v sf="$sf" \
+    'BEGIN { printf "%.3f %.0f %.3f %.0f\n", cn / 1e3 / nn, nn / sn, cf / 1e3 / nf, nf / sf }'
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -102,7 +103,9 @@ MEM=$("$(dirname "$TICKERD")/bench/candle_mem" "$SYMBOLS")
 # load does not move: on a shared machine the wall clock above moves by more
 # than the goal between runs.
 CG="valgrind is not installed: not counted"
-if command -v valgrind >/dev/null; then
+if [ "${BENCH_CANDLE_CALLGRIND:-1}" = 0 ]; then
+  CG="not counted (BENCH_CANDLE_CALLGRIND=0)"
+elif command -v valgrind >/dev/null; then
   bench_log "instructions per trade under callgrind (bench/candle_callgrind.sh)"
   CG=$("$HERE/candle_callgrind.sh" "$TICKERD" 2>/dev/null) || CG="bench/candle_callgrind.sh failed"
 fi
