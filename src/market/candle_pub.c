@@ -159,6 +159,7 @@ static void on_bar(void *ud, const char *sym, size_t sym_len, int tf, const cand
 static void on_tick(uv_timer_t *t) {
   candle_pub *c = t->data;
   candle_tick(c->engine, realtime_ns());
+  if (c->store) cstore_flush(c->store);   /* the tick's in-progress bars, batched */
 }
 
 candle_pub *candle_pub_new(uv_loop_t *loop, const char *redis_url, const candle_opts *o, char *err, size_t err_len) {

@@ -14,16 +14,22 @@
 #include "redis/redis_conn.h"
 #include "redis/resp_put.h"
 
-/* KEYS: the series' sorted set. ARGV: channel, bar, start, history, TTL ms,
- * and on a Cluster the publish command (SPUBLISH: the channel hashes to the
- * key's slot, so the script touches one slot). */
+/* KEYS: the series' sorted sets, one per bar. ARGV: history, the publish
+ * command (PUBLISH; SPUBLISH on a Cluster: the channel hashes to its key's
+ * slot, so a bar touches one slot), then for each key its channel, bar,
+ * start and TTL ms. Returns the bars stored. One bar per call on a Cluster
+ * and for a closed bar; a batch of in-progress bars in classic mode. */
 static const char put_script[] =
-    "redis.call(ARGV[6] or 'PUBLISH', ARGV[1], ARGV[2])\n"
-    "redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[3], ARGV[3])\n"
-    "redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])\n"
-    "redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[4]) - 1)\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
-    "return 1\n";
+    "local h, pub = -tonumber(ARGV[1]) - 1, ARGV[2]\n"
+    "for i = 1, #KEYS do\n"
+    "  local a = 3 + (i - 1) * 4\n"
+    "  redis.call(pub, ARGV[a], ARGV[a + 1])\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[i], ARGV[a + 2], ARGV[a + 2])\n"
+    "  redis.call('ZADD', KEYS[i], ARGV[a + 2], ARGV[a + 1])\n"
+    "  redis.call('ZREMRANGEBYRANK', KEYS[i], 0, h)\n"
+    "  redis.call('PEXPIRE', KEYS[i], ARGV[a + 3])\n"
+    "end\n"
+    "return #KEYS\n";
 
 /* Reply tags: the script's load, an in-progress bar (not kept), a closed
  * bar (kept in its connection's `sent` FIFO until answered), an ASKING; a
@@ -37,6 +43,14 @@ enum { TAG_LOAD = 1, TAG_PUT, TAG_KEPT, TAG_ASKING, TAG_LAST = TAG_ASKING };
 
 /* "tickerd:{candles:86400s:<symbol>}:bars" with room */
 #define CSTORE_KEY_MAX 128
+/* In-progress bars sent in one script call at most (classic mode): each
+ * call is a command and a reply for tickerd to make and read, ~1,000
+ * instructions a bar alone, and the timer hands over a second's bars at
+ * once (six a symbol). */
+#define CSTORE_BATCH_MAX 64
+/* Room for a batch's keys and for its other arguments (a bar's JSON is
+ * ~200 bytes); a bar that does not fit sends the batch first. */
+#define CSTORE_BATCH_BYTES (32 * 1024)
 
 struct cstore_read {
   cstore_read_cb cb;        /* NULL once cancelled */
@@ -87,6 +101,11 @@ struct cstore {
   int nttl;
   cstore_stats stats;
   uint64_t logged_ms, unlogged;
+  /* In-progress bars not sent yet (classic mode): their keys, and their
+   * channel, bar, start and TTL, as RESP bulks; sent by batch_send. */
+  uint32_t batch_n;
+  size_t batch_keys_len, batch_args_len;
+  char batch_keys[CSTORE_BATCH_BYTES], batch_args[CSTORE_BATCH_BYTES];
   bool closing;
   int closes_pending;
   void (*done)(void *);
@@ -293,32 +312,96 @@ static const char *ttl_of(cstore *s, int64_t tf_s, size_t *len) {
   return s->ttl[i].text;
 }
 
-static const char put_head[] = "*9\r\n$7\r\nEVALSHA\r\n", put_chead[] = "*10\r\n$7\r\nEVALSHA\r\n";
+/* A call's head: "*<arguments>", EVALSHA; one bar is ten arguments. */
+static const char put_head[] = "*10\r\n$7\r\nEVALSHA\r\n";
+#define PUT_HEAD_MAX (sizeof("*\r\n$7\r\nEVALSHA\r\n") + FMT_U64_MAX)
 
-/* The most put_write writes. */
-static size_t put_max(const cstore *s, const put_args *a) {
-  return sizeof(put_chead) + 9 * RESP_BULK_OVERHEAD + 40 + 1 + a->kn + a->n + a->len + a->sn + s->history_len +
-         a->tn + sizeof("SPUBLISH");
-}
+static const char *pub_cmd(const cstore *s) { return s->map ? "SPUBLISH" : "PUBLISH"; }
 
-/* The command by hand: redisFormatCommandArgv and snprintf cost ~11,000
- * instructions per bar (callgrind), more than the rest of candles per
- * trade at 100 trades per symbol per second. On a Cluster the script
- * names its publish command: one more argument. Returns its length. */
-static size_t put_write(const cstore *s, const put_args *a, char *cmd) {
-  size_t hl = s->map ? sizeof(put_chead) - 1 : sizeof(put_head) - 1;
-  memcpy(cmd, s->map ? put_chead : put_head, hl);
-  char *o = resp_put_bulk(cmd + hl, s->sha, 40);
-  o = resp_put_bulk(o, "1", 1);
-  o = resp_put_bulk(o, a->key, a->kn);
+/* A bar's arguments after the key: channel, bar, start, TTL. */
+static char *put_bar_args(char *o, const put_args *a) {
   o = resp_put_bulk(o, a->channel, a->n);
   o = resp_put_bulk(o, a->json, a->len);
   o = resp_put_bulk(o, a->start, a->sn);
-  o = resp_put_bulk(o, s->history, s->history_len);
-  o = resp_put_bulk(o, a->ttl, a->tn);
-  if (s->map) o = resp_put_bulk(o, "SPUBLISH", 8);
-  return (size_t)(o - cmd);
+  return resp_put_bulk(o, a->ttl, a->tn);
 }
+
+static size_t bar_args_max(const put_args *a) { return 4 * RESP_BULK_OVERHEAD + a->n + a->len + a->sn + a->tn; }
+
+/* The most put_write writes. */
+static size_t put_max(const cstore *s, const put_args *a) {
+  return sizeof(put_head) + 5 * RESP_BULK_OVERHEAD + 40 + 1 + a->kn + s->history_len + sizeof("SPUBLISH") +
+         bar_args_max(a);
+}
+
+/* A call's arguments from the SHA to the publish command. */
+static char *put_call(const cstore *s, char *o, uint32_t nkeys, const char *keys, size_t keys_len) {
+  char num[FMT_U64_MAX];
+  o = resp_put_bulk(o, s->sha, 40);
+  o = resp_put_bulk(o, num, (size_t)(fmt_u64(num, nkeys) - num));
+  memcpy(o, keys, keys_len);
+  o += keys_len;
+  o = resp_put_bulk(o, s->history, s->history_len);
+  const char *pub = pub_cmd(s);
+  return resp_put_bulk(o, pub, strlen(pub));
+}
+
+/* One bar's call by hand: redisFormatCommandArgv and snprintf cost ~11,000
+ * instructions per bar (callgrind), more than the rest of candles per
+ * trade at 100 trades per symbol per second. Returns its length. */
+static size_t put_write(const cstore *s, const put_args *a, char *cmd) {
+  char key[CSTORE_KEY_MAX + RESP_BULK_OVERHEAD];
+  size_t kl = (size_t)(resp_put_bulk(key, a->key, a->kn) - key);
+  memcpy(cmd, put_head, sizeof(put_head) - 1);
+  char *o = put_call(s, cmd + sizeof(put_head) - 1, 1, key, kl);
+  return (size_t)(put_bar_args(o, a) - cmd);
+}
+
+/* The batched in-progress bars in one call, if any; when the connection
+ * cannot take them now they are skipped (counted), as one bar would be. */
+static void batch_send(cstore *s) {
+  if (s->batch_n == 0) return;
+  cstore_link *l = s->link[0];
+  uint32_t n = s->batch_n;
+  s->batch_n = 0;
+  size_t keys_len = s->batch_keys_len, args_len = s->batch_args_len;
+  s->batch_keys_len = s->batch_args_len = 0;
+  if (!can_send(l)) {
+    s->stats.skipped += n;
+    return;
+  }
+  char *cmd = rconn_command_begin(&l->conn, PUT_HEAD_MAX + 3 * RESP_BULK_OVERHEAD + 40 + FMT_U64_MAX + keys_len +
+                                                s->history_len + sizeof("SPUBLISH") + args_len);
+  if (!cmd) {
+    s->stats.errors += n;
+    return;
+  }
+  char *o = cmd;
+  *o++ = '*';
+  o = fmt_u64(o, 5 * (uint64_t)n + 5);   /* EVALSHA, sha, numkeys, the keys, history, publish, four per bar */
+  static const char evalsha[] = "\r\n$7\r\nEVALSHA\r\n";
+  memcpy(o, evalsha, sizeof(evalsha) - 1);
+  o += sizeof(evalsha) - 1;
+  o = put_call(s, o, n, s->batch_keys, keys_len);
+  memcpy(o, s->batch_args, args_len);
+  o += args_len;
+  if (rconn_command_end(&l->conn, TAG_PUT, (size_t)(o - cmd)) == 0) s->stats.sent += n;
+  else s->stats.errors += n;
+}
+
+/* An in-progress bar into the batch (classic mode), which goes when full;
+ * false when the bar alone would not fit one. */
+static bool batch_add(cstore *s, const put_args *a) {
+  size_t kmax = a->kn + RESP_BULK_OVERHEAD, amax = bar_args_max(a);
+  if (kmax > CSTORE_BATCH_BYTES || amax > CSTORE_BATCH_BYTES) return false;
+  if (s->batch_keys_len + kmax > CSTORE_BATCH_BYTES || s->batch_args_len + amax > CSTORE_BATCH_BYTES) batch_send(s);
+  s->batch_keys_len = (size_t)(resp_put_bulk(s->batch_keys + s->batch_keys_len, a->key, a->kn) - s->batch_keys);
+  s->batch_args_len = (size_t)(put_bar_args(s->batch_args + s->batch_args_len, a) - s->batch_args);
+  if (++s->batch_n == CSTORE_BATCH_MAX) batch_send(s);
+  return true;
+}
+
+void cstore_flush(cstore *s) { batch_send(s); }
 
 int cstore_put(cstore *s, const char *channel, size_t n, const char *json, size_t len, int64_t start, int64_t tf_s,
                bool closed) {
@@ -332,6 +415,10 @@ int cstore_put(cstore *s, const char *channel, size_t n, const char *json, size_
   }
   a.sn = (size_t)(fmt_i64(a.start, start) - a.start);
   a.ttl = ttl_of(s, tf_s, &a.tn);
+  if (!closed && !s->map && batch_add(s, &a)) return 0;
+  /* the in-progress bars batched so far go first: a closed bar must not
+   * be overwritten by an older in-progress one of its series */
+  batch_send(s);
   if (!closed) {   /* straight into the connection's buffer: no copy, no malloc */
     char *cmd = rconn_command_begin(&l->conn, put_max(s, &a));
     if (!cmd) return UV_ENOMEM;
@@ -461,7 +548,7 @@ static void on_reply(td_rconn *c, void *ud, redisReply *r, uintptr_t tag) {
   }
   cstore_cmd *kept = tag == TAG_KEPT ? fifo_pop(&l->sent) : NULL;
   if (r && r->type != REDIS_REPLY_ERROR) {
-    s->stats.stored++;
+    s->stats.stored += r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? (uint64_t)r->integer : 1;
     free(kept);
   } else {
     put_failed(l, kept, r);

@@ -390,3 +390,42 @@ def test_a_closed_bar_in_flight_when_the_connection_drops_is_sent_again(stack, r
     assert [(b["c"], b["closed"]) for b in stored[:2]] == [(10.0, True), (11.0, True)]
     st = stack.status()["candles"]["store"]
     assert st["dropped"] == 0 and st["waiting"] == 0, st
+
+
+def test_in_progress_bars_of_many_series_go_in_batches(redis_server, tickerd_factory):
+    """Classic mode sends a tick's in-progress bars in batches (one script
+    call for up to CSTORE_BATCH_MAX bars): every series' bar is still
+    published on its own channel and stored in its own set, and Redis saw
+    fewer script calls than bars. 40 symbols x 2 timeframes = 80 bars,
+    more than one batch; minute timeframes, so no bar closes meanwhile.
+    Failed before the batches: the bars took 80 calls."""
+    t = tickerd_factory("--feed", "none", "--redis-url", redis_server.url, "--candle-timeframes", "1m,5m")
+    wait_for(lambda: t.get("/readyz").status == 200 or None, what="redis connection")
+    r = redis_server.client()
+    syms = [f"BT{k:02d}" for k in range(40)]
+    ps = r.pubsub(ignore_subscribe_messages=True)
+    ps.psubscribe("candles:*:BT*")
+    wait_for(lambda: ps.get_message(timeout=0.05) is None or True, what="subscription")
+    r.config_resetstat()
+    now = time.time_ns()
+    post(t, *[trade(s, now, 10.0 + k, 1 + k, 100 + k) for k, s in enumerate(syms)])
+    seen = {}
+    deadline = time.monotonic() + 5
+    while len(seen) < 2 * len(syms) and time.monotonic() < deadline:
+        m = ps.get_message(timeout=0.1)
+        if m and m["type"] == "pmessage":
+            ch = m["channel"]
+            seen.setdefault(ch.decode() if isinstance(ch, bytes) else ch, json.loads(m["data"]))
+    assert len(seen) == 2 * len(syms), sorted(seen)
+    for k, s in enumerate(syms):
+        for tf in ("1m", "5m"):
+            b = seen[f"candles:{tf}:{s}"]
+            assert (b["S"], b["tf"], b["c"], b["v"], b["closed"]) == (s, tf, 10.0 + k, 1 + k, False)
+            stored = [json.loads(x) for x in r.zrange(f"tickerd:{{candles:{tf}:{s}}}:bars", 0, -1)]
+            assert len(stored) == 1 and (stored[0]["c"], stored[0]["v"]) == (10.0 + k, 1 + k)
+    # each trade is one call of the publisher's position script; the 80
+    # bars are two calls (64 + 16), with room for a tick that split them
+    calls = r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    assert len(syms) < calls <= len(syms) + 4, calls
+    st = t.status()["candles"]["store"]
+    assert st["sent"] >= 2 * len(syms) and st["stored"] >= 2 * len(syms), st
