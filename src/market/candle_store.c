@@ -370,7 +370,9 @@ static void batch_send(cstore *s) {
     s->stats.skipped += n;
     return;
   }
-  char *cmd = rconn_command_begin(&l->conn, PUT_HEAD_MAX + 3 * RESP_BULK_OVERHEAD + 40 + FMT_U64_MAX + keys_len +
+  /* the head, then four bulks (sha, numkeys, history, publish) and the
+   * batch's keys and arguments, formatted already */
+  char *cmd = rconn_command_begin(&l->conn, PUT_HEAD_MAX + 4 * RESP_BULK_OVERHEAD + 40 + FMT_U64_MAX + keys_len +
                                                 s->history_len + sizeof("SPUBLISH") + args_len);
   if (!cmd) {
     s->stats.errors += n;
