@@ -312,9 +312,16 @@ static const char *ttl_of(cstore *s, int64_t tf_s, size_t *len) {
   return s->ttl[i].text;
 }
 
-/* A call's head: "*<arguments>", EVALSHA; one bar is ten arguments. */
-static const char put_head[] = "*10\r\n$7\r\nEVALSHA\r\n";
+/* A call's head, "*<arguments>" and EVALSHA, for n bars: EVALSHA, the
+ * sha, numkeys, the keys, history, the publish command, four per bar. */
 #define PUT_HEAD_MAX (sizeof("*\r\n$7\r\nEVALSHA\r\n") + FMT_U64_MAX)
+static char *put_head(char *o, uint32_t n) {
+  static const char evalsha[] = "\r\n$7\r\nEVALSHA\r\n";
+  *o++ = '*';
+  o = fmt_u64(o, 5 * (uint64_t)n + 5);
+  memcpy(o, evalsha, sizeof(evalsha) - 1);
+  return o + sizeof(evalsha) - 1;
+}
 
 static const char *pub_cmd(const cstore *s) { return s->map ? "SPUBLISH" : "PUBLISH"; }
 
@@ -330,7 +337,7 @@ static size_t bar_args_max(const put_args *a) { return 4 * RESP_BULK_OVERHEAD + 
 
 /* The most put_write writes. */
 static size_t put_max(const cstore *s, const put_args *a) {
-  return sizeof(put_head) + 5 * RESP_BULK_OVERHEAD + 40 + 1 + a->kn + s->history_len + sizeof("SPUBLISH") +
+  return PUT_HEAD_MAX + 5 * RESP_BULK_OVERHEAD + 40 + 1 + a->kn + s->history_len + sizeof("SPUBLISH") +
          bar_args_max(a);
 }
 
@@ -352,8 +359,7 @@ static char *put_call(const cstore *s, char *o, uint32_t nkeys, const char *keys
 static size_t put_write(const cstore *s, const put_args *a, char *cmd) {
   char key[CSTORE_KEY_MAX + RESP_BULK_OVERHEAD];
   size_t kl = (size_t)(resp_put_bulk(key, a->key, a->kn) - key);
-  memcpy(cmd, put_head, sizeof(put_head) - 1);
-  char *o = put_call(s, cmd + sizeof(put_head) - 1, 1, key, kl);
+  char *o = put_call(s, put_head(cmd, 1), 1, key, kl);
   return (size_t)(put_bar_args(o, a) - cmd);
 }
 
@@ -378,13 +384,7 @@ static void batch_send(cstore *s) {
     s->stats.errors += n;
     return;
   }
-  char *o = cmd;
-  *o++ = '*';
-  o = fmt_u64(o, 5 * (uint64_t)n + 5);   /* EVALSHA, sha, numkeys, the keys, history, publish, four per bar */
-  static const char evalsha[] = "\r\n$7\r\nEVALSHA\r\n";
-  memcpy(o, evalsha, sizeof(evalsha) - 1);
-  o += sizeof(evalsha) - 1;
-  o = put_call(s, o, n, s->batch_keys, keys_len);
+  char *o = put_call(s, put_head(cmd, n), n, s->batch_keys, keys_len);
   memcpy(o, s->batch_args, args_len);
   o += args_len;
   if (rconn_command_end(&l->conn, TAG_PUT, (size_t)(o - cmd)) == 0) s->stats.sent += n;
