@@ -21,6 +21,19 @@ NODE_TIMEOUT_MS = 1000
 CREATE_TIMEOUT_S = 30
 # A node also listens on port + 10000 (the cluster bus): both must be free.
 BUS_OFFSET = 10000
+# Node and bus ports both below the kernel's ephemeral range (32768-60999
+# by default): an outgoing connection of this or another process can take
+# an ephemeral port between the check that it is free and redis-server's
+# bind, and then the node exits at once (the likely cause when, in one CI
+# run, a TLS node never answered within five seconds).
+PORT_MIN, PORT_MAX = 10000, 32767 - BUS_OFFSET
+# A node that still fails to bind is started again on other ports.
+START_ATTEMPTS = 3
+START_PING_S = 0.5
+# A node alive but slow to answer (a stalled shared machine) is given this
+# long, not the harness's usual five seconds: a cluster test is one of a
+# few hundred, and a false failure costs the whole run.
+START_TIMEOUT_S = 15
 
 
 def _bindable(port):
@@ -32,10 +45,12 @@ def _bindable(port):
             return False
 
 
-def cluster_port():
+def cluster_port(taken=()):
+    """A free node port whose bus port is free too, neither of them one of
+    `taken` (the ports, node and bus, of the cluster's other nodes)."""
     for _ in range(1000):
-        p = random.randint(20000, 50000)
-        if _bindable(p) and _bindable(p + BUS_OFFSET):
+        p = random.randint(PORT_MIN, PORT_MAX)
+        if p not in taken and p + BUS_OFFSET not in taken and _bindable(p) and _bindable(p + BUS_OFFSET):
             return p
     raise RuntimeError("no free port pair for a cluster node")
 
@@ -47,15 +62,13 @@ class RedisCluster:
         self.password = password
         self.tls = tls
         self.dir = tempfile.mkdtemp(prefix="tickerd-cluster-")
-        self.ports = [cluster_port() for _ in range(primaries * (1 + replicas))]
+        self.ports = []
         self.procs = {}
         # A cluster that fails to come up is stopped here: the caller never
         # gets the object to clean up, and its servers would outlive the test.
         try:
-            for p in self.ports:
-                self._start(p)
-            for p in self.ports:
-                wait_for(lambda p=p: self._pings(p), what=f"redis-server :{p}")
+            for _ in range(primaries * (1 + replicas)):
+                self.ports.append(self._start_node())
             if len(self.ports) == 1:
                 # one shard: redis-cli --cluster create wants three masters
                 self.client(self.ports[0]).execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
@@ -71,6 +84,36 @@ class RedisCluster:
         except BaseException:
             self.cleanup()
             raise
+
+    def _start_node(self):
+        """Starts a node on free ports and waits until it answers; returns
+        its port. A node that exits first (its port taken after all) is
+        started again on other ports, its log's last line kept for the
+        error if every attempt fails."""
+        taken = {q for p in self.ports for q in (p, p + BUS_OFFSET)}
+        why = ""
+        for _ in range(START_ATTEMPTS):
+            port = cluster_port(taken)
+            self._start(port)
+            proc = self.procs[port]
+            # short pings: one to a port another listener holds would wait
+            # out the whole deadline while the node has exited already
+            wait_for(lambda: proc.poll() is not None or self._pings(port, START_PING_S),
+                     timeout=START_TIMEOUT_S, what=f"redis-server :{port}")
+            if proc.poll() is None:
+                return port
+            del self.procs[port]
+            why = self._log_tail(port)
+            taken |= {port, port + BUS_OFFSET}
+        raise RuntimeError(f"no cluster node started in {START_ATTEMPTS} attempts; last: {why}")
+
+    def _log_tail(self, port):
+        try:
+            with open(os.path.join(self.dir, str(port), "redis.log")) as f:
+                lines = f.read().strip().splitlines()
+            return lines[-1] if lines else "(empty log)"
+        except OSError as e:
+            return str(e)
 
     def _start(self, port):
         d = os.path.join(self.dir, str(port))
@@ -91,9 +134,9 @@ class RedisCluster:
              "--repl-diskless-sync-delay", "0", "--save", "", "--appendonly", "no", "--dir", d, "--logfile", os.path.join(d, "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def _pings(self, port):
+    def _pings(self, port, timeout=5):
         try:
-            return self.client(port).ping()
+            return self.client(port, timeout).ping()
         except Exception:
             return False
 
@@ -115,13 +158,13 @@ class RedisCluster:
     def cli_tls(self):
         return ["--tls", "--cacert", self.tls["ca.crt"]] if self.tls else []
 
-    def client(self, port):
+    def client(self, port, timeout=5):
         # The harness's own client checks the chain but not the name: one test
         # gives a node a certificate for another host on purpose, and only
         # tickerd must refuse it. redis-py 6 (trixie) checks the name by
         # default, 4.3 (bookworm) does not; say it either way.
         tls = {"ssl": True, "ssl_ca_certs": self.tls["ca.crt"], "ssl_check_hostname": False} if self.tls else {}
-        return redis.Redis(host="127.0.0.1", port=port, password=self.password, socket_timeout=5, **tls)
+        return redis.Redis(host="127.0.0.1", port=port, password=self.password, socket_timeout=timeout, **tls)
 
     @property
     def url(self):
