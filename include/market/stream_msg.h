@@ -202,14 +202,19 @@ typedef enum {
  * or the message left it out. */
 int smsg__msg_number(const smsg_msg *m, smsg_field f, double *out);
 /* Inline for a value the parse kept (SMSG_OPT_NUMBERS): the candles read
- * three per trade, and the call cost more than the read. */
+ * three per trade, and the call cost more than the read. The call writes a
+ * local of its own: given `out`, it would hold the caller's variable in
+ * memory on the common path too. */
 static inline int smsg_msg_number(const smsg_msg *m, smsg_field f, double *out) {
   int i = SMSG_FIELD_INDEX(f);
   if ((m->num_set >> i & 1) && (int)f >> 8 == (int)m->kind) {
     *out = m->num[i];
     return 0;
   }
-  return smsg__msg_number(m, f, out);
+  double v;
+  int r = smsg__msg_number(m, f, &v);
+  if (r == 0) *out = v;
+  return r;
 }
 /* Its time "t" in nanoseconds since 1970 (UTC): 0 or -ENOENT. Inline for
  * the fast tiers' messages (the candles read it per trade). */

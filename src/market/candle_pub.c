@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "base/fmt_num.h"
+#include "base/inline.h"
 #include "market/candle_store.h"
 
 struct candle_pub {
@@ -220,9 +221,9 @@ void candle_pub_get_stats(const candle_pub *c, candle_pub_stats *out) { *out = c
 /* The numbers of the message as the parser read them (smsg_msg_number, by
  * field constant): the encoded payload is not searched, the time was
  * converted while it was checked. */
-static bool num(const smsg_msg *m, smsg_field f, double *out) { return smsg_msg_number(m, f, out) == 0; }
+static TD_HOT_INLINE bool num(const smsg_msg *m, smsg_field f, double *out) { return smsg_msg_number(m, f, out) == 0; }
 
-static bool int_num(const smsg_msg *m, smsg_field f, int64_t *out) {
+static TD_HOT_INLINE bool int_num(const smsg_msg *m, smsg_field f, int64_t *out) {
   double v;
   if (!num(m, f, &v)) return false;
   *out = (int64_t)v;

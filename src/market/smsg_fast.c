@@ -73,7 +73,7 @@ static void fast_note_value(const fast_out *out, fast_item *fi, int i, const fie
 /* Checks a time (smsg_time_valid's rules) and keeps "t" converted for
  * smsg_msg_time: every reader of the message's time (the candles, per
  * trade) gets an integer, with no second pass over the text. */
-static bool fast_time(fast_item *fi, const field_spec *f, const char *s, size_t n) {
+static TD_HOT_INLINE bool fast_time(fast_item *fi, const field_spec *f, const char *s, size_t n) {
   int64_t sec;
   uint32_t nsec;
   if (smsg__time_parse(s, n, &sec, &nsec) != 0) return false;
@@ -478,7 +478,7 @@ static const char *compact_key(const compact_lit *c, const char *p, const char *
 }
 
 /* '"', plain bytes, '"' from p: the byte after the closing quote, or NULL. */
-static const char *compact_string(const char *p, const char *e, size_t max) {
+static TD_HOT_INLINE const char *compact_string(const char *p, const char *e, size_t max) {
   if (p == e || *p != '"') return NULL;
   const char *s = ++p;
   while (p < e && smsg__plain[(unsigned char)*p]) p++;
@@ -551,7 +551,7 @@ static const char *compact_codes(const char *p, const char *e) {
 
 /* A quoted symbol: what compact_string then smsg_symbol_valid accept, as
  * symbol bytes are plain. */
-static const char *compact_symbol(const char *p, const char *e) {
+static TD_HOT_INLINE const char *compact_symbol(const char *p, const char *e) {
   if (p == e || *p != '"') return NULL;
   const char *s = ++p;
   while (p < e && smsg__symbol_byte[(unsigned char)*p]) p++;
@@ -561,7 +561,7 @@ static const char *compact_symbol(const char *p, const char *e) {
 
 /* A quoted RFC 3339 time. The bytes smsg_time_valid accepts are all plain,
  * so it alone decides once the closing quote is found within its limit. */
-static const char *compact_time(fast_item *fi, const field_spec *f, const char *p, const char *e) {
+static TD_HOT_INLINE const char *compact_time(fast_item *fi, const field_spec *f, const char *p, const char *e) {
   if (p == e || *p != '"') return NULL;
   size_t room = (size_t)(e - p - 1);
   const char *q = memchr(p + 1, '"', room < SMSG_TIME_MAX + 1 ? room : SMSG_TIME_MAX + 1);
