@@ -126,7 +126,7 @@ fi
   echo "| candles on | $MON (runs: ${ON[*]}) |"
   echo "| candles off | $MOFF (runs: ${OFF[*]}) |"
   echo ""
-  echo "The medians above: on costs ${PCT} % more than off. Each \"on\" over the \"off\" measured right after it: **candles cost ${PAIR_MED} % more CPU per trade** (median of $PAIR_N pairs; 95 % interval ${PAIR_LOW} to ${PAIR_HIGH} %, bench/pair_stats.py). Goal ≤ ${GOAL_PCT} %: **$PAIR_VERDICT**$(case "$PAIR_VERDICT" in "at the goal") echo " (the interval holds it: more runs, BENCH_RUNS, would tell)" ;; "too few pairs") echo " (BENCH_RUNS of 6 or more give an interval)" ;; esac)."
+  echo "The medians above: on costs ${PCT} % more than off. Each \"on\" over the \"off\" measured $([ "$PAIRED" = 1 ] && echo "at the same time" || echo "right after it"): **candles cost ${PAIR_MED} % more CPU per trade** (median of $PAIR_N pairs; 95 % interval ${PAIR_LOW} to ${PAIR_HIGH} %, bench/pair_stats.py). Goal ≤ ${GOAL_PCT} %: **$PAIR_VERDICT**$(case "$PAIR_VERDICT" in "at the goal") echo " (the interval holds it: more runs, BENCH_RUNS, would tell)" ;; "too few pairs") echo " (BENCH_RUNS of 6 or more give an interval)" ;; esac)."
   echo ""
   echo "Instructions (bench/candle_callgrind.sh, 3,000 trades/s over 30 symbols: the same trades per symbol per second):"
   echo ""
